@@ -33,7 +33,10 @@ NVCCFLAGS   ?= -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a \
 
 FIXTURES     = glm45-air-tiny glm45-tiny glm45v-tiny
 
-.PHONY: all test unit-test reference-check loader-check bench bench-tokenizer \
+MODEL       ?= t/fixtures/glm45-air-tiny
+PROMPT      ?= [gMASK]<sop><|user|>\nHello, who are you?<|assistant|>
+
+.PHONY: all run test unit-test reference-check loader-check bench bench-tokenizer \
         fixtures clean cuda test-gpu
 all: build/glm-engine $(if $(filter 1,$(CUDA)),cuda)
 
@@ -65,6 +68,11 @@ build/kernels/%.o: kernels/%.cu $(wildcard kernels/*.cuh)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -Ikernels -Iengine -c -o $@ $<
 
+# Until the HTTP server lands (nginx module + engine serve), `make run`
+# generates from MODEL on the CPU backend, the embedded tiny checkpoint by default.
+run: build/glm-engine
+	build/glm-engine generate --model $(MODEL) --prompt "$$(printf '$(PROMPT)')" --max-tokens 32
+
 test: build/glm-engine build/asan/glm-engine $(UNIT_BINS) build/t/reference_check \
       $(if $(filter 1,$(CUDA)),cuda)
 	@sh t/run_tests.sh
@@ -72,8 +80,10 @@ test: build/glm-engine build/asan/glm-engine $(UNIT_BINS) build/t/reference_chec
 unit-test: $(UNIT_BINS)
 	@for t in $(UNIT_BINS); do $$t || exit 1; done
 
-reference-check: build/t/reference_check
-	@build/t/reference_check $(addprefix t/fixtures/,$(FIXTURES))
+reference-check: build/t/reference_check build/asan/t/test_tokenizer
+	@build/t/reference_check $(addprefix t/fixtures/,$(FIXTURES)) >build/ref.out; rc=$$?; \
+	  build/asan/t/test_tokenizer t/fixtures/tokenizer >build/tok.out; rc2=$$?; \
+	  grep '^REF ' build/ref.out; grep '^TOK ' build/tok.out; [ $$rc -eq 0 ] && [ $$rc2 -eq 0 ]
 
 loader-check: build/asan/glm-engine
 	@sh t/loader_errors.sh build/asan/glm-engine

@@ -113,6 +113,20 @@ glm_sample(const float *logits, int n, const glm_sampling *p, glm_rng *rng,
             sum += expf(prob[idx[i]] - mx);
         }
     }
+    if (p->min_p > 0.0f) {
+        /* keep tokens whose probability is at least min_p times the top one's;
+         * exp(l - mx) is that ratio already */
+        for (i = 1; i < keep; i++) {
+            if (expf(prob[idx[i]] - mx) < p->min_p) {
+                keep = i;
+                break;
+            }
+        }
+        sum = 0.0f;
+        for (i = 0; i < keep; i++) {
+            sum += expf(prob[idx[i]] - mx);
+        }
+    }
     u = glm_rng_uniform(rng) * sum;
     cum = 0.0f;
     for (i = 0; i < keep; i++) {

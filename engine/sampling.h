@@ -3,7 +3,7 @@
  *
  * temperature 0 is greedy (argmax; the lowest id wins a tie, as torch.argmax).
  * Otherwise the warpers run in transformers' order, temperature, then top-k,
- * then top-p, and a token is drawn with the request's own seeded generator,
+ * then top-p, then min-p, and a token is drawn with the request's own seeded generator,
  * so a seed reproduces a completion exactly on the same engine build.
  */
 #ifndef GLM_SAMPLING_H
@@ -15,6 +15,7 @@ typedef struct {
     float     temperature;     /* 0: greedy */
     int       top_k;           /* 0: off */
     float     top_p;           /* 1: off */
+    float     min_p;           /* 0: off; relative to the top token's prob */
 } glm_sampling;
 
 typedef struct {

@@ -1,0 +1,321 @@
+/*
+ * main.c: the glm-engine command line.
+ *
+ *   glm-engine generate --model DIR --prompt TEXT [--max-tokens N]
+ *                       [--temperature T] [--top-k K] [--top-p P] [--seed S]
+ *   glm-engine inspect  --model DIR
+ *   glm-engine tokenize --model DIR --text TEXT [--decode]
+ *   glm-engine bench-tokenizer --model DIR --corpus FILE [--seconds S]
+ *
+ * Errors go to stderr as one line "glm-engine: error: ..." and exit 1; usage
+ * mistakes exit 2.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "backend.h"
+#include "model.h"
+#include "sampling.h"
+#include "session.h"
+#include "tokenizer.h"
+
+static void
+glm_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: glm-engine COMMAND [options]\n"
+        "\n"
+        "commands:\n"
+        "  generate --model DIR --prompt TEXT   continue TEXT with the model (CPU backend)\n"
+        "           [--max-tokens N] (default 32)\n"
+        "           [--temperature T --top-k K --top-p P --seed S] (default: greedy)\n"
+        "           [--threads N] [--skip-special-tokens]\n"
+        "  inspect  --model DIR                 check a checkpoint and describe it\n"
+        "  tokenize --model DIR --text TEXT     print token ids (--text - reads stdin)\n"
+        "           [--decode]\n"
+        "  bench-tokenizer --model DIR --corpus FILE [--seconds S]\n");
+}
+
+static int
+glm_fail(const glm_err *err)
+{
+    fprintf(stderr, "glm-engine: error: %s\n", err->msg);
+    return 1;
+}
+
+static int
+glm_arg_long(const char *opt, const char *s, long lo, long hi, long *out)
+{
+    char *end;
+
+    errno = 0;
+    *out = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || *out < lo || *out > hi) {
+        fprintf(stderr, "glm-engine: %s wants an integer in [%ld, %ld], got '%s'\n",
+                opt, lo, hi, s);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+glm_arg_float(const char *opt, const char *s, double lo, double hi, float *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "glm-engine: %s wants a number in [%g, %g], got '%s'\n",
+                opt, lo, hi, s);
+        return -1;
+    }
+    *out = (float) v;
+    return 0;
+}
+
+static int
+glm_cmd_inspect(int argc, char **argv)
+{
+    const char *dir = NULL;
+    glm_backend *be;
+    glm_model *m;
+    glm_err err;
+    char desc[1024];
+    int i;
+
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) {
+            dir = argv[++i];
+        } else {
+            glm_usage(stderr);
+            return 2;
+        }
+    }
+    if (dir == NULL) {
+        glm_usage(stderr);
+        return 2;
+    }
+    be = glm_backend_cpu_create(1);
+    if (be == NULL) {
+        fprintf(stderr, "glm-engine: error: out of memory\n");
+        return 1;
+    }
+    m = glm_model_load(dir, be, &err);
+    if (m == NULL) {
+        be->destroy(be);
+        return glm_fail(&err);
+    }
+    glm_config_describe(&m->cfg, desc, sizeof(desc));
+    printf("%s\n", desc);
+    printf("tensors: %zu (%d MTP tensors skipped, %d vision tensors not run yet)\n",
+           glm_checkpoint_count(m->ck), m->skipped_mtp, m->skipped_vision);
+    glm_model_free(m);
+    be->destroy(be);
+    return 0;
+}
+
+static int
+glm_is_eos(const glm_config *c, int32_t id)
+{
+    int i;
+
+    for (i = 0; i < c->n_eos; i++) {
+        if (c->eos_ids[i] == id) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int
+glm_cmd_generate(int argc, char **argv)
+{
+    const char *dir = NULL, *prompt = NULL;
+    long max_tokens = 32, threads = 0, seed = 0, top_k = 0;
+    float temperature = 0.0f, top_p = 1.0f;
+    int skip_special = 0, i, rc = 1, n_out = 0;
+    glm_backend *be = NULL;
+    glm_model *m = NULL;
+    glm_tokenizer *tok = NULL;
+    glm_tokenizer_ids ids = { 0 };
+    glm_tokenizer_buf text = { 0 };
+    glm_session s;
+    glm_sampling sp;
+    glm_rng rng;
+    glm_detok dt;
+    glm_err err;
+    char path[PATH_MAX];
+    float *logits = NULL, *prob = NULL;
+    int32_t *idx = NULL, next;
+    double t0, t1, t2;
+
+    memset(&s, 0, sizeof(s));
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--skip-special-tokens") == 0) {
+            skip_special = 1;
+            continue;
+        }
+        if (v == NULL) {
+            glm_usage(stderr);
+            return 2;
+        }
+        i++;
+        if (strcmp(a, "--model") == 0) {
+            dir = v;
+        } else if (strcmp(a, "--prompt") == 0) {
+            prompt = v;
+        } else if (strcmp(a, "--max-tokens") == 0) {
+            if (glm_arg_long(a, v, 1, 1 << 20, &max_tokens) != 0) return 2;
+        } else if (strcmp(a, "--threads") == 0) {
+            if (glm_arg_long(a, v, 0, 1024, &threads) != 0) return 2;
+        } else if (strcmp(a, "--seed") == 0) {
+            if (glm_arg_long(a, v, 0, LONG_MAX, &seed) != 0) return 2;
+        } else if (strcmp(a, "--top-k") == 0) {
+            if (glm_arg_long(a, v, 0, INT_MAX, &top_k) != 0) return 2;
+        } else if (strcmp(a, "--temperature") == 0) {
+            if (glm_arg_float(a, v, 0.0, 100.0, &temperature) != 0) return 2;
+        } else if (strcmp(a, "--top-p") == 0) {
+            if (glm_arg_float(a, v, 1e-6, 1.0, &top_p) != 0) return 2;
+        } else {
+            fprintf(stderr, "glm-engine: unknown option %s\n", a);
+            glm_usage(stderr);
+            return 2;
+        }
+    }
+    if (dir == NULL || prompt == NULL) {
+        glm_usage(stderr);
+        return 2;
+    }
+    sp = (glm_sampling) { temperature, (int) top_k, top_p, 0.0f };
+    glm_rng_seed(&rng, (uint64_t) seed);
+
+    t0 = glm_now_seconds();
+    be = glm_backend_cpu_create((int) threads);
+    if (be == NULL) {
+        glm_errf(&err, "cannot start the CPU backend");
+        goto fail;
+    }
+    m = glm_model_load(dir, be, &err);
+    if (m == NULL) {
+        goto fail;
+    }
+    if (glm_path_join(path, sizeof(path), dir, "tokenizer.json") != 0) {
+        glm_errf(&err, "%s: path too long", dir);
+        goto fail;
+    }
+    tok = glm_tokenizer_load(path, &err);
+    if (tok == NULL) {
+        goto fail;
+    }
+    if (glm_tokenizer_encode(tok, NULL, prompt, strlen(prompt), &ids, &err) != 0) {
+        glm_err_prefix(&err, "prompt");
+        goto fail;
+    }
+    if (ids.len == 0) {
+        glm_errf(&err, "the prompt is empty: give at least one token of text");
+        goto fail;
+    }
+    if ((long) ids.len + max_tokens > m->cfg.max_position_embeddings) {
+        glm_errf(&err, "prompt (%zu tokens) + --max-tokens %ld exceeds the model's"
+                 " max_position_embeddings %d", ids.len, max_tokens,
+                 m->cfg.max_position_embeddings);
+        goto fail;
+    }
+    if (glm_session_init(&s, m, (int) ids.len + (int) max_tokens, 16, &err) != 0) {
+        goto fail;
+    }
+    logits = malloc((size_t) m->cfg.vocab_size * sizeof(float));
+    prob = malloc((size_t) m->cfg.vocab_size * sizeof(float));
+    idx = malloc((size_t) m->cfg.vocab_size * sizeof(int32_t));
+    if (logits == NULL || prob == NULL || idx == NULL) {
+        glm_errf(&err, "out of memory");
+        goto fail;
+    }
+
+    t1 = glm_now_seconds();
+    if (glm_session_feed(&s, ids.ids, (int) ids.len, 512, logits, 0, &err) != 0) {
+        goto fail;
+    }
+    glm_detok_init(&dt, tok, skip_special);
+    for (n_out = 0; n_out < max_tokens; n_out++) {
+        next = glm_sample(logits, m->cfg.vocab_size, &sp, &rng, prob, idx);
+        text.len = 0;
+        if (glm_detok_push(&dt, next, &text, &err) != 0) {
+            goto fail;
+        }
+        fwrite(text.data, 1, text.len, stdout);
+        fflush(stdout);
+        if (glm_is_eos(&m->cfg, next)) {
+            n_out++;
+            break;
+        }
+        if (n_out + 1 < max_tokens
+            && glm_session_feed(&s, &next, 1, 0, logits, 0, &err) != 0)
+        {
+            goto fail;
+        }
+    }
+    text.len = 0;
+    if (glm_detok_flush(&dt, &text, &err) != 0) {
+        goto fail;
+    }
+    fwrite(text.data, 1, text.len, stdout);
+    printf("\n");
+    t2 = glm_now_seconds();
+    fprintf(stderr, "glm-engine: %zu prompt tokens, %d generated; load %.3f s,"
+            " generation %.3f s (%.1f tokens/s, %s backend)\n", ids.len, n_out,
+            t1 - t0, t2 - t1, n_out / (t2 - t1 > 0 ? t2 - t1 : 1e-9), be->name);
+    rc = 0;
+    goto done;
+
+fail:
+    rc = glm_fail(&err);
+done:
+    free(logits);
+    free(prob);
+    free(idx);
+    glm_session_free(&s);
+    glm_tokenizer_ids_free(&ids);
+    glm_tokenizer_buf_free(&text);
+    glm_tokenizer_free(tok);
+    glm_model_free(m);
+    if (be != NULL) {
+        be->destroy(be);
+    }
+    return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc < 2) {
+        glm_usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "generate") == 0) {
+        return glm_cmd_generate(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "inspect") == 0) {
+        return glm_cmd_inspect(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "tokenize") == 0) {
+        return glm_cmd_tokenize(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "bench-tokenizer") == 0) {
+        return glm_cmd_bench_tokenizer(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0
+        || strcmp(argv[1], "-h") == 0)
+    {
+        glm_usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "glm-engine: unknown command '%s'\n", argv[1]);
+    glm_usage(stderr);
+    return 2;
+}

@@ -1,0 +1,35 @@
+#!/bin/sh
+# run_tests.sh: everything `make test` runs, after make has built it.  Each
+# suite prints its own details; this prints one summary line per suite and a
+# final "N passed, N failed".
+set -u
+cd "$(dirname "$0")/.."
+FIXTURES="t/fixtures/glm45-air-tiny t/fixtures/glm45-tiny t/fixtures/glm45v-tiny"
+PYTHON=${PYTHON:-python3}
+pass=0
+fail=0
+failed_suites=""
+
+suite() {
+    name=$1; shift
+    echo "=== $name"
+    if "$@"; then
+        pass=$((pass + 1))
+    else
+        fail=$((fail + 1))
+        failed_suites="$failed_suites $name"
+    fi
+}
+
+for t in build/asan/t/test_*; do
+    [ -x "$t" ] || continue
+    suite "$(basename "$t")" "$t"
+done
+suite reference-check build/t/reference_check $FIXTURES
+suite generate-check "$PYTHON" t/generate_check.py build/glm-engine $FIXTURES
+suite loader-errors sh t/loader_errors.sh build/asan/glm-engine
+
+echo
+[ -n "$failed_suites" ] && echo "failed suites:$failed_suites"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
