@@ -36,9 +36,9 @@ FIXTURES     = glm45-air-tiny glm45-tiny glm45v-tiny
 MODEL       ?= t/fixtures/glm45-air-tiny
 PROMPT      ?= [gMASK]<sop><|user|>\nHello, who are you?<|assistant|>
 
-.PHONY: all run test unit-test reference-check loader-check bench bench-tokenizer \
+.PHONY: module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer \
         fixtures clean cuda test-gpu
-all: build/glm-engine $(if $(filter 1,$(CUDA)),cuda)
+all: build/glm-engine build/glm-bench $(NGX_MODULE) $(if $(filter 1,$(CUDA)),cuda)
 
 build/%.o: %.c $(ENGINE_HDRS)
 	@mkdir -p $(dir $@)
@@ -62,6 +62,52 @@ build/t/%: t/unit/%.c $(ENGINE_OBJS) $(ENGINE_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(ENGINE_OBJS) $(LDLIBS)
 
+# the nginx module, built against Debian's nginx-dev (NGINX.md section 1.2)
+NGX_BUILD   = build/nginx
+NGX_MODULE  = $(NGX_BUILD)/ngx_http_glm_module.so
+MODULE_DEPS = config engine/ring.h $(wildcard ngx_glm_module/*.c ngx_glm_module/*.h)
+
+module: $(NGX_MODULE)
+
+$(NGX_MODULE): $(MODULE_DEPS)
+	@ngx_glm_module/build.sh $(NGX_BUILD) >/dev/null
+
+# the fake engine: the module's tests without a model (stall, die, flood...)
+build/fake_engine: t/fake_engine.c engine/ring.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SANITIZE) -o $@ $< -lyajl
+
+# test_http_check.c #includes the nginx-free module file
+build/asan/t/test_http_check: ngx_glm_module/glm_http_check.c ngx_glm_module/glm_http_check.h
+
+# prove suites through Debian's nginx: with the fake engine, then the real one
+http-test: $(NGX_MODULE) build/fake_engine build/asan/glm-engine
+	prove t/
+	GLM_TEST_ENGINE="$(CURDIR)/build/asan/glm-engine serve --model $(CURDIR)/t/fixtures/glm45-air-tiny --socket %SOCKET%" prove t/
+
+http-test-asan: build/fake_engine
+	@NGX_GLM_CC_OPT="-g -O1 -fPIC $(SANITIZE)" NGX_GLM_LD_OPT="-fPIC -fsanitize=address,undefined" \
+	    ngx_glm_module/build.sh build/nginx-asan >/dev/null
+	GLM_TEST_MODULE=$(CURDIR)/build/nginx-asan/ngx_http_glm_module.so \
+	GLM_TEST_NGINX_PRELOAD=$$($(CC) -print-file-name=libasan.so) prove t/
+
+# glm-bench: the serving load generator; links only the engine objects it uses
+BENCH_SRCS   = $(wildcard bench/*.c)
+BENCH_HDRS   = $(wildcard bench/*.h)
+BENCH_OBJS   = $(BENCH_SRCS:%.c=build/%.o)
+BENCH_ENGINE = build/engine/tokenizer.o build/engine/util.o build/engine/strbuf.o \
+               build/engine/sampling.o
+
+build/bench/%.o: bench/%.c $(BENCH_HDRS) $(ENGINE_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+build/glm-bench: $(BENCH_OBJS) $(BENCH_ENGINE)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# test_bench_stats compiles the bench sources in: rebuild it when they change
+build/asan/t/test_bench_stats: $(BENCH_SRCS) $(BENCH_HDRS)
+
 # CUDA: compiled wherever nvcc exists, so kernels never rot on CPU-only machines.
 cuda: $(CUDA_OBJS)
 build/kernels/%.o: kernels/%.cu $(wildcard kernels/*.cuh)
@@ -73,7 +119,8 @@ build/kernels/%.o: kernels/%.cu $(wildcard kernels/*.cuh)
 run: build/glm-engine
 	build/glm-engine generate --model $(MODEL) --prompt "$$(printf '$(PROMPT)')" --max-tokens 32
 
-test: build/glm-engine build/asan/glm-engine $(UNIT_BINS) build/t/reference_check \
+test: build/glm-engine build/glm-bench build/asan/glm-engine $(NGX_MODULE) build/fake_engine $(UNIT_BINS) build/t/reference_check \
+      build/t/ring_client \
       $(if $(filter 1,$(CUDA)),cuda)
 	@sh t/run_tests.sh
 

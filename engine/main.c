@@ -1,9 +1,12 @@
 /*
  * main.c: the glm-engine command line.
  *
+ *   glm-engine serve    --model DIR --socket PATH [vLLM-style options]
+ *   glm-engine bench    --model DIR [--input-len N --output-len N ...]
  *   glm-engine generate --model DIR --prompt TEXT [--max-tokens N]
  *                       [--temperature T] [--top-k K] [--top-p P] [--seed S]
  *   glm-engine inspect  --model DIR
+ *   glm-engine render-template --model DIR --request JSON
  *   glm-engine tokenize --model DIR --text TEXT [--decode]
  *   glm-engine bench-tokenizer --model DIR --corpus FILE [--seconds S]
  *
@@ -16,8 +19,10 @@
 #include <stdlib.h>
 
 #include "backend.h"
+#include "chat_template.h"
 #include "model.h"
 #include "sampling.h"
+#include "server.h"
 #include "session.h"
 #include "tokenizer.h"
 
@@ -28,15 +33,22 @@ glm_usage(FILE *f)
         "usage: glm-engine COMMAND [options]\n"
         "\n"
         "commands:\n"
+        "  serve    --model DIR --socket PATH   the engine behind ngx_glm_module\n"
+        "           (serve --help lists its options)\n"
+        "  bench    --model DIR                 offline throughput (no HTTP)\n"
         "  generate --model DIR --prompt TEXT   continue TEXT with the model (CPU backend)\n"
         "           [--max-tokens N] (default 32)\n"
         "           [--temperature T --top-k K --top-p P --seed S] (default: greedy)\n"
         "           [--threads N] [--skip-special-tokens]\n"
         "  inspect  --model DIR                 check a checkpoint and describe it\n"
+        "  render-template --model DIR|--template FILE --request JSON\n"
+        "                                       the prompt a chat request renders to, and its ids\n"
         "  tokenize --model DIR --text TEXT     print token ids (--text - reads stdin)\n"
         "           [--decode]\n"
         "  bench-tokenizer --model DIR --corpus FILE [--seconds S]\n");
 }
+
+int glm_cmd_bench(int argc, char **argv);
 
 static int
 glm_fail(const glm_err *err)
@@ -299,6 +311,15 @@ main(int argc, char **argv)
     }
     if (strcmp(argv[1], "generate") == 0) {
         return glm_cmd_generate(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "serve") == 0) {
+        return glm_cmd_serve(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "bench") == 0) {
+        return glm_cmd_bench(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "render-template") == 0) {
+        return glm_cmd_render_template(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "inspect") == 0) {
         return glm_cmd_inspect(argc - 1, argv + 1);

@@ -28,6 +28,12 @@ done
 suite reference-check build/t/reference_check $FIXTURES
 suite generate-check "$PYTHON" t/generate_check.py build/glm-engine $FIXTURES
 suite loader-errors sh t/loader_errors.sh build/asan/glm-engine
+suite http-fake-engine prove t/
+suite http-real-engine env \
+    GLM_TEST_ENGINE="$PWD/build/asan/glm-engine serve --model $PWD/t/fixtures/glm45-air-tiny --socket %SOCKET%" \
+    prove t/
+suite engine-check "$PYTHON" t/engine_check.py build/asan/glm-engine build/t/ring_client \
+    t/fixtures/glm45-air-tiny
 
 echo
 [ -n "$failed_suites" ] && echo "failed suites:$failed_suites"

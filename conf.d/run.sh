@@ -1,0 +1,65 @@
+#!/bin/sh
+# run.sh: what `make run` does.  Installs what is missing (as root; otherwise
+# prints the command), builds, and serves MODEL through nginx on
+# 127.0.0.1:$PORT in the foreground.  Ctrl-C stops nginx and the engine.
+#
+#   MODEL   checkpoint directory (default: the embedded tiny random-weight
+#           checkpoint t/fixtures/glm45-air-tiny, which answers noise)
+#   PORT    listen port (default 8080)
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PORT=${PORT:-8080}
+MODEL=${MODEL:-$ROOT/t/fixtures/glm45-air-tiny}
+NAME=${SERVED_NAME:-$(basename "$MODEL")}
+RUN=$ROOT/build/run
+
+need=""
+for p in nginx nginx-dev libyajl-dev libpcre2-dev build-essential pkg-config; do
+    dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
+done
+if [ -n "$need" ]; then
+    if [ "$(id -u)" -eq 0 ]; then
+        echo "run: installing$need"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$need >/dev/null
+    else
+        echo "run: missing packages; run:  sudo apt-get install -y$need" >&2
+        exit 1
+    fi
+fi
+
+make -C "$ROOT" -s all module
+
+mkdir -p "$RUN/logs" "$RUN/tmp"
+SOCK=$RUN/engine.sock
+if [ "$(id -u)" -eq 0 ]; then
+    # nginx workers drop to nobody:nogroup; the socket admits that group only
+    USER_LINE="user nobody nogroup;"
+    GROUP_OPT="--socket-group nogroup"
+else
+    USER_LINE=""
+    GROUP_OPT=""
+fi
+sed -e "s|@PORT@|$PORT|g" -e "s|@SOCK@|$SOCK|g" -e "s|@RUN@|$RUN|g" \
+    -e "s|@MODULE@|$ROOT/build/nginx/ngx_http_glm_module.so|g" \
+    -e "s|@USER@|$USER_LINE|g" "$ROOT/conf.d/run.conf.in" >"$RUN/nginx.conf"
+
+"$ROOT/build/glm-engine" serve --model "$MODEL" --socket "$SOCK" \
+    --served-model-name "$NAME" $GROUP_OPT &
+ENGINE=$!
+i=0
+while [ ! -S "$SOCK" ] && [ $i -lt 600 ]; do
+    if ! kill -0 $ENGINE 2>/dev/null; then echo "run: the engine did not start" >&2; exit 1; fi
+    sleep 0.1; i=$((i + 1))
+done
+/usr/sbin/nginx -p "$RUN" -c "$RUN/nginx.conf" -e "$RUN/logs/error.log" &
+NGINX=$!
+trap 'kill $NGINX $ENGINE 2>/dev/null; wait $NGINX $ENGINE 2>/dev/null; exit 0' INT TERM
+sleep 0.5
+cat <<MSG
+
+ngx_glm: serving '$NAME' on http://127.0.0.1:$PORT  (Ctrl-C stops)
+  curl -N localhost:$PORT/v1/chat/completions -H 'Content-Type: application/json' \\
+    -d '{"messages":[{"role":"user","content":"hi"}],"stream":true}'
+MSG
+wait $NGINX $ENGINE

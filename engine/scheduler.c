@@ -1,0 +1,496 @@
+/*
+ * scheduler.c: see scheduler.h.
+ */
+#include "scheduler.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int
+glm_sched_blocks_for(const glm_sched *s, int n_tokens)
+{
+    return (n_tokens + s->block_size - 1) / s->block_size;
+}
+
+int
+glm_sched_total_blocks(const glm_sched *s)
+{
+    return s->kv.n_blocks;
+}
+
+int
+glm_sched_init(glm_sched *s, glm_model *m, int n_blocks, int block_size,
+    int max_num_seqs, int max_batched_tokens, glm_err *err)
+{
+    int i, T = max_batched_tokens, V = m->cfg.vocab_size;
+
+    memset(s, 0, sizeof(*s));
+    s->m = m;
+    s->block_size = block_size;
+    s->max_num_seqs = max_num_seqs;
+    s->max_batched_tokens = max_batched_tokens;
+    if (glm_kv_pool_init(&s->kv, m, n_blocks, block_size, err) != 0) {
+        return -1;
+    }
+    s->free_blocks = malloc((size_t) n_blocks * sizeof(int32_t));
+    s->running = calloc((size_t) max_num_seqs, sizeof(glm_seq *));
+    s->ids = malloc((size_t) T * sizeof(int32_t));
+    s->pos3 = malloc((size_t) T * 3 * sizeof(int32_t));
+    s->kv_pos = malloc((size_t) T * sizeof(int32_t));
+    s->seq_of = malloc((size_t) T * sizeof(int32_t));
+    s->rows = malloc((size_t) T * sizeof(int32_t));
+    s->seq_blocks = malloc((size_t) max_num_seqs * sizeof(glm_seq_blocks));
+    s->step_seqs = malloc((size_t) max_num_seqs * sizeof(glm_seq *));
+    s->step_chunk = malloc((size_t) max_num_seqs * sizeof(int));
+    s->logits = malloc((size_t) max_num_seqs * V * sizeof(float));
+    s->prob = malloc((size_t) V * sizeof(float));
+    s->idx = malloc((size_t) V * sizeof(int32_t));
+    s->counts = calloc((size_t) V, sizeof(int32_t));
+    if (s->free_blocks == NULL || s->running == NULL || s->ids == NULL
+        || s->pos3 == NULL || s->kv_pos == NULL || s->seq_of == NULL
+        || s->rows == NULL || s->seq_blocks == NULL || s->step_seqs == NULL
+        || s->step_chunk == NULL || s->logits == NULL || s->prob == NULL
+        || s->idx == NULL || s->counts == NULL)
+    {
+        glm_sched_free(s);
+        return glm_errf(err, "out of memory sizing the scheduler for %d sequences"
+                        " and %d tokens per step", max_num_seqs, max_batched_tokens);
+    }
+    for (i = 0; i < n_blocks; i++) {
+        s->free_blocks[i] = n_blocks - 1 - i;
+    }
+    s->n_free = n_blocks;
+    return 0;
+}
+
+void
+glm_sched_free(glm_sched *s)
+{
+    if (s->m != NULL && s->kv.k != NULL) {
+        glm_kv_pool_free(&s->kv, s->m);
+    }
+    free(s->free_blocks); free(s->running); free(s->ids); free(s->pos3);
+    free(s->kv_pos); free(s->seq_of); free(s->rows); free(s->seq_blocks);
+    free(s->step_seqs); free(s->step_chunk); free(s->logits); free(s->prob);
+    free(s->idx); free(s->counts);
+    memset(s, 0, sizeof(*s));
+}
+
+glm_seq *
+glm_seq_new(const int32_t *prompt, int n, const glm_seq_params *p, uint64_t seed,
+    void *owner, int index)
+{
+    glm_seq *seq = calloc(1, sizeof(*seq));
+
+    if (seq == NULL) {
+        free(p->logit_bias);
+        free(p->banned);
+        return NULL;
+    }
+    seq->params = *p;
+    seq->cap = n + 16;
+    seq->tokens = malloc((size_t) seq->cap * sizeof(int32_t));
+    if (seq->tokens == NULL) {
+        glm_seq_free(seq);
+        return NULL;
+    }
+    memcpy(seq->tokens, prompt, (size_t) n * sizeof(int32_t));
+    seq->n_tokens = seq->n_prompt = n;
+    seq->params = *p;
+    seq->owner = owner;
+    seq->index = index;
+    glm_rng_seed(&seq->rng, seed);
+    return seq;
+}
+
+void
+glm_seq_free(glm_seq *seq)
+{
+    if (seq != NULL) {
+        free(seq->tokens);
+        free(seq->blocks);
+        free(seq->params.logit_bias);
+        free(seq->params.banned);
+        free(seq);
+    }
+}
+
+static void
+glm_release_blocks(glm_sched *s, glm_seq *seq)
+{
+    int i;
+
+    for (i = seq->n_blocks - 1; i >= 0; i--) {
+        s->free_blocks[s->n_free++] = seq->blocks[i];
+    }
+    seq->n_blocks = 0;
+    seq->n_cached = 0;
+}
+
+/* Grows the block table to hold n tokens; -1 when the pool is short. */
+static int
+glm_ensure_blocks(glm_sched *s, glm_seq *seq, int n)
+{
+    int need = glm_sched_blocks_for(s, n);
+
+    if (need - seq->n_blocks > s->n_free) {
+        return -1;
+    }
+    if (need > seq->blocks_cap) {
+        int cap = need + 8;
+        int32_t *b = realloc(seq->blocks, (size_t) cap * sizeof(int32_t));
+        if (b == NULL) {
+            return -1;
+        }
+        seq->blocks = b;
+        seq->blocks_cap = cap;
+    }
+    while (seq->n_blocks < need) {
+        seq->blocks[seq->n_blocks++] = s->free_blocks[--s->n_free];
+    }
+    return 0;
+}
+
+static void
+glm_wait_push_front(glm_sched *s, glm_seq *seq)
+{
+    seq->state = GLM_SEQ_WAITING;
+    seq->next_wait = s->wait_head;
+    s->wait_head = seq;
+    if (s->wait_tail == NULL) {
+        s->wait_tail = seq;
+    }
+    s->n_waiting++;
+}
+
+void
+glm_sched_add(glm_sched *s, glm_seq *seq)
+{
+    seq->state = GLM_SEQ_WAITING;
+    seq->next_wait = NULL;
+    if (s->wait_tail) {
+        s->wait_tail->next_wait = seq;
+    } else {
+        s->wait_head = seq;
+    }
+    s->wait_tail = seq;
+    s->n_waiting++;
+}
+
+static void
+glm_running_remove(glm_sched *s, glm_seq *seq)
+{
+    int i;
+
+    for (i = 0; i < s->n_running; i++) {
+        if (s->running[i] == seq) {
+            memmove(&s->running[i], &s->running[i + 1],
+                    (size_t) (s->n_running - i - 1) * sizeof(glm_seq *));
+            s->n_running--;
+            return;
+        }
+    }
+}
+
+void
+glm_sched_remove(glm_sched *s, glm_seq *seq)
+{
+    glm_seq **pp, *prev = NULL;
+
+    if (seq->state == GLM_SEQ_RUNNING) {
+        glm_running_remove(s, seq);
+    } else if (seq->state == GLM_SEQ_WAITING) {
+        for (pp = &s->wait_head; *pp != NULL; prev = *pp, pp = &(*pp)->next_wait) {
+            if (*pp == seq) {
+                *pp = seq->next_wait;
+                if (s->wait_tail == seq) {
+                    s->wait_tail = prev;
+                }
+                s->n_waiting--;
+                break;
+            }
+        }
+    }
+    glm_release_blocks(s, seq);
+    seq->state = GLM_SEQ_FINISHED;
+}
+
+/* Frees the most recently admitted running sequence other than `keep`. */
+static int
+glm_preempt_one(glm_sched *s, glm_seq *keep)
+{
+    glm_seq *victim = NULL;
+    int i;
+
+    for (i = 0; i < s->n_running; i++) {
+        if (s->running[i] != keep
+            && (victim == NULL || s->running[i]->admit_order > victim->admit_order))
+        {
+            victim = s->running[i];
+        }
+    }
+    if (victim == NULL) {
+        return -1;
+    }
+    glm_running_remove(s, victim);
+    glm_release_blocks(s, victim);
+    victim->n_preempted++;
+    s->preemptions++;
+    glm_wait_push_front(s, victim);
+    return 0;
+}
+
+int
+glm_sched_has_work(const glm_sched *s)
+{
+    int i;
+
+    if (s->wait_head != NULL) {
+        return 1;
+    }
+    for (i = 0; i < s->n_running; i++) {
+        if (!s->running[i]->paused) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* logits processors, then sampling: penalties, bias, min_tokens bans */
+static void
+glm_process_logits(glm_sched *s, glm_seq *seq, float *l)
+{
+    const glm_seq_params *p = &seq->params;
+    int V = s->m->cfg.vocab_size, i;
+    int n_out = seq->n_tokens - seq->n_prompt;
+
+    if (p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f) {
+        for (i = seq->n_prompt; i < seq->n_tokens; i++) {
+            s->counts[seq->tokens[i]]++;
+        }
+        for (i = seq->n_prompt; i < seq->n_tokens; i++) {
+            int32_t t = seq->tokens[i];
+            if (s->counts[t] > 0) {
+                l[t] -= p->frequency_penalty * (float) s->counts[t] + p->presence_penalty;
+                s->counts[t] = 0;
+            }
+        }
+    }
+    if (p->repetition_penalty > 0.0f && p->repetition_penalty != 1.0f) {
+        for (i = 0; i < seq->n_tokens; i++) {
+            int32_t t = seq->tokens[i];
+            if (s->counts[t] == 0) {
+                l[t] = l[t] > 0 ? l[t] / p->repetition_penalty : l[t] * p->repetition_penalty;
+                s->counts[t] = 1;
+            }
+        }
+        for (i = 0; i < seq->n_tokens; i++) {
+            s->counts[seq->tokens[i]] = 0;
+        }
+    }
+    for (i = 0; i < p->n_logit_bias; i++) {
+        if (p->logit_bias[i].id >= 0 && p->logit_bias[i].id < V) {
+            l[p->logit_bias[i].id] += p->logit_bias[i].bias;
+        }
+    }
+    if (n_out < p->min_tokens) {
+        for (i = 0; i < p->n_banned; i++) {
+            if (p->banned[i] >= 0 && p->banned[i] < V) {
+                l[p->banned[i]] = -INFINITY;
+            }
+        }
+    }
+}
+
+/* log-softmax value of id, and the top-n alternatives, from raw logits */
+static void
+glm_logprobs(glm_sched *s, const float *l, glm_sampled *out, int top_n)
+{
+    int V = s->m->cfg.vocab_size, i, k;
+    float mx = -INFINITY;
+    double sum = 0.0, lse;
+
+    for (i = 0; i < V; i++) {
+        mx = l[i] > mx ? l[i] : mx;
+    }
+    for (i = 0; i < V; i++) {
+        sum += exp((double) (l[i] - mx));
+    }
+    lse = (double) mx + log(sum);
+    out->logprob = (float) ((double) l[out->token] - lse);
+    if (top_n > 20) {
+        top_n = 20;
+    }
+    out->n_top = 0;
+    for (k = 0; k < top_n; k++) {
+        int best = -1;
+        for (i = 0; i < V; i++) {
+            int taken = 0, j;
+            for (j = 0; j < k; j++) {
+                taken |= out->top_ids[j] == i;
+            }
+            if (!taken && (best < 0 || l[i] > l[best])) {
+                best = i;
+            }
+        }
+        out->top_ids[k] = best;
+        out->top_logprobs[k] = (float) ((double) l[best] - lse);
+        out->n_top++;
+    }
+}
+
+static int
+glm_append_token(glm_seq *seq, int32_t t)
+{
+    if (seq->n_tokens == seq->cap) {
+        int cap = seq->cap * 2;
+        int32_t *p = realloc(seq->tokens, (size_t) cap * sizeof(int32_t));
+        if (p == NULL) {
+            return -1;
+        }
+        seq->tokens = p;
+        seq->cap = cap;
+    }
+    seq->tokens[seq->n_tokens++] = t;
+    return 0;
+}
+
+int
+glm_sched_step(glm_sched *s)
+{
+    int budget = s->max_batched_tokens, n_step = 0, T = 0, n_logits = 0, i, j;
+    int V = s->m->cfg.vocab_size;
+    glm_batch b;
+
+    /* 1. running sequences, oldest first */
+    for (i = 0; i < s->n_running && budget > 0; i++) {
+        glm_seq *seq = s->running[i];
+        int chunk;
+
+        if (seq->paused) {
+            continue;
+        }
+        chunk = seq->n_tokens - seq->n_cached;
+        chunk = chunk < budget ? chunk : budget;
+        while (glm_ensure_blocks(s, seq, seq->n_cached + chunk) != 0) {
+            if (glm_preempt_one(s, seq) != 0) {
+                /* alone and still short: wait for it to free by itself */
+                chunk = 0;
+                break;
+            }
+            /* the victim may have sat before us in the array */
+            for (j = 0; j < s->n_running; j++) {
+                if (s->running[j] == seq) {
+                    i = j;
+                }
+            }
+            for (j = 0; j < n_step; j++) {
+                if (s->step_seqs[j]->state != GLM_SEQ_RUNNING) {
+                    /* a preempted member of this step: drop it */
+                    budget += s->step_chunk[j];
+                    memmove(&s->step_seqs[j], &s->step_seqs[j + 1],
+                            (size_t) (n_step - j - 1) * sizeof(glm_seq *));
+                    memmove(&s->step_chunk[j], &s->step_chunk[j + 1],
+                            (size_t) (n_step - j - 1) * sizeof(int));
+                    n_step--;
+                    j--;
+                }
+            }
+        }
+        if (chunk > 0) {
+            s->step_seqs[n_step] = seq;
+            s->step_chunk[n_step++] = chunk;
+            budget -= chunk;
+        }
+    }
+
+    /* 2. admit waiting sequences in order while everything allows */
+    while (s->wait_head != NULL && s->n_running < s->max_num_seqs && budget > 0) {
+        glm_seq *seq = s->wait_head;
+        int chunk = seq->n_tokens - seq->n_cached;
+
+        chunk = chunk < budget ? chunk : budget;
+        if (glm_ensure_blocks(s, seq, seq->n_cached + chunk) != 0) {
+            break;
+        }
+        s->wait_head = seq->next_wait;
+        if (s->wait_head == NULL) {
+            s->wait_tail = NULL;
+        }
+        s->n_waiting--;
+        seq->state = GLM_SEQ_RUNNING;
+        seq->admit_order = ++s->admit_counter;
+        s->running[s->n_running++] = seq;
+        s->step_seqs[n_step] = seq;
+        s->step_chunk[n_step++] = chunk;
+        budget -= chunk;
+    }
+    if (n_step == 0) {
+        return 0;
+    }
+
+    /* 3. one batch: each sequence's tokens at their positions */
+    for (i = 0; i < n_step; i++) {
+        glm_seq *seq = s->step_seqs[i];
+        s->seq_blocks[i] = (glm_seq_blocks) { seq->blocks, seq->n_blocks };
+        for (j = 0; j < s->step_chunk[i]; j++) {
+            int p = seq->n_cached + j;
+            s->ids[T] = seq->tokens[p];
+            s->pos3[3 * T] = s->pos3[3 * T + 1] = s->pos3[3 * T + 2] = p;
+            s->kv_pos[T] = p;
+            s->seq_of[T] = i;
+            T++;
+        }
+        if (seq->n_cached + s->step_chunk[i] == seq->n_tokens) {
+            s->rows[n_logits++] = T - 1;
+        }
+    }
+    b.n_tokens = T;
+    b.ids = s->ids;
+    b.pos3 = s->pos3;
+    b.attn = (glm_attn_batch) { T, s->seq_of, s->kv_pos, s->seq_blocks, n_step };
+    b.logit_rows = s->rows;
+    b.n_logits = n_logits;
+    glm_model_forward(s->m, &s->kv, &b, s->logits);
+    s->steps++;
+    s->step_tokens += (uint64_t) T;
+
+    /* 4. sample where a sequence reached its end; report each token */
+    for (i = 0, j = 0; i < n_step; i++) {
+        glm_seq *seq = s->step_seqs[i];
+        int at_end = seq->n_cached + s->step_chunk[i] == seq->n_tokens;
+        glm_sampled out;
+        float *l;
+
+        seq->n_cached += s->step_chunk[i];
+        if (!at_end) {
+            continue;
+        }
+        l = s->logits + (size_t) j++ * V;
+        memset(&out, 0, sizeof(out));
+        if (seq->params.logprobs) {
+            /* raw logprobs (before penalties), as vLLM's default mode;
+             * computed after sampling picks the token */
+            glm_seq_params *p = &seq->params;
+            float *raw = malloc((size_t) V * sizeof(float));
+            if (raw != NULL) {
+                memcpy(raw, l, (size_t) V * sizeof(float));
+                glm_process_logits(s, seq, l);
+                out.token = glm_sample(l, V, &p->sampling, &seq->rng, s->prob, s->idx);
+                glm_logprobs(s, raw, &out, p->top_logprobs);
+                free(raw);
+            }
+        } else {
+            glm_process_logits(s, seq, l);
+            out.token = glm_sample(l, V, &seq->params.sampling, &seq->rng, s->prob, s->idx);
+        }
+        if (glm_append_token(seq, out.token) != 0
+            || s->on_token(s->cb_ctx, seq, &out))
+        {
+            glm_sched_remove(s, seq);
+            seq->state = GLM_SEQ_FINISHED;
+        }
+    }
+    return T;
+}

@@ -1,0 +1,2765 @@
+
+/*
+ * ngx_http_glm_module: the nginx side of ngx_glm.
+ *
+ * Each worker keeps one Unix-socket connection to the engine process and,
+ * through it, one channel of the engine's shared-memory segment (the
+ * protocol is engine/ring.h).  A request read by nginx is checked
+ * (glm_http_check.c), written into the channel's submit ring as SUBMIT
+ * records, and answered from HEAD/DATA/END records the engine writes into
+ * the output ring; the socket only carries the handshake, one-byte
+ * doorbells and liveness.
+ *
+ * The worker never waits for a client on the engine's behalf: it drains the
+ * output ring into request buffers at once and bounds what each request may
+ * hold (glm_output_limit).  Every request known to the engine holds a
+ * non-cancelable timer (glm_read_timeout), so a reload lets it finish; the
+ * reconnect timer is cancelable.  A request's slot is released by its pool
+ * cleanup, exactly once, which is also where a CANCEL is sent if the engine
+ * still runs it.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include <ngx_http.h>
+
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "ring.h"
+#include "glm_http_check.h"
+
+
+#define NGX_HTTP_GLM_OP_ERROR        100        /* glm_pass error */
+
+#define NGX_HTTP_GLM_DOWN            0
+#define NGX_HTTP_GLM_HANDSHAKE       1
+#define NGX_HTTP_GLM_READY           2
+
+#define NGX_HTTP_GLM_BUF_SIZE        4096
+#define NGX_HTTP_GLM_RETRY_MSEC      5
+#define NGX_HTTP_GLM_HANDSHAKE_MSEC  5000
+#define NGX_HTTP_GLM_MIN_RING        1024
+#define NGX_HTTP_GLM_NAMES_AREA      4096
+
+#define NGX_HTTP_GLM_SSE_TYPE        "text/event-stream; charset=utf-8"
+#define NGX_HTTP_GLM_JSON_TYPE       "application/json"
+#define NGX_HTTP_GLM_TEXT_TYPE       "text/plain; version=0.0.4; charset=utf-8"
+
+
+typedef struct ngx_http_glm_ctx_s  ngx_http_glm_ctx_t;
+
+
+typedef struct {
+    uint32_t                     slot;
+    uint32_t                     gen;
+} ngx_http_glm_cancel_t;
+
+
+/* per-worker state: lives in the main conf, set up in init_process */
+typedef struct {
+    ngx_uint_t                   state;
+    ngx_connection_t            *conn;
+    ngx_log_t                   *log;
+    ngx_event_t                  reconnect;     /* cancelable */
+    ngx_event_t                  retry;         /* submit queue, cancels */
+    ngx_uint_t                   failures;      /* connect attempts failed */
+
+    glm_setup                    setup;
+    size_t                       setup_len;
+    int                          seg_fd;
+
+    u_char                      *seg;
+    size_t                       seg_size;
+    uint64_t                     epoch;
+    ngx_uint_t                   engine_pid;
+    glm_ring                     submit;
+    glm_ring                     output;
+    char                        *names;
+    size_t                       names_len;
+
+    ngx_http_glm_ctx_t         **slots;
+    uint32_t                    *free_slots;
+    ngx_uint_t                   nslots;
+    ngx_uint_t                   nfree;
+    uint32_t                     gen;
+
+    ngx_queue_t                  waiting;       /* not yet in the ring */
+    ngx_queue_t                  dirty;         /* output to pass on */
+
+    ngx_http_glm_cancel_t       *cancels;       /* not yet in the ring */
+    ngx_uint_t                   ncancels;
+    ngx_uint_t                   cancels_cap;
+} ngx_http_glm_worker_t;
+
+
+typedef struct {
+    ngx_str_t                    engine;
+    ngx_msec_t                   connect_retry;
+    ngx_flag_t                   used;
+    ngx_http_glm_worker_t        worker;
+} ngx_http_glm_main_conf_t;
+
+
+typedef struct {
+    ngx_uint_t                   op;
+    ngx_msec_t                   read_timeout;
+    ngx_msec_t                   submit_timeout;
+    size_t                       output_limit;
+} ngx_http_glm_loc_conf_t;
+
+
+struct ngx_http_glm_ctx_s {
+    ngx_http_request_t          *request;
+    ngx_http_glm_worker_t       *worker;
+    ngx_http_glm_loc_conf_t     *conf;
+
+    uint32_t                     op;
+    uint32_t                     slot;
+    uint32_t                     gen;
+    u_char                      *body;
+    size_t                       body_len;
+
+    ngx_event_t                  timeout;       /* non-cancelable */
+    ngx_queue_t                  wait_link;
+    ngx_queue_t                  dirty_link;
+
+    ngx_chain_t                 *out;           /* not yet passed on */
+    ngx_chain_t                **last_out;
+    ngx_chain_t                 *free;
+    ngx_chain_t                 *busy;
+    size_t                       buffered;
+
+    ngx_uint_t                   status;
+    ngx_uint_t                   content_type;
+    ngx_uint_t                   retry_after;
+
+    unsigned                     has_slot:1;
+    unsigned                     waiting:1;
+    unsigned                     in_dirty:1;
+    unsigned                     live:1;        /* the engine runs it */
+    unsigned                     head:1;
+    unsigned                     header_sent:1;
+    unsigned                     header_flushed:1;
+    unsigned                     ended:1;
+    unsigned                     bad:1;         /* the engine broke framing */
+    unsigned                     overflow:1;
+    unsigned                     done:1;        /* finalized */
+};
+
+
+typedef struct {
+    ngx_str_t                    name;
+    ngx_uint_t                   op;
+    ngx_uint_t                   method;
+} ngx_http_glm_pass_t;
+
+
+static ngx_int_t ngx_http_glm_handler(ngx_http_request_t *r);
+static void ngx_http_glm_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_glm_gather_body(ngx_http_request_t *r,
+    ngx_http_glm_ctx_t *ctx);
+static ngx_int_t ngx_http_glm_admit(ngx_http_glm_ctx_t *ctx);
+static ngx_int_t ngx_http_glm_health_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_glm_error_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_glm_send_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *message, const char *param,
+    ngx_uint_t retry_after, const char *allow);
+static ngx_int_t ngx_http_glm_add_header(ngx_http_request_t *r,
+    const char *key, const char *value);
+
+static ngx_int_t ngx_http_glm_slot_alloc(ngx_http_glm_worker_t *w,
+    ngx_http_glm_ctx_t *ctx);
+static void ngx_http_glm_cleanup(void *data);
+static size_t ngx_http_glm_chunk(glm_ring *ring, uint64_t tail, size_t left,
+    ngx_uint_t first);
+static size_t ngx_http_glm_submit_bound(glm_ring *ring, size_t body_len);
+static ngx_int_t ngx_http_glm_submit(ngx_http_glm_ctx_t *ctx);
+static void ngx_http_glm_process_queue(ngx_http_glm_worker_t *w);
+static void ngx_http_glm_retry_handler(ngx_event_t *ev);
+static void ngx_http_glm_cancel(ngx_http_glm_worker_t *w, uint32_t slot,
+    uint32_t gen);
+static ngx_int_t ngx_http_glm_flush_cancels(ngx_http_glm_worker_t *w);
+static void ngx_http_glm_doorbell(ngx_http_glm_worker_t *w);
+
+static void ngx_http_glm_timeout_handler(ngx_event_t *ev);
+static void ngx_http_glm_drain(ngx_http_glm_worker_t *w);
+static ngx_int_t ngx_http_glm_dispatch(ngx_http_glm_worker_t *w,
+    const glm_rec *rec);
+static void ngx_http_glm_mark_dirty(ngx_http_glm_ctx_t *ctx);
+static void ngx_http_glm_flush(ngx_http_glm_ctx_t *ctx);
+static ngx_int_t ngx_http_glm_send_head(ngx_http_glm_ctx_t *ctx);
+static ngx_int_t ngx_http_glm_output(ngx_http_glm_ctx_t *ctx);
+static void ngx_http_glm_writer(ngx_http_request_t *r);
+static ngx_int_t ngx_http_glm_wait_write(ngx_http_glm_ctx_t *ctx);
+static ngx_buf_t *ngx_http_glm_get_buf(ngx_http_glm_ctx_t *ctx);
+static ngx_int_t ngx_http_glm_append(ngx_http_glm_ctx_t *ctx, const u_char *p,
+    size_t n);
+static ngx_int_t ngx_http_glm_append_last(ngx_http_glm_ctx_t *ctx);
+static void ngx_http_glm_fail(ngx_http_glm_ctx_t *ctx, ngx_uint_t inband,
+    ngx_uint_t status, const char *message, ngx_uint_t retry_after);
+static void ngx_http_glm_finish(ngx_http_glm_ctx_t *ctx, ngx_int_t rc);
+
+static void ngx_http_glm_connect(ngx_http_glm_worker_t *w);
+static void ngx_http_glm_reconnect_handler(ngx_event_t *ev);
+static void ngx_http_glm_engine_read(ngx_event_t *rev);
+static void ngx_http_glm_engine_write(ngx_event_t *wev);
+static void ngx_http_glm_handshake(ngx_http_glm_worker_t *w);
+static ngx_int_t ngx_http_glm_attach(ngx_http_glm_worker_t *w);
+static void ngx_http_glm_disconnect(ngx_http_glm_worker_t *w);
+static void ngx_http_glm_engine_gone(ngx_http_glm_worker_t *w,
+    ngx_uint_t level, const char *why);
+
+static void *ngx_http_glm_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_glm_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_glm_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_glm_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_glm_engine(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_glm_pass(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_glm_health(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_glm_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_glm_init_process(ngx_cycle_t *cycle);
+static void ngx_http_glm_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_http_glm_pass_t  ngx_http_glm_passes[] = {
+    { ngx_string("chat"), GLM_OP_CHAT, NGX_HTTP_POST },
+    { ngx_string("tokenize"), GLM_OP_TOKENIZE, NGX_HTTP_POST },
+    { ngx_string("detokenize"), GLM_OP_DETOKENIZE, NGX_HTTP_POST },
+    { ngx_string("models"), GLM_OP_MODELS, NGX_HTTP_GET },
+    { ngx_string("metrics"), GLM_OP_METRICS, NGX_HTTP_GET },
+    { ngx_string("version"), GLM_OP_VERSION, NGX_HTTP_GET },
+    { ngx_string("error"), NGX_HTTP_GLM_OP_ERROR, 0 },
+    { ngx_null_string, 0, 0 }
+};
+
+
+static ngx_command_t  ngx_http_glm_commands[] = {
+
+    { ngx_string("glm_engine"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_glm_engine,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("glm_connect_retry"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_glm_main_conf_t, connect_retry),
+      NULL },
+
+    { ngx_string("glm_pass"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_http_glm_pass,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("glm_health"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_glm_health,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("glm_read_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_glm_loc_conf_t, read_timeout),
+      NULL },
+
+    { ngx_string("glm_submit_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_glm_loc_conf_t, submit_timeout),
+      NULL },
+
+    { ngx_string("glm_output_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_glm_loc_conf_t, output_limit),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_glm_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_http_glm_postconfiguration,        /* postconfiguration */
+
+    ngx_http_glm_create_main_conf,         /* create main configuration */
+    ngx_http_glm_init_main_conf,           /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_glm_create_loc_conf,          /* create location configuration */
+    ngx_http_glm_merge_loc_conf            /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_glm_module = {
+    NGX_MODULE_V1,
+    &ngx_http_glm_module_ctx,              /* module context */
+    ngx_http_glm_commands,                 /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_glm_init_process,             /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_glm_exit_process,             /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+/* ---- requests ---------------------------------------------------------- */
+
+static ngx_int_t
+ngx_http_glm_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                  rc;
+    ngx_uint_t                 method;
+    ngx_table_elt_t           *ct;
+    ngx_http_glm_ctx_t        *ctx;
+    ngx_http_glm_pass_t       *pass;
+    ngx_http_glm_worker_t     *w;
+    ngx_http_glm_loc_conf_t   *glcf;
+    ngx_http_glm_main_conf_t  *gmcf;
+
+    glcf = ngx_http_get_module_loc_conf(r, ngx_http_glm_module);
+    gmcf = ngx_http_get_module_main_conf(r, ngx_http_glm_module);
+    w = &gmcf->worker;
+
+    if (glcf->op == NGX_HTTP_GLM_OP_ERROR) {
+        return ngx_http_glm_error_handler(r);
+    }
+
+    method = NGX_HTTP_POST;
+
+    for (pass = ngx_http_glm_passes; pass->name.len; pass++) {
+        if (pass->op == glcf->op) {
+            method = pass->method;
+            break;
+        }
+    }
+
+    if (r->method != method) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_glm_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                       "Method Not Allowed", NULL, 0,
+                                       method == NGX_HTTP_GET ? "GET"
+                                                              : "POST");
+    }
+
+    ct = r->headers_in.content_type;
+
+    if (method == NGX_HTTP_POST
+        && (ct == NULL
+            || !glm_http_is_json((char *) ct->value.data, ct->value.len)))
+    {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_glm_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                       "Unsupported Media Type: Only "
+                                       "'application/json' is allowed",
+                                       NULL, 0, NULL);
+    }
+
+    if (w->state != NGX_HTTP_GLM_READY) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_glm_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "engine not available", NULL, 1,
+                                       NULL);
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_glm_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->request = r;
+    ctx->worker = w;
+    ctx->conf = glcf;
+    ctx->op = (uint32_t) glcf->op;
+    ctx->last_out = &ctx->out;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_glm_module);
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_glm_body_handler);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_glm_body_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                rc;
+    glm_http_check           ck;
+    ngx_http_glm_ctx_t      *ctx;
+    ngx_http_glm_worker_t   *w;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_glm_module);
+    w = ctx->worker;
+
+    if (ctx->op == GLM_OP_MODELS || ctx->op == GLM_OP_METRICS
+        || ctx->op == GLM_OP_VERSION)
+    {
+        /* a body sent with GET is read and ignored */
+        ctx->body_len = 0;
+
+    } else {
+        if (ngx_http_glm_gather_body(r, ctx) != NGX_OK) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        if (glm_http_check_body(&ck, ctx->op, (char *) ctx->body,
+                                ctx->body_len)
+            != 0)
+        {
+            rc = ngx_http_glm_send_error(r, ck.status, ck.message, ck.param,
+                                         0, NULL);
+            ngx_http_finalize_request(r, rc);
+            return;
+        }
+
+        if (w->state == NGX_HTTP_GLM_READY && ck.has_model
+            && (ck.model_truncated
+                || !glm_http_model_served(w->names, w->names_len, ck.model,
+                                          ck.model_len)))
+        {
+            glm_http_unknown_model(&ck);
+            rc = ngx_http_glm_send_error(r, ck.status, ck.message, ck.param,
+                                         0, NULL);
+            ngx_http_finalize_request(r, rc);
+            return;
+        }
+    }
+
+    rc = ngx_http_glm_admit(ctx);
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
+}
+
+
+/* the request body as one buffer, read back from the temp file if need be */
+static ngx_int_t
+ngx_http_glm_gather_body(ngx_http_request_t *r, ngx_http_glm_ctx_t *ctx)
+{
+    off_t         size;
+    u_char       *p;
+    size_t        len;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    ctx->body = NULL;
+    ctx->body_len = 0;
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        len += (size_t) ngx_buf_size(cl->buf);
+    }
+
+    cl = r->request_body->bufs;
+
+    if (cl->next == NULL && ngx_buf_in_memory(cl->buf)) {
+        ctx->body = cl->buf->pos;
+        ctx->body_len = len;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, len ? len : 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->body = p;
+    ctx->body_len = len;
+
+    for ( /* void */ ; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (ngx_buf_in_memory(b)) {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+            continue;
+        }
+
+        if (!b->in_file || b->file_last == b->file_pos) {
+            /* an empty body is one special buf, without a file */
+            continue;
+        }
+
+        size = b->file_last - b->file_pos;
+
+        n = ngx_read_file(b->file, p, (size_t) size, b->file_pos);
+
+        if (n == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (n != size) {
+            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                          ngx_read_file_n " read only %z of %O from \"%V\"",
+                          n, size, &b->file->name);
+            return NGX_ERROR;
+        }
+
+        p += n;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Gives the request a slot and puts it into the submit ring, or behind the
+ * requests already waiting for room.  Returns NGX_DONE when the request now
+ * waits for the engine, else what to finalize it with.
+ */
+static ngx_int_t
+ngx_http_glm_admit(ngx_http_glm_ctx_t *ctx)
+{
+    ngx_int_t               rc;
+    ngx_http_request_t     *r;
+    ngx_http_glm_worker_t  *w;
+
+    r = ctx->request;
+    w = ctx->worker;
+
+    if (w->state != NGX_HTTP_GLM_READY) {
+        return ngx_http_glm_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "engine not available", NULL, 1, NULL);
+    }
+
+    if (ctx->body_len > UINT32_MAX
+        || ngx_http_glm_submit_bound(&w->submit, ctx->body_len)
+           > w->submit.size)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "glm: request body of %uz bytes does not fit the "
+                      "engine's submit ring of %uL bytes",
+                      ctx->body_len, w->submit.size);
+
+        return ngx_http_glm_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                       "The request body is larger than the "
+                                       "engine accepts", NULL, 0, NULL);
+    }
+
+    if (ngx_http_glm_slot_alloc(w, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->timeout.handler = ngx_http_glm_timeout_handler;
+    ctx->timeout.data = ctx;
+    ctx->timeout.log = r->connection->log;
+
+    r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_request_empty_handler;
+
+    if (ngx_queue_empty(&w->waiting)) {
+        rc = ngx_http_glm_submit(ctx);
+
+        if (rc == NGX_OK) {
+            ctx->live = 1;
+            ngx_add_timer(&ctx->timeout, ctx->conf->read_timeout);
+            return NGX_DONE;
+        }
+    }
+
+    ctx->waiting = 1;
+    ngx_queue_insert_tail(&w->waiting, &ctx->wait_link);
+    ngx_add_timer(&ctx->timeout, ctx->conf->submit_timeout);
+
+    if (!w->retry.timer_set) {
+        ngx_add_timer(&w->retry, NGX_HTTP_GLM_RETRY_MSEC);
+    }
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_glm_health_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                  rc;
+    ngx_http_glm_main_conf_t  *gmcf;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    gmcf = ngx_http_get_module_main_conf(r, ngx_http_glm_module);
+
+    r->headers_out.status = gmcf->worker.state == NGX_HTTP_GLM_READY
+                            ? NGX_HTTP_OK : NGX_HTTP_SERVICE_UNAVAILABLE;
+    r->headers_out.content_length_n = 0;
+    r->header_only = 1;
+
+    return ngx_http_send_header(r);
+}
+
+
+/*
+ * glm_pass error: the target of error_page, so that statuses nginx itself
+ * produces (413 from client_max_body_size, 429 from limit_req, ...) reach
+ * clients in the OpenAI shape too.
+ */
+static ngx_int_t
+ngx_http_glm_error_handler(ngx_http_request_t *r)
+{
+    ngx_int_t   rc;
+    ngx_uint_t  status;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    status = r->err_status ? r->err_status : NGX_HTTP_NOT_FOUND;
+
+    /* what nginx would have said, in the shape clients parse */
+    return ngx_http_glm_send_error(r, status, glm_http_error_reason(status),
+                                   NULL, status == 429 || status == 503 ? 1 : 0,
+                                   NULL);
+}
+
+
+static ngx_int_t
+ngx_http_glm_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *message, const char *param, ngx_uint_t retry_after,
+    const char *allow)
+{
+    size_t        len;
+    u_char        num[NGX_INT_T_LEN + 1];
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    len = glm_http_error_json(NULL, 0, (unsigned) status, message, param);
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    glm_http_error_json((char *) b->pos, len, (unsigned) status, message,
+                        param);
+    b->last = b->pos + len;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    ngx_http_clean_header(r);
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len;
+    r->headers_out.content_type_len = sizeof(NGX_HTTP_GLM_JSON_TYPE) - 1;
+    ngx_str_set(&r->headers_out.content_type, NGX_HTTP_GLM_JSON_TYPE);
+    r->headers_out.content_type_lowcase = NULL;
+
+    if (retry_after) {
+        *ngx_sprintf(num, "%ui", retry_after) = '\0';
+
+        if (ngx_http_glm_add_header(r, "Retry-After", (char *) num)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (allow != NULL
+        && ngx_http_glm_add_header(r, "Allow", allow) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static ngx_int_t
+ngx_http_glm_add_header(ngx_http_request_t *r, const char *key,
+    const char *value)
+{
+    size_t            len;
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = ngx_strlen(value);
+
+    h->hash = 1;
+    h->key.len = ngx_strlen(key);
+    h->key.data = (u_char *) key;
+    h->value.data = ngx_pnalloc(r->pool, len);
+
+    if (h->value.data == NULL) {
+        h->hash = 0;
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(h->value.data, value, len);
+    h->value.len = len;
+
+    return NGX_OK;
+}
+
+
+/* ---- slots and the submit ring ----------------------------------------- */
+
+static ngx_int_t
+ngx_http_glm_slot_alloc(ngx_http_glm_worker_t *w, ngx_http_glm_ctx_t *ctx)
+{
+    uint32_t              *free_slots;
+    ngx_uint_t             i, n;
+    ngx_pool_cleanup_t    *cln;
+    ngx_http_glm_ctx_t   **slots;
+
+    cln = ngx_pool_cleanup_add(ctx->request->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (w->nfree == 0) {
+        n = w->nslots ? w->nslots * 2 : 64;
+
+        if (n > UINT32_MAX) {
+            return NGX_ERROR;
+        }
+
+        slots = ngx_alloc(n * sizeof(ngx_http_glm_ctx_t *), w->log);
+        free_slots = ngx_alloc(n * sizeof(uint32_t), w->log);
+
+        if (slots == NULL || free_slots == NULL) {
+            ngx_free(slots);
+            ngx_free(free_slots);
+            return NGX_ERROR;
+        }
+
+        if (w->nslots) {
+            ngx_memcpy(slots, w->slots,
+                       w->nslots * sizeof(ngx_http_glm_ctx_t *));
+        }
+
+        for (i = w->nslots; i < n; i++) {
+            slots[i] = NULL;
+        }
+
+        /* the lowest new slot is handed out first */
+        for (i = 0; i < n - w->nslots; i++) {
+            free_slots[i] = (uint32_t) (n - 1 - i);
+        }
+
+        ngx_free(w->slots);
+        ngx_free(w->free_slots);
+
+        w->nfree = n - w->nslots;
+        w->nslots = n;
+        w->slots = slots;
+        w->free_slots = free_slots;
+    }
+
+    ctx->slot = w->free_slots[--w->nfree];
+
+    if (++w->gen == 0) {
+        w->gen = 1;
+    }
+
+    ctx->gen = w->gen;
+    ctx->has_slot = 1;
+    w->slots[ctx->slot] = ctx;
+
+    cln->handler = ngx_http_glm_cleanup;
+    cln->data = ctx;
+
+    return NGX_OK;
+}
+
+
+/* the request's pool goes away: the one place a slot is released */
+static void
+ngx_http_glm_cleanup(void *data)
+{
+    ngx_http_glm_ctx_t  *ctx = data;
+
+    ngx_http_glm_worker_t  *w;
+
+    w = ctx->worker;
+
+    ctx->done = 1;
+
+    if (ctx->timeout.timer_set) {
+        ngx_del_timer(&ctx->timeout);
+    }
+
+    if (ctx->waiting) {
+        ngx_queue_remove(&ctx->wait_link);
+        ctx->waiting = 0;
+    }
+
+    if (ctx->in_dirty) {
+        ngx_queue_remove(&ctx->dirty_link);
+        ctx->in_dirty = 0;
+    }
+
+    if (ctx->live) {
+        ctx->live = 0;
+        ngx_http_glm_cancel(w, ctx->slot, ctx->gen);
+    }
+
+    if (ctx->has_slot) {
+        ctx->has_slot = 0;
+        w->slots[ctx->slot] = NULL;
+        w->free_slots[w->nfree++] = ctx->slot;
+    }
+}
+
+
+/*
+ * Body bytes the next record carries when written at `tail`.  A record that
+ * would straddle the end of the buffer is cut to end there instead (when
+ * that leaves room for any body), so that no ring space goes to padding and
+ * a body can take nearly the whole ring.
+ */
+static size_t
+ngx_http_glm_chunk(glm_ring *ring, uint64_t tail, size_t left,
+    ngx_uint_t first)
+{
+    size_t  lead, chunk, to_end;
+
+    lead = first ? sizeof(glm_submit) : 0;
+    chunk = ngx_min(left, glm_ring_max_payload(ring) - lead);
+    to_end = (size_t) (ring->size - (tail & (ring->size - 1)));
+
+    if (glm_rec_total((uint32_t) (lead + chunk)) > to_end
+        && to_end > sizeof(glm_rec) + lead)
+    {
+        /* to_end is a multiple of GLM_REC_ALIGN: the record ends exactly */
+        chunk = ngx_min(chunk, to_end - sizeof(glm_rec) - lead);
+    }
+
+    return chunk;
+}
+
+
+/* ring bytes a body may need, wherever the ring's tail stands */
+static size_t
+ngx_http_glm_submit_bound(glm_ring *ring, size_t body_len)
+{
+    size_t  records;
+
+    records = body_len / (glm_ring_max_payload(ring) - sizeof(glm_submit)) + 3;
+
+    return body_len + sizeof(glm_submit)
+           + records * (sizeof(glm_rec) + GLM_REC_ALIGN - 1)
+           + 2 * sizeof(glm_rec);
+}
+
+
+/*
+ * Writes the whole body as SUBMIT + SUBMIT_MORE records, or nothing:
+ * NGX_AGAIN when the ring lacks room for all of it now.
+ */
+static ngx_int_t
+ngx_http_glm_submit(ngx_http_glm_ctx_t *ctx)
+{
+    int                     bell;
+    u_char                 *p, *body;
+    size_t                  left, chunk, lead;
+    uint16_t                type, flags;
+    uint32_t                payload;
+    uint64_t                tail, head, need, idx, size;
+    glm_ring               *ring;
+    glm_submit              sub;
+    ngx_uint_t              first;
+    ngx_http_glm_worker_t  *w;
+
+    w = ctx->worker;
+    ring = &w->submit;
+    size = ring->size;
+
+    if (ngx_http_glm_flush_cancels(w) != NGX_OK) {
+        return NGX_AGAIN;
+    }
+
+    /* replay glm_ring_reserve's arithmetic over all records, pads included */
+
+    tail = ring->ctl->tail;
+    head = __atomic_load_n(&ring->ctl->head, __ATOMIC_ACQUIRE);
+    left = ctx->body_len;
+    first = 1;
+
+    do {
+        lead = first ? sizeof(glm_submit) : 0;
+        chunk = ngx_http_glm_chunk(ring, tail, left, first);
+        need = glm_rec_total((uint32_t) (lead + chunk));
+        idx = tail & (size - 1);
+
+        if (need > size - idx) {
+            tail += size - idx;
+        }
+
+        if (tail + need - head > size) {
+            return NGX_AGAIN;
+        }
+
+        tail += need;
+        left -= chunk;
+        first = 0;
+
+    } while (left);
+
+    /* it fits: write for real, record for record as replayed */
+
+    bell = 0;
+    body = ctx->body;
+    left = ctx->body_len;
+    first = 1;
+
+    sub.op = ctx->op;
+    sub.body_len = (uint32_t) ctx->body_len;
+
+    do {
+        lead = first ? sizeof(glm_submit) : 0;
+        chunk = ngx_http_glm_chunk(ring, ring->ctl->tail, left, first);
+        payload = (uint32_t) (lead + chunk);
+        type = first ? GLM_REC_SUBMIT : GLM_REC_SUBMIT_MORE;
+
+        p = glm_ring_reserve(ring, payload);
+
+        if (p == NULL) {
+            /* cannot happen after the replay: the consumer only frees */
+            ngx_log_error(NGX_LOG_ALERT, w->log, 0,
+                          "glm: submit ring reservation failed");
+            return NGX_ERROR;
+        }
+
+        if (first) {
+            p = ngx_cpymem(p, &sub, sizeof(glm_submit));
+        }
+
+        if (chunk) {
+            ngx_memcpy(p, body, chunk);
+        }
+
+        body += chunk;
+        left -= chunk;
+        flags = left ? 0 : GLM_SUBMIT_LAST;
+        first = 0;
+
+        bell |= glm_ring_commit(ring, type, flags, ctx->slot, ctx->gen,
+                                payload);
+
+    } while (left);
+
+    if (bell) {
+        ngx_http_glm_doorbell(w);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_glm_process_queue(ngx_http_glm_worker_t *w)
+{
+    ngx_int_t            rc;
+    ngx_queue_t         *q;
+    ngx_http_glm_ctx_t  *ctx;
+
+    if (w->state != NGX_HTTP_GLM_READY) {
+        return;
+    }
+
+    if (ngx_http_glm_flush_cancels(w) == NGX_OK) {
+
+        while (!ngx_queue_empty(&w->waiting)) {
+            q = ngx_queue_head(&w->waiting);
+            ctx = ngx_queue_data(q, ngx_http_glm_ctx_t, wait_link);
+
+            rc = ngx_http_glm_submit(ctx);
+
+            if (rc == NGX_AGAIN) {
+                break;
+            }
+
+            ngx_queue_remove(q);
+            ctx->waiting = 0;
+
+            if (rc != NGX_OK) {
+                ngx_http_glm_fail(ctx, 500, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                  "Internal server error", 0);
+                continue;
+            }
+
+            ctx->live = 1;
+            ngx_add_timer(&ctx->timeout, ctx->conf->read_timeout);
+        }
+    }
+
+    if ((w->ncancels || !ngx_queue_empty(&w->waiting))
+        && !w->retry.timer_set)
+    {
+        ngx_add_timer(&w->retry, NGX_HTTP_GLM_RETRY_MSEC);
+    }
+}
+
+
+static void
+ngx_http_glm_retry_handler(ngx_event_t *ev)
+{
+    ngx_http_glm_process_queue(ev->data);
+}
+
+
+static void
+ngx_http_glm_cancel(ngx_http_glm_worker_t *w, uint32_t slot, uint32_t gen)
+{
+    ngx_uint_t              n;
+    ngx_http_glm_cancel_t  *cancels;
+
+    if (w->state != NGX_HTTP_GLM_READY) {
+        return;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, w->log, 0,
+                   "glm cancel slot:%uD gen:%uD", slot, gen);
+
+    if (w->ncancels == w->cancels_cap) {
+        n = w->cancels_cap ? w->cancels_cap * 2 : 16;
+
+        cancels = ngx_alloc(n * sizeof(ngx_http_glm_cancel_t), w->log);
+        if (cancels == NULL) {
+            /* the engine finds out at the read timeout of nobody: drop it */
+            return;
+        }
+
+        if (w->ncancels) {
+            ngx_memcpy(cancels, w->cancels,
+                       w->ncancels * sizeof(ngx_http_glm_cancel_t));
+        }
+
+        ngx_free(w->cancels);
+        w->cancels = cancels;
+        w->cancels_cap = n;
+    }
+
+    w->cancels[w->ncancels].slot = slot;
+    w->cancels[w->ncancels].gen = gen;
+    w->ncancels++;
+
+    if (ngx_http_glm_flush_cancels(w) != NGX_OK && !w->retry.timer_set) {
+        ngx_add_timer(&w->retry, NGX_HTTP_GLM_RETRY_MSEC);
+    }
+}
+
+
+/* NGX_OK when no CANCEL is left waiting for room */
+static ngx_int_t
+ngx_http_glm_flush_cancels(ngx_http_glm_worker_t *w)
+{
+    int         bell;
+    ngx_uint_t  i;
+
+    if (w->ncancels == 0) {
+        return NGX_OK;
+    }
+
+    bell = 0;
+
+    for (i = 0; i < w->ncancels; i++) {
+        if (glm_ring_put(&w->submit, GLM_REC_CANCEL, 0, w->cancels[i].slot,
+                         w->cancels[i].gen, NULL, 0, &bell)
+            != 0)
+        {
+            break;
+        }
+    }
+
+    if (i) {
+        ngx_memmove(w->cancels, &w->cancels[i],
+                    (w->ncancels - i) * sizeof(ngx_http_glm_cancel_t));
+        w->ncancels -= i;
+    }
+
+    if (bell) {
+        ngx_http_glm_doorbell(w);
+    }
+
+    return w->ncancels ? NGX_AGAIN : NGX_OK;
+}
+
+
+static void
+ngx_http_glm_doorbell(ngx_http_glm_worker_t *w)
+{
+    ssize_t    n;
+    ngx_err_t  err;
+
+    n = send(w->conn->fd, "!", 1, MSG_DONTWAIT|MSG_NOSIGNAL);
+
+    if (n == 1) {
+        return;
+    }
+
+    err = ngx_socket_errno;
+
+    if (err == NGX_EAGAIN || err == NGX_EINTR) {
+        /* a doorbell is already pending */
+        return;
+    }
+
+    /* the read handler sees the EOF and deals with it, outside this call */
+    ngx_log_error(NGX_LOG_INFO, w->log, err, "glm: doorbell send() failed");
+    ngx_post_event(w->conn->read, &ngx_posted_events);
+}
+
+
+/* ---- output ------------------------------------------------------------ */
+
+static void
+ngx_http_glm_timeout_handler(ngx_event_t *ev)
+{
+    ngx_http_glm_ctx_t  *ctx = ev->data;
+
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    if (ctx->done) {
+        return;
+    }
+
+    if (ctx->waiting) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "glm: no room in the submit ring for %M ms",
+                      ctx->conf->submit_timeout);
+
+        ngx_queue_remove(&ctx->wait_link);
+        ctx->waiting = 0;
+
+        ngx_http_glm_fail(ctx, 503, NGX_HTTP_SERVICE_UNAVAILABLE,
+                          "engine busy", 1);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, NGX_ETIMEDOUT,
+                  "glm: no output from the engine for %M ms",
+                  ctx->conf->read_timeout);
+
+    ngx_http_glm_fail(ctx, 504, NGX_HTTP_GATEWAY_TIME_OUT,
+                      "The engine did not respond in time", 0);
+}
+
+
+/*
+ * Takes every record the engine has written, then arms the doorbell
+ * (ring.h's consumer protocol).  A flood is taken one ring's worth at a time
+ * so that the rest of the worker keeps running.
+ */
+static void
+ngx_http_glm_drain(ngx_http_glm_worker_t *w)
+{
+    int                  bad;
+    uint64_t             taken;
+    ngx_queue_t         *q;
+    const glm_rec       *rec;
+    ngx_http_glm_ctx_t  *ctx;
+
+    taken = 0;
+    bad = 0;
+
+    for ( ;; ) {
+        rec = glm_ring_peek(&w->output, &bad);
+
+        if (bad) {
+            ngx_http_glm_engine_gone(w, NGX_LOG_ERR,
+                                     "malformed record in the output ring");
+            return;
+        }
+
+        if (rec == NULL) {
+            if (glm_ring_prepare_wait(&w->output)) {
+                continue;
+            }
+
+            break;
+        }
+
+        if (ngx_http_glm_dispatch(w, rec) != NGX_OK) {
+            ngx_http_glm_engine_gone(w, NGX_LOG_ERR,
+                                     "invalid record in the output ring");
+            return;
+        }
+
+        taken += glm_rec_total(rec->len);
+        glm_ring_release(&w->output, rec);
+
+        if (taken >= w->output.size) {
+            ngx_post_event(w->conn->read, &ngx_posted_events);
+            break;
+        }
+    }
+
+    while (!ngx_queue_empty(&w->dirty)) {
+        q = ngx_queue_head(&w->dirty);
+        ngx_queue_remove(q);
+
+        ctx = ngx_queue_data(q, ngx_http_glm_ctx_t, dirty_link);
+        ctx->in_dirty = 0;
+
+        ngx_http_glm_flush(ctx);
+    }
+
+    /* cancels sent from the flushes above may wait for room */
+    ngx_http_glm_process_queue(w);
+}
+
+
+/* NGX_ERROR: the engine wrote something no engine may write */
+static ngx_int_t
+ngx_http_glm_dispatch(ngx_http_glm_worker_t *w, const glm_rec *rec)
+{
+    glm_head             head;
+    ngx_http_glm_ctx_t  *ctx;
+
+    switch (rec->type) {
+
+    case GLM_REC_HEAD:
+        if (rec->len < sizeof(glm_head)) {
+            return NGX_ERROR;
+        }
+        break;
+
+    case GLM_REC_DATA:
+    case GLM_REC_END:
+        break;
+
+    default:
+        return NGX_ERROR;
+    }
+
+    if (rec->slot >= w->nslots) {
+        return NGX_OK;
+    }
+
+    ctx = w->slots[rec->slot];
+
+    if (ctx == NULL || ctx->gen != rec->gen || !ctx->live || ctx->done) {
+        /* output of a request that is gone */
+        return NGX_OK;
+    }
+
+    ngx_add_timer(&ctx->timeout, ctx->conf->read_timeout);
+
+    switch (rec->type) {
+
+    case GLM_REC_HEAD:
+        if (ctx->head) {
+            ctx->bad = 1;
+            break;
+        }
+
+        ngx_memcpy(&head, glm_rec_payload(rec), sizeof(glm_head));
+
+        if (head.status < 100 || head.status > 599
+            || (head.content_type != GLM_CT_JSON
+                && head.content_type != GLM_CT_SSE
+                && head.content_type != GLM_CT_TEXT))
+        {
+            ctx->bad = 1;
+            break;
+        }
+
+        ctx->head = 1;
+        ctx->status = head.status;
+        ctx->content_type = head.content_type;
+        ctx->retry_after = head.retry_after;
+        break;
+
+    case GLM_REC_DATA:
+        if (!ctx->head) {
+            ctx->bad = 1;
+            break;
+        }
+
+        if (rec->len == 0 || ctx->bad || ctx->overflow) {
+            break;
+        }
+
+        if (ctx->buffered + rec->len > ctx->conf->output_limit) {
+            ctx->overflow = 1;
+            break;
+        }
+
+        if (ngx_http_glm_append(ctx, glm_rec_payload(rec), rec->len)
+            != NGX_OK)
+        {
+            ctx->bad = 1;
+        }
+
+        break;
+
+    default: /* GLM_REC_END */
+        if (!ctx->head) {
+            ctx->bad = 1;
+        }
+
+        ctx->ended = 1;
+        ctx->live = 0;
+        break;
+    }
+
+    ngx_http_glm_mark_dirty(ctx);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_glm_mark_dirty(ngx_http_glm_ctx_t *ctx)
+{
+    if (!ctx->in_dirty) {
+        ctx->in_dirty = 1;
+        ngx_queue_insert_tail(&ctx->worker->dirty, &ctx->dirty_link);
+    }
+}
+
+
+/* passes on what one drain gathered for a request */
+static void
+ngx_http_glm_flush(ngx_http_glm_ctx_t *ctx)
+{
+    ngx_int_t            rc;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    if (ctx->done) {
+        return;
+    }
+
+    if (ctx->bad) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "glm: the engine sent a malformed response");
+
+        ngx_http_glm_fail(ctx, 502, NGX_HTTP_BAD_GATEWAY,
+                          "The engine sent a malformed response", 0);
+        return;
+    }
+
+    if (ctx->overflow) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "glm: more than %uz bytes of response wait for the "
+                      "client, request cancelled", ctx->conf->output_limit);
+
+        if (ctx->header_sent) {
+            /* the client does not read: nothing in-band would reach it */
+            if (ctx->live) {
+                ctx->live = 0;
+                ngx_http_glm_cancel(ctx->worker, ctx->slot, ctx->gen);
+            }
+
+            ngx_http_glm_finish(ctx, NGX_ERROR);
+            return;
+        }
+
+        ngx_http_glm_fail(ctx, 502, NGX_HTTP_BAD_GATEWAY,
+                          "The response is larger than the server buffers",
+                          0);
+        return;
+    }
+
+    if (!ctx->head) {
+        return;
+    }
+
+    if (ctx->content_type != GLM_CT_SSE && !ctx->ended) {
+        /* a JSON or text body goes out whole, with its length */
+        return;
+    }
+
+    if (!ctx->header_sent) {
+        rc = ngx_http_glm_send_head(ctx);
+
+        if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+            if (ctx->live) {
+                ctx->live = 0;
+                ngx_http_glm_cancel(ctx->worker, ctx->slot, ctx->gen);
+            }
+
+            ngx_http_glm_finish(ctx, rc);
+            return;
+        }
+    }
+
+    if (ctx->ended && ngx_http_glm_append_last(ctx) != NGX_OK) {
+        ngx_http_glm_finish(ctx, NGX_ERROR);
+        return;
+    }
+
+    rc = ngx_http_glm_output(ctx);
+
+    if (rc == NGX_ERROR) {
+        if (ctx->live) {
+            ctx->live = 0;
+            ngx_http_glm_cancel(ctx->worker, ctx->slot, ctx->gen);
+        }
+
+        ngx_http_glm_finish(ctx, NGX_ERROR);
+        return;
+    }
+
+    if (ctx->ended) {
+        ngx_http_glm_finish(ctx, rc);
+        return;
+    }
+
+    if (ngx_http_glm_wait_write(ctx) != NGX_OK) {
+        if (ctx->live) {
+            ctx->live = 0;
+            ngx_http_glm_cancel(ctx->worker, ctx->slot, ctx->gen);
+        }
+
+        ngx_http_glm_finish(ctx, NGX_ERROR);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_glm_send_head(ngx_http_glm_ctx_t *ctx)
+{
+    u_char                    num[NGX_INT_T_LEN + 1];
+    ngx_http_request_t       *r;
+    ngx_http_core_loc_conf_t *clcf;
+
+    r = ctx->request;
+
+    r->headers_out.status = ctx->status;
+
+    switch (ctx->content_type) {
+
+    case GLM_CT_SSE:
+        ngx_str_set(&r->headers_out.content_type, NGX_HTTP_GLM_SSE_TYPE);
+        r->headers_out.content_length_n = -1;
+        break;
+
+    case GLM_CT_TEXT:
+        ngx_str_set(&r->headers_out.content_type, NGX_HTTP_GLM_TEXT_TYPE);
+        r->headers_out.content_length_n = ctx->buffered;
+        break;
+
+    default: /* GLM_CT_JSON */
+        ngx_str_set(&r->headers_out.content_type, NGX_HTTP_GLM_JSON_TYPE);
+        r->headers_out.content_length_n = ctx->buffered;
+        break;
+    }
+
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    if (ctx->retry_after) {
+        *ngx_sprintf(num, "%ui", ctx->retry_after) = '\0';
+
+        if (ngx_http_glm_add_header(r, "Retry-After", (char *) num)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ctx->content_type == GLM_CT_SSE) {
+        if (ngx_http_glm_add_header(r, "Cache-Control", "no-cache") != NGX_OK
+            || ngx_http_glm_add_header(r, "X-Accel-Buffering", "no")
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        r->allow_ranges = 0;
+
+        /* tokens are small writes that must not wait for Nagle */
+        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+        if (clcf->tcp_nodelay && ngx_tcp_nodelay(r->connection) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    ctx->header_sent = 1;
+
+    return ngx_http_send_header(r);
+}
+
+
+/* hands ctx->out to the filters; NGX_OK, NGX_AGAIN or NGX_ERROR */
+static ngx_int_t
+ngx_http_glm_output(ngx_http_glm_ctx_t *ctx)
+{
+    ngx_int_t            rc;
+    ngx_buf_t           *b;
+    ngx_chain_t         *cl, *last;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    if (ctx->out == NULL) {
+        if (ctx->header_flushed) {
+            return NGX_OK;
+        }
+
+        /* the response head of a stream goes out before its first token */
+        b = ngx_http_glm_get_buf(ctx);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+        b->flush = 1;
+    }
+
+    last = NULL;
+
+    for (cl = ctx->out; cl; cl = cl->next) {
+        last = cl;
+    }
+
+    if (ctx->content_type == GLM_CT_SSE) {
+        last->buf->flush = 1;
+    }
+
+    ctx->header_flushed = 1;
+
+    rc = ngx_http_output_filter(r, ctx->out);
+
+    ngx_chain_update_chains(r->pool, &ctx->free, &ctx->busy, &ctx->out,
+                            (ngx_buf_tag_t) &ngx_http_glm_module);
+
+    ctx->last_out = &ctx->out;
+    ctx->buffered = 0;
+
+    for (cl = ctx->busy; cl; cl = cl->next) {
+        ctx->buffered += ngx_buf_size(cl->buf);
+    }
+
+    return rc;
+}
+
+
+static void
+ngx_http_glm_writer(ngx_http_request_t *r)
+{
+    ngx_int_t            rc;
+    ngx_event_t         *wev;
+    ngx_connection_t    *c;
+    ngx_http_glm_ctx_t  *ctx;
+
+    c = r->connection;
+    wev = c->write;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_glm_module);
+
+    if (wev->timedout) {
+        ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
+                      "client timed out");
+        c->timedout = 1;
+
+        if (ctx->live) {
+            ctx->live = 0;
+            ngx_http_glm_cancel(ctx->worker, ctx->slot, ctx->gen);
+        }
+
+        ngx_http_glm_finish(ctx, NGX_HTTP_REQUEST_TIME_OUT);
+        return;
+    }
+
+    if (!wev->delayed) {
+        rc = ngx_http_output_filter(r, NULL);
+
+        ngx_chain_update_chains(r->pool, &ctx->free, &ctx->busy, &ctx->out,
+                                (ngx_buf_tag_t) &ngx_http_glm_module);
+
+        if (rc == NGX_ERROR) {
+            if (ctx->live) {
+                ctx->live = 0;
+                ngx_http_glm_cancel(ctx->worker, ctx->slot, ctx->gen);
+            }
+
+            ngx_http_glm_finish(ctx, NGX_ERROR);
+            return;
+        }
+    }
+
+    if (ngx_http_glm_wait_write(ctx) != NGX_OK) {
+        if (ctx->live) {
+            ctx->live = 0;
+            ngx_http_glm_cancel(ctx->worker, ctx->slot, ctx->gen);
+        }
+
+        ngx_http_glm_finish(ctx, NGX_ERROR);
+    }
+}
+
+
+/* while the client socket is full, wait for it under send_timeout */
+static ngx_int_t
+ngx_http_glm_wait_write(ngx_http_glm_ctx_t *ctx)
+{
+    ngx_chain_t               *cl;
+    ngx_event_t               *wev;
+    ngx_connection_t          *c;
+    ngx_http_request_t        *r;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    r = ctx->request;
+    c = r->connection;
+    wev = c->write;
+
+    ctx->buffered = 0;
+
+    for (cl = ctx->busy; cl; cl = cl->next) {
+        ctx->buffered += ngx_buf_size(cl->buf);
+    }
+
+    if (!(r->buffered || c->buffered || wev->delayed)) {
+        r->write_event_handler = ngx_http_request_empty_handler;
+
+        if (wev->timer_set) {
+            ngx_del_timer(wev);
+        }
+
+        return NGX_OK;
+    }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    r->write_event_handler = ngx_http_glm_writer;
+
+    if (!wev->delayed && !wev->timer_set) {
+        ngx_add_timer(wev, clcf->send_timeout);
+    }
+
+    return ngx_handle_write_event(wev, clcf->send_lowat);
+}
+
+
+/* a free buf with our tag, emptied and flagless, appended to ctx->out */
+static ngx_buf_t *
+ngx_http_glm_get_buf(ngx_http_glm_ctx_t *ctx)
+{
+    u_char       *start, *end;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    cl = ngx_chain_get_free_buf(ctx->request->pool, &ctx->free);
+    if (cl == NULL) {
+        return NULL;
+    }
+
+    b = cl->buf;
+    start = b->start;
+    end = b->end;
+
+    ngx_memzero(b, sizeof(ngx_buf_t));
+
+    b->start = start;
+    b->end = end;
+    b->pos = start;
+    b->last = start;
+    b->tag = (ngx_buf_tag_t) &ngx_http_glm_module;
+
+    cl->next = NULL;
+    *ctx->last_out = cl;
+    ctx->last_out = &cl->next;
+
+    return b;
+}
+
+
+static ngx_int_t
+ngx_http_glm_append(ngx_http_glm_ctx_t *ctx, const u_char *p, size_t n)
+{
+    size_t       size;
+    ngx_buf_t   *b;
+    ngx_chain_t *cl;
+
+    b = NULL;
+
+    if (ctx->out) {
+        cl = (ngx_chain_t *) ((u_char *) ctx->last_out
+                              - offsetof(ngx_chain_t, next));
+        b = cl->buf;
+
+        if (!b->temporary || (size_t) (b->end - b->last) < n) {
+            b = NULL;
+        }
+    }
+
+    if (b == NULL) {
+        b = ngx_http_glm_get_buf(ctx);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+        size = ngx_max(n, NGX_HTTP_GLM_BUF_SIZE);
+
+        if (b->start == NULL || (size_t) (b->end - b->start) < n) {
+            b->start = ngx_palloc(ctx->request->pool, size);
+            if (b->start == NULL) {
+                return NGX_ERROR;
+            }
+
+            b->end = b->start + size;
+            b->pos = b->start;
+            b->last = b->start;
+        }
+
+        b->temporary = 1;
+    }
+
+    b->last = ngx_cpymem(b->last, p, n);
+    ctx->buffered += n;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_glm_append_last(ngx_http_glm_ctx_t *ctx)
+{
+    ngx_buf_t           *b;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    b = ngx_http_glm_get_buf(ctx);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+    b->flush = 1;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Ends a request the engine cannot finish: in-band (SSE error event and
+ * [DONE]) once a stream has begun, else a JSON error with `status`.
+ */
+static void
+ngx_http_glm_fail(ngx_http_glm_ctx_t *ctx, ngx_uint_t inband,
+    ngx_uint_t status, const char *message, ngx_uint_t retry_after)
+{
+    u_char              *p;
+    size_t               len;
+    ngx_int_t            rc;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    if (ctx->live) {
+        ctx->live = 0;
+        ngx_http_glm_cancel(ctx->worker, ctx->slot, ctx->gen);
+    }
+
+    if (ctx->header_sent) {
+        if (ctx->content_type != GLM_CT_SSE) {
+            ngx_http_glm_finish(ctx, NGX_ERROR);
+            return;
+        }
+
+        len = glm_http_sse_error(NULL, 0, (unsigned) inband, message);
+
+        p = ngx_pnalloc(r->pool, len);
+        if (p == NULL) {
+            ngx_http_glm_finish(ctx, NGX_ERROR);
+            return;
+        }
+
+        glm_http_sse_error((char *) p, len, (unsigned) inband, message);
+
+        if (ngx_http_glm_append(ctx, p, len) != NGX_OK
+            || ngx_http_glm_append_last(ctx) != NGX_OK)
+        {
+            ngx_http_glm_finish(ctx, NGX_ERROR);
+            return;
+        }
+
+        rc = ngx_http_glm_output(ctx);
+        ngx_http_glm_finish(ctx, rc);
+        return;
+    }
+
+    /* what was gathered for a JSON body is dropped with the pool */
+    ctx->out = NULL;
+    ctx->last_out = &ctx->out;
+
+    rc = ngx_http_glm_send_error(r, status, message, NULL, retry_after, NULL);
+    ngx_http_glm_finish(ctx, rc);
+}
+
+
+/*
+ * Finalizes the request, then runs what the finalization posted on its
+ * connection: called from the engine's events, not the client's, nothing
+ * else would run it (a terminated request would hang until its client
+ * stirred).
+ */
+static void
+ngx_http_glm_finish(ngx_http_glm_ctx_t *ctx, ngx_int_t rc)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+
+    if (ctx->done) {
+        return;
+    }
+
+    ctx->done = 1;
+
+    if (ctx->timeout.timer_set) {
+        ngx_del_timer(&ctx->timeout);
+    }
+
+    if (ctx->waiting) {
+        ngx_queue_remove(&ctx->wait_link);
+        ctx->waiting = 0;
+    }
+
+    if (ctx->in_dirty) {
+        ngx_queue_remove(&ctx->dirty_link);
+        ctx->in_dirty = 0;
+    }
+
+    if (r->write_event_handler == ngx_http_glm_writer) {
+        r->write_event_handler = ngx_http_request_empty_handler;
+    }
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* ---- the engine connection --------------------------------------------- */
+
+static void
+ngx_http_glm_connect(ngx_http_glm_worker_t *w)
+{
+    ngx_err_t                  err;
+    ngx_uint_t                 level;
+    ngx_socket_t               s;
+    glm_hello                  hello;
+    ngx_connection_t          *c;
+    struct sockaddr_un         sun;
+    ngx_http_glm_main_conf_t  *gmcf;
+
+    gmcf = (ngx_http_glm_main_conf_t *)
+               ((u_char *) w - offsetof(ngx_http_glm_main_conf_t, worker));
+
+    if (ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    ngx_memzero(&sun, sizeof(struct sockaddr_un));
+    sun.sun_family = AF_UNIX;
+    ngx_memcpy(sun.sun_path, gmcf->engine.data, gmcf->engine.len);
+
+    s = ngx_socket(AF_UNIX, SOCK_STREAM, 0);
+
+    if (s == (ngx_socket_t) -1) {
+        ngx_log_error(NGX_LOG_ERR, w->log, ngx_socket_errno,
+                      ngx_socket_n " failed");
+        goto retry;
+    }
+
+    if (ngx_nonblocking(s) == -1) {
+        ngx_log_error(NGX_LOG_ERR, w->log, ngx_socket_errno,
+                      ngx_nonblocking_n " failed");
+        ngx_close_socket(s);
+        goto retry;
+    }
+
+    if (connect(s, (struct sockaddr *) &sun, sizeof(struct sockaddr_un))
+        == -1)
+    {
+        err = ngx_socket_errno;
+
+        /* the engine is down: say so once, not at every retry */
+        level = w->failures++ ? NGX_LOG_INFO : NGX_LOG_ERR;
+
+        ngx_log_error(level, w->log, err,
+                      "glm: connect() to engine at unix:%V failed",
+                      &gmcf->engine);
+        ngx_close_socket(s);
+        goto retry;
+    }
+
+    hello.magic = GLM_HELLO_MAGIC;
+    hello.version = GLM_PROTO_VERSION;
+    hello.pid = (uint32_t) ngx_pid;
+
+    if (send(s, &hello, sizeof(glm_hello), MSG_NOSIGNAL)
+        != (ssize_t) sizeof(glm_hello))
+    {
+        ngx_log_error(NGX_LOG_ERR, w->log, ngx_socket_errno,
+                      "glm: sending hello to the engine failed");
+        ngx_close_socket(s);
+        goto retry;
+    }
+
+    c = ngx_get_connection(s, w->log);
+    if (c == NULL) {
+        ngx_close_socket(s);
+        goto retry;
+    }
+
+    c->data = w;
+    c->log = w->log;
+    c->recv = ngx_recv;
+    c->send = ngx_send;
+    c->read->log = w->log;
+    c->write->log = w->log;
+    c->read->handler = ngx_http_glm_engine_read;
+    c->write->handler = ngx_http_glm_engine_write;
+
+    w->conn = c;
+    w->state = NGX_HTTP_GLM_HANDSHAKE;
+    w->setup_len = 0;
+    w->seg_fd = -1;
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_http_glm_disconnect(w);
+        goto retry;
+    }
+
+    /* the engine answers at once; one that does not is as good as down */
+    ngx_add_timer(&w->reconnect, NGX_HTTP_GLM_HANDSHAKE_MSEC);
+
+    return;
+
+retry:
+
+    ngx_add_timer(&w->reconnect, gmcf->connect_retry);
+}
+
+
+static void
+ngx_http_glm_reconnect_handler(ngx_event_t *ev)
+{
+    ngx_http_glm_worker_t  *w = ev->data;
+
+    if (w->state == NGX_HTTP_GLM_HANDSHAKE) {
+        ngx_http_glm_engine_gone(w, NGX_LOG_ERR,
+                                 "the engine did not answer the handshake");
+        return;
+    }
+
+    if (w->state == NGX_HTTP_GLM_DOWN) {
+        ngx_http_glm_connect(w);
+    }
+}
+
+
+static void
+ngx_http_glm_engine_read(ngx_event_t *rev)
+{
+    u_char                  buf[64];
+    ssize_t                 n;
+    ngx_err_t               err;
+    ngx_connection_t       *c;
+    ngx_http_glm_worker_t  *w;
+
+    c = rev->data;
+    w = c->data;
+
+    if (c->close) {
+        /* worker_shutdown_timeout: everything is being closed */
+        ngx_http_glm_engine_gone(w, NGX_LOG_INFO, "worker is shutting down");
+        return;
+    }
+
+    if (w->state == NGX_HTTP_GLM_HANDSHAKE) {
+        ngx_http_glm_handshake(w);
+        return;
+    }
+
+    /* doorbells: their count means nothing, only that they came */
+
+    for ( ;; ) {
+        n = recv(c->fd, buf, sizeof(buf), 0);
+
+        if (n > 0) {
+            continue;
+        }
+
+        if (n == 0) {
+            ngx_http_glm_engine_gone(w, NGX_LOG_ERR,
+                                     "the engine closed the connection");
+            return;
+        }
+
+        err = ngx_socket_errno;
+
+        if (err == NGX_EINTR) {
+            continue;
+        }
+
+        if (err == NGX_EAGAIN) {
+            rev->ready = 0;
+            break;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, w->log, err, "glm: recv() from engine");
+        ngx_http_glm_engine_gone(w, NGX_LOG_ERR, "engine connection failed");
+        return;
+    }
+
+    ngx_http_glm_drain(w);
+
+    if (w->state == NGX_HTTP_GLM_READY
+        && ngx_handle_read_event(w->conn->read, 0) != NGX_OK)
+    {
+        ngx_http_glm_engine_gone(w, NGX_LOG_ERR, "cannot watch the engine");
+    }
+}
+
+
+static void
+ngx_http_glm_engine_write(ngx_event_t *wev)
+{
+    /* doorbells are written without waiting; nothing waits here */
+}
+
+
+static void
+ngx_http_glm_handshake(ngx_http_glm_worker_t *w)
+{
+    int              *fds;
+    size_t            i, nfds;
+    ssize_t           n;
+    ngx_err_t         err;
+    struct iovec      iov;
+    struct msghdr     msg;
+    struct cmsghdr   *cmsg;
+    union {
+        struct cmsghdr  cm;
+        u_char          space[CMSG_SPACE(4 * sizeof(int))];
+    } cbuf;
+
+    for ( ;; ) {
+        iov.iov_base = (u_char *) &w->setup + w->setup_len;
+        iov.iov_len = sizeof(glm_setup) - w->setup_len;
+
+        ngx_memzero(&msg, sizeof(struct msghdr));
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = &cbuf;
+        msg.msg_controllen = sizeof(cbuf);
+
+        n = recvmsg(w->conn->fd, &msg, MSG_CMSG_CLOEXEC);
+
+        if (n == -1) {
+            err = ngx_socket_errno;
+
+            if (err == NGX_EINTR) {
+                continue;
+            }
+
+            if (err == NGX_EAGAIN) {
+                w->conn->read->ready = 0;
+
+                if (ngx_handle_read_event(w->conn->read, 0) != NGX_OK) {
+                    ngx_http_glm_engine_gone(w, NGX_LOG_ERR,
+                                             "cannot watch the engine");
+                }
+
+                return;
+            }
+
+            ngx_log_error(NGX_LOG_ERR, w->log, err,
+                          "glm: recvmsg() from engine failed");
+            ngx_http_glm_engine_gone(w, NGX_LOG_ERR, "handshake failed");
+            return;
+        }
+
+        if (n == 0) {
+            ngx_http_glm_engine_gone(w, NGX_LOG_ERR,
+                                     "the engine closed the connection "
+                                     "during the handshake");
+            return;
+        }
+
+        for (cmsg = CMSG_FIRSTHDR(&msg);
+             cmsg != NULL;
+             cmsg = CMSG_NXTHDR(&msg, cmsg))
+        {
+            if (cmsg->cmsg_level != SOL_SOCKET
+                || cmsg->cmsg_type != SCM_RIGHTS)
+            {
+                continue;
+            }
+
+            fds = (int *) CMSG_DATA(cmsg);
+            nfds = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+            for (i = 0; i < nfds; i++) {
+                if (w->seg_fd == -1) {
+                    w->seg_fd = fds[i];
+
+                } else {
+                    close(fds[i]);
+                }
+            }
+        }
+
+        if (msg.msg_flags & MSG_CTRUNC) {
+            ngx_http_glm_engine_gone(w, NGX_LOG_ERR,
+                                     "the engine sent too many descriptors");
+            return;
+        }
+
+        w->setup_len += n;
+
+        if (w->setup_len == sizeof(glm_setup)) {
+            break;
+        }
+    }
+
+    if (w->reconnect.timer_set) {
+        ngx_del_timer(&w->reconnect);
+    }
+
+    if (ngx_http_glm_attach(w) != NGX_OK) {
+        ngx_http_glm_engine_gone(w, NGX_LOG_ERR, "handshake refused");
+        return;
+    }
+
+    w->state = NGX_HTTP_GLM_READY;
+    w->failures = 0;
+
+    /* arms the doorbell for the first response */
+    ngx_http_glm_drain(w);
+
+    if (w->state == NGX_HTTP_GLM_READY
+        && ngx_handle_read_event(w->conn->read, 0) != NGX_OK)
+    {
+        ngx_http_glm_engine_gone(w, NGX_LOG_ERR, "cannot watch the engine");
+    }
+}
+
+
+/* maps the segment of SETUP after checking every size and offset in it */
+static ngx_int_t
+ngx_http_glm_attach(ngx_http_glm_worker_t *w)
+{
+    u_char           *seg, *chan;
+    uint64_t          size, end, data;
+    ngx_uint_t        level, err_level;
+    glm_setup        *s;
+    struct stat       st;
+    glm_seg_header   *hdr;
+    glm_chan_header  *ch;
+
+    s = &w->setup;
+
+    /* an engine that keeps refusing is reported once, not every retry */
+    err_level = w->failures ? NGX_LOG_INFO : NGX_LOG_ERR;
+
+    if (s->magic != GLM_SETUP_MAGIC || s->version != GLM_PROTO_VERSION) {
+        ngx_log_error(err_level, w->log, 0,
+                      "glm: the engine speaks another protocol "
+                      "(setup magic %uxL version %uD, want version %uD)",
+                      s->magic, s->version, GLM_PROTO_VERSION);
+        return NGX_ERROR;
+    }
+
+    if (s->status != 0) {
+        ngx_log_error(err_level, w->log, 0,
+                      "glm: the engine has no free channel (status %uD)",
+                      s->status);
+        return NGX_ERROR;
+    }
+
+    if (w->seg_fd == -1) {
+        ngx_log_error(err_level, w->log, 0,
+                      "glm: the engine sent no segment descriptor");
+        return NGX_ERROR;
+    }
+
+    if (fstat(w->seg_fd, &st) == -1) {
+        ngx_log_error(err_level, w->log, ngx_errno, "glm: fstat() failed");
+        return NGX_ERROR;
+    }
+
+    size = s->segment_size;
+
+    if ((uint64_t) st.st_size != size || size < NGX_HTTP_GLM_NAMES_AREA
+        || size > (uint64_t) NGX_MAX_OFF_T_VALUE)
+    {
+        ngx_log_error(err_level, w->log, 0,
+                      "glm: segment is %O bytes, setup says %uL",
+                      st.st_size, size);
+        return NGX_ERROR;
+    }
+
+    seg = mmap(NULL, (size_t) size, PROT_READ|PROT_WRITE, MAP_SHARED,
+               w->seg_fd, 0);
+
+    if (seg == MAP_FAILED) {
+        ngx_log_error(err_level, w->log, ngx_errno,
+                      "glm: mmap() of the segment failed");
+        return NGX_ERROR;
+    }
+
+    close(w->seg_fd);
+    w->seg_fd = -1;
+    w->seg = seg;
+    w->seg_size = (size_t) size;
+
+    hdr = (glm_seg_header *) seg;
+
+#define ngx_http_glm_bad(what)                                               \
+    do {                                                                      \
+        ngx_log_error(err_level, w->log, 0, "glm: bad segment: %s", what);  \
+        return NGX_ERROR;                                                     \
+    } while (0)
+
+    if (hdr->magic != GLM_SEG_MAGIC) {
+        ngx_http_glm_bad("magic");
+    }
+
+    if (hdr->version != GLM_PROTO_VERSION
+        || hdr->header_size != sizeof(glm_seg_header))
+    {
+        ngx_http_glm_bad("version or header size");
+    }
+
+    if (hdr->epoch != s->epoch || hdr->segment_size != size) {
+        ngx_http_glm_bad("epoch or size differ from the setup message");
+    }
+
+    if (hdr->n_channels == 0 || s->channel >= hdr->n_channels) {
+        ngx_http_glm_bad("channel number");
+    }
+
+    if (hdr->submit_size < NGX_HTTP_GLM_MIN_RING
+        || (hdr->submit_size & (hdr->submit_size - 1))
+        || hdr->output_size < NGX_HTTP_GLM_MIN_RING
+        || (hdr->output_size & (hdr->output_size - 1)))
+    {
+        ngx_http_glm_bad("ring sizes");
+    }
+
+    data = (uint64_t) GLM_CHAN_DATA_OFF + hdr->submit_size + hdr->output_size;
+
+    if (hdr->channel_size < data || hdr->channel_size > size
+        || hdr->channel_size % 128 || hdr->channels_off % 128
+        || hdr->channels_off < sizeof(glm_seg_header)
+        || hdr->channels_off > size)
+    {
+        ngx_http_glm_bad("channel layout");
+    }
+
+    end = hdr->channels_off + (uint64_t) hdr->n_channels * hdr->channel_size;
+
+    if (hdr->n_channels > size / hdr->channel_size || end > size) {
+        ngx_http_glm_bad("channels beyond the segment");
+    }
+
+    if (hdr->names_len > 0
+        && (hdr->names_off < sizeof(glm_seg_header)
+            || (uint64_t) hdr->names_off + hdr->names_len
+               > NGX_HTTP_GLM_NAMES_AREA))
+    {
+        ngx_http_glm_bad("model names outside the first page");
+    }
+
+    chan = seg + hdr->channels_off + (uint64_t) s->channel * hdr->channel_size;
+    ch = (glm_chan_header *) (chan + GLM_CHAN_HEADER_OFF);
+
+    if (ch->gen != s->chan_gen) {
+        ngx_http_glm_bad("channel generation differs from the setup message");
+    }
+
+    glm_ring_attach(&w->submit, chan, 0, hdr->submit_size, hdr->output_size);
+    glm_ring_attach(&w->output, chan, 1, hdr->submit_size, hdr->output_size);
+
+    if (w->submit.ctl->size != w->submit.size
+        || w->output.ctl->size != w->output.size
+        || w->submit.ctl->tail - w->submit.ctl->head > w->submit.size
+        || w->output.ctl->tail - w->output.ctl->head > w->output.size)
+    {
+        ngx_http_glm_bad("rings not reset");
+    }
+
+#undef ngx_http_glm_bad
+
+    w->names_len = hdr->names_len;
+
+    if (w->names_len) {
+        w->names = ngx_alloc(w->names_len, w->log);
+        if (w->names == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(w->names, seg + hdr->names_off, w->names_len);
+    }
+
+    /* a new epoch is a restarted engine: worth a notice */
+    level = (w->epoch && w->epoch != hdr->epoch) ? NGX_LOG_NOTICE
+                                                 : NGX_LOG_INFO;
+
+    ngx_log_error(level, w->log, 0,
+                  "glm: attached to engine pid %uD epoch %uL channel %uD, "
+                  "rings %uD/%uD bytes",
+                  hdr->engine_pid, hdr->epoch, s->channel, hdr->submit_size,
+                  hdr->output_size);
+
+    w->epoch = hdr->epoch;
+    w->engine_pid = hdr->engine_pid;
+
+    return NGX_OK;
+}
+
+
+/* closes the connection and forgets the segment; requests are not touched */
+static void
+ngx_http_glm_disconnect(ngx_http_glm_worker_t *w)
+{
+    if (w->conn) {
+        ngx_close_connection(w->conn);
+        w->conn = NULL;
+    }
+
+    if (w->seg_fd != -1) {
+        close(w->seg_fd);
+        w->seg_fd = -1;
+    }
+
+    if (w->seg) {
+        munmap(w->seg, w->seg_size);
+        w->seg = NULL;
+        w->seg_size = 0;
+    }
+
+    ngx_free(w->names);
+    w->names = NULL;
+    w->names_len = 0;
+
+    ngx_memzero(&w->submit, sizeof(glm_ring));
+    ngx_memzero(&w->output, sizeof(glm_ring));
+
+    w->ncancels = 0;
+    w->state = NGX_HTTP_GLM_DOWN;
+}
+
+
+/*
+ * The engine died, broke the protocol or refused us: fail every request in
+ * flight, drop the segment, try again after glm_connect_retry.
+ */
+static void
+ngx_http_glm_engine_gone(ngx_http_glm_worker_t *w, ngx_uint_t level,
+    const char *why)
+{
+    ngx_uint_t                 i, was_ready;
+    ngx_http_glm_ctx_t        *ctx;
+    ngx_http_glm_main_conf_t  *gmcf;
+
+    gmcf = (ngx_http_glm_main_conf_t *)
+               ((u_char *) w - offsetof(ngx_http_glm_main_conf_t, worker));
+
+    was_ready = (w->state == NGX_HTTP_GLM_READY);
+
+    if (was_ready) {
+        ngx_log_error(level, w->log, 0, "glm: engine pid %ui lost: %s",
+                      w->engine_pid, why);
+
+    } else {
+        if (w->failures++ && level == NGX_LOG_ERR) {
+            level = NGX_LOG_INFO;
+        }
+
+        ngx_log_error(level, w->log, 0, "glm: %s", why);
+    }
+
+    ngx_http_glm_disconnect(w);
+
+    if (w->reconnect.timer_set) {
+        ngx_del_timer(&w->reconnect);
+    }
+
+    if (w->retry.timer_set) {
+        ngx_del_timer(&w->retry);
+    }
+
+    for (i = 0; i < w->nslots; i++) {
+        ctx = w->slots[i];
+
+        if (ctx == NULL || ctx->done) {
+            continue;
+        }
+
+        ctx->live = 0;
+
+        if (ctx->waiting) {
+            ngx_queue_remove(&ctx->wait_link);
+            ctx->waiting = 0;
+        }
+
+        ngx_http_glm_fail(ctx, 500, NGX_HTTP_SERVICE_UNAVAILABLE,
+                          "engine process exited", 1);
+    }
+
+    if (!ngx_exiting && !ngx_terminate && !ngx_quit) {
+        ngx_add_timer(&w->reconnect, gmcf->connect_retry);
+    }
+}
+
+
+/* ---- configuration ----------------------------------------------------- */
+
+static void *
+ngx_http_glm_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_glm_main_conf_t  *gmcf;
+
+    gmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_glm_main_conf_t));
+    if (gmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     gmcf->engine = { 0, NULL };
+     *     gmcf->used = 0;
+     */
+
+    gmcf->connect_retry = NGX_CONF_UNSET_MSEC;
+
+    return gmcf;
+}
+
+
+static char *
+ngx_http_glm_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_glm_main_conf_t *gmcf = conf;
+
+    ngx_conf_init_msec_value(gmcf->connect_retry, 1000);
+
+    if (gmcf->connect_retry == 0) {
+        gmcf->connect_retry = 1;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_glm_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_glm_loc_conf_t  *glcf;
+
+    glcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_glm_loc_conf_t));
+    if (glcf == NULL) {
+        return NULL;
+    }
+
+    glcf->op = NGX_CONF_UNSET_UINT;
+    glcf->read_timeout = NGX_CONF_UNSET_MSEC;
+    glcf->submit_timeout = NGX_CONF_UNSET_MSEC;
+    glcf->output_limit = NGX_CONF_UNSET_SIZE;
+
+    return glcf;
+}
+
+
+static char *
+ngx_http_glm_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_glm_loc_conf_t *prev = parent;
+    ngx_http_glm_loc_conf_t *conf = child;
+
+    /* glm_pass is not inherited: it names the handler of its location */
+    ngx_conf_init_uint_value(conf->op, GLM_OP_CHAT);
+
+    ngx_conf_merge_msec_value(conf->read_timeout, prev->read_timeout, 600000);
+    ngx_conf_merge_msec_value(conf->submit_timeout, prev->submit_timeout,
+                              3000);
+    ngx_conf_merge_size_value(conf->output_limit, prev->output_limit,
+                              8 * 1024 * 1024);
+
+    if (conf->output_limit < NGX_HTTP_GLM_BUF_SIZE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"glm_output_limit\" must be at least %d",
+                           NGX_HTTP_GLM_BUF_SIZE);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_glm_engine(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_glm_main_conf_t *gmcf = conf;
+
+    ngx_str_t          *value;
+    struct sockaddr_un  sun;
+
+    if (gmcf->engine.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len <= 5 || ngx_strncmp(value[1].data, "unix:", 5) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"glm_engine\" wants \"unix:PATH\", not \"%V\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    gmcf->engine.data = value[1].data + 5;
+    gmcf->engine.len = value[1].len - 5;
+
+    if (gmcf->engine.len >= sizeof(sun.sun_path)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"glm_engine\" socket path is longer than %uz",
+                           sizeof(sun.sun_path) - 1);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_glm_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_glm_loc_conf_t *glcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_http_glm_pass_t       *pass;
+    ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_glm_main_conf_t  *gmcf;
+
+    if (glcf->op != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    glcf->op = GLM_OP_CHAT;
+
+    if (cf->args->nelts == 2) {
+        for (pass = ngx_http_glm_passes; pass->name.len; pass++) {
+            if (pass->name.len == value[1].len
+                && ngx_strncmp(pass->name.data, value[1].data, value[1].len)
+                   == 0)
+            {
+                break;
+            }
+        }
+
+        if (pass->name.len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "unknown glm_pass \"%V\": chat, tokenize, "
+                               "detokenize, models, metrics, version or "
+                               "error", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        glcf->op = pass->op;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_glm_handler;
+
+    gmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_glm_module);
+    gmcf->used = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_glm_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_glm_main_conf_t  *gmcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_glm_health_handler;
+
+    gmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_glm_module);
+    gmcf->used = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_glm_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_glm_main_conf_t  *gmcf;
+
+    gmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_glm_module);
+
+    if (gmcf->used && gmcf->engine.data == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "glm_pass and glm_health need \"glm_engine\" "
+                           "in the http block");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_glm_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_glm_worker_t     *w;
+    ngx_http_glm_main_conf_t  *gmcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    gmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_glm_module);
+
+    if (gmcf == NULL || gmcf->engine.data == NULL) {
+        return NGX_OK;
+    }
+
+    w = &gmcf->worker;
+
+    ngx_memzero(w, sizeof(ngx_http_glm_worker_t));
+
+    w->log = cycle->log;
+    w->seg_fd = -1;
+    w->state = NGX_HTTP_GLM_DOWN;
+
+    ngx_queue_init(&w->waiting);
+    ngx_queue_init(&w->dirty);
+
+    w->reconnect.handler = ngx_http_glm_reconnect_handler;
+    w->reconnect.data = w;
+    w->reconnect.log = cycle->log;
+    w->reconnect.cancelable = 1;
+
+    /* requests that wait for the ring hold their own non-cancelable timers */
+    w->retry.handler = ngx_http_glm_retry_handler;
+    w->retry.data = w;
+    w->retry.log = cycle->log;
+    w->retry.cancelable = 1;
+
+    ngx_http_glm_connect(w);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_glm_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_glm_worker_t     *w;
+    ngx_http_glm_main_conf_t  *gmcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return;
+    }
+
+    gmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_glm_module);
+
+    if (gmcf == NULL || gmcf->engine.data == NULL) {
+        return;
+    }
+
+    w = &gmcf->worker;
+
+    if (w->reconnect.timer_set) {
+        ngx_del_timer(&w->reconnect);
+    }
+
+    if (w->retry.timer_set) {
+        ngx_del_timer(&w->retry);
+    }
+
+    ngx_http_glm_disconnect(w);
+
+    ngx_free(w->slots);
+    ngx_free(w->free_slots);
+    ngx_free(w->cancels);
+
+    w->slots = NULL;
+    w->free_slots = NULL;
+    w->cancels = NULL;
+    w->nslots = 0;
+    w->nfree = 0;
+}

@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""engine_check.py ENGINE RING_CLIENT MODEL_DIR: `glm-engine serve` alone,
+driven through the shared-memory ring exactly as an nginx worker drives it
+(t/unit/ring_client.c), no nginx involved.  Standard library only.
+
+Checks the OpenAI semantics the engine owns: response and chunk shapes, n>1,
+usage, stop strings, seed determinism, greedy output equal to
+`glm-engine generate` on the same rendered prompt (itself checked against
+transformers), continuous batching of 40 concurrent requests giving the same
+greedy output as one at a time, the errors with their status and JSON, and a
+clean shutdown with no sanitizer report."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ENGINE, CLIENT, MODEL = sys.argv[1:4]
+passed = failed = 0
+
+
+def check(cond, what):
+    global passed, failed
+    if cond:
+        passed += 1
+        print("ok    " + what)
+    else:
+        failed += 1
+        print("FAIL  " + what)
+
+
+def call(sock, op, body):
+    r = subprocess.run([CLIENT, sock, op, body if isinstance(body, str) else json.dumps(body)],
+                       capture_output=True, timeout=120)
+    out = r.stdout.decode("utf-8", "replace")
+    head, _, rest = out.partition("\n")
+    parts = head.split()
+    status = int(parts[1]) if len(parts) > 2 else 0
+    return status, parts[2] if len(parts) > 2 else "", rest.rstrip("\n")
+
+
+def sse_events(text):
+    return [e[len("data: "):] for e in text.split("\n\n") if e.startswith("data: ")]
+
+
+def chat(sock, **kw):
+    body = {"messages": [{"role": "user", "content": kw.pop("content", "Hello there")}]}
+    body.update(kw)
+    return call(sock, "chat", body)
+
+
+def main():
+    tmp = tempfile.mkdtemp()
+    sock = os.path.join(tmp, "engine.sock")
+    log = open(os.path.join(tmp, "engine.log"), "w+")
+    eng = subprocess.Popen([ENGINE, "serve", "--model", MODEL, "--socket", sock,
+                            "--served-model-name", "glm-tiny", "--max-model-len", "512",
+                            "--max-num-seqs", "16", "--max-num-batched-tokens", "64"],
+                           stdout=log, stderr=log)
+    for _ in range(100):
+        if os.path.exists(sock):
+            break
+        time.sleep(0.05)
+    try:
+        run(sock)
+    finally:
+        eng.terminate()
+        eng.wait(timeout=30)
+        log.seek(0)
+        text = log.read()
+        check(eng.returncode == 0 and "Sanitizer" not in text and "runtime error" not in text,
+              "engine exits cleanly on SIGTERM, no sanitizer report")
+        if failed:
+            print(text[-3000:])
+    print("engine: %d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)
+
+
+def run(sock):
+    st, ct, body = chat(sock, max_tokens=8, temperature=0)
+    d = json.loads(body)
+    check(st == 200 and ct == "json" and d["object"] == "chat.completion"
+          and d["id"].startswith("chatcmpl-") and d["model"] == "glm-tiny"
+          and d["choices"][0]["message"]["role"] == "assistant"
+          and d["choices"][0]["finish_reason"] == "length"
+          and d["usage"]["completion_tokens"] == 8
+          and d["usage"]["total_tokens"] == d["usage"]["prompt_tokens"] + 8,
+          "non-streaming response shape, finish_reason length, usage")
+    greedy = d["choices"][0]["message"]["content"]
+
+    # the same prompt through the CLI: the server must not change the math
+    st, _, tok = call(sock, "tokenize", {"messages": [{"role": "user", "content": "Hello there"}]})
+    ids = json.loads(tok)["tokens"]
+    st, _, text = call(sock, "detokenize", {"tokens": ids})
+    prompt = json.loads(text)["prompt"]
+    gen = subprocess.run([ENGINE, "generate", "--model", MODEL, "--prompt", prompt,
+                          "--max-tokens", "8", "--skip-special-tokens"], capture_output=True)
+    check(gen.stdout.decode()[:-1] == greedy,
+          "greedy chat output equals glm-engine generate on the rendered prompt")
+
+    st, ct, body = chat(sock, max_tokens=6, temperature=0, stream=True,
+                        stream_options={"include_usage": True}, n=2)
+    ev = sse_events(body)
+    chunks = [json.loads(e) for e in ev[:-1]]
+    text = {0: "", 1: ""}
+    finish = {}
+    for c in chunks:
+        for ch in c.get("choices", []):
+            text[ch["index"]] += ch["delta"].get("content", "")
+            if ch.get("finish_reason"):
+                finish[ch["index"]] = ch["finish_reason"]
+    check(st == 200 and ct == "sse" and ev[-1] == "[DONE]"
+          and chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 12
+          and finish == {0: "length", 1: "length"} and text[0] == text[1] == greedy[:len(text[0])]
+          and all(c["object"] == "chat.completion.chunk" for c in chunks),
+          "streaming n=2: role chunk, deltas, finish chunks, usage chunk, [DONE]")
+
+    a = chat(sock, max_tokens=12, temperature=1.0, seed=1234)[2]
+    b = chat(sock, max_tokens=12, temperature=1.0, seed=1234)[2]
+    c = chat(sock, max_tokens=12, temperature=1.0, seed=4321)[2]
+    ca, cb, cc = (json.loads(x)["choices"][0]["message"]["content"] for x in (a, b, c))
+    check(ca == cb and ca != cc, "same seed, same sampled text; another seed, another")
+
+    stop = greedy[3:6]
+    d = json.loads(chat(sock, max_tokens=8, temperature=0, stop=[stop])[2])
+    ch = d["choices"][0]
+    check(ch["finish_reason"] == "stop" and ch["stop_reason"] == stop
+          and ch["message"]["content"] == greedy[:greedy.index(stop)],
+          "stop string ends the answer before it, stop_reason names it")
+
+    d = json.loads(chat(sock, max_tokens=3, temperature=0, logprobs=True, top_logprobs=2)[2])
+    lp = d["choices"][0]["logprobs"]["content"]
+    check(len(lp) == 3 and all(len(e["top_logprobs"]) == 2 and e["logprob"] <= 0
+                               and e["top_logprobs"][0]["logprob"] >= e["logprob"] for e in lp),
+          "logprobs with top_logprobs")
+
+    # 40 requests at once: batching must not change greedy output
+    procs = [subprocess.Popen([CLIENT, sock, "chat", json.dumps(
+        {"messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 8,
+         "temperature": 0})], stdout=subprocess.PIPE) for _ in range(40)]
+    outs = [p.communicate(timeout=120)[0].decode("utf-8", "replace") for p in procs]
+    same = [json.loads(o.split("\n", 1)[1])["choices"][0]["message"]["content"] == greedy
+            for o in outs]
+    check(all(same), "40 concurrent requests: all equal the single-request greedy output")
+
+    errors = [
+        ({"messages": []}, 400, "messages"),
+        ({"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}, 400, "temperature"),
+        ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 100000}, 400, "max_tokens"),
+        ({"messages": [{"role": "user", "content": "x " * 600}]}, 400, "input_tokens"),
+        ({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 3}, 400, "top_logprobs"),
+        ({"messages": [{"role": "user", "content": "x"}], "stream_options": {}}, 400,
+         "stream_options"),
+    ]
+    for req, status, param in errors:
+        st, ct, body = call(sock, "chat", req)
+        e = json.loads(body).get("error", {})
+        check(st == status and e.get("code") == status and e.get("param") == param
+              and e.get("type") == "BadRequestError" and e.get("message"),
+              "error %d param=%s: %s" % (status, param, e.get("message", "")[:70]))
+    st, ct, body = call(sock, "chat", "{not json")
+    check(st == 400 and "not a JSON object" in json.loads(body)["error"]["message"],
+          "invalid JSON body is a 400")
+
+    st, ct, body = call(sock, "metrics", "")
+    check(st == 200 and ct == "text" and 'vllm:num_requests_running{model_name="glm-tiny"} 0' in body
+          and 'vllm:kv_cache_usage_perc{model_name="glm-tiny"} 0.000000' in body,
+          "metrics: nothing running and the KV cache empty after all requests")
+    st, ct, body = call(sock, "models", "")
+    check(st == 200 and json.loads(body)["data"][0]["id"] == "glm-tiny", "/v1/models lists the name")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+#!/usr/bin/perl
+# The example configurations of conf.d/ run as written, with only what a
+# test must change (paths, ports, the worker user, certificates): the API
+# answers, limit_req's 429 and the API key's 401 have the documented bodies,
+# TLS with HTTP/2 streams.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+
+use File::Copy qw(copy);
+use GlmTest;
+use JSON::PP;
+use Test::More;
+
+my $confd = "$GlmTest::REPO/conf.d";
+
+# conf.d/NAME with the machine-specific parts pointed into the test's prefix
+sub localize {
+    my ($t, $name, %port) = @_;
+    my $d = $t->dir;
+    my $text = GlmTest::read_file("$confd/$name");
+    my $user = '';
+
+    if ($> == 0) {
+        $user = 'user nobody ' . (getgrnam('nogroup') ? 'nogroup' : 'nobody') . ';';
+    }
+
+    for my $f (glob "$confd/*.conf") {
+        copy($f, $d . '/' . ($f =~ s{.*/}{}r)) or die "copy $f: $!";
+    }
+    copy('/etc/nginx/mime.types', "$d/mime.types") or die "mime.types: $!";
+
+    my $module = $ENV{GLM_TEST_MODULE}
+                 || "$GlmTest::REPO/build/nginx/ngx_http_glm_module.so";
+    my $temps = join '', map { "    ${_}_temp_path $d/$_;\n" }
+                         qw(client_body proxy fastcgi uwsgi scgi);
+
+    $text =~ s{^load_module .*$}{load_module $module;\ndaemon off;}m;
+    $text =~ s{^user www-data;$}{$user}m;
+    $text =~ s{^pid .*$}{pid $d/nginx.pid;}m;
+    $text =~ s{^error_log .*$}{error_log $d/error.log info;}m;
+    $text =~ s{access_log \S+;}{access_log $d/access.log;\n$temps}g;
+    $text =~ s{glm_engine unix:\S+;}{glm_engine unix:$d/engine.sock;};
+    $text =~ s{^\s*listen \[::\].*\n}{}mg;
+    $text =~ s{listen 8080;}{listen 127.0.0.1:$port{http};}g;
+    $text =~ s{listen 80;}{listen 127.0.0.1:$port{http};}g;
+    $text =~ s{listen 443 }{listen 127.0.0.1:$port{https} }g;
+    $text =~ s{/etc/ssl/glm/fullchain.pem}{$d/cert.pem}g;
+    $text =~ s{/etc/ssl/glm/privkey.pem}{$d/key.pem}g;
+    return $text;
+}
+
+# ---- glm.conf ----
+
+{
+    my $t = GlmTest->new;
+    $t->run(conf => localize($t, 'glm.conf', http => $t->port));
+
+    my $r = $t->post('/v1/chat/completions',
+                     GlmTest::chat_body(content => 'plain config'));
+    is($r->{status}, 200, 'glm.conf: chat');
+    $r = $t->post('/v1/chat/completions',
+                  GlmTest::chat_body(content => 'x', stream => \1));
+    is((GlmTest::sse_events($r->{body}))[-1], '[DONE]', 'glm.conf: stream');
+    is($t->get('/v1/models')->{status}, 200, 'glm.conf: models');
+    is($t->get('/metrics')->{status}, 200, 'glm.conf: metrics from localhost');
+
+    $r = $t->post('/health', '');
+    is($r->{status}, 405, 'glm.conf: POST /health is 405');
+    is($r->{body}, '{"error":{"message":"Method Not Allowed",'
+                   . '"type":"MethodNotAllowedError","param":null,'
+                   . '"code":405}}', 'glm.conf: ... as JSON via error_page');
+    $t->finish;
+}
+
+# ---- glm-ratelimit.conf ----
+
+{
+    my $t = GlmTest->new;
+    $t->run(conf => localize($t, 'glm-ratelimit.conf', http => $t->port));
+
+    my (%seen, $limited);
+    for (1 .. 14) {
+        my $r = $t->post('/v1/chat/completions', GlmTest::chat_body());
+        $seen{$r->{status}}++;
+        $limited //= $r if $r->{status} == 429;
+    }
+    ok($seen{200} >= 10, 'ratelimit: the burst passes');
+    ok($seen{429}, 'ratelimit: then 429');
+    is($limited && $limited->{body},
+       '{"error":{"message":"Too Many Requests","type":"RateLimitError",'
+       . '"param":null,"code":429}}', 'ratelimit: OpenAI-shaped body');
+    is($limited && $limited->{headers}{'content-type'}, 'application/json',
+       'ratelimit: json');
+    is($limited && $limited->{headers}{'retry-after'}, '1',
+       'ratelimit: Retry-After');
+    $t->finish;
+}
+
+# ---- glm-apikey.conf ----
+
+{
+    my $t = GlmTest->new;
+    $t->run(conf => localize($t, 'glm-apikey.conf', http => $t->port));
+    my $chat = GlmTest::chat_body();
+
+    my $r = $t->post('/v1/chat/completions', $chat);
+    is($r->{status}, 401, 'apikey: no key, 401');
+    is($r->{body}, '{"error":"Unauthorized"}', 'apikey: vLLM body');
+    is($r->{headers}{'content-type'}, 'application/json', 'apikey: json');
+
+    $r = $t->post('/v1/chat/completions', $chat,
+                  headers => [ 'Authorization: Bearer sk-wrong' ]);
+    is($r->{status}, 401, 'apikey: wrong key, 401');
+
+    $r = $t->get('/v1/nothing-here');
+    is($r->{status}, 401, 'apikey: unknown /v1 path, 401 first');
+
+    for my $key ('sk-change-me', 'sk-second-key') {
+        $r = $t->post('/v1/chat/completions', $chat,
+                      headers => [ "Authorization: Bearer $key" ]);
+        is($r->{status}, 200, "apikey: $key accepted");
+    }
+
+    is($t->get('/health')->{status}, 200, 'apikey: /health open');
+    is($t->post('/tokenize', { prompt => 'x' })->{status}, 200,
+       'apikey: /tokenize open');
+    $t->finish;
+}
+
+# ---- glm-tls.conf ----
+
+SKIP: {
+    my $curl = `command -v curl 2>/dev/null`;
+    chomp $curl;
+    my $openssl = `command -v openssl 2>/dev/null`;
+    chomp $openssl;
+    skip 'needs curl and openssl', 6 unless $curl && $openssl;
+
+    my $t = GlmTest->new;
+    my $https = GlmTest::free_port();
+    my $d = $t->dir;
+    system("$openssl req -x509 -newkey rsa:2048 -nodes -days 2 "
+           . "-subj /CN=api.example.com -keyout $d/key.pem -out $d/cert.pem "
+           . ">/dev/null 2>&1") == 0 or skip 'openssl req failed', 6;
+
+    $t->run(conf => localize($t, 'glm-tls.conf', http => $t->port,
+                             https => $https));
+
+    my $r = $t->get('/v1/models');
+    is($r->{status}, 308, 'tls: plain HTTP redirects');
+    like($r->{headers}{location} // '', qr{^https://}, 'tls: to https');
+
+    GlmTest::write_file("$d/body.json",
+                        GlmTest::chat_body(content => 'secure words',
+                                           stream => \1));
+    my $out = `$curl -s -N -k --http2 -D - --resolve api.example.com:$https:127.0.0.1 -H 'Content-Type: application/json' --data-binary \@$d/body.json https://api.example.com:$https/v1/chat/completions`;
+    like($out, qr{^HTTP/2 200}, 'tls: HTTP/2 over TLS');
+    like($out, qr{strict-transport-security}i, 'tls: HSTS');
+    my ($body) = $out =~ /\r\n\r\n(.*)\z/s;
+    is((GlmTest::sse_events($body // ''))[-1], '[DONE]', 'tls: stream');
+    is(GlmTest::sse_text($body // ''), 'secure words', 'tls: text')
+        if $t->fake;
+    $t->finish;
+}
+
+done_testing();
