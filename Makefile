@@ -34,9 +34,9 @@ NVCCFLAGS   ?= -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a \
 FIXTURES     = glm45-air-tiny glm45-tiny glm45v-tiny
 
 MODEL       ?= t/fixtures/glm45-air-tiny
-PROMPT      ?= [gMASK]<sop><|user|>\nHello, who are you?<|assistant|>
+PORT        ?= 8080
 
-.PHONY: module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer \
+.PHONY: bench-overhead test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer \
         fixtures clean cuda test-gpu
 all: build/glm-engine build/glm-bench $(NGX_MODULE) $(if $(filter 1,$(CUDA)),cuda)
 
@@ -114,10 +114,10 @@ build/kernels/%.o: kernels/%.cu $(wildcard kernels/*.cuh)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -Ikernels -Iengine -c -o $@ $<
 
-# Until the HTTP server lands (nginx module + engine serve), `make run`
-# generates from MODEL on the CPU backend, the embedded tiny checkpoint by default.
-run: build/glm-engine
-	build/glm-engine generate --model $(MODEL) --prompt "$$(printf '$(PROMPT)')" --max-tokens 32
+# serves MODEL (default: the embedded tiny checkpoint) through nginx on
+# 127.0.0.1:$(PORT) in the foreground; installs what is missing first
+run:
+	@PORT=$(PORT) MODEL=$(MODEL) sh conf.d/run.sh
 
 test: build/glm-engine build/glm-bench build/asan/glm-engine $(NGX_MODULE) build/fake_engine $(UNIT_BINS) build/t/reference_check \
       build/t/ring_client \
@@ -140,10 +140,20 @@ test-gpu:
 	    echo "no GPU tests yet: the CUDA backend is not written"; \
 	else echo "SKIPPED: no GPU"; fi
 
-bench: bench-tokenizer
+bench: bench-tokenizer bench-overhead
+
+bench-overhead: build/glm-engine build/glm-bench $(NGX_MODULE)
+	@sh t/bench/bench_overhead.sh
 
 bench-tokenizer: build/glm-engine
 	@sh t/bench/bench_tokenizer.sh build/glm-engine
+
+# Python packages the client tests use (the official openai SDK), in a venv
+test-deps: build/pyvenv/.done
+build/pyvenv/.done:
+	$(PYTHON) -m venv build/pyvenv
+	build/pyvenv/bin/pip install -q openai
+	touch $@
 
 fixtures:
 	$(PYTHON) t/reference/make_fixtures.py

@@ -10,6 +10,7 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PORT=${PORT:-8080}
 MODEL=${MODEL:-$ROOT/t/fixtures/glm45-air-tiny}
+case $MODEL in /*) ;; *) MODEL=$(cd "$MODEL" && pwd) ;; esac
 NAME=${SERVED_NAME:-$(basename "$MODEL")}
 RUN=$ROOT/build/run
 

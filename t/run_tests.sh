@@ -6,6 +6,11 @@ set -u
 cd "$(dirname "$0")/.."
 FIXTURES="t/fixtures/glm45-air-tiny t/fixtures/glm45-tiny t/fixtures/glm45v-tiny"
 PYTHON=${PYTHON:-python3}
+# the venv `make test-deps` makes holds the openai SDK for t/http_openai.t
+if [ -x build/pyvenv/bin/python ]; then
+    GLM_TEST_PYTHON=${GLM_TEST_PYTHON:-$PWD/build/pyvenv/bin/python}
+    export GLM_TEST_PYTHON
+fi
 pass=0
 fail=0
 failed_suites=""
