@@ -301,6 +301,9 @@ glm_process_logits(glm_sched *s, glm_seq *seq, float *l)
             }
         }
     }
+    if (seq->constrained && s->mask != NULL) {
+        s->mask(s->cb_ctx, seq, l);
+    }
 }
 
 /* log-softmax value of id, and the top-n alternatives, from raw logits */

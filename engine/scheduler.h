@@ -65,6 +65,7 @@ struct glm_seq {
     int              index;             /* choice index within it */
     glm_seq         *next_wait;         /* waiting queue link */
     int              n_preempted;
+    int              constrained;       /* call the scheduler's mask first */
 };
 
 /* What the callback learns about a sampled token. */
@@ -78,6 +79,11 @@ typedef struct {
 
 /* Returns nonzero to finish the sequence (the scheduler then frees it). */
 typedef int (*glm_on_token)(void *ctx, glm_seq *seq, const glm_sampled *s);
+
+/* Constrained decoding: sets the logits of tokens the sequence may not emit
+ * next to -inf, after the penalties and before sampling.  Called only for
+ * sequences whose `constrained` flag is set. */
+typedef void (*glm_logits_mask)(void *ctx, glm_seq *seq, float *logits);
 
 typedef struct {
     glm_model       *m;
@@ -96,6 +102,7 @@ typedef struct {
     uint64_t         steps;
     uint64_t         step_tokens;       /* tokens computed in all steps */
     glm_on_token     on_token;
+    glm_logits_mask  mask;
     void            *cb_ctx;
     /* per-step scratch, sized for max_batched_tokens */
     int32_t         *ids, *pos3, *kv_pos, *seq_of, *rows;
