@@ -36,7 +36,7 @@ FIXTURES     = glm45-air-tiny glm45-tiny glm45v-tiny
 MODEL       ?= t/fixtures/glm45-air-tiny
 PORT        ?= 8080
 
-.PHONY: bench-overhead test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer \
+.PHONY: template-check bench-templates fuzz-templates template-fixtures bench-overhead test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer \
         fixtures clean cuda test-gpu
 all: build/glm-engine build/glm-bench $(NGX_MODULE) $(if $(filter 1,$(CUDA)),cuda)
 
@@ -140,7 +140,19 @@ test-gpu:
 	    echo "no GPU tests yet: the CUDA backend is not written"; \
 	else echo "SKIPPED: no GPU"; fi
 
-bench: bench-tokenizer bench-overhead
+bench: bench-tokenizer bench-overhead bench-templates
+
+bench-templates:
+	@sh t/bench/bench_templates.sh
+
+template-check: build/asan/t/test_templates
+	@build/asan/t/test_templates >build/templates.out; rc=$$?; grep '^TEMPLATES ' build/templates.out; exit $$rc
+
+template-fixtures:
+	$(PYTHON) t/reference/make_template_fixtures.py
+
+fuzz-templates:
+	@sh t/fuzz/build.sh && mkdir -p build/fuzz/corpus && build/fuzz/fuzz_template -dict=t/fuzz/jinja.dict -max_len=8192 -timeout=10 -max_total_time=$${FUZZ_SECONDS:-600} build/fuzz/corpus build/fuzz/seeds
 
 bench-overhead: build/glm-engine build/glm-bench $(NGX_MODULE)
 	@sh t/bench/bench_overhead.sh

@@ -119,6 +119,17 @@ void glm_jinja_ctx_reset(glm_jinja_ctx *c);
  * NULL: the real local time at each call.  Survives reset. */
 void glm_jinja_ctx_set_now(glm_jinja_ctx *c, const struct tm *now);
 
+/* A point in c's memory: rewinding to it drops every value and output made
+ * since (renders of the same variables, without rebuilding them). */
+typedef struct {
+    void *chunk;
+    size_t used, total;
+} glm_jinja_mark;
+glm_jinja_mark glm_jinja_ctx_mark(glm_jinja_ctx *c);
+/* Values made after the mark must not be in use any more; variables set
+ * before it stay. */
+void glm_jinja_ctx_rewind(glm_jinja_ctx *c, glm_jinja_mark m);
+
 /* Sets (or replaces) a template variable. */
 int glm_jinja_set(glm_jinja_ctx *c, const char *name, glm_jinja_value v, glm_err *err);
 

@@ -170,53 +170,95 @@ glm_jglobal_id(const char *name, size_t n)
     return 0;
 }
 
+static const glm_jmethod *
+glm_jmethod_table(int kind, size_t *count)
+{
+    switch (kind) {
+    case GLM_JM_STR:
+        *count = sizeof(glm_jstr_methods) / sizeof(glm_jstr_methods[0]);
+        return glm_jstr_methods;
+    case GLM_JM_DICT:
+        *count = sizeof(glm_jdict_methods) / sizeof(glm_jdict_methods[0]);
+        return glm_jdict_methods;
+    case GLM_JM_LIST:
+        *count = sizeof(glm_jlist_methods) / sizeof(glm_jlist_methods[0]);
+        return glm_jlist_methods;
+    default:
+        *count = sizeof(glm_jloop_methods) / sizeof(glm_jloop_methods[0]);
+        return glm_jloop_methods;
+    }
+}
+
+void
+glm_jmethod_ids(const char *name, size_t n, uint16_t mid[GLM_JM_KINDS])
+{
+    int k;
+
+    for (k = 0; k < GLM_JM_KINDS; k++) {
+        size_t count, i;
+        const glm_jmethod *tab = glm_jmethod_table(k, &count);
+
+        mid[k] = 0;
+        for (i = 0; i < count; i++) {
+            if (glm_jname_is(name, n, tab[i].name)) {
+                mid[k] = tab[i].id == 0 ? GLM_JM_UNSAFE : (uint16_t) tab[i].id;
+                break;
+            }
+        }
+    }
+}
+
+int
+glm_jmethod_id(glm_jinja_value obj, const char *name, size_t n, const uint16_t *mid)
+{
+    uint16_t local[GLM_JM_KINDS];
+    int k, id;
+
+    switch (obj.kind) {
+    case GLM_JINJA_STR: k = GLM_JM_STR; break;
+    case GLM_JINJA_DICT: k = GLM_JM_DICT; break;
+    case GLM_JINJA_LIST: k = GLM_JM_LIST; break;
+    case GLM_JINJA_LOOP: k = GLM_JM_LOOP; break;
+    default: return 0;
+    }
+    if (mid == NULL) {
+        glm_jmethod_ids(name, n, local);
+        mid = local;
+    }
+    id = mid[k];
+    if (k == GLM_JM_LIST) {
+        /* generators have no methods; tuples only index() and count() */
+        if (obj.flags & GLM_JINJA_F_ITER) {
+            return 0;
+        }
+        if ((obj.flags & GLM_JINJA_F_TUPLE) && id != M_LIST_INDEX && id != M_LIST_COUNT) {
+            return 0;
+        }
+    }
+    return id;
+}
+
 int
 glm_jmethod_lookup(glm_jinja_value obj, const char *name, size_t n, glm_jinja_value *out,
                    glm_jrender *r)
 {
-    const glm_jmethod *tab;
-    size_t count, i;
+    int id = glm_jmethod_id(obj, name, n, NULL);
+    glm_jbound *b;
 
-    switch (obj.kind) {
-    case GLM_JINJA_STR:
-        tab = glm_jstr_methods;
-        count = sizeof(glm_jstr_methods) / sizeof(glm_jstr_methods[0]);
-        break;
-    case GLM_JINJA_DICT:
-        tab = glm_jdict_methods;
-        count = sizeof(glm_jdict_methods) / sizeof(glm_jdict_methods[0]);
-        break;
-    case GLM_JINJA_LIST:
-        tab = glm_jlist_methods;
-        count = (obj.flags & GLM_JINJA_F_ITER) ? 0
-                : (obj.flags & GLM_JINJA_F_TUPLE) ? 2
-                : sizeof(glm_jlist_methods) / sizeof(glm_jlist_methods[0]);
-        break;
-    case GLM_JINJA_LOOP:
-        tab = glm_jloop_methods;
-        count = sizeof(glm_jloop_methods) / sizeof(glm_jloop_methods[0]);
-        break;
-    default:
+    if (id == 0) {
         return 0;
     }
-    for (i = 0; i < count; i++) {
-        if (glm_jname_is(name, n, tab[i].name)) {
-            glm_jbound *b;
-
-            if (tab[i].id == 0) {
-                *out = glm_jv_undef(tab[i].name, strlen(tab[i].name), GLM_JU_UNSAFE);
-                return 1;
-            }
-            b = glm_jalloc(r, sizeof(*b));
-            b->self = obj;
-            memset(out, 0, sizeof(*out));
-            out->kind = GLM_JINJA_FUNC;
-            out->sub = (uint16_t) tab[i].id;
-            out->u.p = b;
-            return 1;
-        }
+    if (id == GLM_JM_UNSAFE) {
+        *out = glm_jv_undef(name, n, GLM_JU_UNSAFE);
+        return 1;
     }
-    return 0;
+    b = glm_jalloc(r, sizeof(*b));
+    b->self = obj;
+    memset(out, 0, sizeof(*out));
+    out->kind = GLM_JINJA_FUNC;
+    out->sub = (uint16_t) id;
+    out->u.p = b;
+    return 1;
 }
 
 
@@ -795,9 +837,10 @@ glm_jpad(glm_jrender *r, glm_jinja_value s, int64_t width, int align, uint32_t f
         glm_jfail(r, "padding width %lld exceeds the output limit", (long long) width);
     }
     pad = width - len;
-    /* align: '<' left, '>' right, '^' center (Python puts the extra space on
-     * the right when the padding is odd... unless the length is odd: str.center) */
-    left = align == '<' ? 0 : align == '>' ? pad : (pad / 2 + (pad & width & 1));
+    /* align: '<' left, '>' right, '^' format()'s center (extra space on the
+     * right), 'c' str.center (extra space on the left when width is odd) */
+    left = align == '<' ? 0 : align == '>' ? pad : align == '^' ? pad / 2
+           : (pad / 2 + (pad & width & 1));
     for (k = 0; k < left; k++) {
         glm_jbuf_put(r, &b, enc, fl);
     }
@@ -1029,7 +1072,7 @@ glm_jformat_spec(glm_jrender *r, glm_jbuf *b, glm_jinja_value v, const char *spe
     size_t i = 0, adv;
     uint32_t fill = ' ';
     int align = 0;
-    char sign = 0, type = 0;
+    char sign = 0, type = 0, group = 0;
     int64_t width = -1, prec = -1;
     glm_jinja_value s;
 
@@ -1068,6 +1111,9 @@ glm_jformat_spec(glm_jrender *r, glm_jbuf *b, glm_jinja_value v, const char *spe
             glm_jfail(r, "format width too large");
         }
     }
+    if (i < sn && (spec[i] == ',' || spec[i] == '_')) {
+        group = spec[i++];
+    }
     if (i < sn && spec[i] == '.') {
         i++;
         prec = 0;
@@ -1084,7 +1130,8 @@ glm_jformat_spec(glm_jrender *r, glm_jbuf *b, glm_jinja_value v, const char *spe
     if (i != sn) {
         glm_jfail(r, "unsupported: format spec '%.*s'", (int) sn, spec);
     }
-    if (v.kind == GLM_JINJA_STR && (type == 0 || type == 's') && sign == 0 && align != '=') {
+    if (v.kind == GLM_JINJA_STR && (type == 0 || type == 's') && sign == 0 && align != '='
+        && group == 0) {
         s = v;
         if (prec >= 0 && (size_t) prec < glm_ju8_len(s.u.s, s.n)) {
             size_t off = 0;
@@ -1100,7 +1147,8 @@ glm_jformat_spec(glm_jrender *r, glm_jbuf *b, glm_jinja_value v, const char *spe
         glm_jbuf_put(r, b, s.u.s, s.n);
         return;
     }
-    if (v.kind == GLM_JINJA_FLOAT && type == 0 && prec < 0 && sign == 0 && align != '=') {
+    if (v.kind == GLM_JINJA_FLOAT && type == 0 && prec < 0 && sign == 0 && align != '='
+        && group == 0) {
         /* no type, no precision: str(float) padded */
         glm_jbuf fb = {0};
 
@@ -1122,9 +1170,30 @@ glm_jformat_spec(glm_jrender *r, glm_jbuf *b, glm_jinja_value v, const char *spe
                                           || type == 'o')) {
             glm_jfail(r, "ValueError: Unknown format code '%c' for object of type 'float'", type);
         }
-        glm_jformat_number(r, &nb, v.kind == GLM_JINJA_BOOL ? glm_jinja_int(v.u.i) : v,
+        glm_jformat_number(r, &nb, v.kind == GLM_JINJA_BOOL ? glm_jvi(v.u.i) : v,
                            type ? type : 'd', fl, -1, prec);
         s = glm_jbuf_value(r, &nb);
+        if (group != 0 && (type == 0 || type == 'd' || type == 'f' || type == 'F')) {
+            /* thousands separators in the integer part */
+            glm_jbuf gb = {0};
+            size_t st = s.n > 0 && (s.u.s[0] == '-' || s.u.s[0] == '+' || s.u.s[0] == ' ');
+            size_t end = st, k;
+
+            while (end < s.n && glm_jis_digit((unsigned char) s.u.s[end])) {
+                end++;
+            }
+            glm_jbuf_put(r, &gb, s.u.s, st);
+            for (k = st; k < end; k++) {
+                if (k > st && (end - k) % 3 == 0) {
+                    glm_jbuf_putc(r, &gb, group);
+                }
+                glm_jbuf_putc(r, &gb, s.u.s[k]);
+            }
+            glm_jbuf_put(r, &gb, s.u.s + end, s.n - end);
+            s = glm_jbuf_value(r, &gb);
+        } else if (group != 0) {
+            glm_jfail(r, "unsupported: format spec '%.*s'", (int) sn, spec);
+        }
         if (align == '=' && width > (int64_t) s.n) {
             /* sign-aware padding: fill after the sign */
             size_t signlen = s.n > 0 && (s.u.s[0] == '-' || s.u.s[0] == '+' || s.u.s[0] == ' ');
@@ -1279,7 +1348,7 @@ glm_jstr_format(glm_jrender *r, glm_jinja_value fmtv, glm_jcall_args *a)
                         while (ae < f + name_end && *ae != '.' && *ae != '[') {
                             ae++;
                         }
-                        v = glm_jgetattr(r, v, glm_jv_str(as, (size_t) (ae - as)));
+                        v = glm_jgetattr(r, v, glm_jv_str(as, (size_t) (ae - as)), NULL);
                         first_end = ae;
                     } else {
                         const char *ks = first_end + 1, *ke = ks;
@@ -1290,7 +1359,7 @@ glm_jstr_format(glm_jrender *r, glm_jinja_value fmtv, glm_jcall_args *a)
                             ke++;
                         }
                         if (all_digits && ke > ks && ke - ks < 18) {
-                            v = glm_jgetitem(r, v, glm_jinja_int(strtoll(ks, NULL, 10)));
+                            v = glm_jgetitem(r, v, glm_jvi(strtoll(ks, NULL, 10)));
                         } else {
                             v = glm_jgetitem(r, v, glm_jv_str(ks, (size_t) (ke - ks)));
                         }
@@ -1351,6 +1420,10 @@ glm_jrepeat(glm_jrender *r, glm_jinja_value seq, int64_t times)
 
     if (times < 0) {
         times = 0;
+    }
+    if ((seq.kind == GLM_JINJA_STR && seq.n == 0)
+        || (seq.kind == GLM_JINJA_LIST && seq.u.list->n == 0)) {
+        times = 0;      /* '' * 10**16 is '' at once, not 10**16 empty appends */
     }
     if (seq.kind == GLM_JINJA_STR) {
         glm_jbuf b = {0};
@@ -1427,10 +1500,10 @@ glm_jbinop(glm_jrender *r, int op, glm_jinja_value a, glm_jinja_value b)
             if (__builtin_add_overflow(a.u.i, b.u.i, &res)) {
                 glm_jfail(r, "unsupported: integer overflow beyond 64 bits");
             }
-            return glm_jinja_int(res);
+            return glm_jvi(res);
         }
         if (nums) {
-            return glm_jinja_float(x + y);
+            return glm_jvf(x + y);
         }
         if (a.kind == GLM_JINJA_STR && b.kind == GLM_JINJA_STR) {
             glm_jbuf buf = {0};
@@ -1472,10 +1545,10 @@ glm_jbinop(glm_jrender *r, int op, glm_jinja_value a, glm_jinja_value b)
             if (__builtin_sub_overflow(a.u.i, b.u.i, &res)) {
                 glm_jfail(r, "unsupported: integer overflow beyond 64 bits");
             }
-            return glm_jinja_int(res);
+            return glm_jvi(res);
         }
         if (nums) {
-            return glm_jinja_float(x - y);
+            return glm_jvf(x - y);
         }
         break;
     case GLM_JOP_MUL:
@@ -1483,10 +1556,10 @@ glm_jbinop(glm_jrender *r, int op, glm_jinja_value a, glm_jinja_value b)
             if (__builtin_mul_overflow(a.u.i, b.u.i, &res)) {
                 glm_jfail(r, "unsupported: integer overflow beyond 64 bits");
             }
-            return glm_jinja_int(res);
+            return glm_jvi(res);
         }
         if (nums) {
-            return glm_jinja_float(x * y);
+            return glm_jvf(x * y);
         }
         if ((a.kind == GLM_JINJA_STR || (a.kind == GLM_JINJA_LIST && !(a.flags & GLM_JINJA_F_ITER)))
             && (b.kind == GLM_JINJA_INT || b.kind == GLM_JINJA_BOOL)) {
@@ -1502,7 +1575,7 @@ glm_jbinop(glm_jrender *r, int op, glm_jinja_value a, glm_jinja_value b)
             if (y == 0.0) {
                 glm_jfail(r, "ZeroDivisionError: division by zero");
             }
-            return glm_jinja_float(x / y);
+            return glm_jvf(x / y);
         }
         break;
     case GLM_JOP_FLOORDIV:
@@ -1523,7 +1596,7 @@ glm_jbinop(glm_jrender *r, int op, glm_jinja_value a, glm_jinja_value b)
                 q -= 1;
                 m += b.u.i;
             }
-            return glm_jinja_int(op == GLM_JOP_MOD ? m : q);
+            return glm_jvi(op == GLM_JOP_MOD ? m : q);
         }
         if (nums) {
             double mod, fl;
@@ -1533,7 +1606,7 @@ glm_jbinop(glm_jrender *r, int op, glm_jinja_value a, glm_jinja_value b)
                                                : "ZeroDivisionError: float floor division by zero");
             }
             fl = glm_jfloor_div(x, y, &mod);
-            return glm_jinja_float(op == GLM_JOP_MOD ? mod : fl);
+            return glm_jvf(op == GLM_JOP_MOD ? mod : fl);
         }
         if (op == GLM_JOP_MOD && a.kind == GLM_JINJA_STR) {
             return glm_jpercent(r, a, b);
@@ -1554,7 +1627,7 @@ glm_jbinop(glm_jrender *r, int op, glm_jinja_value a, glm_jinja_value b)
                     glm_jfail(r, "unsupported: integer overflow beyond 64 bits");
                 }
             }
-            return glm_jinja_int(acc);
+            return glm_jvi(acc);
         }
         if (nums) {
             if (x == 0.0 && y < 0) {
@@ -1563,7 +1636,7 @@ glm_jbinop(glm_jrender *r, int op, glm_jinja_value a, glm_jinja_value b)
             if (x < 0 && y != floor(y)) {
                 glm_jfail(r, "unsupported: complex result of ** ");
             }
-            return glm_jinja_float(pow(x, y));
+            return glm_jvf(pow(x, y));
         }
         break;
     default:
@@ -1691,7 +1764,7 @@ glm_jattr_path(glm_jrender *r, glm_jinja_value item, glm_jinja_value path)
             j++;
         }
         if (digits && j > i && j - i < 18) {
-            item = glm_jgetitem(r, item, glm_jinja_int(strtoll(path.u.s + i, NULL, 10)));
+            item = glm_jgetitem(r, item, glm_jvi(strtoll(path.u.s + i, NULL, 10)));
         } else {
             item = glm_jgetitem(r, item, glm_jv_str(path.u.s + i, j - i));
         }
@@ -1834,7 +1907,7 @@ glm_jtest_call(glm_jrender *r, int id, const char *name, glm_jinja_value v, glm_
 static int
 glm_jtest_num(glm_jrender *r, int id, glm_jinja_value v, glm_jcall_args *a)
 {
-    glm_jinja_value m = glm_jinja_int(id == T_DIVISIBLEBY ? 0 : 2);
+    glm_jinja_value m = glm_jvi(id == T_DIVISIBLEBY ? 0 : 2);
 
     if (id == T_DIVISIBLEBY) {
         static const char *const names[] = {"num"};
@@ -1847,9 +1920,9 @@ glm_jtest_num(glm_jrender *r, int id, glm_jinja_value v, glm_jcall_args *a)
     }
     m = glm_jbinop(r, GLM_JOP_MOD, v, m);
     if (id == T_ODD) {
-        return glm_jv_eq(r, m, glm_jinja_int(1));
+        return glm_jv_eq(r, m, glm_jvi(1));
     }
-    return glm_jv_eq(r, m, glm_jinja_int(0));
+    return glm_jv_eq(r, m, glm_jvi(0));
 }
 
 
@@ -2160,13 +2233,13 @@ glm_jto_int(glm_jrender *r, glm_jinja_value v, glm_jinja_value deflt, int64_t ba
         return v;
     }
     if (v.kind == GLM_JINJA_BOOL) {
-        return glm_jinja_int(v.u.i);
+        return glm_jvi(v.u.i);
     }
     if (v.kind == GLM_JINJA_FLOAT) {
         if (isnan(v.u.f) || isinf(v.u.f) || fabs(v.u.f) >= 9.2e18) {
             return deflt;
         }
-        return glm_jinja_int((int64_t) v.u.f);
+        return glm_jvi((int64_t) v.u.f);
     }
     if (v.kind == GLM_JINJA_STR) {
         /* int(s, base), else int(float(s)) (jinja2's do_int) */
@@ -2188,12 +2261,12 @@ glm_jto_int(glm_jrender *r, glm_jinja_value v, glm_jinja_value deflt, int64_t ba
         errno = 0;
         iv = strtoll(buf, &end, (int) base);
         if (*end == '\0' && errno == 0) {
-            return glm_jinja_int(iv);
+            return glm_jvi(iv);
         }
         errno = 0;
         d = strtod(buf, &end);
         if (*end == '\0' && errno == 0 && !isnan(d) && !isinf(d) && fabs(d) < 9.2e18) {
-            return glm_jinja_int((int64_t) d);
+            return glm_jvi((int64_t) d);
         }
         return deflt;
     }
@@ -2208,7 +2281,7 @@ glm_jto_float(glm_jrender *r, glm_jinja_value v, glm_jinja_value deflt)
         return v;
     }
     if (v.kind == GLM_JINJA_INT || v.kind == GLM_JINJA_BOOL) {
-        return glm_jinja_float((double) v.u.i);
+        return glm_jvf((double) v.u.i);
     }
     if (v.kind == GLM_JINJA_STR) {
         char buf[128], *end;
@@ -2222,7 +2295,7 @@ glm_jto_float(glm_jrender *r, glm_jinja_value v, glm_jinja_value deflt)
         buf[t.n] = '\0';
         d = strtod(buf, &end);
         if (*end == '\0') {
-            return glm_jinja_float(d);
+            return glm_jvf(d);
         }
     }
     return deflt;
@@ -2258,16 +2331,16 @@ glm_jfilter_call(glm_jrender *r, int id, const char *name, glm_jinja_value v, gl
     case F_COUNT:
         glm_jbind(r, name, a, NULL, 0, 0, arg);
         switch (v.kind) {
-        case GLM_JINJA_STR: return glm_jinja_int((int64_t) glm_ju8_len(v.u.s, v.n));
+        case GLM_JINJA_STR: return glm_jvi((int64_t) glm_ju8_len(v.u.s, v.n));
         case GLM_JINJA_LIST:
             if (v.flags & GLM_JINJA_F_ITER) {
                 glm_jfail(r, "TypeError: object of type 'generator' has no len()");
             }
-            return glm_jinja_int(v.u.list->n);
+            return glm_jvi(v.u.list->n);
         case GLM_JINJA_DICT:
-        case GLM_JINJA_NAMESPACE: return glm_jinja_int(v.u.dict->n);
-        case GLM_JINJA_UNDEFINED: return glm_jinja_int(0);
-        case GLM_JINJA_LOOP: return glm_jinja_int(((glm_jloop *) v.u.p)->length);
+        case GLM_JINJA_NAMESPACE: return glm_jvi(v.u.dict->n);
+        case GLM_JINJA_UNDEFINED: return glm_jvi(0);
+        case GLM_JINJA_LOOP: return glm_jvi(((glm_jloop *) v.u.p)->length);
         default:
             glm_jfail(r, "TypeError: object of type '%s' has no len()", glm_jv_type_name(v));
         }
@@ -2453,7 +2526,7 @@ glm_jfilter_call(glm_jrender *r, int id, const char *name, glm_jinja_value v, gl
                 glm_jfail(r, "TypeError: unhashable type: '%s'", glm_jv_type_name(k));
             }
             if (glm_jv_dict_find(seen.u.dict, k) == NULL) {
-                glm_jv_dict_put(r, seen, k, glm_jinja_none());
+                glm_jv_dict_put(r, seen, k, glm_jvnone());
                 glm_jv_push(r, out, items->v[i]);
             }
         }
@@ -2500,15 +2573,19 @@ glm_jfilter_call(glm_jrender *r, int id, const char *name, glm_jinja_value v, gl
         {
             glm_jinja_value out;
 
+            if (!glm_jis_iterable(v)) {
+                glm_jfail(r, "FilterArgumentError: argument must be iterable");
+            }
             items = glm_jiter(r, v);
             out = glm_jv_newlist(r, items->n);
             for (i = 0; i < items->n; i++) {
                 out.u.list->v[i] = items->v[items->n - 1 - i];
             }
             out.u.list->n = items->n;
-            /* reversed() is an iterator for sequences, a list otherwise */
-            return v.kind == GLM_JINJA_LIST && !(v.flags & GLM_JINJA_F_ITER)
-                   ? glm_jiter_value(r, out.u.list) : out;
+            /* reversed() works on sequences and dicts (an iterator, always
+             * true); a generator falls back to a reversed list */
+            return v.kind == GLM_JINJA_LIST && (v.flags & GLM_JINJA_F_ITER)
+                   ? out : glm_jiter_value(r, out.u.list);
         }
     case F_MAP:
         return glm_jmap(r, v, a);
@@ -2526,7 +2603,7 @@ glm_jfilter_call(glm_jrender *r, int id, const char *name, glm_jinja_value v, gl
         glm_jinja_value acc;
 
         glm_jbind(r, name, a, names, 2, 0, arg);
-        acc = glm_jhave(&arg[1]) ? arg[1] : glm_jinja_int(0);
+        acc = glm_jhave(&arg[1]) ? arg[1] : glm_jvi(0);
         items = glm_jiter(r, v);
         for (i = 0; i < items->n; i++) {
             acc = glm_jbinop(r, GLM_JOP_ADD, acc,
@@ -2541,10 +2618,10 @@ glm_jfilter_call(glm_jrender *r, int id, const char *name, glm_jinja_value v, gl
             if (v.u.i == INT64_MIN) {
                 glm_jfail(r, "unsupported: integer overflow beyond 64 bits");
             }
-            return glm_jinja_int(v.u.i < 0 ? -v.u.i : v.u.i);
+            return glm_jvi(v.u.i < 0 ? -v.u.i : v.u.i);
         }
         if (v.kind == GLM_JINJA_FLOAT) {
-            return glm_jinja_float(fabs(v.u.f));
+            return glm_jvf(fabs(v.u.f));
         }
         if (v.kind == GLM_JINJA_UNDEFINED) {
             glm_jfail_undefined(r, v);
@@ -2554,14 +2631,20 @@ glm_jfilter_call(glm_jrender *r, int id, const char *name, glm_jinja_value v, gl
         static const char *const names[] = {"default", "base"};
 
         glm_jbind(r, name, a, names, 2, 0, arg);
-        return glm_jto_int(r, v, glm_jhave(&arg[0]) ? arg[0] : glm_jinja_int(0),
+        if (v.kind == GLM_JINJA_UNDEFINED) {
+            glm_jfail_undefined(r, v);     /* int(Undefined) raises */
+        }
+        return glm_jto_int(r, v, glm_jhave(&arg[0]) ? arg[0] : glm_jvi(0),
                            glm_jhave(&arg[1]) ? glm_jarg_int(r, arg[1], "base") : 10);
     }
     case F_FLOAT: {
         static const char *const names[] = {"default"};
 
         glm_jbind(r, name, a, names, 1, 0, arg);
-        return glm_jto_float(r, v, glm_jhave(&arg[0]) ? arg[0] : glm_jinja_float(0.0));
+        if (v.kind == GLM_JINJA_UNDEFINED) {
+            glm_jfail_undefined(r, v);
+        }
+        return glm_jto_float(r, v, glm_jhave(&arg[0]) ? arg[0] : glm_jvf(0.0));
     }
     case F_ROUND: {
         static const char *const names[] = {"precision", "method"};
@@ -2587,15 +2670,23 @@ glm_jfilter_call(glm_jrender *r, int id, const char *name, glm_jinja_value v, gl
         scale = pow(10.0, (double) prec);
         if (glm_jname_is(method.u.s, method.n, "common")) {
             if (v.kind != GLM_JINJA_FLOAT) {
-                return glm_jinja_int(v.u.i);    /* round(int, n) stays an int */
+                return glm_jvi(v.u.i);    /* round(int, n) stays an int */
             }
-            return glm_jinja_float(nearbyint(x * scale) / scale);
+            if (prec > 0 && isfinite(x)) {
+                /* Python rounds the double's exact decimal value (round(2.675, 2)
+                 * is 2.67); printf does the same, ties to even */
+                char buf[400];
+
+                snprintf(buf, sizeof(buf), "%.*f", (int) prec, x);
+                return glm_jvf(strtod(buf, NULL));
+            }
+            return glm_jvf(nearbyint(x * scale) / scale);
         }
         if (glm_jname_is(method.u.s, method.n, "ceil")) {
-            return glm_jinja_float(ceil(x * scale) / scale);
+            return glm_jvf(ceil(x * scale) / scale);
         }
         if (glm_jname_is(method.u.s, method.n, "floor")) {
-            return glm_jinja_float(floor(x * scale) / scale);
+            return glm_jvf(floor(x * scale) / scale);
         }
         glm_jfail(r, "FilterArgumentError: method must be common, ceil or floor");
     }
@@ -2604,7 +2695,7 @@ glm_jfilter_call(glm_jrender *r, int id, const char *name, glm_jinja_value v, gl
 
         glm_jbind(r, name, a, names, 1, 0, arg);
         return glm_jpad(r, glm_jv_to_str(r, v),
-                        glm_jhave(&arg[0]) ? glm_jarg_int(r, arg[0], "width") : 80, '^', ' ');
+                        glm_jhave(&arg[0]) ? glm_jarg_int(r, arg[0], "width") : 80, 'c', ' ');
     }
     case F_INDENT:
         return glm_jindent(r, v, a);
@@ -2644,7 +2735,7 @@ glm_jfilter_call(glm_jrender *r, int id, const char *name, glm_jinja_value v, gl
             return x != NULL ? *x : glm_jv_undef(NULL, 0, GLM_JU_PLAIN);
         }
         if (v.kind == GLM_JINJA_LOOP) {
-            return glm_jgetattr(r, v, arg[0]);
+            return glm_jgetattr(r, v, arg[0], NULL);
         }
         if (glm_jmethod_lookup(v, arg[0].u.s, arg[0].n, &m, r)) {
             return m;
@@ -2676,6 +2767,7 @@ glm_jfilter_call(glm_jrender *r, int id, const char *name, glm_jinja_value v, gl
         if (cur.u.list->n > 0) {
             if (glm_jhave(&arg[1]) && arg[1].kind != GLM_JINJA_NONE) {
                 while ((int64_t) cur.u.list->n < count) {
+                    glm_jstep(r);
                     glm_jv_push(r, cur, arg[1]);
                 }
             }
@@ -2701,7 +2793,7 @@ glm_jfilter_call(glm_jrender *r, int id, const char *name, glm_jinja_value v, gl
             in_word = w;
             pos += adv;
         }
-        return glm_jinja_int(count);
+        return glm_jvi(count);
     }
     case F_TRUNCATE: {
         static const char *const names[] = {"length", "killwords", "end", "leeway"};
@@ -2710,8 +2802,29 @@ glm_jfilter_call(glm_jrender *r, int id, const char *name, glm_jinja_value v, gl
         glm_jbuf b = {0};
 
         glm_jbind(r, name, a, names, 4, 0, arg);
-        s = glm_jv_to_str(r, v);
         length = glm_jhave(&arg[0]) ? glm_jarg_int(r, arg[0], "length") : 255;
+        if (v.kind != GLM_JINJA_STR) {
+            /* do_truncate works on whatever it gets: len(), then a slice + str */
+            int64_t vlen;
+
+            if (v.kind == GLM_JINJA_UNDEFINED) {
+                return v;
+            }
+            if (v.kind == GLM_JINJA_LIST && !(v.flags & GLM_JINJA_F_ITER)) {
+                vlen = v.u.list->n;
+            } else if (v.kind == GLM_JINJA_DICT) {
+                vlen = v.u.dict->n;
+            } else {
+                glm_jfail(r, "TypeError: object of type '%s' has no len()", glm_jv_type_name(v));
+            }
+            if (vlen <= length + (glm_jhave(&arg[3]) && arg[3].kind != GLM_JINJA_NONE
+                                  ? glm_jarg_int(r, arg[3], "leeway") : 5)) {
+                return v;
+            }
+            glm_jfail(r, "TypeError: can only concatenate %s (not \"str\") to %s",
+                      glm_jv_type_name(v), glm_jv_type_name(v));
+        }
+        s = v;
         end = glm_jhave(&arg[2]) ? glm_jarg_str(r, arg[2], "end") : glm_jv_str("...", 3);
         leeway = glm_jhave(&arg[3]) && arg[3].kind != GLM_JINJA_NONE
                  ? glm_jarg_int(r, arg[3], "leeway") : 5;
@@ -2942,8 +3055,76 @@ glm_jfind(glm_jinja_value s, glm_jinja_value sub, int from_right)
     return (int64_t) glm_ju8_len(s.u.s, (size_t) (hit - s.u.s));
 }
 
+static glm_jinja_value glm_jfunc_call_inner(glm_jrender *r, glm_jinja_value fn,
+                                            glm_jcall_args *a);
+
+/* markupsafe.Markup's methods escape their string arguments and return
+ * Markup (also inside the lists and tuples split/partition return). */
+static glm_jinja_value
+glm_jmark_safe(glm_jinja_value v)
+{
+    uint32_t i;
+
+    if (v.kind == GLM_JINJA_STR) {
+        v.flags |= GLM_JINJA_F_SAFE;
+    } else if (v.kind == GLM_JINJA_LIST && !(v.flags & GLM_JINJA_F_ITER)) {
+        for (i = 0; i < v.u.list->n; i++) {
+            if (v.u.list->v[i].kind == GLM_JINJA_STR) {
+                v.u.list->v[i].flags |= GLM_JINJA_F_SAFE;
+            }
+        }
+    }
+    return v;
+}
+
 glm_jinja_value
 glm_jfunc_call(glm_jrender *r, glm_jinja_value fn, glm_jcall_args *a)
+{
+    glm_jinja_value self, out;
+    glm_jcall_args esc;
+    uint32_t i;
+
+    if (fn.sub < M_STRIP || fn.sub > M_REMOVESUFFIX) {
+        return glm_jfunc_call_inner(r, fn, a);
+    }
+    self = ((glm_jbound *) fn.u.p)->self;
+    if (!(self.flags & GLM_JINJA_F_SAFE)) {
+        return glm_jfunc_call_inner(r, fn, a);
+    }
+    esc = *a;
+    if (fn.sub == M_REPLACE || fn.sub == M_JOIN || fn.sub == M_FORMAT) {
+        esc.pos = glm_jalloc(r, (a->npos + 1) * sizeof(*esc.pos));
+        esc.kwval = glm_jalloc(r, (a->nkw + 1) * sizeof(*esc.kwval));
+        for (i = 0; i < a->npos; i++) {
+            esc.pos[i] = a->pos[i];
+            if (fn.sub == M_JOIN && a->pos[i].kind == GLM_JINJA_LIST) {
+                glm_jinja_list *l = glm_jiter(r, a->pos[i]);
+                glm_jinja_value el = glm_jv_newlist(r, l->n);
+                uint32_t k;
+
+                for (k = 0; k < l->n; k++) {
+                    el.u.list->v[k] = l->v[k].kind == GLM_JINJA_STR ? glm_jescape(r, l->v[k])
+                                                                    : l->v[k];
+                }
+                el.u.list->n = l->n;
+                esc.pos[i] = el;
+            } else if (a->pos[i].kind == GLM_JINJA_STR
+                       || (fn.sub == M_FORMAT && a->pos[i].kind != GLM_JINJA_UNDEFINED)) {
+                esc.pos[i] = glm_jescape(r, a->pos[i]);
+            }
+        }
+        for (i = 0; i < a->nkw; i++) {
+            esc.kwval[i] = a->kwval[i].kind == GLM_JINJA_STR
+                           || (fn.sub == M_FORMAT && a->kwval[i].kind != GLM_JINJA_UNDEFINED)
+                           ? glm_jescape(r, a->kwval[i]) : a->kwval[i];
+        }
+    }
+    out = glm_jfunc_call_inner(r, fn, &esc);
+    return glm_jmark_safe(out);
+}
+
+static glm_jinja_value
+glm_jfunc_call_inner(glm_jrender *r, glm_jinja_value fn, glm_jcall_args *a)
 {
     glm_jinja_value arg[4], self;
     uint32_t i;
@@ -2988,7 +3169,7 @@ glm_jfunc_call(glm_jrender *r, glm_jinja_value fn, glm_jcall_args *a)
         }
         out = glm_jv_newlist(r, (uint32_t) count);
         for (k = 0; k < count; k++) {
-            out.u.list->v[k] = glm_jinja_int(start + k * step);
+            out.u.list->v[k] = glm_jvi(start + k * step);
         }
         out.u.list->n = (uint32_t) count;
         return out;
@@ -3077,7 +3258,7 @@ glm_jfunc_call(glm_jrender *r, glm_jinja_value fn, glm_jcall_args *a)
     }
     case M_STARTSWITH:
     case M_ENDSWITH:
-        return glm_jinja_bool(glm_jaffix(r, self, a, fn.sub == M_ENDSWITH));
+        return glm_jvb(glm_jaffix(r, self, a, fn.sub == M_ENDSWITH));
     case M_REPLACE: {
         static const char *const names[] = {"old", "new", "count"};
 
@@ -3117,19 +3298,19 @@ glm_jfunc_call(glm_jrender *r, glm_jinja_value fn, glm_jcall_args *a)
             const char *hit;
 
             if (sub.n == 0) {
-                return glm_jinja_int((int64_t) glm_ju8_len(self.u.s, self.n) + 1);
+                return glm_jvi((int64_t) glm_ju8_len(self.u.s, self.n) + 1);
             }
             while ((hit = glm_jmemmem(self.u.s + pos, self.n - pos, sub.u.s, sub.n)) != NULL) {
                 count++;
                 pos = (size_t) (hit - self.u.s) + sub.n;
             }
-            return glm_jinja_int(count);
+            return glm_jvi(count);
         }
         at = glm_jfind(self, sub, fn.sub == M_RFIND || fn.sub == M_RINDEX);
         if (at < 0 && (fn.sub == M_INDEX || fn.sub == M_RINDEX)) {
             glm_jfail(r, "ValueError: substring not found");
         }
-        return glm_jinja_int(at);
+        return glm_jvi(at);
     }
     case M_JOIN: {
         static const char *const names[] = {"iterable"};
@@ -3156,7 +3337,7 @@ glm_jfunc_call(glm_jrender *r, glm_jinja_value fn, glm_jcall_args *a)
     case M_ISDIGIT: case M_ISALPHA: case M_ISALNUM: case M_ISSPACE: case M_ISLOWER:
     case M_ISUPPER: case M_ISNUMERIC: case M_ISDECIMAL:
         glm_jbind(r, "str method", a, NULL, 0, 0, arg);
-        return glm_jinja_bool(glm_jstr_pred(r, self, fn.sub));
+        return glm_jvb(glm_jstr_pred(r, self, fn.sub));
     case M_ZFILL: {
         static const char *const names[] = {"width"};
         int64_t w, len, k;
@@ -3197,7 +3378,7 @@ glm_jfunc_call(glm_jrender *r, glm_jinja_value fn, glm_jcall_args *a)
             fill = glm_ju8_decode(fc.u.s, fc.n, &adv);
         }
         return glm_jpad(r, self, glm_jarg_int(r, arg[0], "width"),
-                        fn.sub == M_CENTER ? '^' : fn.sub == M_LJUST ? '<' : '>', fill);
+                        fn.sub == M_CENTER ? 'c' : fn.sub == M_LJUST ? '<' : '>', fill);
     }
     case M_PARTITION:
     case M_RPARTITION: {
@@ -3256,7 +3437,7 @@ glm_jfunc_call(glm_jrender *r, glm_jinja_value fn, glm_jcall_args *a)
         if (v != NULL) {
             return *v;
         }
-        return glm_jhave(&arg[1]) ? arg[1] : glm_jinja_none();
+        return glm_jhave(&arg[1]) ? arg[1] : glm_jvnone();
     }
     case M_ITEMS:
     case M_KEYS:
@@ -3296,7 +3477,7 @@ glm_jfunc_call(glm_jrender *r, glm_jinja_value fn, glm_jcall_args *a)
         for (i = 0; i < self.u.list->n; i++) {
             if (glm_jv_eq(r, self.u.list->v[i], arg[0])) {
                 if (fn.sub == M_LIST_INDEX) {
-                    return glm_jinja_int(i);
+                    return glm_jvi(i);
                 }
                 count++;
             }
@@ -3304,7 +3485,7 @@ glm_jfunc_call(glm_jrender *r, glm_jinja_value fn, glm_jcall_args *a)
         if (fn.sub == M_LIST_INDEX) {
             glm_jfail(r, "ValueError: value is not in list");
         }
-        return glm_jinja_int(count);
+        return glm_jvi(count);
     }
 
     /* loop methods */
@@ -3328,9 +3509,9 @@ glm_jfunc_call(glm_jrender *r, glm_jinja_value fn, glm_jcall_args *a)
         if (!l->has_changed || !glm_jv_eq(r, val, l->last_changed)) {
             l->last_changed = val;
             l->has_changed = 1;
-            return glm_jinja_bool(1);
+            return glm_jvb(1);
         }
-        return glm_jinja_bool(0);
+        return glm_jvb(0);
     }
     default:
         glm_jfail(r, "internal error: function %d", fn.sub);

@@ -38,6 +38,9 @@ glm_jfail(glm_jrender *r, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     glm_errf(r->err, "%s:%d: %s", r->t != NULL ? r->t->name : "template", r->line, msg);
+    if (r->err != NULL) {
+        glm_jone_line(r->err->msg, sizeof(r->err->msg));
+    }
     longjmp(r->jb, 1);
 }
 
@@ -206,31 +209,31 @@ glm_jloop_attr(glm_jrender *r, glm_jinja_value obj, const char *name, size_t n)
 
 #define IS(lit) (n == sizeof(lit) - 1 && memcmp(name, lit, n) == 0)
     if (IS("index")) {
-        return glm_jinja_int(l->index0 + 1);
+        return glm_jvi(l->index0 + 1);
     }
     if (IS("index0")) {
-        return glm_jinja_int(l->index0);
+        return glm_jvi(l->index0);
     }
     if (IS("revindex")) {
-        return glm_jinja_int(l->length - l->index0);
+        return glm_jvi(l->length - l->index0);
     }
     if (IS("revindex0")) {
-        return glm_jinja_int(l->length - l->index0 - 1);
+        return glm_jvi(l->length - l->index0 - 1);
     }
     if (IS("first")) {
-        return glm_jinja_bool(l->index0 == 0);
+        return glm_jvb(l->index0 == 0);
     }
     if (IS("last")) {
-        return glm_jinja_bool(l->index0 == l->length - 1);
+        return glm_jvb(l->index0 == l->length - 1);
     }
     if (IS("length")) {
-        return glm_jinja_int(l->length);
+        return glm_jvi(l->length);
     }
     if (IS("depth")) {
-        return glm_jinja_int(1);
+        return glm_jvi(1);
     }
     if (IS("depth0")) {
-        return glm_jinja_int(0);
+        return glm_jvi(0);
     }
     if (IS("previtem")) {
         if (l->index0 == 0) {
@@ -255,10 +258,30 @@ glm_jloop_attr(glm_jrender *r, glm_jinja_value obj, const char *name, size_t n)
     return glm_jundef_attr(obj, name, n);
 }
 
-glm_jinja_value
-glm_jgetattr(glm_jrender *r, glm_jinja_value obj, glm_jinja_value name)
+/* A method by its id, bound to obj. */
+static glm_jinja_value
+glm_jbind_method(glm_jrender *r, glm_jinja_value obj, int id, glm_jinja_value name)
 {
-    glm_jinja_value m, *v;
+    glm_jinja_value m;
+    glm_jbound *b;
+
+    if (id == GLM_JM_UNSAFE) {
+        return glm_jv_undef(name.u.s, name.n, GLM_JU_UNSAFE);
+    }
+    b = glm_jalloc(r, sizeof(*b));
+    b->self = obj;
+    memset(&m, 0, sizeof(m));
+    m.kind = GLM_JINJA_FUNC;
+    m.sub = (uint16_t) id;
+    m.u.p = b;
+    return m;
+}
+
+glm_jinja_value
+glm_jgetattr(glm_jrender *r, glm_jinja_value obj, glm_jinja_value name, const uint16_t *mid)
+{
+    glm_jinja_value *v;
+    int id;
 
     if (obj.kind == GLM_JINJA_UNDEFINED) {
         glm_jfail_undefined(r, obj);
@@ -280,14 +303,16 @@ glm_jgetattr(glm_jrender *r, glm_jinja_value obj, glm_jinja_value name)
         return glm_jloop_attr(r, obj, name.u.s, name.n);
     case GLM_JINJA_DICT:
         /* Python getattr first: d.items is the method even with an "items" key */
-        if (glm_jmethod_lookup(obj, name.u.s, name.n, &m, r)) {
-            return m;
+        id = glm_jmethod_id(obj, name.u.s, name.n, mid);
+        if (id != 0) {
+            return glm_jbind_method(r, obj, id, name);
         }
         v = glm_jv_dict_find_str(obj.u.dict, name.u.s, name.n);
         return v != NULL ? *v : glm_jundef_attr(obj, name.u.s, name.n);
     default:
-        if (glm_jmethod_lookup(obj, name.u.s, name.n, &m, r)) {
-            return m;
+        id = glm_jmethod_id(obj, name.u.s, name.n, mid);
+        if (id != 0) {
+            return glm_jbind_method(r, obj, id, name);
         }
         return glm_jundef_attr(obj, name.u.s, name.n);
     }
@@ -375,7 +400,7 @@ glm_jgetitem(glm_jrender *r, glm_jinja_value obj, glm_jinja_value key)
     }
     /* obj[key] failed: a string key falls back to getattr (jinja2's sandbox) */
     if (key.kind == GLM_JINJA_STR) {
-        return glm_jgetattr(r, obj, key);
+        return glm_jgetattr(r, obj, key, NULL);
     }
     return glm_jv_undef(NULL, 0, GLM_JU_PLAIN);
 }
@@ -580,7 +605,7 @@ glm_jmacro_value(glm_jrender *r, const glm_jmacro_def *def, glm_jscope *s)
 
     m->def = def;
     m->scope = s;
-    m->caller = glm_jinja_none();
+    m->caller = glm_jvnone();
     memset(&v, 0, sizeof(v));
     v.kind = GLM_JINJA_MACRO;
     v.u.p = m;
@@ -772,11 +797,16 @@ glm_jeval_call_args(glm_jrender *r, glm_jscope *s, const glm_jargs *a, glm_jcall
     if (extra_name != NULL) {
         nkw++;
     }
-    out->pos = glm_jalloc(r, (npos + 1) * sizeof(*out->pos));
-    out->kwname = glm_jalloc(r, (nkw + 1) * sizeof(*out->kwname));
-    out->kwval = glm_jalloc(r, (nkw + 1) * sizeof(*out->kwval));
     out->npos = 0;
     out->nkw = 0;
+    if (npos + nkw == 0) {
+        /* most calls have no arguments or only a few: no allocation for none */
+        out->pos = out->kwname = out->kwval = r->noargs;
+        return;
+    }
+    out->pos = glm_jalloc(r, (npos + 2 * nkw) * sizeof(*out->pos));
+    out->kwname = out->pos + npos;
+    out->kwval = out->kwname + nkw;
     for (i = 0; i < a->pos.n; i++) {
         out->pos[out->npos++] = glm_jeval(r, s, a->pos.v[i]);
     }
@@ -919,10 +949,13 @@ glm_jeval_filter(glm_jrender *r, glm_jscope *s, const glm_jnode *n, const glm_ji
     glm_jinja_value v;
     glm_jcall_args a;
 
-    if (n->u.ft.obj != NULL) {
-        v = glm_jeval(r, s, n->u.ft.obj);
-    } else {
+    if (n->u.ft.obj == NULL) {
         v = *input;
+    } else if (input != NULL) {
+        /* a filter block's chain: FILTER nodes down to the block's text */
+        v = glm_jeval_filter(r, s, n->u.ft.obj, input);
+    } else {
+        v = glm_jeval(r, s, n->u.ft.obj);
     }
     glm_jeval_call_args(r, s, &n->u.ft.args, &a, NULL, NULL);
     r->line = n->line;
@@ -957,7 +990,7 @@ glm_jeval_inner(glm_jrender *r, glm_jscope *s, const glm_jnode *n)
     case GLM_JN_GETATTR:
         a = glm_jeval(r, s, n->u.getattr.obj);
         r->line = n->line;
-        return glm_jgetattr(r, a, n->u.getattr.attr);
+        return glm_jgetattr(r, a, n->u.getattr.attr, n->u.getattr.mid);
     case GLM_JN_GETITEM:
         a = glm_jeval(r, s, n->u.getitem.obj);
         if (n->u.getitem.key->type == GLM_JN_SLICE) {
@@ -968,8 +1001,34 @@ glm_jeval_inner(glm_jrender *r, glm_jscope *s, const glm_jnode *n)
         return glm_jgetitem(r, a, b);
     case GLM_JN_CALL: {
         glm_jcall_args ca;
+        const glm_jnode *fn = n->u.call.fn;
 
-        a = glm_jeval(r, s, n->u.call.fn);
+        if (fn->type == GLM_JN_GETATTR) {
+            /* obj.method(...): call the method directly, no bound value */
+            const glm_jinja_value *attr = &fn->u.getattr.attr;
+            int id;
+
+            a = glm_jeval(r, s, fn->u.getattr.obj);
+            r->line = fn->line;
+            id = a.kind == GLM_JINJA_UNDEFINED || (attr->n >= 2 && attr->u.s[0] == '_')
+                 ? 0 : glm_jmethod_id(a, attr->u.s, attr->n, fn->u.getattr.mid);
+            if (id != 0 && id != GLM_JM_UNSAFE) {
+                glm_jbound self;
+                glm_jinja_value f;
+
+                self.self = a;
+                memset(&f, 0, sizeof(f));
+                f.kind = GLM_JINJA_FUNC;
+                f.sub = (uint16_t) id;
+                f.u.p = &self;
+                glm_jeval_call_args(r, s, &n->u.call.args, &ca, NULL, NULL);
+                r->line = n->line;
+                return glm_jfunc_call(r, f, &ca);
+            }
+            a = glm_jgetattr(r, a, *attr, fn->u.getattr.mid);
+        } else {
+            a = glm_jeval(r, s, fn);
+        }
         glm_jeval_call_args(r, s, &n->u.call.args, &ca, NULL, NULL);
         r->line = n->line;
         return glm_jcall(r, a, &ca);
@@ -985,7 +1044,7 @@ glm_jeval_inner(glm_jrender *r, glm_jscope *s, const glm_jnode *n)
         if (n->id == 0) {
             glm_jfail(r, "TemplateRuntimeError: No test named '%s' found.", n->u.ft.name.u.s);
         }
-        return glm_jinja_bool(glm_jtest_call(r, n->id, n->u.ft.name.u.s, a, &ca));
+        return glm_jvb(glm_jtest_call(r, n->id, n->u.ft.name.u.s, a, &ca));
     }
     case GLM_JN_LIST:
     case GLM_JN_TUPLE:
@@ -1027,7 +1086,7 @@ glm_jeval_inner(glm_jrender *r, glm_jscope *s, const glm_jnode *n)
         a = glm_jeval(r, s, n->u.bin.l);
         return glm_jv_truthy(a) ? a : glm_jeval(r, s, n->u.bin.r);
     case GLM_JN_NOT:
-        return glm_jinja_bool(!glm_jv_truthy(glm_jeval(r, s, n->u.un.x)));
+        return glm_jvb(!glm_jv_truthy(glm_jeval(r, s, n->u.un.x)));
     case GLM_JN_NEG:
     case GLM_JN_POS:
         a = glm_jeval(r, s, n->u.un.x);
@@ -1042,10 +1101,10 @@ glm_jeval_inner(glm_jrender *r, glm_jscope *s, const glm_jnode *n)
             return a;
         }
         if (a.kind == GLM_JINJA_INT && a.u.i != INT64_MIN) {
-            return glm_jinja_int(-a.u.i);
+            return glm_jvi(-a.u.i);
         }
         if (a.kind == GLM_JINJA_FLOAT) {
-            return glm_jinja_float(-a.u.f);
+            return glm_jvf(-a.u.f);
         }
         glm_jfail(r, "TypeError: bad operand type for unary %c: '%s'",
                   n->type == GLM_JN_NEG ? '-' : '+', glm_jv_type_name(a));
@@ -1067,11 +1126,11 @@ glm_jeval_inner(glm_jrender *r, glm_jscope *s, const glm_jnode *n)
             default: ok = !glm_jcontains(r, b, a); break;
             }
             if (!ok) {
-                return glm_jinja_bool(0);
+                return glm_jvb(0);
             }
             a = b;
         }
-        return glm_jinja_bool(1);
+        return glm_jvb(1);
     case GLM_JN_CONDEXPR:
         if (glm_jv_truthy(glm_jeval(r, s, n->u.cond.test))) {
             return glm_jeval(r, s, n->u.cond.yes);
@@ -1214,6 +1273,18 @@ glm_jinja_ctx_reset(glm_jinja_ctx *c)
     c->var_val = NULL;
     c->nvar = 0;
     c->var_cap = 0;
+}
+
+glm_jinja_mark
+glm_jinja_ctx_mark(glm_jinja_ctx *c)
+{
+    return glm_jarena_mark(&c->arena);
+}
+
+void
+glm_jinja_ctx_rewind(glm_jinja_ctx *c, glm_jinja_mark m)
+{
+    glm_jarena_rewind(&c->arena, m);
 }
 
 void

@@ -65,6 +65,8 @@ typedef struct {
 void *glm_jarena_alloc(glm_jarena *a, size_t n);   /* NULL: limit or no memory */
 void glm_jarena_reset(glm_jarena *a);               /* keeps the first chunk */
 void glm_jarena_free(glm_jarena *a);
+glm_jinja_mark glm_jarena_mark(const glm_jarena *a);
+void glm_jarena_rewind(glm_jarena *a, glm_jinja_mark m);
 
 
 /* ---- growable byte buffer in an arena ------------------------------------ */
@@ -99,6 +101,11 @@ enum {
 
 typedef struct glm_jnode glm_jnode;
 
+/* Receivers of methods, for the per-attribute method ids a GETATTR node
+ * carries (0: none, GLM_JM_UNSAFE: a method the sandbox refuses). */
+enum { GLM_JM_STR, GLM_JM_DICT, GLM_JM_LIST, GLM_JM_LOOP, GLM_JM_KINDS };
+#define GLM_JM_UNSAFE 0xffffu
+
 typedef struct {
     glm_jnode **v;
     uint32_t n;
@@ -132,7 +139,11 @@ struct glm_jnode {
     union {
         glm_jinja_value cval;                                       /* CONST, DATA */
         struct { int32_t sym; } name;                               /* NAME */
-        struct { glm_jnode *obj; glm_jinja_value attr; } getattr;   /* GETATTR */
+        struct {                                                    /* GETATTR */
+            glm_jnode *obj;
+            glm_jinja_value attr;
+            uint16_t mid[GLM_JM_KINDS];     /* method ids, resolved when parsing */
+        } getattr;
         struct { glm_jnode *obj, *key; } getitem;                   /* GETITEM */
         struct { glm_jnode *start, *stop, *step; } slice;           /* SLICE */
         struct { glm_jnode *fn; glm_jargs args; } call;             /* CALL */
@@ -263,7 +274,12 @@ typedef struct {
     int call_depth;
     int loop_ctl;           /* 0, GLM_JN_BREAK or GLM_JN_CONTINUE pending */
     int line;               /* the line being evaluated, for messages */
+    glm_jinja_value noargs[1];  /* what an argument list with no arguments points at */
 } glm_jrender;
+
+/* Makes a message one line: newlines become "\n", other control characters
+ * spaces (messages quote template text and raise_exception arguments). */
+void glm_jone_line(char *msg, size_t cap);
 
 /* Errors: fill err with "line N: ..." and unwind to glm_jinja_render. */
 _Noreturn void glm_jfail(glm_jrender *r, const char *fmt, ...)
@@ -272,6 +288,39 @@ void *glm_jalloc(glm_jrender *r, size_t n);         /* never NULL */
 
 
 /* ---- values (jinja_value.c) -------------------------------------------------- */
+
+/* inline constructors for the hot paths (the public glm_jinja_* are calls) */
+static inline glm_jinja_value
+glm_jvb(int b)
+{
+    glm_jinja_value v = {GLM_JINJA_BOOL, 0, 0, 0, {.i = b != 0}};
+
+    return v;
+}
+
+static inline glm_jinja_value
+glm_jvi(int64_t i)
+{
+    glm_jinja_value v = {GLM_JINJA_INT, 0, 0, 0, {.i = i}};
+
+    return v;
+}
+
+static inline glm_jinja_value
+glm_jvf(double f)
+{
+    glm_jinja_value v = {GLM_JINJA_FLOAT, 0, 0, 0, {.f = f}};
+
+    return v;
+}
+
+static inline glm_jinja_value
+glm_jvnone(void)
+{
+    glm_jinja_value v = {GLM_JINJA_NONE, 0, 0, 0, {.i = 0}};
+
+    return v;
+}
 
 glm_jinja_value glm_jv_str(const char *s, size_t n);         /* no copy */
 glm_jinja_value glm_jv_strz(const char *s);                  /* no copy */
@@ -350,7 +399,8 @@ typedef struct {
 glm_jinja_value glm_jcall(glm_jrender *r, glm_jinja_value fn, glm_jcall_args *a);
 /* iteration: a list view of any iterable (dict -> keys, str -> chars) */
 glm_jinja_list *glm_jiter(glm_jrender *r, glm_jinja_value v);
-glm_jinja_value glm_jgetattr(glm_jrender *r, glm_jinja_value obj, glm_jinja_value name);
+glm_jinja_value glm_jgetattr(glm_jrender *r, glm_jinja_value obj, glm_jinja_value name,
+                             const uint16_t *mid);
 glm_jinja_value glm_jgetitem(glm_jrender *r, glm_jinja_value obj, glm_jinja_value key);
 void glm_jstep(glm_jrender *r);
 /* UndefinedError for an operation on an undefined value */
@@ -369,7 +419,13 @@ glm_jinja_value glm_jfilter_call(glm_jrender *r, int id, const char *name,
 int glm_jtest_call(glm_jrender *r, int id, const char *name, glm_jinja_value v,
                    glm_jcall_args *a);
 glm_jinja_value glm_jfunc_call(glm_jrender *r, glm_jinja_value fn, glm_jcall_args *a);
-/* A bound method of obj named name, or UNDEFINED when the type has none. */
+/* The method ids of an attribute name for each receiver kind. */
+void glm_jmethod_ids(const char *name, size_t n, uint16_t mid[GLM_JM_KINDS]);
+/* The method id for obj (0 none, GLM_JM_UNSAFE refused) from mid[] or, when
+ * mid is NULL, by name. */
+int glm_jmethod_id(glm_jinja_value obj, const char *name, size_t n, const uint16_t *mid);
+/* A bound method of obj named name: 1 and *out set (an unsafe Undefined for
+ * a refused one), 0 when the type has none. */
 int glm_jmethod_lookup(glm_jinja_value obj, const char *name, size_t n,
                        glm_jinja_value *out, glm_jrender *r);
 /* Binary and unary operators with Python semantics. */

@@ -89,6 +89,9 @@ glm_jp_fail(glm_jparser *p, int line, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     glm_errf(p->err, "%s:%d: %s", p->t->name, line, msg);
+    if (p->err != NULL) {
+        glm_jone_line(p->err->msg, sizeof(p->err->msg));
+    }
     longjmp(p->jb, 1);
 }
 
@@ -1476,10 +1479,10 @@ glm_jp_primary(glm_jparser *p, int with_namespace)
         if (glm_jp_is_name(t, "true") || glm_jp_is_name(t, "True")
             || glm_jp_is_name(t, "false") || glm_jp_is_name(t, "False")) {
             n = glm_jp_node(p, GLM_JN_CONST, t->line);
-            n->u.cval = glm_jinja_bool(t->s[0] == 't' || t->s[0] == 'T');
+            n->u.cval = glm_jvb(t->s[0] == 't' || t->s[0] == 'T');
         } else if (glm_jp_is_name(t, "none") || glm_jp_is_name(t, "None")) {
             n = glm_jp_node(p, GLM_JN_CONST, t->line);
-            n->u.cval = glm_jinja_none();
+            n->u.cval = glm_jvnone();
         } else if (with_namespace && glm_jp_is_op(glm_jp_cur(p), GLM_JO_DOT)) {
             glm_jtok *attr;
 
@@ -1512,7 +1515,7 @@ glm_jp_primary(glm_jparser *p, int with_namespace)
     } else if (t->type == GLM_JT_INT || t->type == GLM_JT_FLOAT) {
         glm_jp_next(p);
         n = glm_jp_node(p, GLM_JN_CONST, t->line);
-        n->u.cval = t->type == GLM_JT_INT ? glm_jinja_int(t->i) : glm_jinja_float(t->f);
+        n->u.cval = t->type == GLM_JT_INT ? glm_jvi(t->i) : glm_jvf(t->f);
     } else if (glm_jp_is_op(t, GLM_JO_LPAREN)) {
         glm_jp_next(p);
         n = glm_jp_tuple(p, 0, 1, NULL, 1, 0);
@@ -1746,13 +1749,14 @@ glm_jp_postfix(glm_jparser *p, glm_jnode *node)
                 glm_jp_next(p);
                 g->u.getattr.obj = node;
                 g->u.getattr.attr = glm_jp_strval(p, a->s, a->n);
+                glm_jmethod_ids(a->s, a->n, g->u.getattr.mid);
                 node = g;
             } else if (a->type == GLM_JT_INT) {
                 glm_jnode *g = glm_jp_node(p, GLM_JN_GETITEM, t->line);
                 glm_jnode *k = glm_jp_node(p, GLM_JN_CONST, a->line);
 
                 glm_jp_next(p);
-                k->u.cval = glm_jinja_int(a->i);
+                k->u.cval = glm_jvi(a->i);
                 g->u.getitem.obj = node;
                 g->u.getitem.key = k;
                 node = g;

@@ -14,6 +14,29 @@
 
 #include <yajl/yajl_parse.h>
 
+/* ---- messages ------------------------------------------------------------ */
+
+void
+glm_jone_line(char *msg, size_t cap)
+{
+    char tmp[GLM_ERR_MAX];
+    size_t i, o = 0;
+
+    for (i = 0; msg[i] != '\0' && o + 3 < sizeof(tmp); i++) {
+        unsigned char c = (unsigned char) msg[i];
+
+        if (c == '\n' || c == '\r') {
+            tmp[o++] = '\\';
+            tmp[o++] = c == '\n' ? 'n' : 'r';
+        } else {
+            tmp[o++] = c < 0x20 || c == 0x7f ? ' ' : (char) c;
+        }
+    }
+    tmp[o] = '\0';
+    snprintf(msg, cap, "%s", tmp);
+}
+
+
 /* ---- arenas -------------------------------------------------------------- */
 
 struct glm_jarena_chunk {
@@ -79,6 +102,32 @@ glm_jarena_reset(glm_jarena *a)
     a->head->next = NULL;
     a->head->used = 0;
     a->used_total = 0;
+}
+
+glm_jinja_mark
+glm_jarena_mark(const glm_jarena *a)
+{
+    glm_jinja_mark m;
+
+    m.chunk = a->head;
+    m.used = a->head != NULL ? a->head->used : 0;
+    m.total = a->used_total;
+    return m;
+}
+
+void
+glm_jarena_rewind(glm_jarena *a, glm_jinja_mark m)
+{
+    while (a->head != NULL && a->head != (glm_jarena_chunk *) m.chunk) {
+        glm_jarena_chunk *next = a->head->next;
+
+        free(a->head);
+        a->head = next;
+    }
+    if (a->head != NULL) {
+        a->head->used = m.used;
+    }
+    a->used_total = m.total;
 }
 
 void
@@ -963,10 +1012,37 @@ glm_jv_float_repr(double f, char *out, size_t size)
     if (f == 0.0) {
         return (size_t) snprintf(out, size, signbit(f) ? "-0.0" : "0.0");
     }
-    for (prec = 1; prec <= 17; prec++) {
-        snprintf(buf, sizeof(buf), "%.*e", prec - 1, f);
-        if (strtod(buf, NULL) == f) {
-            break;
+    prec = 18;
+    {
+        /* fast path: f * 10^k integral with at most 15 digits.  Decimals of
+         * up to 15 significant digits survive a round trip (DBL_DIG), so one
+         * that reads back as f is the unique shortest: no search needed */
+        static const double p10[] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8};
+        int k;
+
+        for (k = 0; k < 9; k++) {
+            double y = f * p10[k];
+
+            if (fabs(y) < 1e15 && y == (double) (int64_t) y) {
+                char tmp[48];
+
+                snprintf(tmp, sizeof(tmp), "%llde-%d", (long long) (int64_t) y, k);
+                if (strtod(tmp, NULL) == f) {
+                    snprintf(buf, sizeof(buf), "%.*e", 14, f);
+                    /* %.14e of a <=15-digit decimal is exact: trailing zeros
+                     * are stripped below */
+                    prec = 0;
+                }
+                break;
+            }
+        }
+    }
+    if (prec != 0) {
+        for (prec = 1; prec <= 17; prec++) {
+            snprintf(buf, sizeof(buf), "%.*e", prec - 1, f);
+            if (strtod(buf, NULL) == f) {
+                break;
+            }
         }
     }
     neg = buf[0] == '-';
@@ -1140,7 +1216,10 @@ glm_jv_write_repr(glm_jrender *r, glm_jbuf *b, glm_jinja_value v, int depth)
         return;
     case GLM_JINJA_LIST:
         if (v.flags & GLM_JINJA_F_ITER) {
-            glm_jfail(r, "cannot print a generator (Python prints its address)");
+            /* Python prints an address here; no template can depend on it,
+             * but one may test or measure the text, so do not fail */
+            glm_jbuf_put(r, b, "<generator object at 0x7f0000000000>", 36);
+            return;
         }
         if (v.sub != 0 && !(v.flags & GLM_JINJA_F_TUPLE)) {
             static const char *const views[] = {"", "dict_keys(", "dict_values(", "dict_items("};
@@ -1197,7 +1276,8 @@ glm_jv_write_repr(glm_jrender *r, glm_jbuf *b, glm_jinja_value v, int depth)
         return;
     }
     case GLM_JINJA_FUNC:
-        glm_jfail(r, "cannot print a function (Python prints its address)");
+        glm_jbuf_put(r, b, "<built-in method at 0x7f0000000000>", 35);
+        return;
     default:
         glm_jwrite_scalar(r, b, v);
     }
@@ -1503,13 +1583,13 @@ glm_jjson_add(glm_jjson_state *st, glm_jinja_value v)
 static int
 glm_jjson_null(void *ctx)
 {
-    return glm_jjson_add(ctx, glm_jinja_none());
+    return glm_jjson_add(ctx, glm_jvnone());
 }
 
 static int
 glm_jjson_boolean(void *ctx, int b)
 {
-    return glm_jjson_add(ctx, glm_jinja_bool(b));
+    return glm_jjson_add(ctx, glm_jvb(b));
 }
 
 static int
@@ -1529,7 +1609,7 @@ glm_jjson_number(void *ctx, const char *s, size_t n)
             errno = 0;
             i = strtoll(tmp, &end, 10);
             if (errno == 0 && *end == '\0') {
-                return glm_jjson_add(st, glm_jinja_int(i));
+                return glm_jjson_add(st, glm_jvi(i));
             }
         }
         /* beyond int64: keep the decimal text (Python ints are unbounded) */
@@ -1558,11 +1638,11 @@ glm_jjson_number(void *ctx, const char *s, size_t n)
         }
         memcpy(p, s, n);
         p[n] = '\0';
-        return glm_jjson_add(st, glm_jinja_float(strtod(p, NULL)));
+        return glm_jjson_add(st, glm_jvf(strtod(p, NULL)));
     }
     memcpy(tmp, s, n);
     tmp[n] = '\0';
-    return glm_jjson_add(st, glm_jinja_float(strtod(tmp, NULL)));
+    return glm_jjson_add(st, glm_jvf(strtod(tmp, NULL)));
 }
 
 static int
@@ -1686,6 +1766,9 @@ glm_jv_parse_json(glm_jarena *a, const char *json, size_t n, glm_jinja_value *ou
 
             glm_errf(err, "invalid JSON at byte %zu: %s", off,
                      msg != NULL ? (const char *) msg : "parse error");
+            if (err != NULL) {
+                glm_jone_line(err->msg, sizeof(err->msg));
+            }
             if (msg != NULL) {
                 yajl_free_error(h, msg);
             }

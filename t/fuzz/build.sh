@@ -1,0 +1,33 @@
+#!/bin/sh
+# build.sh: builds build/fuzz/fuzz_template and build/fuzz/fuzz_request
+# (libFuzzer + ASan + UBSan) from the interpreter's sources.  Needs clang with libFuzzer (Debian: apt-get install
+# -y clang libclang-rt-14-dev).  Run from anywhere.
+set -eu
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+mkdir -p build/fuzz
+${CLANG:-clang} -std=c11 -O1 -g -D_GNU_SOURCE -Iengine \
+    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+    -fno-omit-frame-pointer \
+    t/fuzz/fuzz_template.c engine/jinja_parse.c engine/jinja_eval.c engine/jinja_value.c \
+    engine/jinja_builtins.c engine/chat_template.c engine/util.c \
+    -o build/fuzz/fuzz_template -lyajl -lm
+${CLANG:-clang} -std=c11 -O1 -g -D_GNU_SOURCE -Iengine \
+    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+    -fno-omit-frame-pointer \
+    t/fuzz/fuzz_request.c engine/jinja_parse.c engine/jinja_eval.c engine/jinja_value.c \
+    engine/jinja_builtins.c engine/chat_template.c engine/util.c \
+    -o build/fuzz/fuzz_request -lyajl -lm
+# seeds: the template corpus and the test checkpoints' templates (copied into
+# build/, never into the repository)
+mkdir -p build/fuzz/seeds
+for f in ../shared/chat-templates/*.jinja t/fixtures/*/chat_template.jinja; do
+    [ -f "$f" ] && cp "$f" "build/fuzz/seeds/$(echo "$f" | tr '/' '_')"
+done
+# request seeds: the benchmark's 20-turn request and a few small ones
+mkdir -p build/fuzz/request_seeds
+cp t/bench/bench_templates_request.json build/fuzz/request_seeds/bench.json
+printf '%s' '{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}},{"type":"text","text":"hi"}]}],"chat_template_kwargs":{"enable_thinking":false}}' >build/fuzz/request_seeds/media.json
+printf '%s' '{"messages":[{"role":"user","content":"w"},{"role":"assistant","content":null,"tool_calls":[{"id":"1","type":"function","function":{"name":"f","arguments":"{\"a\": [1, 2.5e300, null]}"}}]},{"role":"tool","content":"r"}],"tools":[{"type":"function","function":{"name":"f"}}]}' >build/fuzz/request_seeds/tools.json
+printf '%s' '{"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"}],"add_generation_prompt":false,"continue_final_message":true}' >build/fuzz/request_seeds/continue.json
+echo "built build/fuzz/fuzz_template and build/fuzz/fuzz_request; seeds in build/fuzz/seeds, build/fuzz/request_seeds"
