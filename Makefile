@@ -36,7 +36,7 @@ FIXTURES     = glm45-air-tiny glm45-tiny glm45v-tiny
 MODEL       ?= t/fixtures/glm45-air-tiny
 PORT        ?= 8080
 
-.PHONY: template-check bench-templates fuzz-templates template-fixtures bench-overhead test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer \
+.PHONY: semantics-check template-check bench-templates fuzz-templates template-fixtures bench-overhead test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer \
         fixtures clean cuda test-gpu
 all: build/glm-engine build/glm-bench $(NGX_MODULE) $(if $(filter 1,$(CUDA)),cuda)
 
@@ -144,6 +144,9 @@ bench: bench-tokenizer bench-overhead bench-templates
 
 bench-templates:
 	@sh t/bench/bench_templates.sh
+
+semantics-check: build/t/semantics_check
+	@build/t/semantics_check
 
 template-check: build/asan/t/test_templates
 	@build/asan/t/test_templates >build/templates.out; rc=$$?; grep '^TEMPLATES ' build/templates.out; exit $$rc

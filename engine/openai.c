@@ -99,6 +99,8 @@ glm_req_free(glm_req *req)
             }
             glm_seq_free(c->seq);
         }
+        glm_out_free(c->out);
+        glm_tg_state_free(c->tgs);
         glm_str_free(&c->held);
         glm_str_free(&c->content);
         glm_str_free(&c->logprobs);
@@ -108,6 +110,8 @@ glm_req_free(glm_req *req)
         free(req->stops[i]);
     }
     free(req->choices);
+    glm_tg_free(req->tg);
+    glm_out_request_free(&req->out_rq);
     free(req->stop_ids);
     glm_str_free(&req->body);
     glm_str_free(&req->pending);
@@ -237,11 +241,13 @@ glm_chunk_begin(glm_req *req, glm_str *s)
     glm_json_strz(s, req->model);
 }
 
+/* One choice's chunk: the role chunk first (once), then what the output
+ * parser has for the client (nothing new and not final: no chunk). */
 static void
-glm_emit_chunk(glm_req *req, glm_choice *c, int index, const char *text, size_t n,
-    int final)
+glm_emit_chunk(glm_req *req, glm_choice *c, int index, int final)
 {
-    glm_str s = { 0 };
+    glm_str s = { 0 }, delta = { 0 };
+    int members;
 
     if (!c->role_sent) {
         glm_chunk_begin(req, &s);
@@ -250,13 +256,11 @@ glm_emit_chunk(glm_req *req, glm_choice *c, int index, const char *text, size_t 
                      "\"finish_reason\":null}],\"prompt_token_ids\":null}\n\n", index);
         c->role_sent = 1;
     }
-    if (n > 0 || final || c->n_logprobs > 0) {
+    members = c->out != NULL ? glm_out_delta(c->out, &delta) : 0;
+    if (members > 0 || final || c->n_logprobs > 0) {
         glm_chunk_begin(req, &s);
         glm_str_addf(&s, ",\"choices\":[{\"index\":%d,\"delta\":{", index);
-        if (n > 0) {
-            glm_str_adds(&s, "\"content\":");
-            glm_json_str(&s, text, n);
-        }
+        glm_str_add(&s, delta.data, delta.len);
         glm_str_adds(&s, "},\"logprobs\":");
         if (c->n_logprobs > 0) {
             glm_str_adds(&s, "{\"content\":[");
@@ -282,25 +286,31 @@ glm_emit_chunk(glm_req *req, glm_choice *c, int index, const char *text, size_t 
         glm_req_queue(req, GLM_REC_DATA, s.data, s.len);
     }
     glm_str_free(&s);
+    glm_str_free(&delta);
 }
 
-/* Text that is now certain (not a possible start of a stop string). */
+/* Text that is now certain (not a possible start of a stop string) goes to
+ * the output parser; final: the turn ended (finish_reason may become
+ * "tool_calls" once the parser has seen everything). */
 static void
 glm_release(glm_req *req, glm_choice *c, int index, size_t n, int final)
 {
-    if (req->stream) {
-        glm_emit_chunk(req, c, index, c->held.data, n, final);
-    } else {
-        glm_str_add(&c->content, c->held.data, n);
-    }
+    glm_out_feed(c->out, c->held.data, n);
     glm_str_consume(&c->held, n);
+    if (final) {
+        glm_out_finish(c->out);
+        c->finish_reason = glm_out_finish_reason(c->out, c->finish_reason);
+    }
+    if (req->stream) {
+        glm_emit_chunk(req, c, index, final);
+    }
 }
 
 static void
 glm_final_body(glm_req *req)
 {
     glm_str s = { 0 };
-    int i, completion = 0;
+    int i, completion = 0, reasoning = 0;
 
     glm_str_adds(&s, "{\"id\":");
     glm_json_strz(&s, req->id);
@@ -311,12 +321,11 @@ glm_final_body(glm_req *req)
     for (i = 0; i < req->n; i++) {
         glm_choice *c = &req->choices[i];
         completion += c->completion_tokens;
-        glm_str_addf(&s, "%s{\"index\":%d,\"message\":{\"role\":\"assistant\",\"content\":",
+        reasoning += glm_out_reasoning_tokens(c->out);
+        glm_str_addf(&s, "%s{\"index\":%d,\"message\":{\"role\":\"assistant\",",
                      i ? "," : "", i);
-        glm_json_str(&s, c->content.data ? c->content.data : "", c->content.len);
-        glm_str_adds(&s, ",\"refusal\":null,\"annotations\":null,\"audio\":null,"
-                     "\"function_call\":null,\"tool_calls\":[],\"reasoning\":null,"
-                     "\"reasoning_content\":null},\"logprobs\":");
+        glm_out_message(c->out, &s);
+        glm_str_adds(&s, "},\"logprobs\":");
         if (req->logprobs) {
             glm_str_adds(&s, "{\"content\":[");
             glm_str_add(&s, c->logprobs.data, c->logprobs.len);
@@ -333,9 +342,10 @@ glm_final_body(glm_req *req)
     }
     glm_str_addf(&s, "],\"service_tier\":null,\"system_fingerprint\":null,\"usage\":{"
                  "\"prompt_tokens\":%d,\"total_tokens\":%d,\"completion_tokens\":%d,"
-                 "\"prompt_tokens_details\":null},\"prompt_logprobs\":null,"
+                 "\"prompt_tokens_details\":null,\"completion_tokens_details\":"
+                 "{\"reasoning_tokens\":%d}},\"prompt_logprobs\":null,"
                  "\"prompt_token_ids\":null,\"kv_transfer_params\":null}",
-                 req->prompt_tokens, req->prompt_tokens + completion, completion);
+                 req->prompt_tokens, req->prompt_tokens + completion, completion, reasoning);
     glm_req_json(req, 200, &s);
     glm_str_free(&s);
 }
@@ -344,11 +354,12 @@ static void
 glm_stream_end(glm_req *req)
 {
     glm_str s = { 0 };
-    int i, completion = 0;
+    int i, completion = 0, reasoning = 0;
 
     if (req->include_usage) {
         for (i = 0; i < req->n; i++) {
             completion += req->choices[i].completion_tokens;
+            reasoning += glm_out_reasoning_tokens(req->choices[i].out);
         }
         glm_str_adds(&s, "data: {\"id\":");
         glm_json_strz(&s, req->id);
@@ -356,8 +367,10 @@ glm_stream_end(glm_req *req)
                      ",\"model\":", req->created);
         glm_json_strz(&s, req->model);
         glm_str_addf(&s, ",\"choices\":[],\"usage\":{\"prompt_tokens\":%d,"
-                     "\"total_tokens\":%d,\"completion_tokens\":%d}}\n\n",
-                     req->prompt_tokens, req->prompt_tokens + completion, completion);
+                     "\"total_tokens\":%d,\"completion_tokens\":%d,"
+                     "\"completion_tokens_details\":{\"reasoning_tokens\":%d}}}\n\n",
+                     req->prompt_tokens, req->prompt_tokens + completion, completion,
+                     reasoning);
     }
     glm_str_adds(&s, "data: [DONE]\n\n");
     glm_req_queue(req, GLM_REC_DATA, s.data, s.len);
@@ -384,14 +397,10 @@ glm_histogram(double *sum, uint64_t *n, uint64_t *b, double v)
 static void
 glm_finish_choice(glm_req *req, glm_choice *c, int index, const char *reason)
 {
-    glm_tokenizer_buf tail = { 0 };
     glm_metrics *mt = &req->srv->metrics;
     double now = glm_now_seconds();
 
-    if (glm_detok_flush(&c->detok, &tail, NULL) == 0 && tail.len > 0) {
-        glm_str_add(&c->held, tail.data, tail.len);
-    }
-    glm_tokenizer_buf_free(&tail);
+    glm_out_decode_flush(c->out, &c->held);
     c->finished = 1;
     c->finish_reason = reason;
     glm_release(req, c, index, c->held.len, 1);
@@ -452,7 +461,6 @@ glm_req_on_token(void *ctx, glm_seq *seq, const glm_sampled *sm)
     glm_server *srv = ctx;
     glm_req *req = seq->owner;
     glm_choice *c = &req->choices[seq->index];
-    glm_tokenizer_buf text = { 0 };
     double now = glm_now_seconds();
     int i, stop_id = 0, is_eos = 0;
     size_t keep, cut;
@@ -469,6 +477,11 @@ glm_req_on_token(void *ctx, glm_seq *seq, const glm_sampled *sm)
     }
     req->t_last_token = now;
     c->completion_tokens++;
+    if (c->tgs != NULL) {
+        /* -1 (a token the grammar did not allow: only possible when min_tokens
+         * banned its EOS) leaves the grammar allowing only EOS */
+        glm_tg_advance(c->tgs, sm->token);
+    }
 
     if (req->logprobs) {
         if (c->n_logprobs++ > 0) {
@@ -494,9 +507,7 @@ glm_req_on_token(void *ctx, glm_seq *seq, const glm_sampled *sm)
         return 1;
     }
 
-    glm_detok_push(&c->detok, sm->token, &text, NULL);
-    glm_str_add(&c->held, text.data, text.len);
-    glm_tokenizer_buf_free(&text);
+    glm_out_decode(c->out, sm->token, &c->held);
 
     /* stop strings: the earliest match in the held text ends the choice */
     for (i = 0; i < req->n_stops; i++) {
@@ -535,9 +546,20 @@ glm_req_on_token(void *ctx, glm_seq *seq, const glm_sampled *sm)
             glm_release(req, c, seq->index, cut, 0);
         }
     } else if (req->stream && !c->role_sent) {
-        glm_emit_chunk(req, c, seq->index, NULL, 0, 0);
+        glm_emit_chunk(req, c, seq->index, 0);
     }
     return 0;
+}
+
+void
+glm_req_mask(void *ctx, glm_seq *seq, float *logits)
+{
+    glm_req *req = seq->owner;
+    glm_choice *c = &req->choices[seq->index];
+
+    if (c->tgs != NULL) {
+        glm_tg_mask(c->tgs, logits);
+    }
 }
 
 static int
@@ -720,6 +742,21 @@ glm_chat(glm_server *srv, glm_req *req, yajl_val root)
         free(params.banned);
         return;
     }
+    {
+        const char *param;
+        glm_err err;
+        if (glm_out_request_parse(&req->out_rq, root, srv->default_kwargs, &param, &err) != 0) {
+            glm_req_error(req, 400, "BadRequestError", param, "%s", err.msg);
+            goto out;
+        }
+        if (req->out_rq.constrain && srv->tg_vocab != NULL) {
+            req->tg = glm_tg_new(srv->tg_vocab, req->out_rq.tools, &req->out_rq.tg, &err);
+            if (req->tg == NULL) {
+                glm_req_error(req, 400, "BadRequestError", "tools", "%s", err.msg);
+                goto out;
+            }
+        }
+    }
     if (glm_prompt_ids(srv, req, root, &ids) != 0) {
         goto out;
     }
@@ -783,8 +820,28 @@ glm_chat(glm_server *srv, glm_req *req, yajl_val root)
         pi.banned = malloc((size_t) (params.n_banned + 1) * sizeof(int32_t));
         memcpy(pi.banned, params.banned, (size_t) params.n_banned * sizeof(int32_t));
         c->seq = glm_seq_new(ids.ids, (int) ids.len, &pi, seed + (uint64_t) i, req, i);
-        glm_detok_init(&c->detok, srv->tok, req->skip_special);
-        if (c->seq == NULL) {
+        {
+            glm_out_opts oo;
+            memset(&oo, 0, sizeof(oo));
+            oo.rq = &req->out_rq;
+            oo.tok = srv->tok;
+            oo.skip_special = req->skip_special;
+            oo.stream = req->stream;
+            /* tool-call ids: from the request's own random id, so they
+             * differ between requests even when the seed is the same */
+            oo.id_seed = (uint64_t) i;
+            for (const char *p = req->id; *p; p++) {
+                oo.id_seed = (oo.id_seed ^ (unsigned char) *p) * 0x100000001b3ull;
+            }
+            c->out = glm_out_new(&oo);
+        }
+        if (req->tg != NULL) {
+            c->tgs = glm_tg_state_new(req->tg);
+            if (c->seq != NULL) {
+                c->seq->constrained = 1;
+            }
+        }
+        if (c->seq == NULL || c->out == NULL || (req->tg != NULL && c->tgs == NULL)) {
             glm_req_error(req, 500, "InternalServerError", NULL, "out of memory");
             goto out;
         }

@@ -826,7 +826,19 @@ glm_cmd_serve(int argc, char **argv)
         goto fail;
     }
     srv->sched.on_token = glm_req_on_token;
+    srv->sched.mask = glm_req_mask;
     srv->sched.cb_ctx = srv;
+    {
+        int32_t eos[GLM_MAX_EOS];
+        for (i = 0; i < srv->m->cfg.n_eos; i++) {
+            eos[i] = srv->m->cfg.eos_ids[i];
+        }
+        srv->tg_vocab = glm_tg_vocab_new(srv->tok, srv->m->cfg.vocab_size, eos,
+                                         srv->m->cfg.n_eos, &err);
+        if (srv->tg_vocab == NULL) {
+            fprintf(stderr, "glm-engine: note: %s; tool_choice is not enforced\n", err.msg);
+        }
+    }
     o->submit_size = glm_pow2_at_least(o->submit_size);
     o->output_size = glm_pow2_at_least(o->output_size);
     if (glm_segment_create(srv, &err) != 0 || glm_listen(srv, &err) != 0) {
@@ -880,6 +892,7 @@ done:
     if (srv->epoll_fd >= 0) {
         close(srv->epoll_fd);
     }
+    glm_tg_vocab_free(srv->tg_vocab);
     yajl_tree_free(srv->default_kwargs);
     glm_chat_template_free(srv->chat_template);
     glm_tokenizer_ctx_free(srv->tok_ctx);

@@ -14,11 +14,13 @@
 #include <sys/types.h>
 #include <yajl/yajl_tree.h>
 
+#include "glm_output.h"
 #include "model.h"
 #include "ring.h"
 #include "scheduler.h"
 #include "strbuf.h"
 #include "tokenizer.h"
+#include "tool_grammar.h"
 
 #define GLM_MAX_NAMES    8
 #define GLM_MAX_STOPS    16
@@ -40,7 +42,8 @@ typedef struct {
 
 typedef struct {
     glm_seq       *seq;
-    glm_detok      detok;
+    glm_out       *out;                /* reasoning / content / tool calls / boxes */
+    glm_tg_state  *tgs;                /* grammar state, NULL when unconstrained */
     glm_str        held;               /* text held back for stop strings */
     glm_str        content;            /* non-streaming: the whole answer */
     glm_str        logprobs;           /* JSON entries, comma-separated */
@@ -76,6 +79,8 @@ struct glm_req {
     int32_t       *stop_ids;
     int            n_stop_ids;
     int            logprobs, top_logprobs;
+    glm_out_request out_rq;            /* tools, tool_choice, thinking, glm_boxes */
+    glm_tg        *tg;                 /* tool-call grammar, NULL when unconstrained */
     glm_choice    *choices;
 
     /* output not yet in the ring: records [u16 type][u32 len][bytes] */
@@ -128,6 +133,7 @@ struct glm_server {
     void           *chat_template;      /* glm_chat_template * */
     yajl_val        default_kwargs;
     glm_sched       sched;
+    glm_tg_vocab   *tg_vocab;           /* NULL: no constrained decoding */
 
     int             listen_fd, epoll_fd;
     int             memfd;
@@ -146,6 +152,7 @@ struct glm_server {
 /* openai.c: requests in, output out */
 void glm_req_handle(glm_server *srv, glm_req *req);
 int glm_req_on_token(void *ctx, glm_seq *seq, const glm_sampled *s);
+void glm_req_mask(void *ctx, glm_seq *seq, float *logits);
 void glm_req_queue(glm_req *req, uint16_t type, const void *p, size_t n);
 void glm_req_error(glm_req *req, int status, const char *type, const char *param,
     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
