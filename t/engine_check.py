@@ -135,6 +135,23 @@ def run(sock):
                                and e["top_logprobs"][0]["logprob"] >= e["logprob"] for e in lp),
           "logprobs with top_logprobs")
 
+    # logit_bias pins a token; a frequency penalty breaks the random model's
+    # repetition (greedy without it repeats one token)
+    d = json.loads(chat(sock, max_tokens=6, temperature=0, logit_bias={"1234": 100})[2])
+    st, _, text = call(sock, "detokenize", {"tokens": [1234] * 6})
+    check(d["choices"][0]["message"]["content"] == json.loads(text)["prompt"],
+          "logit_bias +100 on token 1234 makes every token 1234")
+
+    def top_repeat(**kw):
+        d = json.loads(chat(sock, max_tokens=16, temperature=0, logprobs=True, **kw)[2])
+        toks = [e["token"] for e in d["choices"][0]["logprobs"]["content"]]
+        return max(toks.count(t) for t in toks)
+    plain, penalised = top_repeat(), top_repeat(frequency_penalty=2.0)
+    check(penalised < plain, "frequency_penalty 2 lowers the most repeated token's count"
+          " (%d -> %d of 16)" % (plain, penalised))
+    rep = top_repeat(repetition_penalty=5.0)
+    check(rep < plain, "repetition_penalty 5 lowers it too (%d -> %d of 16)" % (plain, rep))
+
     # 40 requests at once: batching must not change greedy output
     procs = [subprocess.Popen([CLIENT, sock, "chat", json.dumps(
         {"messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 8,
