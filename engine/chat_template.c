@@ -5,6 +5,7 @@
  * sees the same variables in the same shape.
  */
 #include "chat_template.h"
+#include "json.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -146,22 +147,6 @@ glm_ct_read_json(const char *path, glm_err *err)
     return v;
 }
 
-static yajl_val
-glm_ct_obj_get(yajl_val obj, const char *key)
-{
-    size_t i;
-
-    if (!YAJL_IS_OBJECT(obj)) {
-        return NULL;
-    }
-    for (i = 0; i < obj->u.object.len; i++) {
-        if (strcmp(obj->u.object.keys[i], key) == 0) {
-            return obj->u.object.values[i];
-        }
-    }
-    return NULL;
-}
-
 /* A special token entry: a string or an AddedToken object {"content": ...}. */
 static int
 glm_ct_take_specials(glm_chat_template *ct, yajl_val cfg, const char *path, glm_err *err)
@@ -169,7 +154,7 @@ glm_ct_take_specials(glm_chat_template *ct, yajl_val cfg, const char *path, glm_
     int i;
 
     for (i = 0; i < GLM_CT_NSPECIAL; i++) {
-        yajl_val v = glm_ct_obj_get(cfg, glm_ct_special_names[i]);
+        yajl_val v = glm_json_get(cfg, glm_ct_special_names[i]);
         const char *s = NULL;
 
         if (ct->special[i] != NULL || v == NULL || YAJL_IS_NULL(v)) {
@@ -178,7 +163,7 @@ glm_ct_take_specials(glm_chat_template *ct, yajl_val cfg, const char *path, glm_
         if (YAJL_IS_STRING(v)) {
             s = v->u.string;
         } else if (YAJL_IS_OBJECT(v)) {
-            yajl_val c = glm_ct_obj_get(v, "content");
+            yajl_val c = glm_json_get(v, "content");
 
             if (c != NULL && YAJL_IS_STRING(c)) {
                 s = c->u.string;
@@ -239,8 +224,8 @@ glm_ct_from_config(glm_chat_template *ct, yajl_val field, const char *path, glm_
     if (YAJL_IS_ARRAY(field)) {
         for (i = 0; i < field->u.array.len; i++) {
             yajl_val item = field->u.array.values[i];
-            yajl_val name = glm_ct_obj_get(item, "name");
-            yajl_val tpl = glm_ct_obj_get(item, "template");
+            yajl_val name = glm_json_get(item, "name");
+            yajl_val tpl = glm_json_get(item, "template");
             glm_jinja_template **slot;
             const char *s;
 
@@ -358,7 +343,7 @@ glm_chat_template_load(const char *model_dir, const char *override_path, glm_err
         if (pc == NULL) {
             goto fail;
         }
-        field = glm_ct_obj_get(pc, "chat_template");
+        field = glm_json_get(pc, "chat_template");
         rc = field != NULL ? glm_ct_from_config(ct, field, path, err) : 0;
         yajl_tree_free(pc);
         if (rc < 0) {
@@ -370,7 +355,7 @@ glm_chat_template_load(const char *model_dir, const char *override_path, glm_err
         }
     }
     if (cfg != NULL) {
-        yajl_val field = glm_ct_obj_get(cfg, "chat_template");
+        yajl_val field = glm_json_get(cfg, "chat_template");
 
         glm_path_join(path, sizeof(path), model_dir, "tokenizer_config.json");
         rc = field != NULL ? glm_ct_from_config(ct, field, path, err) : 0;

@@ -2,6 +2,7 @@
  * config.c: see config.h.
  */
 #include "config.h"
+#include "json.h"
 
 #include <limits.h>
 #include <math.h>
@@ -9,27 +10,11 @@
 #include <stdlib.h>
 #include <yajl/yajl_tree.h>
 
-static yajl_val
-glm_obj_get(yajl_val obj, const char *key)
-{
-    size_t i;
-
-    if (obj == NULL || !YAJL_IS_OBJECT(obj)) {
-        return NULL;
-    }
-    for (i = 0; i < obj->u.object.len; i++) {
-        if (strcmp(obj->u.object.keys[i], key) == 0) {
-            return obj->u.object.values[i];
-        }
-    }
-    return NULL;
-}
-
 static int
 glm_cfg_int(yajl_val obj, const char *key, int def, int lo, int hi, int *out,
     const char *file, glm_err *err)
 {
-    yajl_val v = glm_obj_get(obj, key);
+    yajl_val v = glm_json_get(obj, key);
     long long x;
 
     if (v == NULL || YAJL_IS_NULL(v)) {
@@ -52,7 +37,7 @@ static int
 glm_cfg_float(yajl_val obj, const char *key, float def, float *out,
     const char *file, glm_err *err)
 {
-    yajl_val v = glm_obj_get(obj, key);
+    yajl_val v = glm_json_get(obj, key);
 
     if (v == NULL || YAJL_IS_NULL(v)) {
         *out = def;
@@ -72,7 +57,7 @@ static int
 glm_cfg_bool(yajl_val obj, const char *key, int def, int *out, const char *file,
     glm_err *err)
 {
-    yajl_val v = glm_obj_get(obj, key);
+    yajl_val v = glm_json_get(obj, key);
 
     if (v == NULL || YAJL_IS_NULL(v)) {
         *out = def;
@@ -89,7 +74,7 @@ glm_cfg_bool(yajl_val obj, const char *key, int def, int *out, const char *file,
 static int
 glm_cfg_eos(yajl_val obj, glm_config *cfg, const char *file, glm_err *err)
 {
-    yajl_val v = glm_obj_get(obj, "eos_token_id");
+    yajl_val v = glm_json_get(obj, "eos_token_id");
     size_t i;
 
     if (v == NULL || YAJL_IS_NULL(v)) {
@@ -146,8 +131,8 @@ glm_parse_json_file(const char *path, const char *name, glm_err *err)
 static int
 glm_config_rope(yajl_val tc, glm_config *cfg, const char *f, glm_err *err)
 {
-    yajl_val rp = glm_obj_get(tc, "rope_parameters");
-    yajl_val rs = glm_obj_get(tc, "rope_scaling");
+    yajl_val rp = glm_json_get(tc, "rope_parameters");
+    yajl_val rs = glm_json_get(tc, "rope_scaling");
     yajl_val src, type, sec;
     float partial;
     size_t i;
@@ -170,9 +155,9 @@ glm_config_rope(yajl_val tc, glm_config *cfg, const char *f, glm_err *err)
     if (src == tc) {
         src = (rs != NULL && YAJL_IS_OBJECT(rs)) ? rs : NULL;
     }
-    type = glm_obj_get(src, "rope_type");
+    type = glm_json_get(src, "rope_type");
     if (type == NULL) {
-        type = glm_obj_get(src, "type");
+        type = glm_json_get(src, "type");
     }
     if (type != NULL && !(YAJL_IS_STRING(type)
                           && strcmp(type->u.string, "default") == 0))
@@ -198,7 +183,7 @@ glm_config_rope(yajl_val tc, glm_config *cfg, const char *f, glm_err *err)
     cfg->mrope_section[0] = 8;
     cfg->mrope_section[1] = 12;
     cfg->mrope_section[2] = 12;
-    sec = glm_obj_get(src, "mrope_section");
+    sec = glm_json_get(src, "mrope_section");
     if (sec != NULL && !YAJL_IS_NULL(sec)) {
         if (!YAJL_IS_ARRAY(sec) || sec->u.array.len != 3) {
             return glm_errf(err, "%s: \"mrope_section\" must be a list of 3 integers", f);
@@ -271,7 +256,7 @@ glm_config_text(yajl_val tc, glm_config *cfg, const char *f, glm_err *err)
     if (cfg->head_dim == 0) {
         cfg->head_dim = cfg->hidden_size / cfg->num_heads;
     }
-    act = glm_obj_get(tc, "hidden_act");
+    act = glm_json_get(tc, "hidden_act");
     if (act != NULL && !(YAJL_IS_STRING(act) && strcmp(act->u.string, "silu") == 0)) {
         return glm_errf(err, "%s: hidden_act must be \"silu\" (GLM-4.5's activation)", f);
     }
@@ -349,7 +334,7 @@ glm_config_load(glm_config *cfg, const char *dir, glm_err *err)
     if (root == NULL) {
         return -1;
     }
-    archs = glm_obj_get(root, "architectures");
+    archs = glm_json_get(root, "architectures");
     if (archs == NULL || !YAJL_IS_ARRAY(archs) || archs->u.array.len < 1
         || !YAJL_IS_STRING(archs->u.array.values[0]))
     {
@@ -365,7 +350,7 @@ glm_config_load(glm_config *cfg, const char *dir, glm_err *err)
     } else if (strcmp(name, "Glm4vMoeForConditionalGeneration") == 0) {
         cfg->arch = GLM_ARCH_VISION;
         snprintf(cfg->weight_prefix, sizeof(cfg->weight_prefix), "model.language_model.");
-        tc = glm_obj_get(root, "text_config");
+        tc = glm_json_get(root, "text_config");
         if (tc == NULL || !YAJL_IS_OBJECT(tc)) {
             yajl_tree_free(root);
             return glm_errf(err, "%s: %s needs a \"text_config\" object", path, name);

@@ -8,6 +8,7 @@
  * character are held back, so the held text never exceeds the longest tag.
  */
 #include "glm_output.h"
+#include "json.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -100,19 +101,6 @@ struct glm_out {
 
 /* ---- the request ---------------------------------------------------------- */
 
-static yajl_val
-out_field(yajl_val obj, const char *key)
-{
-    size_t i;
-
-    for (i = 0; obj != NULL && YAJL_IS_OBJECT(obj) && i < obj->u.object.len; i++) {
-        if (strcmp(obj->u.object.keys[i], key) == 0) {
-            return obj->u.object.values[i];
-        }
-    }
-    return NULL;
-}
-
 /* Jinja's truthiness, as the chat template tests enable_thinking */
 static int
 out_truthy(yajl_val v)
@@ -138,7 +126,7 @@ out_truthy(yajl_val v)
 static int
 out_bool(yajl_val root, const char *key, int dflt, const char **param, glm_err *err, int *out)
 {
-    yajl_val v = out_field(root, key);
+    yajl_val v = glm_json_get(root, key);
 
     *out = dflt;
     if (v == NULL || YAJL_IS_NULL(v)) {
@@ -156,7 +144,7 @@ int
 glm_out_request_parse(glm_out_request *rq, yajl_val root, yajl_val default_kwargs,
                       const char **param, glm_err *err)
 {
-    yajl_val tools = out_field(root, "tools"), tc = out_field(root, "tool_choice"), v, kw;
+    yajl_val tools = glm_json_get(root, "tools"), tc = glm_json_get(root, "tool_choice"), v, kw;
     int has_tools;
 
     memset(rq, 0, sizeof(*rq));
@@ -197,7 +185,7 @@ glm_out_request_parse(glm_out_request *rq, yajl_val root, yajl_val default_kwarg
                             " {\"type\": \"function\", \"function\": {\"name\": ...}}");
         }
     } else {
-        yajl_val f = out_field(tc, "function"), name = out_field(f, "name");
+        yajl_val f = glm_json_get(tc, "function"), name = glm_json_get(f, "name");
         int idx;
         if (!YAJL_IS_OBJECT(tc) || name == NULL || !YAJL_IS_STRING(name)) {
             *param = "tool_choice";
@@ -221,13 +209,13 @@ glm_out_request_parse(glm_out_request *rq, yajl_val root, yajl_val default_kwarg
 
     /* thinking: what the template will see (request kwargs over the server's) */
     rq->tg.thinking = 1;
-    kw = out_field(root, "chat_template_kwargs");
-    if (kw != NULL && YAJL_IS_OBJECT(kw) && (v = out_field(kw, "enable_thinking")) != NULL) {
+    kw = glm_json_get(root, "chat_template_kwargs");
+    if (kw != NULL && YAJL_IS_OBJECT(kw) && (v = glm_json_get(kw, "enable_thinking")) != NULL) {
         rq->tg.thinking = out_truthy(v);
-    } else if ((v = out_field(default_kwargs, "enable_thinking")) != NULL) {
+    } else if ((v = glm_json_get(default_kwargs, "enable_thinking")) != NULL) {
         rq->tg.thinking = out_truthy(v);
     }
-    v = out_field(root, "thinking_token_budget");
+    v = glm_json_get(root, "thinking_token_budget");
     if (v != NULL && !YAJL_IS_NULL(v)) {
         if (!YAJL_IS_INTEGER(v) || YAJL_GET_INTEGER(v) < 0 || YAJL_GET_INTEGER(v) > INT32_MAX) {
             *param = "thinking_token_budget";

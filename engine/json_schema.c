@@ -2,6 +2,7 @@
  * json_schema.c: see json_schema.h.
  */
 #include "json_schema.h"
+#include "json.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -12,26 +13,10 @@
 
 /* ---- small yajl helpers --------------------------------------------------- */
 
-static yajl_val
-schema_get(yajl_val obj, const char *key)
-{
-    size_t i;
-
-    if (obj == NULL || !YAJL_IS_OBJECT(obj)) {
-        return NULL;
-    }
-    for (i = 0; i < obj->u.object.len; i++) {
-        if (strcmp(obj->u.object.keys[i], key) == 0) {
-            return obj->u.object.values[i];
-        }
-    }
-    return NULL;
-}
-
 static int
 schema_int(yajl_val obj, const char *key, int32_t dflt)
 {
-    yajl_val v = schema_get(obj, key);
+    yajl_val v = glm_json_get(obj, key);
     double d;
 
     if (v == NULL || !YAJL_IS_NUMBER(v)) {
@@ -237,7 +222,7 @@ schema_pointer(yajl_val root, const char *ref)
         }
         tok[n] = '\0';
         if (YAJL_IS_OBJECT(v)) {
-            v = schema_get(v, tok);
+            v = glm_json_get(v, tok);
         } else if (YAJL_IS_ARRAY(v)) {
             char *end;
             long i = strtol(tok, &end, 10);
@@ -324,7 +309,7 @@ schema_compile(schema_ctx *c, yajl_val v, int depth)
             return c->memo_n[i];
         }
     }
-    x = schema_get(v, "$ref");
+    x = glm_json_get(v, "$ref");
     if (x != NULL && YAJL_IS_STRING(x)) {
         yajl_val target = schema_pointer(c->root, x->u.string);
         if (target == NULL) {
@@ -359,7 +344,7 @@ schema_compile(schema_ctx *c, yajl_val v, int depth)
     c->memo_n[c->n_memo++] = s;
 
     s->types = 0;
-    t = schema_get(v, "type");
+    t = glm_json_get(v, "type");
     if (t != NULL && YAJL_IS_STRING(t)) {
         s->types = schema_type_name(t->u.string);
         has_type = 1;
@@ -371,15 +356,15 @@ schema_compile(schema_ctx *c, yajl_val v, int depth)
         }
         has_type = s->types != 0;
     }
-    x = schema_get(v, "nullable");
+    x = glm_json_get(v, "nullable");
     if (x != NULL && YAJL_IS_TRUE(x) && has_type) {
         s->types |= GLM_JT_NULL;
     }
 
     /* enum / const: the value set decides; the type only filters it */
-    x = schema_get(v, "enum");
-    if (x == NULL && schema_get(v, "const") != NULL) {
-        yajl_val cv = schema_get(v, "const");
+    x = glm_json_get(v, "enum");
+    if (x == NULL && glm_json_get(v, "const") != NULL) {
+        yajl_val cv = glm_json_get(v, "const");
         if (schema_compile_enum(c, s, &cv, 1) != 0) {
             glm_errf(c->err, "out of memory");
             return NULL;
@@ -416,9 +401,9 @@ schema_compile(schema_ctx *c, yajl_val v, int depth)
     }
 
     /* anyOf / oneOf: a union of branches */
-    x = schema_get(v, "anyOf");
+    x = glm_json_get(v, "anyOf");
     if (x == NULL) {
-        x = schema_get(v, "oneOf");
+        x = glm_json_get(v, "oneOf");
     }
     if (x != NULL && YAJL_IS_ARRAY(x) && x->u.array.len > 0) {
         unsigned u = 0;
@@ -443,11 +428,11 @@ schema_compile(schema_ctx *c, yajl_val v, int depth)
     }
 
     if (!has_type) {
-        if (schema_get(v, "properties") != NULL || schema_get(v, "required") != NULL
-            || schema_get(v, "additionalProperties") != NULL)
+        if (glm_json_get(v, "properties") != NULL || glm_json_get(v, "required") != NULL
+            || glm_json_get(v, "additionalProperties") != NULL)
         {
             s->types = GLM_JT_OBJ;
-        } else if (schema_get(v, "items") != NULL) {
+        } else if (glm_json_get(v, "items") != NULL) {
             s->types = GLM_JT_ARR;
         } else {
             s->types = GLM_JT_ANY;
@@ -462,7 +447,7 @@ schema_compile(schema_ctx *c, yajl_val v, int depth)
     }
 
     /* arrays */
-    x = schema_get(v, "items");
+    x = glm_json_get(v, "items");
     s->items = (x != NULL && YAJL_IS_OBJECT(x)) ? schema_compile(c, x, depth + 1) : c->t->any;
     if (s->items == NULL) {
         return NULL;
@@ -475,7 +460,7 @@ schema_compile(schema_ctx *c, yajl_val v, int depth)
 
     /* objects */
     s->addl = c->t->any;
-    x = schema_get(v, "additionalProperties");
+    x = glm_json_get(v, "additionalProperties");
     if (x != NULL && YAJL_IS_FALSE(x)) {
         s->addl = NULL;
     } else if (x != NULL && YAJL_IS_OBJECT(x)) {
@@ -484,7 +469,7 @@ schema_compile(schema_ctx *c, yajl_val v, int depth)
             return NULL;
         }
     }
-    x = schema_get(v, "properties");
+    x = glm_json_get(v, "properties");
     if (x != NULL && YAJL_IS_OBJECT(x) && x->u.object.len > 0
         && x->u.object.len <= GLM_SCHEMA_MAX_PROPS)
     {
@@ -498,9 +483,9 @@ schema_compile(schema_ctx *c, yajl_val v, int depth)
             }
         }
     }
-    x = schema_get(v, "required");
+    x = glm_json_get(v, "required");
     /* (with more than 64 properties the keys are free and nothing is tracked) */
-    if (x != NULL && YAJL_IS_ARRAY(x) && (schema_get(v, "properties") == NULL || s->n_props > 0)) {
+    if (x != NULL && YAJL_IS_ARRAY(x) && (glm_json_get(v, "properties") == NULL || s->n_props > 0)) {
         for (i = 0; i < x->u.array.len; i++) {
             const char *name;
             int k;
@@ -612,9 +597,9 @@ glm_tools_parse(yajl_val tools, glm_err *err)
     for (i = 0; i < tools->u.array.len; i++) {
         yajl_val tool = tools->u.array.values[i], f, name, params, type;
 
-        type = schema_get(tool, "type");
-        f = schema_get(tool, "function");
-        name = schema_get(f, "name");
+        type = glm_json_get(tool, "type");
+        f = glm_json_get(tool, "function");
+        name = glm_json_get(f, "name");
         if (!YAJL_IS_OBJECT(tool) || (type != NULL && !(YAJL_IS_STRING(type)
                                       && strcmp(type->u.string, "function") == 0)))
         {
@@ -631,7 +616,7 @@ glm_tools_parse(yajl_val tools, glm_err *err)
             glm_errf(err, "tools[%zu]: the name '%s' is used twice", i, name->u.string);
             goto fail;
         }
-        params = schema_get(f, "parameters");
+        params = glm_json_get(f, "parameters");
         if (params != NULL && !YAJL_IS_OBJECT(params) && !YAJL_IS_NULL(params)) {
             glm_errf(err, "tools[%zu].function.parameters must be a JSON schema object", i);
             goto fail;
@@ -1318,7 +1303,7 @@ schema_check(yajl_val root, yajl_val s, yajl_val v, glm_str *path, char *why, si
     if (depth > SCHEMA_MAX_DEPTH) {
         return schema_fail(why, n, path, "schema nested too deeply");
     }
-    x = schema_get(s, "$ref");
+    x = glm_json_get(s, "$ref");
     if (x != NULL && YAJL_IS_STRING(x)) {
         yajl_val t = schema_pointer(root, x->u.string);
         if (t == NULL) {
@@ -1326,7 +1311,7 @@ schema_check(yajl_val root, yajl_val s, yajl_val v, glm_str *path, char *why, si
         }
         return schema_check(root, t, v, path, why, n, depth + 1);
     }
-    x = schema_get(s, "type");
+    x = glm_json_get(s, "type");
     if (x != NULL) {
         int ok = 0;
         if (YAJL_IS_STRING(x)) {
@@ -1337,14 +1322,14 @@ schema_check(yajl_val root, yajl_val s, yajl_val v, glm_str *path, char *why, si
                       && schema_type_ok(x->u.array.values[i]->u.string, v);
             }
         }
-        if (!ok && YAJL_IS_TRUE(schema_get(s, "nullable")) && YAJL_IS_NULL(v)) {
+        if (!ok && YAJL_IS_TRUE(glm_json_get(s, "nullable")) && YAJL_IS_NULL(v)) {
             ok = 1;
         }
         if (!ok) {
             return schema_fail(why, n, path, "wrong type");
         }
     }
-    x = schema_get(s, "enum");
+    x = glm_json_get(s, "enum");
     if (x != NULL && YAJL_IS_ARRAY(x)) {
         int ok = 0;
         for (i = 0; i < x->u.array.len; i++) {
@@ -1354,11 +1339,11 @@ schema_check(yajl_val root, yajl_val s, yajl_val v, glm_str *path, char *why, si
             return schema_fail(why, n, path, "not one of the enum values");
         }
     }
-    x = schema_get(s, "const");
+    x = glm_json_get(s, "const");
     if (x != NULL && !schema_equal(x, v)) {
         return schema_fail(why, n, path, "not the const value");
     }
-    x = schema_get(s, "anyOf");
+    x = glm_json_get(s, "anyOf");
     if (x != NULL && YAJL_IS_ARRAY(x)) {
         int ok = 0;
         for (i = 0; i < x->u.array.len && !ok; i++) {
@@ -1368,7 +1353,7 @@ schema_check(yajl_val root, yajl_val s, yajl_val v, glm_str *path, char *why, si
             return schema_fail(why, n, path, "matches no anyOf branch");
         }
     }
-    x = schema_get(s, "oneOf");
+    x = glm_json_get(s, "oneOf");
     if (x != NULL && YAJL_IS_ARRAY(x)) {
         int hits = 0;
         for (i = 0; i < x->u.array.len; i++) {
@@ -1388,7 +1373,7 @@ schema_check(yajl_val root, yajl_val s, yajl_val v, glm_str *path, char *why, si
         }
     }
     if (YAJL_IS_ARRAY(v)) {
-        x = schema_get(s, "items");
+        x = glm_json_get(s, "items");
         if (v->u.array.len < (size_t) schema_int(s, "minItems", 0)) {
             return schema_fail(why, n, path, "fewer than minItems");
         }
@@ -1407,18 +1392,18 @@ schema_check(yajl_val root, yajl_val s, yajl_val v, glm_str *path, char *why, si
         }
     }
     if (YAJL_IS_OBJECT(v)) {
-        yajl_val props = schema_get(s, "properties"), addl = schema_get(s, "additionalProperties");
-        x = schema_get(s, "required");
+        yajl_val props = glm_json_get(s, "properties"), addl = glm_json_get(s, "additionalProperties");
+        x = glm_json_get(s, "required");
         for (i = 0; x != NULL && YAJL_IS_ARRAY(x) && i < x->u.array.len; i++) {
             yajl_val r = x->u.array.values[i];
-            if (YAJL_IS_STRING(r) && schema_get(v, r->u.string) == NULL) {
+            if (YAJL_IS_STRING(r) && glm_json_get(v, r->u.string) == NULL) {
                 char msg[300];
                 snprintf(msg, sizeof(msg), "required key '%.200s' missing", r->u.string);
                 return schema_fail(why, n, path, msg);
             }
         }
         for (k = 0; k < v->u.object.len; k++) {
-            yajl_val ps = schema_get(props, v->u.object.keys[k]);
+            yajl_val ps = glm_json_get(props, v->u.object.keys[k]);
             glm_str_addf(path, ".%s", v->u.object.keys[k]);
             if (ps == NULL && addl != NULL && YAJL_IS_FALSE(addl)) {
                 return schema_fail(why, n, path, "undeclared key");

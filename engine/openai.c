@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "chat_template.h"
+#include "json.h"
 
 static const char *glm_engine_version = "0.1.0";
 
@@ -120,17 +121,13 @@ glm_req_free(glm_req *req)
 
 /* ---- request parsing helpers ---------------------------------------------- */
 
+/* A request field; JSON null counts as absent, as OpenAI's optional fields. */
 static yajl_val
 glm_field(yajl_val obj, const char *key)
 {
-    size_t i;
+    yajl_val v = glm_json_get(obj, key);
 
-    for (i = 0; obj != NULL && YAJL_IS_OBJECT(obj) && i < obj->u.object.len; i++) {
-        if (strcmp(obj->u.object.keys[i], key) == 0) {
-            return YAJL_IS_NULL(obj->u.object.values[i]) ? NULL : obj->u.object.values[i];
-        }
-    }
-    return NULL;
+    return v != NULL && YAJL_IS_NULL(v) ? NULL : v;
 }
 
 /* Reads an optional number field; -1 (and an error response) when mistyped. */

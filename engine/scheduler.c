@@ -45,12 +45,13 @@ glm_sched_init(glm_sched *s, glm_model *m, int n_blocks, int block_size,
     s->step_chunk = malloc((size_t) max_num_seqs * sizeof(int));
     s->logits = malloc((size_t) max_num_seqs * V * sizeof(float));
     s->prob = malloc((size_t) V * sizeof(float));
+    s->raw = malloc((size_t) V * sizeof(float));
     s->idx = malloc((size_t) V * sizeof(int32_t));
     s->counts = calloc((size_t) V, sizeof(int32_t));
     if (s->free_blocks == NULL || s->running == NULL || s->ids == NULL
         || s->pos3 == NULL || s->kv_pos == NULL || s->seq_of == NULL
         || s->rows == NULL || s->seq_blocks == NULL || s->step_seqs == NULL
-        || s->step_chunk == NULL || s->logits == NULL || s->prob == NULL
+        || s->step_chunk == NULL || s->logits == NULL || s->prob == NULL || s->raw == NULL
         || s->idx == NULL || s->counts == NULL)
     {
         glm_sched_free(s);
@@ -72,7 +73,7 @@ glm_sched_free(glm_sched *s)
     }
     free(s->free_blocks); free(s->running); free(s->ids); free(s->pos3);
     free(s->kv_pos); free(s->seq_of); free(s->rows); free(s->seq_blocks);
-    free(s->step_seqs); free(s->step_chunk); free(s->logits); free(s->prob);
+    free(s->step_seqs); free(s->step_chunk); free(s->logits); free(s->prob); free(s->raw);
     free(s->idx); free(s->counts);
     memset(s, 0, sizeof(*s));
 }
@@ -97,7 +98,6 @@ glm_seq_new(const int32_t *prompt, int n, const glm_seq_params *p, uint64_t seed
     }
     memcpy(seq->tokens, prompt, (size_t) n * sizeof(int32_t));
     seq->n_tokens = seq->n_prompt = n;
-    seq->params = *p;
     seq->owner = owner;
     seq->index = index;
     glm_rng_seed(&seq->rng, seed);
@@ -325,21 +325,22 @@ glm_logprobs(glm_sched *s, const float *l, glm_sampled *out, int top_n)
     if (top_n > 20) {
         top_n = 20;
     }
+    /* one pass, insertion into a sorted list of at most top_n (O(V top_n),
+     * not O(V top_n^2)); on a tie the lower id stays first */
     out->n_top = 0;
-    for (k = 0; k < top_n; k++) {
-        int best = -1;
-        for (i = 0; i < V; i++) {
-            int taken = 0, j;
-            for (j = 0; j < k; j++) {
-                taken |= out->top_ids[j] == i;
-            }
-            if (!taken && (best < 0 || l[i] > l[best])) {
-                best = i;
-            }
+    for (i = 0; i < V && top_n > 0; i++) {
+        if (out->n_top == top_n && !(l[i] > l[out->top_ids[top_n - 1]])) {
+            continue;
         }
-        out->top_ids[k] = best;
-        out->top_logprobs[k] = (float) ((double) l[best] - lse);
-        out->n_top++;
+        k = out->n_top < top_n ? out->n_top++ : top_n - 1;
+        while (k > 0 && l[i] > l[out->top_ids[k - 1]]) {
+            out->top_ids[k] = out->top_ids[k - 1];
+            k--;
+        }
+        out->top_ids[k] = i;
+    }
+    for (k = 0; k < out->n_top; k++) {
+        out->top_logprobs[k] = (float) ((double) l[out->top_ids[k]] - lse);
     }
 }
 
@@ -476,14 +477,10 @@ glm_sched_step(glm_sched *s)
             /* raw logprobs (before penalties), as vLLM's default mode;
              * computed after sampling picks the token */
             glm_seq_params *p = &seq->params;
-            float *raw = malloc((size_t) V * sizeof(float));
-            if (raw != NULL) {
-                memcpy(raw, l, (size_t) V * sizeof(float));
-                glm_process_logits(s, seq, l);
-                out.token = glm_sample(l, V, &p->sampling, &seq->rng, s->prob, s->idx);
-                glm_logprobs(s, raw, &out, p->top_logprobs);
-                free(raw);
-            }
+            memcpy(s->raw, l, (size_t) V * sizeof(float));
+            glm_process_logits(s, seq, l);
+            out.token = glm_sample(l, V, &p->sampling, &seq->rng, s->prob, s->idx);
+            glm_logprobs(s, s->raw, &out, p->top_logprobs);
         } else {
             glm_process_logits(s, seq, l);
             out.token = glm_sample(l, V, &seq->params.sampling, &seq->rng, s->prob, s->idx);

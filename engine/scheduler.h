@@ -109,7 +109,7 @@ typedef struct {
     glm_seq_blocks  *seq_blocks;
     glm_seq        **step_seqs;
     int             *step_chunk;
-    float           *logits, *prob;
+    float           *logits, *prob, *raw;   /* raw: logits before processing */
     int32_t         *idx, *counts;
 } glm_sched;
 

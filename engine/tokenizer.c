@@ -31,6 +31,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 
 #include "tokenizer.h"
+#include "json.h"
 
 #include <errno.h>
 #include <pcre2.h>
@@ -817,22 +818,6 @@ add_stage(glm_tokenizer *tok, const char *pattern, const char *field, glm_err *e
 /* ------------------------------------------------------------------------ */
 /* loading */
 
-static yajl_val
-obj_get(yajl_val obj, const char *key)
-{
-    size_t i;
-
-    if (!YAJL_IS_OBJECT(obj)) {
-        return NULL;
-    }
-    for (i = 0; i < obj->u.object.len; i++) {
-        if (strcmp(obj->u.object.keys[i], key) == 0) {
-            return obj->u.object.values[i];
-        }
-    }
-    return NULL;
-}
-
 /* "absent or null" */
 static int
 is_none(yajl_val v)
@@ -844,7 +829,7 @@ is_none(yajl_val v)
 static int
 get_bool(yajl_val obj, const char *key, int dflt, const char *field, glm_err *err)
 {
-    yajl_val v = obj_get(obj, key);
+    yajl_val v = glm_json_get(obj, key);
 
     if (v == NULL) {
         return dflt;
@@ -861,7 +846,7 @@ get_bool(yajl_val obj, const char *key, int dflt, const char *field, glm_err *er
 static const char *
 get_type(yajl_val obj)
 {
-    yajl_val t = obj_get(obj, "type");
+    yajl_val t = glm_json_get(obj, "type");
 
     return YAJL_IS_STRING(t) ? t->u.string : NULL;
 }
@@ -946,13 +931,13 @@ check_model_options(yajl_val model, glm_err *err)
         return glm_errf(err, "model.type: \"%s\" is not supported (only BPE)",
                         type ? type : "(missing)");
     }
-    if (!is_none(obj_get(model, "dropout"))) {
+    if (!is_none(glm_json_get(model, "dropout"))) {
         return glm_errf(err, "model.dropout: must be null (BPE dropout is not implemented)");
     }
-    if (!is_none(obj_get(model, "continuing_subword_prefix"))) {
+    if (!is_none(glm_json_get(model, "continuing_subword_prefix"))) {
         return glm_errf(err, "model.continuing_subword_prefix: must be null (not implemented)");
     }
-    if (!is_none(obj_get(model, "end_of_word_suffix"))) {
+    if (!is_none(glm_json_get(model, "end_of_word_suffix"))) {
         return glm_errf(err, "model.end_of_word_suffix: must be null (not implemented)");
     }
     b = get_bool(model, "byte_fallback", 0, "model", err);
@@ -962,11 +947,11 @@ check_model_options(yajl_val model, glm_err *err)
     if (b) {
         return glm_errf(err, "model.byte_fallback: must be false (not implemented)");
     }
-    v = obj_get(model, "vocab");
+    v = glm_json_get(model, "vocab");
     if (!YAJL_IS_OBJECT(v)) {
         return glm_errf(err, "model.vocab: missing or not an object");
     }
-    v = obj_get(model, "merges");
+    v = glm_json_get(model, "merges");
     if (!YAJL_IS_ARRAY(v)) {
         return glm_errf(err, "model.merges: missing or not an array");
     }
@@ -993,7 +978,7 @@ get_id(yajl_val v, const char *field, size_t index, int32_t *id, glm_err *err)
 static int
 load_vocab(glm_tokenizer *tok, yajl_val model, yajl_val added, glm_err *err)
 {
-    yajl_val vocab = obj_get(model, "vocab");
+    yajl_val vocab = glm_json_get(model, "vocab");
     size_t n = vocab->u.object.len, i;
     int32_t id, max_id = -1, old;
     const char *key;
@@ -1011,7 +996,7 @@ load_vocab(glm_tokenizer *tok, yajl_val model, yajl_val added, glm_err *err)
     }
     if (YAJL_IS_ARRAY(added)) {
         for (i = 0; i < added->u.array.len; i++) {
-            if (get_id(obj_get(added->u.array.values[i], "id"), "added_tokens", i, &id,
+            if (get_id(glm_json_get(added->u.array.values[i], "id"), "added_tokens", i, &id,
                        err) != 0)
             {
                 return -1;
@@ -1115,7 +1100,7 @@ merge_parts(yajl_val m, size_t rank, const char **a, size_t *alen, const char **
 static int
 load_merges(glm_tokenizer *tok, yajl_val model, glm_err *err)
 {
-    yajl_val merges = obj_get(model, "merges");
+    yajl_val merges = glm_json_get(model, "merges");
     size_t n = merges->u.array.len, slots = 16, i, alen = 0, blen = 0, cap = 0;
     uint32_t rank = 0;
     const char *a = NULL, *b = NULL;
@@ -1202,7 +1187,7 @@ load_added(glm_tokenizer *tok, yajl_val added, glm_err *err)
     }
     for (i = 0; i < n; i++) {
         t = added->u.array.values[i];
-        content = obj_get(t, "content");
+        content = glm_json_get(t, "content");
         if (!YAJL_IS_STRING(content)) {
             return glm_errf(err, "added_tokens[%zu].content: missing or not a string", i);
         }
@@ -1224,7 +1209,7 @@ load_added(glm_tokenizer *tok, yajl_val added, glm_err *err)
     next_id = (int32_t) tok->vocab.n;
     for (i = 0; i < n; i++) {
         t = added->u.array.values[i];
-        content = obj_get(t, "content");
+        content = glm_json_get(t, "content");
         len = strlen(content->u.string);
         for (f = 0; f < 3; f++) {
             int v = get_bool(t, refused[f], 0, "added_tokens[]", err);
@@ -1242,7 +1227,7 @@ load_added(glm_tokenizer *tok, yajl_val added, glm_err *err)
         if (special < 0 || normalized < 0) {
             return -1;
         }
-        if (get_id(obj_get(t, "id"), "added_tokens", i, &id, err) != 0) {
+        if (get_id(glm_json_get(t, "id"), "added_tokens", i, &id, err) != 0) {
             return -1;
         }
         if (len == 0) {
@@ -1286,7 +1271,7 @@ load_added(glm_tokenizer *tok, yajl_val added, glm_err *err)
 static int
 load_byte_level(glm_tokenizer *tok, yajl_val bl, const char *field, glm_err *err)
 {
-    yajl_val aps = obj_get(bl, "add_prefix_space");
+    yajl_val aps = glm_json_get(bl, "add_prefix_space");
     int use_regex;
 
     if (!YAJL_IS_FALSE(aps)) {
@@ -1306,14 +1291,14 @@ load_byte_level(glm_tokenizer *tok, yajl_val bl, const char *field, glm_err *err
 static int
 load_split(glm_tokenizer *tok, yajl_val sp, const char *field, glm_err *err)
 {
-    yajl_val pat = obj_get(sp, "pattern"), rx, beh;
+    yajl_val pat = glm_json_get(sp, "pattern"), rx, beh;
     int inv;
 
-    rx = obj_get(pat, "Regex");
+    rx = glm_json_get(pat, "Regex");
     if (!YAJL_IS_STRING(rx)) {
         return glm_errf(err, "%s.pattern: only {\"Regex\": ...} is supported", field);
     }
-    beh = obj_get(sp, "behavior");
+    beh = glm_json_get(sp, "behavior");
     if (!YAJL_IS_STRING(beh) || strcmp(beh->u.string, "Isolated") != 0) {
         return glm_errf(err, "%s.behavior: only \"Isolated\" is supported", field);
     }
@@ -1343,7 +1328,7 @@ load_pre_tokenizer(glm_tokenizer *tok, yajl_val pt, glm_err *err)
                         "Sequence of Splits ending with ByteLevel)",
                         type ? type : "(missing)");
     }
-    list = obj_get(pt, "pretokenizers");
+    list = glm_json_get(pt, "pretokenizers");
     if (!YAJL_IS_ARRAY(list) || list->u.array.len == 0) {
         return glm_errf(err, "pre_tokenizer.pretokenizers: missing or empty");
     }
@@ -1382,7 +1367,7 @@ check_post_processor(yajl_val pp, const char *field, glm_err *err)
         return 0;
     }
     if (type != NULL && strcmp(type, "Sequence") == 0) {
-        list = obj_get(pp, "processors");
+        list = glm_json_get(pp, "processors");
         if (!YAJL_IS_ARRAY(list)) {
             return glm_errf(err, "%s.processors: missing", field);
         }
@@ -1395,16 +1380,16 @@ check_post_processor(yajl_val pp, const char *field, glm_err *err)
         return 0;
     }
     if (type != NULL && strcmp(type, "TemplateProcessing") == 0) {
-        list = obj_get(pp, "single");
+        list = glm_json_get(pp, "single");
         if (!YAJL_IS_ARRAY(list)) {
             return glm_errf(err, "%s.single: missing", field);
         }
         for (i = 0; i < list->u.array.len; i++) {
             item = list->u.array.values[i];
-            if (obj_get(item, "Sequence") != NULL) {
+            if (glm_json_get(item, "Sequence") != NULL) {
                 continue;
             }
-            st = obj_get(obj_get(item, "SpecialToken"), "id");
+            st = glm_json_get(glm_json_get(item, "SpecialToken"), "id");
             return glm_errf(err, "%s.single[%zu]: the template adds token \"%s\"; a "
                             "post-processor that adds tokens is not implemented", field,
                             i, YAJL_IS_STRING(st) ? st->u.string : "?");
@@ -1417,28 +1402,28 @@ check_post_processor(yajl_val pp, const char *field, glm_err *err)
 static int
 load_json(glm_tokenizer *tok, yajl_val root, glm_err *err)
 {
-    yajl_val model = obj_get(root, "model"), added = obj_get(root, "added_tokens");
+    yajl_val model = glm_json_get(root, "model"), added = glm_json_get(root, "added_tokens");
     const char *type;
     int im;
 
     if (!YAJL_IS_OBJECT(root)) {
         return glm_errf(err, "not a JSON object");
     }
-    if (!is_none(obj_get(root, "normalizer"))) {
+    if (!is_none(glm_json_get(root, "normalizer"))) {
         return glm_errf(err, "normalizer: must be null (normalizers are not implemented)");
     }
-    if (!is_none(obj_get(root, "truncation"))) {
+    if (!is_none(glm_json_get(root, "truncation"))) {
         return glm_errf(err, "truncation: must be null (not implemented)");
     }
-    if (!is_none(obj_get(root, "padding"))) {
+    if (!is_none(glm_json_get(root, "padding"))) {
         return glm_errf(err, "padding: must be null (not implemented)");
     }
-    type = get_type(obj_get(root, "decoder"));
+    type = get_type(glm_json_get(root, "decoder"));
     if (type == NULL || strcmp(type, "ByteLevel") != 0) {
         return glm_errf(err, "decoder: \"%s\" is not supported (only ByteLevel)",
                         type ? type : "(missing)");
     }
-    if (check_post_processor(obj_get(root, "post_processor"), "post_processor", err) != 0
+    if (check_post_processor(glm_json_get(root, "post_processor"), "post_processor", err) != 0
         || check_model_options(model, err) != 0)
     {
         return -1;
@@ -1451,7 +1436,7 @@ load_json(glm_tokenizer *tok, yajl_val root, glm_err *err)
     if (load_vocab(tok, model, added, err) != 0
         || load_merges(tok, model, err) != 0
         || load_added(tok, added, err) != 0
-        || load_pre_tokenizer(tok, obj_get(root, "pre_tokenizer"), err) != 0)
+        || load_pre_tokenizer(tok, glm_json_get(root, "pre_tokenizer"), err) != 0)
     {
         return -1;
     }
