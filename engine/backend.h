@@ -109,6 +109,29 @@ struct glm_backend {
     void (*moe)(glm_backend *be, float *out, const float *x, int rows,
                 const glm_moe_weights *m);
 
+    /* ---- the vision tower's ops ---- */
+
+    /* out[r] = (x[r] - mean) / sqrt(var + eps) * w + b (torch LayerNorm) */
+    void (*layernorm)(glm_backend *be, float *out, const float *x,
+                      const glm_tensor *w, const glm_tensor *b, int rows,
+                      int dim, float eps);
+
+    /* out[i] = gelu(x[i]), the exact erf form (torch nn.GELU()) */
+    void (*gelu)(glm_backend *be, float *out, const float *x, size_t n);
+
+    /* non-causal attention inside segments: token i of segment s attends to
+     * every token of s (cu_seqlens[s] <= j < cu_seqlens[s+1]); q, k, v and
+     * out are [n, heads*head_dim] with rows of stride `stride` floats */
+    void (*attention_segments)(glm_backend *be, float *out, const float *q,
+                               const float *k, const float *v, int stride,
+                               const int32_t *cu_seqlens, int n_segments,
+                               int heads, int head_dim, float scale);
+
+    /* groups of g consecutive rows of dim values, each transposed:
+     * out[grp][c * g + i] = x[grp * g + i][c]  (the 2x2 merge's permute) */
+    void (*group_transpose)(glm_backend *be, float *out, const float *x,
+                            int groups, int g, int dim);
+
     void (*destroy)(glm_backend *be);
 };
 

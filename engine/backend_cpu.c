@@ -468,6 +468,166 @@ glm_cpu_moe(glm_backend *be, float *out, const float *x, int rows,
     free(members); free(mw); free(xe); free(g); free(u); free(d);
 }
 
+/* ---- the vision tower's ops ------------------------------------------------ */
+
+typedef struct {
+    float *out;
+    const float *x, *w, *b;
+    int dim;
+    float eps;
+} glm_ln_job;
+
+static void
+glm_ln_rows(void *p, int64_t begin, int64_t end, int thread)
+{
+    glm_ln_job *j = p;
+    int64_t r;
+    int i;
+
+    (void) thread;
+    for (r = begin; r < end; r++) {
+        const float *x = j->x + r * j->dim;
+        float *y = j->out + r * j->dim;
+        double mean = 0.0, var = 0.0;
+        float inv;
+
+        /* two passes in double: the reference's fp32 reduction is more
+         * accurate than a naive fp32 sum, and this is the oracle */
+        for (i = 0; i < j->dim; i++) {
+            mean += x[i];
+        }
+        mean /= j->dim;
+        for (i = 0; i < j->dim; i++) {
+            double d = x[i] - mean;
+            var += d * d;
+        }
+        var /= j->dim;
+        inv = (float) (1.0 / sqrt(var + j->eps));
+        for (i = 0; i < j->dim; i++) {
+            y[i] = ((x[i] - (float) mean) * inv) * j->w[i] + j->b[i];
+        }
+    }
+}
+
+static void
+glm_cpu_layernorm(glm_backend *be, float *out, const float *x, const glm_tensor *w,
+    const glm_tensor *b, int rows, int dim, float eps)
+{
+    float *wf = glm_cpu_xmalloc((size_t) dim * 2 * sizeof(float));
+    glm_ln_job j;
+
+    glm_tensor_to_f32(w, 0, dim, wf);
+    glm_tensor_to_f32(b, 0, dim, wf + dim);
+    j = (glm_ln_job) { out, x, wf, wf + dim, dim, eps };
+    glm_pool_run(glm_cpu_pool(be), rows, glm_ln_rows, &j);
+    free(wf);
+}
+
+static void
+glm_cpu_gelu(glm_backend *be, float *out, const float *x, size_t n)
+{
+    size_t i;
+
+    (void) be;
+    for (i = 0; i < n; i++) {
+        out[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752440f));
+    }
+}
+
+typedef struct {
+    float *out;
+    const float *q, *k, *v;
+    int stride;
+    const int32_t *cu;
+    int n_segments, heads, head_dim, max_len;
+    float scale;
+} glm_seg_attn_job;
+
+static void
+glm_seg_attn_tasks(void *p, int64_t begin, int64_t end, int thread)
+{
+    glm_seg_attn_job *j = p;
+    float *score = glm_cpu_xmalloc((size_t) j->max_len * sizeof(float));
+    int64_t task;
+    int s = 0;
+
+    (void) thread;
+    for (task = begin; task < end; task++) {
+        int i = (int) (task / j->heads), h = (int) (task % j->heads), t, d, lo, len;
+        const float *q = j->q + (int64_t) i * j->stride + h * j->head_dim;
+        float *o = j->out + (int64_t) i * j->stride + h * j->head_dim;
+        float mx = -INFINITY, sum = 0.0f;
+
+        while (s > 0 && j->cu[s] > i) {
+            s--;
+        }
+        while (s < j->n_segments - 1 && j->cu[s + 1] <= i) {
+            s++;
+        }
+        lo = j->cu[s];
+        len = j->cu[s + 1] - lo;
+        for (t = 0; t < len; t++) {
+            const float *k = j->k + (int64_t) (lo + t) * j->stride + h * j->head_dim;
+            score[t] = glm_dot(q, k, j->head_dim) * j->scale;
+            mx = score[t] > mx ? score[t] : mx;
+        }
+        for (t = 0; t < len; t++) {
+            score[t] = expf(score[t] - mx);
+            sum += score[t];
+        }
+        for (d = 0; d < j->head_dim; d++) {
+            o[d] = 0.0f;
+        }
+        for (t = 0; t < len; t++) {
+            const float *v = j->v + (int64_t) (lo + t) * j->stride + h * j->head_dim;
+            float w = score[t] / sum;
+            for (d = 0; d < j->head_dim; d++) {
+                o[d] += w * v[d];
+            }
+        }
+    }
+    free(score);
+}
+
+static void
+glm_cpu_attention_segments(glm_backend *be, float *out, const float *q,
+    const float *k, const float *v, int stride, const int32_t *cu_seqlens,
+    int n_segments, int heads, int head_dim, float scale)
+{
+    glm_seg_attn_job j = { out, q, k, v, stride, cu_seqlens, n_segments, heads,
+                           head_dim, 1, scale };
+    int s;
+
+    for (s = 0; s < n_segments; s++) {
+        if (cu_seqlens[s + 1] - cu_seqlens[s] > j.max_len) {
+            j.max_len = cu_seqlens[s + 1] - cu_seqlens[s];
+        }
+    }
+    if (n_segments > 0) {
+        glm_pool_run(glm_cpu_pool(be), (int64_t) cu_seqlens[n_segments] * heads,
+                     glm_seg_attn_tasks, &j);
+    }
+}
+
+static void
+glm_cpu_group_transpose(glm_backend *be, float *out, const float *x, int groups,
+    int g, int dim)
+{
+    int64_t grp;
+    int i, c;
+
+    (void) be;
+    for (grp = 0; grp < groups; grp++) {
+        const float *src = x + grp * g * dim;
+        float *dst = out + grp * g * dim;
+        for (i = 0; i < g; i++) {
+            for (c = 0; c < dim; c++) {
+                dst[c * g + i] = src[i * dim + c];
+            }
+        }
+    }
+}
+
 static void
 glm_cpu_destroy(glm_backend *be)
 {
@@ -505,6 +665,10 @@ glm_backend_cpu_create(int nthreads)
         .swiglu = glm_cpu_swiglu,
         .add = glm_cpu_add,
         .moe = glm_cpu_moe,
+        .layernorm = glm_cpu_layernorm,
+        .gelu = glm_cpu_gelu,
+        .attention_segments = glm_cpu_attention_segments,
+        .group_transpose = glm_cpu_group_transpose,
         .destroy = glm_cpu_destroy,
     };
     return &cpu->be;

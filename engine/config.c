@@ -317,6 +317,67 @@ glm_config_generation(glm_config *cfg, const char *dir, glm_err *err)
     return r ? -1 : 0;
 }
 
+/* vision_config of Glm4vMoeForConditionalGeneration; defaults are the
+ * transformers class defaults, which are GLM-4.5V's values. */
+static int
+glm_config_vision(yajl_val root, glm_config *cfg, const char *f, glm_err *err)
+{
+    yajl_val vc = glm_json_get(root, "vision_config"), rp, act;
+    int r = 0;
+
+    if (vc == NULL || !YAJL_IS_OBJECT(vc)) {
+        return glm_errf(err, "%s: %s needs a \"vision_config\" object", f,
+                        cfg->architecture);
+    }
+    r |= glm_cfg_int(vc, "depth", 24, 1, 1024, &cfg->vision.depth, f, err);
+    r |= r ? 0 : glm_cfg_int(vc, "hidden_size", 1536, 1, 1 << 16, &cfg->vision.hidden_size, f, err);
+    r |= r ? 0 : glm_cfg_int(vc, "num_heads", 12, 1, 1024, &cfg->vision.num_heads, f, err);
+    r |= r ? 0 : glm_cfg_int(vc, "intermediate_size", 10944, 1, 1 << 20,
+                             &cfg->vision.intermediate_size, f, err);
+    r |= r ? 0 : glm_cfg_int(vc, "out_hidden_size", 4096, 1, 1 << 16,
+                             &cfg->vision.out_hidden_size, f, err);
+    r |= r ? 0 : glm_cfg_int(vc, "patch_size", 14, 1, 1024, &cfg->vision.patch_size, f, err);
+    r |= r ? 0 : glm_cfg_int(vc, "temporal_patch_size", 2, 1, 16,
+                             &cfg->vision.temporal_patch_size, f, err);
+    r |= r ? 0 : glm_cfg_int(vc, "spatial_merge_size", 2, 1, 16,
+                             &cfg->vision.spatial_merge_size, f, err);
+    r |= r ? 0 : glm_cfg_int(vc, "image_size", 336, 1, 1 << 16, &cfg->vision.image_size, f, err);
+    r |= r ? 0 : glm_cfg_int(vc, "in_channels", 3, 3, 3, &cfg->vision.in_channels, f, err);
+    r |= r ? 0 : glm_cfg_bool(vc, "attention_bias", 0, &cfg->vision.attention_bias, f, err);
+    r |= r ? 0 : glm_cfg_float(vc, "rms_norm_eps", 1e-5f, &cfg->vision.rms_norm_eps, f, err);
+    cfg->vision.rope_theta = 10000.0f;
+    rp = glm_json_get(vc, "rope_parameters");
+    if (r == 0 && rp != NULL && YAJL_IS_OBJECT(rp)) {
+        r |= glm_cfg_float(rp, "rope_theta", 10000.0f, &cfg->vision.rope_theta, f, err);
+    }
+    if (r) {
+        return -1;
+    }
+    act = glm_json_get(vc, "hidden_act");
+    if (act != NULL && !(YAJL_IS_STRING(act) && strcmp(act->u.string, "silu") == 0)) {
+        return glm_errf(err, "%s: vision_config.hidden_act must be \"silu\"", f);
+    }
+    if (cfg->vision.hidden_size % cfg->vision.num_heads != 0
+        || (cfg->vision.hidden_size / cfg->vision.num_heads) % 4 != 0)
+    {
+        return glm_errf(err, "%s: vision_config hidden_size %d must split into"
+                        " num_heads %d heads of a multiple of 4 (2-D RoPE)", f,
+                        cfg->vision.hidden_size, cfg->vision.num_heads);
+    }
+    if (cfg->vision.image_size % cfg->vision.patch_size != 0) {
+        return glm_errf(err, "%s: vision_config image_size %d is not a multiple of"
+                        " patch_size %d", f, cfg->vision.image_size,
+                        cfg->vision.patch_size);
+    }
+    if (cfg->vision.out_hidden_size != cfg->hidden_size) {
+        return glm_errf(err, "%s: vision_config out_hidden_size %d differs from the"
+                        " text hidden_size %d", f, cfg->vision.out_hidden_size,
+                        cfg->hidden_size);
+    }
+    return 0;
+}
+
+
 int
 glm_config_load(glm_config *cfg, const char *dir, glm_err *err)
 {
@@ -374,6 +435,7 @@ glm_config_load(glm_config *cfg, const char *dir, glm_err *err)
                                  &cfg->video_start_token_id, f, err);
         r |= r ? 0 : glm_cfg_int(root, "video_end_token_id", 151342, 0, INT_MAX,
                                  &cfg->video_end_token_id, f, err);
+        r |= r ? 0 : glm_config_vision(root, cfg, f, err);
     }
     yajl_tree_free(root);
     if (r != 0) {

@@ -58,10 +58,25 @@ typedef struct {
     int       n_eos;
     int       pad_token_id;
 
-    /* vision (GLM-4.5V): ids from config.json; the tower itself comes later */
+    /* vision (GLM-4.5V): ids from config.json, the tower from vision_config */
     int       image_token_id, video_token_id;
     int       image_start_token_id, image_end_token_id;
     int       video_start_token_id, video_end_token_id;
+    struct {
+        int   depth;                 /* ViT blocks, 24 */
+        int   hidden_size;           /* 1536 */
+        int   num_heads;             /* 12 */
+        int   intermediate_size;     /* the merger's MLP, 10944 */
+        int   out_hidden_size;       /* block MLP width and merger width, 4096 */
+        int   patch_size;            /* 14 */
+        int   temporal_patch_size;   /* 2 */
+        int   spatial_merge_size;    /* 2 */
+        int   image_size;            /* 336: position table side = image/patch */
+        int   in_channels;           /* 3 */
+        int   attention_bias;
+        float rms_norm_eps;
+        float rope_theta;
+    } vision;
 
     /* generation_config.json defaults (greedy when do_sample is false) */
     int       gen_do_sample;

@@ -123,8 +123,16 @@ glm_cmd_inspect(int argc, char **argv)
     }
     glm_config_describe(&m->cfg, desc, sizeof(desc));
     printf("%s\n", desc);
-    printf("tensors: %zu (%d MTP tensors skipped, %d vision tensors not run yet)\n",
-           glm_checkpoint_count(m->ck), m->skipped_mtp, m->skipped_vision);
+    printf("tensors: %zu (%d MTP tensors skipped)\n",
+           glm_checkpoint_count(m->ck), m->skipped_mtp);
+    if (m->vision != NULL) {
+        printf("vision: %d blocks, hidden %d, %d heads, patch %d, merge %d,"
+               " position table %dx%d\n", m->cfg.vision.depth,
+               m->cfg.vision.hidden_size, m->cfg.vision.num_heads,
+               m->cfg.vision.patch_size, m->cfg.vision.spatial_merge_size,
+               m->cfg.vision.image_size / m->cfg.vision.patch_size,
+               m->cfg.vision.image_size / m->cfg.vision.patch_size);
+    }
     glm_model_free(m);
     be->destroy(be);
     return 0;

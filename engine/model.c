@@ -144,10 +144,6 @@ glm_check_unused(glm_model *m, glm_err *err)
             m->skipped_mtp++;       /* multi-token-prediction head: not run yet */
             continue;
         }
-        if (c->arch == GLM_ARCH_VISION && strncmp(t->name, "model.visual.", 13) == 0) {
-            m->skipped_vision++;
-            continue;
-        }
         return glm_errf(err, "%s: tensor '%s' is not part of a %s with this"
                         " config.json (wrong checkpoint or config?)", t->file,
                         t->name, c->architecture);
@@ -200,6 +196,10 @@ glm_model_load(const char *dir, glm_backend *be, glm_err *err)
     } else {
         m->lm_head = m->embed;
     }
+    if (!b.failed && c->arch == GLM_ARCH_VISION) {
+        m->vision = glm_vision_bind(m->ck, c, err);
+        b.failed = m->vision == NULL;
+    }
     if (b.failed || glm_check_unused(m, err) != 0) {
         goto fail;
     }
@@ -247,6 +247,7 @@ glm_model_free(glm_model *m)
     free(m->layers);
     free(m->inv_freq);
     free(m->axis_of_freq);
+    glm_vision_free(m->vision);
     glm_checkpoint_close(m->ck);
     free(m);
 }
@@ -379,6 +380,15 @@ glm_model_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float *logi
     }
 
     be->embed(be, x, b->ids, T, m->embed);                     /* [T, H] */
+    if (b->embed_rows != NULL) {
+        /* vision features take the place of their placeholder tokens */
+        for (i = 0; i < T; i++) {
+            if (b->embed_rows[i] != NULL) {
+                be->upload(be, x + (size_t) i * H, b->embed_rows[i],
+                           (size_t) H * sizeof(float));
+            }
+        }
+    }
     for (l = 0; l < c->num_layers; l++) {
         const glm_layer *L = &m->layers[l];
 

@@ -17,6 +17,7 @@
 #include "backend.h"
 #include "config.h"
 #include "safetensors.h"
+#include "vision.h"
 
 typedef struct {
     glm_tensor   *input_norm, *post_attn_norm;
@@ -37,7 +38,7 @@ typedef struct {
     float           *inv_freq;          /* [rotary_dim / 2] */
     int             *axis_of_freq;      /* [rotary_dim / 2]: 0 t, 1 h, 2 w */
     int              skipped_mtp;       /* tensors of MTP layers left unused */
-    int              skipped_vision;    /* vision tower tensors (not run yet) */
+    glm_vision      *vision;            /* GLM-4.5V's tower, else NULL */
 } glm_model;
 
 /* One forward step's tokens. */
@@ -45,6 +46,9 @@ typedef struct {
     int                    n_tokens;
     const int32_t         *ids;         /* [n_tokens] */
     const int32_t         *pos3;        /* [n_tokens][3] rope positions */
+    const float * const   *embed_rows;  /* [n_tokens] host rows replacing the
+                                           token's embedding (vision), NULL
+                                           entries and NULL array: embed ids */
     glm_attn_batch         attn;        /* sequence, KV position per token */
     const int32_t         *logit_rows;  /* rows whose logits are wanted */
     int                    n_logits;

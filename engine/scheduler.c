@@ -37,6 +37,7 @@ glm_sched_init(glm_sched *s, glm_model *m, int n_blocks, int block_size,
     s->running = calloc((size_t) max_num_seqs, sizeof(glm_seq *));
     s->ids = malloc((size_t) T * sizeof(int32_t));
     s->pos3 = malloc((size_t) T * 3 * sizeof(int32_t));
+    s->embed_rows = malloc((size_t) T * sizeof(float *));
     s->kv_pos = malloc((size_t) T * sizeof(int32_t));
     s->seq_of = malloc((size_t) T * sizeof(int32_t));
     s->rows = malloc((size_t) T * sizeof(int32_t));
@@ -49,7 +50,7 @@ glm_sched_init(glm_sched *s, glm_model *m, int n_blocks, int block_size,
     s->idx = malloc((size_t) V * sizeof(int32_t));
     s->counts = calloc((size_t) V, sizeof(int32_t));
     if (s->free_blocks == NULL || s->running == NULL || s->ids == NULL
-        || s->pos3 == NULL || s->kv_pos == NULL || s->seq_of == NULL
+        || s->pos3 == NULL || s->embed_rows == NULL || s->kv_pos == NULL || s->seq_of == NULL
         || s->rows == NULL || s->seq_blocks == NULL || s->step_seqs == NULL
         || s->step_chunk == NULL || s->logits == NULL || s->prob == NULL || s->raw == NULL
         || s->idx == NULL || s->counts == NULL)
@@ -72,6 +73,7 @@ glm_sched_free(glm_sched *s)
         glm_kv_pool_free(&s->kv, s->m);
     }
     free(s->free_blocks); free(s->running); free(s->ids); free(s->pos3);
+    free(s->embed_rows);
     free(s->kv_pos); free(s->seq_of); free(s->rows); free(s->seq_blocks);
     free(s->step_seqs); free(s->step_chunk); free(s->logits); free(s->prob); free(s->raw);
     free(s->idx); free(s->counts);
@@ -112,6 +114,7 @@ glm_seq_free(glm_seq *seq)
         free(seq->blocks);
         free(seq->params.logit_bias);
         free(seq->params.banned);
+        glm_mm_prompt_unref(seq->mm);
         free(seq);
     }
 }
@@ -363,7 +366,7 @@ glm_append_token(glm_seq *seq, int32_t t)
 int
 glm_sched_step(glm_sched *s)
 {
-    int budget = s->max_batched_tokens, n_step = 0, T = 0, n_logits = 0, i, j;
+    int budget = s->max_batched_tokens, n_step = 0, T = 0, n_logits = 0, i, j, any_mm;
     int V = s->m->cfg.vocab_size;
     glm_batch b;
 
@@ -434,14 +437,30 @@ glm_sched_step(glm_sched *s)
         return 0;
     }
 
-    /* 3. one batch: each sequence's tokens at their positions */
+    /* 3. one batch: each sequence's tokens at their positions; a prompt
+     * with images takes its M-RoPE positions and vision rows from its mm,
+     * and what follows it continues at position p + rope_delta */
+    any_mm = 0;
     for (i = 0; i < n_step; i++) {
         glm_seq *seq = s->step_seqs[i];
         s->seq_blocks[i] = (glm_seq_blocks) { seq->blocks, seq->n_blocks };
         for (j = 0; j < s->step_chunk[i]; j++) {
             int p = seq->n_cached + j;
             s->ids[T] = seq->tokens[p];
-            s->pos3[3 * T] = s->pos3[3 * T + 1] = s->pos3[3 * T + 2] = p;
+            s->embed_rows[T] = NULL;
+            if (seq->mm == NULL) {
+                s->pos3[3 * T] = s->pos3[3 * T + 1] = s->pos3[3 * T + 2] = p;
+            } else if (p < seq->mm->n_prompt) {
+                const glm_mm_prompt *mm = seq->mm;
+                memcpy(s->pos3 + 3 * T, mm->pos3 + 3 * p, 3 * sizeof(int32_t));
+                if (mm->row_of[p] >= 0) {
+                    s->embed_rows[T] = mm->rows + (int64_t) mm->row_of[p] * mm->hidden;
+                    any_mm = 1;
+                }
+            } else {
+                s->pos3[3 * T] = s->pos3[3 * T + 1] = s->pos3[3 * T + 2]
+                    = p + seq->mm->rope_delta;
+            }
             s->kv_pos[T] = p;
             s->seq_of[T] = i;
             T++;
@@ -453,6 +472,7 @@ glm_sched_step(glm_sched *s)
     b.n_tokens = T;
     b.ids = s->ids;
     b.pos3 = s->pos3;
+    b.embed_rows = any_mm ? s->embed_rows : NULL;
     b.attn = (glm_attn_batch) { T, s->seq_of, s->kv_pos, s->seq_blocks, n_step };
     b.logit_rows = s->rows;
     b.n_logits = n_logits;

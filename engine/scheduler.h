@@ -21,6 +21,7 @@
 
 #include "model.h"
 #include "sampling.h"
+#include "vision.h"
 
 typedef enum {
     GLM_SEQ_WAITING = 0,
@@ -66,6 +67,7 @@ struct glm_seq {
     glm_seq         *next_wait;         /* waiting queue link */
     int              n_preempted;
     int              constrained;       /* call the scheduler's mask first */
+    glm_mm_prompt   *mm;                /* images/videos: positions and rows */
 };
 
 /* What the callback learns about a sampled token. */
@@ -106,6 +108,7 @@ typedef struct {
     void            *cb_ctx;
     /* per-step scratch, sized for max_batched_tokens */
     int32_t         *ids, *pos3, *kv_pos, *seq_of, *rows;
+    const float    **embed_rows;
     glm_seq_blocks  *seq_blocks;
     glm_seq        **step_seqs;
     int             *step_chunk;

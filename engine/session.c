@@ -4,6 +4,7 @@
 #include "session.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 int
 glm_session_init(glm_session *s, glm_model *m, int max_len, int block_size,
@@ -48,6 +49,7 @@ glm_session_feed(glm_session *s, const int32_t *ids, int n, int chunk,
     float *logits, int all_logits, glm_err *err)
 {
     int32_t *pos3, *kv_pos, *seq, *rows;
+    const float **erows;
     glm_seq_blocks sb = { s->blocks, s->n_blocks };
     int done = 0, T, i, V = s->m->cfg.vocab_size;
 
@@ -71,8 +73,9 @@ glm_session_feed(glm_session *s, const int32_t *ids, int n, int chunk,
     kv_pos = malloc((size_t) chunk * sizeof(int32_t));
     seq = calloc((size_t) chunk, sizeof(int32_t));
     rows = malloc((size_t) chunk * sizeof(int32_t));
-    if (pos3 == NULL || kv_pos == NULL || seq == NULL || rows == NULL) {
-        free(pos3); free(kv_pos); free(seq); free(rows);
+    erows = calloc((size_t) chunk, sizeof(float *));
+    if (pos3 == NULL || kv_pos == NULL || seq == NULL || rows == NULL || erows == NULL) {
+        free(pos3); free(kv_pos); free(seq); free(rows); free(erows);
         return glm_errf(err, "out of memory");
     }
     while (done < n) {
@@ -83,13 +86,25 @@ glm_session_feed(glm_session *s, const int32_t *ids, int n, int chunk,
         last_chunk = done + T == n;
         for (i = 0; i < T; i++) {
             int p = s->n_cached + i;
-            pos3[3 * i] = pos3[3 * i + 1] = pos3[3 * i + 2] = p;
+            const glm_mm_prompt *mm = s->mm;
+            erows[i] = NULL;
+            if (mm == NULL) {
+                pos3[3 * i] = pos3[3 * i + 1] = pos3[3 * i + 2] = p;
+            } else if (p < mm->n_prompt) {
+                memcpy(pos3 + 3 * i, mm->pos3 + 3 * p, 3 * sizeof(int32_t));
+                if (mm->row_of[p] >= 0) {
+                    erows[i] = mm->rows + (int64_t) mm->row_of[p] * mm->hidden;
+                }
+            } else {
+                pos3[3 * i] = pos3[3 * i + 1] = pos3[3 * i + 2] = p + mm->rope_delta;
+            }
             kv_pos[i] = p;
             rows[i] = i;
         }
         b.n_tokens = T;
         b.ids = ids + done;
         b.pos3 = pos3;
+        b.embed_rows = erows;
         b.attn = (glm_attn_batch) { T, seq, kv_pos, &sb, 1 };
         if (all_logits) {
             b.logit_rows = rows;
@@ -103,6 +118,6 @@ glm_session_feed(glm_session *s, const int32_t *ids, int n, int chunk,
         s->n_cached += T;
         done += T;
     }
-    free(pos3); free(kv_pos); free(seq); free(rows);
+    free(pos3); free(kv_pos); free(seq); free(rows); free(erows);
     return 0;
 }
