@@ -694,10 +694,91 @@ glm_chat_params(glm_server *srv, glm_req *req, yajl_val root, glm_seq_params *p,
     return 0;
 }
 
+/*
+ * Images and videos: load, decode and preprocess them, expand the prompt's
+ * markers, run the vision tower and build what the sequences carry.  On the
+ * engine's loop thread for now (see the README's limits).  0 with *mm NULL
+ * when the request has no media; -1 after queueing the error.
+ */
+static int
+glm_chat_media(glm_server *srv, glm_req *req, yajl_val root, glm_tokenizer_ids *ids,
+    glm_mm_prompt **mm)
+{
+    const glm_config *c = &srv->m->cfg;
+    glm_media_set set;
+    glm_tokenizer_ids x = { 0 };
+    glm_grid *grids = NULL;
+    float *px = NULL, *rows = NULL;
+    int64_t n_patches = 0, n_rows = 0;
+    glm_err err;
+    int i;
+
+    *mm = NULL;
+    if (glm_media_load(&srv->media, root, &set, &err) != 0) {
+        glm_req_error(req, set.status, set.status == 403 ? "PermissionDeniedError"
+                      : set.status >= 500 ? "InternalServerError" : "BadRequestError",
+                      set.param ? set.param : "messages", "%s", err.msg);
+        glm_media_set_free(&set);
+        return -1;
+    }
+    if (set.n == 0) {
+        return 0;
+    }
+    if (srv->m->vision == NULL) {
+        glm_req_error(req, 400, "BadRequestError", "messages", "%s is a text model: it"
+                      " does not accept images or videos", c->architecture);
+        glm_media_set_free(&set);
+        return -1;
+    }
+    if (glm_media_expand(c, srv->tok, srv->tok_ctx, &set, ids->ids, ids->len, &x,
+                         &grids, &err) != 0)
+    {
+        glm_req_error(req, 400, "BadRequestError", "messages", "%s", err.msg);
+        glm_media_set_free(&set);
+        return -1;
+    }
+    for (i = 0; i < set.n; i++) {
+        n_rows += glm_vision_grid_tokens(c, &grids[i]);
+    }
+    px = glm_media_pixels(&set, &n_patches);
+    rows = malloc((size_t) (n_rows ? n_rows : 1) * c->hidden_size * sizeof(float));
+    if (px == NULL || rows == NULL
+        || glm_vision_encode(srv->m->vision, srv->m->be, px, grids, set.n, rows, &err) != 0)
+    {
+        if (px == NULL || rows == NULL) {
+            glm_errf(&err, "out of memory for %lld vision patches", (long long) n_patches);
+        }
+        glm_req_error(req, 500, "InternalServerError", NULL, "%s", err.msg);
+        goto fail;
+    }
+    free(px);
+    px = NULL;
+    *mm = glm_mm_prompt_new(c, x.ids, (int) x.len, grids, set.n, rows, n_rows, &err);
+    rows = NULL;                                  /* taken over, even on failure */
+    if (*mm == NULL) {
+        glm_req_error(req, 400, "BadRequestError", "messages", "%s", err.msg);
+        goto fail;
+    }
+    glm_tokenizer_ids_free(ids);
+    *ids = x;
+    free(grids);
+    glm_media_set_free(&set);
+    return 0;
+
+fail:
+    free(px);
+    free(rows);
+    free(grids);
+    glm_tokenizer_ids_free(&x);
+    glm_media_set_free(&set);
+    return -1;
+}
+
 static void
 glm_chat(glm_server *srv, glm_req *req, yajl_val root)
 {
     glm_tokenizer_ids ids = { 0 };
+    glm_mm_prompt *mm = NULL;
     glm_seq_params params;
     yajl_val v;
     uint64_t seed = 0;
@@ -754,7 +835,9 @@ glm_chat(glm_server *srv, glm_req *req, yajl_val root)
             }
         }
     }
-    if (glm_prompt_ids(srv, req, root, &ids) != 0) {
+    if (glm_prompt_ids(srv, req, root, &ids) != 0
+        || glm_chat_media(srv, req, root, &ids, &mm) != 0)
+    {
         goto out;
     }
     req->prompt_tokens = (int) ids.len;
@@ -817,6 +900,9 @@ glm_chat(glm_server *srv, glm_req *req, yajl_val root)
         pi.banned = malloc((size_t) (params.n_banned + 1) * sizeof(int32_t));
         memcpy(pi.banned, params.banned, (size_t) params.n_banned * sizeof(int32_t));
         c->seq = glm_seq_new(ids.ids, (int) ids.len, &pi, seed + (uint64_t) i, req, i);
+        if (c->seq != NULL) {
+            c->seq->mm = glm_mm_prompt_ref(mm);
+        }
         {
             glm_out_opts oo;
             memset(&oo, 0, sizeof(oo));
@@ -853,6 +939,7 @@ glm_chat(glm_server *srv, glm_req *req, yajl_val root)
 out:
     free(params.logit_bias);
     free(params.banned);
+    glm_mm_prompt_unref(mm);
     glm_tokenizer_ids_free(&ids);
 }
 

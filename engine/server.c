@@ -671,7 +671,10 @@ glm_serve_usage(FILE *f)
         "  --socket-mode OCTAL           socket permissions (default 0660)\n"
         "  --socket-group GROUP          socket group (e.g. www-data for nginx workers)\n"
         "  --max-channels N              nginx worker connections (default 64)\n"
-        "  --threads N                   CPU backend threads (default: all)\n");
+        "  --threads N                   CPU backend threads (default: all)\n"
+        "  --allowed-local-media-path DIR  allow file:// images and videos under DIR\n"
+        "  --media-io-kwargs JSON        e.g. '{\"video\": {\"num_frames\": 32}}' (uniform\n"
+        "                                sampling; default: the processor's 2 fps)\n");
 }
 
 int
@@ -761,6 +764,10 @@ glm_cmd_serve(int argc, char **argv)
             }
         } else if (strcmp(a, "--socket-group") == 0) {
             o->socket_group = val;
+        } else if (strcmp(a, "--allowed-local-media-path") == 0) {
+            o->allowed_local_media_path = val;
+        } else if (strcmp(a, "--media-io-kwargs") == 0) {
+            o->media_io_kwargs = val;
         } else if (strcmp(a, "--gpu-memory-utilization") == 0) {
             fprintf(stderr, "glm-engine: note: --gpu-memory-utilization applies to the"
                     " CUDA backend; the CPU backend sizes its cache with --kv-blocks\n");
@@ -820,6 +827,14 @@ glm_cmd_serve(int argc, char **argv)
         }
     }
     srv->eos_primary = glm_tokenizer_token_id(srv->tok, "<|endoftext|>");
+    if (glm_media_opts_init(&srv->media, o->model_dir, &err) != 0
+        || (o->allowed_local_media_path != NULL
+            && glm_media_opts_allow_root(&srv->media, o->allowed_local_media_path, &err) != 0)
+        || (o->media_io_kwargs != NULL
+            && glm_media_opts_io_kwargs(&srv->media, o->media_io_kwargs, &err) != 0))
+    {
+        goto fail;
+    }
     if (glm_sched_init(&srv->sched, srv->m, o->kv_blocks, o->block_size, o->max_num_seqs,
                        o->max_num_batched_tokens, &err) != 0)
     {
@@ -897,6 +912,7 @@ done:
     glm_chat_template_free(srv->chat_template);
     glm_tokenizer_ctx_free(srv->tok_ctx);
     glm_tokenizer_free(srv->tok);
+    glm_media_opts_free(&srv->media);
     glm_model_free(srv->m);
     if (srv->be != NULL) {
         srv->be->destroy(srv->be);

@@ -15,6 +15,7 @@
 #include <yajl/yajl_tree.h>
 
 #include "glm_output.h"
+#include "media_request.h"
 #include "model.h"
 #include "ring.h"
 #include "scheduler.h"
@@ -122,6 +123,8 @@ typedef struct {
     int            use_generation_config;
     size_t         max_pending_output;
     double         backpressure_deadline;
+    const char    *allowed_local_media_path;
+    const char    *media_io_kwargs;           /* JSON object text */
 } glm_serve_opts;
 
 struct glm_server {
@@ -134,6 +137,7 @@ struct glm_server {
     yajl_val        default_kwargs;
     glm_sched       sched;
     glm_tg_vocab   *tg_vocab;           /* NULL: no constrained decoding */
+    glm_media_opts  media;              /* images and videos (GLM-4.5V) */
 
     int             listen_fd, epoll_fd;
     int             memfd;
