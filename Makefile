@@ -120,17 +120,21 @@ run:
 	@PORT=$(PORT) MODEL=$(MODEL) sh conf.d/run.sh
 
 test: build/glm-engine build/glm-bench build/asan/glm-engine $(NGX_MODULE) build/fake_engine $(UNIT_BINS) build/t/reference_check \
-      build/t/ring_client \
+      build/t/vision_check build/t/ring_client \
       $(if $(filter 1,$(CUDA)),cuda)
 	@sh t/run_tests.sh
 
 unit-test: $(UNIT_BINS)
 	@for t in $(UNIT_BINS); do $$t || exit 1; done
 
-reference-check: build/t/reference_check build/asan/t/test_tokenizer
+reference-check: build/t/reference_check build/asan/t/test_tokenizer build/t/vision_check
 	@build/t/reference_check $(addprefix t/fixtures/,$(FIXTURES)) >build/ref.out; rc=$$?; \
 	  build/asan/t/test_tokenizer t/fixtures/tokenizer >build/tok.out; rc2=$$?; \
-	  grep '^REF ' build/ref.out; grep '^TOK ' build/tok.out; [ $$rc -eq 0 ] && [ $$rc2 -eq 0 ]
+	  build/t/vision_check pix t/fixtures/vision >build/pix.out; rc3=$$?; \
+	  build/t/vision_check vl t/fixtures/glm45v-tiny >build/vl.out; rc4=$$?; \
+	  grep '^REF ' build/ref.out; grep '^TOK ' build/tok.out; \
+	  cat build/pix.out build/vl.out; \
+	  [ $$rc -eq 0 ] && [ $$rc2 -eq 0 ] && [ $$rc3 -eq 0 ] && [ $$rc4 -eq 0 ]
 
 loader-check: build/asan/glm-engine
 	@sh t/loader_errors.sh build/asan/glm-engine

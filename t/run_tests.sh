@@ -31,6 +31,8 @@ for t in build/asan/t/test_*; do
     suite "$(basename "$t")" "$t"
 done
 suite reference-check build/t/reference_check $FIXTURES
+suite vision-pix build/t/vision_check pix t/fixtures/vision
+suite vision-vl build/t/vision_check vl t/fixtures/glm45v-tiny
 suite generate-check "$PYTHON" t/generate_check.py build/glm-engine $FIXTURES
 suite loader-errors sh t/loader_errors.sh build/asan/glm-engine
 suite http-fake-engine prove t/
