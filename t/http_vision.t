@@ -1,0 +1,162 @@
+#!/usr/bin/perl
+# Images and videos through nginx and the real engine on the tiny GLM-4.5V
+# checkpoint: a PNG data: URL streamed and not, a local MP4 under
+# --allowed-local-media-path, usage counting the image tokens, and every kind
+# of bad input refused with a clear 400 (403 for a path outside the root)
+# while the engine keeps serving.  Runs with the real engine only (the
+# engine binary is taken from GLM_TEST_ENGINE; the model is glm45v-tiny).
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+
+use GlmTest;
+use Test::More;
+use JSON::PP qw(encode_json decode_json);
+use MIME::Base64 qw(encode_base64);
+use POSIX qw(mkfifo);
+
+plan skip_all => 'needs the real engine (GLM_TEST_ENGINE)'
+    unless $ENV{GLM_TEST_ENGINE};
+
+my $repo = "$FindBin::Bin/..";
+my $fixture = "$repo/t/fixtures/glm45v-tiny";
+my ($engine) = $ENV{GLM_TEST_ENGINE} =~ /^(\S+)/;
+
+my $t = GlmTest->new;
+my $media = $t->dir . '/media';
+mkdir $media or die "mkdir $media: $!";
+my $outside = $t->dir . '/outside';
+mkdir $outside or die;
+
+sub slurp { local $/; open my $f, '<:raw', $_[0] or die "$_[0]: $!"; <$f> }
+sub spit { open my $f, '>:raw', $_[0] or die "$_[0]: $!"; print $f $_[1]; close $f }
+
+my $png = slurp("$fixture/media/cat.png");
+my $jpg = slurp("$fixture/media/tall.jpg");
+my $mp4 = slurp("$fixture/media/clip.mp4");
+spit("$media/clip.mp4", $mp4);
+spit("$media/cat.png", $png);
+spit("$outside/secret.png", $png);
+symlink("$outside/secret.png", "$media/escape.png") or die;
+mkdir "$media/adir" or die;
+mkfifo("$media/fifo.png", 0600) or die "mkfifo: $!";
+
+$t->{engine_cmd} = "$engine serve --model $fixture --socket %SOCKET%"
+    . " --allowed-local-media-path $media --max-model-len 2048";
+$t->run(server => $GlmTest::LOCATIONS);
+
+sub data_url { 'data:' . $_[0] . ';base64,' . encode_base64($_[1], '') }
+
+sub mm_body {
+    my ($parts, %o) = @_;
+    return encode_json({
+        messages => [ { role => 'user', content => $parts } ],
+        max_tokens => 8, temperature => 0, %o,
+    });
+}
+
+my $text_part = { type => 'text', text => 'What is in this picture?' };
+my $img = { type => 'image_url', image_url => { url => data_url('image/png', $png) } };
+
+# --- a PNG data: URL, not streamed and streamed: the same greedy answer
+my $r = $t->post('/v1/chat/completions', mm_body([ $img, $text_part ]));
+is($r->{status}, 200, 'PNG data: URL: 200') or diag($r->{body});
+my $answer = $r->{json}{choices}[0]{message}{content} // '';
+ok(length $answer, 'PNG data: URL: an answer');
+my $with_image = $r->{json}{usage}{prompt_tokens};
+
+my $s = $t->stream_open(mm_body([ $img, $text_part ], stream => JSON::PP::true,
+                                stream_options => { include_usage => JSON::PP::true }));
+my $raw = GlmTest::read_until($s, qr/data: \[DONE\]/, 60);
+my $resp = GlmTest::parse_response($raw);
+is($resp->{status}, 200, 'streamed PNG: 200');
+is(GlmTest::sse_text($resp->{body}), $answer, 'streamed PNG: same greedy text');
+my ($usage) = grep { $_ ne '[DONE]' && /"usage":\{/ } GlmTest::sse_events($resp->{body});
+is(decode_json($usage)->{usage}{prompt_tokens}, $with_image,
+   'streamed PNG: same prompt_tokens in the usage chunk');
+
+# usage counts the image tokens: the 112x84 PNG is a 6x8 patch grid, 12 LLM
+# tokens, plus <|begin_of_image|> and <|end_of_image|> around them
+$r = $t->post('/v1/chat/completions', mm_body([ $text_part ]));
+is($with_image, $r->{json}{usage}{prompt_tokens} + 2 + 12,
+   "prompt_tokens counts the 12 image tokens ($with_image)");
+
+# the picture matters: another image, another answer's logits (a tall JPEG)
+my $jpeg = { type => 'image_url', image_url => { url => data_url('image/jpeg', $jpg) } };
+$r = $t->post('/v1/chat/completions', mm_body([ $jpeg, $text_part ], logprobs => JSON::PP::true));
+is($r->{status}, 200, 'JPEG data: URL: 200') or diag($r->{body});
+
+# --- a local MP4 under the allowed root, streamed; and a file:// PNG
+my $vid = { type => 'video_url', video_url => { url => "file://$media/clip.mp4" } };
+$s = $t->stream_open(mm_body([ $vid, { type => 'text', text => 'Describe the video.' } ],
+                             stream => JSON::PP::true));
+$raw = GlmTest::read_until($s, qr/data: \[DONE\]/, 60);
+$resp = GlmTest::parse_response($raw);
+is($resp->{status}, 200, 'local MP4: 200') or diag($raw);
+like($resp->{body}, qr/"finish_reason":"(length|stop)"/, 'local MP4: the stream finishes');
+
+$r = $t->post('/v1/chat/completions',
+              mm_body([ { type => 'image_url', image_url => { url => "file://$media/cat.png" } },
+                        $text_part ]));
+is($r->{status}, 200, 'file:// PNG: 200');
+is($r->{json}{choices}[0]{message}{content}, $answer, 'file:// PNG: same answer as data:');
+$r = $t->post('/v1/chat/completions', mm_body([ { image_url => "$media/cat.png" }, $text_part ]));
+is($r->{status}, 200, 'shorthand part with a plain path: 200');
+
+# --- bad input: each a clean error for that request only
+my $corrupt = $png;
+substr($corrupt, 60, 40) = "\xff" x 40;
+my $lying = $png;
+substr($lying, 16, 8) = pack('NN', 100000, 100000);      # IHDR width, height
+my $zero = $png;
+substr($zero, 16, 8) = pack('NN', 0, 0);
+my @bad = (
+    [ 'corrupt PNG', data_url('image/png', $corrupt), 400 ],
+    [ 'truncated PNG', data_url('image/png', substr($png, 0, length($png) / 2)), 400 ],
+    [ 'truncated JPEG', data_url('image/jpeg', substr($jpg, 0, 300)), 400 ],
+    [ 'empty data', 'data:image/png;base64,', 400 ],
+    [ 'wrong magic', data_url('image/png', "GIF00" . ('x' x 100)), 400 ],
+    [ 'zero-size header', data_url('image/png', $zero), 400 ],
+    [ 'lying header (bomb)', data_url('image/png', $lying), 400, qr/limit/ ],
+    [ 'not base64', 'data:image/png,rawbytes', 400, qr/base64/ ],
+    [ 'bad base64', 'data:image/png;base64,@@@@', 400, qr/base64/ ],
+    [ 'a directory', "file://$media/adir", 400, qr/directory/ ],
+    [ 'a fifo', "file://$media/fifo.png", 400, qr/fifo/ ],
+    [ 'outside the root', "file://$outside/secret.png", 403, qr/allowed-local-media-path/ ],
+    [ 'dot-dot escape', "file://$media/../outside/secret.png", 403 ],
+    [ 'symlink escape', "file://$media/escape.png", 403 ],
+    [ 'missing file', "file://$media/nope.png", 400, qr/No such file/ ],
+    [ 'relative path', 'file://media/cat.png', 400, qr/absolute/ ],
+    [ 'unknown scheme', 'ftp://example.com/x.png', 400, qr/scheme/ ],
+    [ 'http without glm_media_fetch', 'http://example.com/x.png', 400, qr/glm_media_fetch/ ],
+);
+for my $b (@bad) {
+    my ($name, $url, $status, $re) = @$b;
+    $r = $t->post('/v1/chat/completions',
+                  mm_body([ { type => 'image_url', image_url => { url => $url } }, $text_part ]));
+    is($r->{status}, $status, "$name: $status");
+    my $e = $r->{json}{error} // {};
+    ok(defined $e->{message} && defined $e->{type} && exists $e->{param}
+       && $e->{code} == $status, "$name: OpenAI-shaped error")
+        or diag($r->{body});
+    like($e->{message} // '', $re, "$name: the message says why") if $re;
+}
+$r = $t->post('/v1/chat/completions',
+              mm_body([ { type => 'video_url', video_url => { url => data_url('video/mp4', substr($mp4, 0, 500)) } },
+                        $text_part ]));
+is($r->{status}, 400, 'truncated MP4: 400') or diag($r->{body});
+$r = $t->post('/v1/chat/completions',
+              mm_body([ $img, $text_part ], mm_processor_kwargs => { size => 3 }));
+is($r->{status}, 400, 'unknown mm_processor_kwargs: 400');
+like($r->{json}{error}{message} // '', qr/mm_processor_kwargs\.size/, 'names the key');
+
+# the engine kept serving throughout
+$r = $t->post('/v1/chat/completions', mm_body([ $img, $text_part ]));
+is($r->{status}, 200, 'after the bad inputs: 200');
+is($r->{json}{choices}[0]{message}{content}, $answer, 'after the bad inputs: same answer');
+ok(kill(0, $t->engine_pid), 'the engine is alive');
+
+$t->finish;
+done_testing;
