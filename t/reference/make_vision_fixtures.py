@@ -21,9 +21,11 @@ A. t/fixtures/vision/  (processor references)
                        photo-like JPEG, a screenshot-like PNG, extreme aspect
                        ratios (one refused: ratio > 200), tiny images, one that
                        hits max_pixels, every PIL mode a request can bring (L,
-                       P, P+tRNS, RGBA, LA, 16-bit grey, 16-bit RGB), EXIF
-                       orientations 2..8 in JPEG and one in PNG, WebP, an
-                       animated GIF, BMP, two MP4s (H.264) and one WebM (VP9).
+                       P, RGBA, LA, 16-bit grey, 16-bit RGB; colour keys in
+                       palette, grey and RGB PNGs), EXIF orientations 1..8 in
+                       JPEG and one in PNG, WebP (lossy, lossless with alpha),
+                       animated GIFs (with and without a transparent index),
+                       BMP, two MP4s (H.264) and one WebM (VP9).
   expected/<name>.png  the image the processor resized, as 8-bit RGB: the
                        processor's pixel_values inverted (u8 = round((x*std +
                        mean)*255)) and put back from the 2x2-block patch order
