@@ -582,6 +582,34 @@ bad_part:
     return 0;
 }
 
+int
+glm_media_has_parts(yajl_val root)
+{
+    yajl_val msgs = glm_json_get(root, "messages");
+    size_t i, j;
+
+    if (msgs == NULL || !YAJL_IS_ARRAY(msgs)) {
+        return 0;
+    }
+    for (i = 0; i < msgs->u.array.len; i++) {
+        yajl_val content = glm_json_get(msgs->u.array.values[i], "content");
+        for (j = 0; content != NULL && YAJL_IS_ARRAY(content) && j < content->u.array.len; j++) {
+            yajl_val part = content->u.array.values[j], type;
+            if (!YAJL_IS_OBJECT(part)) {
+                continue;
+            }
+            type = glm_json_get(part, "type");
+            if (glm_json_get(part, "image_url") != NULL
+                || glm_json_get(part, "video_url") != NULL
+                || (type != NULL && YAJL_IS_STRING(type) && strcmp(type->u.string, "text") != 0))
+            {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
 void
 glm_media_set_free(glm_media_set *set)
 {

@@ -73,6 +73,10 @@ int glm_media_load(const glm_media_opts *o, yajl_val root, glm_media_set *set,
     glm_err *err);
 void glm_media_set_free(glm_media_set *set);
 
+/* Whether the request's messages hold any image or video part (a cheap scan
+ * that decides whether the request goes through the media workers). */
+int glm_media_has_parts(yajl_val root);
+
 /* Expands the markers of ids into the image-token layout and lists the
  * grids in prompt order (*grids: n_grids entries, malloc'd).  -1 with err
  * when the markers and the media disagree. */

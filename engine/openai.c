@@ -116,6 +116,8 @@ glm_req_free(glm_req *req)
     free(req->stop_ids);
     glm_str_free(&req->body);
     glm_str_free(&req->pending);
+    free(req->mparams.logit_bias);
+    free(req->mparams.banned);
     free(req);
 }
 
@@ -695,94 +697,137 @@ glm_chat_params(glm_server *srv, glm_req *req, yajl_val root, glm_seq_params *p,
 }
 
 /*
- * Images and videos: load, decode and preprocess them, expand the prompt's
- * markers, run the vision tower and build what the sequences carry.  On the
- * engine's loop thread for now (see the README's limits).  0 with *mm NULL
- * when the request has no media; -1 after queueing the error.
+ * Images and videos, in two halves.  glm_media_job_run (any thread: a media
+ * worker, or the loop when there are none) loads, decodes and preprocesses
+ * the media and expands the prompt; glm_chat_media_done (the loop thread)
+ * runs the vision tower, builds the sequences' M-RoPE positions and rows and
+ * admits the request.  Decoding a large image or a video therefore never
+ * stalls the other streams' decode steps.
  */
-static int
-glm_chat_media(glm_server *srv, glm_req *req, yajl_val root, glm_tokenizer_ids *ids,
-    glm_mm_prompt **mm)
+void
+glm_media_job_run(glm_server *srv, glm_media_job *job, glm_tokenizer_ctx *tctx)
 {
     const glm_config *c = &srv->m->cfg;
-    glm_media_set set;
-    glm_tokenizer_ids x = { 0 };
-    glm_grid *grids = NULL;
+    char ebuf[128];
+    yajl_val root = yajl_tree_parse(job->body.data ? job->body.data : "", ebuf, sizeof(ebuf));
+
+    job->status = 400;
+    job->param = "messages";
+    job->rc = -1;
+    if (root == NULL) {
+        glm_errf(&job->err, "the request body is not JSON");
+        return;
+    }
+    if (glm_media_load(&srv->media, root, &job->set, &job->err) != 0) {
+        job->status = job->set.status;
+        job->param = job->set.param ? job->set.param : "messages";
+    } else if (job->set.n > 0 && srv->m->vision == NULL) {
+        glm_errf(&job->err, "%s is a text model: it does not accept images or videos",
+                 c->architecture);
+    } else if (glm_media_expand(c, srv->tok, tctx, &job->set, job->ids.ids, job->ids.len,
+                                &job->expanded, &job->grids, &job->err) == 0)
+    {
+        job->rc = 0;
+    }
+    yajl_tree_free(root);
+}
+
+void
+glm_media_job_free(glm_media_job *job)
+{
+    if (job != NULL) {
+        glm_str_free(&job->body);
+        glm_tokenizer_ids_free(&job->ids);
+        glm_tokenizer_ids_free(&job->expanded);
+        glm_media_set_free(&job->set);
+        free(job->grids);
+        free(job);
+    }
+}
+
+static void glm_chat_admit(glm_server *srv, glm_req *req, yajl_val root,
+    glm_tokenizer_ids *ids, glm_mm_prompt *mm, glm_seq_params *params, uint64_t seed,
+    int has_seed);
+
+void
+glm_chat_media_done(glm_server *srv, glm_req *req, glm_media_job *job)
+{
+    const glm_config *c = &srv->m->cfg;
+    glm_mm_prompt *mm = NULL;
     float *px = NULL, *rows = NULL;
     int64_t n_patches = 0, n_rows = 0;
+    glm_seq_params params = req->mparams;
     glm_err err;
     int i;
 
-    *mm = NULL;
-    if (glm_media_load(&srv->media, root, &set, &err) != 0) {
-        glm_req_error(req, set.status, set.status == 403 ? "PermissionDeniedError"
-                      : set.status >= 500 ? "InternalServerError" : "BadRequestError",
-                      set.param ? set.param : "messages", "%s", err.msg);
-        glm_media_set_free(&set);
-        return -1;
+    req->media_wait = 0;
+    memset(&req->mparams, 0, sizeof(req->mparams));
+    if (job->rc != 0) {
+        glm_req_error(req, job->status, job->status == 403 ? "PermissionDeniedError"
+                      : job->status >= 500 ? "InternalServerError" : "BadRequestError",
+                      job->param, "%s", job->err.msg);
+        goto out;
     }
-    if (set.n == 0) {
+    if (job->set.n > 0) {
+        for (i = 0; i < job->set.n; i++) {
+            n_rows += glm_vision_grid_tokens(c, &job->grids[i]);
+        }
+        px = glm_media_pixels(&job->set, &n_patches);
+        rows = malloc((size_t) (n_rows ? n_rows : 1) * c->hidden_size * sizeof(float));
+        if (px == NULL || rows == NULL
+            || glm_vision_encode(srv->m->vision, srv->m->be, px, job->grids, job->set.n,
+                                 rows, &err) != 0)
+        {
+            if (px == NULL || rows == NULL) {
+                glm_errf(&err, "out of memory for %lld vision patches", (long long) n_patches);
+            }
+            free(rows);
+            glm_req_error(req, 500, "InternalServerError", NULL, "%s", err.msg);
+            goto out;
+        }
+        mm = glm_mm_prompt_new(c, job->expanded.ids, (int) job->expanded.len, job->grids,
+                               job->set.n, rows, n_rows, &err);
+        if (mm == NULL) {                /* rows are taken over, even on failure */
+            glm_req_error(req, 400, "BadRequestError", "messages", "%s", err.msg);
+            goto out;
+        }
+    }
+    glm_chat_admit(srv, req, NULL, &job->expanded, mm, &params, req->mseed, req->mhas_seed);
+    params.logit_bias = NULL;
+    params.banned = NULL;
+out:
+    free(px);
+    glm_mm_prompt_unref(mm);
+    free(params.logit_bias);
+    free(params.banned);
+}
+
+/* Marker tokens typed into text would be taken for media that is not there. */
+static int
+glm_stray_markers(glm_server *srv, const glm_tokenizer_ids *ids)
+{
+    const glm_config *c = &srv->m->cfg;
+    size_t i;
+
+    if (srv->m->vision == NULL) {
         return 0;
     }
-    if (srv->m->vision == NULL) {
-        glm_req_error(req, 400, "BadRequestError", "messages", "%s is a text model: it"
-                      " does not accept images or videos", c->architecture);
-        glm_media_set_free(&set);
-        return -1;
-    }
-    if (glm_media_expand(c, srv->tok, srv->tok_ctx, &set, ids->ids, ids->len, &x,
-                         &grids, &err) != 0)
-    {
-        glm_req_error(req, 400, "BadRequestError", "messages", "%s", err.msg);
-        glm_media_set_free(&set);
-        return -1;
-    }
-    for (i = 0; i < set.n; i++) {
-        n_rows += glm_vision_grid_tokens(c, &grids[i]);
-    }
-    px = glm_media_pixels(&set, &n_patches);
-    rows = malloc((size_t) (n_rows ? n_rows : 1) * c->hidden_size * sizeof(float));
-    if (px == NULL || rows == NULL
-        || glm_vision_encode(srv->m->vision, srv->m->be, px, grids, set.n, rows, &err) != 0)
-    {
-        if (px == NULL || rows == NULL) {
-            glm_errf(&err, "out of memory for %lld vision patches", (long long) n_patches);
+    for (i = 0; i < ids->len; i++) {
+        if (ids->ids[i] == c->image_token_id || ids->ids[i] == c->video_token_id) {
+            return 1;
         }
-        glm_req_error(req, 500, "InternalServerError", NULL, "%s", err.msg);
-        goto fail;
     }
-    free(px);
-    px = NULL;
-    *mm = glm_mm_prompt_new(c, x.ids, (int) x.len, grids, set.n, rows, n_rows, &err);
-    rows = NULL;                                  /* taken over, even on failure */
-    if (*mm == NULL) {
-        glm_req_error(req, 400, "BadRequestError", "messages", "%s", err.msg);
-        goto fail;
-    }
-    glm_tokenizer_ids_free(ids);
-    *ids = x;
-    free(grids);
-    glm_media_set_free(&set);
     return 0;
-
-fail:
-    free(px);
-    free(rows);
-    free(grids);
-    glm_tokenizer_ids_free(&x);
-    glm_media_set_free(&set);
-    return -1;
 }
 
 static void
 glm_chat(glm_server *srv, glm_req *req, yajl_val root)
 {
     glm_tokenizer_ids ids = { 0 };
-    glm_mm_prompt *mm = NULL;
     glm_seq_params params;
     yajl_val v;
     uint64_t seed = 0;
-    int has_seed = 0, i, L = srv->o.max_model_len;
+    int has_seed = 0;
     long l;
 
     v = glm_field(root, "messages");
@@ -835,10 +880,61 @@ glm_chat(glm_server *srv, glm_req *req, yajl_val root)
             }
         }
     }
-    if (glm_prompt_ids(srv, req, root, &ids) != 0
-        || glm_chat_media(srv, req, root, &ids, &mm) != 0)
-    {
+    if (glm_prompt_ids(srv, req, root, &ids) != 0) {
         goto out;
+    }
+    if (glm_media_has_parts(root)) {
+        /* the media half runs on a worker; the request waits, owning its
+         * sampling parameters, and glm_chat_media_done admits it */
+        glm_media_job *job = calloc(1, sizeof(*job));
+        if (job == NULL) {
+            glm_req_error(req, 500, "InternalServerError", NULL, "out of memory");
+            goto out;
+        }
+        glm_str_add(&job->body, req->body.data, req->body.len);
+        job->serial = req->serial;
+        job->ids = ids;
+        memset(&ids, 0, sizeof(ids));
+        req->mparams = params;
+        req->mseed = seed;
+        req->mhas_seed = has_seed;
+        req->media_wait = 1;
+        params.logit_bias = NULL;
+        params.banned = NULL;
+        glm_media_submit(srv, job);
+        goto out;
+    }
+    if (glm_stray_markers(srv, &ids)) {
+        glm_req_error(req, 400, "BadRequestError", "messages", "the prompt holds"
+                      " <|image|> or <|video|> tokens but the messages have no image_url or"
+                      " video_url part: send images and videos as content parts");
+        goto out;
+    }
+    glm_chat_admit(srv, req, root, &ids, NULL, &params, seed, has_seed);
+    params.logit_bias = NULL;
+    params.banned = NULL;
+out:
+    free(params.logit_bias);
+    free(params.banned);
+    glm_tokenizer_ids_free(&ids);
+}
+
+/* Length checks, then one sequence per choice into the scheduler.  Takes
+ * over params' arrays. */
+static void
+glm_chat_admit(glm_server *srv, glm_req *req, yajl_val root_in, glm_tokenizer_ids *ids_p,
+    glm_mm_prompt *mm, glm_seq_params *params_p, uint64_t seed, int has_seed)
+{
+    glm_tokenizer_ids ids = *ids_p;
+    glm_seq_params params = *params_p;
+    yajl_val root = root_in, own = NULL, v;
+    int i, L = srv->o.max_model_len;
+    long l;
+    char ebuf[64];
+
+    if (root == NULL) {
+        /* a request back from the media workers: its parse tree is gone */
+        root = own = yajl_tree_parse(req->body.data ? req->body.data : "", ebuf, sizeof(ebuf));
     }
     req->prompt_tokens = (int) ids.len;
     if ((int) ids.len >= L) {
@@ -939,8 +1035,7 @@ glm_chat(glm_server *srv, glm_req *req, yajl_val root)
 out:
     free(params.logit_bias);
     free(params.banned);
-    glm_mm_prompt_unref(mm);
-    glm_tokenizer_ids_free(&ids);
+    yajl_tree_free(own);
 }
 
 /* ---- the other endpoints --------------------------------------------------- */

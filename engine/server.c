@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -381,6 +382,7 @@ glm_drain_submits(glm_server *srv, glm_conn *c)
                 req->body_len = sub.body_len;
             }
             req->srv = srv;
+            req->serial = ++srv->next_serial;
             req->channel = c->channel;
             req->chan_gen = c->chan_gen;
             req->slot = rec->slot;
@@ -541,6 +543,174 @@ glm_service_requests(glm_server *srv)
     }
 }
 
+/* ---- media workers ---------------------------------------------------------- */
+
+static void *
+glm_media_worker(void *arg)
+{
+    glm_server *srv = arg;
+    glm_tokenizer_ctx *tctx;
+    glm_media_job *job;
+    glm_err err;
+    uint64_t one = 1;
+
+    tctx = glm_tokenizer_ctx_new(srv->tok, &err);
+    for ( ;; ) {
+        pthread_mutex_lock(&srv->media_mu);
+        while (!srv->media_stop && srv->media_todo == NULL) {
+            pthread_cond_wait(&srv->media_cv, &srv->media_mu);
+        }
+        if (srv->media_todo == NULL) {
+            pthread_mutex_unlock(&srv->media_mu);
+            break;
+        }
+        job = srv->media_todo;
+        srv->media_todo = job->next;
+        if (srv->media_todo == NULL) {
+            srv->media_todo_tail = NULL;
+        }
+        pthread_mutex_unlock(&srv->media_mu);
+
+        if (tctx == NULL) {
+            job->rc = -1;
+            job->status = 500;
+            job->param = NULL;
+            glm_errf(&job->err, "media worker: %s", err.msg);
+        } else {
+            glm_media_job_run(srv, job, tctx);
+        }
+
+        pthread_mutex_lock(&srv->media_mu);
+        job->next = srv->media_done;
+        srv->media_done = job;
+        pthread_mutex_unlock(&srv->media_mu);
+        if (write(srv->media_efd, &one, sizeof(one)) < 0) {
+            /* the counter only overflows after 2^64 - 1 jobs */
+        }
+    }
+    glm_tokenizer_ctx_free(tctx);
+    return NULL;
+}
+
+/* A finished job goes to its request, if the request is still there (the
+ * client may have left meanwhile). */
+static void
+glm_media_deliver(glm_server *srv, glm_media_job *job)
+{
+    glm_req *r;
+
+    for (r = srv->reqs; r != NULL; r = r->next) {
+        if (r->serial == job->serial && r->media_wait) {
+            glm_chat_media_done(srv, r, job);
+            break;
+        }
+    }
+    glm_media_job_free(job);
+}
+
+void
+glm_media_submit(glm_server *srv, glm_media_job *job)
+{
+    if (srv->n_media_tids == 0) {
+        glm_media_job_run(srv, job, srv->tok_ctx);
+        glm_media_deliver(srv, job);
+        return;
+    }
+    job->next = NULL;
+    pthread_mutex_lock(&srv->media_mu);
+    if (srv->media_todo_tail != NULL) {
+        srv->media_todo_tail->next = job;
+    } else {
+        srv->media_todo = job;
+    }
+    srv->media_todo_tail = job;
+    pthread_cond_signal(&srv->media_cv);
+    pthread_mutex_unlock(&srv->media_mu);
+}
+
+static void
+glm_media_collect(glm_server *srv)
+{
+    glm_media_job *done, *prev = NULL, *next;
+    uint64_t n;
+
+    if (read(srv->media_efd, &n, sizeof(n)) < 0) {
+        /* EAGAIN: nothing new; the list is the truth anyway */
+    }
+    pthread_mutex_lock(&srv->media_mu);
+    done = srv->media_done;
+    srv->media_done = NULL;
+    pthread_mutex_unlock(&srv->media_mu);
+    while (done != NULL) {                  /* oldest first */
+        next = done->next;
+        done->next = prev;
+        prev = done;
+        done = next;
+    }
+    for (done = prev; done != NULL; done = next) {
+        next = done->next;
+        glm_media_deliver(srv, done);
+    }
+}
+
+static int
+glm_media_start(glm_server *srv, glm_err *err)
+{
+    int i;
+
+    srv->media_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (srv->media_efd < 0) {
+        return glm_errf(err, "eventfd: %s", strerror(errno));
+    }
+    pthread_mutex_init(&srv->media_mu, NULL);
+    pthread_cond_init(&srv->media_cv, NULL);
+    if (srv->o.media_threads <= 0) {
+        return 0;
+    }
+    srv->media_tids = calloc((size_t) srv->o.media_threads, sizeof(pthread_t));
+    if (srv->media_tids == NULL) {
+        return glm_errf(err, "out of memory");
+    }
+    for (i = 0; i < srv->o.media_threads; i++) {
+        if (pthread_create(&srv->media_tids[i], NULL, glm_media_worker, srv) != 0) {
+            return glm_errf(err, "cannot start media worker threads: %s", strerror(errno));
+        }
+        srv->n_media_tids++;
+    }
+    return 0;
+}
+
+static void
+glm_media_stop(glm_server *srv)
+{
+    glm_media_job *j;
+    int i;
+
+    if (srv->media_efd < 0) {
+        return;
+    }
+    pthread_mutex_lock(&srv->media_mu);
+    srv->media_stop = 1;
+    /* queued jobs are dropped: their requests are going away too */
+    while ((j = srv->media_todo) != NULL) {
+        srv->media_todo = j->next;
+        glm_media_job_free(j);
+    }
+    srv->media_todo_tail = NULL;
+    pthread_cond_broadcast(&srv->media_cv);
+    pthread_mutex_unlock(&srv->media_mu);
+    for (i = 0; i < srv->n_media_tids; i++) {
+        pthread_join(srv->media_tids[i], NULL);
+    }
+    while ((j = srv->media_done) != NULL) {
+        srv->media_done = j->next;
+        glm_media_job_free(j);
+    }
+    free(srv->media_tids);
+    close(srv->media_efd);
+    srv->media_efd = -1;
+}
+
 static void
 glm_handle_event(glm_server *srv, struct epoll_event *ev)
 {
@@ -550,6 +720,10 @@ glm_handle_event(glm_server *srv, struct epoll_event *ev)
 
     if (c == NULL) {
         glm_accept(srv);
+        return;
+    }
+    if ((void *) c == (void *) &srv->media_efd) {
+        glm_media_collect(srv);
         return;
     }
     if (c->channel < 0) {
@@ -673,6 +847,8 @@ glm_serve_usage(FILE *f)
         "  --max-channels N              nginx worker connections (default 64)\n"
         "  --threads N                   CPU backend threads (default: all)\n"
         "  --allowed-local-media-path DIR  allow file:// images and videos under DIR\n"
+        "  --media-threads N             image/video decoding threads (default 2; 0: on\n"
+        "                                the engine loop)\n"
         "  --media-io-kwargs JSON        e.g. '{\"video\": {\"num_frames\": 32}}' (uniform\n"
         "                                sampling; default: the processor's 2 fps)\n");
 }
@@ -702,7 +878,8 @@ glm_cmd_serve(int argc, char **argv)
     o->use_generation_config = 1;
     o->max_pending_output = 4u << 20;
     o->backpressure_deadline = 30.0;
-    srv->listen_fd = srv->epoll_fd = srv->memfd = -1;
+    srv->listen_fd = srv->epoll_fd = srv->memfd = srv->media_efd = -1;
+    o->media_threads = 2;
 
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -737,6 +914,7 @@ glm_cmd_serve(int argc, char **argv)
         GLM_INT_OPT("--block-size", block_size, 1, 4096)
         GLM_INT_OPT("--max-channels", n_channels, 1, 1024)
         GLM_INT_OPT("--threads", threads, 0, 1024)
+        GLM_INT_OPT("--media-threads", media_threads, 0, 256)
 #undef GLM_INT_OPT
         if (strcmp(a, "--model") == 0) {
             o->model_dir = val;
@@ -861,6 +1039,10 @@ glm_cmd_serve(int argc, char **argv)
     }
     srv->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     glm_epoll_add(srv, srv->listen_fd, NULL);
+    if (glm_media_start(srv, &err) != 0) {
+        goto fail;
+    }
+    glm_epoll_add(srv, srv->media_efd, &srv->media_efd);
 
     glm_signal_server = srv;
     signal(SIGPIPE, SIG_IGN);
@@ -884,6 +1066,7 @@ done:
         close(srv->listen_fd);
         unlink(o->socket_path);
     }
+    glm_media_stop(srv);
     while (srv->reqs != NULL) {
         glm_req *r = srv->reqs;
         srv->reqs = r->next;

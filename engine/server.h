@@ -10,6 +10,7 @@
 #ifndef GLM_SERVER_H
 #define GLM_SERVER_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <yajl/yajl_tree.h>
@@ -93,6 +94,28 @@ struct glm_req {
 
     double         t_arrival, t_first_token, t_last_token;
     glm_req       *next;
+
+    /* waiting for its images/videos (a media job holds its serial) */
+    uint64_t       serial;
+    int            media_wait;
+    glm_seq_params mparams;
+    uint64_t       mseed;
+    int            mhas_seed;
+};
+
+/* One request's media half, done off the loop thread (openai.c). */
+typedef struct glm_media_job glm_media_job;
+struct glm_media_job {
+    uint64_t          serial;          /* the request it belongs to */
+    glm_str           body;            /* a copy of the request body */
+    glm_tokenizer_ids ids;             /* the rendered prompt, markers unexpanded */
+    glm_media_set     set;             /* results */
+    glm_tokenizer_ids expanded;
+    glm_grid         *grids;
+    int               rc, status;
+    const char       *param;
+    glm_err           err;
+    glm_media_job    *next;
 };
 
 typedef struct {
@@ -125,6 +148,7 @@ typedef struct {
     double         backpressure_deadline;
     const char    *allowed_local_media_path;
     const char    *media_io_kwargs;           /* JSON object text */
+    int            media_threads;             /* 0: on the loop thread */
 } glm_serve_opts;
 
 struct glm_server {
@@ -138,6 +162,15 @@ struct glm_server {
     glm_sched       sched;
     glm_tg_vocab   *tg_vocab;           /* NULL: no constrained decoding */
     glm_media_opts  media;              /* images and videos (GLM-4.5V) */
+    /* media workers: jobs in, results out through an eventfd */
+    pthread_t      *media_tids;
+    int             n_media_tids;
+    pthread_mutex_t media_mu;
+    pthread_cond_t  media_cv;
+    glm_media_job  *media_todo, *media_todo_tail, *media_done;
+    int             media_efd;
+    int             media_stop;
+    uint64_t        next_serial;
 
     int             listen_fd, epoll_fd;
     int             memfd;
@@ -161,6 +194,12 @@ void glm_req_queue(glm_req *req, uint16_t type, const void *p, size_t n);
 void glm_req_error(glm_req *req, int status, const char *type, const char *param,
     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 void glm_req_free(glm_req *req);
+void glm_media_job_run(glm_server *srv, glm_media_job *job, glm_tokenizer_ctx *tctx);
+void glm_media_job_free(glm_media_job *job);
+void glm_chat_media_done(glm_server *srv, glm_req *req, glm_media_job *job);
+
+/* server.c: queue a media job (runs inline when there are no workers) */
+void glm_media_submit(glm_server *srv, glm_media_job *job);
 
 int glm_cmd_serve(int argc, char **argv);
 
