@@ -470,6 +470,27 @@ glm_vl_case(const char *dir, glm_model *m, glm_tokenizer *tok, glm_chat_template
         ok = 0;
         goto done;
     }
+    {
+        /* the tower alone, against the reference's merged rows */
+        yajl_val emb = glm_get(cs, "image_embeds");
+        double td = 0.0;
+        int64_t r, k;
+        if (emb == NULL) {
+            emb = glm_get(cs, "video_embeds");
+        }
+        if (emb != NULL && YAJL_IS_ARRAY(emb) && (int64_t) emb->u.array.len == n_rows) {
+            for (r = 0; r < n_rows; r++) {
+                yajl_val row = emb->u.array.values[r];
+                for (k = 0; k < c->hidden_size; k++) {
+                    d = fabs((double) mm->rows[r * c->hidden_size + k]
+                             - YAJL_GET_DOUBLE(row->u.array.values[k]));
+                    td = d > td ? d : td;
+                }
+            }
+            fprintf(stderr, "REF-VL %s tower rows=%lld max_abs_diff=%.3g\n", name,
+                    (long long) n_rows, td);
+        }
+    }
     if (pos != NULL && YAJL_IS_ARRAY(pos) && pos->u.array.len == 3) {
         for (p = 0; p < n_ref; p++) {
             for (i = 0; i < 3; i++) {
