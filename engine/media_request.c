@@ -487,6 +487,8 @@ glm_load_item(const glm_media_opts *o, const glm_mm_kwargs *kw, glm_media_kind k
         glm_image im = { 0 };
         r = glm_image_decode(bytes, len, &o->limits, &im, err);
         free(bytes);
+        item->width = im.width;
+        item->height = im.height;
         if (r == 0) {
             r = glm_preprocess_image(&im, &o->image_proc, &item->in, err);
         }
@@ -504,6 +506,8 @@ glm_load_item(const glm_media_opts *o, const glm_mm_kwargs *kw, glm_media_kind k
             r = glm_video_decode(bytes, len, &o->limits, glm_sample_frames_fps, &vp, &v, err);
         }
         free(bytes);
+        item->width = v.width;
+        item->height = v.height;
         if (r == 0) {
             r = glm_preprocess_video(&v, &vp, &item->in, err);
         }

@@ -56,6 +56,7 @@ typedef enum { GLM_MEDIA_IMAGE = 0, GLM_MEDIA_VIDEO } glm_media_kind;
 typedef struct {
     glm_media_kind    kind;
     glm_vision_input  in;
+    int               width, height;     /* as decoded (after EXIF rotation) */
 } glm_media_item;
 
 typedef struct {

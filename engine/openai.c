@@ -769,6 +769,12 @@ glm_chat_media_done(glm_server *srv, glm_req *req, glm_media_job *job)
         goto out;
     }
     if (job->set.n > 0) {
+        for (i = job->set.n - 1; i >= 0; i--) {
+            if (job->set.items[i].kind == GLM_MEDIA_IMAGE) {
+                req->image_w = job->set.items[i].width;
+                req->image_h = job->set.items[i].height;
+            }
+        }
         for (i = 0; i < job->set.n; i++) {
             n_rows += glm_vision_grid_tokens(c, &job->grids[i]);
         }
@@ -1006,6 +1012,8 @@ glm_chat_admit(glm_server *srv, glm_req *req, yajl_val root_in, glm_tokenizer_id
             oo.tok = srv->tok;
             oo.skip_special = req->skip_special;
             oo.stream = req->stream;
+            oo.image_w = req->image_w;
+            oo.image_h = req->image_h;
             /* tool-call ids: from the request's own random id, so they
              * differ between requests even when the seed is the same */
             oo.id_seed = (uint64_t) i;

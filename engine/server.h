@@ -101,6 +101,7 @@ struct glm_req {
     glm_seq_params mparams;
     uint64_t       mseed;
     int            mhas_seed;
+    int            image_w, image_h;   /* the first image, for glm_boxes pixels */
 };
 
 /* One request's media half, done off the loop thread (openai.c). */
