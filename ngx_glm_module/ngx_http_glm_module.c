@@ -801,13 +801,26 @@ ngx_http_glm_media_cleanup(void *data)
 
 
 /*
- * A subrequest starts with its parent's headers and body: the media's
- * server gets neither (no Authorization, Cookie or prompt leaves nginx, and
- * the parent's body buffers are never touched by the proxy).
+ * A subrequest starts with its parent's headers, body and variables: the
+ * media's server gets neither headers nor body (no Authorization, Cookie
+ * or prompt leaves nginx, and the parent's body buffers are never touched
+ * by the proxy), and each fetch gets variables of its own, so that a map
+ * of $glm_media_url (an allowlist) is evaluated for each URL rather than
+ * once for the first and cached for all.
  */
 static ngx_int_t
 ngx_http_glm_media_isolate(ngx_http_request_t *sr)
 {
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_get_module_main_conf(sr, ngx_http_core_module);
+
+    sr->variables = ngx_pcalloc(sr->pool, cmcf->variables.nelts
+                                          * sizeof(ngx_http_variable_value_t));
+    if (sr->variables == NULL) {
+        return NGX_ERROR;
+    }
+
     ngx_memzero(&sr->headers_in, sizeof(ngx_http_headers_in_t));
 
     if (ngx_list_init(&sr->headers_in.headers, sr->pool, 2,
