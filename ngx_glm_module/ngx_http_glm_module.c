@@ -789,6 +789,10 @@ ngx_http_glm_media_start(ngx_http_request_t *r, ngx_http_glm_ctx_t *ctx)
 
     r->write_event_handler = ngx_http_glm_media_wait;
 
+    /* a client gone while fetches run ends them (when it is the active
+     * request; an active fetch's upstream notices on its own) */
+    r->read_event_handler = ngx_http_test_reading;
+
     return NGX_DONE;
 }
 

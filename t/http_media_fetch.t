@@ -116,7 +116,7 @@ END { kill 'KILL', $bad_pid if $bad_pid }
 
 # ---- nginx: the API with glm_media_fetch, and the static origin ----
 
-$t->run(http => <<"END", server => <<"END2");
+$t->run(http2 => 1, http => <<"END", server => <<"END2");
     # an allowlist: evaluated for each fetch, not once a request
     map \$glm_media_url \$media_allowed {
         default                                   0;
@@ -450,6 +450,57 @@ SKIP: {
 # outside a fetch
 is($t->get('/_glm_media')->{status}, 404, 'fetch location is internal');
 is($t->get('/show_url')->{body}, '[]', '$glm_media_url empty elsewhere');
+
+# the same over HTTP/2, where the subrequests ride the client's h2 stream
+SKIP: {
+    my $curl = `command -v curl 2>/dev/null`;
+    chomp $curl;
+    skip 'needs curl with HTTP/2', 3
+        unless $curl && `$curl --version` =~ /HTTP2/;
+
+    my $file = "$dir/h2-body.json";
+    my $h2 = sub {
+        GlmTest::write_file($file, media_body(@_));
+        my $out = `$curl -s --http2-prior-knowledge -D - -H 'Content-Type: application/json' --data-binary \@$file http://127.0.0.1:@{[ $t->h2_port ]}/v1/chat/completions`;
+        my ($head, $body) = split /\r\n\r\n/, $out, 2;
+        return (($head // '') =~ m{^HTTP/2 (\d+)} ? $1 : 0,
+                GlmTest::parse_response("HTTP/1.1 200 OK\r\n"
+                    . "Content-Type: application/json\r\n\r\n" . ($body // '')));
+    };
+
+    my ($status, $resp) = $h2->(image("$origin/cat.png"),
+                                image("$origin/dog.jpg"));
+    is($status, $t->fake ? 200 : $status, 'h2: status');
+    is($t->fake ? received($resp)->{messages}[0]{content}[1]{image_url}{url}
+                : 'skip',
+       $t->fake ? data_url('image/jpeg', $jpg) : 'skip', 'h2: inlined');
+    ($status, $resp) = $h2->(image("$origin/cat.png"),
+                             image("$origin/nothing.png"));
+    is($resp->{json}{error}{message},
+       "fetching $origin/nothing.png failed: upstream returned 404",
+       'h2: a failed fetch');
+}
+
+# a client that goes away while its media are fetched: noticed at once
+# (before the stalled fetch's 1s timeout), whether the stalled fetch is
+# the active request or the chat request itself is, the first fetch done
+for my $order ([ "$bad/stall", "$origin/cat.png" ],
+               [ "$origin/cat.png", "$bad/stall" ]) {
+    my $before = () = $t->error_log =~ /prematurely closed connection/g;
+    my $s = $t->connect_http;
+    print $s GlmTest::build_request(method => 'POST',
+                                    path => '/v1/chat/completions',
+                                    type => 'application/json',
+                                    body => media_body(map { image($_) }
+                                                       @$order));
+    sleep 0.3;
+    close $s;
+    sleep 0.3;
+    my $after = () = $t->error_log =~ /prematurely closed connection/g;
+    ok($after > $before, "client gone during a fetch: noticed "
+                         . ($order->[0] =~ /stall/ ? '(fetch active)'
+                                                   : '(chat request active)'));
+}
 
 # after all that, nginx serves on
 $r = $t->post('/v1/chat/completions', GlmTest::chat_body(content => 'still'));
