@@ -122,26 +122,29 @@ static const char  glm_media_b64[] =
 int
 glm_media_may_have_urls(const char *body, size_t len)
 {
-    size_t  i;
+    const char  *p, *end;
 
-    for (i = 0; i + 5 <= len; i++) {
-        char  c = body[i];
+    end = body + len;
 
-        if (c == '\\' && body[i + 1] == 'u') {
+    /* every "http:" or "https:" has a colon: look only where colons are */
+    for (p = body; (p = memchr(p, ':', (size_t) (end - p))) != NULL; p++) {
+        if ((p - body >= 5
+             && glm_media_is_http((const unsigned char *) p - 5, 6))
+            || (p - body >= 4
+                && glm_media_is_http((const unsigned char *) p - 4, 5)))
+        {
+            return 1;
+        }
+    }
+
+    for (p = body; (p = memchr(p, '\\', (size_t) (end - p))) != NULL; p++) {
+        if (p + 1 < end && p[1] == 'u') {
             return 1;
         }
 
-        if ((c | 0x20) != 'h' || (body[i + 1] | 0x20) != 't'
-            || (body[i + 2] | 0x20) != 't' || (body[i + 3] | 0x20) != 'p')
-        {
-            continue;
-        }
-
-        if (body[i + 4] == ':'
-            || (i + 6 <= len && (body[i + 4] | 0x20) == 's'
-                && body[i + 5] == ':'))
-        {
-            return 1;
+        /* "\\" is one escape: its second backslash starts nothing */
+        if (p + 1 < end && p[1] == '\\') {
+            p++;
         }
     }
 

@@ -6,7 +6,8 @@
  *
  * The byte ranges are checked independently of the scanner: every range
  * must be a quoted JSON string that yajl, parsing it alone, decodes to the
- * URL the scan reported.  base64 is checked against RFC 4648's vectors and
+ * URL the scan reported; and the prefilter must pass every body in which
+ * the scan finds a URL.  base64 is checked against RFC 4648's vectors and
  * by decoding random inputs back.  A mutation loop runs the scanner over
  * damaged bodies (under ASan/UBSan in make test) for the same invariants.
  *
@@ -78,6 +79,8 @@ scan(glm_media_scan *s, const char *body)
     st = glm_media_scan_body(s, body, strlen(body));
 
     CHECK(refs_consistent(s, body, strlen(body)), "ranges of %s", body);
+    CHECK(s->nrefs == 0 || glm_media_may_have_urls(body, strlen(body)),
+          "the prefilter would have skipped %s", body);
 
     return st;
 }
@@ -137,21 +140,30 @@ expect_refused(const char *body, unsigned status, const char *message)
     glm_media_scan_free(&s);
 }
 
+/* the prefilter over a literal, without its NUL */
+#define MAY(lit)  glm_media_may_have_urls(lit, sizeof(lit) - 1)
+
 static void
 test_prefilter(void)
 {
     int  before = failed;
 
-    CHECK(glm_media_may_have_urls("{\"u\":\"http://x\"}", 16), "http:");
-    CHECK(glm_media_may_have_urls("{\"u\":\"HTTPS://x\"}", 17), "HTTPS:");
-    CHECK(glm_media_may_have_urls("\"h\\u0074tp://x\"", 15), "\\u escape");
-    CHECK(!glm_media_may_have_urls("{\"u\":\"data:image/png;base64,aHR0cDo=\"}",
-                                   37), "data: URL");
-    CHECK(!glm_media_may_have_urls("{\"text\":\"the http protocol\"}", 29),
+    CHECK(MAY("{\"u\":\"http://x\"}"), "http:");
+    CHECK(MAY("{\"u\":\"HTTPS://x\"}"), "HTTPS:");
+    CHECK(MAY("\"h\\u0074tp://x\""), "\\u escape");
+    CHECK(!MAY("{\"u\":\"data:image/png;base64,aHR0cDo=\"}"), "data: URL");
+    CHECK(!MAY("{\"text\":\"the http protocol\"}"),
           "http without a colon");
-    CHECK(!glm_media_may_have_urls("http", 4), "short body");
-    CHECK(glm_media_may_have_urls("http:", 5), "exactly http:");
-    CHECK(!glm_media_may_have_urls("https", 5), "https, no colon, at the end");
+    CHECK(!MAY("http"), "short body");
+    CHECK(MAY("http:"), "exactly http:");
+    CHECK(!MAY("https"), "https, no colon, at the end");
+    CHECK(MAY("https:"), "exactly https:");
+    CHECK(MAY("xhttps:"), "https: after a byte");
+    CHECK(!MAY("{\"a\":\"ttp:\",\"b\":1}"),
+          "colons of keys");
+    CHECK(!MAY("\"a\\\\u\""), "an escaped backslash, then u");
+    CHECK(MAY("\"a\\\\\\u0068\""),
+          "an escaped backslash, then an escape");
 
     printf("prefilter: %s\n", failed == before ? "ok" : "FAILED");
 }
@@ -603,6 +615,9 @@ test_mutations(void)
             ok_scans++;
             CHECK(refs_consistent(&s, buf, len), "mutant %d: %.*s", k,
                   (int) len, buf);
+            CHECK(s.nrefs == 0 || glm_media_may_have_urls(buf, len),
+                  "mutant %d skipped by the prefilter: %.*s", k, (int) len,
+                  buf);
         }
 
         glm_media_scan_free(&s);
