@@ -89,7 +89,7 @@ static int glm_media_accept(glm_media_state *st, glm_media_pending *p);
 static const char *glm_media_normalize(const char *url, size_t len,
     char *out, size_t *out_len);
 static void glm_media_drop_pending(glm_media_state *st);
-static int glm_media_role(glm_media_state *st, int container);
+static int glm_media_role(glm_media_state *st, int is_map);
 static int glm_mcb_null(void *ctx);
 static int glm_mcb_boolean(void *ctx, int v);
 static int glm_mcb_number(void *ctx, const char *s, size_t len);
