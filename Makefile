@@ -77,8 +77,9 @@ build/fake_engine: t/fake_engine.c engine/ring.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(SANITIZE) -o $@ $< -lyajl
 
-# test_http_check.c #includes the nginx-free module file
+# test_http_check.c and test_media_urls.c #include the nginx-free module files
 build/asan/t/test_http_check: ngx_glm_module/glm_http_check.c ngx_glm_module/glm_http_check.h
+build/asan/t/test_media_urls: ngx_glm_module/glm_media_urls.c ngx_glm_module/glm_media_urls.h
 
 # prove suites through Debian's nginx: with the fake engine, then the real one
 http-test: $(NGX_MODULE) build/fake_engine build/asan/glm-engine

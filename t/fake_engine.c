@@ -30,6 +30,8 @@
  *   busy        HEAD{503,JSON,retry_after 2} + error body
  *   bad         DATA before HEAD (a per-request protocol error)
  *   garbage     a record of an unknown type (the channel is broken)
+ *   echo        the answer's content is the request body as received
+ *               (what the module made of it: media URLs inlined...)
  * SIGUSR1 toggles --pause-intake (stop reading submit rings).
  *
  * Every event goes to the log, one line each, for the tests to read:
@@ -350,7 +352,7 @@ answer_chat(req *r, yajl_val root, const char *fake)
     str         content = { 0 }, s = { 0 };
     const char *p, *q, *end;
     long        flood = E.flood, words = 0;
-    int         stall = E.stall, nohead = 0, bad = 0, garbage = 0;
+    int         stall = E.stall, nohead = 0, bad = 0, garbage = 0, echo = 0;
     unsigned    err = 0;
 
     if (model == NULL) {
@@ -381,6 +383,8 @@ answer_chat(req *r, yajl_val root, const char *fake)
             bad = 1;
         } else if (strncmp(p, "garbage", 7) == 0) {
             garbage = 1;
+        } else if (strncmp(p, "echo", 4) == 0) {
+            echo = 1;
         }
     }
 
@@ -405,7 +409,9 @@ answer_chat(req *r, yajl_val root, const char *fake)
         return;
     }
 
-    if (root) {
+    if (echo) {
+        str_add(&content, r->body, r->body_len);
+    } else if (root) {
         last_content(root, &content);
     }
     if (content.len == 0) {

@@ -2,7 +2,8 @@
 # The example configurations of conf.d/ run as written, with only what a
 # test must change (paths, ports, the worker user, certificates): the API
 # answers, limit_req's 429 and the API key's 401 have the documented bodies,
-# TLS with HTTP/2 streams.
+# TLS with HTTP/2 streams, the media fetch location refuses what its
+# SSRF guard names.
 
 use strict;
 use warnings;
@@ -49,6 +50,7 @@ sub localize {
     $text =~ s{listen 443 }{listen 127.0.0.1:$port{https} }g;
     $text =~ s{/etc/ssl/glm/fullchain.pem}{$d/cert.pem}g;
     $text =~ s{/etc/ssl/glm/privkey.pem}{$d/key.pem}g;
+    $text =~ s{proxy_cache_path \S+}{proxy_cache_path $d/media_cache}g;
     return $text;
 }
 
@@ -127,6 +129,41 @@ sub localize {
     is($t->get('/health')->{status}, 200, 'apikey: /health open');
     is($t->post('/tokenize', { prompt => 'x' })->{status}, 200,
        'apikey: /tokenize open');
+    $t->finish;
+}
+
+# ---- glm-media.conf ----
+
+{
+    my $t = GlmTest->new;
+    my $port = $t->port;
+    $t->run(conf => localize($t, 'glm-media.conf', http => $port));
+
+    sub media_chat {
+        my ($t, $url) = @_;
+        return $t->post('/v1/chat/completions', {
+            messages => [ { role => 'user', content => [
+                { type => 'text', text => 'what is it?' },
+                { type => 'image_url', image_url => { url => $url } } ] } ],
+            max_tokens => 4,
+        });
+    }
+
+    # no DNS here: only the guard's refusals can be shown, and they need none
+    for my $url ("http://127.0.0.1:$port/metrics", 'http://LOCALHOST/x.png',
+                 'http://[::1]:8080/x', 'https://169.254.169.254',
+                 'http://10.0.0.1:80/a?b=1')
+    {
+        my $r = media_chat($t, $url);
+        is($r->{status}, 400, "media: $url refused");
+        is($r->{json}{error}{message}, "fetching $url failed: 403 Forbidden",
+           "media: $url, the message");
+    }
+
+    my $r = media_chat($t, 'data:image/png;base64,iVBORw0KGgo=');
+    isnt($r->{status}, 403, 'media: a data: URL is not fetched');
+    is($r->{status}, 200, 'media: data: URL answered') if $t->fake;
+    is($t->get('/_glm_media')->{status}, 404, 'media: the location is internal');
     $t->finish;
 }
 
