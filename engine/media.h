@@ -93,6 +93,9 @@ typedef struct {
     float    mean[3], std[3];     /* OPENAI_CLIP_MEAN / _STD */
     double   fps;                 /* video sampling rate, 2 */
     double   max_duration;        /* video, 300 s */
+    int      threads;             /* preprocessing work split over this many
+                                     threads, the caller's included (<= 1:
+                                     the caller's alone); 1 by default */
 } glm_vision_proc;
 
 /* GLM-4.5V's defaults for images (min 12544, max 9633792). */
@@ -105,9 +108,16 @@ int glm_smart_resize(int num_frames, int height, int width, int factor,
     int temporal_factor, int64_t min_pixels, int64_t max_pixels,
     int *out_h, int *out_w, glm_err *err);
 
-/* PIL's Image.resize(size, Image.BICUBIC) on 8-bit RGB, bit-exact. */
+/* PIL's Image.resize(size, Image.BICUBIC) on 8-bit RGB, bit-exact (Pillow
+ * 13).  0, or -1 for sizes <= 0 or over 2^24 or no memory. */
 int glm_resize_bicubic_rgb(const uint8_t *src, int sw, int sh, uint8_t *dst,
     int dw, int dh);
+/* torchvision's resize(..., BICUBIC, antialias=True) on uint8 tensors (the
+ * video processor's resize), bit-exact with torch's uint8 kernel: the same
+ * filter as PIL's with int16 weights and always the horizontal pass first,
+ * so a few levels apart from PIL's output on some pixels. */
+int glm_resize_bicubic_rgb_torch(const uint8_t *src, int sw, int sh,
+    uint8_t *dst, int dw, int dh);
 
 /* The patches of one image or one video, as the processor returns them. */
 typedef struct {
