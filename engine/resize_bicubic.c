@@ -304,12 +304,18 @@ h_rows_avx2(const glm_resample_axis *ax, const uint8_t *in0,
         hi = _mm256_extracti128_si256(s, 1);
         v0 = (uint32_t) _mm_cvtsi128_si32(lo);
         v1 = (uint32_t) _mm_cvtsi128_si32(hi);
-        out0[3 * x + 0] = (uint8_t) v0;
-        out0[3 * x + 1] = (uint8_t) (v0 >> 8);
-        out0[3 * x + 2] = (uint8_t) (v0 >> 16);
-        out1[3 * x + 0] = (uint8_t) v1;
-        out1[3 * x + 1] = (uint8_t) (v1 >> 8);
-        out1[3 * x + 2] = (uint8_t) (v1 >> 16);
+        if (x + 1 < ax->out_size) {
+            /* 4 bytes: the 4th is the next pixel's, written after this */
+            memcpy(out0 + 3 * x, &v0, 4);
+            memcpy(out1 + 3 * x, &v1, 4);
+        } else {
+            out0[3 * x + 0] = (uint8_t) v0;
+            out0[3 * x + 1] = (uint8_t) (v0 >> 8);
+            out0[3 * x + 2] = (uint8_t) (v0 >> 16);
+            out1[3 * x + 0] = (uint8_t) v1;
+            out1[3 * x + 1] = (uint8_t) (v1 >> 8);
+            out1[3 * x + 2] = (uint8_t) (v1 >> 16);
+        }
     }
     h_row_scalar(ax, in0, out0, ax->simd_end);
     if (out1 != out0) {

@@ -279,6 +279,8 @@ def make_image_cases():
         (3, 1, 0, GLM45V_IMAGE_SIZE),
         (300, 200, 1, {"shortest_edge": 784 * 2, "longest_edge": 784 * 2 * 6}),
         (256, 64, 0, {"shortest_edge": 784 * 2, "longest_edge": 784 * 2 * 6}),
+        # outputs over 8 MiB (streamed stores) and over 32 MiB (huge pages)
+        (700, 700, 1, GLM45V_IMAGE_SIZE), (1400, 1100, 0, GLM45V_IMAGE_SIZE),
     ]
     for n, (w, h, kind, size) in enumerate(specs):
         seed = 500 + n
@@ -308,6 +310,7 @@ def make_video_cases():
         (5, 90, 50, 0, 29.97, [0, 31, 77, 140, 199]),
         (4, 200, 120, 1, 24.0, [0, 12, 24, 36]),
         (6, 33, 47, 0, 2.5, [0, 1, 2, 3, 4, 5]),
+        (7, 500, 400, 1, 30.0, [0, 15, 30, 45, 60, 75, 90]),
     ]
     for n, (t, w, h, kind, fps, idx) in enumerate(specs):
         frames = np.stack([make_image(w, h, kind, 700 + 10 * n + f) for f in range(t)])
