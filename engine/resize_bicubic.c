@@ -398,51 +398,63 @@ cpu_has_avx2(void)
 
 /* ---- passes --------------------------------------------------------------- */
 
-/* Rows [begin, end) of a horizontal pass: in row (begin + in_row0) ... */
+/* n rows of the horizontal pass: in (in_size pixels a row) -> out */
 static void
-h_pass(const glm_resample_plan *plan, const uint8_t *in, int in_row0,
-    uint8_t *out, int begin, int end)
+h_rows(const glm_resample_plan *plan, const uint8_t *in, uint8_t *out, int n)
 {
     const glm_resample_axis *ax = &plan->h;
     size_t in_stride = 3 * (size_t) ax->in_size;
     size_t out_stride = 3 * (size_t) ax->out_size;
-    int y = begin;
+    int y = 0;
 
 #ifdef GLM_HAVE_AVX2_KERNELS
     if (plan->simd) {
-        for (; y < end; y += 2) {
-            int y1 = y + 1 < end ? y + 1 : y;
-            h_rows_avx2(ax, in + (size_t) (y + in_row0) * in_stride,
-                in + (size_t) (y1 + in_row0) * in_stride,
+        for (; y < n; y += 2) {
+            int y1 = y + 1 < n ? y + 1 : y;
+            h_rows_avx2(ax, in + (size_t) y * in_stride, in + (size_t) y1 * in_stride,
                 out + (size_t) y * out_stride, out + (size_t) y1 * out_stride);
         }
         return;
     }
 #endif
-    for (; y < end; y++) {
-        h_row_scalar(ax, in + (size_t) (y + in_row0) * in_stride,
-            out + (size_t) y * out_stride, 0);
+    for (; y < n; y++) {
+        h_row_scalar(ax, in + (size_t) y * in_stride, out + (size_t) y * out_stride, 0);
     }
 }
 
-/* Rows [begin, end) of a vertical pass over images `width` pixels wide;
- * `in` holds input rows from row_shift on. */
+/* Output rows [begin, end) of the vertical pass, `width` pixels wide, into
+ * out (row begin first); `in` holds the input rows from in_row0 on. */
 static void
-v_pass(const glm_resample_plan *plan, const uint8_t *in, int row_shift,
+v_rows(const glm_resample_plan *plan, const uint8_t *in, int in_row0,
     int width, uint8_t *out, int begin, int end)
 {
     size_t n = 3 * (size_t) width;
     int y;
 
     for (y = begin; y < end; y++) {
+        uint8_t *o = out + (size_t) (y - begin) * n;
 #ifdef GLM_HAVE_AVX2_KERNELS
         if (plan->simd) {
-            v_row_avx2(&plan->v, y, in, n, row_shift, out + (size_t) y * n, n);
+            v_row_avx2(&plan->v, y, in, n, in_row0, o, n);
             continue;
         }
 #endif
-        v_row_scalar(&plan->v, y, in, n, row_shift, out + (size_t) y * n, n, 0);
+        v_row_scalar(&plan->v, y, in, n, in_row0, o, n, 0);
     }
+}
+
+void
+glm_resample_h_rows(const glm_resample_plan *plan, const uint8_t *in,
+    uint8_t *out, int n)
+{
+    h_rows(plan, in, out, n);
+}
+
+void
+glm_resample_v_rows(const glm_resample_plan *plan, const uint8_t *in,
+    int in_row0, int width, uint8_t *out, int begin, int end)
+{
+    v_rows(plan, in, in_row0, width, out, begin, end);
 }
 
 int
@@ -506,39 +518,6 @@ glm_resample_first_rows(const glm_resample_plan *plan)
     return plan->need_h && plan->need_v ? plan->tmp_h : 0;
 }
 
-void
-glm_resample_first_pass(const glm_resample_plan *plan, const uint8_t *src,
-    uint8_t *tmp, int begin, int end)
-{
-    if (plan->h_first) {
-        h_pass(plan, src, plan->tmp_row0, tmp, begin, end);
-    } else {
-        v_pass(plan, src, 0, plan->sw, tmp, begin, end);
-    }
-}
-
-void
-glm_resample_second_pass(const glm_resample_plan *plan, const uint8_t *in,
-    uint8_t *dst, int begin, int end)
-{
-    size_t row = 3 * (size_t) plan->dw;
-
-    if (plan->need_h && plan->need_v) {
-        if (plan->h_first) {
-            v_pass(plan, in, plan->tmp_row0, plan->dw, dst, begin, end);
-        } else {
-            h_pass(plan, in, 0, dst, begin, end);
-        }
-    } else if (plan->need_h) {
-        h_pass(plan, in, 0, dst, begin, end);
-    } else if (plan->need_v) {
-        v_pass(plan, in, 0, plan->dw, dst, begin, end);
-    } else if (end > begin) {
-        memcpy(dst + (size_t) begin * row, in + (size_t) begin * row,
-            (size_t) (end - begin) * row);
-    }
-}
-
 int
 glm_resize_bicubic_rgb_variant(const uint8_t *src, int sw, int sh,
     uint8_t *dst, int dw, int dh, int variant, int simd)
@@ -558,9 +537,20 @@ glm_resize_bicubic_rgb_variant(const uint8_t *src, int sw, int sh,
             glm_resample_plan_free(&plan);
             return -1;
         }
-        glm_resample_first_pass(&plan, src, tmp, 0, rows);
+        if (plan.h_first) {
+            h_rows(&plan, src + 3 * (size_t) sw * plan.tmp_row0, tmp, rows);
+            v_rows(&plan, tmp, plan.tmp_row0, dw, dst, 0, dh);
+        } else {
+            v_rows(&plan, src, 0, sw, tmp, 0, dh);
+            h_rows(&plan, tmp, dst, dh);
+        }
+    } else if (plan.need_h) {
+        h_rows(&plan, src, dst, dh);
+    } else if (plan.need_v) {
+        v_rows(&plan, src, 0, dw, dst, 0, dh);
+    } else {
+        memcpy(dst, src, 3 * (size_t) dw * dh);
     }
-    glm_resample_second_pass(&plan, rows > 0 ? tmp : src, dst, 0, dh);
     free(tmp);
     glm_resample_plan_free(&plan);
     return 0;

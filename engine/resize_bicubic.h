@@ -27,9 +27,10 @@
  *
  * A glm_resample_plan holds the coefficient tables of one (source size,
  * destination size, variant); building it is the only floating-point work.
- * Running it is split into two passes over row ranges so that callers can
- * share the rows of each pass among threads (every row of the second pass
- * needs several rows of the first).
+ * Running it is exposed row by row (a horizontal pass over any rows, a
+ * vertical pass for any output rows from a window of input rows), so that
+ * callers can resize a strip at a time with the intermediates in cache, and
+ * give different strips to different threads.
  */
 #ifndef GLM_RESIZE_BICUBIC_H
 #define GLM_RESIZE_BICUBIC_H
@@ -72,17 +73,19 @@ int glm_resample_plan_init(glm_resample_plan *plan, int sw, int sh, int dw,
     int dh, int variant, int simd);
 void glm_resample_plan_free(glm_resample_plan *plan);
 
-/* Rows [begin, end) of the first pass: src (sw x sh) -> tmp (tmp_w x
- * tmp_h).  Only when both passes are needed. */
-void glm_resample_first_pass(const glm_resample_plan *plan,
-    const uint8_t *src, uint8_t *tmp, int begin, int end);
-/* Rows [begin, end) of dst (dw x dh) from the first pass's tmp, or from src
- * when only one pass is needed (pass src as `in` then).  With neither pass
- * needed it copies src rows. */
-void glm_resample_second_pass(const glm_resample_plan *plan,
-    const uint8_t *in, uint8_t *dst, int begin, int end);
-/* Rows of the first pass (0 when there is only one pass). */
+/* Rows of the intermediate image when both passes are needed, else 0. */
 int glm_resample_first_rows(const glm_resample_plan *plan);
+
+/* n rows of the horizontal pass: in (sw pixels a row, or dw... the axis'
+ * input width) -> out (dw pixels a row). */
+void glm_resample_h_rows(const glm_resample_plan *plan, const uint8_t *in,
+    uint8_t *out, int n);
+/* Output rows [begin, end) of the vertical pass, images `width` pixels
+ * wide: out receives row `begin` first; `in` holds the input rows from
+ * in_row0 on (so it must cover v.start[y] .. v.start[y] + v.count[y] - 1
+ * for every y in the range). */
+void glm_resample_v_rows(const glm_resample_plan *plan, const uint8_t *in,
+    int in_row0, int width, uint8_t *out, int begin, int end);
 
 /* The whole resize in the calling thread; -1 on bad sizes or no memory. */
 int glm_resize_bicubic_rgb_variant(const uint8_t *src, int sw, int sh,

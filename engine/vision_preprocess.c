@@ -32,6 +32,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,8 +44,8 @@
 #endif
 
 #define MAX_THREADS 64
-/* fewer threads for small outputs: starting one costs more than this many
- * output rows of work */
+/* fewer threads for small outputs: starting one costs about as much as
+ * this many output rows of work */
 #define MIN_ROWS_PER_THREAD 32
 #define MAX_SIDE (1 << 24)
 /* outputs at least this large bypass the caches (see store_row) */
@@ -291,6 +292,17 @@ lut_video(const glm_vision_proc *p, float lut[3][256])
 
 /* ---- the pipeline ---------------------------------------------------------- */
 
+/*
+ * Work is cut in strips: one block row of the output (merge_size patch rows,
+ * 28 pixel rows) of one temporal group.  For each strip every distinct frame
+ * of the group is resized into a strip buffer (the horizontal pass's rows
+ * are kept in a sliding window between consecutive strips, so each is
+ * computed once per thread), and the strip is patchified.  Intermediates
+ * stay in the caches and nothing but pixel_values is image-sized.  Threads
+ * take contiguous ranges of block rows; they share nothing but the output,
+ * so they never wait for each other.
+ */
+
 typedef struct {
     /* input */
     const uint8_t  **frames;          /* [n_groups * tps], padded */
@@ -299,37 +311,23 @@ typedef struct {
     int              rw, rh;
     int              patch, merge, tps, gh, gw, n_groups;
     int              patch_dim;
+    int              strip_rows;      /* merge * patch */
     float            lut[3][256];
     float           *out;
     int              stream;          /* non-temporal stores (AVX2) */
-    float           *rowbuf;          /* one patch row per thread */
-    /* work */
     glm_resample_plan plan;
-    uint8_t         *tmp;             /* first resize pass */
-    uint8_t         *resized[GLM_MAX_TPS]; /* one buffer per temporal slot */
-    /* threads: started behind a gate, so that the barrier is set up for
-     * the number that really started */
+    int              window_rows;     /* largest h-pass window of a strip */
     int              nthreads;
-    pthread_barrier_t barrier;
-    pthread_mutex_t  gate_mu;
-    pthread_cond_t   gate_cv;
-    int              gate_open;
+    int              failed;          /* a thread could not get memory */
 } job;
 
-static void
-job_sync(job *j)
-{
-    if (j->nthreads > 1) {
-        pthread_barrier_wait(&j->barrier);
-    }
-}
-
-static void
-split(int n, int thread, int nthreads, int *begin, int *end)
-{
-    *begin = (int) ((int64_t) n * thread / nthreads);
-    *end = (int) ((int64_t) n * (thread + 1) / nthreads);
-}
+/* One temporal slot's buffers in one thread. */
+typedef struct {
+    uint8_t *window;                  /* h-first: h-pass rows [wa, wb) */
+    int      wa, wb;
+    uint8_t *mid;                     /* v-first: the v-pass rows of a strip */
+    uint8_t *strip;                   /* the resized rows of a strip */
+} slot_buf;
 
 /*
  * The output is written once and not read back here, and is mostly far
@@ -377,8 +375,7 @@ store_fence(const job *j)
 }
 
 /* Patch rows of block row br of group g: the (C, T, py, px) values of each
- * patch, T from the group's frames (slot[t], resized), through buf (one
- * row). */
+ * patch; slot[t] points at the block row's first pixel row of frame t. */
 static void
 patchify_block_row(const job *j, const uint8_t *const *slot, int g, int br,
     float *buf)
@@ -395,7 +392,7 @@ patchify_block_row(const job *j, const uint8_t *const *slot, int g, int br,
             for (ic = 0; ic < m; ic++) {
                 size_t row = g * group_rows
                     + ((size_t) br * bw + bc) * m * m + (size_t) ir * m + ic;
-                size_t y0 = (size_t) (br * m + ir) * p;
+                size_t y0 = (size_t) ir * p;
                 size_t x0 = (size_t) (bc * m + ic) * p;
 
                 for (t = 0; t < tps; t++) {
@@ -424,47 +421,135 @@ patchify_block_row(const job *j, const uint8_t *const *slot, int g, int br,
     }
 }
 
-/* Thread `thread` of nthreads: its share of every pass of every group. */
+/* The input rows [a, b) that output rows [y0, y1) of the vertical pass
+ * read (ascending in y, but torch's clipped tap counts can make an end
+ * smaller than the one before: take the extremes). */
+static void
+strip_window(const glm_resample_plan *pl, int y0, int y1, int *a, int *b)
+{
+    int y;
+
+    *a = pl->v.start[y0];
+    *b = 0;
+    for (y = y0; y < y1; y++) {
+        if (pl->v.start[y] < *a) {
+            *a = pl->v.start[y];
+        }
+        if (pl->v.start[y] + pl->v.count[y] > *b) {
+            *b = pl->v.start[y] + pl->v.count[y];
+        }
+    }
+}
+
+/* The resized rows [y0, y0 + strip_rows) of frame src, through sb. */
+static const uint8_t *
+resize_strip(const job *j, slot_buf *sb, const uint8_t *src, int y0)
+{
+    const glm_resample_plan *pl = &j->plan;
+    size_t in_row = 3 * (size_t) j->sw, out_row = 3 * (size_t) j->rw;
+    int y1 = y0 + j->strip_rows;
+
+    if (!pl->need_h && !pl->need_v) {
+        return src + (size_t) y0 * in_row;
+    }
+    if (pl->need_h && !pl->need_v) {
+        glm_resample_h_rows(pl, src + (size_t) y0 * in_row, sb->strip, j->strip_rows);
+    } else if (!pl->need_h) {
+        glm_resample_v_rows(pl, src, 0, j->sw, sb->strip, y0, y1);
+    } else if (!pl->h_first) {
+        glm_resample_v_rows(pl, src, 0, j->sw, sb->mid, y0, y1);
+        glm_resample_h_rows(pl, sb->mid, sb->strip, j->strip_rows);
+    } else {
+        /* the source rows the vertical taps of the strip read, through the
+         * horizontal pass; the rows shared with the previous strip move to
+         * the front of the window instead of being computed again */
+        int a, b, keep_from, first_new;
+
+        strip_window(pl, y0, y1, &a, &b);
+        keep_from = sb->wa <= a && a < sb->wb ? a : sb->wb;
+
+        if (keep_from < sb->wb && keep_from >= a) {
+            memmove(sb->window, sb->window + (size_t) (keep_from - sb->wa) * out_row,
+                (size_t) (sb->wb - keep_from) * out_row);
+            first_new = sb->wb;
+        } else {
+            first_new = a;
+        }
+        if (first_new < b) {
+            glm_resample_h_rows(pl, src + (size_t) first_new * in_row,
+                sb->window + (size_t) (first_new - a) * out_row, b - first_new);
+        }
+        sb->wa = a;
+        sb->wb = b;
+        glm_resample_v_rows(pl, sb->window, a, j->rw, sb->strip, y0, y1);
+    }
+    return sb->strip;
+}
+
+/* Thread `thread` of nthreads: its block rows of every group. */
 static void
 job_thread(job *j, int thread)
 {
+    const glm_resample_plan *pl = &j->plan;
+    slot_buf sb[GLM_MAX_TPS];
     const uint8_t *slot[GLM_MAX_TPS];
-    float *buf = j->rowbuf + (size_t) thread * j->patch_dim;
-    int n = j->nthreads, rows1 = glm_resample_first_rows(&j->plan);
-    int resize = j->rw != j->sw || j->rh != j->sh;
-    int g, t, b, e;
+    size_t strip_bytes = 3 * (size_t) j->rw * j->strip_rows;
+    float *buf = NULL;
+    int n_br = j->gh / j->merge, b0, b1, g, br, t;
+
+    b0 = (int) ((int64_t) n_br * thread / j->nthreads);
+    b1 = (int) ((int64_t) n_br * (thread + 1) / j->nthreads);
+    memset(sb, 0, sizeof(sb));
+    buf = malloc(sizeof(float) * (size_t) j->patch_dim);
+    if (buf == NULL) {
+        goto fail;
+    }
+    for (t = 0; t < j->tps && (pl->need_h || pl->need_v); t++) {
+        sb[t].strip = malloc(strip_bytes);
+        if (sb[t].strip == NULL) {
+            goto fail;
+        }
+        if (pl->need_h && pl->need_v && pl->h_first) {
+            sb[t].window = malloc(3 * (size_t) j->rw * j->window_rows);
+            if (sb[t].window == NULL) {
+                goto fail;
+            }
+        } else if (pl->need_h && pl->need_v) {
+            sb[t].mid = malloc(3 * (size_t) j->sw * j->strip_rows);
+            if (sb[t].mid == NULL) {
+                goto fail;
+            }
+        }
+    }
 
     for (g = 0; g < j->n_groups; g++) {
         for (t = 0; t < j->tps; t++) {
-            const uint8_t *src = j->frames[(size_t) g * j->tps + t];
-            if (t > 0 && src == j->frames[(size_t) g * j->tps + t - 1]) {
-                slot[t] = slot[t - 1];
-                continue;
-            }
-            if (!resize) {
-                slot[t] = src;
-                continue;
-            }
-            if (rows1 > 0) {
-                split(rows1, thread, n, &b, &e);
-                glm_resample_first_pass(&j->plan, src, j->tmp, b, e);
-                job_sync(j);
-            }
-            split(j->rh, thread, n, &b, &e);
-            glm_resample_second_pass(&j->plan, rows1 > 0 ? j->tmp : src,
-                j->resized[t], b, e);
-            slot[t] = j->resized[t];
-            job_sync(j);
+            sb[t].wa = sb[t].wb = 0;     /* a new frame: the window is stale */
         }
-        split(j->gh / j->merge, thread, n, &b, &e);
-        for (; b < e; b++) {
-            patchify_block_row(j, slot, g, b, buf);
-        }
-        store_fence(j);
-        if (g + 1 < j->n_groups) {
-            job_sync(j);                /* before the buffers are reused */
+        for (br = b0; br < b1; br++) {
+            for (t = 0; t < j->tps; t++) {
+                const uint8_t *src = j->frames[(size_t) g * j->tps + t];
+                if (t > 0 && src == j->frames[(size_t) g * j->tps + t - 1]) {
+                    slot[t] = slot[t - 1];
+                    continue;
+                }
+                slot[t] = resize_strip(j, &sb[t], src, br * j->strip_rows);
+            }
+            patchify_block_row(j, slot, g, br, buf);
         }
     }
+    store_fence(j);
+    goto done;
+
+fail:
+    __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
+done:
+    for (t = 0; t < j->tps; t++) {
+        free(sb[t].strip);
+        free(sb[t].window);
+        free(sb[t].mid);
+    }
+    free(buf);
 }
 
 typedef struct {
@@ -476,60 +561,34 @@ static void *
 job_main(void *p)
 {
     job_arg *a = p;
-    job *j = a->j;
 
-    pthread_mutex_lock(&j->gate_mu);
-    while (!j->gate_open) {
-        pthread_cond_wait(&j->gate_cv, &j->gate_mu);
-    }
-    pthread_mutex_unlock(&j->gate_mu);
-    if (a->thread < j->nthreads) {
-        job_thread(j, a->thread);
-    }
+    job_thread(a->j, a->thread);
     return NULL;
 }
 
-/* Runs job_thread on `want` threads (the caller is thread 0), or on as many
- * as the system lets us start. */
+/* Runs job_thread on `want` threads, the caller being thread 0; a thread
+ * the system refuses to start is run by the caller after its own share. */
 static void
 job_run(job *j, int want)
 {
     pthread_t th[MAX_THREADS];
     job_arg args[MAX_THREADS];
-    int i, started = 0;
+    int started[MAX_THREADS];
+    int i;
 
-    j->nthreads = 1;
-    if (want > 1) {
-        pthread_mutex_init(&j->gate_mu, NULL);
-        pthread_cond_init(&j->gate_cv, NULL);
-        for (i = 1; i < want; i++) {
-            args[i].j = j;
-            args[i].thread = i;
-            if (pthread_create(&th[i], NULL, job_main, &args[i]) != 0) {
-                break;
-            }
-            started++;
-        }
-        pthread_mutex_lock(&j->gate_mu);
-        j->nthreads = 1 + started;
-        if (j->nthreads > 1
-            && pthread_barrier_init(&j->barrier, NULL, (unsigned) j->nthreads) != 0) {
-            j->nthreads = 1;            /* the started threads do nothing */
-        }
-        j->gate_open = 1;
-        pthread_cond_broadcast(&j->gate_cv);
-        pthread_mutex_unlock(&j->gate_mu);
+    j->nthreads = want;
+    for (i = 1; i < want; i++) {
+        args[i].j = j;
+        args[i].thread = i;
+        started[i] = pthread_create(&th[i], NULL, job_main, &args[i]) == 0;
     }
     job_thread(j, 0);
-    for (i = 1; i <= started; i++) {
-        pthread_join(th[i], NULL);
-    }
-    if (want > 1) {
-        if (j->nthreads > 1) {
-            pthread_barrier_destroy(&j->barrier);
+    for (i = 1; i < want; i++) {
+        if (started[i]) {
+            pthread_join(th[i], NULL);
+        } else {
+            job_thread(j, i);
         }
-        pthread_cond_destroy(&j->gate_cv);
-        pthread_mutex_destroy(&j->gate_mu);
     }
 }
 
@@ -569,8 +628,8 @@ run_frames(const uint8_t **frames, int n_groups, int sw, int sh, int rw,
     glm_vision_input *out, glm_err *err)
 {
     job *j;
-    size_t n_rows, n_floats, frame_bytes;
-    int t, want, rc = -1;
+    size_t n_rows, n_floats;
+    int want, br, n_br, rc = -1;
 
     j = calloc(1, sizeof(*j));
     if (j == NULL) {
@@ -588,6 +647,7 @@ run_frames(const uint8_t **frames, int n_groups, int sw, int sh, int rw,
     j->gw = rw / p->patch_size;
     j->n_groups = n_groups;
     j->patch_dim = 3 * j->tps * j->patch * j->patch;
+    j->strip_rows = j->merge * j->patch;
     if (video) {
         lut_video(p, j->lut);
     } else {
@@ -611,48 +671,37 @@ run_frames(const uint8_t **frames, int n_groups, int sw, int sh, int rw,
         glm_errf(err, "cannot resize %dx%d to %dx%d", sw, sh, rw, rh);
         goto done;
     }
-    frame_bytes = 3 * (size_t) rw * rh;
-    if (rw != sw || rh != sh) {
-        if (glm_resample_first_rows(&j->plan) > 0) {
-            j->tmp = alloc_large(3 * (size_t) j->plan.tmp_w * j->plan.tmp_h);
-            if (j->tmp == NULL) {
-                glm_errf(err, "out of memory");
-                goto done;
+    n_br = j->gh / j->merge;
+    if (j->plan.need_h && j->plan.need_v && j->plan.h_first) {
+        for (br = 0; br < n_br; br++) {
+            int a, b;
+            strip_window(&j->plan, br * j->strip_rows, (br + 1) * j->strip_rows, &a, &b);
+            if (b - a > j->window_rows) {
+                j->window_rows = b - a;
             }
         }
-        /* an image is one frame repeated: one slot suffices */
-        for (t = 0; t < (video ? j->tps : 1); t++) {
-            j->resized[t] = alloc_large(frame_bytes);
-            if (j->resized[t] == NULL) {
-                glm_errf(err, "out of memory");
-                goto done;
-            }
-        }
-    }
-
-    want = p->threads < 1 ? 1 : p->threads > MAX_THREADS ? MAX_THREADS : p->threads;
-    if (want > rh / MIN_ROWS_PER_THREAD) {
-        want = rh / MIN_ROWS_PER_THREAD > 0 ? rh / MIN_ROWS_PER_THREAD : 1;
-    }
-    j->rowbuf = malloc(sizeof(float) * (size_t) j->patch_dim * want);
-    if (j->rowbuf == NULL) {
-        glm_errf(err, "out of memory");
-        goto done;
     }
 #ifdef GLM_HAVE_AVX2_KERNELS
     j->stream = n_floats * sizeof(float) >= STREAM_MIN_BYTES
         && __builtin_cpu_supports("avx2");
 #endif
+
+    want = p->threads < 1 ? 1 : p->threads > MAX_THREADS ? MAX_THREADS : p->threads;
+    if (want > rh / MIN_ROWS_PER_THREAD) {
+        want = rh / MIN_ROWS_PER_THREAD > 0 ? rh / MIN_ROWS_PER_THREAD : 1;
+    }
+    if (want > n_br) {
+        want = n_br > 0 ? n_br : 1;
+    }
     job_run(j, want);
+    if (j->failed) {
+        glm_errf(err, "out of memory");
+        goto done;
+    }
     rc = 0;
 
 done:
     glm_resample_plan_free(&j->plan);
-    free(j->tmp);
-    free(j->rowbuf);
-    for (t = 0; t < j->tps; t++) {
-        free(j->resized[t]);
-    }
     free(j);
     if (rc < 0) {
         free(out->pixel_values);
