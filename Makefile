@@ -15,7 +15,10 @@ OPT     ?= -O2
 CPPFLAGS += -D_GNU_SOURCE -Iengine
 CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Wshadow \
            -Wstrict-prototypes -pthread -fno-strict-aliasing
-LDLIBS  += -lyajl -lpcre2-8 -lm -lpthread
+# media decoding (engine/media_*.c): image libraries and FFmpeg, via pkg-config
+MEDIA_PKGS = libjpeg libpng libwebp libwebpdemux zlib libavformat libavcodec libswscale libavutil
+CPPFLAGS += $(shell pkg-config --cflags $(MEDIA_PKGS))
+LDLIBS  += -lyajl -lpcre2-8 -lm -lpthread $(shell pkg-config --libs $(MEDIA_PKGS))
 SANITIZE = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 ENGINE_MAIN  = engine/main.c

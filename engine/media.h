@@ -5,13 +5,16 @@
  * Two halves, one header, so the server sees one interface:
  *
  *   media_decode.c      bytes -> glm_image / glm_video (8-bit RGB, row-major,
- *                       3 bytes per pixel, no padding).  JPEG through
- *                       libjpeg-turbo, PNG through libpng, WebP, GIF (first
- *                       frame), BMP and every video through FFmpeg's
- *                       libraries.  Converted to RGB the way the reference
- *                       (PIL's Image.open -> exif_transpose -> convert("RGB"))
- *                       does: EXIF orientation applied, grey/palette/alpha/
- *                       16-bit mapped as PIL maps them.
+ *   (+ media_jpeg/png/  3 bytes per pixel, no padding).  JPEG through
+ *   webp/gif/bmp/exif/  libjpeg-turbo, PNG through libpng, WebP through
+ *   video.c)            libwebp (as PIL), GIF (first frame) and BMP by our
+ *                       own readers (FFmpeg's differ from PIL's pixels),
+ *                       every video through FFmpeg's libraries.  Converted
+ *                       to RGB the way the reference (PIL's Image.open ->
+ *                       exif_transpose -> convert("RGB")) does: EXIF
+ *                       orientation applied, grey/palette/alpha/16-bit
+ *                       mapped as PIL maps them; video frames byte for byte
+ *                       as `ffmpeg -pix_fmt rgb24` converts them.
  *   vision_preprocess.c smart_resize, PIL-exact bicubic resampling, rescale
  *                       and normalise, the 2x2-block patch order, grid_thw;
  *                       the GLM-4V video frame sampler.
@@ -36,9 +39,12 @@ typedef struct {
     int64_t  max_pixels;          /* width*height of one decoded image/frame */
     int      max_frames;          /* frames kept from one video */
     double   max_duration;        /* seconds, one video */
+    int64_t  max_video_pixels;    /* width*height summed over the kept frames:
+                                     the memory one decoded video may hold */
 } glm_media_limits;
 
-/* Defaults: 64 MiB encoded (images), 64 megapixels, 1200 frames, 3600 s. */
+/* Defaults: 64 MiB encoded, 64 Mi pixels (67108864), 1200 frames, 3600 s,
+ * 2^31 pixels of kept video frames (6 GiB of RGB, ~1000 frames of 1080p). */
 void glm_media_limits_default(glm_media_limits *lim);
 
 typedef struct {
@@ -49,7 +55,9 @@ typedef struct {
 void glm_image_free(glm_image *im);
 
 /* Decodes one image (any supported format, sniffed from the magic bytes,
- * never from a name or MIME type).  0, or -1 with err set. */
+ * never from a name or MIME type).  0, or -1 with err set: every failure
+ * (unsupported, corrupt, truncated, over a limit) is the client's, a 400.
+ * lim may be NULL for the defaults. */
 int glm_image_decode(const uint8_t *data, size_t len,
     const glm_media_limits *lim, glm_image *out, glm_err *err);
 
@@ -77,7 +85,9 @@ typedef struct {
 void glm_video_free(glm_video *v);
 
 /* Decodes the frames the sampler picks (a frame listed twice is stored
- * twice).  Only the kept frames are held in memory. */
+ * twice).  Only the kept frames are held in memory.  The sampler is called
+ * once, with max_idx = total_frames + 1 (room for any valid answer); more
+ * than lim->max_frames chosen is refused.  Errors as glm_image_decode. */
 int glm_video_decode(const uint8_t *data, size_t len,
     const glm_media_limits *lim, glm_frame_sampler sampler, void *sampler_ctx,
     glm_video *out, glm_err *err);
