@@ -2,11 +2,13 @@
  * cmd_preprocess.c: the `preprocess` and `bench-preprocess` subcommands.
  *
  *   glm-engine preprocess [--threads N] [--repeat N] [--min-pixels N]
- *                         [--max-pixels N] FILE...
+ *                         [--max-pixels N] [--out PATH] FILE...
  *       decodes each image (any format glm_image_decode reads, or a binary
  *       PPM "P6" file) and runs the GLM-4.5V image processor on it; prints
  *       "FILE: WxH -> grid T,H,W n_patches=N tokens=N decode_ms=X
- *        preprocess_ms=Y" (the best of --repeat runs).
+ *        preprocess_ms=Y" (the best of --repeat runs).  --out writes the
+ *       pixel_values of all files, concatenated as the processor does, as
+ *       float32 little-endian (to compare with transformers).
  *   glm-engine bench-preprocess [--threads N] [--seconds S]
  *                         [--preprocess-only] FILE...
  *       t/bench/bench_preproc.sh's C side: whole passes over the files until
@@ -29,7 +31,7 @@
 
 #define CMD_USAGE_PREPROCESS \
     "usage: glm-engine preprocess [--threads N] [--repeat N] [--min-pixels N]" \
-    " [--max-pixels N] FILE..."
+    " [--max-pixels N] [--out PATH] FILE..."
 #define CMD_USAGE_BENCH_PREPROCESS \
     "usage: glm-engine bench-preprocess [--threads N] [--seconds S]" \
     " [--preprocess-only] FILE..."
@@ -101,14 +103,6 @@ ppm_decode(const uint8_t *p, size_t len, glm_image *out, glm_err *err)
     return 0;
 }
 
-/*
- * glm_image_decode lives in media_decode.c, written on another branch; until
- * that is merged this file must still link, so the reference is weak and the
- * commands say when the build has no decoder.
- */
-#pragma weak glm_image_decode
-#pragma weak glm_media_limits_default
-
 static int
 decode_any(const uint8_t *data, size_t len, const glm_media_limits *lim,
     glm_image *out, glm_err *err)
@@ -116,9 +110,6 @@ decode_any(const uint8_t *data, size_t len, const glm_media_limits *lim,
     memset(out, 0, sizeof(*out));
     if (len >= 2 && data[0] == 'P' && data[1] == '6') {
         return ppm_decode(data, len, out, err);
-    }
-    if (glm_image_decode == NULL) {
-        return glm_errf(err, "this build has no image decoder (only PPM P6 files)");
     }
     return glm_image_decode(data, len, lim, out, err);
 }
@@ -175,12 +166,11 @@ glm_cmd_preprocess(int argc, char **argv)
     glm_err err;
     long v, repeat = 1;
     int i, first_file = 0, r;
+    const char *out_path = NULL;
+    FILE *out = NULL;
 
     glm_vision_proc_default_image(&p);
-    memset(&lim, 0, sizeof(lim));
-    if (glm_media_limits_default != NULL) {
-        glm_media_limits_default(&lim);
-    }
+    glm_media_limits_default(&lim);
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc
             && parse_int(argv[i + 1], 1, 256, &v) == 0) {
@@ -198,6 +188,8 @@ glm_cmd_preprocess(int argc, char **argv)
             && parse_int(argv[i + 1], 1, LONG_MAX, &v) == 0) {
             p.max_pixels = v;
             i++;
+        } else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) {
+            out_path = argv[++i];
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "%s\n", CMD_USAGE_PREPROCESS);
             return 2;
@@ -209,6 +201,10 @@ glm_cmd_preprocess(int argc, char **argv)
     if (first_file == 0) {
         fprintf(stderr, "%s\n", CMD_USAGE_PREPROCESS);
         return 2;
+    }
+    if (out_path != NULL && (out = fopen(out_path, "wb")) == NULL) {
+        glm_errf(&err, "%s: cannot create: %s", out_path, strerror(errno));
+        return cmd_fail(&err);
     }
     for (i = first_file; i < argc; i++) {
         double best_dec = 1e30, best_pre = 1e30, t0, t1, t2;
@@ -226,6 +222,9 @@ glm_cmd_preprocess(int argc, char **argv)
             if (glm_preprocess_image(&im, &p, &vi, &err) < 0) {
                 glm_err_prefix(&err, "%s", argv[i]);
                 free(im.rgb);
+                if (out != NULL) {
+                    fclose(out);
+                }
                 return cmd_fail(&err);
             }
             t2 = glm_now_seconds();
@@ -241,7 +240,21 @@ glm_cmd_preprocess(int argc, char **argv)
             (long long) glm_vision_tokens(&vi, p.merge_size), best_dec * 1e3,
             best_pre * 1e3, p.threads);
         free(im.rgb);
+        if (out != NULL) {
+            size_t n = (size_t) vi.n_patches * vi.patch_dim;
+            /* little-endian hosts only, which is every host we build for */
+            if (fwrite(vi.pixel_values, sizeof(float), n, out) != n) {
+                glm_errf(&err, "%s: write failed", out_path);
+                glm_vision_input_free(&vi);
+                fclose(out);
+                return cmd_fail(&err);
+            }
+        }
         glm_vision_input_free(&vi);
+    }
+    if (out != NULL && fclose(out) != 0) {
+        glm_errf(&err, "%s: write failed", out_path);
+        return cmd_fail(&err);
     }
     return 0;
 }
@@ -258,10 +271,7 @@ glm_cmd_bench_preprocess(int argc, char **argv)
     int i, first_file = 0, n_files, only = 0, f, rc = 1;
 
     glm_vision_proc_default_image(&p);
-    memset(&lim, 0, sizeof(lim));
-    if (glm_media_limits_default != NULL) {
-        glm_media_limits_default(&lim);
-    }
+    glm_media_limits_default(&lim);
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc
             && parse_int(argv[i + 1], 1, 256, &v) == 0) {

@@ -50,6 +50,15 @@ void glm_media_limits_default(glm_media_limits *lim);
 typedef struct {
     int       width, height;
     uint8_t  *rgb;                /* [height][width][3], malloc'd */
+    /* The transparent colour PIL leaves in info["transparency"] when
+     * convert("RGB") turns an image with a single transparent colour (a P
+     * image's transparent index, as in GIF; an L or RGB PNG's tRNS colour)
+     * into RGB.  The image processor's convert_to_rgb then composites the
+     * image onto white, so every pixel of exactly that colour becomes white
+     * (glm_preprocess_image does this).  0 when there is none: the decoder
+     * sets it, and images without one need not know it exists. */
+    int       has_key;
+    uint8_t   key_rgb[3];
 } glm_image;
 
 void glm_image_free(glm_image *im);

@@ -736,8 +736,9 @@ int
 glm_preprocess_image(const glm_image *im, const glm_vision_proc *p,
     glm_vision_input *out, glm_err *err)
 {
-    const uint8_t *frames[GLM_MAX_TPS];
-    int rh, rw, t;
+    const uint8_t *frames[GLM_MAX_TPS], *rgb;
+    uint8_t *keyed = NULL;
+    int rh, rw, t, rc;
 
     memset(out, 0, sizeof(*out));
     if (check_proc(p, err) < 0) {
@@ -751,11 +752,32 @@ glm_preprocess_image(const glm_image *im, const glm_vision_proc *p,
             p->min_pixels, p->max_pixels, &rh, &rw, err) < 0) {
         return -1;
     }
-    for (t = 0; t < p->temporal_patch_size; t++) {
-        frames[t] = im->rgb;
+    rgb = im->rgb;
+    if (im->has_key) {
+        /* convert_to_rgb: RGBA with the key colour transparent, composited
+         * on opaque white: the key's pixels turn white, the rest stay */
+        size_t i, n = (size_t) im->width * im->height;
+        keyed = malloc(3 * n);
+        if (keyed == NULL) {
+            return glm_errf(err, "out of memory");
+        }
+        for (i = 0; i < n; i++) {
+            const uint8_t *px = im->rgb + 3 * i;
+            int is_key = px[0] == im->key_rgb[0] && px[1] == im->key_rgb[1]
+                && px[2] == im->key_rgb[2];
+            keyed[3 * i] = is_key ? 255 : px[0];
+            keyed[3 * i + 1] = is_key ? 255 : px[1];
+            keyed[3 * i + 2] = is_key ? 255 : px[2];
+        }
+        rgb = keyed;
     }
-    if (run_frames(frames, 1, im->width, im->height, rw, rh, GLM_RESAMPLE_PIL,
-            p, 0, out, err) < 0) {
+    for (t = 0; t < p->temporal_patch_size; t++) {
+        frames[t] = rgb;
+    }
+    rc = run_frames(frames, 1, im->width, im->height, rw, rh, GLM_RESAMPLE_PIL,
+        p, 0, out, err);
+    free(keyed);
+    if (rc < 0) {
         return -1;
     }
     out->grid_t = 1;

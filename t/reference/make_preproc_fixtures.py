@@ -20,6 +20,10 @@ against, from the reference implementations:
   video          Glm4vVideoProcessor with do_sample_frames=False on small
                  frame stacks: the same, plus the frame-pair timestamps that
                  Glm4vProcessor prints into the prompt;
+  end_to_end     transformers' load_image (PIL decode, exif_transpose, RGB) +
+                 Glm4vImageProcessorPil on some of the decoder's fixture files
+                 (t/fixtures/media): md5 of pixel_values, for the whole path
+                 glm_image_decode + glm_preprocess_image;
   sample_fps     Glm4vVideoProcessor.sample_frames on many (total_frames, fps,
                  duration, target fps, max_duration);
   sample_uniform vLLM's fixed num_frames sampling (OpenCVVideoBackend.load_bytes
@@ -336,6 +340,32 @@ def make_video_cases():
     return out
 
 
+END_TO_END_FILES = ["jpeg_420.jpg", "jpeg_444.jpg", "jpeg_exif_o6.jpg", "jpeg_progressive.jpg",
+                    "jpeg_grey.jpg", "jpeg_cmyk.jpg", "png_la16.png", "png_pal8_trns.png",
+                    "png_exif_o6.png", "bmp_24.bmp", "gif_transparent.gif", "webp_lossy.webp",
+                    "gif_offset_trans.gif", "png_grey16_trns.png", "gif_global.gif"]
+
+
+def make_end_to_end():
+    from transformers.image_utils import load_image
+    from transformers.models.glm4v.image_processing_pil_glm4v import Glm4vImageProcessorPil
+    proc = Glm4vImageProcessorPil(size=GLM45V_IMAGE_SIZE)
+    media = os.path.join(HERE, "..", "fixtures", "media")
+    out = []
+    for name in END_TO_END_FILES:
+        img = load_image(os.path.join(media, name))
+        # the colour PIL keeps in info["transparency"] after convert("RGB"):
+        # the processor's convert_to_rgb turns its pixels white
+        key = img.info.get("transparency")
+        r = proc(images=[img], return_tensors=None)
+        pv = np.ascontiguousarray(np.asarray(r["pixel_values"], dtype=np.float32))
+        out.append({"file": name, "size": list(img.size),
+                    "key": list(key) if isinstance(key, tuple) else None,
+                    "grid": [int(v) for v in r["image_grid_thw"][0]],
+                    "md5": hashlib.md5(pv.astype("<f4").tobytes()).hexdigest()})
+    return out
+
+
 # ---- samplers ------------------------------------------------------------------
 
 def make_sample_fps(n=600, seed=11):
@@ -399,6 +429,7 @@ def main():
         "resize": make_resize(),
         "image": make_image_cases(),
         "video": make_video_cases(),
+        "end_to_end": make_end_to_end(),
         "sample_fps": make_sample_fps(),
         "sample_uniform": make_sample_uniform(),
     }

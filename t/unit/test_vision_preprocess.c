@@ -3,7 +3,8 @@
  * 5.23, Pillow 13 and torchvision 0.29 (t/reference/make_preproc_fixtures.py
  * wrote their answers into t/fixtures/preproc/preproc_reference.json).
  *
- *   test_vision_preprocess [FIXTURE_DIR]   (default t/fixtures/preproc)
+ *   test_vision_preprocess [FIXTURE_DIR [MEDIA_DIR]]
+ *       (defaults t/fixtures/preproc, t/fixtures/media)
  *
  *  1. smart_resize on thousands of generated (frames, h, w, min, max) tuples
  *     and hand-picked edges, error messages included;
@@ -13,7 +14,8 @@
  *  3. glm_preprocess_image / glm_preprocess_video: grid, md5 of the float32
  *     pixel values (and the largest error at sampled positions when the md5
  *     differs), the video's frame-pair timestamps; 1 and 3 threads give the
- *     same bytes;
+ *     same bytes; and the decoder's fixture images through glm_image_decode
+ *     + glm_preprocess_image against load_image + the processor;
  *  4. the samplers: Glm4vVideoProcessor.sample_frames and vLLM's uniform
  *     sampling on hundreds of videos;
  *  5. bad input: refused with a message, never a crash (ASan/UBSan build).
@@ -452,6 +454,7 @@ test_images(yajl_val sec)
         char what[96];
         int rc;
 
+        memset(&im, 0, sizeof(im));
         im.width = (int) jint(jat(glm_json_get(c, "src"), 0));
         im.height = (int) jint(jat(glm_json_get(c, "src"), 1));
         im.rgb = make_image(im.width, im.height, (int) jint(glm_json_get(c, "kind")),
@@ -555,6 +558,77 @@ test_videos(yajl_val sec)
     printf("PREPROC_MATCH video_pixel_values %d/%zu\n", match, jlen(sec));
 }
 
+/* The decoder's fixture files through glm_image_decode and the image
+ * processor: transformers' load_image + processor give these md5s. */
+static void
+test_end_to_end(yajl_val sec, const char *media_dir)
+{
+    size_t k;
+    int match = 0, keys_missing = 0;
+
+    for (k = 0; k < jlen(sec); k++) {
+        yajl_val c = jat(sec, k), grid = glm_json_get(c, "grid");
+        const char *name = jstr(glm_json_get(c, "file")), *want = jstr(glm_json_get(c, "md5"));
+        char path[512], got[33] = "";
+        glm_vision_proc p;
+        glm_vision_input vi;
+        glm_image im;
+        glm_err err;
+        size_t len;
+        char *data;
+        int ok = 0;
+
+        snprintf(path, sizeof(path), "%s/%s", media_dir, name ? name : "?");
+        data = glm_read_file(path, &len, &err);
+        if (data == NULL) {
+            check(0, "end to end: %s", err.msg);
+            continue;
+        }
+        glm_vision_proc_default_image(&p);
+        if (glm_image_decode((const uint8_t *) data, len, NULL, &im, &err) < 0) {
+            check(0, "end to end %s: decode: %s", name, err.msg);
+        } else {
+            yajl_val key = glm_json_get(c, "key");
+            if (jlen(key) == 3) {
+                int i;
+                if (!im.has_key) {
+                    /* the decoder's half: PIL's info["transparency"] */
+                    printf("NOTE end to end %s: the decoder reports no transparent colour,"
+                        " PIL keeps (%lld, %lld, %lld); using the fixture's\n", name,
+                        jint(jat(key, 0)), jint(jat(key, 1)), jint(jat(key, 2)));
+                    keys_missing++;
+                } else {
+                    check(im.key_rgb[0] == jint(jat(key, 0)) && im.key_rgb[1] == jint(jat(key, 1))
+                        && im.key_rgb[2] == jint(jat(key, 2)), "end to end %s: key colour", name);
+                }
+                im.has_key = 1;
+                for (i = 0; i < 3; i++) {
+                    im.key_rgb[i] = (uint8_t) jint(jat(key, i));
+                }
+            } else {
+                check(!im.has_key, "end to end %s: the decoder reports a key colour PIL"
+                    " does not keep", name);
+            }
+            if (glm_preprocess_image(&im, &p, &vi, &err) < 0) {
+                check(0, "end to end %s: %s", name, err.msg);
+            } else {
+                md5_of(vi.pixel_values, sizeof(float) * (size_t) vi.n_patches * vi.patch_dim, got);
+                ok = vi.grid_h == jint(jat(grid, 1)) && vi.grid_w == jint(jat(grid, 2))
+                    && want != NULL && strcmp(got, want) == 0;
+                check(ok, "end to end %s (%dx%d): grid %d,%d md5 %s, expected %lld,%lld %s",
+                    name, im.width, im.height, vi.grid_h, vi.grid_w, got,
+                    jint(jat(grid, 1)), jint(jat(grid, 2)), want ? want : "?");
+                glm_vision_input_free(&vi);
+            }
+            glm_image_free(&im);
+        }
+        match += ok;
+        free(data);
+    }
+    printf("PREPROC_MATCH end_to_end_decode_preprocess %d/%zu%s\n", match, jlen(sec),
+        keys_missing ? " (transparent colours from the fixture, see NOTE)" : "");
+}
+
 /* A large image through several threads equals one thread (rows split
  * unevenly, both pass orders, the torch variant). */
 static void
@@ -564,13 +638,16 @@ test_threads(void)
     size_t s;
 
     for (s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
-        glm_image im = { sizes[s][0], sizes[s][1], NULL };
+        glm_image im;
         glm_video v;
         glm_vision_proc p;
         glm_vision_input a, b;
         glm_err err;
         int t;
 
+        memset(&im, 0, sizeof(im));
+        im.width = sizes[s][0];
+        im.height = sizes[s][1];
         im.rgb = make_image(im.width, im.height, 1, 42 + (uint32_t) s);
         glm_vision_proc_default_image(&p);
         p.max_pixels = 784 * 2 * 300;     /* a downscale */
@@ -607,6 +684,52 @@ test_threads(void)
         glm_vision_input_free(&b);
         free(im.rgb);
     }
+}
+
+/* A key colour turns exactly its pixels white, as convert_to_rgb's
+ * composite on white does. */
+static void
+test_key_colour(void)
+{
+    glm_image a, b;
+    glm_vision_proc p;
+    glm_vision_input va, vb;
+    glm_err err;
+    size_t i, n = 90 * 60;
+
+    memset(&a, 0, sizeof(a));
+    a.width = 90;
+    a.height = 60;
+    a.rgb = make_image(90, 60, 1, 77);
+    for (i = 0; i < n; i += 7) {          /* plant the key colour */
+        a.rgb[3 * i] = 10;
+        a.rgb[3 * i + 1] = 20;
+        a.rgb[3 * i + 2] = 30;
+    }
+    b = a;
+    b.rgb = malloc(3 * n);
+    for (i = 0; i < n; i++) {
+        int key = a.rgb[3 * i] == 10 && a.rgb[3 * i + 1] == 20 && a.rgb[3 * i + 2] == 30;
+        b.rgb[3 * i] = key ? 255 : a.rgb[3 * i];
+        b.rgb[3 * i + 1] = key ? 255 : a.rgb[3 * i + 1];
+        b.rgb[3 * i + 2] = key ? 255 : a.rgb[3 * i + 2];
+    }
+    a.has_key = 1;
+    a.key_rgb[0] = 10;
+    a.key_rgb[1] = 20;
+    a.key_rgb[2] = 30;
+    glm_vision_proc_default_image(&p);
+    check(glm_preprocess_image(&a, &p, &va, &err) == 0
+        && glm_preprocess_image(&b, &p, &vb, &err) == 0
+        && va.n_patches == vb.n_patches
+        && memcmp(va.pixel_values, vb.pixel_values,
+            sizeof(float) * (size_t) va.n_patches * va.patch_dim) == 0,
+        "key colour: its pixels become white, nothing else changes");
+    check(a.rgb[0] == 10 && a.rgb[2] == 30, "key colour: the input is left alone");
+    glm_vision_input_free(&va);
+    glm_vision_input_free(&vb);
+    free(a.rgb);
+    free(b.rgb);
 }
 
 /* ---- 4. samplers ---------------------------------------------------------------- */
@@ -728,6 +851,7 @@ test_bad_input(void)
     check(p.max_pixels == 47040000 && p.fps == 2 && p.max_duration == 300, "video defaults");
 
     glm_vision_proc_default_image(&p);
+    memset(&im, 0, sizeof(im));
     im.width = 0;
     im.height = 4;
     im.rgb = px;
@@ -772,6 +896,7 @@ int
 main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "t/fixtures/preproc";
+    const char *media_dir = argc > 2 ? argv[2] : "t/fixtures/media";
     char path[512], errbuf[256];
     glm_err err;
     size_t len;
@@ -795,7 +920,9 @@ main(int argc, char **argv)
     test_resize(glm_json_get(root, "resize"));
     test_images(glm_json_get(root, "image"));
     test_videos(glm_json_get(root, "video"));
+    test_end_to_end(glm_json_get(root, "end_to_end"), media_dir);
     test_threads();
+    test_key_colour();
     test_samplers(glm_json_get(root, "sample_fps"), glm_json_get(root, "sample_uniform"));
     test_bad_input();
     yajl_tree_free(root);
