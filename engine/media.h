@@ -150,17 +150,33 @@ typedef struct {
 
 void glm_vision_input_free(glm_vision_input *vi);
 
-/* Image -> pixel_values, image_grid_thw = [1, gh, gw]. */
+/* Image -> pixel_values, image_grid_thw = [1, gh, gw], bit for bit what
+ * transformers 5.23's Glm4vImageProcessorPil returns: smart_resize with
+ * num_frames = temporal_patch_size, PIL's bicubic, float32(u8 / 255) then
+ * (x - mean) / std in float32, the 2x2-block patch order, the temporal
+ * copies equal; a key colour (glm_image.has_key) composited on white first.
+ * pixel_values holds 4 * patch_dim bytes per patch (24 per resized pixel).
+ * 0, or -1 with err (aspect ratio over 200, sizes out of range, memory). */
 int glm_preprocess_image(const glm_image *im, const glm_vision_proc *p,
     glm_vision_input *out, glm_err *err);
 
-/* Video frames (already sampled) -> pixel_values_videos, [T/2, gh, gw]. */
+/* Video frames (already sampled) -> pixel_values_videos, [T/2, gh, gw], as
+ * Glm4vVideoProcessor (torchvision backend): one smart_resize for all
+ * frames with num_frames = n_frames (so 1 frame is refused, as there), the
+ * torch resampler, (float(u8) - 255 mean) / (255 std) in float32, the frame
+ * count padded to even with the last frame, consecutive frames paired.
+ * pair_seconds[k] = int(frame_index[2k] / meta.fps) (fps 24 when 0), the
+ * timestamps processing_glm4v prints; frame_index NULL means 0, 1, 2... */
 int glm_preprocess_video(const glm_video *v, const glm_vision_proc *p,
     glm_vision_input *out, glm_err *err);
 
-/* The reference sampler (MODEL.md 6.1); ctx is a glm_vision_proc *.  A
+/* The reference sampler (MODEL.md 6.1, Glm4vVideoProcessor.sample_frames);
+ * ctx is a glm_vision_proc * (fps, max_duration); meta.fps must be > 0 and
+ * meta.duration 0 means unknown.  At most total_frames + 1 indices.  A
  * fixed frame count (vLLM's --media-io-kwargs num_frames) is a different
- * sampler: glm_sample_uniform with ctx pointing at an int. */
+ * sampler: glm_sample_uniform with ctx pointing at an int (vLLM's OpenCV
+ * loader: every frame when the int is <= 0 or >= total_frames, else
+ * numpy.linspace(0, total - 1, n, dtype=int); no padding to even). */
 int glm_sample_frames_fps(void *ctx, const glm_video_meta *meta, int *idx,
     int max_idx, glm_err *err);
 int glm_sample_uniform(void *ctx, const glm_video_meta *meta, int *idx,
