@@ -15,7 +15,10 @@ OPT     ?= -O2
 CPPFLAGS += -D_GNU_SOURCE -Iengine
 CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Wshadow \
            -Wstrict-prototypes -pthread -fno-strict-aliasing
-LDLIBS  += -lyajl -lpcre2-8 -lm -lpthread
+# media decoding (engine/media_*.c): image libraries and FFmpeg, via pkg-config
+MEDIA_PKGS = libjpeg libpng libwebp libwebpdemux zlib libavformat libavcodec libswscale libavutil
+CPPFLAGS += $(shell pkg-config --cflags $(MEDIA_PKGS))
+LDLIBS  += -lyajl -lpcre2-8 -lm -lpthread $(shell pkg-config --libs $(MEDIA_PKGS))
 SANITIZE = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 ENGINE_MAIN  = engine/main.c
@@ -36,7 +39,7 @@ FIXTURES     = glm45-air-tiny glm45-tiny glm45v-tiny
 MODEL       ?= t/fixtures/glm45-air-tiny
 PORT        ?= 8080
 
-.PHONY: semantics-check template-check bench-templates fuzz-templates template-fixtures bench-overhead test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer \
+.PHONY: semantics-check template-check bench-templates fuzz-templates template-fixtures bench-overhead test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer bench-preproc preproc-fixtures \
         fixtures clean cuda test-gpu
 all: build/glm-engine build/glm-bench $(NGX_MODULE) $(if $(filter 1,$(CUDA)),cuda)
 
@@ -145,7 +148,7 @@ test-gpu:
 	    echo "no GPU tests yet: the CUDA backend is not written"; \
 	else echo "SKIPPED: no GPU"; fi
 
-bench: bench-tokenizer bench-overhead bench-templates
+bench: bench-tokenizer bench-overhead bench-templates bench-preproc
 
 bench-templates:
 	@sh t/bench/bench_templates.sh
@@ -167,6 +170,15 @@ bench-overhead: build/glm-engine build/glm-bench $(NGX_MODULE)
 
 bench-tokenizer: build/glm-engine
 	@sh t/bench/bench_tokenizer.sh build/glm-engine
+
+# GLM-4.5V image preprocessing against transformers (needs its venv: PYTHON_REF)
+PYTHON_REF ?= $(if $(wildcard /root/venv-ref/bin/python),/root/venv-ref/bin/python,$(PYTHON))
+bench-preproc: build/glm-engine
+	@PYTHON=$(PYTHON_REF) sh t/bench/bench_preproc.sh build/glm-engine
+
+# rewrites t/fixtures/preproc from transformers / Pillow / torchvision
+preproc-fixtures:
+	$(PYTHON_REF) t/reference/make_preproc_fixtures.py
 
 # Python packages the client tests use (the official openai SDK), in a venv
 test-deps: build/pyvenv/.done

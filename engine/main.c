@@ -9,6 +9,8 @@
  *   glm-engine render-template --model DIR --request JSON
  *   glm-engine tokenize --model DIR --text TEXT [--decode]
  *   glm-engine bench-tokenizer --model DIR --corpus FILE [--seconds S]
+ *   glm-engine preprocess [--threads N] [--repeat N] FILE...
+ *   glm-engine bench-preprocess [--threads N] [--seconds S] FILE...
  *
  * Errors go to stderr as one line "glm-engine: error: ..." and exit 1; usage
  * mistakes exit 2.
@@ -45,10 +47,15 @@ glm_usage(FILE *f)
         "                                       the prompt a chat request renders to, and its ids\n"
         "  tokenize --model DIR --text TEXT     print token ids (--text - reads stdin)\n"
         "           [--decode]\n"
-        "  bench-tokenizer --model DIR --corpus FILE [--seconds S]\n");
+        "  bench-tokenizer --model DIR --corpus FILE [--seconds S]\n"
+        "  preprocess [--threads N] [--repeat N] [--min-pixels N] [--max-pixels N] FILE...\n"
+        "                                       GLM-4.5V image processor: grid, patches, time\n"
+        "  bench-preprocess [--threads N] [--seconds S] [--preprocess-only] FILE...\n");
 }
 
 int glm_cmd_bench(int argc, char **argv);
+int glm_cmd_preprocess(int argc, char **argv);
+int glm_cmd_bench_preprocess(int argc, char **argv);
 
 static int
 glm_fail(const glm_err *err)
@@ -337,6 +344,12 @@ main(int argc, char **argv)
     }
     if (strcmp(argv[1], "bench-tokenizer") == 0) {
         return glm_cmd_bench_tokenizer(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "preprocess") == 0) {
+        return glm_cmd_preprocess(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "bench-preprocess") == 0) {
+        return glm_cmd_bench_preprocess(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0
         || strcmp(argv[1], "-h") == 0)
