@@ -456,9 +456,22 @@ glm_ct_media_parts(glm_jinja_ctx *ctx, glm_jinja_value msg, glm_err *err)
     }
     for (i = 0; i < glm_jinja_len(*content); i++) {
         glm_jinja_value *part = glm_jinja_list_at(*content, i);
-        glm_jinja_value *type = part != NULL ? glm_jinja_dict_get(*part, "type") : NULL;
-        glm_jinja_value repl, s;
+        glm_jinja_value *type = part != NULL && part->kind == GLM_JINJA_DICT
+                                ? glm_jinja_dict_get(*part, "type") : NULL;
+        glm_jinja_value repl, s, shorthand;
 
+        if (type == NULL && part != NULL && part->kind == GLM_JINJA_DICT) {
+            /* vLLM's untyped shorthand parts {"image_url": U}, {"video_url": U} */
+            const char *key = glm_jinja_dict_get(*part, "image_url") != NULL ? "image_url"
+                              : glm_jinja_dict_get(*part, "video_url") != NULL ? "video_url"
+                              : NULL;
+            if (key != NULL) {
+                if (glm_jinja_str(ctx, key, strlen(key), &shorthand, err) != 0) {
+                    return -1;
+                }
+                type = &shorthand;
+            }
+        }
         if (type == NULL || type->kind != GLM_JINJA_STR) {
             continue;
         }

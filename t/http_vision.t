@@ -16,6 +16,7 @@ use Test::More;
 use JSON::PP qw(encode_json decode_json);
 use MIME::Base64 qw(encode_base64);
 use POSIX qw(mkfifo);
+use Compress::Zlib qw(crc32);
 
 plan skip_all => 'needs the real engine (GLM_TEST_ENGINE)'
     unless $ENV{GLM_TEST_ENGINE};
@@ -97,6 +98,29 @@ $resp = GlmTest::parse_response($raw);
 is($resp->{status}, 200, 'local MP4: 200') or diag($raw);
 like($resp->{body}, qr/"finish_reason":"(length|stop)"/, 'local MP4: the stream finishes');
 
+# frame sampling per request: the 2 s clip at 4 fps gives 2 frame pairs at the
+# default 2 fps, 1 pair at fps 1 or with num_frames 2; a pair is 12 image
+# tokens (6x8 grid) + begin/end + its timestamp
+my @vq = ([ $vid, { type => 'text', text => 'Describe the video.' } ]);
+my $v2 = $t->post('/v1/chat/completions', mm_body(@vq));
+my $v1 = $t->post('/v1/chat/completions', mm_body(@vq, mm_processor_kwargs => { fps => 1 }));
+my $vn = $t->post('/v1/chat/completions', mm_body(@vq, mm_processor_kwargs => { num_frames => 2 }));
+is($v2->{json}{usage}{prompt_tokens} - $v1->{json}{usage}{prompt_tokens}, 15,
+   'mm_processor_kwargs.fps 1: one frame pair fewer (15 tokens)');
+is($vn->{json}{usage}{prompt_tokens}, $v1->{json}{usage}{prompt_tokens},
+   'mm_processor_kwargs.num_frames 2: one pair');
+
+# n = 2 choices share one encoding of the image
+$r = $t->post('/v1/chat/completions', mm_body([ $img, $text_part ], n => 2));
+is(scalar @{ $r->{json}{choices} // [] }, 2, 'n=2 with an image: two choices');
+is($r->{json}{choices}[1]{message}{content}, $answer, 'n=2: greedy choices agree');
+
+# a client that leaves while its image is being decoded costs nothing
+{
+    my $c = $t->stream_open(mm_body([ $img, $text_part ], stream => JSON::PP::true));
+    close $c;
+}
+
 $r = $t->post('/v1/chat/completions',
               mm_body([ { type => 'image_url', image_url => { url => "file://$media/cat.png" } },
                         $text_part ]));
@@ -108,10 +132,17 @@ is($r->{status}, 200, 'shorthand part with a plain path: 200');
 # --- bad input: each a clean error for that request only
 my $corrupt = $png;
 substr($corrupt, 60, 40) = "\xff" x 40;
-my $lying = $png;
-substr($lying, 16, 8) = pack('NN', 100000, 100000);      # IHDR width, height
-my $zero = $png;
-substr($zero, 16, 8) = pack('NN', 0, 0);
+# a PNG whose IHDR (width, height at byte 16, CRC after its 13 data bytes)
+# claims another size, with a valid CRC so that only the size is wrong
+sub png_claiming {
+    my ($w, $h) = @_;
+    my $p = $png;
+    substr($p, 16, 8) = pack('NN', $w, $h);
+    substr($p, 29, 4) = pack('N', crc32(substr($p, 12, 17)));
+    return $p;
+}
+my $lying = png_claiming(100000, 100000);
+my $zero = png_claiming(0, 0);
 my @bad = (
     [ 'corrupt PNG', data_url('image/png', $corrupt), 400 ],
     [ 'truncated PNG', data_url('image/png', substr($png, 0, length($png) / 2)), 400 ],
