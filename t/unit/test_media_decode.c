@@ -447,6 +447,9 @@ test_headers(void)
     bmp[22] = 0xa0; bmp[23] = 0x86; bmp[24] = 0x01;
     total++; ok += expect_image_error(bmp, sizeof(bmp), NULL, "100000x100000 = 10000000000 "
                                       "pixels, over the limit of 67108864", "BMP 100000^2");
+    bmp[18] = 0xff; bmp[19] = 0xff; bmp[20] = 0xff; bmp[21] = 0xff;  /* 4294967295 wide */
+    total++; ok += expect_image_error(bmp, sizeof(bmp), NULL, "4294967295x100000 = "
+                                      "429496729500000 pixels", "BMP 2^32-1 wide");
     webp = load("webp_animated.webp", &wn);
     if (webp != NULL && wn > 30 && memcmp(webp + 12, "VP8X", 4) == 0) {
         memcpy(webp + 24, "\x0f\x27\x00\x0f\x27\x00", 6);        /* canvas 10000 x 10000 */
