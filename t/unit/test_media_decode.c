@@ -10,7 +10,7 @@
  *    duration) and the frames the uniform sampler picks, byte for byte the
  *    ffmpeg CLI's rgb24 (md5 per frame); a sampler repeating its last frame.
  * 3. Bad input, each a clean one-line error: empty, one byte, unknown magic,
- *    every image truncated at many offsets, thousands of seeded random byte
+ *    every file truncated at many offsets, thousands of seeded random byte
  *    flips over every image (a few over every video), zero-size headers,
  *    headers claiming 100000x100000 (the pixel guard names the limit), over
  *    max_encoded_bytes, videos over max_frames / max_duration / max_pixels /
@@ -518,7 +518,20 @@ test_damage(void)
             continue;
         }
         copy = malloc(len);
-        if (!video) {
+        if (video) {
+            for (k = 1; k < 16; k++) {
+                size_t at = len * (size_t) k / 16;
+
+                truncated++;
+                err.msg[0] = '\0';
+                if (glm_video_decode(data, at, NULL, sample_uniform, &n, &v, &err) == 0) {
+                    glm_video_free(&v);
+                } else {
+                    trunc_err++;
+                    bad_msgs += !one_line(&err);
+                }
+            }
+        } else {
             step = len / 64 > 0 ? len / 64 : 1;
             for (cut = 0; cut < len; cut += (cut < 64 ? 1 : step)) {
                 uint8_t *t = malloc(cut ? cut : 1);     /* exact size: ASan sees overreads */
