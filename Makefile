@@ -39,7 +39,7 @@ FIXTURES     = glm45-air-tiny glm45-tiny glm45v-tiny
 MODEL       ?= t/fixtures/glm45-air-tiny
 PORT        ?= 8080
 
-.PHONY: semantics-check template-check bench-templates fuzz-templates template-fixtures bench-overhead test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer bench-preproc preproc-fixtures \
+.PHONY: semantics-check template-check bench-templates fuzz-templates fuzz-media media-fixtures template-fixtures bench-overhead test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer bench-preproc preproc-fixtures \
         fixtures clean cuda test-gpu
 all: build/glm-engine build/glm-bench $(NGX_MODULE) $(if $(filter 1,$(CUDA)),cuda)
 
@@ -162,8 +162,15 @@ template-check: build/asan/t/test_templates
 template-fixtures:
 	$(PYTHON) t/reference/make_template_fixtures.py
 
+# t/fixtures/media from PIL and the ffmpeg CLI (PYTHON=/root/venv-ref/bin/python)
+media-fixtures:
+	$(PYTHON) t/reference/make_media_fixtures.py
+
 fuzz-templates:
 	@sh t/fuzz/build.sh && mkdir -p build/fuzz/corpus && build/fuzz/fuzz_template -dict=t/fuzz/jinja.dict -max_len=8192 -timeout=10 -max_total_time=$${FUZZ_SECONDS:-600} build/fuzz/corpus build/fuzz/seeds
+
+fuzz-media:
+	@sh t/fuzz/build.sh media && mkdir -p build/fuzz/media_corpus && build/fuzz/fuzz_media -dict=t/fuzz/media.dict -max_len=65536 -timeout=20 -rss_limit_mb=3072 -max_total_time=$${FUZZ_SECONDS:-600} -artifact_prefix=build/fuzz/ build/fuzz/media_corpus build/fuzz/media_seeds
 
 bench-overhead: build/glm-engine build/glm-bench $(NGX_MODULE)
 	@sh t/bench/bench_overhead.sh

@@ -86,7 +86,8 @@ typedef int (*glm_frame_sampler)(void *ctx, const glm_video_meta *meta,
 typedef struct {
     glm_video_meta meta;
     int        n_frames;          /* frames kept */
-    int        width, height;
+    int        width, height;     /* after the container's rotation, which is
+                                     applied as the ffmpeg CLI applies it */
     int       *frame_index;       /* [n_frames] index in the stream */
     uint8_t   *rgb;               /* [n_frames][height][width][3] */
 } glm_video;

@@ -44,11 +44,14 @@ glm_media_check_size(int64_t width, int64_t height, const glm_media_limits *lim,
         return glm_errf(err, "image has zero size (%lldx%lld)", (long long) width,
                         (long long) height);
     }
+    /* both sides are below 2^32 here (every header field is), so the
+     * unsigned product is exact */
     if (width > GLM_MEDIA_MAX_SIDE || height > GLM_MEDIA_MAX_SIDE
         || width * height > lim->max_pixels) {
-        return glm_errf(err, "image is %lldx%lld = %lld pixels, over the limit of %lld "
+        return glm_errf(err, "image is %lldx%lld = %llu pixels, over the limit of %lld "
                         "(decompression bomb guard)", (long long) width, (long long) height,
-                        (long long) width * height, (long long) lim->max_pixels);
+                        (unsigned long long) width * (unsigned long long) height,
+                        (long long) lim->max_pixels);
     }
     return 0;
 }

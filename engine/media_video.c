@@ -16,9 +16,11 @@
  *     unspecified or anything else is BT.601), and the input range is the
  *     frame's color_range when the frame says (else swscale's default for
  *     the pixel format: full range for yuvj*);
- *   - the output frame is padded/aligned as libavfilter allocates it, so
- *     swscale takes its SIMD paths; we convert into an aligned frame too and
- *     copy the rows out (an unaligned destination can change the bytes);
+ *   - the CLI's output frame is padded and aligned as libavfilter allocates
+ *     it, and swscale picks its SIMD routines partly by alignment; we
+ *     convert into an aligned frame too and copy the rows out (writing
+ *     straight into the packed buffer gave the same bytes on every fixture,
+ *     but nothing promises that);
  *   - autorotate: a display matrix of 90/180/270 degrees (phone videos)
  *     inserts transpose/hflip/vflip before the conversion.  We transpose the
  *     RGB after the conversion instead: identical for the usual 4:2:0 8-bit

@@ -38,12 +38,10 @@ import hashlib
 import io
 import json
 import os
-import random
+import re
 import shutil
 import struct
 import subprocess
-import sys
-import tempfile
 import zlib
 
 import numpy as np
@@ -334,7 +332,7 @@ def add_image(name, ext, data, note):
     try:
         rgb = reference(data)
     except Exception as e:                       # PIL refuses it: so must we
-        entry["error"] = f"{type(e).__name__}: {e}"
+        entry["error"] = re.sub(r" <_io\.BytesIO object at 0x[0-9a-f]+>", "", f"{type(e).__name__}: {e}")
         files.append(entry)
         print(f"  {name}: PIL refuses ({entry['error']})")
         return
@@ -362,7 +360,8 @@ def mp4_set_matrix(data, a, b, c, d):
 
 def add_video(name, ext, args, note, src="testsrc2=size=64x48:rate=10:duration=2", edit=None):
     path = os.path.join(OUT, f"{name}.{ext}")
-    run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", src, "-threads", "1"] + args + [path])
+    run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", src, "-threads", "1", "-fflags", "+bitexact"]
+        + args + [path])
     if edit is not None:
         with open(path, "rb") as f:
             data = edit(f.read())

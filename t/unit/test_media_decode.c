@@ -10,7 +10,7 @@
  *    duration) and the frames the uniform sampler picks, byte for byte the
  *    ffmpeg CLI's rgb24 (md5 per frame); a sampler repeating its last frame.
  * 3. Bad input, each a clean one-line error: empty, one byte, unknown magic,
- *    every image truncated at many offsets, thousands of seeded random byte
+ *    every file truncated at many offsets, thousands of seeded random byte
  *    flips over every image (a few over every video), zero-size headers,
  *    headers claiming 100000x100000 (the pixel guard names the limit), over
  *    max_encoded_bytes, videos over max_frames / max_duration / max_pixels /
@@ -447,6 +447,9 @@ test_headers(void)
     bmp[22] = 0xa0; bmp[23] = 0x86; bmp[24] = 0x01;
     total++; ok += expect_image_error(bmp, sizeof(bmp), NULL, "100000x100000 = 10000000000 "
                                       "pixels, over the limit of 67108864", "BMP 100000^2");
+    bmp[18] = 0xff; bmp[19] = 0xff; bmp[20] = 0xff; bmp[21] = 0xff;  /* 4294967295 wide */
+    total++; ok += expect_image_error(bmp, sizeof(bmp), NULL, "4294967295x100000 = "
+                                      "429496729500000 pixels", "BMP 2^32-1 wide");
     webp = load("webp_animated.webp", &wn);
     if (webp != NULL && wn > 30 && memcmp(webp + 12, "VP8X", 4) == 0) {
         memcpy(webp + 24, "\x0f\x27\x00\x0f\x27\x00", 6);        /* canvas 10000 x 10000 */
@@ -515,7 +518,20 @@ test_damage(void)
             continue;
         }
         copy = malloc(len);
-        if (!video) {
+        if (video) {
+            for (k = 1; k < 16; k++) {
+                size_t at = len * (size_t) k / 16;
+
+                truncated++;
+                err.msg[0] = '\0';
+                if (glm_video_decode(data, at, NULL, sample_uniform, &n, &v, &err) == 0) {
+                    glm_video_free(&v);
+                } else {
+                    trunc_err++;
+                    bad_msgs += !one_line(&err);
+                }
+            }
+        } else {
             step = len / 64 > 0 ? len / 64 : 1;
             for (cut = 0; cut < len; cut += (cut < 64 ? 1 : step)) {
                 uint8_t *t = malloc(cut ? cut : 1);     /* exact size: ASan sees overreads */
