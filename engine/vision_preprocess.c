@@ -6,10 +6,12 @@
  *
  * One pipeline serves both: a list of frames (an image is one frame repeated
  * temporal_patch_size times, which is exactly what the image processor's
- * broadcast does) goes, one temporal group at a time, through
+ * broadcast does) goes, one temporal group and one strip of 28 output rows
+ * (a block row of patches) at a time, through
  *
  *   resize      bicubic to the smart_resize size (resize_bicubic.c: Pillow's
- *               fixed point for images, torch's for videos), two row passes;
+ *               fixed point for images, torch's for videos), two row passes
+ *               whose intermediate rows stay in the caches;
  *   patchify    rescale + normalise fused with the patch layout: each pixel
  *               byte maps through a 256-entry table per channel holding the
  *               reference's float32 result for that byte, written straight
@@ -21,11 +23,11 @@
  * torchvision backend fuses them as (float(u8) - 255 mean) / (255 std) in
  * float32 with mean*255 and std*255 rounded to float32 first.
  *
- * Threads: a call may split its rows among `threads` threads it starts and
- * joins itself (no pool, no global state); each resize pass and the
- * patchify step are split by rows, with a barrier between steps.  A
- * resized frame that is the same source as the previous one is not resized
- * again.
+ * Threads: a call may split its block rows among `threads` threads it
+ * starts and joins itself (no pool, no global state); they share only the
+ * output and never wait for each other.  A frame that is the same source as
+ * the previous one of its group (an image's temporal copies, a video's
+ * padding) is not resized again.
  */
 #include "media.h"
 #include "resize_bicubic.h"
