@@ -356,6 +356,18 @@ glm_gif_decode(const uint8_t *data, size_t len, const glm_media_limits *lim,
         }
     }
     free(canvas);
+    /* PIL keeps the transparent index's colour in info["transparency"]
+     * through convert("RGB"); the processor whitens that colour */
+    out->has_key = transparency >= 0;
+    if (out->has_key) {
+        if (palette == NULL) {
+            memset(out->key_rgb, transparency, 3);
+        } else if (transparency < entries) {
+            memcpy(out->key_rgb, palette + 3 * transparency, 3);
+        } else {
+            memset(out->key_rgb, 0, 3);
+        }
+    }
     out->width = cw;
     out->height = ch;
     out->rgb = rgb;

@@ -74,6 +74,61 @@ glm_png_meta_free(glm_png_meta *m)
 /* Inflates a zTXt/iTXt payload as PIL's _safe_zlib_decompress: a truncated
  * stream gives what it has, corrupt data gives nothing (PIL: zlib.error ->
  * empty text), more than 1 MiB is an error. */
+/*
+ * The single transparent colour PIL keeps in info["transparency"] through
+ * convert("RGB") (PngImagePlugin's tRNS handling): a palette whose tRNS is
+ * all 0xff but for exactly one 0x00 entry (that entry's colour), a grey
+ * image's tRNS value (raw, as PIL stores it), an 8-bit RGB image's tRNS
+ * colour.  A tRNS with partial alpha values, and 1-bit and 16-bit images,
+ * leave no key here.  The GLM-4V processor then whitens that colour
+ * (glm_preprocess_image).
+ */
+static void
+glm_png_color_key(png_structp png, png_infop info, int depth, int color_type,
+    png_colorp pal, int npal, glm_image *out)
+{
+    png_bytep alpha = NULL;
+    png_color_16p color = NULL;
+    int n = 0, i, zero = -1;
+
+    out->has_key = 0;
+    if (!png_get_valid(png, info, PNG_INFO_tRNS)
+        || png_get_tRNS(png, info, &alpha, &n, &color) == 0)
+    {
+        return;
+    }
+    if (color_type == PNG_COLOR_TYPE_PALETTE) {
+        for (i = 0; alpha != NULL && i < n; i++) {
+            if (alpha[i] == 0x00 && zero < 0) {
+                zero = i;
+            } else if (alpha[i] != 0xff) {
+                return;                 /* per-entry alpha: PIL drops it */
+            }
+        }
+        if (zero < 0) {
+            return;
+        }
+        out->has_key = 1;
+        if (zero < npal) {
+            out->key_rgb[0] = pal[zero].red;
+            out->key_rgb[1] = pal[zero].green;
+            out->key_rgb[2] = pal[zero].blue;
+        } else {
+            memset(out->key_rgb, 0, 3);
+        }
+    } else if (color_type == PNG_COLOR_TYPE_GRAY && depth > 1 && depth <= 8 && color != NULL
+               && color->gray <= 255)
+    {
+        out->has_key = 1;
+        memset(out->key_rgb, (int) color->gray, 3);
+    } else if (color_type == PNG_COLOR_TYPE_RGB && depth == 8 && color != NULL) {
+        out->has_key = 1;
+        out->key_rgb[0] = (uint8_t) color->red;
+        out->key_rgb[1] = (uint8_t) color->green;
+        out->key_rgb[2] = (uint8_t) color->blue;
+    }
+}
+
 static int
 glm_png_inflate(const uint8_t *in, size_t in_len, uint8_t **out, size_t *out_len,
     glm_err *err)
@@ -499,6 +554,7 @@ glm_png_decode(const uint8_t *data, size_t len, const glm_media_limits *lim,
         snprintf(io.msg, sizeof(io.msg), "corrupt PNG data: a palette image without PLTE");
         longjmp(io.jump, 1);
     }
+    glm_png_color_key(png, info, depth, color_type, pal, npal, out);
     if (depth < 8) {
         png_set_packing(png);
     }
