@@ -15,7 +15,9 @@ NAME=${SERVED_NAME:-$(basename "$MODEL")}
 RUN=$ROOT/build/run
 
 need=""
-for p in nginx nginx-dev libyajl-dev libpcre2-dev build-essential pkg-config; do
+for p in nginx nginx-dev libyajl-dev libpcre2-dev build-essential pkg-config \
+         libjpeg62-turbo-dev libpng-dev libwebp-dev zlib1g-dev libavformat-dev \
+         libavcodec-dev libswscale-dev libavutil-dev; do
     dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 done
 if [ -n "$need" ]; then

@@ -182,7 +182,8 @@ glm_b64_decode(const char *s, size_t n, size_t max_out, size_t *out_len, glm_err
     size_t i, o = 0;
     int bits = 0, pad = 0;
 
-    if (n / 4 * 3 > max_out + 3) {
+    if (n / 4 * 3 > 2 * max_out + 3) {
+        /* far over: refused before decoding; near it, the exact size below */
         glm_errf(err, "the data: URL holds about %zu bytes, over the limit of %zu"
                  " encoded bytes per image or video", n / 4 * 3, max_out);
         return NULL;

@@ -849,6 +849,10 @@ glm_serve_usage(FILE *f)
         "  --allowed-local-media-path DIR  allow file:// images and videos under DIR\n"
         "  --media-threads N             image/video decoding threads (default 2; 0: on\n"
         "                                the engine loop)\n"
+        "  --limit-media-bytes N         encoded bytes per image or video (default 64 MiB)\n"
+        "  --limit-media-pixels N        pixels per image or video frame (default 64 Mi)\n"
+        "  --limit-video-frames N        frames kept per video (default 1200)\n"
+        "  --limit-video-seconds N       video duration (default 3600)\n"
         "  --media-io-kwargs JSON        e.g. '{\"video\": {\"num_frames\": 32}}' (uniform\n"
         "                                sampling; default: the processor's 2 fps)\n");
 }
@@ -856,6 +860,7 @@ glm_serve_usage(FILE *f)
 int
 glm_cmd_serve(int argc, char **argv)
 {
+    int media_rc;
     glm_server *srv;
     glm_serve_opts *o;
     glm_err err;
@@ -915,6 +920,10 @@ glm_cmd_serve(int argc, char **argv)
         GLM_INT_OPT("--max-channels", n_channels, 1, 1024)
         GLM_INT_OPT("--threads", threads, 0, 1024)
         GLM_INT_OPT("--media-threads", media_threads, 0, 256)
+        GLM_INT_OPT("--limit-media-bytes", limit_media_bytes, 1, INT_MAX)
+        GLM_INT_OPT("--limit-media-pixels", limit_media_pixels, 1, INT_MAX)
+        GLM_INT_OPT("--limit-video-frames", limit_video_frames, 2, 100000)
+        GLM_INT_OPT("--limit-video-seconds", limit_video_seconds, 1, 86400)
 #undef GLM_INT_OPT
         if (strcmp(a, "--model") == 0) {
             o->model_dir = val;
@@ -1005,7 +1014,16 @@ glm_cmd_serve(int argc, char **argv)
         }
     }
     srv->eos_primary = glm_tokenizer_token_id(srv->tok, "<|endoftext|>");
-    if (glm_media_opts_init(&srv->media, o->model_dir, &err) != 0
+    media_rc = glm_media_opts_init(&srv->media, o->model_dir, &err);
+    if (media_rc == 0) {
+        glm_media_limits *lim = &srv->media.limits;
+        lim->max_encoded_bytes = o->limit_media_bytes ? (size_t) o->limit_media_bytes
+                                 : lim->max_encoded_bytes;
+        lim->max_pixels = o->limit_media_pixels ? o->limit_media_pixels : lim->max_pixels;
+        lim->max_frames = o->limit_video_frames ? o->limit_video_frames : lim->max_frames;
+        lim->max_duration = o->limit_video_seconds ? o->limit_video_seconds : lim->max_duration;
+    }
+    if (media_rc != 0
         || (o->allowed_local_media_path != NULL
             && glm_media_opts_allow_root(&srv->media, o->allowed_local_media_path, &err) != 0)
         || (o->media_io_kwargs != NULL

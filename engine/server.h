@@ -150,6 +150,10 @@ typedef struct {
     const char    *allowed_local_media_path;
     const char    *media_io_kwargs;           /* JSON object text */
     int            media_threads;             /* 0: on the loop thread */
+    long           limit_media_bytes;         /* 0: the defaults of media.h */
+    long           limit_media_pixels;
+    int            limit_video_frames;
+    int            limit_video_seconds;
 } glm_serve_opts;
 
 struct glm_server {

@@ -189,5 +189,34 @@ is($r->{status}, 200, 'after the bad inputs: 200');
 is($r->{json}{choices}[0]{message}{content}, $answer, 'after the bad inputs: same answer');
 ok(kill(0, $t->engine_pid), 'the engine is alive');
 
+# limits, each a 400 naming it: engines started with small ones
+my $base_cmd = $t->{engine_cmd};
+sub restart_with {
+    $t->kill_engine;
+    $t->{engine_cmd} = "$base_cmd @_";
+    $t->start_engine;
+    $t->wait_health(200);
+}
+sub one_part {
+    my ($part) = @_;
+    return $t->post('/v1/chat/completions', mm_body([ $part, $text_part ]));
+}
+restart_with('--limit-media-bytes 9000 --limit-media-pixels 10000 --limit-video-frames 2');
+$r = one_part($img);                                     # 9575 bytes
+is($r->{status}, 400, 'over the encoded-bytes limit: 400');
+like($r->{json}{error}{message} // '', qr/9575 bytes, over the limit of 9000/, '... names it');
+$r = one_part($jpeg);                                    # 70x150 = 10500 pixels
+is($r->{status}, 400, 'over the pixel limit: 400');
+like($r->{json}{error}{message} // '', qr/over the limit of 10000/, '... names it');
+$r = one_part($vid);                                     # 4 frames at 2 fps
+is($r->{status}, 400, 'over the frame limit: 400');
+like($r->{json}{error}{message} // '', qr/frames to keep, over the limit of 2/, '... names it');
+restart_with('--limit-video-seconds 1');
+$r = one_part($vid);
+is($r->{status}, 400, 'over the duration limit: 400');
+like($r->{json}{error}{message} // '', qr/s long, over the limit of 1 s/, '... names it');
+$r = one_part($img);
+is($r->{status}, 200, 'images still served');
+
 $t->finish;
 done_testing;
