@@ -522,6 +522,7 @@ glm_media_load(const glm_media_opts *o, yajl_val root, glm_media_set *set, glm_e
 {
     yajl_val msgs = glm_json_get(root, "messages");
     glm_mm_kwargs kw = { 0, 0 };
+    int64_t tokens = 0;
     size_t i, j;
 
     memset(set, 0, sizeof(*set));
@@ -571,6 +572,16 @@ glm_media_load(const glm_media_opts *o, yajl_val root, glm_media_set *set, glm_e
                 return -1;
             }
             set->n++;
+            tokens += glm_vision_tokens(&item->in, o->image_proc.merge_size);
+            if (o->max_tokens > 0 && tokens > o->max_tokens) {
+                /* stop before the next image takes more memory for nothing */
+                glm_errf(err, "the images and videos up to messages[%zu].content[%zu] already"
+                         " need %lld tokens, more than the model's context of %lld",
+                         i, j, (long long) tokens, (long long) o->max_tokens);
+                set->param = "messages";
+                set->status = 400;
+                return -1;
+            }
             if (kind == GLM_MEDIA_IMAGE) {
                 set->n_images++;
             } else {

@@ -39,6 +39,8 @@ typedef struct {
                                             --media-io-kwargs num_frames);
                                             else the processor's fps sampler */
     int               max_items;         /* images + videos per request */
+    int64_t           max_tokens;        /* LLM tokens of all media of a request
+                                            (the server's max-model-len); 0: any */
 } glm_media_opts;
 
 /* Defaults, then the model directory's preprocessor_config.json and

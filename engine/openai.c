@@ -1094,6 +1094,31 @@ glm_tokenize(glm_server *srv, glm_req *req, yajl_val root)
         if (glm_prompt_ids(srv, req, root, &ids) != 0) {
             return;
         }
+        if (glm_media_has_parts(root)) {
+            /* the ids the model would see: markers expanded for the media
+             * (decoded here, on the loop: /tokenize is not a serving path) */
+            glm_media_job job;
+            memset(&job, 0, sizeof(job));
+            job.ids = ids;
+            glm_str_add(&job.body, req->body.data, req->body.len);
+            glm_media_job_run(srv, &job, srv->tok_ctx);
+            job.ids.ids = NULL;
+            if (job.rc != 0) {
+                glm_req_error(req, job.status, job.status == 403 ? "PermissionDeniedError"
+                              : "BadRequestError", job.param, "%s", job.err.msg);
+                glm_tokenizer_ids_free(&ids);
+                glm_tokenizer_ids_free(&job.expanded);
+                glm_media_set_free(&job.set);
+                free(job.grids);
+                glm_str_free(&job.body);
+                return;
+            }
+            glm_tokenizer_ids_free(&ids);
+            ids = job.expanded;
+            glm_media_set_free(&job.set);
+            free(job.grids);
+            glm_str_free(&job.body);
+        }
     } else {
         glm_req_error(req, 400, "BadRequestError", NULL,
                       "give either 'prompt' (a string) or 'messages' (a chat)");

@@ -1022,6 +1022,7 @@ glm_cmd_serve(int argc, char **argv)
         lim->max_pixels = o->limit_media_pixels ? o->limit_media_pixels : lim->max_pixels;
         lim->max_frames = o->limit_video_frames ? o->limit_video_frames : lim->max_frames;
         lim->max_duration = o->limit_video_seconds ? o->limit_video_seconds : lim->max_duration;
+        srv->media.max_tokens = o->max_model_len;
     }
     if (media_rc != 0
         || (o->allowed_local_media_path != NULL

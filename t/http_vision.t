@@ -84,6 +84,23 @@ $r = $t->post('/v1/chat/completions', mm_body([ $text_part ]));
 is($with_image, $r->{json}{usage}{prompt_tokens} + 2 + 12,
    "prompt_tokens counts the 12 image tokens ($with_image)");
 
+# /tokenize with the same messages gives the ids the model sees
+$r = $t->post('/tokenize', encode_json({ messages => [ { role => 'user', content => [ $img, $text_part ] } ] }));
+is($r->{json}{count}, $with_image, '/tokenize counts the image tokens as usage does');
+
+# images beyond the context are refused before the next one is decoded
+{
+    my $big1 = slurp("$repo/t/fixtures/vision/inputs/photo.jpg");    # 1334 tokens
+    my $big2 = slurp("$repo/t/fixtures/vision/inputs/screen.png");   # 1323 tokens
+    $r = $t->post('/v1/chat/completions', mm_body([
+        { type => 'image_url', image_url => { url => data_url('image/jpeg', $big1) } },
+        { type => 'image_url', image_url => { url => data_url('image/png', $big2) } },
+        $text_part ]));
+    is($r->{status}, 400, 'images over the context: 400');
+    like($r->{json}{error}{message} // '', qr/2657 tokens, more than the model's context of 2048/,
+         '... says how many tokens');
+}
+
 # the picture matters: another image, another answer's logits (a tall JPEG)
 my $jpeg = { type => 'image_url', image_url => { url => data_url('image/jpeg', $jpg) } };
 $r = $t->post('/v1/chat/completions', mm_body([ $jpeg, $text_part ], logprobs => JSON::PP::true));
