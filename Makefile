@@ -39,7 +39,7 @@ FIXTURES     = glm45-air-tiny glm45-tiny glm45v-tiny
 MODEL       ?= t/fixtures/glm45-air-tiny
 PORT        ?= 8080
 
-.PHONY: semantics-check template-check bench-templates fuzz-templates fuzz-media media-fixtures template-fixtures bench-overhead test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer bench-preproc preproc-fixtures \
+.PHONY: fp8-fixtures semantics-check template-check bench-templates fuzz-templates fuzz-media media-fixtures template-fixtures bench-overhead test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer bench-preproc preproc-fixtures \
         fixtures clean cuda test-gpu
 all: build/glm-engine build/glm-bench $(NGX_MODULE) $(if $(filter 1,$(CUDA)),cuda)
 
@@ -196,6 +196,11 @@ build/pyvenv/.done:
 
 fixtures:
 	$(PYTHON) t/reference/make_fixtures.py
+
+# t/fixtures/glm45-air-tiny-fp8-* from the committed glm45-air-tiny with
+# llm-compressor, references from transformers (see t/reference/requirements-llmcompressor.txt)
+fp8-fixtures:
+	$(PYTHON_REF) t/reference/make_fp8_fixtures.py
 
 clean:
 	rm -rf build
