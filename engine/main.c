@@ -140,6 +140,19 @@ glm_cmd_inspect(int argc, char **argv)
                m->cfg.vision.image_size / m->cfg.vision.patch_size,
                m->cfg.vision.image_size / m->cfg.vision.patch_size);
     }
+    glm_quant_describe(m->cfg.quant, desc, sizeof(desc));
+    printf("quantization: %s\n", desc);
+    if (m->cfg.quant != NULL) {
+        size_t n = glm_checkpoint_count(m->ck), k, fp8 = 0;
+
+        for (k = 0; k < n; k++) {
+            fp8 += glm_checkpoint_at(m->ck, k)->dtype == GLM_DTYPE_F8_E4M3;
+        }
+        printf("fp8: %zu F8_E4M3 tensors in the checkpoint, %d bound with their"
+               " scales (the rest belong to skipped MTP layers); %d targeted"
+               " weights stored as float, used as stored\n", fp8,
+               m->cfg.quant->n_fp8, m->cfg.quant->n_float_targeted);
+    }
     glm_model_free(m);
     be->destroy(be);
     return 0;

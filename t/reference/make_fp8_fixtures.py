@@ -27,6 +27,9 @@ What it writes (under t/fixtures/, from the committed t/fixtures/glm45-air-tiny)
         load time (CompressedTensorsConfig(dequantize=True), so the model is
         dense and activations are not quantized; the input_activations scheme is
         a kernel matter the CPU backend also ignores)
+  fp8/e4m3_to_f32.txt            torch's float8_e4m3fn -> float32 for all 256 bit
+        patterns ("0xNN 0xXXXXXXXX value" per line, the fp32 bits exact, NaN
+        included), for test_fp8's check of glm_fp8_e4m3_to_f32
   <fixture>/fp8_dequant.json     for every FP8 weight, a hash of the fp32 values
         transformers holds after that dequantization (FNV-1a 64 over the bytes
         of the little-endian fp32 values) and their sum: test_fp8 checks the engine's
@@ -210,6 +213,19 @@ def write_dequant_reference(out):
     return len(entries)
 
 
+def write_e4m3_table(fixtures):
+    import torch
+    d = os.path.join(fixtures, "fp8")
+    os.makedirs(d, exist_ok=True)
+    values = torch.arange(256, dtype=torch.uint8).view(torch.float8_e4m3fn).float()
+    bits = values.view(torch.int32).tolist()
+    with open(os.path.join(d, "e4m3_to_f32.txt"), "w") as f:
+        f.write("# torch %s: torch.arange(256, dtype=uint8).view(float8_e4m3fn).float()\n"
+                "# fp8 bits, fp32 bits, value\n" % torch.__version__)
+        for i, (b, v) in enumerate(zip(bits, values.tolist())):
+            f.write("0x%02x 0x%08x %r\n" % (i, b & 0xFFFFFFFF, v))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     here = os.path.dirname(os.path.abspath(__file__))
@@ -224,6 +240,7 @@ def main():
     patch_expert_block_scales()
 
     fixtures = os.path.abspath(args.fixtures)
+    write_e4m3_table(fixtures)
     src = os.path.join(fixtures, "glm45-air-tiny")
     for name, (wargs, aargs, ignore) in schemes().items():
         if args.only and name != args.only:
