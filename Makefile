@@ -34,7 +34,8 @@ CUDA_OBJS    = $(CUDA_SRCS:%.cu=build/%.o)
 NVCCFLAGS   ?= -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a \
                -gencode arch=compute_80,code=compute_80
 
-FIXTURES     = glm45-air-tiny glm45-tiny glm45v-tiny
+FIXTURES     = glm45-air-tiny glm45-tiny glm45v-tiny glm45-air-tiny-fp8-tensor \
+               glm45-air-tiny-fp8-channel glm45-air-tiny-fp8-block glm45-air-tiny-fp8-block48x40
 
 MODEL       ?= t/fixtures/glm45-air-tiny
 PORT        ?= 8080

@@ -154,11 +154,16 @@ glm_quant_fp8_args(yajl_val args, const char *what, const char *file, glm_err *e
     if (bits == NULL || !YAJL_IS_INTEGER(bits) || YAJL_GET_INTEGER(bits) != 8
         || type == NULL || !YAJL_IS_STRING(type) || strcmp(type->u.string, "float") != 0)
     {
+        char nb[32];
+
+        if (bits != NULL && YAJL_IS_INTEGER(bits)) {
+            snprintf(nb, sizeof(nb), "%lld", (long long) YAJL_GET_INTEGER(bits));
+        } else {
+            snprintf(nb, sizeof(nb), "(missing)");
+        }
         return glm_errf(err, "%s: quantization_config %s: only 8-bit float"
-                        " (FP8 E4M3) quantization is supported, not num_bits %s"
-                        " type \"%s\"", file, what,
-                        bits != NULL && YAJL_IS_INTEGER(bits) ? "!= 8" : "missing",
-                        glm_str_or(type, "?"));
+                        " (FP8 E4M3) quantization is supported, not num_bits %s,"
+                        " type \"%s\"", file, what, nb, glm_str_or(type, "(missing)"));
     }
     return 0;
 }

@@ -4,7 +4,9 @@
 # final "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.."
-FIXTURES="t/fixtures/glm45-air-tiny t/fixtures/glm45-tiny t/fixtures/glm45v-tiny"
+FIXTURES="t/fixtures/glm45-air-tiny t/fixtures/glm45-tiny t/fixtures/glm45v-tiny
+    t/fixtures/glm45-air-tiny-fp8-tensor t/fixtures/glm45-air-tiny-fp8-channel
+    t/fixtures/glm45-air-tiny-fp8-block t/fixtures/glm45-air-tiny-fp8-block48x40"
 PYTHON=${PYTHON:-python3}
 # the venv `make test-deps` makes holds the openai SDK for t/http_openai.t
 if [ -x build/pyvenv/bin/python ]; then
