@@ -148,10 +148,12 @@ glm_cmd_inspect(int argc, char **argv)
         for (k = 0; k < n; k++) {
             fp8 += glm_checkpoint_at(m->ck, k)->dtype == GLM_DTYPE_F8_E4M3;
         }
-        printf("fp8: %zu F8_E4M3 tensors in the checkpoint, %d bound with their"
-               " scales (the rest belong to skipped MTP layers); %d targeted"
-               " weights stored as float, used as stored\n", fp8,
-               m->cfg.quant->n_fp8, m->cfg.quant->n_float_targeted);
+        printf("fp8: %d weights FP8 E4M3 with their scales", m->cfg.quant->n_fp8);
+        if (fp8 > (size_t) m->cfg.quant->n_fp8) {
+            printf(" (%zu more in skipped MTP layers)", fp8 - (size_t) m->cfg.quant->n_fp8);
+        }
+        printf(", %d targeted weights stored as float and used as stored\n",
+               m->cfg.quant->n_float_targeted);
     }
     glm_model_free(m);
     be->destroy(be);

@@ -4,7 +4,7 @@ make_fp8_fixtures.py: FP8 (compressed-tensors) versions of the tiny GLM-4.5-Air
 checkpoint, and the transformers references `make reference-check` and
 test_fp8 compare the C engine's dequantization against.
 
-What it writes (under t/fixtures/, from the committed t/fixtures/glm45-air-tiny):
+What it writes (under t/fixtures/, from the committed tiny checkpoints):
   glm45-air-tiny-fp8-<scheme>/   the checkpoint quantized by llm-compressor's
         model_free_ptq (it works on the safetensors files, so the routed experts
         stay per-expert tensors as in the real GLM FP8 files), FP8 E4M3 weights
@@ -27,6 +27,13 @@ What it writes (under t/fixtures/, from the committed t/fixtures/glm45-air-tiny)
         load time (CompressedTensorsConfig(dequantize=True), so the model is
         dense and activations are not quantized; the input_activations scheme is
         a kernel matter the CPU backend also ignores)
+  glm45v-tiny-fp8-channel/       the same from t/fixtures/glm45v-tiny (channel
+        scheme), the vision tower's Linear layers FP8 except attn.qkv, kept
+        BF16 as GLM-4.5V-FP8 keeps it; config.json's ignore list names those
+        qkv layers as the real file does, with vLLM's module names
+        (visual.blocks.N.attn.qkv_proj), which match no checkpoint module.
+        Besides reference.json, vl_reference.json from
+        make_vision_fixtures.model_references (images and a video).
   fp8/e4m3_to_f32.txt            torch's float8_e4m3fn -> float32 for all 256 bit
         patterns ("0xNN 0xXXXXXXXX value" per line, the fp32 bits exact, NaN
         included), for test_fp8's check of glm_fp8_e4m3_to_f32
@@ -67,6 +74,7 @@ Run:  ~/venv-ref/bin/pip install --no-deps -r t/reference/requirements-llmcompre
 import argparse
 import json
 import os
+import re
 import shutil
 import struct
 import sys
@@ -160,14 +168,23 @@ def patch_expert_block_scales():
     tci.CompressedTensorsDequantize.convert = convert
 
 
-class DequantizedGlm4Moe:
-    """write_reference's model class: the FP8 checkpoint dequantized at load."""
+def dequantized(class_name):
+    """A stand-in for a transformers model class whose from_pretrained loads
+    the FP8 checkpoint dequantized (what write_reference and
+    make_vision_fixtures call)."""
+    import transformers
+    cls = getattr(transformers, class_name)
+    load = cls.from_pretrained.__func__          # PreTrainedModel's classmethod
 
-    @staticmethod
-    def from_pretrained(path, **kwargs):
-        from transformers import CompressedTensorsConfig, Glm4MoeForCausalLM
-        return Glm4MoeForCausalLM.from_pretrained(
-            path, quantization_config=CompressedTensorsConfig(dequantize=True), **kwargs)
+    class Dequantized:
+        @staticmethod
+        def from_pretrained(path, **kwargs):
+            from transformers import CompressedTensorsConfig
+            return load(cls, path, quantization_config=CompressedTensorsConfig(dequantize=True),
+                        **kwargs)
+
+    Dequantized.__name__ = class_name
+    return Dequantized
 
 
 def fnv1a64(t):
@@ -179,29 +196,33 @@ def fnv1a64(t):
     return "%016x" % h
 
 
-def write_dequant_reference(out):
+EXPERT = re.compile(r"^(.*\.layers\.(\d+)\.mlp\.experts)\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight$")
+LAYER = re.compile(r"\.layers\.(\d+)\.")
+
+
+def write_dequant_reference(out, model_cls):
     """The fp32 values transformers holds for every FP8 weight."""
     import torch
     from safetensors import safe_open
-    model = DequantizedGlm4Moe.from_pretrained(out, dtype=torch.float32)
+    model = model_cls.from_pretrained(out, dtype=torch.float32)
     params = dict(model.named_parameters())
-    cfg = model.config
+    cfg = getattr(model.config, "text_config", model.config)
     inter = cfg.moe_intermediate_size
     entries = {}
     with safe_open(os.path.join(out, "model.safetensors"), "pt") as f:
         names = sorted(k for k in f.keys() if f.get_slice(k).get_dtype() == "F8_E4M3")
     for name in names:
-        parts = name.split(".")
-        layer = int(parts[2])
-        if layer >= cfg.num_hidden_layers:
+        layer = LAYER.search(name)
+        if layer and not name.startswith("model.visual.") \
+                and int(layer.group(1)) >= cfg.num_hidden_layers:
             continue                        # the MTP layer: transformers skips it
-        if ".mlp.experts." in name:
-            e, proj = int(parts[5]), parts[6]
-            base = "model.layers.%d.mlp.experts." % layer
+        expert = EXPERT.match(name)
+        if expert:
+            base, e, proj = expert.group(1), int(expert.group(3)), expert.group(4)
             if proj == "down_proj":
-                dense = params[base + "down_proj"][e]
+                dense = params[base + ".down_proj"][e]
             else:
-                gate_up = params[base + "gate_up_proj"][e]
+                gate_up = params[base + ".gate_up_proj"][e]
                 dense = gate_up[:inter] if proj == "gate_proj" else gate_up[inter:]
         else:
             dense = params[name]
@@ -226,17 +247,80 @@ def write_e4m3_table(fixtures):
             f.write("0x%02x 0x%08x %r\n" % (i, b & 0xFFFFFFFF, v))
 
 
+def set_generator(path, fixture):
+    """The reference's fixture name, and a generator string saying the weights
+    were FP8."""
+    import compressed_tensors
+    ref = json.load(open(path, encoding="utf-8"))
+    ref["fixture"] = fixture
+    ref["generator"] = ref["generator"].replace(
+        "fp32 from bf16 weights", "compressed-tensors %s, fp32 from the FP8 checkpoint"
+        " dequantized at load" % compressed_tensors.__version__)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(ref, f, ensure_ascii=False)
+
+
+# What GLM-4.5V-FP8's config.json is known to ignore: the vision qkv layers,
+# under vLLM's module names (vLLM PR 22949), which match no checkpoint module;
+# the file keeps those weights BF16.
+def vision_config_ignore(depth):
+    return ["lm_head", "re:.*mlp\\.gate$"] + \
+        ["visual.blocks.%d.attn.qkv_proj" % b for b in range(depth)]
+
+
+def build_vision(fixtures):
+    """glm45v-tiny-fp8-channel: the GLM-4.5V layout, channel scales, the vision
+    qkv kept BF16; text and image/video references."""
+    import transformers
+    import make_vision_fixtures
+    fixture = "glm45v-tiny-fp8-channel"
+    src = os.path.join(fixtures, "glm45v-tiny")
+    out = os.path.join(fixtures, fixture)
+    depth = json.load(open(os.path.join(src, "config.json")))["vision_config"]["depth"]
+    # model_free_ptq matches names, not classes: what it must leave alone is
+    # every 2-D weight that is not a Linear one (and norm1/norm2, whose names
+    # do not end in "norm"), and the qkv layers the real file keeps BF16
+    ignore = ["lm_head", "model.language_model.embed_tokens", "re:.*mlp\\.gate$",
+              "model.visual.patch_embed.proj", "model.visual.downsample",
+              "model.visual.embeddings.position_embedding", "re:.*\\.norm[12]$",
+              "re:model\\.visual\\.blocks\\.\\d+\\.attn\\.qkv$"]
+    wargs, aargs, _ = schemes()["channel"]
+    shutil.rmtree(out, ignore_errors=True)
+    quantize(src, out, wargs, aargs, ignore)
+    for name in ("vl_reference.json",):
+        if os.path.exists(os.path.join(out, name)):
+            os.remove(os.path.join(out, name))
+    # config.json says what the real file says (see vision_config_ignore)
+    path = os.path.join(out, "config.json")
+    cfg = json.load(open(path))
+    cfg["quantization_config"]["ignore"] = vision_config_ignore(depth)
+    json.dump(cfg, open(path, "w"), indent=2, sort_keys=True)
+
+    cls = dequantized("Glm4vMoeForConditionalGeneration")
+    make_fixtures.write_reference(fixture, out, cls)
+    set_generator(os.path.join(out, "reference.json"), fixture)
+    # model_references imports the class itself: make its from_pretrained
+    # dequantize for the duration
+    real = transformers.Glm4vMoeForConditionalGeneration
+    assert "from_pretrained" not in real.__dict__
+    real.from_pretrained = classmethod(lambda c, path, **kw: cls.from_pretrained(path, **kw))
+    try:
+        make_vision_fixtures.model_references(out)
+    finally:
+        del real.from_pretrained
+    set_generator(os.path.join(out, "vl_reference.json"), fixture)
+    n = write_dequant_reference(out, cls)
+    print("%s: %d FP8 weights hashed" % (fixture, n))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--fixtures", default=os.path.join(here, "..", "fixtures"))
-    ap.add_argument("--only", default=None, help="one scheme name")
+    ap.add_argument("--only", default=None, help="one scheme name, or vision")
     args = ap.parse_args()
     make_fixtures.PINNED.update(PINNED)
     make_fixtures.check_versions()
-    import compressed_tensors
-    import torch
-    import transformers
     patch_expert_block_scales()
 
     fixtures = os.path.abspath(args.fixtures)
@@ -249,16 +333,13 @@ def main():
         out = os.path.join(fixtures, fixture)
         shutil.rmtree(out, ignore_errors=True)
         quantize(src, out, wargs, aargs, ignore)
-        make_fixtures.write_reference(fixture, out, DequantizedGlm4Moe)
-        path = os.path.join(out, "reference.json")
-        ref = json.load(open(path))
-        ref["generator"] = ("transformers %s, torch %s, compressed-tensors %s, fp32 from the FP8"
-                            " checkpoint dequantized at load" % (transformers.__version__,
-                                                                 torch.__version__,
-                                                                 compressed_tensors.__version__))
-        json.dump(ref, open(path, "w"), ensure_ascii=False)
-        n = write_dequant_reference(out)
+        cls = dequantized("Glm4MoeForCausalLM")
+        make_fixtures.write_reference(fixture, out, cls)
+        set_generator(os.path.join(out, "reference.json"), fixture)
+        n = write_dequant_reference(out, cls)
         print("%s: %d FP8 weights hashed" % (fixture, n))
+    if args.only in (None, "vision"):
+        build_vision(fixtures)
 
 
 if __name__ == "__main__":

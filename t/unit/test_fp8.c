@@ -6,7 +6,8 @@
  *    t/reference/make_fp8_fixtures.py), fp32 bits exact, NaN included; both
  *    through glm_fp8_e4m3_to_f32 and an unscaled F8 tensor.
  * 2. Dequantization against transformers: every FP8 weight of every
- *    t/fixtures/glm45-air-tiny-fp8-* fixture, loaded by the engine, must give
+ *    t/fixtures/glm45*-fp8-* fixture (the vision tower's included), loaded
+ *    by the engine, must give
  *    the fp32 values transformers holds after dequantizing the same file
  *    (fp8_dequant.json: hash of the bytes, and the sum), bit for bit.
  * 3. Block scales with ragged edges and row views (the vision tower reads
@@ -411,6 +412,7 @@ main(void)
     static const char *fixtures[] = {
         "t/fixtures/glm45-air-tiny-fp8-tensor", "t/fixtures/glm45-air-tiny-fp8-channel",
         "t/fixtures/glm45-air-tiny-fp8-block", "t/fixtures/glm45-air-tiny-fp8-block48x40",
+        "t/fixtures/glm45v-tiny-fp8-channel",
     };
     size_t i;
 
