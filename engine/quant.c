@@ -318,6 +318,13 @@ glm_quant_parse(yajl_val qc, glm_quant **out, const char *file, glm_err *err)
         return glm_errf(err, "%s: quantization_config kv_cache_scheme is not"
                         " supported", file);
     }
+    v = glm_json_get(qc, "sparsity_config");
+    if (v != NULL && YAJL_IS_OBJECT(v)
+        && strcmp(glm_str_or(glm_json_get(v, "format"), "dense"), "dense") != 0)
+    {
+        return glm_errf(err, "%s: quantization_config sparsity_config (format \"%s\")"
+                        " is not supported", file, glm_str_or(glm_json_get(v, "format"), ""));
+    }
     v = glm_json_get(qc, "transform_config");
     if (v != NULL && YAJL_IS_OBJECT(v) && v->u.object.len > 0) {
         return glm_errf(err, "%s: quantization_config transform_config (rotations)"

@@ -16,10 +16,13 @@
  * 4. quantization_config: ignore/targets matching as compressed-tensors'
  *    match_name (re: is re.match, anchored at the start only), and the
  *    one-line refusals of schemes the engine cannot honour.
+ * 5. Binding on small checkpoints written here: scale dtypes, a scale beside
+ *    a float weight, FP8 where only float is admitted, a weight that binds.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <yajl/yajl_tree.h>
 
 #include "model.h"
@@ -345,6 +348,8 @@ test_config(void)
           "dynamic weight scales" },
         { GROUP(W_CHANNEL) ",\"ignore\":[\"re:(unclosed\"]}", "ignore \"re:(unclosed\": regex error" },
         { GROUP(W_CHANNEL) ",\"kv_cache_scheme\":{\"num_bits\":8}}", "kv_cache_scheme is not supported" },
+        { GROUP(W_CHANNEL) ",\"sparsity_config\":{\"format\":\"sparse-24-bitmask\"}}",
+          "sparsity_config (format \"sparse-24-bitmask\") is not supported" },
         { "{\"quant_method\":\"fp8\",\"weight_block_size\":[128,128]}",
           "quant_method \"fp8\" is not supported" },
         { "{\"quant_method\":\"compressed-tensors\",\"format\":\"pack-quantized\",\"config_groups\":"
@@ -406,6 +411,108 @@ test_config(void)
     printf("config: ignore and targets match as compressed-tensors' match_name\n");
 }
 
+/* ---- 5. binding against a checkpoint written here ------------------------ */
+
+/* one safetensors file holding `header`'s tensors over `nbytes` zero bytes */
+static void
+write_checkpoint(const char *dir, const char *header, size_t nbytes)
+{
+    char path[512];
+    unsigned char len[8];
+    size_t h = strlen(header), i;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    f = fopen(path, "wb");
+    for (i = 0; i < 8; i++) {
+        len[i] = (unsigned char) ((uint64_t) h >> (8 * i));
+    }
+    fwrite(len, 1, 8, f);
+    fwrite(header, 1, h, f);
+    for (i = 0; i < nbytes; i++) {
+        fputc(0x38, f);                     /* FP8 1.0, and harmless elsewhere */
+    }
+    fclose(f);
+}
+
+static void
+test_binding(void)
+{
+    static const struct {
+        const char *header, *module, *want;
+        size_t nbytes;
+    } cases[] = {
+        { "{\"m.weight\":{\"dtype\":\"F8_E4M3\",\"shape\":[2,2],\"data_offsets\":[0,4]},"
+          "\"m.weight_scale\":{\"dtype\":\"F16\",\"shape\":[2,1],\"data_offsets\":[4,8]}}",
+          "m", "tensor 'm.weight_scale' has dtype F16, expected F32 or BF16", 8 },
+        { "{\"m.weight\":{\"dtype\":\"BF16\",\"shape\":[2,2],\"data_offsets\":[0,8]},"
+          "\"m.weight_scale\":{\"dtype\":\"F32\",\"shape\":[2,1],\"data_offsets\":[8,16]}}",
+          "m", "tensor 'm.weight_scale' scales 'm.weight', which is stored as BF16, not F8_E4M3", 16 },
+        { "{\"m.weight\":{\"dtype\":\"F8_E4M3\",\"shape\":[2,3],\"data_offsets\":[0,6]},"
+          "\"m.weight_scale\":{\"dtype\":\"F32\",\"shape\":[2,1],\"data_offsets\":[6,14]}}",
+          "m", "tensor 'm.weight' has shape [2, 3], expected [2, 2]", 14 },
+    };
+    char dir[] = "/tmp/test_fp8.XXXXXX", path[512];
+    glm_checkpoint *ck;
+    glm_quant *q;
+    glm_tensor *t;
+    glm_err err;
+    int64_t s22[2] = { 2, 2 };
+    size_t i;
+    int ok = 0;
+
+    if (mkdtemp(dir) == NULL) {
+        CHECK(0, "mkdtemp");
+        return;
+    }
+    q = parse(GROUP(W_CHANNEL) "}", &err);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        write_checkpoint(dir, cases[i].header, cases[i].nbytes);
+        ck = glm_checkpoint_open(dir, &err);
+        t = ck ? glm_quant_bind_linear(ck, q, cases[i].module, 2, 2, 0, &err) : NULL;
+        if (t == NULL && strstr(err.msg, cases[i].want) != NULL) {
+            ok++;
+        } else {
+            printf("  binding case %zu: wanted \"%s\", got %s\n", i, cases[i].want,
+                   t ? "success" : err.msg);
+        }
+        glm_checkpoint_close(ck);
+    }
+    /* an FP8 tensor where only float is admitted (an embedding, a router) */
+    write_checkpoint(dir, "{\"e.weight\":{\"dtype\":\"F8_E4M3\",\"shape\":[2,2],"
+                     "\"data_offsets\":[0,4]}}", 4);
+    ck = glm_checkpoint_open(dir, &err);
+    t = ck ? glm_checkpoint_get(ck, "e.weight", 2, s22, &err) : NULL;
+    if (t == NULL && strstr(err.msg, "only the weights of Linear layers can be FP8") != NULL) {
+        ok++;
+    } else {
+        printf("  FP8 outside a Linear layer: got %s\n", t ? "success" : err.msg);
+    }
+    glm_checkpoint_close(ck);
+    /* and one that binds: value = fp8 * scale */
+    write_checkpoint(dir, "{\"m.weight\":{\"dtype\":\"F8_E4M3\",\"shape\":[2,2],"
+                     "\"data_offsets\":[0,4]},\"m.weight_scale\":{\"dtype\":\"BF16\","
+                     "\"shape\":[2,1],\"data_offsets\":[4,8]}}", 8);
+    ck = glm_checkpoint_open(dir, &err);
+    t = ck ? glm_quant_bind_linear(ck, q, "m", 2, 2, 0, &err) : NULL;
+    if (t != NULL && t->scale != NULL && t->scale_strategy == GLM_SCALE_CHANNEL) {
+        float v[4];
+        /* bytes 0x38 everywhere: weight 1.0, scale bf16 0x3838 */
+        glm_tensor_to_f32(t, 0, 4, v);
+        ok += v[0] == glm_bf16_to_f32(0x3838) && v[3] == v[0];
+    } else {
+        printf("  binding a channel-scaled weight: %s\n", t ? "no scale attached" : err.msg);
+    }
+    glm_checkpoint_close(ck);
+    glm_quant_free(q);
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    unlink(path);
+    rmdir(dir);
+    printf("binding: %d/%zu checkpoints written here bind or fail as they should\n", ok,
+           sizeof(cases) / sizeof(cases[0]) + 2);
+    CHECK(ok == (int) (sizeof(cases) / sizeof(cases[0]) + 2), "binding cases");
+}
+
 int
 main(void)
 {
@@ -422,6 +529,7 @@ main(void)
     }
     test_blocks_and_views();
     test_config();
+    test_binding();
     printf("test_fp8: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
