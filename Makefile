@@ -34,12 +34,14 @@ CUDA_OBJS    = $(CUDA_SRCS:%.cu=build/%.o)
 NVCCFLAGS   ?= -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a \
                -gencode arch=compute_80,code=compute_80
 
-FIXTURES     = glm45-air-tiny glm45-tiny glm45v-tiny
+FIXTURES     = glm45-air-tiny glm45-tiny glm45v-tiny glm45-air-tiny-fp8-tensor \
+               glm45-air-tiny-fp8-channel glm45-air-tiny-fp8-block glm45-air-tiny-fp8-block48x40 \
+               glm45v-tiny-fp8-channel
 
 MODEL       ?= t/fixtures/glm45-air-tiny
 PORT        ?= 8080
 
-.PHONY: semantics-check template-check bench-templates fuzz-templates fuzz-media media-fixtures template-fixtures bench-overhead test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer bench-preproc preproc-fixtures \
+.PHONY: fp8-fixtures semantics-check template-check bench-templates fuzz-templates fuzz-media media-fixtures template-fixtures bench-overhead test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer bench-preproc preproc-fixtures \
         fixtures clean cuda test-gpu
 all: build/glm-engine build/glm-bench $(NGX_MODULE) $(if $(filter 1,$(CUDA)),cuda)
 
@@ -136,9 +138,10 @@ reference-check: build/t/reference_check build/asan/t/test_tokenizer build/t/vis
 	  build/asan/t/test_tokenizer t/fixtures/tokenizer >build/tok.out; rc2=$$?; \
 	  build/t/vision_check pix t/fixtures/vision >build/pix.out; rc3=$$?; \
 	  build/t/vision_check vl t/fixtures/glm45v-tiny >build/vl.out; rc4=$$?; \
+	  build/t/vision_check vl t/fixtures/glm45v-tiny-fp8-channel >build/vl-fp8.out; rc5=$$?; \
 	  grep '^REF ' build/ref.out; grep '^TOK ' build/tok.out; \
-	  cat build/pix.out build/vl.out; \
-	  [ $$rc -eq 0 ] && [ $$rc2 -eq 0 ] && [ $$rc3 -eq 0 ] && [ $$rc4 -eq 0 ]
+	  cat build/pix.out build/vl.out build/vl-fp8.out; \
+	  [ $$rc -eq 0 ] && [ $$rc2 -eq 0 ] && [ $$rc3 -eq 0 ] && [ $$rc4 -eq 0 ] && [ $$rc5 -eq 0 ]
 
 loader-check: build/asan/glm-engine
 	@sh t/loader_errors.sh build/asan/glm-engine
@@ -196,6 +199,11 @@ build/pyvenv/.done:
 
 fixtures:
 	$(PYTHON) t/reference/make_fixtures.py
+
+# t/fixtures/glm45-air-tiny-fp8-* from the committed glm45-air-tiny with
+# llm-compressor, references from transformers (see t/reference/requirements-llmcompressor.txt)
+fp8-fixtures:
+	$(PYTHON_REF) t/reference/make_fp8_fixtures.py
 
 clean:
 	rm -rf build

@@ -437,11 +437,22 @@ glm_config_load(glm_config *cfg, const char *dir, glm_err *err)
                                  &cfg->video_end_token_id, f, err);
         r |= r ? 0 : glm_config_vision(root, cfg, f, err);
     }
+    if (r == 0) {
+        r = glm_quant_parse(glm_json_get(root, "quantization_config"), &cfg->quant, f, err);
+    }
     yajl_tree_free(root);
-    if (r != 0) {
+    if (r != 0 || glm_config_generation(cfg, dir, err) != 0) {
+        glm_config_free(cfg);
         return -1;
     }
-    return glm_config_generation(cfg, dir, err);
+    return 0;
+}
+
+void
+glm_config_free(glm_config *cfg)
+{
+    glm_quant_free(cfg->quant);
+    cfg->quant = NULL;
 }
 
 void

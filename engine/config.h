@@ -6,13 +6,16 @@
  * (GLM-4.5V; text keys under "text_config", vision under "vision_config").
  * RoPE may be given as rope_theta + partial_rotary_factor + rope_scaling (the
  * hub files) or as rope_parameters (transformers v5).  Missing keys take the
- * transformers class defaults; keys of the wrong type are errors.
+ * transformers class defaults; keys of the wrong type are errors.  An FP8
+ * checkpoint's quantization_config (top level for both architectures) is
+ * parsed by quant.c.
  */
 #ifndef GLM_CONFIG_H
 #define GLM_CONFIG_H
 
 #include <stdint.h>
 
+#include "quant.h"
 #include "util.h"
 
 #define GLM_MAX_EOS 8
@@ -78,6 +81,10 @@ typedef struct {
         float rope_theta;
     } vision;
 
+    /* quantization_config (compressed-tensors FP8), NULL for a float
+     * checkpoint; owned, freed by glm_config_free */
+    glm_quant *quant;
+
     /* generation_config.json defaults (greedy when do_sample is false) */
     int       gen_do_sample;
     float     gen_temperature;
@@ -85,8 +92,11 @@ typedef struct {
     int       gen_top_k;
 } glm_config;
 
-/* Reads DIR/config.json and, if present, DIR/generation_config.json. */
+/* Reads DIR/config.json and, if present, DIR/generation_config.json.  A
+ * loaded config is released with glm_config_free (nothing is held after a
+ * failed load). */
 int glm_config_load(glm_config *cfg, const char *dir, glm_err *err);
+void glm_config_free(glm_config *cfg);
 
 /* One paragraph describing the model, for start-up logs. */
 void glm_config_describe(const glm_config *cfg, char *buf, size_t size);

@@ -140,6 +140,21 @@ glm_cmd_inspect(int argc, char **argv)
                m->cfg.vision.image_size / m->cfg.vision.patch_size,
                m->cfg.vision.image_size / m->cfg.vision.patch_size);
     }
+    glm_quant_describe(m->cfg.quant, desc, sizeof(desc));
+    printf("quantization: %s\n", desc);
+    if (m->cfg.quant != NULL) {
+        size_t n = glm_checkpoint_count(m->ck), k, fp8 = 0;
+
+        for (k = 0; k < n; k++) {
+            fp8 += glm_checkpoint_at(m->ck, k)->dtype == GLM_DTYPE_F8_E4M3;
+        }
+        printf("fp8: %d weights FP8 E4M3 with their scales", m->cfg.quant->n_fp8);
+        if (fp8 > (size_t) m->cfg.quant->n_fp8) {
+            printf(" (%zu more in skipped MTP layers)", fp8 - (size_t) m->cfg.quant->n_fp8);
+        }
+        printf(", %d targeted weights stored as float and used as stored\n",
+               m->cfg.quant->n_float_targeted);
+    }
     glm_model_free(m);
     be->destroy(be);
     return 0;

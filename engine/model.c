@@ -13,6 +13,7 @@
 
 typedef struct {
     glm_checkpoint *ck;
+    glm_quant      *quant;         /* quantization_config, NULL if none */
     const char     *prefix;
     glm_err        *err;
     int             failed;
@@ -43,6 +44,33 @@ glm_bind(glm_binder *b, int ndim, int64_t d0, int64_t d1, const char *fmt, ...)
     return t;
 }
 
+static glm_tensor *
+glm_bind_linear(glm_binder *b, int64_t rows, int64_t cols, int flags,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* The [rows, cols] weight of the Linear module named by fmt (no ".weight"):
+ * float, or FP8 with its scale attached (quant.h). */
+static glm_tensor *
+glm_bind_linear(glm_binder *b, int64_t rows, int64_t cols, int flags,
+    const char *fmt, ...)
+{
+    char module[512];
+    glm_tensor *t;
+    va_list ap;
+
+    if (b->failed) {
+        return NULL;
+    }
+    va_start(ap, fmt);
+    vsnprintf(module, sizeof(module), fmt, ap);
+    va_end(ap);
+    t = glm_quant_bind_linear(b->ck, b->quant, module, rows, cols, flags, b->err);
+    if (t == NULL) {
+        b->failed = 1;
+    }
+    return t;
+}
+
 static int
 glm_bind_layer(glm_model *m, glm_binder *b, int l)
 {
@@ -55,10 +83,10 @@ glm_bind_layer(glm_model *m, glm_binder *b, int l)
 
     L->input_norm = glm_bind(b, 1, H, 0, "%slayers.%d.input_layernorm.weight", p, l);
     L->post_attn_norm = glm_bind(b, 1, H, 0, "%slayers.%d.post_attention_layernorm.weight", p, l);
-    L->wq = glm_bind(b, 2, q, H, "%slayers.%d.self_attn.q_proj.weight", p, l);
-    L->wk = glm_bind(b, 2, kv, H, "%slayers.%d.self_attn.k_proj.weight", p, l);
-    L->wv = glm_bind(b, 2, kv, H, "%slayers.%d.self_attn.v_proj.weight", p, l);
-    L->wo = glm_bind(b, 2, H, q, "%slayers.%d.self_attn.o_proj.weight", p, l);
+    L->wq = glm_bind_linear(b, q, H, 0, "%slayers.%d.self_attn.q_proj", p, l);
+    L->wk = glm_bind_linear(b, kv, H, 0, "%slayers.%d.self_attn.k_proj", p, l);
+    L->wv = glm_bind_linear(b, kv, H, 0, "%slayers.%d.self_attn.v_proj", p, l);
+    L->wo = glm_bind_linear(b, H, q, 0, "%slayers.%d.self_attn.o_proj", p, l);
     if (c->attention_bias) {
         L->bq = glm_bind(b, 1, q, 0, "%slayers.%d.self_attn.q_proj.bias", p, l);
         L->bk = glm_bind(b, 1, kv, 0, "%slayers.%d.self_attn.k_proj.bias", p, l);
@@ -72,18 +100,18 @@ glm_bind_layer(glm_model *m, glm_binder *b, int l)
     L->is_moe = l >= c->first_k_dense_replace;
     if (!L->is_moe) {
         I = c->intermediate_size;
-        L->gate = glm_bind(b, 2, I, H, "%slayers.%d.mlp.gate_proj.weight", p, l);
-        L->up = glm_bind(b, 2, I, H, "%slayers.%d.mlp.up_proj.weight", p, l);
-        L->down = glm_bind(b, 2, H, I, "%slayers.%d.mlp.down_proj.weight", p, l);
+        L->gate = glm_bind_linear(b, I, H, 0, "%slayers.%d.mlp.gate_proj", p, l);
+        L->up = glm_bind_linear(b, I, H, 0, "%slayers.%d.mlp.up_proj", p, l);
+        L->down = glm_bind_linear(b, H, I, 0, "%slayers.%d.mlp.down_proj", p, l);
         return b->failed ? -1 : 0;
     }
 
     I = c->moe_intermediate_size;
     if (c->n_shared_experts > 0) {
         int Is = I * c->n_shared_experts;
-        L->gate = glm_bind(b, 2, Is, H, "%slayers.%d.mlp.shared_experts.gate_proj.weight", p, l);
-        L->up = glm_bind(b, 2, Is, H, "%slayers.%d.mlp.shared_experts.up_proj.weight", p, l);
-        L->down = glm_bind(b, 2, H, Is, "%slayers.%d.mlp.shared_experts.down_proj.weight", p, l);
+        L->gate = glm_bind_linear(b, Is, H, 0, "%slayers.%d.mlp.shared_experts.gate_proj", p, l);
+        L->up = glm_bind_linear(b, Is, H, 0, "%slayers.%d.mlp.shared_experts.up_proj", p, l);
+        L->down = glm_bind_linear(b, H, Is, 0, "%slayers.%d.mlp.shared_experts.down_proj", p, l);
     }
     L->exp_gate = calloc((size_t) c->n_routed_experts, sizeof(glm_tensor *));
     L->exp_up = calloc((size_t) c->n_routed_experts, sizeof(glm_tensor *));
@@ -92,9 +120,12 @@ glm_bind_layer(glm_model *m, glm_binder *b, int l)
         return glm_errf(b->err, "out of memory");
     }
     for (e = 0; e < c->n_routed_experts && !b->failed; e++) {
-        L->exp_gate[e] = glm_bind(b, 2, I, H, "%slayers.%d.mlp.experts.%d.gate_proj.weight", p, l, e);
-        L->exp_up[e] = glm_bind(b, 2, I, H, "%slayers.%d.mlp.experts.%d.up_proj.weight", p, l, e);
-        L->exp_down[e] = glm_bind(b, 2, H, I, "%slayers.%d.mlp.experts.%d.down_proj.weight", p, l, e);
+        L->exp_gate[e] = glm_bind_linear(b, I, H, GLM_LINEAR_EXPERT,
+                                         "%slayers.%d.mlp.experts.%d.gate_proj", p, l, e);
+        L->exp_up[e] = glm_bind_linear(b, I, H, GLM_LINEAR_EXPERT,
+                                       "%slayers.%d.mlp.experts.%d.up_proj", p, l, e);
+        L->exp_down[e] = glm_bind_linear(b, H, I, GLM_LINEAR_EXPERT,
+                                         "%slayers.%d.mlp.experts.%d.down_proj", p, l, e);
     }
     L->moe = (glm_moe_weights) {
         .n_experts = c->n_routed_experts, .top_k = c->num_experts_per_tok,
@@ -173,12 +204,13 @@ glm_model_load(const char *dir, glm_backend *be, glm_err *err)
     c = &m->cfg;
     m->ck = glm_checkpoint_open(dir, err);
     if (m->ck == NULL) {
+        glm_config_free(&m->cfg);
         free(m);
         return NULL;
     }
     V = c->vocab_size;
     H = c->hidden_size;
-    b = (glm_binder) { m->ck, c->weight_prefix, err, 0 };
+    b = (glm_binder) { m->ck, c->quant, c->weight_prefix, err, 0 };
     m->layers = calloc((size_t) c->num_layers, sizeof(glm_layer));
     if (m->layers == NULL) {
         glm_errf(err, "out of memory");
@@ -192,7 +224,7 @@ glm_model_load(const char *dir, glm_backend *be, glm_err *err)
     }
     m->final_norm = glm_bind(&b, 1, H, 0, "%snorm.weight", b.prefix);
     if (!c->tie_word_embeddings) {
-        m->lm_head = glm_bind(&b, 2, V, H, "lm_head.weight");
+        m->lm_head = glm_bind_linear(&b, V, H, 0, "lm_head");
     } else {
         m->lm_head = m->embed;
     }
@@ -249,6 +281,7 @@ glm_model_free(glm_model *m)
     free(m->axis_of_freq);
     glm_vision_free(m->vision);
     glm_checkpoint_close(m->ck);
+    glm_config_free(&m->cfg);
     free(m);
 }
 

@@ -305,6 +305,13 @@ glm_shard_load(glm_checkpoint *ck, glm_shard *sh, const char *path, glm_err *err
                 esize = glm_dtypes[k].size;
             }
         }
+        if (esize == 0 && strcmp(dt->u.string, "F8_E5M2") == 0) {
+            glm_errf(err, "%s: tensor '%s': unsupported dtype 'F8_E5M2' (FP8"
+                     " checkpoints must store weights as F8_E4M3, as"
+                     " compressed-tensors' float-quantized format does)",
+                     sh->name, key);
+            goto done;
+        }
         if (esize == 0) {
             glm_errf(err, "%s: tensor '%s': unsupported dtype '%s'", sh->name,
                      key, YAJL_GET_STRING(dt));
@@ -572,13 +579,13 @@ glm_checkpoint_close(glm_checkpoint *ck)
     free(ck);
 }
 
-glm_tensor *
-glm_checkpoint_get(glm_checkpoint *ck, const char *name, int ndim,
-    const int64_t *shape, glm_err *err)
+static glm_tensor *
+glm_checkpoint_get_typed(glm_checkpoint *ck, const char *name, int ndim,
+    const int64_t *shape, int want_fp8, glm_err *err)
 {
     glm_tensor *t;
     char want[128], have[128];
-    int d, same;
+    int d, same, is_float;
 
     t = glm_checkpoint_find(ck, name);
     if (t == NULL) {
@@ -596,15 +603,40 @@ glm_checkpoint_get(glm_checkpoint *ck, const char *name, int ndim,
                  t->file, name, have, want);
         return NULL;
     }
-    if (t->dtype != GLM_DTYPE_F32 && t->dtype != GLM_DTYPE_F16
-        && t->dtype != GLM_DTYPE_BF16)
-    {
+    is_float = t->dtype == GLM_DTYPE_F32 || t->dtype == GLM_DTYPE_F16
+               || t->dtype == GLM_DTYPE_BF16;
+    if (want_fp8 && t->dtype != GLM_DTYPE_F8_E4M3) {
+        glm_errf(err, "%s: tensor '%s' has dtype %s, expected F8_E4M3",
+                 t->file, name, glm_dtype_name(t->dtype));
+        return NULL;
+    }
+    if (!want_fp8 && t->dtype == GLM_DTYPE_F8_E4M3) {
+        glm_errf(err, "%s: tensor '%s' has dtype F8_E4M3, but only the weights"
+                 " of Linear layers can be FP8 (this one must be BF16, F16 or F32)",
+                 t->file, name);
+        return NULL;
+    }
+    if (!want_fp8 && !is_float) {
         glm_errf(err, "%s: tensor '%s' has dtype %s, expected BF16, F16 or F32",
                  t->file, name, glm_dtype_name(t->dtype));
         return NULL;
     }
     t->used = 1;
     return t;
+}
+
+glm_tensor *
+glm_checkpoint_get(glm_checkpoint *ck, const char *name, int ndim,
+    const int64_t *shape, glm_err *err)
+{
+    return glm_checkpoint_get_typed(ck, name, ndim, shape, 0, err);
+}
+
+glm_tensor *
+glm_checkpoint_get_fp8(glm_checkpoint *ck, const char *name, int ndim,
+    const int64_t *shape, glm_err *err)
+{
+    return glm_checkpoint_get_typed(ck, name, ndim, shape, 1, err);
 }
 
 size_t
@@ -623,6 +655,76 @@ const char *
 glm_checkpoint_dir(const glm_checkpoint *ck)
 {
     return ck->dir;
+}
+
+/* One scalar of a scale tensor (F32 or BF16, checked at binding). */
+static float
+glm_scale_at(const glm_tensor *s, int64_t i)
+{
+    uint16_t h;
+    float f;
+
+    if (s->dtype == GLM_DTYPE_F32) {
+        memcpy(&f, (const unsigned char *) s->data + i * 4, 4);
+        return f;
+    }
+    memcpy(&h, (const unsigned char *) s->data + i * 2, 2);
+    return glm_bf16_to_f32(h);
+}
+
+/*
+ * Dequantizes elements [first, first+n) of an FP8 weight: value = fp8 * s,
+ * with s the scale covering the element's (row, column).
+ *
+ * What transformers 5.23 holds after loading a compressed-tensors FP8
+ * checkpoint with dequantize=True, in fp32 (t/reference/make_fp8_fixtures.py
+ * checks it bit for bit):
+ *   - Linear modules go through compressed-tensors' dequantize, which
+ *     computes fp8.to(scale.dtype) * scale: with a BF16 scale the product is
+ *     rounded to bf16 (round to nearest even) and then widened;
+ *   - the routed experts, fused at load time, are dequantized by
+ *     transformers' own path, fp8.float() * scale.float(): no rounding
+ *     (scale_exact).
+ * With an F32 scale both are the plain fp32 product.  fp8 * bf16 needs 12
+ * significant bits, so the fp32 product itself is exact.
+ */
+static void
+glm_fp8_dequant(const glm_tensor *t, int64_t first, int64_t n, float *out)
+{
+    const uint8_t *q = (const uint8_t *) t->data + first;
+    const glm_tensor *s = t->scale;
+    int round_bf16 = s->dtype == GLM_DTYPE_BF16 && !t->scale_exact;
+    int64_t cols = t->ndim >= 2 ? t->shape[t->ndim - 1] : t->numel;
+    int64_t i = 0, k, row, col, end, scale_cols;
+    float sc;
+
+    while (i < n) {
+        row = (first + i) / cols;
+        col = (first + i) % cols;
+        end = n - i < cols - col ? n - i : cols - col;     /* rest of this row */
+        switch (t->scale_strategy) {
+        case GLM_SCALE_TENSOR:
+            sc = glm_scale_at(s, 0);
+            break;
+        case GLM_SCALE_CHANNEL:
+            sc = glm_scale_at(s, t->scale_row0 + row);
+            break;
+        default:                                       /* GLM_SCALE_BLOCK */
+            scale_cols = s->shape[1];
+            sc = glm_scale_at(s, (t->scale_row0 + row) / t->block[0] * scale_cols
+                                 + col / t->block[1]);
+            /* stop at the end of this column block */
+            if ((col / t->block[1] + 1) * t->block[1] - col < end) {
+                end = (col / t->block[1] + 1) * t->block[1] - col;
+            }
+            break;
+        }
+        for (k = 0; k < end; k++) {
+            float v = glm_fp8_e4m3_to_f32(q[i + k]) * sc;
+            out[i + k] = round_bf16 ? glm_bf16_to_f32(glm_f32_to_bf16(v)) : v;
+        }
+        i += end;
+    }
 }
 
 void
@@ -649,6 +751,16 @@ glm_tensor_to_f32(const glm_tensor *t, int64_t first, int64_t n, float *out)
         for (i = 0; i < n; i++) {
             memcpy(&h, p + 2 * i, 2);
             out[i] = glm_f16_to_f32(h);
+        }
+        break;
+    case GLM_DTYPE_F8_E4M3:
+        if (t->scale != NULL && t->scale_strategy != GLM_SCALE_NONE) {
+            glm_fp8_dequant(t, first, n, out);
+            break;
+        }
+        p = (const unsigned char *) t->data + first;
+        for (i = 0; i < n; i++) {
+            out[i] = glm_fp8_e4m3_to_f32(p[i]);
         }
         break;
     default:

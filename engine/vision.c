@@ -60,7 +60,28 @@ glm_vget(glm_checkpoint *ck, glm_err *err, int *failed, int ndim, const int64_t 
     return t;
 }
 
-/* A 2-D [rows, cols] view of rows [row0, row0+rows) of t, flattened. */
+/* The [rows, cols] weight of a Linear module of the tower (fmt names the
+ * module, without ".weight"): float, or FP8 with its scale (quant.h). */
+static glm_tensor *
+glm_vget_linear(glm_checkpoint *ck, const glm_config *c, glm_err *err, int *failed,
+    int64_t rows, int64_t cols, const char *fmt, int l)
+{
+    char name[256];
+    glm_tensor *t;
+
+    if (*failed) {
+        return NULL;
+    }
+    snprintf(name, sizeof(name), fmt, l);
+    t = glm_quant_bind_linear(ck, c->quant, name, rows, cols, 0, err);
+    if (t == NULL) {
+        *failed = 1;
+    }
+    return t;
+}
+
+/* A 2-D [rows, cols] view of rows [row0, row0+rows) of t, flattened.  An
+ * FP8 weight's scale stays indexed by the rows of the whole weight. */
 static glm_tensor
 glm_view_rows(const glm_tensor *t, int64_t row0, int64_t rows, int64_t cols)
 {
@@ -73,6 +94,7 @@ glm_view_rows(const glm_tensor *t, int64_t row0, int64_t rows, int64_t cols)
     v.numel = rows * (cols > 0 ? cols : 1);
     v.data = (const char *) t->data + (size_t) row0 * (size_t) (cols > 0 ? cols : 1) * es;
     v.nbytes = (size_t) v.numel * es;
+    v.scale_row0 = t->scale_row0 + row0;
     return v;
 }
 
@@ -109,6 +131,7 @@ glm_vision_bind(glm_checkpoint *ck, const glm_config *c, glm_err *err)
 
 #define V1(n, fmt, l) (s1[0] = (n), glm_vget(ck, err, &failed, 1, s1, fmt, l))
 #define V2(a, b, fmt, l) (s2[0] = (a), s2[1] = (b), glm_vget(ck, err, &failed, 2, s2, fmt, l))
+#define LIN(a, b, fmt, l) glm_vget_linear(ck, c, err, &failed, (a), (b), fmt, l)
     s5[0] = D; s5[1] = 3; s5[2] = T; s5[3] = p; s5[4] = p;
     t = glm_vget(ck, err, &failed, 5, s5, "model.visual.patch_embed.proj.weight", 0);
     if (t != NULL) {
@@ -123,7 +146,7 @@ glm_vision_bind(glm_checkpoint *ck, const glm_config *c, glm_err *err)
 
         B->norm1 = V1(D, "model.visual.blocks.%d.norm1.weight", l);
         B->norm2 = V1(D, "model.visual.blocks.%d.norm2.weight", l);
-        t = V2(3 * D, D, "model.visual.blocks.%d.attn.qkv.weight", l);
+        t = LIN(3 * D, D, "model.visual.blocks.%d.attn.qkv", l);
         if (t != NULL) {
             B->wq = glm_view_rows(t, 0, D, D);
             B->wk = glm_view_rows(t, D, D, D);
@@ -138,11 +161,11 @@ glm_vision_bind(glm_checkpoint *ck, const glm_config *c, glm_err *err)
                 B->has_bias = 1;
             }
         }
-        B->proj = V2(D, D, "model.visual.blocks.%d.attn.proj.weight", l);
+        B->proj = LIN(D, D, "model.visual.blocks.%d.attn.proj", l);
         /* the blocks' MLP is out_hidden_size wide (transformers' Glm4vMoeisionMlp) */
-        B->gate = V2(O, D, "model.visual.blocks.%d.mlp.gate_proj.weight", l);
-        B->up = V2(O, D, "model.visual.blocks.%d.mlp.up_proj.weight", l);
-        B->down = V2(D, O, "model.visual.blocks.%d.mlp.down_proj.weight", l);
+        B->gate = LIN(O, D, "model.visual.blocks.%d.mlp.gate_proj", l);
+        B->up = LIN(O, D, "model.visual.blocks.%d.mlp.up_proj", l);
+        B->down = LIN(D, O, "model.visual.blocks.%d.mlp.down_proj", l);
     }
     v->post_norm = V1(D, "model.visual.post_layernorm.weight", 0);
     s4[0] = O; s4[1] = D; s4[2] = m; s4[3] = m;
@@ -151,14 +174,15 @@ glm_vision_bind(glm_checkpoint *ck, const glm_config *c, glm_err *err)
         v->down_w = glm_view_rows(t, 0, O, (int64_t) D * m * m);
     }
     v->down_b = V1(O, "model.visual.downsample.bias", 0);
-    v->m_proj = V2(O, O, "model.visual.merger.proj.weight", 0);
+    v->m_proj = LIN(O, O, "model.visual.merger.proj", 0);
     v->m_ln_w = V1(O, "model.visual.merger.post_projection_norm.weight", 0);
     v->m_ln_b = V1(O, "model.visual.merger.post_projection_norm.bias", 0);
-    v->m_gate = V2(I, O, "model.visual.merger.gate_proj.weight", 0);
-    v->m_up = V2(I, O, "model.visual.merger.up_proj.weight", 0);
-    v->m_down = V2(O, I, "model.visual.merger.down_proj.weight", 0);
+    v->m_gate = LIN(I, O, "model.visual.merger.gate_proj", 0);
+    v->m_up = LIN(I, O, "model.visual.merger.up_proj", 0);
+    v->m_down = LIN(O, I, "model.visual.merger.down_proj", 0);
 #undef V1
 #undef V2
+#undef LIN
     if (failed) {
         glm_vision_free(v);
         return NULL;

@@ -31,12 +31,14 @@ case_() {
     fi
 }
 
-# the original must load (else every case below proves nothing)
-if "$ENGINE" inspect --model "$FIX/glm45-air-tiny" >/dev/null 2>"$WORK/err"; then
-    pass=$((pass + 1)); echo "ok    intact fixture loads"
-else
-    fail=$((fail + 1)); echo "FAIL  intact fixture does not load:"; cat "$WORK/err"
-fi
+# the originals must load (else every case below proves nothing)
+for fixture in glm45-air-tiny glm45-air-tiny-fp8-channel; do
+    if "$ENGINE" inspect --model "$FIX/$fixture" >/dev/null 2>"$WORK/err"; then
+        pass=$((pass + 1)); echo "ok    intact $fixture loads"
+    else
+        fail=$((fail + 1)); echo "FAIL  intact $fixture does not load:"; cat "$WORK/err"
+    fi
+done
 
 case_ truncated-data glm45-air-tiny "model.safetensors: truncated" \
     'truncate -s $(( $(stat -c %s model.safetensors) - 1000 )) model.safetensors'
@@ -72,6 +74,27 @@ case_ config-bad-type glm45-air-tiny "\"hidden_size\" must be an integer" \
     "sed -i 's/\"hidden_size\": 64/\"hidden_size\": \"64\"/' config.json"
 case_ unknown-arch glm45-air-tiny "is not served" \
     "sed -i 's/Glm4MoeForCausalLM/LlamaForCausalLM/' config.json"
+
+# FP8 (compressed-tensors): the scale tensors and quantization_config
+FP8=glm45-air-tiny-fp8-channel
+case_ fp8-missing-scale $FP8 "FP8 tensor 'model.layers.0.self_attn.k_proj.weight' has no scale: 'model.layers.0.self_attn.k_proj.weight_scale' is missing" \
+    "perl -pi -e 's/layers\\.0\\.self_attn\\.k_proj\\.weight_scale/layers.0.self_attn.k_proj.weight_scalf/g' model.safetensors model.safetensors.index.json"
+case_ fp8-scale-shape $FP8 "weight_scale' has shape [128, 1], expected [1] (the per-tensor scale of a [128, 64] weight)" \
+    "sed -i 's/\"strategy\": \"channel\"/\"strategy\": \"tensor\"/' config.json"
+case_ fp8-block-scale-shape $FP8 "weight_scale' has shape [128, 1], expected [4, 2] (32x32 block scales of a [128, 64] weight)" \
+    "sed -i 's/\"strategy\": \"channel\"/\"strategy\": \"block\", \"block_structure\": [32, 32]/' config.json"
+case_ fp8-unknown-strategy $FP8 "weights: strategy \"tensor_group\" is not supported (tensor, channel or block)" \
+    "sed -i 's/\"strategy\": \"channel\"/\"strategy\": \"tensor_group\"/' config.json"
+case_ fp8-ignored-but-fp8 $FP8 "is F8_E4M3, but quantization_config's ignore entry \"model.layers.0.self_attn.k_proj\" keeps module 'model.layers.0.self_attn.k_proj' unquantized" \
+    "sed -i 's/\"ignore\": \[/\"ignore\": [\"model.layers.0.self_attn.k_proj\", /' config.json"
+case_ fp8-no-quant-config $FP8 "tensor 'model.layers.0.self_attn.q_proj.weight' is F8_E4M3, but config.json has no quantization_config" \
+    "sed -i 's/\"quantization_config\"/\"quantization_config_removed\"/' config.json"
+case_ fp8-untargeted $FP8 "is F8_E4M3, but no quantization_config group targets module 'model.layers.0.self_attn.q_proj'" \
+    "sed -i 's/\"Linear\"/\"re:.*experts.*\"/' config.json"
+case_ fp8-e5m2 $FP8 "unsupported dtype 'F8_E5M2' (FP8 checkpoints must store weights as F8_E4M3" \
+    "perl -pi -e 's/F8_E4M3/F8_E5M2/' model.safetensors"
+case_ fp8-int4 $FP8 "only 8-bit float (FP8 E4M3) quantization is supported" \
+    "sed -i 's/\"num_bits\": 8/\"num_bits\": 4/' config.json"
 
 echo "loader errors: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -4,7 +4,10 @@
 # final "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.."
-FIXTURES="t/fixtures/glm45-air-tiny t/fixtures/glm45-tiny t/fixtures/glm45v-tiny"
+FIXTURES="t/fixtures/glm45-air-tiny t/fixtures/glm45-tiny t/fixtures/glm45v-tiny
+    t/fixtures/glm45-air-tiny-fp8-tensor t/fixtures/glm45-air-tiny-fp8-channel
+    t/fixtures/glm45-air-tiny-fp8-block t/fixtures/glm45-air-tiny-fp8-block48x40
+    t/fixtures/glm45v-tiny-fp8-channel"
 PYTHON=${PYTHON:-python3}
 # the venv `make test-deps` makes holds the openai SDK for t/http_openai.t
 if [ -x build/pyvenv/bin/python ]; then
@@ -33,6 +36,7 @@ done
 suite reference-check build/t/reference_check $FIXTURES
 suite vision-pix build/t/vision_check pix t/fixtures/vision
 suite vision-vl build/t/vision_check vl t/fixtures/glm45v-tiny
+suite vision-vl-fp8 build/t/vision_check vl t/fixtures/glm45v-tiny-fp8-channel
 suite generate-check "$PYTHON" t/generate_check.py build/glm-engine $FIXTURES
 suite loader-errors sh t/loader_errors.sh build/asan/glm-engine
 suite http-fake-engine prove t/
