@@ -206,6 +206,35 @@ is($r->{status}, 200, 'after the bad inputs: 200');
 is($r->{json}{choices}[0]{message}{content}, $answer, 'after the bad inputs: same answer');
 ok(kill(0, $t->engine_pid), 'the engine is alive');
 
+# 24 clients at once, images, a video and text mixed, some leaving early:
+# every answer that completes equals the one-at-a-time answer
+{
+    my $text_only = $t->post('/v1/chat/completions', mm_body([ $text_part ]));
+    my $want_text = $text_only->{json}{choices}[0]{message}{content};
+    my (@socks, @kind);
+    for my $i (0 .. 23) {
+        my $k = $i % 4;
+        my $parts = $k == 0 ? [ $img, $text_part ] : $k == 1 ? [ $text_part ]
+                  : $k == 2 ? [ { type => 'image_url', image_url => { url => "file://$media/cat.png" } }, $text_part ]
+                  : [ $vid, { type => 'text', text => 'Describe the video.' } ];
+        push @socks, $t->stream_open(mm_body($parts, stream => JSON::PP::true));
+        push @kind, $k;
+    }
+    close $socks[$_] for (5, 11);                  # two clients leave at once
+    my ($same, $done) = (0, 0);
+    for my $i (0 .. 23) {
+        next if $i == 5 || $i == 11;
+        my $raw = GlmTest::read_until($socks[$i], qr/data: \[DONE\]/, 120);
+        my $resp = GlmTest::parse_response($raw);
+        $done++ if $raw =~ /data: \[DONE\]/;
+        my $text = GlmTest::sse_text($resp->{body});
+        $same++ if ($kind[$i] == 0 || $kind[$i] == 2) ? $text eq $answer
+                 : $kind[$i] == 1 ? $text eq $want_text : length $text;
+    }
+    is($done, 22, '22 concurrent streams finished');
+    is($same, 22, 'each equals its one-at-a-time answer');
+}
+
 # limits, each a 400 naming it: engines started with small ones
 my $base_cmd = $t->{engine_cmd};
 sub restart_with {
