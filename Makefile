@@ -2,7 +2,9 @@
 #
 #   make                 glm-engine (+ the CUDA backend when nvcc exists; CUDA=0 skips)
 #   make test            everything that needs no GPU (ASan/UBSan builds of the tests);
-#                        compiles every .cu file (and the GPU test) when nvcc exists
+#                        runs the CUDA backend in CPU emulation (t/gpu/emu); compiles
+#                        every .cu file (and the GPU test) when nvcc exists
+#   make test-gpu-emu    the GPU test in CPU emulation, on its own
 #   make test-gpu        every CUDA op and the fixtures against the CPU backend, then
 #                        memcheck (prints "SKIPPED: no GPU" where there is none)
 #   make reference-check REF/TOK lines against the committed transformers references
@@ -63,7 +65,7 @@ MODEL       ?= t/fixtures/glm45-air-tiny
 PORT        ?= 8080
 
 .PHONY: semantics-check template-check bench-templates fuzz-templates fuzz-media media-fixtures template-fixtures bench-overhead test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer bench-preproc preproc-fixtures \
-        fixtures clean cuda test-gpu
+        fixtures clean cuda test-gpu test-gpu-emu
 all: build/glm-engine build/glm-bench $(NGX_MODULE) $(if $(filter 1,$(CUDA)),cuda)
 
 build/%.o: %.c $(ENGINE_HDRS)
@@ -146,6 +148,37 @@ build/kernels/%.o: kernels/%.cu $(wildcard kernels/*.cuh) $(ENGINE_HDRS)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -Ikernels -Iengine -c -o $@ $<
 
+# The CUDA backend on the CPU (t/gpu/emu): kernels/ rewritten by convert.py
+# and compiled with g++ against emulated CUDA headers, linked with the ASan
+# engine; runs test_ops where there is no GPU.  Needs python3, not nvcc.
+EMU_DIR      = build/emu
+EMU_KOBJS    = $(CUDA_SRCS:kernels/%.cu=$(EMU_DIR)/kernels/%.o)
+EMU_CXXFLAGS = -std=c++17 -O1 -g -ffp-contract=off -Wall -Wextra -Wno-unused-parameter \
+               -Wno-unknown-pragmas $(SANITIZE) -It/gpu/emu/include -I$(EMU_DIR)/kernels \
+               -Iengine -D_GNU_SOURCE
+EMU_HDRS     = $(wildcard t/gpu/emu/include/*.h)
+
+$(EMU_DIR)/kernels/.converted: $(CUDA_SRCS) $(wildcard kernels/*.cuh) t/gpu/emu/convert.py
+	@mkdir -p $(dir $@)
+	$(PYTHON) t/gpu/emu/convert.py kernels $(EMU_DIR)/kernels && touch $@
+
+$(EMU_DIR)/kernels/%.o: $(EMU_DIR)/kernels/.converted $(EMU_HDRS) $(ENGINE_HDRS)
+	$(CXX) $(EMU_CXXFLAGS) -c -o $@ $(EMU_DIR)/kernels/$*.cpp
+
+$(EMU_DIR)/emu.o: t/gpu/emu/emu.cpp $(EMU_HDRS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -c -o $@ $<
+
+$(EMU_DIR)/test_ops: t/gpu/test_ops.c $(ENGINE_SRCS:%.c=build/asan/%.o) $(EMU_KOBJS) $(EMU_DIR)/emu.o $(ENGINE_HDRS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SANITIZE) -c -o $(EMU_DIR)/test_ops.o $<
+	$(CXX) $(SANITIZE) -pthread -o $@ $(EMU_DIR)/test_ops.o $(ENGINE_SRCS:%.c=build/asan/%.o) \
+	    $(EMU_KOBJS) $(EMU_DIR)/emu.o $(LDLIBS)
+
+test-gpu-emu: $(EMU_DIR)/test_ops
+	@$(EMU_DIR)/test_ops ops --quick && \
+	 $(EMU_DIR)/test_ops fixtures --quick $(addprefix t/fixtures/,$(FIXTURES)) && \
+	 $(EMU_DIR)/test_ops vision t/fixtures/glm45v-tiny
+
 # serves MODEL (default: the embedded tiny checkpoint) through nginx on
 # 127.0.0.1:$(PORT) in the foreground; installs what is missing first
 run:
@@ -153,7 +186,7 @@ run:
 
 test: build/glm-engine build/glm-bench build/asan/glm-engine $(NGX_MODULE) build/fake_engine $(UNIT_BINS) build/t/reference_check \
       build/t/vision_check build/t/ring_client \
-      $(if $(filter 1,$(CUDA)),cuda build/t/gpu/test_ops)
+      $(EMU_DIR)/test_ops $(if $(filter 1,$(CUDA)),cuda build/t/gpu/test_ops)
 	@sh t/run_tests.sh
 
 unit-test: $(UNIT_BINS)
