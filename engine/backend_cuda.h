@@ -21,8 +21,9 @@
  *   the CPU backend reads works here too).  Activations are fp32, as on
  *   the CPU.
  * - Ops run asynchronously on one stream, in call order; download() waits.
- * Nothing here has run on a GPU yet (written on a machine without one):
- * `make test-gpu` is the check.
+ * Nothing here has run on a GPU yet (written on a machine without one); it
+ * has run in CPU emulation (t/gpu/emu, part of `make test`), matching the
+ * CPU backend.  `make test-gpu` is the check on hardware.
  */
 #ifndef GLM_BACKEND_CUDA_H
 #define GLM_BACKEND_CUDA_H

@@ -5,7 +5,8 @@
  * only (host metadata is the backend's business, kernels/backend_cuda.cu).
  *
  * First version, written on a machine without a GPU: everything here
- * compiles (sm_90a SASS + compute_80 PTX) but has not run yet.  The kernels
+ * compiles (sm_90a SASS + compute_80 PTX) and has run only in the CPU
+ * emulation of t/gpu/emu (against the CPU oracle, under ASan).  The kernels
  * favour plain, obviously-correct code over speed; each design note says
  * what the faster version will change.
  *

@@ -923,6 +923,7 @@ run_ops(void)
         seq_spec tiny[] = { { 0, 5 }, { 9, 1 }, { 30, 3 } };
         seq_spec odd[] = { { 0, 9 }, { 13, 1 }, { 600, 1 } };
         seq_spec wide[] = { { 700, 1 }, { 20, 3 } };
+        seq_spec split_small[] = { { 0, 1 }, { 1500, 1 }, { 700, 1 }, { 511, 1 } };
 
         if (!quick) {
             test_attention("decode_split", 96, 8, 128, 16, dec_long, 5);
@@ -934,6 +935,7 @@ run_ops(void)
         test_attention("tiny", 4, 2, 32, 4, tiny, 3);
         test_attention("odd", 6, 3, 80, 5, odd, 3);
         test_attention("head256", 2, 1, 256, 16, wide, 2);
+        test_attention("decode_split_small", 4, 2, 32, 16, split_small, 4);
     }
 
     /* elementwise */
@@ -1153,9 +1155,13 @@ run_vision(const char *dir)
 
     mc = glm_model_load(dir, cpu, &err);
     mg = mc ? glm_model_load(dir, gpu, &err) : NULL;
-    if (mg == NULL || mg->vision == NULL) {
+    /* all weights up front: the tower's q/k/v are row slices of one qkv
+     * weight, so this also covers the backend aliasing them into it */
+    if (mg == NULL || mg->vision == NULL
+        || glm_backend_cuda_upload_weights(gpu, mg->ck, &err) != 0)
+    {
         printf("OP vision_encode shape=- max_abs=- max_rel=- tol=- FAIL (%s)\n",
-               mg == NULL ? err.msg : "not a vision checkpoint");
+               mg == NULL || mg->vision != NULL ? err.msg : "not a vision checkpoint");
         failures++;
         glm_model_free(mc);
         glm_model_free(mg);
