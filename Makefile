@@ -1,13 +1,19 @@
 # ngx_glm: one Makefile for the engine, its tests and (later) the nginx module.
 #
-#   make                 glm-engine (+ CUDA objects when nvcc exists; CUDA=0 skips)
-#   make test            everything that needs no GPU (ASan/UBSan builds of the tests)
+#   make                 glm-engine (+ the CUDA backend when nvcc exists; CUDA=0 skips)
+#   make test            everything that needs no GPU (ASan/UBSan builds of the tests);
+#                        runs the CUDA backend in CPU emulation (t/gpu/emu); compiles
+#                        every .cu file (and the GPU test) when nvcc exists
+#   make test-gpu-emu    the GPU test in CPU emulation, on its own
+#   make test-gpu        every CUDA op and the fixtures against the CPU backend, then
+#                        memcheck (prints "SKIPPED: no GPU" where there is none)
 #   make reference-check REF/TOK lines against the committed transformers references
 #   make bench           benchmarks, each printing a ratio against a named baseline
 #   make fixtures        regenerates t/fixtures with transformers (needs torch; see t/reference)
 
 CC      ?= gcc
-NVCC    ?= nvcc
+# nvcc from PATH, else the toolkit's usual place; CUDA=1 when it runs
+NVCC    ?= $(firstword $(shell command -v nvcc 2>/dev/null) $(wildcard /usr/local/cuda/bin/nvcc) nvcc)
 CUDA    ?= $(if $(shell command -v $(NVCC) 2>/dev/null),1,0)
 PYTHON  ?= python3
 OPT     ?= -O2
@@ -22,17 +28,36 @@ LDLIBS  += -lyajl -lpcre2-8 -lm -lpthread $(shell pkg-config --libs $(MEDIA_PKGS
 SANITIZE = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 ENGINE_MAIN  = engine/main.c
-ENGINE_SRCS  = $(filter-out $(ENGINE_MAIN),$(wildcard engine/*.c))
+# the CUDA backend's stand-in: linked where kernels/ is not (see CUDA below)
+CUDA_STUB    = engine/backend_cuda_stub.c
+ENGINE_SRCS  = $(filter-out $(ENGINE_MAIN) $(CUDA_STUB),$(wildcard engine/*.c))
 ENGINE_HDRS  = $(wildcard engine/*.h)
 ENGINE_OBJS  = $(ENGINE_SRCS:%.c=build/%.o)
-ASAN_OBJS    = $(ENGINE_SRCS:%.c=build/asan/%.o)
+STUB_OBJ     = $(CUDA_STUB:%.c=build/%.o)
+# the ASan builds never link CUDA (ASan and the CUDA runtime disagree about
+# the address space): their --backend cuda says "built without CUDA"
+ASAN_OBJS    = $(ENGINE_SRCS:%.c=build/asan/%.o) $(CUDA_STUB:%.c=build/asan/%.o)
 UNIT_SRCS    = $(wildcard t/unit/test_*.c)
 UNIT_BINS    = $(UNIT_SRCS:t/unit/%.c=build/asan/t/%)
 
 CUDA_SRCS    = $(wildcard kernels/*.cu)
 CUDA_OBJS    = $(CUDA_SRCS:%.cu=build/%.o)
 NVCCFLAGS   ?= -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a \
-               -gencode arch=compute_80,code=compute_80
+               -gencode arch=compute_80,code=compute_80 -lineinfo \
+               -Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-Wshadow
+# the toolkit's libraries: cuBLASLt for the GEMMs, the CUDA runtime (shared,
+# found through the rpath); libstdc++ for the C++ runtime nvcc's objects use
+CUDA_HOME   ?= $(patsubst %/bin/nvcc,%,$(shell readlink -f $$(command -v $(NVCC)) 2>/dev/null))
+CUDA_LIBDIR ?= $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/lib) /usr/local/cuda/lib64)
+CUDA_LDLIBS  = -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublasLt -lcudart -lstdc++
+# glm-engine links the CUDA backend when nvcc exists, the stub otherwise
+ifeq ($(CUDA),1)
+GPU_OBJS     = $(CUDA_OBJS)
+GPU_LDLIBS   = $(CUDA_LDLIBS)
+else
+GPU_OBJS     = $(STUB_OBJ)
+GPU_LDLIBS   =
+endif
 
 FIXTURES     = glm45-air-tiny glm45-tiny glm45v-tiny glm45-air-tiny-fp8-tensor \
                glm45-air-tiny-fp8-channel glm45-air-tiny-fp8-block glm45-air-tiny-fp8-block48x40 \
@@ -42,7 +67,7 @@ MODEL       ?= t/fixtures/glm45-air-tiny
 PORT        ?= 8080
 
 .PHONY: fp8-fixtures semantics-check template-check bench-templates fuzz-templates fuzz-media media-fixtures template-fixtures bench-overhead test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer bench-preproc preproc-fixtures \
-        fixtures clean cuda test-gpu
+        fixtures clean cuda test-gpu test-gpu-emu
 all: build/glm-engine build/glm-bench $(NGX_MODULE) $(if $(filter 1,$(CUDA)),cuda)
 
 build/%.o: %.c $(ENGINE_HDRS)
@@ -53,8 +78,8 @@ build/asan/%.o: %.c $(ENGINE_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(SANITIZE) -c -o $@ $<
 
-build/glm-engine: build/$(ENGINE_MAIN:.c=.o) $(ENGINE_OBJS)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+build/glm-engine: build/$(ENGINE_MAIN:.c=.o) $(ENGINE_OBJS) $(GPU_OBJS)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(GPU_LDLIBS)
 
 build/asan/glm-engine: build/asan/$(ENGINE_MAIN:.c=.o) $(ASAN_OBJS)
 	$(CC) $(CFLAGS) $(SANITIZE) -o $@ $^ $(LDLIBS)
@@ -63,9 +88,14 @@ build/asan/t/%: t/unit/%.c $(ASAN_OBJS) $(ENGINE_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(SANITIZE) -o $@ $< $(ASAN_OBJS) $(LDLIBS)
 
-build/t/%: t/unit/%.c $(ENGINE_OBJS) $(ENGINE_HDRS)
+build/t/%: t/unit/%.c $(ENGINE_OBJS) $(STUB_OBJ) $(ENGINE_HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(ENGINE_OBJS) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(ENGINE_OBJS) $(STUB_OBJ) $(LDLIBS)
+
+# the GPU test: every CUDA op against the CPU backend, then the fixtures
+build/t/gpu/test_ops: t/gpu/test_ops.c $(ENGINE_OBJS) $(CUDA_OBJS) $(ENGINE_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(ENGINE_OBJS) $(CUDA_OBJS) $(LDLIBS) $(CUDA_LDLIBS)
 
 # the nginx module, built against Debian's nginx-dev (NGINX.md section 1.2)
 NGX_BUILD   = build/nginx
@@ -116,9 +146,40 @@ build/asan/t/test_bench_stats: $(BENCH_SRCS) $(BENCH_HDRS)
 
 # CUDA: compiled wherever nvcc exists, so kernels never rot on CPU-only machines.
 cuda: $(CUDA_OBJS)
-build/kernels/%.o: kernels/%.cu $(wildcard kernels/*.cuh)
+build/kernels/%.o: kernels/%.cu $(wildcard kernels/*.cuh) $(ENGINE_HDRS)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -Ikernels -Iengine -c -o $@ $<
+
+# The CUDA backend on the CPU (t/gpu/emu): kernels/ rewritten by convert.py
+# and compiled with g++ against emulated CUDA headers, linked with the ASan
+# engine; runs test_ops where there is no GPU.  Needs python3, not nvcc.
+EMU_DIR      = build/emu
+EMU_KOBJS    = $(CUDA_SRCS:kernels/%.cu=$(EMU_DIR)/kernels/%.o)
+EMU_CXXFLAGS = -std=c++17 -O1 -g -ffp-contract=off -Wall -Wextra -Wno-unused-parameter \
+               -Wno-unknown-pragmas $(SANITIZE) -It/gpu/emu/include -I$(EMU_DIR)/kernels \
+               -Iengine -D_GNU_SOURCE
+EMU_HDRS     = $(wildcard t/gpu/emu/include/*.h)
+
+$(EMU_DIR)/kernels/.converted: $(CUDA_SRCS) $(wildcard kernels/*.cuh) t/gpu/emu/convert.py
+	@mkdir -p $(dir $@)
+	$(PYTHON) t/gpu/emu/convert.py kernels $(EMU_DIR)/kernels && touch $@
+
+$(EMU_DIR)/kernels/%.o: $(EMU_DIR)/kernels/.converted $(EMU_HDRS) $(ENGINE_HDRS)
+	$(CXX) $(EMU_CXXFLAGS) -c -o $@ $(EMU_DIR)/kernels/$*.cpp
+
+$(EMU_DIR)/emu.o: t/gpu/emu/emu.cpp $(EMU_HDRS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -c -o $@ $<
+
+$(EMU_DIR)/test_ops: t/gpu/test_ops.c $(ENGINE_SRCS:%.c=build/asan/%.o) $(EMU_KOBJS) $(EMU_DIR)/emu.o $(ENGINE_HDRS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SANITIZE) -c -o $(EMU_DIR)/test_ops.o $<
+	$(CXX) $(SANITIZE) -pthread -o $@ $(EMU_DIR)/test_ops.o $(ENGINE_SRCS:%.c=build/asan/%.o) \
+	    $(EMU_KOBJS) $(EMU_DIR)/emu.o $(LDLIBS)
+
+test-gpu-emu: $(EMU_DIR)/test_ops
+	@$(EMU_DIR)/test_ops ops --quick && \
+	 $(EMU_DIR)/test_ops fixtures --quick $(addprefix t/fixtures/,$(FIXTURES)) && \
+	 $(EMU_DIR)/test_ops vision t/fixtures/glm45v-tiny
 
 # serves MODEL (default: the embedded tiny checkpoint) through nginx on
 # 127.0.0.1:$(PORT) in the foreground; installs what is missing first
@@ -127,7 +188,7 @@ run:
 
 test: build/glm-engine build/glm-bench build/asan/glm-engine $(NGX_MODULE) build/fake_engine $(UNIT_BINS) build/t/reference_check \
       build/t/vision_check build/t/ring_client \
-      $(if $(filter 1,$(CUDA)),cuda)
+      $(EMU_DIR)/test_ops $(if $(filter 1,$(CUDA)),cuda build/t/gpu/test_ops)
 	@sh t/run_tests.sh
 
 unit-test: $(UNIT_BINS)
@@ -146,10 +207,16 @@ reference-check: build/t/reference_check build/asan/t/test_tokenizer build/t/vis
 loader-check: build/asan/glm-engine
 	@sh t/loader_errors.sh build/asan/glm-engine
 
+# a GPU: nvidia-smi lists one (or its device node exists); then the toolkit
+# must be there too, since the test builds the CUDA backend
 test-gpu:
-	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
-	    echo "no GPU tests yet: the CUDA backend is not written"; \
-	else echo "SKIPPED: no GPU"; fi
+	@if ! { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; } \
+	    && ! [ -e /dev/nvidia0 ]; then echo "SKIPPED: no GPU"; exit 0; fi; \
+	if [ "$(CUDA)" != 1 ]; then \
+	    echo "test-gpu: a GPU is present but nvcc ($(NVCC)) is not: cannot build the CUDA backend"; \
+	    exit 1; fi; \
+	$(MAKE) --no-print-directory build/t/gpu/test_ops build/glm-engine && \
+	    sh t/gpu/run_gpu_tests.sh
 
 bench: bench-tokenizer bench-overhead bench-templates bench-preproc
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "backend_select.h"
 #include "scheduler.h"
 #include "tokenizer.h"
 
@@ -33,7 +34,7 @@ int glm_cmd_bench(int argc, char **argv);
 int
 glm_cmd_bench(int argc, char **argv)
 {
-    const char *dir = NULL;
+    const char *dir = NULL, *backend = "cpu";
     long input_len = 128, output_len = 32, num_prompts = 64, max_seqs = 64;
     long budget = 2048, threads = 0, seed = 0;
     glm_backend *be = NULL;
@@ -57,6 +58,10 @@ glm_cmd_bench(int argc, char **argv)
             dir = argv[i + 1];
             continue;
         }
+        if (strcmp(argv[i], "--backend") == 0) {
+            backend = argv[i + 1];
+            continue;
+        }
         if (*end != '\0' || v < 0) {
             fprintf(stderr, "glm-engine: %s wants a non-negative integer\n", argv[i]);
             return 2;
@@ -78,12 +83,12 @@ glm_cmd_bench(int argc, char **argv)
     {
         fprintf(stderr, "usage: glm-engine bench --model DIR [--input-len N] [--output-len N]"
                 " [--num-prompts N] [--max-num-seqs N] [--max-num-batched-tokens N]"
-                " [--threads N] [--seed S]\n");
+                " [--threads N] [--seed S] [--backend cpu|cuda]\n");
         return 2;
     }
-    be = glm_backend_cpu_create((int) threads);
+    be = glm_backend_create_named(backend, (int) threads, 0, &err);
     m = be ? glm_model_load(dir, be, &err) : NULL;
-    if (m == NULL) {
+    if (m == NULL || glm_backend_prepare(be, m->ck, &err) != 0) {
         goto fail;
     }
     glm_path_join(path, sizeof(path), dir, "tokenizer.json");

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 
 #include "backend.h"
+#include "backend_select.h"
 #include "chat_template.h"
 #include "model.h"
 #include "sampling.h"
@@ -38,8 +39,8 @@ glm_usage(FILE *f)
         "  serve    --model DIR --socket PATH   the engine behind ngx_glm_module\n"
         "           (serve --help lists its options)\n"
         "  bench    --model DIR                 offline throughput (no HTTP)\n"
-        "  generate --model DIR --prompt TEXT   continue TEXT with the model (CPU backend)\n"
-        "           [--max-tokens N] (default 32)\n"
+        "  generate --model DIR --prompt TEXT   continue TEXT with the model\n"
+        "           [--max-tokens N] (default 32) [--backend cpu|cuda] (default cpu)\n"
         "           [--temperature T --top-k K --top-p P --seed S] (default: greedy)\n"
         "           [--threads N] [--skip-special-tokens]\n"
         "  inspect  --model DIR                 check a checkpoint and describe it\n"
@@ -176,7 +177,7 @@ glm_is_eos(const glm_config *c, int32_t id)
 static int
 glm_cmd_generate(int argc, char **argv)
 {
-    const char *dir = NULL, *prompt = NULL;
+    const char *dir = NULL, *prompt = NULL, *backend = "cpu";
     long max_tokens = 32, threads = 0, seed = 0, top_k = 0;
     float temperature = 0.0f, top_p = 1.0f;
     int skip_special = 0, i, rc = 1, n_out = 0;
@@ -211,6 +212,8 @@ glm_cmd_generate(int argc, char **argv)
             dir = v;
         } else if (strcmp(a, "--prompt") == 0) {
             prompt = v;
+        } else if (strcmp(a, "--backend") == 0) {
+            backend = v;
         } else if (strcmp(a, "--max-tokens") == 0) {
             if (glm_arg_long(a, v, 1, 1 << 20, &max_tokens) != 0) return 2;
         } else if (strcmp(a, "--threads") == 0) {
@@ -237,13 +240,12 @@ glm_cmd_generate(int argc, char **argv)
     glm_rng_seed(&rng, (uint64_t) seed);
 
     t0 = glm_now_seconds();
-    be = glm_backend_cpu_create((int) threads);
+    be = glm_backend_create_named(backend, (int) threads, 0, &err);
     if (be == NULL) {
-        glm_errf(&err, "cannot start the CPU backend");
         goto fail;
     }
     m = glm_model_load(dir, be, &err);
-    if (m == NULL) {
+    if (m == NULL || glm_backend_prepare(be, m->ck, &err) != 0) {
         goto fail;
     }
     if (glm_path_join(path, sizeof(path), dir, "tokenizer.json") != 0) {

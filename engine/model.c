@@ -440,8 +440,10 @@ glm_model_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float *logi
 
     /* only the rows that need logits go through the norm and lm_head */
     for (i = 0; i < b->n_logits; i++) {
-        memcpy(rows + (size_t) i * H, x + (size_t) b->logit_rows[i] * H,
-               (size_t) H * sizeof(float));
+        /* backend memory on both sides: the backends' copies accept it
+         * (memcpy on the CPU, cudaMemcpyDefault on the GPU) */
+        be->upload(be, rows + (size_t) i * H, x + (size_t) b->logit_rows[i] * H,
+                   (size_t) H * sizeof(float));
     }
     if (b->n_logits > 0) {
         be->rmsnorm(be, rows, rows, m->final_norm, b->n_logits, H, c->rms_norm_eps);

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend_select.h"
 #include "chat_template.h"
 
 static glm_server *glm_signal_server;
@@ -846,6 +847,7 @@ glm_serve_usage(FILE *f)
         "  --socket-group GROUP          socket group (e.g. www-data for nginx workers)\n"
         "  --max-channels N              nginx worker connections (default 64)\n"
         "  --threads N                   CPU backend threads (default: all)\n"
+        "  --backend cpu|cuda            where the model runs (default cpu; cuda: GPU 0)\n"
         "  --allowed-local-media-path DIR  allow file:// images and videos under DIR\n"
         "  --media-threads N             image/video decoding threads (default 2; 0: on\n"
         "                                the engine loop)\n"
@@ -955,9 +957,11 @@ glm_cmd_serve(int argc, char **argv)
             o->allowed_local_media_path = val;
         } else if (strcmp(a, "--media-io-kwargs") == 0) {
             o->media_io_kwargs = val;
+        } else if (strcmp(a, "--backend") == 0) {
+            o->backend = val;
         } else if (strcmp(a, "--gpu-memory-utilization") == 0) {
-            fprintf(stderr, "glm-engine: note: --gpu-memory-utilization applies to the"
-                    " CUDA backend; the CPU backend sizes its cache with --kv-blocks\n");
+            fprintf(stderr, "glm-engine: note: --gpu-memory-utilization is not used yet:"
+                    " both backends size the KV cache with --kv-blocks\n");
         } else {
             fprintf(stderr, "glm-engine: unknown option %s\n", a);
             glm_serve_usage(stderr);
@@ -972,9 +976,9 @@ glm_cmd_serve(int argc, char **argv)
         o->names[o->n_names++] = o->model_dir;
     }
 
-    srv->be = glm_backend_cpu_create(o->threads);
+    srv->be = glm_backend_create_named(o->backend, o->threads, 0, &err);
     srv->m = srv->be ? glm_model_load(o->model_dir, srv->be, &err) : NULL;
-    if (srv->m == NULL) {
+    if (srv->m == NULL || glm_backend_prepare(srv->be, srv->m->ck, &err) != 0) {
         goto fail;
     }
     if (o->max_model_len == 0 || o->max_model_len > srv->m->cfg.max_position_embeddings) {

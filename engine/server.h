@@ -154,6 +154,7 @@ typedef struct {
     long           limit_media_pixels;
     int            limit_video_frames;
     int            limit_video_seconds;
+    const char    *backend;                   /* "cpu" (NULL) or "cuda" */
 } glm_serve_opts;
 
 struct glm_server {

@@ -1,0 +1,44 @@
+/* attention_prefill: see attention_prefill.cuh. */
+#include "attention_prefill.cuh"
+#include "attention_tile.cuh"
+
+/* KV source for the tile kernel: a sequence's paged cache, causal */
+struct glm_paged_src {
+    glm_cuda_paged  kv;
+    const int32_t  *tok_pos;
+
+    __device__ int len(int4 tl, int tok) const
+    {
+        (void) tl;
+        return tok_pos[tok] + 1;
+    }
+    __device__ const float *k_row(int4 tl, int p, int kvh, int D) const
+    {
+        return kv.k + glm_paged_row(kv, tl.z, p) * kv.kv_dim + (int64_t) kvh * D;
+    }
+    __device__ const float *v_row(int4 tl, int p, int kvh, int D) const
+    {
+        return kv.v + glm_paged_row(kv, tl.z, p) * kv.kv_dim + (int64_t) kvh * D;
+    }
+};
+
+void
+glm_cuda_attention_prefill(cudaStream_t stream, float *out, const float *q,
+    glm_cuda_paged kv, const int4 *tiles, int n_tiles, const int32_t *tok_pos,
+    int heads, int kv_heads, int head_dim, float scale)
+{
+    size_t smem = glm_attn_tile_smem(head_dim);
+    glm_paged_src src = { kv, tok_pos };
+
+    if (n_tiles <= 0) {
+        return;
+    }
+    GLM_CUDA_CHECK(cudaFuncSetAttribute(glm_attn_tile_kernel<glm_paged_src>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int) smem));
+    glm_attn_tile_kernel<glm_paged_src><<<dim3(n_tiles, heads), GLM_TILE_THREADS, smem,
+                                          stream>>>(out, q, heads * head_dim, src, tiles,
+                                                    heads, heads / kv_heads, head_dim,
+                                                    scale);
+    GLM_CUDA_LAUNCHED();
+}

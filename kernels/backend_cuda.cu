@@ -1,0 +1,1187 @@
+/*
+ * backend_cuda.cu: the CUDA backend: backend.h's op table over device
+ * memory, on top of the kernels in this directory (engine/backend_cuda.h
+ * states the contract).
+ *
+ * Why here and not in engine/: it is CUDA C++ (cuBLASLt, kernel launches),
+ * compiled by nvcc with the kernels; engine/ stays C11 compiled by gcc, so
+ * machines without nvcc build and test everything else unchanged and link
+ * engine/backend_cuda_stub.c instead.
+ *
+ * What this file does on the host, per op:
+ * - weights: finds (or makes) the device copy of a glm_tensor: an open-
+ *   addressing table keyed by the tensor's host data address, checked by
+ *   size, dtype, format and a fingerprint of its first and last 32 bytes
+ *   (so a checkpoint reopened at the same address is not served stale
+ *   weights).  A tensor that is a slice of one already on the device (the
+ *   vision tower's q/k/v rows of one qkv weight) aliases it after its bytes
+ *   are compared on both sides.
+ * - metadata: the host arrays backend.h passes (ids, rope positions, the
+ *   attention batch, segment bounds) are packed into one buffer per kind,
+ *   compared with the previous upload of that kind, and uploaded only when
+ *   they changed: every layer of a step reuses the first layer's copy.
+ *   Packing is also where positions are checked against block tables (the
+ *   CPU backend's internal-error aborts, done before any kernel runs).
+ *   Pinned staging plus an event per kind: a staging buffer is rewritten
+ *   only after its previous copy has left.
+ * - scratch: grow-only device buffers per purpose, freed and reallocated
+ *   stream-ordered (cudaFreeAsync/cudaMallocAsync), so no host sync.
+ * Host syncs inside a step: upload()/download() (their contract), the MoE
+ * expert counts (the per-expert GEMM launches need them; a grouped GEMM
+ * reading counts on the device removes this), first use of a weight.
+ *
+ * Not yet (issue 6's later items, in this order of need): BF16/FP8
+ * activations and KV cache, FP8 weights, grouped expert GEMMs without the
+ * count sync, the fused ops of the issue (q/k/v epilogue with RoPE and the
+ * cache write, residual+norm in the op table), CUDA graphs for decode,
+ * sizing memory up front (--gpu-memory-utilization), sampling on the GPU.
+ */
+extern "C" {
+#include "backend.h"
+#include "backend_cuda.h"
+#include "safetensors.h"
+#include "util.h"
+}
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "add.cuh"
+#include "attention_decode.cuh"
+#include "attention_prefill.cuh"
+#include "attention_segments.cuh"
+#include "attention_tile.cuh"
+#include "common.cuh"
+#include "embed.cuh"
+#include "gelu.cuh"
+#include "gemm.cuh"
+#include "group_transpose.cuh"
+#include "kv_store.cuh"
+#include "layernorm.cuh"
+#include "moe_combine.cuh"
+#include "moe_permute.cuh"
+#include "moe_route.cuh"
+#include "rmsnorm.cuh"
+#include "rope.cuh"
+#include "swiglu.cuh"
+
+/* decode attention: positions per split, and the cap on split partials */
+#define GLM_SPLIT_LEN         512
+#define GLM_MAX_SPLITS        64
+#define GLM_MAX_PARTIAL_FLOATS ((size_t) 64 << 20)
+
+/* ---- state ----------------------------------------------------------------- */
+
+typedef struct {
+    const void *host;           /* tensor data in the checkpoint mapping */
+    size_t      nbytes;
+    int         dtype;          /* glm_dtype as stored */
+    int         fmt;            /* GLM_WFMT_* on the device */
+    uint64_t    fp;             /* fingerprint of the host bytes */
+    void       *dev;
+    size_t      dev_bytes;
+    int         owner;          /* 0: an alias into another entry's copy */
+} glm_wentry;
+
+enum {
+    GLM_META_IDS = 0,
+    GLM_META_ROPE,
+    GLM_META_ATTN,
+    GLM_META_SEG,
+    GLM_META_N
+};
+
+typedef struct {
+    void        *dev;
+    char        *host;          /* pinned: the bytes last uploaded */
+    size_t       cap, len;
+    cudaEvent_t  copied;
+    int          has_event;
+} glm_meta;
+
+enum {
+    GLM_SCR_ATTN_PARTIAL = 0,
+    GLM_SCR_MOE_LOGITS, GLM_SCR_MOE_IDX, GLM_SCR_MOE_W, GLM_SCR_MOE_COUNTS,
+    GLM_SCR_MOE_OFFSETS, GLM_SCR_MOE_CURSOR, GLM_SCR_MOE_PERM, GLM_SCR_MOE_SLOT,
+    GLM_SCR_MOE_X, GLM_SCR_MOE_G, GLM_SCR_MOE_U, GLM_SCR_MOE_Y,
+    GLM_SCR_N
+};
+
+/* the attention batch as packed for the device (int32 units) */
+typedef struct {
+    int n_tokens, n_seqs, block_size, pool_blocks;
+    int n_dec, n_tiles, max_len_dec;
+    size_t off_seq, off_pos, off_block_off, off_blocks, off_dec, off_tiles, off_slot;
+} glm_attn_layout;
+
+typedef struct {
+    glm_backend     be;                 /* first: the op table */
+    int             device;
+    cudaStream_t    stream;
+    glm_cuda_gemm  *gemm;
+
+    glm_wentry     *wtab;               /* open addressing, power-of-two size */
+    size_t          wcap, wcount;
+    size_t          weight_bytes;
+
+    glm_meta        meta[GLM_META_N];
+    int32_t        *pack;               /* host scratch for packing metadata */
+    size_t          pack_cap;           /* int32 elements */
+    glm_attn_layout attn;               /* layout of meta[GLM_META_ATTN] */
+
+    void           *scr[GLM_SCR_N];
+    size_t          scr_cap[GLM_SCR_N];
+    int32_t        *moe_offsets_host;   /* pinned, [GLM_MOE_MAX_EXPERTS + 1] */
+} glm_cuda;
+
+static glm_cuda *
+glm_cu(glm_backend *be)
+{
+    return (glm_cuda *) be;
+}
+
+/* an internal error: the model or scheduler broke a contract of backend.h */
+static void
+glm_cu_bug(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void
+glm_cu_bug(const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "glm-engine: internal error: %s\n", msg);
+    abort();
+}
+
+/* ---- scratch and metadata ------------------------------------------------- */
+
+static void *
+glm_scratch(glm_cuda *c, int slot, size_t bytes)
+{
+    if (bytes > c->scr_cap[slot]) {
+        if (c->scr[slot] != NULL) {
+            GLM_CUDA_CHECK(cudaFreeAsync(c->scr[slot], c->stream));
+        }
+        bytes += bytes / 4;
+        if (cudaMallocAsync(&c->scr[slot], bytes, c->stream) != cudaSuccess) {
+            (void) cudaGetLastError();
+            /* TODO(memory): size scratch up front from the batch limits */
+            fprintf(stderr, "glm-engine: CUDA backend: out of GPU memory for %zu bytes"
+                    " of scratch\n", bytes);
+            abort();
+        }
+        c->scr_cap[slot] = bytes;
+    }
+    return c->scr[slot];
+}
+
+static int32_t *
+glm_pack_reserve(glm_cuda *c, size_t n)
+{
+    if (n > c->pack_cap) {
+        int32_t *p = (int32_t *) realloc(c->pack, (n + n / 2) * sizeof(int32_t));
+        if (p == NULL) {
+            fprintf(stderr, "glm-engine: out of memory packing %zu metadata ints\n", n);
+            abort();
+        }
+        c->pack = p;
+        c->pack_cap = n + n / 2;
+    }
+    return c->pack;
+}
+
+/* The device copy of bytes [host, host + len) for metadata `slot`: uploaded
+ * only when it differs from the slot's previous upload. */
+static const void *
+glm_meta_put(glm_cuda *c, int slot, const void *host, size_t len)
+{
+    glm_meta *m = &c->meta[slot];
+
+    if (m->dev != NULL && m->len == len && memcmp(m->host, host, len) == 0) {
+        return m->dev;
+    }
+    if (m->has_event) {
+        /* the staging buffer is about to be rewritten: its last copy must be done */
+        GLM_CUDA_CHECK(cudaEventSynchronize(m->copied));
+    } else {
+        GLM_CUDA_CHECK(cudaEventCreateWithFlags(&m->copied, cudaEventDisableTiming));
+        m->has_event = 1;
+    }
+    if (len > m->cap || m->dev == NULL) {
+        size_t cap = len + len / 2 + 256;
+        if (m->dev != NULL) {
+            GLM_CUDA_CHECK(cudaFreeAsync(m->dev, c->stream));
+            GLM_CUDA_CHECK(cudaFreeHost(m->host));
+        }
+        GLM_CUDA_CHECK(cudaMallocAsync(&m->dev, cap, c->stream));
+        GLM_CUDA_CHECK(cudaMallocHost((void **) &m->host, cap));
+        m->cap = cap;
+    }
+    memcpy(m->host, host, len);
+    m->len = len;
+    if (len > 0) {
+        GLM_CUDA_CHECK(cudaMemcpyAsync(m->dev, m->host, len, cudaMemcpyHostToDevice,
+                                       c->stream));
+    }
+    GLM_CUDA_CHECK(cudaEventRecord(m->copied, c->stream));
+    return m->dev;
+}
+
+/* ---- weights ---------------------------------------------------------------- */
+
+static uint64_t
+glm_fingerprint(const void *p, size_t n)
+{
+    const unsigned char *b = (const unsigned char *) p;
+    uint64_t h = 1469598103934665603ull ^ n;
+    size_t i, head = n < 32 ? n : 32, tail = n < 64 ? n - head : 32;
+
+    for (i = 0; i < head; i++) {
+        h = (h ^ b[i]) * 1099511628211ull;
+    }
+    for (i = n - tail; i < n; i++) {
+        h = (h ^ b[i]) * 1099511628211ull;
+    }
+    return h;
+}
+
+static size_t
+glm_wslot(const glm_cuda *c, const void *host)
+{
+    uint64_t h = (uint64_t) (uintptr_t) host;
+
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    return (size_t) h & (c->wcap - 1);
+}
+
+static void
+glm_wtab_grow(glm_cuda *c)
+{
+    glm_wentry *old = c->wtab;
+    size_t old_cap = c->wcap, i;
+
+    c->wcap = old_cap ? old_cap * 2 : 1024;
+    c->wtab = (glm_wentry *) calloc(c->wcap, sizeof(glm_wentry));
+    if (c->wtab == NULL) {
+        fprintf(stderr, "glm-engine: out of memory for the weight table\n");
+        abort();
+    }
+    for (i = 0; i < old_cap; i++) {
+        if (old[i].host != NULL) {
+            size_t s = glm_wslot(c, old[i].host);
+            while (c->wtab[s].host != NULL) {
+                s = (s + 1) & (c->wcap - 1);
+            }
+            c->wtab[s] = old[i];
+        }
+    }
+    free(old);
+}
+
+static int
+glm_wfmt_for(const glm_tensor *t, int want_f32)
+{
+    return !want_f32 && t->ndim >= 2 && t->dtype == GLM_DTYPE_BF16 ? GLM_WFMT_BF16
+                                                                   : GLM_WFMT_F32;
+}
+
+/* Copies t to new device memory in format fmt; 0, or -1 with err. */
+static int
+glm_weight_copy(glm_cuda *c, const glm_tensor *t, int fmt, void **dev, size_t *dev_bytes,
+    glm_err *err)
+{
+    size_t bytes = (size_t) t->numel * (fmt == GLM_WFMT_BF16 ? 2 : 4);
+    cudaError_t e;
+
+    e = cudaMalloc(dev, bytes ? bytes : 4);
+    if (e != cudaSuccess) {
+        size_t fr = 0, tot = 0;
+        (void) cudaGetLastError();
+        cudaMemGetInfo(&fr, &tot);
+        return glm_errf(err, "out of GPU memory for weight '%s' (%.1f MiB; %.1f GiB of"
+                        " weights already on the device, %.1f GiB free of %.1f GiB):"
+                        " the model does not fit this GPU in this precision",
+                        t->name ? t->name : "?", bytes / 1048576.0,
+                        c->weight_bytes / 1073741824.0, fr / 1073741824.0,
+                        tot / 1073741824.0);
+    }
+    if ((fmt == GLM_WFMT_BF16 && t->dtype == GLM_DTYPE_BF16)
+        || (fmt == GLM_WFMT_F32 && t->dtype == GLM_DTYPE_F32))
+    {
+        GLM_CUDA_CHECK(cudaMemcpyAsync(*dev, t->data, bytes, cudaMemcpyHostToDevice,
+                                       c->stream));
+        GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    } else {
+        /* any other dtype: the CPU backend's conversion, a chunk at a time */
+        const int64_t chunk = 1 << 20;
+        float *buf = (float *) malloc((size_t) chunk * sizeof(float));
+        int64_t first;
+
+        if (buf == NULL) {
+            cudaFree(*dev);
+            return glm_errf(err, "out of memory converting weight '%s'", t->name);
+        }
+        for (first = 0; first < t->numel; first += chunk) {
+            int64_t n = t->numel - first < chunk ? t->numel - first : chunk;
+            glm_tensor_to_f32(t, first, n, buf);
+            GLM_CUDA_CHECK(cudaMemcpyAsync((float *) *dev + first, buf,
+                                           (size_t) n * sizeof(float),
+                                           cudaMemcpyHostToDevice, c->stream));
+            GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+        }
+        free(buf);
+    }
+    *dev_bytes = bytes;
+    return 0;
+}
+
+/* An existing device copy that contains t's bytes unchanged (t a slice of a
+ * tensor already uploaded in its stored dtype), verified by comparing the
+ * slice's first and last bytes on both sides; NULL if none. */
+static void *
+glm_weight_alias(glm_cuda *c, const glm_tensor *t, int fmt)
+{
+    const char *lo = (const char *) t->data, *hi = lo + t->nbytes;
+    size_t i;
+
+    if (!((fmt == GLM_WFMT_BF16 && t->dtype == GLM_DTYPE_BF16)
+          || (fmt == GLM_WFMT_F32 && t->dtype == GLM_DTYPE_F32)))
+    {
+        return NULL;
+    }
+    for (i = 0; i < c->wcap; i++) {
+        const glm_wentry *e = &c->wtab[i];
+        const char *elo = (const char *) e->host;
+        unsigned char a[64], b[64];
+        size_t n, off;
+        char *dev;
+
+        if (e->host == NULL || !e->owner || e->dev == NULL || e->fmt != fmt
+            || e->dtype != (int) t->dtype || lo < elo || hi > elo + e->nbytes)
+        {
+            continue;
+        }
+        off = (size_t) (lo - elo);
+        dev = (char *) e->dev + off;
+        n = t->nbytes < 32 ? t->nbytes : 32;
+        GLM_CUDA_CHECK(cudaMemcpyAsync(a, dev, n, cudaMemcpyDeviceToHost, c->stream));
+        GLM_CUDA_CHECK(cudaMemcpyAsync(a + 32, dev + t->nbytes - n, n,
+                                       cudaMemcpyDeviceToHost, c->stream));
+        GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+        memcpy(b, lo, n);
+        memcpy(b + 32, hi - n, n);
+        if (memcmp(a, b, n) == 0 && memcmp(a + 32, b + 32, n) == 0) {
+            return dev;
+        }
+    }
+    return NULL;
+}
+
+/* The device copy of t in format fmt, made on first use; NULL with err
+ * when the GPU has no room for it. */
+static glm_wentry *
+glm_weight_entry(glm_cuda *c, const glm_tensor *t, int fmt, glm_err *err)
+{
+    uint64_t fp = glm_fingerprint(t->data, t->nbytes);
+    glm_wentry *e;
+    size_t s;
+
+    if (c->wcap == 0 || (c->wcount + 1) * 2 > c->wcap) {
+        glm_wtab_grow(c);
+    }
+    for (s = glm_wslot(c, t->data); c->wtab[s].host != NULL; s = (s + 1) & (c->wcap - 1)) {
+        e = &c->wtab[s];
+        if (e->host == t->data && e->nbytes == t->nbytes && e->dtype == (int) t->dtype
+            && e->fmt == fmt)
+        {
+            if (e->fp == fp) {
+                return e;
+            }
+            /* same address, other bytes: a checkpoint reopened where an old
+             * one was mapped; replace the stale copy in place */
+            if (e->owner) {
+                GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+                GLM_CUDA_CHECK(cudaFree(e->dev));
+                c->weight_bytes -= e->dev_bytes;
+            }
+            e->owner = 0;
+            e->dev = NULL;
+            if (glm_weight_copy(c, t, fmt, &e->dev, &e->dev_bytes, err) != 0) {
+                e->fp = 0;          /* no copy: the next lookup tries again */
+                return NULL;
+            }
+            e->owner = 1;
+            e->fp = fp;
+            c->weight_bytes += e->dev_bytes;
+            return e;
+        }
+    }
+    e = &c->wtab[s];
+    memset(e, 0, sizeof(*e));
+    e->dev = glm_weight_alias(c, t, fmt);
+    if (e->dev == NULL) {
+        if (glm_weight_copy(c, t, fmt, &e->dev, &e->dev_bytes, err) != 0) {
+            return NULL;
+        }
+        e->owner = 1;
+        c->weight_bytes += e->dev_bytes;
+    }
+    e->host = t->data;
+    e->nbytes = t->nbytes;
+    e->dtype = (int) t->dtype;
+    e->fmt = fmt;
+    e->fp = fp;
+    c->wcount++;
+    return e;
+}
+
+/* For the ops: the device copy, or a clear stop (ops cannot fail). */
+static const void *
+glm_weight(glm_cuda *c, const glm_tensor *t, int want_f32, int *fmt_out)
+{
+    int fmt = glm_wfmt_for(t, want_f32);
+    glm_wentry *e;
+    glm_err err;
+
+    e = glm_weight_entry(c, t, fmt, &err);
+    if (e == NULL) {
+        fprintf(stderr, "glm-engine: CUDA backend: %s\n", err.msg);
+        abort();
+    }
+    if (fmt_out != NULL) {
+        *fmt_out = fmt;
+    }
+    return e->dev;
+}
+
+/* a 1-D parameter read as fp32: at least n elements or it is a bug */
+static const float *
+glm_vec(glm_cuda *c, const glm_tensor *t, int64_t n, const char *what)
+{
+    if (t->numel < n) {
+        glm_cu_bug("%s '%s' has %lld elements, the op needs %lld", what,
+                   t->name ? t->name : "?", (long long) t->numel, (long long) n);
+    }
+    return (const float *) glm_weight(c, t, 1, NULL);
+}
+
+/* ---- memory ops ---------------------------------------------------------------- */
+
+static void *
+glm_cu_alloc(glm_backend *be, size_t bytes)
+{
+    glm_cuda *c = glm_cu(be);
+    void *p = NULL;
+
+    if (bytes == 0) {
+        bytes = 1;
+    }
+    if (cudaMallocAsync(&p, bytes, c->stream) != cudaSuccess) {
+        (void) cudaGetLastError();
+        return NULL;
+    }
+    /* zeroed, as the CPU backend's calloc */
+    GLM_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, c->stream));
+    return p;
+}
+
+static void
+glm_cu_free(glm_backend *be, void *p)
+{
+    if (p != NULL) {
+        GLM_CUDA_CHECK(cudaFreeAsync(p, glm_cu(be)->stream));
+    }
+}
+
+static void
+glm_cu_copy(glm_backend *be, void *dst, const void *src, size_t bytes)
+{
+    glm_cuda *c = glm_cu(be);
+
+    if (bytes == 0) {
+        return;
+    }
+    GLM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, c->stream));
+    GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+}
+
+/* ---- dense ops ---------------------------------------------------------------- */
+
+static void
+glm_cu_embed(glm_backend *be, float *out, const int32_t *ids, int n,
+    const glm_tensor *table)
+{
+    glm_cuda *c = glm_cu(be);
+    const void *w;
+    const int32_t *d_ids;
+    int fmt;
+
+    if (n <= 0) {
+        return;
+    }
+    if (table->ndim != 2) {
+        glm_cu_bug("embed: table '%s' is not 2-D", table->name);
+    }
+    w = glm_weight(c, table, 0, &fmt);
+    d_ids = (const int32_t *) glm_meta_put(c, GLM_META_IDS, ids, (size_t) n * sizeof(int32_t));
+    glm_cuda_embed(c->stream, out, d_ids, n, w, fmt, table->shape[0], table->shape[1]);
+}
+
+static void
+glm_cu_rmsnorm(glm_backend *be, float *out, const float *x, const glm_tensor *w,
+    int rows, int dim, float eps)
+{
+    glm_cuda *c = glm_cu(be);
+
+    if (rows <= 0) {
+        return;
+    }
+    glm_cuda_rmsnorm(c->stream, out, x, glm_vec(c, w, dim, "rmsnorm weight"), rows, dim,
+                     eps);
+}
+
+static void
+glm_cu_matmul(glm_backend *be, float *out, const float *x, int rows,
+    const glm_tensor *w, const glm_tensor *bias)
+{
+    glm_cuda *c = glm_cu(be);
+    const float *b = NULL;
+    const void *wd;
+    int fmt;
+
+    if (rows <= 0) {
+        return;
+    }
+    if (w->ndim != 2 || w->shape[0] > INT32_MAX || w->shape[1] > INT32_MAX) {
+        glm_cu_bug("matmul: weight '%s' is not a 2-D matrix of int-sized sides", w->name);
+    }
+    wd = glm_weight(c, w, 0, &fmt);
+    if (bias != NULL) {
+        b = glm_vec(c, bias, w->shape[0], "matmul bias");
+    }
+    glm_cuda_gemm_run(c->gemm, out, x, rows, wd, fmt, (int) w->shape[0], (int) w->shape[1],
+                      b);
+}
+
+static void
+glm_cu_rope(glm_backend *be, float *x, int rows, int heads, int head_dim, int rot_dim,
+    const int32_t *pos3, const int *axis_of_freq, const float *inv_freq)
+{
+    glm_cuda *c = glm_cu(be);
+    int n_half = rot_dim / 2, j;
+    size_t n = (size_t) rows * 3 + 2 * (size_t) n_half;
+    int32_t *p;
+    const int32_t *d;
+
+    if (rows <= 0 || n_half <= 0) {
+        return;
+    }
+    if (rot_dim > head_dim) {
+        glm_cu_bug("rope: rot_dim %d > head_dim %d", rot_dim, head_dim);
+    }
+    /* one upload for positions, axes and frequencies: [pos3][axis][inv_freq] */
+    p = glm_pack_reserve(c, n);
+    memcpy(p, pos3, (size_t) rows * 3 * sizeof(int32_t));
+    for (j = 0; j < n_half; j++) {
+        if (axis_of_freq[j] < 0 || axis_of_freq[j] > 2) {
+            glm_cu_bug("rope: axis_of_freq[%d] = %d", j, axis_of_freq[j]);
+        }
+        p[(size_t) rows * 3 + j] = axis_of_freq[j];
+    }
+    memcpy(p + (size_t) rows * 3 + n_half, inv_freq, (size_t) n_half * sizeof(float));
+    d = (const int32_t *) glm_meta_put(c, GLM_META_ROPE, p, n * sizeof(int32_t));
+    glm_cuda_rope(c->stream, x, rows, heads, head_dim, rot_dim, d, d + (size_t) rows * 3,
+                  (const float *) (d + (size_t) rows * 3 + n_half));
+}
+
+static void
+glm_cu_swiglu(glm_backend *be, float *out, const float *gate, const float *up, size_t n)
+{
+    glm_cuda_swiglu(glm_cu(be)->stream, out, gate, up, n);
+}
+
+static void
+glm_cu_add(glm_backend *be, float *x, const float *y, size_t n)
+{
+    glm_cuda_add(glm_cu(be)->stream, x, y, n);
+}
+
+/* ---- attention ------------------------------------------------------------------ */
+
+static size_t
+glm_round_up(size_t n, size_t m)
+{
+    return (n + m - 1) / m * m;
+}
+
+/*
+ * Packs an attention batch for the device and checks it (the CPU backend's
+ * glm_kv_slot checks, done up front):
+ *   header [8] | tok_seq [n] | tok_pos [n] | block_off [n_seqs + 1] |
+ *   blocks | dec_list [n_dec] | (pad to 4) tiles [4 * n_tiles] |
+ *   (pad to 2) slot_row [n] as int64
+ * Only the part of each block table the batch reaches is copied.  Tokens in
+ * runs of two or more consecutive tokens of one sequence (prefill chunks)
+ * become tiles of up to GLM_TILE_Q rows; lone tokens go to the decode kernel.
+ */
+static void
+glm_attn_pack(glm_cuda *c, const glm_kv_pool *kv, const glm_attn_batch *b)
+{
+    glm_attn_layout L;
+    int n = b->n_tokens, i, s;
+    size_t total_blocks = 0, size, k;
+    int32_t *p, *need;
+
+    memset(&L, 0, sizeof(L));
+    L.n_tokens = n;
+    L.n_seqs = b->n_seqs;
+    L.block_size = kv->block_size;
+    L.pool_blocks = kv->n_blocks;
+    need = (int32_t *) calloc((size_t) (b->n_seqs > 0 ? b->n_seqs : 1), sizeof(int32_t));
+    if (need == NULL) {
+        fprintf(stderr, "glm-engine: out of memory packing the attention batch\n");
+        abort();
+    }
+    for (i = 0; i < n; i++) {
+        int sq = b->seq[i], pos = b->kv_pos[i], nb;
+        if (sq < 0 || sq >= b->n_seqs) {
+            glm_cu_bug("attention batch: token %d names sequence %d of %d", i, sq, b->n_seqs);
+        }
+        if (pos < 0 || pos / kv->block_size >= b->seqs[sq].n_blocks) {
+            /* the same words as the CPU backend */
+            glm_cu_bug("kv position %d outside its block table (%d blocks)", pos,
+                       b->seqs[sq].n_blocks);
+        }
+        nb = pos / kv->block_size + 1;
+        need[sq] = nb > need[sq] ? nb : need[sq];
+    }
+    for (s = 0; s < b->n_seqs; s++) {
+        total_blocks += (size_t) need[s];
+    }
+
+    /* lone tokens and tiles */
+    for (i = 0; i < n; ) {
+        int j = i + 1;
+        while (j < n && b->seq[j] == b->seq[i]) {
+            j++;
+        }
+        if (j - i == 1) {
+            L.n_dec++;
+            L.max_len_dec = b->kv_pos[i] + 1 > L.max_len_dec ? b->kv_pos[i] + 1 : L.max_len_dec;
+        } else {
+            L.n_tiles += (j - i + GLM_TILE_Q - 1) / GLM_TILE_Q;
+        }
+        i = j;
+    }
+
+    L.off_seq = 8;
+    L.off_pos = L.off_seq + (size_t) n;
+    L.off_block_off = L.off_pos + (size_t) n;
+    L.off_blocks = L.off_block_off + (size_t) b->n_seqs + 1;
+    L.off_dec = L.off_blocks + total_blocks;
+    L.off_tiles = glm_round_up(L.off_dec + (size_t) L.n_dec, 4);
+    L.off_slot = glm_round_up(L.off_tiles + 4 * (size_t) L.n_tiles, 2);
+    size = L.off_slot + 2 * (size_t) n;
+
+    p = glm_pack_reserve(c, size);
+    memset(p, 0, size * sizeof(int32_t));
+    p[0] = n;
+    p[1] = b->n_seqs;
+    p[2] = kv->block_size;
+    p[3] = kv->n_blocks;
+    p[4] = L.n_dec;
+    p[5] = L.n_tiles;
+    p[6] = L.max_len_dec;
+    p[7] = (int32_t) total_blocks;
+    memcpy(p + L.off_seq, b->seq, (size_t) n * sizeof(int32_t));
+    memcpy(p + L.off_pos, b->kv_pos, (size_t) n * sizeof(int32_t));
+    k = 0;
+    for (s = 0; s < b->n_seqs; s++) {
+        int bi;
+        p[L.off_block_off + s] = (int32_t) k;
+        for (bi = 0; bi < need[s]; bi++) {
+            int32_t blk = b->seqs[s].blocks[bi];
+            if (blk < 0 || blk >= kv->n_blocks) {
+                glm_cu_bug("kv block %d of sequence %d is %d, outside the pool of %d",
+                           bi, s, blk, kv->n_blocks);
+            }
+            p[L.off_blocks + k++] = blk;
+        }
+    }
+    p[L.off_block_off + b->n_seqs] = (int32_t) k;
+    {
+        int nd = 0, nt = 0;
+        for (i = 0; i < n; ) {
+            int j = i + 1, t0;
+            while (j < n && b->seq[j] == b->seq[i]) {
+                j++;
+            }
+            if (j - i == 1) {
+                p[L.off_dec + nd++] = i;
+            } else {
+                for (t0 = i; t0 < j; t0 += GLM_TILE_Q) {
+                    int32_t *tl = p + L.off_tiles + 4 * (size_t) nt++;
+                    tl[0] = t0;
+                    tl[1] = j - t0 < GLM_TILE_Q ? j - t0 : GLM_TILE_Q;
+                    tl[2] = b->seq[i];
+                    tl[3] = 0;
+                }
+            }
+            i = j;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        int pos = b->kv_pos[i];
+        int64_t row = (int64_t) b->seqs[b->seq[i]].blocks[pos / kv->block_size]
+                      * kv->block_size + pos % kv->block_size;
+        memcpy(p + L.off_slot + 2 * (size_t) i, &row, sizeof(row));
+    }
+    free(need);
+    glm_meta_put(c, GLM_META_ATTN, p, size * sizeof(int32_t));
+    c->attn = L;
+}
+
+static glm_cuda_paged
+glm_paged_view(glm_cuda *c, const glm_kv_pool *kv, int layer)
+{
+    const int32_t *d = (const int32_t *) c->meta[GLM_META_ATTN].dev;
+    glm_cuda_paged p;
+
+    p.k = kv->k;
+    p.v = kv->v;
+    p.layer_row0 = (int64_t) layer * kv->n_blocks * kv->block_size;
+    p.block_size = kv->block_size;
+    p.kv_dim = kv->kv_dim;
+    p.block_off = d + c->attn.off_block_off;
+    p.blocks = d + c->attn.off_blocks;
+    return p;
+}
+
+static void
+glm_cu_kv_store(glm_backend *be, glm_kv_pool *kv, int layer, const float *k,
+    const float *v, const glm_attn_batch *b)
+{
+    glm_cuda *c = glm_cu(be);
+    const int32_t *d;
+
+    if (b->n_tokens <= 0) {
+        return;
+    }
+    if (layer < 0 || layer >= kv->n_layers) {
+        glm_cu_bug("kv_store: layer %d of %d", layer, kv->n_layers);
+    }
+    glm_attn_pack(c, kv, b);
+    d = (const int32_t *) c->meta[GLM_META_ATTN].dev;
+    glm_cuda_kv_store(c->stream, kv->k, kv->v,
+                      (int64_t) layer * kv->n_blocks * kv->block_size,
+                      (const int64_t *) (d + c->attn.off_slot), b->n_tokens, kv->kv_dim,
+                      k, v);
+}
+
+static void
+glm_cu_attention(glm_backend *be, float *out, const float *q, const glm_kv_pool *kv,
+    int layer, const glm_attn_batch *b, int heads, int kv_heads, int head_dim,
+    float scale)
+{
+    glm_cuda *c = glm_cu(be);
+    const glm_attn_layout *L = &c->attn;
+    const int32_t *d;
+    glm_cuda_paged pv;
+
+    if (b->n_tokens <= 0) {
+        return;
+    }
+    if (head_dim < 1 || head_dim > GLM_ATTN_MAX_HEAD_DIM || kv_heads < 1
+        || heads % kv_heads != 0 || kv_heads * head_dim != kv->kv_dim)
+    {
+        glm_cu_bug("attention: heads %d, kv_heads %d, head_dim %d, kv_dim %d"
+                   " (head_dim <= %d, heads a multiple of kv_heads)", heads, kv_heads,
+                   head_dim, kv->kv_dim, GLM_ATTN_MAX_HEAD_DIM);
+    }
+    if (layer < 0 || layer >= kv->n_layers) {
+        glm_cu_bug("attention: layer %d of %d", layer, kv->n_layers);
+    }
+    glm_attn_pack(c, kv, b);        /* normally the kv_store's copy, unchanged */
+    d = (const int32_t *) c->meta[GLM_META_ATTN].dev;
+    pv = glm_paged_view(c, kv, layer);
+    if (L->n_tiles > 0) {
+        glm_cuda_attention_prefill(c->stream, out, q, pv, (const int4 *) (d + L->off_tiles),
+                                   L->n_tiles, d + L->off_pos, heads, kv_heads, head_dim,
+                                   scale);
+    }
+    if (L->n_dec > 0) {
+        int n_splits = (L->max_len_dec + GLM_SPLIT_LEN - 1) / GLM_SPLIT_LEN, split_len;
+        float *partial = NULL;
+
+        n_splits = n_splits < 1 ? 1 : n_splits > GLM_MAX_SPLITS ? GLM_MAX_SPLITS : n_splits;
+        while (n_splits > 1 && (size_t) L->n_dec * heads * n_splits * (head_dim + 2)
+                               > GLM_MAX_PARTIAL_FLOATS)
+        {
+            n_splits /= 2;
+        }
+        split_len = (L->max_len_dec + n_splits - 1) / n_splits;
+        if (n_splits > 1) {
+            partial = (float *) glm_scratch(c, GLM_SCR_ATTN_PARTIAL,
+                                            (size_t) L->n_dec * heads * n_splits
+                                            * (head_dim + 2) * sizeof(float));
+        }
+        glm_cuda_attention_decode(c->stream, out, q, pv, d + L->off_dec, L->n_dec,
+                                  d + L->off_seq, d + L->off_pos, heads, kv_heads, head_dim,
+                                  scale, split_len, n_splits, partial);
+    }
+}
+
+/* ---- MoE ------------------------------------------------------------------------ */
+
+static void
+glm_cu_moe(glm_backend *be, float *out, const float *x, int rows,
+    const glm_moe_weights *m)
+{
+    glm_cuda *c = glm_cu(be);
+    int E = m->n_experts, K = m->top_k, H = m->hidden, I = m->inter, e;
+    size_t pairs = (size_t) rows * K;
+    float *logits, *w, *xp, *g, *u, *y;
+    int32_t *idx, *counts, *offsets, *cursor, *perm, *slot_of;
+    const int32_t *off;
+
+    if (rows <= 0) {
+        return;
+    }
+    if (E < 1 || E > GLM_MOE_MAX_EXPERTS || K < 1 || K > GLM_MOE_MAX_TOPK || K > E
+        || m->n_group < 1 || E % m->n_group != 0 || m->topk_group < 1
+        || m->topk_group > m->n_group
+        || ((m->n_group > 1 || m->topk_group < m->n_group) && E / m->n_group < 2))
+    {
+        glm_cu_bug("moe: %d experts, top %d, %d groups keeping %d: outside what the"
+                   " router supports", E, K, m->n_group, m->topk_group);
+    }
+    if (m->router->ndim != 2 || m->router->shape[0] != E || m->router->shape[1] != H) {
+        glm_cu_bug("moe: router '%s' is not [%d, %d]", m->router->name, E, H);
+    }
+
+    logits = (float *) glm_scratch(c, GLM_SCR_MOE_LOGITS, (size_t) rows * E * sizeof(float));
+    idx = (int32_t *) glm_scratch(c, GLM_SCR_MOE_IDX, pairs * sizeof(int32_t));
+    w = (float *) glm_scratch(c, GLM_SCR_MOE_W, pairs * sizeof(float));
+    counts = (int32_t *) glm_scratch(c, GLM_SCR_MOE_COUNTS, (size_t) E * sizeof(int32_t));
+    offsets = (int32_t *) glm_scratch(c, GLM_SCR_MOE_OFFSETS,
+                                      (size_t) (E + 1) * sizeof(int32_t));
+    cursor = (int32_t *) glm_scratch(c, GLM_SCR_MOE_CURSOR, (size_t) E * sizeof(int32_t));
+    perm = (int32_t *) glm_scratch(c, GLM_SCR_MOE_PERM, pairs * sizeof(int32_t));
+    slot_of = (int32_t *) glm_scratch(c, GLM_SCR_MOE_SLOT, pairs * sizeof(int32_t));
+
+    /* router: fp32 logits (the GEMM's split keeps x at ~16 bits, see gemm.cuh) */
+    glm_cu_matmul(be, logits, x, rows, m->router, NULL);
+    glm_cuda_moe_route(c->stream, logits, glm_vec(c, m->correction_bias, E, "correction bias"),
+                       rows, E, K, m->n_group, m->topk_group, m->norm_topk_prob,
+                       m->routed_scaling_factor, idx, w);
+
+    /* permutation by expert; the host needs the counts to launch the GEMMs */
+    GLM_CUDA_CHECK(cudaMemsetAsync(counts, 0, (size_t) E * sizeof(int32_t), c->stream));
+    glm_cuda_moe_count(c->stream, idx, (int) pairs, counts);
+    glm_cuda_moe_offsets(c->stream, counts, E, offsets, cursor);
+    glm_cuda_moe_scatter(c->stream, idx, (int) pairs, K, offsets, cursor, perm, slot_of);
+    GLM_CUDA_CHECK(cudaMemcpyAsync(c->moe_offsets_host, offsets,
+                                   (size_t) (E + 1) * sizeof(int32_t),
+                                   cudaMemcpyDeviceToHost, c->stream));
+    xp = (float *) glm_scratch(c, GLM_SCR_MOE_X, pairs * H * sizeof(float));
+    g = (float *) glm_scratch(c, GLM_SCR_MOE_G, pairs * I * sizeof(float));
+    u = (float *) glm_scratch(c, GLM_SCR_MOE_U, pairs * I * sizeof(float));
+    y = (float *) glm_scratch(c, GLM_SCR_MOE_Y, pairs * H * sizeof(float));
+    glm_cuda_moe_gather(c->stream, xp, x, perm, (int) pairs, H);
+    GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    off = c->moe_offsets_host;
+
+    /* each expert over its block of rows: down(silu(gate x) * up x) */
+    for (e = 0; e < E; e++) {
+        int n = off[e + 1] - off[e];
+        size_t r0 = (size_t) off[e];
+
+        if (n == 0) {
+            continue;
+        }
+        glm_cu_matmul(be, g + r0 * I, xp + r0 * H, n, m->gate[e], NULL);
+        glm_cu_matmul(be, u + r0 * I, xp + r0 * H, n, m->up[e], NULL);
+        glm_cuda_swiglu(c->stream, g + r0 * I, g + r0 * I, u + r0 * I, (size_t) n * I);
+        glm_cu_matmul(be, y + r0 * H, g + r0 * I, n, m->down[e], NULL);
+    }
+    glm_cuda_moe_combine(c->stream, out, y, idx, w, slot_of, rows, K, H);
+}
+
+/* ---- vision ops ------------------------------------------------------------------ */
+
+static void
+glm_cu_layernorm(glm_backend *be, float *out, const float *x, const glm_tensor *w,
+    const glm_tensor *b, int rows, int dim, float eps)
+{
+    glm_cuda *c = glm_cu(be);
+
+    if (rows <= 0) {
+        return;
+    }
+    glm_cuda_layernorm(c->stream, out, x, glm_vec(c, w, dim, "layernorm weight"),
+                       glm_vec(c, b, dim, "layernorm bias"), rows, dim, eps);
+}
+
+static void
+glm_cu_gelu(glm_backend *be, float *out, const float *x, size_t n)
+{
+    glm_cuda_gelu(glm_cu(be)->stream, out, x, n);
+}
+
+static void
+glm_cu_attention_segments(glm_backend *be, float *out, const float *q, const float *k,
+    const float *v, int stride, const int32_t *cu_seqlens, int n_segments, int heads,
+    int head_dim, float scale)
+{
+    glm_cuda *c = glm_cu(be);
+    size_t n_tiles = 0, t;
+    int s, t0;
+    int32_t *p;
+    const int32_t *d;
+
+    if (n_segments <= 0) {
+        return;
+    }
+    if (head_dim < 1 || head_dim > GLM_ATTN_MAX_HEAD_DIM || stride < heads * head_dim) {
+        glm_cu_bug("attention_segments: head_dim %d, heads %d, stride %d", head_dim,
+                   heads, stride);
+    }
+    for (s = 0; s < n_segments; s++) {
+        int len = cu_seqlens[s + 1] - cu_seqlens[s];
+        if (len < 0 || cu_seqlens[s] < 0) {
+            glm_cu_bug("attention_segments: cu_seqlens not ascending at %d", s);
+        }
+        n_tiles += (size_t) (len + GLM_TILE_Q - 1) / GLM_TILE_Q;
+    }
+    if (n_tiles == 0) {
+        return;
+    }
+    p = glm_pack_reserve(c, 4 * n_tiles);
+    t = 0;
+    for (s = 0; s < n_segments; s++) {
+        int lo = cu_seqlens[s], hi = cu_seqlens[s + 1];
+        for (t0 = lo; t0 < hi; t0 += GLM_TILE_Q) {
+            p[4 * t] = t0;
+            p[4 * t + 1] = hi - t0 < GLM_TILE_Q ? hi - t0 : GLM_TILE_Q;
+            p[4 * t + 2] = lo;
+            p[4 * t + 3] = hi - lo;
+            t++;
+        }
+    }
+    d = (const int32_t *) glm_meta_put(c, GLM_META_SEG, p, 4 * n_tiles * sizeof(int32_t));
+    glm_cuda_attention_segments(c->stream, out, q, k, v, stride, (const int4 *) d,
+                                (int) n_tiles, heads, head_dim, scale);
+}
+
+static void
+glm_cu_group_transpose(glm_backend *be, float *out, const float *x, int groups, int g,
+    int dim)
+{
+    glm_cuda_group_transpose(glm_cu(be)->stream, out, x, groups, g, dim);
+}
+
+/* ---- life cycle ------------------------------------------------------------------ */
+
+static void
+glm_cu_release_weights(glm_cuda *c)
+{
+    size_t i;
+
+    if (c->wtab == NULL) {
+        return;
+    }
+    GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    for (i = 0; i < c->wcap; i++) {
+        if (c->wtab[i].host != NULL && c->wtab[i].owner) {
+            cudaFree(c->wtab[i].dev);
+        }
+    }
+    free(c->wtab);
+    c->wtab = NULL;
+    c->wcap = c->wcount = 0;
+    c->weight_bytes = 0;
+}
+
+static void
+glm_cu_destroy(glm_backend *be)
+{
+    glm_cuda *c = glm_cu(be);
+    int i;
+
+    cudaStreamSynchronize(c->stream);
+    glm_cu_release_weights(c);
+    for (i = 0; i < GLM_META_N; i++) {
+        if (c->meta[i].dev != NULL) {
+            cudaFreeAsync(c->meta[i].dev, c->stream);
+            cudaFreeHost(c->meta[i].host);
+        }
+        if (c->meta[i].has_event) {
+            cudaEventDestroy(c->meta[i].copied);
+        }
+    }
+    for (i = 0; i < GLM_SCR_N; i++) {
+        if (c->scr[i] != NULL) {
+            cudaFreeAsync(c->scr[i], c->stream);
+        }
+    }
+    glm_cuda_gemm_destroy(c->gemm);
+    cudaStreamSynchronize(c->stream);
+    cudaFreeHost(c->moe_offsets_host);
+    cudaStreamDestroy(c->stream);
+    free(c->pack);
+    free(c);
+}
+
+extern "C" glm_backend *
+glm_backend_cuda_create(int device, glm_err *err)
+{
+    cudaDeviceProp prop;
+    cudaMemPool_t pool;
+    uint64_t keep = UINT64_MAX;
+    const char *gemm_env = getenv("GLM_CUDA_GEMM");
+    char why[256];
+    glm_cuda *c;
+    cudaError_t e;
+    int n = 0;
+
+    e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        (void) cudaGetLastError();
+        glm_errf(err, "no CUDA GPU is available (%s): use --backend cpu",
+                 e != cudaSuccess ? cudaGetErrorString(e) : "the driver lists no device");
+        return NULL;
+    }
+    if (device < 0 || device >= n) {
+        glm_errf(err, "CUDA device %d does not exist (%d visible)", device, n);
+        return NULL;
+    }
+    if ((e = cudaSetDevice(device)) != cudaSuccess
+        || (e = cudaGetDeviceProperties(&prop, device)) != cudaSuccess)
+    {
+        glm_errf(err, "CUDA device %d: %s", device, cudaGetErrorString(e));
+        return NULL;
+    }
+    if (prop.major < 8) {
+        glm_errf(err, "GPU %d (%s) has compute capability %d.%d; the CUDA backend needs"
+                 " 8.0 or newer (it is built for sm_90a plus compute_80 PTX)", device,
+                 prop.name, prop.major, prop.minor);
+        return NULL;
+    }
+    c = (glm_cuda *) calloc(1, sizeof(*c));
+    if (c == NULL) {
+        glm_errf(err, "out of memory");
+        return NULL;
+    }
+    c->device = device;
+    if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess
+        || (e = cudaMallocHost((void **) &c->moe_offsets_host,
+                               (GLM_MOE_MAX_EXPERTS + 1) * sizeof(int32_t))) != cudaSuccess)
+    {
+        glm_errf(err, "CUDA device %d (%s): cannot start: %s", device, prop.name,
+                 cudaGetErrorString(e));
+        if (c->stream != NULL) {
+            cudaStreamDestroy(c->stream);
+        }
+        free(c);
+        return NULL;
+    }
+    /* keep freed activations in the pool: model.c allocates them per step */
+    if (cudaDeviceGetDefaultMemPool(&pool, device) == cudaSuccess) {
+        cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+    }
+    c->gemm = glm_cuda_gemm_create(c->stream, gemm_env != NULL && strcmp(gemm_env, "simt") == 0,
+                                   why, sizeof(why));
+    if (c->gemm == NULL) {
+        glm_errf(err, "CUDA device %d (%s): %s", device, prop.name, why);
+        cudaFreeHost(c->moe_offsets_host);
+        cudaStreamDestroy(c->stream);
+        free(c);
+        return NULL;
+    }
+    c->be.name = "cuda";
+    c->be.alloc = glm_cu_alloc;
+    c->be.free = glm_cu_free;
+    c->be.upload = glm_cu_copy;
+    c->be.download = glm_cu_copy;
+    c->be.embed = glm_cu_embed;
+    c->be.rmsnorm = glm_cu_rmsnorm;
+    c->be.matmul = glm_cu_matmul;
+    c->be.rope = glm_cu_rope;
+    c->be.kv_store = glm_cu_kv_store;
+    c->be.attention = glm_cu_attention;
+    c->be.swiglu = glm_cu_swiglu;
+    c->be.add = glm_cu_add;
+    c->be.moe = glm_cu_moe;
+    c->be.layernorm = glm_cu_layernorm;
+    c->be.gelu = glm_cu_gelu;
+    c->be.attention_segments = glm_cu_attention_segments;
+    c->be.group_transpose = glm_cu_group_transpose;
+    c->be.destroy = glm_cu_destroy;
+    return &c->be;
+}
+
+/* ---- the extensions of backend_cuda.h ------------------------------------------- */
+
+static glm_cuda *
+glm_cu_checked(glm_backend *be)
+{
+    if (be == NULL || be->destroy != glm_cu_destroy) {
+        glm_cu_bug("a CUDA backend function was given the %s backend",
+                   be != NULL ? be->name : "NULL");
+    }
+    return glm_cu(be);
+}
+
+extern "C" int
+glm_backend_cuda_upload_weights(glm_backend *be, glm_checkpoint *ck, glm_err *err)
+{
+    glm_cuda *c = glm_cu_checked(be);
+    size_t i, n = glm_checkpoint_count(ck);
+
+    for (i = 0; i < n; i++) {
+        glm_tensor *t = glm_checkpoint_at(ck, i);
+        if (t->used && glm_weight_entry(c, t, glm_wfmt_for(t, 0), err) == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+extern "C" void
+glm_backend_cuda_release_weights(glm_backend *be)
+{
+    glm_cu_release_weights(glm_cu_checked(be));
+}
+
+extern "C" void
+glm_backend_cuda_add_rmsnorm(glm_backend *be, float *out, float *x, const float *y,
+    const glm_tensor *w, int rows, int dim, float eps)
+{
+    glm_cuda *c = glm_cu_checked(be);
+
+    if (rows <= 0) {
+        return;
+    }
+    glm_cuda_add_rmsnorm(c->stream, out, x, y, glm_vec(c, w, dim, "rmsnorm weight"), rows,
+                         dim, eps);
+}
+
+extern "C" void
+glm_backend_cuda_memory(glm_backend *be, size_t *weight_bytes, size_t *free_bytes,
+    size_t *total_bytes)
+{
+    glm_cuda *c = glm_cu_checked(be);
+
+    *weight_bytes = c->weight_bytes;
+    *free_bytes = *total_bytes = 0;
+    cudaMemGetInfo(free_bytes, total_bytes);
+}

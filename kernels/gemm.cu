@@ -1,0 +1,378 @@
+/* gemm: see gemm.cuh. */
+#include "gemm.cuh"
+
+#include <cublasLt.h>
+#include <string.h>
+
+#define GLM_GEMM_PLANS      512
+#define GLM_GEMM_WORKSPACE  (32u << 20)     /* cuBLASLt's advice for Hopper */
+
+typedef struct {
+    int                     used, ok;
+    int                     wfmt, M, N, K;
+    uint32_t                align_a, align_b, align_c;
+    cublasLtMatmulDesc_t    op;
+    cublasLtMatrixLayout_t  a, b, c;
+    cublasLtMatmulAlgo_t    algo;
+    size_t                  ws_needed;
+} glm_gemm_plan;
+
+struct glm_cuda_gemm {
+    cudaStream_t       stream;
+    cublasLtHandle_t   lt;
+    void              *ws;
+    int                force_simt;
+    int                warned;
+    __nv_bfloat16     *split;          /* [2][rows][K]: hi rows, then lo rows */
+    size_t             split_cap;      /* elements */
+    float             *tmp;            /* [2][rows][N] for the stacked GEMM */
+    size_t             tmp_cap;        /* elements */
+    glm_gemm_plan      plans[GLM_GEMM_PLANS];
+};
+
+/* ---- kernels ------------------------------------------------------------- */
+
+static __global__ void
+glm_split_bf16_kernel(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const float *x, size_t n)
+{
+    size_t i;
+
+    for (i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n;
+         i += (size_t) gridDim.x * blockDim.x)
+    {
+        float v = x[i];
+        __nv_bfloat16 h = __float2bfloat16_rn(v);
+        hi[i] = h;
+        lo[i] = __float2bfloat16_rn(v - __bfloat162float(h));
+    }
+}
+
+/* out = a + b (+ bias per column) */
+static __global__ void
+glm_sum_halves_kernel(float *out, const float *a, const float *b, const float *bias,
+    size_t n, int N)
+{
+    size_t i;
+
+    for (i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n;
+         i += (size_t) gridDim.x * blockDim.x)
+    {
+        float v = a[i] + b[i];
+        out[i] = bias != NULL ? v + bias[i % N] : v;
+    }
+}
+
+static __global__ void
+glm_add_bias_kernel(float *out, const float *bias, size_t n, int N)
+{
+    size_t i;
+
+    for (i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n;
+         i += (size_t) gridDim.x * blockDim.x)
+    {
+        out[i] += bias[i % N];
+    }
+}
+
+/* 32 x 32 output tile per block of 256 threads (each 4 rows of a column) */
+static __global__ void
+glm_gemm_simt_kernel(float *out, const float *x, const void *w, int fmt, int M, int N,
+    int K, const float *bias)
+{
+    __shared__ float xs[32][33], ws[32][33];
+    int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
+    int64_t row0 = (int64_t) blockIdx.y * 32, col0 = (int64_t) blockIdx.x * 32;
+    float acc[4] = { 0.0f, 0.0f, 0.0f, 0.0f };
+    int k0, i, j, kk;
+
+    for (k0 = 0; k0 < K; k0 += 32) {
+        for (i = ty; i < 32; i += 8) {
+            int64_t r = row0 + i, n = col0 + i;
+            int k = k0 + tx;
+            xs[i][tx] = r < M && k < K ? x[r * K + k] : 0.0f;
+            ws[i][tx] = n < N && k < K ? glm_ld_weight(w, fmt, n * K + k) : 0.0f;
+        }
+        __syncthreads();
+        for (kk = 0; kk < 32; kk++) {
+            float wv = ws[tx][kk];
+#pragma unroll
+            for (j = 0; j < 4; j++) {
+                acc[j] += xs[ty + 8 * j][kk] * wv;
+            }
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (j = 0; j < 4; j++) {
+        int64_t r = row0 + ty + 8 * j, n = col0 + tx;
+        if (r < M && n < N) {
+            out[r * N + n] = bias != NULL ? acc[j] + bias[n] : acc[j];
+        }
+    }
+}
+
+void
+glm_cuda_gemm_simt(cudaStream_t stream, float *out, const float *x, int rows,
+    const void *w, int wfmt, int N, int K, const float *bias)
+{
+    dim3 grid((unsigned) ((N + 31) / 32), (unsigned) ((rows + 31) / 32));
+
+    if (rows <= 0 || N <= 0) {
+        return;
+    }
+    glm_gemm_simt_kernel<<<grid, 256, 0, stream>>>(out, x, w, wfmt, rows, N, K, bias);
+    GLM_CUDA_LAUNCHED();
+}
+
+/* ---- cuBLASLt ------------------------------------------------------------ */
+
+static uint32_t
+glm_align_of(const void *p)
+{
+    uintptr_t a = (uintptr_t) p;
+    uint32_t al = 256;
+
+    while (al > 1 && a % al != 0) {
+        al >>= 1;
+    }
+    return al;
+}
+
+static void
+glm_plan_release(glm_gemm_plan *p)
+{
+    if (p->a != NULL) {
+        cublasLtMatrixLayoutDestroy(p->a);
+    }
+    if (p->b != NULL) {
+        cublasLtMatrixLayoutDestroy(p->b);
+    }
+    if (p->c != NULL) {
+        cublasLtMatrixLayoutDestroy(p->c);
+    }
+    if (p->op != NULL) {
+        cublasLtMatmulDescDestroy(p->op);
+    }
+    memset(p, 0, sizeof(*p));
+}
+
+static int
+glm_plan_build(glm_cuda_gemm *g, glm_gemm_plan *p)
+{
+    cudaDataType_t t = p->wfmt == GLM_WFMT_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    cublasLtMatmulPreference_t pref;
+    cublasLtMatmulHeuristicResult_t res;
+    uint64_t ws = GLM_GEMM_WORKSPACE;
+    int n = 0;
+
+    if (cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS) {
+        p->op = NULL;
+        return 0;
+    }
+    if (cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta))
+            != CUBLAS_STATUS_SUCCESS
+        || cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb))
+            != CUBLAS_STATUS_SUCCESS
+        || cublasLtMatrixLayoutCreate(&p->a, t, (uint64_t) p->K, (uint64_t) p->N, p->K)
+            != CUBLAS_STATUS_SUCCESS
+        || cublasLtMatrixLayoutCreate(&p->b, t, (uint64_t) p->K, (uint64_t) p->M, p->K)
+            != CUBLAS_STATUS_SUCCESS
+        || cublasLtMatrixLayoutCreate(&p->c, CUDA_R_32F, (uint64_t) p->N, (uint64_t) p->M, p->N)
+            != CUBLAS_STATUS_SUCCESS)
+    {
+        return 0;
+    }
+    if (cublasLtMatmulPreferenceCreate(&pref) != CUBLAS_STATUS_SUCCESS) {
+        return 0;
+    }
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                         &ws, sizeof(ws));
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                                         &p->align_a, sizeof(p->align_a));
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                                         &p->align_b, sizeof(p->align_b));
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                                         &p->align_c, sizeof(p->align_c));
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+                                         &p->align_c, sizeof(p->align_c));
+    if (cublasLtMatmulAlgoGetHeuristic(g->lt, p->op, p->a, p->b, p->c, p->c, pref, 1, &res, &n)
+            != CUBLAS_STATUS_SUCCESS
+        || n < 1 || res.state != CUBLAS_STATUS_SUCCESS)
+    {
+        n = 0;
+    }
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (n < 1) {
+        return 0;
+    }
+    p->algo = res.algo;
+    p->ws_needed = res.workspaceSize;
+    return 1;
+}
+
+/* C[M, N] (row-major) (+)= B[M, K] A[N, K]^T through cuBLASLt; 0 when it has
+ * no algorithm for this case or fails (the caller falls back). */
+static int
+glm_lt_gemm(glm_cuda_gemm *g, float *C, const void *B, int M, const void *A, int wfmt,
+    int N, int K, int accumulate)
+{
+    uint32_t aa = glm_align_of(A), ab = glm_align_of(B), ac = glm_align_of(C);
+    uint64_t h = ((uint64_t) M * 0x9E3779B97F4A7C15ull) ^ ((uint64_t) N * 0xC2B2AE3D27D4EB4Full)
+                 ^ ((uint64_t) K * 0x165667B19E3779F9ull) ^ (uint64_t) wfmt
+                 ^ ((uint64_t) (aa ^ (ab << 9) ^ (ac << 18)) * 0x27D4EB2F165667C5ull);
+    glm_gemm_plan *p = &g->plans[(h ^ (h >> 29)) % GLM_GEMM_PLANS];
+    float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    cublasStatus_t st;
+
+    if (!p->used || p->wfmt != wfmt || p->M != M || p->N != N || p->K != K
+        || p->align_a != aa || p->align_b != ab || p->align_c != ac)
+    {
+        glm_plan_release(p);
+        p->wfmt = wfmt;
+        p->M = M;
+        p->N = N;
+        p->K = K;
+        p->align_a = aa;
+        p->align_b = ab;
+        p->align_c = ac;
+        p->ok = glm_plan_build(g, p);
+        p->used = 1;            /* a failed build is cached too */
+    }
+    if (!p->ok) {
+        return 0;
+    }
+    st = cublasLtMatmul(g->lt, p->op, &alpha, A, p->a, B, p->b, &beta, C, p->c, C, p->c,
+                        &p->algo, g->ws, GLM_GEMM_WORKSPACE, g->stream);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        if (!g->warned) {
+            fprintf(stderr, "glm-engine: note: cuBLASLt matmul failed (status %d) for"
+                    " M=%d N=%d K=%d; using the CUDA-core GEMM\n", (int) st, M, N, K);
+            g->warned = 1;
+        }
+        p->ok = 0;
+        return 0;
+    }
+    return 1;
+}
+
+/* grow-only scratch; cudaFreeAsync keeps it stream-ordered behind earlier
+ * kernels still reading the old buffer */
+static void
+glm_grow(cudaStream_t s, void **buf, size_t *cap, size_t elems, size_t elem_size)
+{
+    if (elems <= *cap) {
+        return;
+    }
+    if (*buf != NULL) {
+        GLM_CUDA_CHECK(cudaFreeAsync(*buf, s));
+    }
+    elems += elems / 4;
+    GLM_CUDA_CHECK(cudaMallocAsync(buf, elems * elem_size, s));
+    *cap = elems;
+}
+
+void
+glm_cuda_gemm_run(glm_cuda_gemm *g, float *out, const float *x, int rows, const void *w,
+    int wfmt, int N, int K, const float *bias)
+{
+    size_t n_in = (size_t) rows * K, n_out = (size_t) rows * N;
+
+    if (rows <= 0 || N <= 0) {
+        return;
+    }
+    if (g->force_simt || K <= 0) {
+        glm_cuda_gemm_simt(g->stream, out, x, rows, w, wfmt, N, K, bias);
+        return;
+    }
+    if (wfmt == GLM_WFMT_F32) {
+        if (glm_lt_gemm(g, out, x, rows, w, wfmt, N, K, 0)) {
+            if (bias != NULL) {
+                glm_add_bias_kernel<<<glm_cuda_blocks(n_out, 256), 256, 0, g->stream>>>(
+                    out, bias, n_out, N);
+                GLM_CUDA_LAUNCHED();
+            }
+            return;
+        }
+        glm_cuda_gemm_simt(g->stream, out, x, rows, w, wfmt, N, K, bias);
+        return;
+    }
+
+    glm_grow(g->stream, (void **) &g->split, &g->split_cap, 2 * n_in, sizeof(__nv_bfloat16));
+    glm_split_bf16_kernel<<<glm_cuda_blocks(n_in, 256), 256, 0, g->stream>>>(
+        g->split, g->split + n_in, x, n_in);
+    GLM_CUDA_LAUNCHED();
+    if (rows <= GLM_GEMM_STACK_ROWS) {
+        glm_grow(g->stream, (void **) &g->tmp, &g->tmp_cap, 2 * n_out, sizeof(float));
+        if (glm_lt_gemm(g, g->tmp, g->split, 2 * rows, w, wfmt, N, K, 0)) {
+            glm_sum_halves_kernel<<<glm_cuda_blocks(n_out, 256), 256, 0, g->stream>>>(
+                out, g->tmp, g->tmp + n_out, bias, n_out, N);
+            GLM_CUDA_LAUNCHED();
+            return;
+        }
+    } else if (glm_lt_gemm(g, out, g->split, rows, w, wfmt, N, K, 0)
+               && glm_lt_gemm(g, out, g->split + n_in, rows, w, wfmt, N, K, 1))
+    {
+        if (bias != NULL) {
+            glm_add_bias_kernel<<<glm_cuda_blocks(n_out, 256), 256, 0, g->stream>>>(
+                out, bias, n_out, N);
+            GLM_CUDA_LAUNCHED();
+        }
+        return;
+    }
+    glm_cuda_gemm_simt(g->stream, out, x, rows, w, wfmt, N, K, bias);
+}
+
+glm_cuda_gemm *
+glm_cuda_gemm_create(cudaStream_t stream, int force_simt, char *why, size_t why_size)
+{
+    glm_cuda_gemm *g = (glm_cuda_gemm *) calloc(1, sizeof(*g));
+    cublasStatus_t st;
+    cudaError_t e;
+
+    if (g == NULL) {
+        snprintf(why, why_size, "out of memory");
+        return NULL;
+    }
+    g->stream = stream;
+    g->force_simt = force_simt;
+    st = cublasLtCreate(&g->lt);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        snprintf(why, why_size, "cublasLtCreate failed (status %d)", (int) st);
+        free(g);
+        return NULL;
+    }
+    e = cudaMalloc(&g->ws, GLM_GEMM_WORKSPACE);
+    if (e != cudaSuccess) {
+        snprintf(why, why_size, "cannot allocate the cuBLASLt workspace: %s",
+                 cudaGetErrorString(e));
+        cublasLtDestroy(g->lt);
+        free(g);
+        return NULL;
+    }
+    return g;
+}
+
+void
+glm_cuda_gemm_destroy(glm_cuda_gemm *g)
+{
+    int i;
+
+    if (g == NULL) {
+        return;
+    }
+    cudaStreamSynchronize(g->stream);
+    for (i = 0; i < GLM_GEMM_PLANS; i++) {
+        glm_plan_release(&g->plans[i]);
+    }
+    if (g->split != NULL) {
+        cudaFreeAsync(g->split, g->stream);
+    }
+    if (g->tmp != NULL) {
+        cudaFreeAsync(g->tmp, g->stream);
+    }
+    cudaStreamSynchronize(g->stream);
+    cudaFree(g->ws);
+    cublasLtDestroy(g->lt);
+    free(g);
+}

@@ -1,0 +1,18 @@
+/*
+ * layernorm: out[r] = (x[r] - mean) / sqrt(var + eps) * w + b, torch
+ * LayerNorm (biased variance), the vision merger's norm.
+ *
+ * Layout: x, out [rows, dim] fp32 (may alias); w, b [dim] fp32.  Launch: one
+ * block of 256 threads per row.  Two passes with double accumulators, as
+ * the CPU oracle does (mean, then the centred sum of squares); the affine
+ * step is the oracle's ((x - mean) * inv) * w + b in fp32.
+ */
+#ifndef GLM_KERNELS_LAYERNORM_CUH
+#define GLM_KERNELS_LAYERNORM_CUH
+
+#include "common.cuh"
+
+void glm_cuda_layernorm(cudaStream_t stream, float *out, const float *x,
+    const float *w, const float *b, int rows, int dim, float eps);
+
+#endif

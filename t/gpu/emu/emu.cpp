@@ -1,0 +1,388 @@
+/*
+ * emu.cpp: runs kernels/ on the CPU, for machines without a GPU.
+ *
+ * Why: the CUDA backend was written where no GPU exists, and a GPU session's
+ * time is short.  This runs every kernel and the whole backend against the
+ * CPU oracle (t/gpu/test_ops.c) here, under ASan/UBSan, so logic errors,
+ * out-of-bounds indexing, divergent barriers and bad cuBLASLt layouts show
+ * up before a GPU ever sees the code.  It proves nothing about what only
+ * hardware shows (timing, races between blocks, memory model, real
+ * cuBLASLt, host code reading device pointers: device memory is host
+ * memory here).
+ *
+ * How: t/gpu/emu/convert.py rewrites `k<<<cfg>>>(args)` into
+ * glm_emu_launch(k, glm_emu_config(cfg), args) and `extern __shared__`
+ * arrays into this launch's buffer; g++ compiles the result against the
+ * headers in include/.  A launch runs its blocks one after another; the
+ * threads of a block are fibers on one OS thread (makecontext to start,
+ * _setjmp/_longjmp to switch: no signal-mask syscalls), switched only
+ * at __syncthreads and warp shuffles, which therefore block exactly as on
+ * the GPU: a barrier is released when every live thread of the block (or
+ * of the warp, for a shuffle) has reached it, and when nothing can proceed
+ * the launch stops with a deadlock report.  Dynamic shared memory is filled
+ * with NaNs before each block, so reads of unwritten shared memory show.
+ * Function-static __shared__ variables are shared by the block's fibers,
+ * which is the CUDA meaning since blocks do not overlap.
+ */
+#include "cuda_runtime.h"
+
+#include <setjmp.h>
+#include <stdio.h>
+#include <ucontext.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define GLM_EMU_ASAN 1
+#else
+#define GLM_EMU_ASAN 0
+#endif
+
+dim3 threadIdx, blockIdx, blockDim, gridDim;
+void *glm_emu_smem;
+
+enum { F_RUN, F_WAIT_BLOCK, F_WAIT_WARP, F_DONE };
+
+typedef struct {
+    ucontext_t ctx;             /* the entry point, used once */
+    jmp_buf    jb;              /* where it yielded */
+    int        state;
+    int        started;
+} glm_fiber;
+
+#define GLM_EMU_MAX_THREADS 1024
+#define GLM_EMU_STACK (512u << 10)
+
+static glm_fiber fibers[GLM_EMU_MAX_THREADS];
+static char *stacks;
+static int n_threads, cur;
+static ucontext_t sched_ctx;
+static jmp_buf sched_jb;
+static const std::function<void()> *body_cur;
+static double shfl_slot[GLM_EMU_MAX_THREADS];
+static const void *sched_bottom;
+static size_t sched_size;
+static size_t smem_cap;
+
+static void
+fail(const char *what)
+{
+    fprintf(stderr, "emu: %s (block %u,%u,%u thread %d)\n", what, blockIdx.x, blockIdx.y,
+            blockIdx.z, cur);
+    abort();
+}
+
+/* ---- fiber switching (annotated for ASan) ---- */
+
+/* noinline: the _setjmp below gets a frame of its own, so nothing of the
+ * caller's lives only in registers across the jump back */
+static __attribute__((noinline)) void
+to_fiber(int t)
+{
+#if GLM_EMU_ASAN
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(&fake, stacks + (size_t) t * GLM_EMU_STACK, GLM_EMU_STACK);
+#endif
+    if (_setjmp(sched_jb) == 0) {
+        if (!fibers[t].started) {
+            fibers[t].started = 1;
+            swapcontext(&sched_ctx, &fibers[t].ctx);
+        } else {
+            _longjmp(fibers[t].jb, 1);
+        }
+    }
+#if GLM_EMU_ASAN
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+}
+
+static __attribute__((noinline)) void
+to_scheduler(int state)
+{
+    int me = cur;
+
+    fibers[me].state = state;
+#if GLM_EMU_ASAN
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(&fake, sched_bottom, sched_size);
+#endif
+    if (_setjmp(fibers[me].jb) == 0) {
+        _longjmp(sched_jb, 1);
+    }
+#if GLM_EMU_ASAN
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+}
+
+/* A fiber runs the kernel body once per block of the launch: after each
+ * block it parks as F_DONE and is resumed with the next blockIdx. */
+static void
+fiber_entry(void)
+{
+#if GLM_EMU_ASAN
+    __sanitizer_finish_switch_fiber(NULL, &sched_bottom, &sched_size);
+#endif
+    for (;;) {
+        (*body_cur)();
+        to_scheduler(F_DONE);
+    }
+}
+
+/* ---- device-side sync ---- */
+
+void
+__syncthreads(void)
+{
+    to_scheduler(F_WAIT_BLOCK);
+}
+
+double
+glm_emu_shfl_xor_d(double v, int o)
+{
+    int me = cur, src = me ^ o;
+    double r;
+
+    if (o < 0 || o > 31 || src >= n_threads) {
+        fail("shuffle outside the warp");
+    }
+    shfl_slot[me] = v;
+    to_scheduler(F_WAIT_WARP);
+    if (fibers[src].state == F_DONE) {
+        fail("shuffle from a lane that has exited");
+    }
+    r = shfl_slot[src];
+    to_scheduler(F_WAIT_WARP);
+    return r;
+}
+
+float
+glm_emu_shfl_xor(float v, int o)
+{
+    return (float) glm_emu_shfl_xor_d((double) v, o);
+}
+
+/* ---- launches ---- */
+
+/* getcontext "returns twice" as far as the compiler knows (it never does
+ * here: makecontext replaces where it would return); keep it in a frame
+ * of its own */
+static __attribute__((noinline)) void
+init_fiber(int t)
+{
+    getcontext(&fibers[t].ctx);
+    fibers[t].ctx.uc_stack.ss_sp = stacks + (size_t) t * GLM_EMU_STACK;
+    fibers[t].ctx.uc_stack.ss_size = GLM_EMU_STACK;
+    fibers[t].ctx.uc_link = NULL;
+    makecontext(&fibers[t].ctx, fiber_entry, 0);
+    fibers[t].started = 0;
+}
+
+static void
+start_fibers(void)
+{
+    int t;
+
+    for (t = 0; t < n_threads; t++) {
+        init_fiber(t);
+    }
+}
+
+static void
+run_block(void)
+{
+    int t, w;
+
+    if (glm_emu_smem != NULL) {
+        memset(glm_emu_smem, 0xff, smem_cap);   /* NaN floats, -1 ints */
+    }
+    for (t = 0; t < n_threads; t++) {
+        fibers[t].state = F_RUN;
+    }
+    for (;;) {
+        int alive = 0, at_block = 0, released = 0;
+
+        for (t = 0; t < n_threads; t++) {
+            if (fibers[t].state == F_RUN) {
+                cur = t;
+                threadIdx = dim3((unsigned) t);
+                to_fiber(t);
+            }
+        }
+        for (t = 0; t < n_threads; t++) {
+            alive += fibers[t].state != F_DONE;
+            at_block += fibers[t].state == F_WAIT_BLOCK;
+        }
+        if (alive == 0) {
+            return;
+        }
+        if (at_block == alive) {
+            for (t = 0; t < n_threads; t++) {
+                if (fibers[t].state == F_WAIT_BLOCK) {
+                    fibers[t].state = F_RUN;
+                }
+            }
+            continue;
+        }
+        for (w = 0; w * 32 < n_threads; w++) {
+            int a = 0, at_warp = 0, end = (w + 1) * 32 < n_threads ? (w + 1) * 32 : n_threads;
+            for (t = w * 32; t < end; t++) {
+                a += fibers[t].state != F_DONE;
+                at_warp += fibers[t].state == F_WAIT_WARP;
+            }
+            if (a > 0 && at_warp == a) {
+                for (t = w * 32; t < end; t++) {
+                    if (fibers[t].state == F_WAIT_WARP) {
+                        fibers[t].state = F_RUN;
+                    }
+                }
+                released = 1;
+            }
+        }
+        if (!released) {
+            fprintf(stderr, "emu: deadlock: %d live threads, %d at __syncthreads, the rest"
+                    " at warp shuffles of warps with lanes elsewhere\n", alive, at_block);
+            cur = -1;
+            fail("deadlock");
+        }
+    }
+}
+
+void
+glm_emu_run(const glm_emu_cfg &cfg, const std::function<void()> &body)
+{
+    unsigned x, y, z;
+
+    if (cfg.block.y != 1 || cfg.block.z != 1) {
+        fail("only 1-D blocks are emulated");
+    }
+    n_threads = (int) cfg.block.x;
+    if (n_threads < 1 || n_threads > GLM_EMU_MAX_THREADS || cfg.grid.x < 1 || cfg.grid.y < 1
+        || cfg.grid.z < 1 || cfg.grid.y > 65535 || cfg.grid.z > 65535)
+    {
+        fail("bad launch configuration");
+    }
+    if (stacks == NULL) {
+        stacks = (char *) malloc((size_t) GLM_EMU_MAX_THREADS * GLM_EMU_STACK);
+        if (stacks == NULL) {
+            fail("out of memory for fiber stacks");
+        }
+    }
+    if (cfg.smem > 227u * 1024) {
+        fail("more dynamic shared memory than a Hopper block may have");
+    }
+    free(glm_emu_smem);
+    glm_emu_smem = cfg.smem ? malloc(cfg.smem) : NULL;
+    smem_cap = cfg.smem;
+    blockDim = cfg.block;
+    gridDim = cfg.grid;
+    body_cur = &body;
+    start_fibers();
+    for (z = 0; z < cfg.grid.z; z++) {
+        for (y = 0; y < cfg.grid.y; y++) {
+            for (x = 0; x < cfg.grid.x; x++) {
+                blockIdx = dim3(x, y, z);
+                run_block();
+            }
+        }
+    }
+    free(glm_emu_smem);
+    glm_emu_smem = NULL;
+    smem_cap = 0;
+}
+
+/* ---- runtime API: host memory, everything synchronous ---- */
+
+cudaError_t cudaGetDeviceCount(int *n) { *n = 1; return cudaSuccess; }
+cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidValue; }
+
+cudaError_t
+cudaGetDeviceProperties(cudaDeviceProp *p, int d)
+{
+    (void) d;
+    memset(p, 0, sizeof(*p));
+    snprintf(p->name, sizeof(p->name), "CPU emulation (t/gpu/emu)");
+    p->major = 9;
+    p->minor = 0;
+    p->totalGlobalMem = (size_t) 80 << 30;
+    p->multiProcessorCount = 132;
+    return cudaSuccess;
+}
+
+const char *cudaGetErrorString(cudaError_t e) { return e == 0 ? "no error" : "emulated error"; }
+cudaError_t cudaGetLastError(void) { return cudaSuccess; }
+
+cudaError_t
+cudaMalloc(void **p, size_t n)
+{
+    *p = NULL;
+    if (posix_memalign(p, 256, n ? n : 1) != 0) {
+        return cudaErrorMemoryAllocation;
+    }
+    memset(*p, 0xa5, n);       /* garbage, as cudaMalloc gives */
+    return cudaSuccess;
+}
+
+cudaError_t cudaFree(void *p) { free(p); return cudaSuccess; }
+cudaError_t cudaMallocAsync(void **p, size_t n, cudaStream_t s) { (void) s; return cudaMalloc(p, n); }
+cudaError_t cudaFreeAsync(void *p, cudaStream_t s) { (void) s; free(p); return cudaSuccess; }
+cudaError_t cudaMallocHost(void **p, size_t n) { return cudaMalloc(p, n); }
+cudaError_t cudaFreeHost(void *p) { free(p); return cudaSuccess; }
+
+cudaError_t
+cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind k, cudaStream_t st)
+{
+    (void) k;
+    (void) st;
+    if (n > 0) {
+        memmove(d, s, n);
+    }
+    return cudaSuccess;
+}
+
+cudaError_t
+cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t st)
+{
+    (void) st;
+    memset(d, v, n);
+    return cudaSuccess;
+}
+
+cudaError_t
+cudaMemGetInfo(size_t *fr, size_t *tot)
+{
+    *fr = (size_t) 64 << 30;
+    *tot = (size_t) 80 << 30;
+    return cudaSuccess;
+}
+
+cudaError_t
+cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags)
+{
+    (void) flags;
+    *s = (cudaStream_t) malloc(1);
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamDestroy(cudaStream_t s) { free(s); return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t s) { (void) s; return cudaSuccess; }
+
+cudaError_t
+cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags)
+{
+    (void) flags;
+    *e = (cudaEvent_t) malloc(1);
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) { (void) e; (void) s; return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t e) { (void) e; return cudaSuccess; }
+cudaError_t cudaEventDestroy(cudaEvent_t e) { free(e); return cudaSuccess; }
+cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t *p, int d) { (void) d; *p = NULL; return cudaSuccess; }
+
+cudaError_t
+cudaMemPoolSetAttribute(cudaMemPool_t p, cudaMemPoolAttr a, void *v)
+{
+    (void) p;
+    (void) a;
+    (void) v;
+    return cudaSuccess;
+}

@@ -1,0 +1,1239 @@
+/*
+ * test_ops.c: the CUDA backend against the CPU backend, its oracle.
+ *
+ *   test_ops ops [--quick]             every op of backend.h (and the fused
+ *                                      add+rmsnorm of backend_cuda.h) on random
+ *                                      inputs: GLM-4.5-Air shapes (hidden 4096,
+ *                                      96/8 heads of 128, rotary 64, 128 experts
+ *                                      top-8 of 1408, vocab 151552) and odd ones
+ *                                      (dims off multiples of 32, 1 and 7 tokens,
+ *                                      sequences of different lengths, split and
+ *                                      unsplit decode, chunked prefill)
+ *   test_ops fixtures [--quick] DIR... whole tiny checkpoints on both backends:
+ *                                      every position's logits (one step and
+ *                                      3-token chunks) and 32 greedy tokens each
+ *   test_ops vision DIR                GLM-4.5V's tower on random pixels
+ *
+ * One line per check:
+ *   OP <name> shape=<...> max_abs=<x> max_rel=<y> tol=<t> ok|FAIL
+ *   FIXTURE <name> prompt=<i> max_abs_logit_diff=<x> tol=<t> greedy=<k>/<n> ok|FAIL
+ * max_rel is max |gpu - cpu| / (|cpu| + mean |cpu|): relative where values
+ * are large, against the tensor's scale where they are near zero.  The
+ * tolerances: 0 for copies (embed, kv_store, add, group_transpose); 1e-5
+ * for elementwise and norm ops (only expf/erff/cosf ulps and the order of a
+ * sum differ); 1e-4 for GEMMs, attention and MoE (fp32 sums in another
+ * order, and the GEMM's two-part BF16 split of x, kernels/gemm.cuh).  MoE
+ * rows whose routing rests on a gap under 1e-4 between two experts' scores
+ * are left out and counted (near_ties=): either choice is right there.
+ * `--quick` keeps the small shapes (for compute-sanitizer).  Without a GPU
+ * it prints "SKIPPED: no GPU (...)" and exits 0.  Exit status 1 on any FAIL.
+ */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <yajl/yajl_tree.h>
+
+#include "backend.h"
+#include "backend_cuda.h"
+#include "model.h"
+#include "sampling.h"
+#include "session.h"
+#include "vision.h"
+
+#define TOL_EXACT  0.0
+#define TOL_ELEM   1e-5
+#define TOL_SUM    1e-4
+#define TOL_LOGITS 1e-3
+#define MOE_TIE    1e-4f
+#define GREEDY_N   32
+
+static glm_backend *cpu, *gpu;
+static int quick, failures, checks;
+
+static void
+die(const char *what)
+{
+    fprintf(stderr, "test_ops: %s\n", what);
+    exit(2);
+}
+
+static void *
+xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+
+    if (p == NULL) {
+        die("out of host memory");
+    }
+    return p;
+}
+
+/* ---- random inputs --------------------------------------------------------- */
+
+static uint64_t rng_state = 0x243F6A8885A308D3ull;
+
+static uint64_t
+rnd64(void)
+{
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* uniform in [-1, 1) */
+static float
+rndu(void)
+{
+    return (float) ((double) (rnd64() >> 40) / 8388608.0 - 1.0);
+}
+
+static float *
+rnd_floats(size_t n, float scale)
+{
+    float *p = xmalloc(n * sizeof(float));
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        p[i] = rndu() * scale;
+    }
+    return p;
+}
+
+/* ---- host tensors standing in for checkpoint weights ------------------------ */
+
+static glm_tensor *
+tensor_new(const char *name, glm_dtype dt, int ndim, int64_t d0, int64_t d1, float scale)
+{
+    glm_tensor *t = calloc(1, sizeof(*t));
+    int64_t i;
+
+    if (t == NULL) {
+        die("out of host memory");
+    }
+    t->name = name;
+    t->file = "test_ops";
+    t->dtype = dt;
+    t->ndim = ndim;
+    t->shape[0] = d0;
+    t->shape[1] = ndim == 2 ? d1 : 0;
+    t->numel = d0 * (ndim == 2 ? d1 : 1);
+    t->nbytes = (size_t) t->numel * glm_dtype_size(dt);
+    t->data = xmalloc(t->nbytes);
+    for (i = 0; i < t->numel; i++) {
+        float v = rndu() * scale;
+        if (dt == GLM_DTYPE_BF16) {
+            ((uint16_t *) t->data)[i] = glm_f32_to_bf16(v);
+        } else {
+            ((float *) t->data)[i] = v;
+        }
+    }
+    t->used = 1;
+    return t;
+}
+
+/* a [d0, d1] view at element `first` of t's data (shares the buffer) */
+static glm_tensor *
+tensor_view(const glm_tensor *t, int64_t first, int64_t d0, int64_t d1)
+{
+    glm_tensor *v = calloc(1, sizeof(*v));
+
+    if (v == NULL) {
+        die("out of host memory");
+    }
+    *v = *t;
+    v->ndim = 2;
+    v->shape[0] = d0;
+    v->shape[1] = d1;
+    v->numel = d0 * d1;
+    v->nbytes = (size_t) v->numel * glm_dtype_size(t->dtype);
+    v->data = (const char *) t->data + first * (int64_t) glm_dtype_size(t->dtype);
+    return v;
+}
+
+static void
+tensor_free(glm_tensor *t)
+{
+    if (t != NULL) {
+        free((void *) t->data);
+        free(t);
+    }
+}
+
+/* ---- device helpers ------------------------------------------------------------ */
+
+static float *
+dev_put(glm_backend *be, const float *h, size_t n)
+{
+    float *d = be->alloc(be, n * sizeof(float));
+
+    if (d == NULL) {
+        die("GPU alloc failed");
+    }
+    if (h != NULL) {
+        be->upload(be, d, h, n * sizeof(float));
+    }
+    return d;
+}
+
+static float *
+dev_get(glm_backend *be, const float *d, size_t n)
+{
+    float *h = xmalloc(n * sizeof(float));
+
+    be->download(be, h, d, n * sizeof(float));
+    return h;
+}
+
+/* ---- comparison ------------------------------------------------------------------- */
+
+static int
+compare(const char *op, const char *shape, const float *ref, const float *got, size_t n,
+    double tol)
+{
+    double mean = 0.0, max_abs = 0.0, max_rel = 0.0;
+    size_t i, bad = 0;
+    int ok;
+
+    for (i = 0; i < n; i++) {
+        mean += fabs((double) ref[i]);
+    }
+    mean = n ? mean / (double) n : 0.0;
+    for (i = 0; i < n; i++) {
+        double d = fabs((double) got[i] - (double) ref[i]), r;
+        if (!(d <= INFINITY) || !!isinf(got[i]) != !!isinf(ref[i])) {
+            d = INFINITY;       /* NaN, or a lost/invented infinity */
+        }
+        if (isinf(ref[i]) && ref[i] == got[i]) {
+            d = 0.0;
+        }
+        r = d == 0.0 ? 0.0 : d / (fabs((double) ref[i]) + mean + 1e-30);
+        if (d > max_abs) {
+            max_abs = d;
+        }
+        if (r > max_rel) {
+            max_rel = r;
+            bad = i;
+        }
+    }
+    ok = max_rel <= tol;
+    printf("OP %s shape=%s max_abs=%.3g max_rel=%.3g tol=%g %s", op, shape, max_abs, max_rel,
+           tol, ok ? "ok" : "FAIL");
+    if (!ok) {
+        printf(" (worst at %zu: cpu %.9g gpu %.9g)", bad, ref[bad], got[bad]);
+    }
+    printf("\n");
+    fflush(stdout);
+    checks++;
+    failures += !ok;
+    return ok;
+}
+
+/* ---- embed -------------------------------------------------------------------------- */
+
+static void
+test_embed(const glm_tensor *table)
+{
+    int counts[] = { 1, 7, 64 }, c, i;
+    int64_t V = table->shape[0], D = table->shape[1];
+    char shape[128];
+
+    for (c = 0; c < 3; c++) {
+        int n = counts[c];
+        int32_t *ids = xmalloc((size_t) n * sizeof(int32_t));
+        float *out_c = xmalloc((size_t) n * D * sizeof(float)), *out_g, *d;
+
+        for (i = 0; i < n; i++) {
+            ids[i] = (int32_t) (rnd64() % (uint64_t) V);
+        }
+        ids[0] = (int32_t) (V - 1);
+        if (n > 1) {
+            ids[n - 1] = 0;
+        }
+        cpu->embed(cpu, out_c, ids, n, table);
+        d = dev_put(gpu, NULL, (size_t) n * D);
+        gpu->embed(gpu, d, ids, n, table);
+        out_g = dev_get(gpu, d, (size_t) n * D);
+        snprintf(shape, sizeof(shape), "n=%d,vocab=%lld,dim=%lld,%s", n, (long long) V,
+                 (long long) D, glm_dtype_name(table->dtype));
+        compare("embed", shape, out_c, out_g, (size_t) n * D, TOL_EXACT);
+        gpu->free(gpu, d);
+        free(ids);
+        free(out_c);
+        free(out_g);
+    }
+}
+
+/* ---- rmsnorm, add+rmsnorm ------------------------------------------------------------- */
+
+static void
+test_rmsnorm(int rows, int dim, int in_place)
+{
+    glm_tensor *w = tensor_new("norm.weight", GLM_DTYPE_BF16, 1, dim, 0, 1.5f);
+    size_t n = (size_t) rows * dim;
+    float *x = rnd_floats(n, 3.0f), *out_c = xmalloc(n * sizeof(float)), *out_g;
+    float *dx = dev_put(gpu, x, n), *dout = in_place ? dx : dev_put(gpu, NULL, n);
+    char shape[128];
+
+    if (in_place) {
+        memcpy(out_c, x, n * sizeof(float));
+        cpu->rmsnorm(cpu, out_c, out_c, w, rows, dim, 1e-5f);
+    } else {
+        cpu->rmsnorm(cpu, out_c, x, w, rows, dim, 1e-5f);
+    }
+    gpu->rmsnorm(gpu, dout, dx, w, rows, dim, 1e-5f);
+    out_g = dev_get(gpu, dout, n);
+    snprintf(shape, sizeof(shape), "rows=%d,dim=%d%s", rows, dim, in_place ? ",in_place" : "");
+    compare("rmsnorm", shape, out_c, out_g, n, TOL_ELEM);
+    if (!in_place) {
+        gpu->free(gpu, dout);
+    }
+    gpu->free(gpu, dx);
+    free(x);
+    free(out_c);
+    free(out_g);
+    tensor_free(w);
+}
+
+static void
+test_add_rmsnorm(int rows, int dim)
+{
+    glm_tensor *w = tensor_new("norm.weight", GLM_DTYPE_BF16, 1, dim, 0, 1.5f);
+    size_t n = (size_t) rows * dim;
+    float *x = rnd_floats(n, 3.0f), *y = rnd_floats(n, 1.0f);
+    float *out_c = xmalloc(n * sizeof(float)), *out_g, *x_g;
+    float *dx = dev_put(gpu, x, n), *dy = dev_put(gpu, y, n), *dout = dev_put(gpu, NULL, n);
+    char shape[128];
+
+    cpu->add(cpu, x, y, n);
+    cpu->rmsnorm(cpu, out_c, x, w, rows, dim, 1e-5f);
+    glm_backend_cuda_add_rmsnorm(gpu, dout, dx, dy, w, rows, dim, 1e-5f);
+    out_g = dev_get(gpu, dout, n);
+    x_g = dev_get(gpu, dx, n);
+    snprintf(shape, sizeof(shape), "rows=%d,dim=%d,residual", rows, dim);
+    compare("add_rmsnorm.sum", shape, x, x_g, n, TOL_EXACT);
+    compare("add_rmsnorm.norm", shape, out_c, out_g, n, TOL_ELEM);
+    gpu->free(gpu, dx);
+    gpu->free(gpu, dy);
+    gpu->free(gpu, dout);
+    free(x);
+    free(y);
+    free(out_c);
+    free(out_g);
+    free(x_g);
+    tensor_free(w);
+}
+
+/* ---- matmul ------------------------------------------------------------------------------ */
+
+static void
+test_matmul_with(glm_backend *g, const char *label, int rows, const glm_tensor *w,
+    const glm_tensor *bias)
+{
+    int64_t N = w->shape[0], K = w->shape[1];
+    float *x = rnd_floats((size_t) rows * K, 1.0f);
+    float *out_c = xmalloc((size_t) rows * N * sizeof(float)), *out_g;
+    float *dx = dev_put(g, x, (size_t) rows * K), *dout = dev_put(g, NULL, (size_t) rows * N);
+    char shape[160];
+
+    cpu->matmul(cpu, out_c, x, rows, w, bias);
+    g->matmul(g, dout, dx, rows, w, bias);
+    out_g = dev_get(g, dout, (size_t) rows * N);
+    snprintf(shape, sizeof(shape), "%s,rows=%d,N=%lld,K=%lld,%s%s", label, rows,
+             (long long) N, (long long) K, glm_dtype_name(w->dtype), bias ? ",bias" : "");
+    compare(g == gpu ? "matmul" : "matmul[simt]", shape, out_c, out_g, (size_t) rows * N,
+            TOL_SUM);
+    g->free(g, dx);
+    g->free(g, dout);
+    free(x);
+    free(out_c);
+    free(out_g);
+}
+
+static void
+test_matmul(glm_backend *g, const char *label, const int *rows, int n_rows, int64_t N,
+    int64_t K, glm_dtype dt, int with_bias)
+{
+    /* weights ~ U(-a, a) with a = sqrt(3 / K): outputs of order 1 */
+    glm_tensor *w = tensor_new("w", dt, 2, N, K, sqrtf(3.0f / (float) K));
+    glm_tensor *b = with_bias ? tensor_new("b", GLM_DTYPE_BF16, 1, N, 0, 0.5f) : NULL;
+    int i;
+
+    for (i = 0; i < n_rows; i++) {
+        test_matmul_with(g, label, rows[i], w, b);
+    }
+    tensor_free(w);
+    tensor_free(b);
+}
+
+/* ---- rope ------------------------------------------------------------------------------------ */
+
+static void
+test_rope(const char *label, int rows, int heads, int head_dim, int rot_dim, float theta,
+    const int sections[3], int max_pos)
+{
+    int n_half = rot_dim / 2, j, r;
+    int *axis = xmalloc((size_t) n_half * sizeof(int));
+    float *inv_freq = xmalloc((size_t) n_half * sizeof(float));
+    int32_t *pos3 = xmalloc((size_t) rows * 3 * sizeof(int32_t));
+    size_t n = (size_t) rows * heads * head_dim;
+    float *x = rnd_floats(n, 2.0f), *dx = dev_put(gpu, x, n), *out_g;
+    char shape[160];
+
+    for (j = 0; j < n_half; j++) {
+        inv_freq[j] = 1.0f / powf(theta, (float) (2 * j) / (float) rot_dim);
+        axis[j] = sections == NULL ? 0
+                  : j < sections[0] ? 0 : j < sections[0] + sections[1] ? 1 : 2;
+    }
+    for (r = 0; r < rows; r++) {
+        int p = (int) (rnd64() % (uint64_t) max_pos);
+        pos3[3 * r] = p;
+        pos3[3 * r + 1] = sections ? (int) (rnd64() % (uint64_t) max_pos) : p;
+        pos3[3 * r + 2] = sections ? (int) (rnd64() % (uint64_t) max_pos) : p;
+    }
+    pos3[0] = max_pos - 1;
+    cpu->rope(cpu, x, rows, heads, head_dim, rot_dim, pos3, axis, inv_freq);
+    gpu->rope(gpu, dx, rows, heads, head_dim, rot_dim, pos3, axis, inv_freq);
+    out_g = dev_get(gpu, dx, n);
+    snprintf(shape, sizeof(shape), "%s,rows=%d,heads=%d,head_dim=%d,rot=%d,max_pos=%d", label,
+             rows, heads, head_dim, rot_dim, max_pos);
+    compare("rope", shape, x, out_g, n, TOL_ELEM);
+    gpu->free(gpu, dx);
+    free(axis);
+    free(inv_freq);
+    free(pos3);
+    free(x);
+    free(out_g);
+}
+
+/* ---- kv_store + attention ----------------------------------------------------------------- */
+
+typedef struct {
+    int cached, fresh;          /* tokens already in the cache, tokens this step */
+} seq_spec;
+
+static void
+test_attention(const char *label, int heads, int kv_heads, int D, int bs,
+    const seq_spec *ss, int n_seqs)
+{
+    int kv_dim = kv_heads * D, n_layers = 2, layer = 1, s, i, p;
+    int total_blocks = 0, pool_blocks, Tc = 0, T = 0, at;
+    int32_t *perm, *tables, *seq, *pos;
+    glm_seq_blocks *seqs = xmalloc((size_t) n_seqs * sizeof(glm_seq_blocks));
+    glm_kv_pool pc, pg;
+    glm_attn_batch b;
+    size_t pool_floats;
+    float *k, *v, *q, *dk, *dv, *dq, *out_c, *dout, *out_g, *pool_g;
+    char shape[256];
+    int len;
+
+    for (s = 0; s < n_seqs; s++) {
+        total_blocks += (ss[s].cached + ss[s].fresh + bs - 1) / bs;
+        Tc += ss[s].cached;
+        T += ss[s].fresh;
+    }
+    pool_blocks = total_blocks + 3;
+    /* block tables out of order across a shuffled pool, as the scheduler's */
+    perm = xmalloc((size_t) pool_blocks * sizeof(int32_t));
+    for (i = 0; i < pool_blocks; i++) {
+        perm[i] = i;
+    }
+    for (i = pool_blocks - 1; i > 0; i--) {
+        int j = (int) (rnd64() % (uint64_t) (i + 1)), t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    tables = perm;
+    at = 0;
+    for (s = 0; s < n_seqs; s++) {
+        seqs[s].blocks = tables + at;
+        seqs[s].n_blocks = (ss[s].cached + ss[s].fresh + bs - 1) / bs;
+        at += seqs[s].n_blocks;
+    }
+    pool_floats = (size_t) n_layers * pool_blocks * bs * kv_dim;
+    pc = (glm_kv_pool) { n_layers, pool_blocks, bs, kv_dim,
+                         cpu->alloc(cpu, pool_floats * sizeof(float)),
+                         cpu->alloc(cpu, pool_floats * sizeof(float)) };
+    pg = (glm_kv_pool) { n_layers, pool_blocks, bs, kv_dim, dev_put(gpu, NULL, pool_floats),
+                         dev_put(gpu, NULL, pool_floats) };
+
+    /* the cached prefix: layer 0 gets other values, so a wrong layer offset shows */
+    seq = xmalloc((size_t) (Tc > T ? Tc : T) * sizeof(int32_t) + 4);
+    pos = xmalloc((size_t) (Tc > T ? Tc : T) * sizeof(int32_t) + 4);
+    if (Tc > 0) {
+        int lyr;
+        i = 0;
+        for (s = 0; s < n_seqs; s++) {
+            for (p = 0; p < ss[s].cached; p++, i++) {
+                seq[i] = s;
+                pos[i] = p;
+            }
+        }
+        b = (glm_attn_batch) { Tc, seq, pos, seqs, n_seqs };
+        for (lyr = 0; lyr < 2; lyr++) {
+            k = rnd_floats((size_t) Tc * kv_dim, 1.0f);
+            v = rnd_floats((size_t) Tc * kv_dim, 1.0f);
+            dk = dev_put(gpu, k, (size_t) Tc * kv_dim);
+            dv = dev_put(gpu, v, (size_t) Tc * kv_dim);
+            cpu->kv_store(cpu, &pc, lyr, k, v, &b);
+            gpu->kv_store(gpu, &pg, lyr, dk, dv, &b);
+            gpu->free(gpu, dk);
+            gpu->free(gpu, dv);
+            free(k);
+            free(v);
+        }
+    }
+
+    /* this step: each sequence's fresh tokens, consecutive */
+    i = 0;
+    for (s = 0; s < n_seqs; s++) {
+        for (p = 0; p < ss[s].fresh; p++, i++) {
+            seq[i] = s;
+            pos[i] = ss[s].cached + p;
+        }
+    }
+    b = (glm_attn_batch) { T, seq, pos, seqs, n_seqs };
+    q = rnd_floats((size_t) T * heads * D, 1.0f);
+    k = rnd_floats((size_t) T * kv_dim, 1.0f);
+    v = rnd_floats((size_t) T * kv_dim, 1.0f);
+    dq = dev_put(gpu, q, (size_t) T * heads * D);
+    dk = dev_put(gpu, k, (size_t) T * kv_dim);
+    dv = dev_put(gpu, v, (size_t) T * kv_dim);
+    out_c = xmalloc((size_t) T * heads * D * sizeof(float));
+    dout = dev_put(gpu, NULL, (size_t) T * heads * D);
+    cpu->kv_store(cpu, &pc, layer, k, v, &b);
+    gpu->kv_store(gpu, &pg, layer, dk, dv, &b);
+    cpu->attention(cpu, out_c, q, &pc, layer, &b, heads, kv_heads, D, 1.0f / sqrtf((float) D));
+    gpu->attention(gpu, dout, dq, &pg, layer, &b, heads, kv_heads, D, 1.0f / sqrtf((float) D));
+    out_g = dev_get(gpu, dout, (size_t) T * heads * D);
+
+    len = snprintf(shape, sizeof(shape), "%s,heads=%d/%d,head_dim=%d,block=%d,seqs=", label,
+                   heads, kv_heads, D, bs);
+    for (s = 0; s < n_seqs && len < (int) sizeof(shape) - 24; s++) {
+        len += snprintf(shape + len, sizeof(shape) - (size_t) len, "%s%d+%d", s ? ":" : "",
+                        ss[s].cached, ss[s].fresh);
+    }
+    compare("attention", shape, out_c, out_g, (size_t) T * heads * D, TOL_SUM);
+    pool_g = dev_get(gpu, pg.k, pool_floats);
+    compare("kv_store.k", shape, pc.k, pool_g, pool_floats, TOL_EXACT);
+    free(pool_g);
+    pool_g = dev_get(gpu, pg.v, pool_floats);
+    compare("kv_store.v", shape, pc.v, pool_g, pool_floats, TOL_EXACT);
+    free(pool_g);
+
+    gpu->free(gpu, dq);
+    gpu->free(gpu, dk);
+    gpu->free(gpu, dv);
+    gpu->free(gpu, dout);
+    gpu->free(gpu, pg.k);
+    gpu->free(gpu, pg.v);
+    cpu->free(cpu, pc.k);
+    cpu->free(cpu, pc.v);
+    free(q);
+    free(k);
+    free(v);
+    free(out_c);
+    free(out_g);
+    free(seq);
+    free(pos);
+    free(perm);
+    free(seqs);
+}
+
+/* ---- elementwise ---------------------------------------------------------------------------- */
+
+static void
+test_elementwise(size_t n)
+{
+    float *a = rnd_floats(n, 6.0f), *b = rnd_floats(n, 2.0f), *c = xmalloc(n * sizeof(float));
+    float *da = dev_put(gpu, a, n), *db = dev_put(gpu, b, n), *dc = dev_put(gpu, NULL, n);
+    float *got;
+    char shape[64];
+
+    snprintf(shape, sizeof(shape), "n=%zu", n);
+    cpu->swiglu(cpu, c, a, b, n);
+    gpu->swiglu(gpu, dc, da, db, n);
+    got = dev_get(gpu, dc, n);
+    compare("swiglu", shape, c, got, n, TOL_ELEM);
+    free(got);
+
+    cpu->gelu(cpu, c, a, n);
+    gpu->gelu(gpu, dc, da, n);
+    got = dev_get(gpu, dc, n);
+    compare("gelu", shape, c, got, n, TOL_ELEM);
+    free(got);
+
+    /* in place, as the model calls them: swiglu(g, g, u), gelu(y, y) */
+    memcpy(c, a, n * sizeof(float));
+    cpu->swiglu(cpu, c, c, b, n);
+    cpu->gelu(cpu, c, c, n);
+    gpu->upload(gpu, dc, a, n * sizeof(float));
+    gpu->swiglu(gpu, dc, dc, db, n);
+    gpu->gelu(gpu, dc, dc, n);
+    got = dev_get(gpu, dc, n);
+    compare("swiglu+gelu.in_place", shape, c, got, n, TOL_ELEM);
+    free(got);
+
+    cpu->add(cpu, a, b, n);
+    gpu->add(gpu, da, db, n);
+    got = dev_get(gpu, da, n);
+    compare("add", shape, a, got, n, TOL_EXACT);
+    free(got);
+
+    gpu->free(gpu, da);
+    gpu->free(gpu, db);
+    gpu->free(gpu, dc);
+    free(a);
+    free(b);
+    free(c);
+}
+
+/* ---- vision ops -------------------------------------------------------------------------------- */
+
+static void
+test_layernorm(int rows, int dim)
+{
+    glm_tensor *w = tensor_new("ln.weight", GLM_DTYPE_BF16, 1, dim, 0, 1.5f);
+    glm_tensor *bt = tensor_new("ln.bias", GLM_DTYPE_BF16, 1, dim, 0, 0.5f);
+    size_t n = (size_t) rows * dim;
+    float *x = rnd_floats(n, 3.0f), *out_c = xmalloc(n * sizeof(float)), *got;
+    float *dx = dev_put(gpu, x, n), *dout = dev_put(gpu, NULL, n);
+    char shape[64];
+    int i;
+
+    for (i = 0; i < (int) n; i++) {
+        x[i] += 5.0f;           /* an offset: the mean matters */
+    }
+    gpu->upload(gpu, dx, x, n * sizeof(float));
+    cpu->layernorm(cpu, out_c, x, w, bt, rows, dim, 1e-5f);
+    gpu->layernorm(gpu, dout, dx, w, bt, rows, dim, 1e-5f);
+    got = dev_get(gpu, dout, n);
+    snprintf(shape, sizeof(shape), "rows=%d,dim=%d", rows, dim);
+    compare("layernorm", shape, out_c, got, n, TOL_ELEM);
+    gpu->free(gpu, dx);
+    gpu->free(gpu, dout);
+    free(x);
+    free(out_c);
+    free(got);
+    tensor_free(w);
+    tensor_free(bt);
+}
+
+static void
+test_segments(int heads, int D, int stride, const int32_t *cu, int n_seg)
+{
+    int N = cu[n_seg], s, len;
+    size_t n = (size_t) N * stride;
+    float *q = rnd_floats(n, 1.0f), *k = rnd_floats(n, 1.0f), *v = rnd_floats(n, 1.0f);
+    float *out_c = calloc(n, sizeof(float)), *got;
+    float *dq = dev_put(gpu, q, n), *dk = dev_put(gpu, k, n), *dv = dev_put(gpu, v, n);
+    float *dout = dev_put(gpu, NULL, n);
+    char shape[192];
+
+    cpu->attention_segments(cpu, out_c, q, k, v, stride, cu, n_seg, heads, D,
+                            1.0f / sqrtf((float) D));
+    gpu->attention_segments(gpu, dout, dq, dk, dv, stride, cu, n_seg, heads, D,
+                            1.0f / sqrtf((float) D));
+    got = dev_get(gpu, dout, n);
+    len = snprintf(shape, sizeof(shape), "heads=%d,head_dim=%d,stride=%d,segments=", heads,
+                   D, stride);
+    for (s = 0; s < n_seg && len < (int) sizeof(shape) - 16; s++) {
+        len += snprintf(shape + len, sizeof(shape) - (size_t) len, "%s%d", s ? ":" : "",
+                        cu[s + 1] - cu[s]);
+    }
+    compare("attention_segments", shape, out_c, got, n, TOL_SUM);
+    gpu->free(gpu, dq);
+    gpu->free(gpu, dk);
+    gpu->free(gpu, dv);
+    gpu->free(gpu, dout);
+    free(q);
+    free(k);
+    free(v);
+    free(out_c);
+    free(got);
+}
+
+static void
+test_group_transpose(int groups, int g, int dim)
+{
+    size_t n = (size_t) groups * g * dim;
+    float *x = rnd_floats(n, 1.0f), *out_c = xmalloc(n * sizeof(float)), *got;
+    float *dx = dev_put(gpu, x, n), *dout = dev_put(gpu, NULL, n);
+    char shape[64];
+
+    cpu->group_transpose(cpu, out_c, x, groups, g, dim);
+    gpu->group_transpose(gpu, dout, dx, groups, g, dim);
+    got = dev_get(gpu, dout, n);
+    snprintf(shape, sizeof(shape), "groups=%d,g=%d,dim=%d", groups, g, dim);
+    compare("group_transpose", shape, out_c, got, n, TOL_EXACT);
+    gpu->free(gpu, dx);
+    gpu->free(gpu, dout);
+    free(x);
+    free(out_c);
+    free(got);
+}
+
+/* ---- MoE ------------------------------------------------------------------------------------------ */
+
+static int
+cmp_desc(const void *a, const void *b)
+{
+    float x = *(const float *) a, y = *(const float *) b;
+
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The smallest score gap the oracle's routing of one row rests on: the
+ * group boundary (topk_group-th vs next group score) and the expert
+ * boundary (top_k-th vs next allowed score). */
+static float
+route_margin(const glm_moe_weights *m, const float *logits, const float *bias)
+{
+    int E = m->n_experts, per = E / m->n_group, e, g, n_ok = 0;
+    float *c = xmalloc((size_t) E * sizeof(float)), *gs = xmalloc((size_t) m->n_group * sizeof(float));
+    float *ok = xmalloc((size_t) E * sizeof(float)), *tmp = xmalloc((size_t) per * sizeof(float));
+    float margin = INFINITY, cut = -INFINITY;
+
+    for (e = 0; e < E; e++) {
+        c[e] = 1.0f / (1.0f + expf(-logits[e])) + bias[e];
+    }
+    if (m->n_group > 1 || m->topk_group < m->n_group) {
+        float *sorted = xmalloc((size_t) m->n_group * sizeof(float));
+        for (g = 0; g < m->n_group; g++) {
+            memcpy(tmp, c + g * per, (size_t) per * sizeof(float));
+            qsort(tmp, (size_t) per, sizeof(float), cmp_desc);
+            gs[g] = tmp[0] + tmp[1];
+        }
+        memcpy(sorted, gs, (size_t) m->n_group * sizeof(float));
+        qsort(sorted, (size_t) m->n_group, sizeof(float), cmp_desc);
+        if (m->topk_group < m->n_group) {
+            margin = sorted[m->topk_group - 1] - sorted[m->topk_group];
+            cut = sorted[m->topk_group - 1];
+        }
+        for (g = 0; g < m->n_group; g++) {
+            if (gs[g] >= cut) {
+                memcpy(ok + n_ok, c + g * per, (size_t) per * sizeof(float));
+                n_ok += per;
+            }
+        }
+        free(sorted);
+    } else {
+        memcpy(ok, c, (size_t) E * sizeof(float));
+        n_ok = E;
+    }
+    qsort(ok, (size_t) n_ok, sizeof(float), cmp_desc);
+    if (m->top_k < n_ok && ok[m->top_k - 1] - ok[m->top_k] < margin) {
+        margin = ok[m->top_k - 1] - ok[m->top_k];
+    }
+    free(c);
+    free(gs);
+    free(ok);
+    free(tmp);
+    return margin;
+}
+
+static void
+test_moe(const char *label, int E, int top_k, int n_group, int topk_group, int norm,
+    float scaling, int H, int I, const int *rows_list, int n_rows_list)
+{
+    /* expert weights: distinct windows of three shared pools (each expert a
+     * different matrix at its own address, without E full copies in host memory) */
+    int64_t step = 4099;
+    glm_tensor *pg = tensor_new("gate.pool", GLM_DTYPE_BF16, 1, (int64_t) I * H + E * step, 0,
+                                sqrtf(3.0f / (float) H));
+    glm_tensor *pu = tensor_new("up.pool", GLM_DTYPE_BF16, 1, (int64_t) I * H + E * step, 0,
+                                sqrtf(3.0f / (float) H));
+    glm_tensor *pd = tensor_new("down.pool", GLM_DTYPE_BF16, 1, (int64_t) H * I + E * step, 0,
+                                sqrtf(3.0f / (float) I));
+    glm_tensor **gate = xmalloc((size_t) E * sizeof(glm_tensor *));
+    glm_tensor **up = xmalloc((size_t) E * sizeof(glm_tensor *));
+    glm_tensor **down = xmalloc((size_t) E * sizeof(glm_tensor *));
+    glm_tensor *router = tensor_new("router", GLM_DTYPE_BF16, 2, E, H, 3.0f / sqrtf((float) H));
+    glm_tensor *cbias = tensor_new("e_score_correction_bias", GLM_DTYPE_F32, 1, E, 0, 0.1f);
+    glm_moe_weights m;
+    float *bias = xmalloc((size_t) E * sizeof(float));
+    int e, ri;
+
+    for (e = 0; e < E; e++) {
+        gate[e] = tensor_view(pg, e * step, I, H);
+        up[e] = tensor_view(pu, e * step, I, H);
+        down[e] = tensor_view(pd, e * step, H, I);
+    }
+    m = (glm_moe_weights) { E, top_k, n_group, topk_group, norm, scaling, H, I, router, cbias,
+                            gate, up, down };
+    glm_tensor_to_f32(cbias, 0, E, bias);
+
+    for (ri = 0; ri < n_rows_list; ri++) {
+        int rows = rows_list[ri], r, kept = 0, ties = 0;
+        size_t n = (size_t) rows * H;
+        float *x = rnd_floats(n, 1.0f), *out_c = xmalloc(n * sizeof(float)), *out_g;
+        float *logits = xmalloc((size_t) rows * E * sizeof(float));
+        float *dx = dev_put(gpu, x, n), *dout = dev_put(gpu, NULL, n);
+        float *ref_kept = xmalloc(n * sizeof(float)), *got_kept = xmalloc(n * sizeof(float));
+        char shape[192];
+
+        cpu->moe(cpu, out_c, x, rows, &m);
+        gpu->moe(gpu, dout, dx, rows, &m);
+        out_g = dev_get(gpu, dout, n);
+        cpu->matmul(cpu, logits, x, rows, router, NULL);
+        for (r = 0; r < rows; r++) {
+            if (route_margin(&m, logits + (size_t) r * E, bias) < MOE_TIE) {
+                ties++;
+                continue;
+            }
+            memcpy(ref_kept + (size_t) kept * H, out_c + (size_t) r * H, (size_t) H * sizeof(float));
+            memcpy(got_kept + (size_t) kept * H, out_g + (size_t) r * H, (size_t) H * sizeof(float));
+            kept++;
+        }
+        snprintf(shape, sizeof(shape), "%s,rows=%d,experts=%d,top=%d,groups=%d/%d,hidden=%d,"
+                 "inter=%d,near_ties=%d", label, rows, E, top_k, topk_group, n_group, H, I,
+                 ties);
+        compare("moe", shape, ref_kept, got_kept, (size_t) kept * H, TOL_SUM);
+        gpu->free(gpu, dx);
+        gpu->free(gpu, dout);
+        free(x);
+        free(out_c);
+        free(out_g);
+        free(logits);
+        free(ref_kept);
+        free(got_kept);
+    }
+    for (e = 0; e < E; e++) {
+        free(gate[e]);
+        free(up[e]);
+        free(down[e]);
+    }
+    free(gate);
+    free(up);
+    free(down);
+    free(bias);
+    tensor_free(pg);
+    tensor_free(pu);
+    tensor_free(pd);
+    tensor_free(router);
+    tensor_free(cbias);
+    glm_backend_cuda_release_weights(gpu);
+}
+
+/* ---- the op suite ------------------------------------------------------------------------------- */
+
+static int
+run_ops(void)
+{
+    glm_backend *simt;
+    glm_err err;
+
+    /* embed (and the lm_head GEMM on the same table) */
+    if (!quick) {
+        glm_tensor *table = tensor_new("embed_tokens", GLM_DTYPE_BF16, 2, 151552, 4096,
+                                       0.05f);
+        int rows[] = { 1, 7 };
+        test_embed(table);
+        test_matmul_with(gpu, "lm_head", rows[0], table, NULL);
+        test_matmul_with(gpu, "lm_head", rows[1], table, NULL);
+        tensor_free(table);
+        glm_backend_cuda_release_weights(gpu);
+    }
+    {
+        glm_tensor *t1 = tensor_new("embed_small", GLM_DTYPE_BF16, 2, 3072, 64, 0.5f);
+        glm_tensor *t2 = tensor_new("embed_f32", GLM_DTYPE_F32, 2, 1000, 77, 0.5f);
+        test_embed(t1);
+        test_embed(t2);
+        tensor_free(t1);
+        tensor_free(t2);
+    }
+
+    /* rmsnorm: hidden rows, per-head q/k-norm rows, odd dims, in place */
+    if (!quick) {
+        test_rmsnorm(1, 4096, 0);
+        test_rmsnorm(64, 4096, 0);
+        test_rmsnorm(7 * 96, 128, 0);
+    }
+    test_rmsnorm(7, 4096, 0);
+    test_rmsnorm(7, 4096, 1);
+    test_rmsnorm(33, 77, 0);
+    test_rmsnorm(1, 1, 0);
+    test_add_rmsnorm(7, 4096);
+    test_add_rmsnorm(33, 77);
+
+    /* matmul: GLM-4.5-Air projections (rows on both sides of the stacked /
+     * two-pass switch at 32), fp32 weights, odd sides (cuBLASLt or not) */
+    if (!quick) {
+        int r_small[] = { 1, 7, 100 }, r_kv[] = { 1, 33 }, r7[] = { 7 }, r40[] = { 40 };
+        test_matmul(gpu, "q_proj", r_small, 3, 12288, 4096, GLM_DTYPE_BF16, 1);
+        test_matmul(gpu, "k_proj", r_kv, 2, 1024, 4096, GLM_DTYPE_BF16, 1);
+        test_matmul(gpu, "o_proj", r7, 1, 4096, 12288, GLM_DTYPE_BF16, 0);
+        test_matmul(gpu, "dense_gate", r7, 1, 10944, 4096, GLM_DTYPE_BF16, 0);
+        test_matmul(gpu, "dense_down", r40, 1, 4096, 10944, GLM_DTYPE_BF16, 0);
+        test_matmul(gpu, "router", r7, 1, 128, 4096, GLM_DTYPE_BF16, 0);
+        test_matmul(gpu, "router", r7, 1, 128, 4096, GLM_DTYPE_F32, 0);
+        glm_backend_cuda_release_weights(gpu);
+    }
+    {
+        int r_odd[] = { 1, 7, 45 }, r1[] = { 1 }, r100[] = { 100 };
+        test_matmul(gpu, "odd", r_odd, 3, 33, 77, GLM_DTYPE_BF16, 1);
+        test_matmul(gpu, "odd", r1, 1, 1, 33, GLM_DTYPE_BF16, 0);
+        test_matmul(gpu, "odd", r_odd, 3, 77, 33, GLM_DTYPE_F32, 1);
+        test_matmul(gpu, "odd_k", r100, 1, 50, 4097, GLM_DTYPE_BF16, 1);
+        test_matmul(gpu, "tiny", r_odd, 3, 128, 64, GLM_DTYPE_BF16, 1);
+    }
+    /* the CUDA-core GEMM that stands in where cuBLASLt declines */
+    setenv("GLM_CUDA_GEMM", "simt", 1);
+    simt = glm_backend_cuda_create(0, &err);
+    unsetenv("GLM_CUDA_GEMM");
+    if (simt == NULL) {
+        printf("OP matmul[simt] shape=- max_abs=- max_rel=- tol=- FAIL (%s)\n", err.msg);
+        failures++;
+    } else {
+        int r_odd[] = { 1, 7, 45 }, r_kv[] = { 7, 40 };
+        test_matmul(simt, "odd", r_odd, 3, 33, 77, GLM_DTYPE_BF16, 1);
+        test_matmul(simt, "odd", r_odd, 3, 77, 33, GLM_DTYPE_F32, 0);
+        if (!quick) {
+            test_matmul(simt, "k_proj", r_kv, 2, 1024, 4096, GLM_DTYPE_BF16, 1);
+        }
+        simt->destroy(simt);
+    }
+
+    /* rope: text (partial, theta 1e6), GLM-4.5V's M-RoPE, the vision tower's
+     * full-width 2-D rope, odd sizes */
+    {
+        int mrope[3] = { 8, 12, 12 }, vis[3] = { 0, 32, 32 }, tiny[3] = { 2, 3, 3 };
+        test_rope("text_q", 7, 96, 128, 64, 1e6f, NULL, 131072);
+        test_rope("text_k", 7, 8, 128, 64, 1e6f, NULL, 131072);
+        test_rope("text_1", 1, 96, 128, 64, 1e6f, NULL, 4096);
+        test_rope("mrope", 7, 96, 128, 64, 1e4f, mrope, 8192);
+        test_rope("vision", 50, 12, 128, 128, 1e4f, vis, 64);
+        test_rope("odd", 5, 3, 34, 34, 1e4f, NULL, 1000);
+        test_rope("odd", 5, 2, 80, 40, 1e4f, NULL, 1000);
+        test_rope("mrope_tiny", 7, 4, 32, 16, 1e4f, tiny, 100);
+    }
+
+    /* paged attention: decode split and unsplit, prefill tiles, chunked
+     * prefill over a cached prefix, mixed batches, odd head sizes */
+    {
+        seq_spec dec_long[] = { { 0, 1 }, { 16, 1 }, { 299, 1 }, { 2048, 1 }, { 5000, 1 } };
+        seq_spec dec_short[] = { { 5, 1 }, { 100, 1 }, { 400, 1 } };
+        seq_spec pre7[] = { { 0, 7 } };
+        seq_spec chunk[] = { { 40, 37 } };
+        seq_spec mixed[] = { { 100, 70 }, { 1000, 1 }, { 0, 1 }, { 3, 2 } };
+        seq_spec tiny[] = { { 0, 5 }, { 9, 1 }, { 30, 3 } };
+        seq_spec odd[] = { { 0, 9 }, { 13, 1 }, { 600, 1 } };
+        seq_spec wide[] = { { 700, 1 }, { 20, 3 } };
+        seq_spec split_small[] = { { 0, 1 }, { 1500, 1 }, { 700, 1 }, { 511, 1 } };
+
+        if (!quick) {
+            test_attention("decode_split", 96, 8, 128, 16, dec_long, 5);
+            test_attention("mixed", 96, 8, 128, 16, mixed, 4);
+        }
+        test_attention("decode", 96, 8, 128, 16, dec_short, 3);
+        test_attention("prefill", 96, 8, 128, 16, pre7, 1);
+        test_attention("chunked", 96, 8, 128, 16, chunk, 1);
+        test_attention("tiny", 4, 2, 32, 4, tiny, 3);
+        test_attention("odd", 6, 3, 80, 5, odd, 3);
+        test_attention("head256", 2, 1, 256, 16, wide, 2);
+        test_attention("decode_split_small", 4, 2, 32, 16, split_small, 4);
+    }
+
+    /* elementwise */
+    test_elementwise(1);
+    test_elementwise((size_t) 7 * 1408);
+    if (!quick) {
+        test_elementwise((size_t) 64 * 10944 + 3);
+    }
+
+    /* vision ops */
+    test_layernorm(7, 4096);
+    test_layernorm(33, 77);
+    test_layernorm(1, 1536);
+    {
+        int32_t cu_big[] = { 0, 16, 80, 87, 88, 600 }, cu_tiny[] = { 0, 4, 20 };
+        int32_t cu_odd[] = { 0, 33, 33, 34 };
+        if (!quick) {
+            test_segments(12, 128, 1536, cu_big, 5);
+        }
+        test_segments(2, 16, 32, cu_tiny, 2);
+        test_segments(3, 40, 130, cu_odd, 3);
+    }
+    test_group_transpose(150, 4, 1536);
+    test_group_transpose(7, 4, 77);
+    test_group_transpose(3, 1, 5);
+
+    /* MoE: GLM-4.5-Air's router and experts; a small config with enough
+     * tokens per expert for the two-pass GEMM; GLM-4.5's group-limited
+     * routing with odd sizes */
+    if (!quick) {
+        int rows[] = { 1, 7, 64, 300 };
+        test_moe("air", 128, 8, 1, 1, 1, 1.0f, 4096, 1408, rows, 4);
+    }
+    {
+        int rows_many[] = { 200 }, rows_few[] = { 1, 7 };
+        test_moe("busy", 8, 2, 1, 1, 1, 1.0f, 256, 96, rows_many, 1);
+        test_moe("grouped", 16, 4, 4, 2, 0, 2.5f, 77, 33, rows_few, 2);
+    }
+    return 0;
+}
+
+/* ---- fixtures -------------------------------------------------------------------------------------- */
+
+static void
+on_segv(int sig)
+{
+    static const char msg[] =
+        "test_ops: SIGSEGV in a fixture run.  If it is the host reading device memory:"
+        " glm_model_forward (engine/model.c) must copy the logit rows through the backend"
+        " (be->upload between two backend pointers), not memcpy; see kernels/README.md\n";
+    ssize_t w = write(2, msg, sizeof(msg) - 1);
+
+    (void) w;
+    (void) sig;
+    _exit(3);
+}
+
+static yajl_val
+jget(yajl_val obj, const char *key)
+{
+    const char *path[] = { key, NULL };
+
+    return obj ? yajl_tree_get(obj, path, yajl_t_any) : NULL;
+}
+
+static double
+max_abs_diff(const float *a, const float *b, size_t n)
+{
+    double m = 0.0;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        double d = fabs((double) a[i] - (double) b[i]);
+        if (!(d <= m)) {
+            m = d;              /* also NaN: caught below as a failure */
+        }
+    }
+    return m;
+}
+
+static int
+fixture_prompt(const char *name, int pi, glm_model *mc, glm_model *mg, const int32_t *ids,
+    int n)
+{
+    int V = mc->cfg.vocab_size, s, agree = 0, ok, steps = quick ? 4 : GREEDY_N;
+    float *lc = xmalloc((size_t) n * V * sizeof(float)), *lg = xmalloc((size_t) n * V * sizeof(float));
+    glm_session sc, sg;
+    glm_err err;
+    double d = 0.0, dd;
+
+    /* every position, one step; then the GPU again in 3-token chunks */
+    if (glm_session_init(&sc, mc, n + steps + 1, 16, &err) != 0
+        || glm_session_init(&sg, mg, n + steps + 1, 16, &err) != 0
+        || glm_session_feed(&sc, ids, n, 0, lc, 1, &err) != 0
+        || glm_session_feed(&sg, ids, n, 0, lg, 1, &err) != 0)
+    {
+        printf("FIXTURE %s prompt=%d error: %s FAIL\n", name, pi, err.msg);
+        failures++;
+        return 0;
+    }
+    d = max_abs_diff(lc, lg, (size_t) n * V);
+    glm_session_free(&sg);
+    if (glm_session_init(&sg, mg, n + steps + 1, 4, &err) != 0
+        || glm_session_feed(&sg, ids, n, 3, lg, 1, &err) != 0)
+    {
+        printf("FIXTURE %s prompt=%d error: %s FAIL\n", name, pi, err.msg);
+        failures++;
+        return 0;
+    }
+    dd = max_abs_diff(lc, lg, (size_t) n * V);
+    d = dd > d ? dd : d;
+    glm_session_free(&sg);
+
+    /* greedy decode on each backend from its own prefill and its own choices */
+    if (glm_session_init(&sg, mg, n + steps + 1, 16, &err) != 0
+        || glm_session_feed(&sg, ids, n, 0, lg, 0, &err) != 0)
+    {
+        printf("FIXTURE %s prompt=%d error: %s FAIL\n", name, pi, err.msg);
+        failures++;
+        return 0;
+    }
+    memcpy(lc, lc + (size_t) (n - 1) * V, (size_t) V * sizeof(float));
+    for (s = 0; s < steps; s++) {
+        int32_t nc = glm_argmax(lc, V), ng = glm_argmax(lg, V);
+        dd = max_abs_diff(lc, lg, (size_t) V);
+        d = dd > d ? dd : d;
+        if (nc != ng) {
+            fprintf(stderr, "FIXTURE %s prompt=%d: greedy step %d: cpu %d, gpu %d\n", name, pi,
+                    s, nc, ng);
+            break;
+        }
+        agree++;
+        if (s + 1 < steps
+            && (glm_session_feed(&sc, &nc, 1, 0, lc, 0, &err) != 0
+                || glm_session_feed(&sg, &ng, 1, 0, lg, 0, &err) != 0))
+        {
+            printf("FIXTURE %s prompt=%d error: %s FAIL\n", name, pi, err.msg);
+            failures++;
+            return 0;
+        }
+    }
+    glm_session_free(&sc);
+    glm_session_free(&sg);
+    ok = d <= TOL_LOGITS && agree == steps;
+    printf("FIXTURE %s prompt=%d tokens=%d max_abs_logit_diff=%.3g tol=%g greedy=%d/%d %s\n",
+           name, pi, n, d, TOL_LOGITS, agree, steps, ok ? "ok" : "FAIL");
+    fflush(stdout);
+    checks++;
+    failures += !ok;
+    free(lc);
+    free(lg);
+    return ok;
+}
+
+static void
+run_fixture(const char *dir)
+{
+    const char *name = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+    char path[4096], ebuf[256];
+    glm_model *mc, *mg;
+    glm_err err;
+    yajl_val ref, prompts;
+    char *text;
+    size_t pi;
+
+    mc = glm_model_load(dir, cpu, &err);
+    mg = mc ? glm_model_load(dir, gpu, &err) : NULL;
+    if (mg == NULL || glm_backend_cuda_upload_weights(gpu, mg->ck, &err) != 0) {
+        printf("FIXTURE %s error: %s FAIL\n", name, err.msg);
+        failures++;
+        glm_model_free(mc);
+        glm_model_free(mg);
+        return;
+    }
+    snprintf(path, sizeof(path), "%s/reference.json", dir);
+    text = glm_read_file(path, NULL, &err);
+    ref = text ? yajl_tree_parse(text, ebuf, sizeof(ebuf)) : NULL;
+    free(text);
+    prompts = jget(ref, "prompts");
+    if (prompts == NULL || !YAJL_IS_ARRAY(prompts)) {
+        printf("FIXTURE %s error: %s has no prompts FAIL\n", name, path);
+        failures++;
+    } else {
+        for (pi = 0; pi < prompts->u.array.len && (!quick || pi == 0); pi++) {
+            yajl_val a = jget(prompts->u.array.values[pi], "ids");
+            int32_t *ids;
+            size_t i;
+            if (a == NULL || !YAJL_IS_ARRAY(a) || a->u.array.len == 0) {
+                continue;
+            }
+            ids = xmalloc(a->u.array.len * sizeof(int32_t));
+            for (i = 0; i < a->u.array.len; i++) {
+                ids[i] = (int32_t) YAJL_GET_INTEGER(a->u.array.values[i]);
+            }
+            fixture_prompt(name, (int) pi, mc, mg, ids, (int) a->u.array.len);
+            free(ids);
+        }
+    }
+    yajl_tree_free(ref);
+    glm_backend_cuda_release_weights(gpu);
+    glm_model_free(mg);
+    glm_model_free(mc);
+}
+
+/* GLM-4.5V's tower on random pixels: one image and one two-pair video, and
+ * an image with segments longer than one attention tile */
+static void
+run_vision(const char *dir)
+{
+    glm_grid grids[3] = { { 1, 4, 4 }, { 2, 2, 4 }, { 1, 8, 12 } };
+    glm_model *mc, *mg;
+    glm_err err;
+    int64_t N = 0, rows = 0;
+    int g, K;
+    float *px, *oc, *og;
+    char shape[64];
+
+    mc = glm_model_load(dir, cpu, &err);
+    mg = mc ? glm_model_load(dir, gpu, &err) : NULL;
+    /* all weights up front: the tower's q/k/v are row slices of one qkv
+     * weight, so this also covers the backend aliasing them into it */
+    if (mg == NULL || mg->vision == NULL
+        || glm_backend_cuda_upload_weights(gpu, mg->ck, &err) != 0)
+    {
+        printf("OP vision_encode shape=- max_abs=- max_rel=- tol=- FAIL (%s)\n",
+               mg == NULL || mg->vision != NULL ? err.msg : "not a vision checkpoint");
+        failures++;
+        glm_model_free(mc);
+        glm_model_free(mg);
+        return;
+    }
+    K = mc->cfg.vision.in_channels * mc->cfg.vision.temporal_patch_size
+        * mc->cfg.vision.patch_size * mc->cfg.vision.patch_size;
+    for (g = 0; g < 3; g++) {
+        N += (int64_t) grids[g].t * grids[g].h * grids[g].w;
+        rows += glm_vision_grid_tokens(&mc->cfg, &grids[g]);
+    }
+    px = rnd_floats((size_t) N * K, 2.0f);
+    oc = xmalloc((size_t) rows * mc->cfg.vision.out_hidden_size * sizeof(float));
+    og = xmalloc((size_t) rows * mc->cfg.vision.out_hidden_size * sizeof(float));
+    if (glm_vision_encode(mc->vision, cpu, px, grids, 3, oc, &err) != 0
+        || glm_vision_encode(mg->vision, gpu, px, grids, 3, og, &err) != 0)
+    {
+        printf("OP vision_encode shape=- max_abs=- max_rel=- tol=- FAIL (%s)\n", err.msg);
+        failures++;
+    } else {
+        snprintf(shape, sizeof(shape), "patches=%lld,rows=%lld", (long long) N,
+                 (long long) rows);
+        compare("vision_encode", shape, oc, og, (size_t) rows * mc->cfg.vision.out_hidden_size,
+                TOL_SUM);
+    }
+    free(px);
+    free(oc);
+    free(og);
+    glm_backend_cuda_release_weights(gpu);
+    glm_model_free(mg);
+    glm_model_free(mc);
+}
+
+int
+main(int argc, char **argv)
+{
+    glm_err err;
+    int i, first = 2;
+
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_ops ops [--quick] | fixtures [--quick] DIR... |"
+                " vision DIR\n");
+        return 2;
+    }
+    if (argc > 2 && strcmp(argv[2], "--quick") == 0) {
+        quick = 1;
+        first = 3;
+    }
+    gpu = glm_backend_cuda_create(0, &err);
+    if (gpu == NULL) {
+        printf("SKIPPED: no GPU (%s)\n", err.msg);
+        return 0;
+    }
+    cpu = glm_backend_cpu_create(0);
+    if (cpu == NULL) {
+        die("cannot start the CPU backend");
+    }
+    if (strcmp(argv[1], "ops") == 0) {
+        run_ops();
+    } else if (strcmp(argv[1], "fixtures") == 0) {
+        signal(SIGSEGV, on_segv);
+        for (i = first; i < argc; i++) {
+            run_fixture(argv[i]);
+        }
+    } else if (strcmp(argv[1], "vision") == 0 && argc > first) {
+        run_vision(argv[first]);
+    } else {
+        fprintf(stderr, "test_ops: unknown mode '%s'\n", argv[1]);
+        return 2;
+    }
+    gpu->destroy(gpu);
+    cpu->destroy(cpu);
+    printf("test_ops %s: %d checks, %d failed\n", argv[1], checks, failures);
+    return failures ? 1 : 0;
+}
