@@ -88,7 +88,7 @@ build/asan/t/%: t/unit/%.c $(ASAN_OBJS) $(ENGINE_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(SANITIZE) -o $@ $< $(ASAN_OBJS) $(LDLIBS)
 
-build/t/%: t/unit/%.c $(ENGINE_OBJS) $(STUB_OBJ) $(ENGINE_HDRS)
+build/t/%: t/unit/%.c $(ENGINE_OBJS) $(STUB_OBJ) $(ENGINE_HDRS) t/unit/ref_common.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(ENGINE_OBJS) $(STUB_OBJ) $(LDLIBS)
 

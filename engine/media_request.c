@@ -26,7 +26,7 @@ static int
 glm_proc_from_file(glm_vision_proc *p, const char *dir, const char *name, glm_err *err)
 {
     char path[PATH_MAX], ebuf[256];
-    yajl_val root, size, v;
+    yajl_val root, size, v, mean, std;
     size_t len;
     char *text;
     int i;
@@ -64,8 +64,9 @@ glm_proc_from_file(glm_vision_proc *p, const char *dir, const char *name, glm_er
     if ((v = glm_json_get(root, "fps")) != NULL && YAJL_IS_NUMBER(v)) {
         p->fps = YAJL_GET_DOUBLE(v);
     }
+    mean = glm_json_get(root, "image_mean");
+    std = glm_json_get(root, "image_std");
     for (i = 0; i < 3; i++) {
-        yajl_val mean = glm_json_get(root, "image_mean"), std = glm_json_get(root, "image_std");
         if (mean != NULL && YAJL_IS_ARRAY(mean) && mean->u.array.len == 3
             && YAJL_IS_NUMBER(mean->u.array.values[i]))
         {

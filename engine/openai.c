@@ -704,20 +704,16 @@ glm_chat_params(glm_server *srv, glm_req *req, yajl_val root, glm_seq_params *p,
  * admits the request.  Decoding a large image or a video therefore never
  * stalls the other streams' decode steps.
  */
-void
-glm_media_job_run(glm_server *srv, glm_media_job *job, glm_tokenizer_ctx *tctx)
+/* The media half on a parsed request. */
+static void
+glm_media_job_fill(glm_server *srv, glm_media_job *job, yajl_val root,
+    glm_tokenizer_ctx *tctx)
 {
     const glm_config *c = &srv->m->cfg;
-    char ebuf[128];
-    yajl_val root = yajl_tree_parse(job->body.data ? job->body.data : "", ebuf, sizeof(ebuf));
 
     job->status = 400;
     job->param = "messages";
     job->rc = -1;
-    if (root == NULL) {
-        glm_errf(&job->err, "the request body is not JSON");
-        return;
-    }
     if (glm_media_load(&srv->media, root, &job->set, &job->err) != 0) {
         job->status = job->set.status;
         job->param = job->set.param ? job->set.param : "messages";
@@ -729,7 +725,32 @@ glm_media_job_run(glm_server *srv, glm_media_job *job, glm_tokenizer_ctx *tctx)
     {
         job->rc = 0;
     }
+}
+
+void
+glm_media_job_run(glm_server *srv, glm_media_job *job, glm_tokenizer_ctx *tctx)
+{
+    char ebuf[128];
+    yajl_val root = yajl_tree_parse(job->body.data ? job->body.data : "", ebuf, sizeof(ebuf));
+
+    if (root == NULL) {
+        job->status = 400;
+        job->param = "messages";
+        job->rc = -1;
+        glm_errf(&job->err, "the request body is not JSON");
+        return;
+    }
+    glm_media_job_fill(srv, job, root, tctx);
     yajl_tree_free(root);
+}
+
+/* A failed job's error, as the request's answer. */
+static void
+glm_media_job_error(glm_req *req, const glm_media_job *job)
+{
+    glm_req_error(req, job->status, job->status == 403 ? "PermissionDeniedError"
+                  : job->status >= 500 ? "InternalServerError" : "BadRequestError",
+                  job->param, "%s", job->err.msg);
 }
 
 void
@@ -745,9 +766,8 @@ glm_media_job_free(glm_media_job *job)
     }
 }
 
-static void glm_chat_admit(glm_server *srv, glm_req *req, yajl_val root,
-    glm_tokenizer_ids *ids, glm_mm_prompt *mm, glm_seq_params *params, uint64_t seed,
-    int has_seed);
+static void glm_chat_admit(glm_server *srv, glm_req *req, glm_tokenizer_ids *ids,
+    glm_mm_prompt *mm, glm_seq_params *params, uint64_t seed, int has_seed);
 
 void
 glm_chat_media_done(glm_server *srv, glm_req *req, glm_media_job *job)
@@ -763,9 +783,7 @@ glm_chat_media_done(glm_server *srv, glm_req *req, glm_media_job *job)
     req->media_wait = 0;
     memset(&req->mparams, 0, sizeof(req->mparams));
     if (job->rc != 0) {
-        glm_req_error(req, job->status, job->status == 403 ? "PermissionDeniedError"
-                      : job->status >= 500 ? "InternalServerError" : "BadRequestError",
-                      job->param, "%s", job->err.msg);
+        glm_media_job_error(req, job);
         goto out;
     }
     if (job->set.n > 0) {
@@ -798,7 +816,7 @@ glm_chat_media_done(glm_server *srv, glm_req *req, glm_media_job *job)
             goto out;
         }
     }
-    glm_chat_admit(srv, req, NULL, &job->expanded, mm, &params, req->mseed, req->mhas_seed);
+    glm_chat_admit(srv, req, &job->expanded, mm, &params, req->mseed, req->mhas_seed);
     params.logit_bias = NULL;
     params.banned = NULL;
 out:
@@ -886,6 +904,18 @@ glm_chat(glm_server *srv, glm_req *req, yajl_val root)
             }
         }
     }
+    /* the asked limit is read here, while the parse tree exists: a request
+     * with media is admitted later, after its tree is gone */
+    if (glm_int(req, root, "max_tokens", 1, INT32_MAX, &l) < 0
+        || glm_int(req, root, "max_completion_tokens", 1, INT32_MAX, &l) < 0)
+    {
+        goto out;
+    }
+    v = glm_field(root, "max_completion_tokens");
+    if (v == NULL) {
+        v = glm_field(root, "max_tokens");
+    }
+    req->asked_max_tokens = v != NULL ? (long) YAJL_GET_INTEGER(v) : 0;
     if (glm_prompt_ids(srv, req, root, &ids) != 0) {
         goto out;
     }
@@ -916,7 +946,7 @@ glm_chat(glm_server *srv, glm_req *req, yajl_val root)
                       " video_url part: send images and videos as content parts");
         goto out;
     }
-    glm_chat_admit(srv, req, root, &ids, NULL, &params, seed, has_seed);
+    glm_chat_admit(srv, req, &ids, NULL, &params, seed, has_seed);
     params.logit_bias = NULL;
     params.banned = NULL;
 out:
@@ -928,20 +958,14 @@ out:
 /* Length checks, then one sequence per choice into the scheduler.  Takes
  * over params' arrays. */
 static void
-glm_chat_admit(glm_server *srv, glm_req *req, yajl_val root_in, glm_tokenizer_ids *ids_p,
+glm_chat_admit(glm_server *srv, glm_req *req, glm_tokenizer_ids *ids_p,
     glm_mm_prompt *mm, glm_seq_params *params_p, uint64_t seed, int has_seed)
 {
     glm_tokenizer_ids ids = *ids_p;
     glm_seq_params params = *params_p;
-    yajl_val root = root_in, own = NULL, v;
     int i, L = srv->o.max_model_len;
     long l;
-    char ebuf[64];
 
-    if (root == NULL) {
-        /* a request back from the media workers: its parse tree is gone */
-        root = own = yajl_tree_parse(req->body.data ? req->body.data : "", ebuf, sizeof(ebuf));
-    }
     req->prompt_tokens = (int) ids.len;
     if ((int) ids.len >= L) {
         glm_req_error(req, 400, "BadRequestError", "input_tokens",
@@ -951,17 +975,8 @@ glm_chat_admit(glm_server *srv, glm_req *req, yajl_val root_in, glm_tokenizer_id
         goto out;
     }
     req->max_tokens = L - (int) ids.len;
-    if (glm_int(req, root, "max_tokens", 1, INT32_MAX, &l) < 0
-        || glm_int(req, root, "max_completion_tokens", 1, INT32_MAX, &l) < 0)
-    {
-        goto out;
-    }
-    v = glm_field(root, "max_completion_tokens");
-    if (v == NULL) {
-        v = glm_field(root, "max_tokens");
-    }
-    if (v != NULL) {
-        l = (long) YAJL_GET_INTEGER(v);
+    if (req->asked_max_tokens > 0) {
+        l = req->asked_max_tokens;
         if (l > L - (long) ids.len) {
             glm_req_error(req, 400, "BadRequestError", "max_tokens",
                           "'max_tokens' or 'max_completion_tokens' is too large: %ld. This"
@@ -1043,7 +1058,6 @@ glm_chat_admit(glm_server *srv, glm_req *req, yajl_val root_in, glm_tokenizer_id
 out:
     free(params.logit_bias);
     free(params.banned);
-    yajl_tree_free(own);
 }
 
 /* ---- the other endpoints --------------------------------------------------- */
@@ -1097,27 +1111,22 @@ glm_tokenize(glm_server *srv, glm_req *req, yajl_val root)
         if (glm_media_has_parts(root)) {
             /* the ids the model would see: markers expanded for the media
              * (decoded here, on the loop: /tokenize is not a serving path) */
-            glm_media_job job;
-            memset(&job, 0, sizeof(job));
-            job.ids = ids;
-            glm_str_add(&job.body, req->body.data, req->body.len);
-            glm_media_job_run(srv, &job, srv->tok_ctx);
-            job.ids.ids = NULL;
-            if (job.rc != 0) {
-                glm_req_error(req, job.status, job.status == 403 ? "PermissionDeniedError"
-                              : "BadRequestError", job.param, "%s", job.err.msg);
+            glm_media_job *job = calloc(1, sizeof(*job));
+            if (job == NULL) {
+                glm_req_error(req, 500, "InternalServerError", NULL, "out of memory");
                 glm_tokenizer_ids_free(&ids);
-                glm_tokenizer_ids_free(&job.expanded);
-                glm_media_set_free(&job.set);
-                free(job.grids);
-                glm_str_free(&job.body);
                 return;
             }
-            glm_tokenizer_ids_free(&ids);
-            ids = job.expanded;
-            glm_media_set_free(&job.set);
-            free(job.grids);
-            glm_str_free(&job.body);
+            job->ids = ids;
+            glm_media_job_fill(srv, job, root, srv->tok_ctx);
+            if (job->rc != 0) {
+                glm_media_job_error(req, job);
+                glm_media_job_free(job);
+                return;
+            }
+            ids = job->expanded;
+            memset(&job->expanded, 0, sizeof(job->expanded));
+            glm_media_job_free(job);
         }
     } else {
         glm_req_error(req, 400, "BadRequestError", NULL,

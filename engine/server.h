@@ -72,6 +72,7 @@ struct glm_req {
     int            stream, include_usage, n, n_finished;
     int            prompt_tokens;
     int            max_tokens;
+    long           asked_max_tokens;   /* max_(completion_)tokens, 0: absent */
     int            skip_special;
     int            ignore_eos;
     int            include_stop_str;

@@ -24,60 +24,9 @@
 #include "sampling.h"
 #include "session.h"
 #include "tokenizer.h"
+#include "ref_common.h"
 
 #define GLM_REF_TOL 2e-3
-
-static yajl_val
-glm_get(yajl_val obj, const char *key)
-{
-    const char *path[] = { key, NULL };
-
-    return yajl_tree_get(obj, path, yajl_t_any);
-}
-
-static int
-glm_ids_of(yajl_val arr, int32_t **out, int *n)
-{
-    size_t i;
-
-    if (arr == NULL || !YAJL_IS_ARRAY(arr)) {
-        return -1;
-    }
-    *n = (int) arr->u.array.len;
-    *out = malloc((arr->u.array.len + 1) * sizeof(int32_t));
-    for (i = 0; i < arr->u.array.len; i++) {
-        (*out)[i] = (int32_t) YAJL_GET_INTEGER(arr->u.array.values[i]);
-    }
-    return 0;
-}
-
-/* max |ours[id] - ref| over one row's reference top-k entries */
-static double
-glm_topk_diff(const float *row, yajl_val ids, yajl_val vals)
-{
-    double mx = 0.0, d;
-    size_t k;
-
-    for (k = 0; k < ids->u.array.len; k++) {
-        long long id = YAJL_GET_INTEGER(ids->u.array.values[k]);
-        d = fabs((double) row[id] - YAJL_GET_DOUBLE(vals->u.array.values[k]));
-        mx = d > mx ? d : mx;
-    }
-    return mx;
-}
-
-static int
-glm_is_eos(const glm_config *c, int32_t id)
-{
-    int i;
-
-    for (i = 0; i < c->n_eos; i++) {
-        if (c->eos_ids[i] == id) {
-            return 1;
-        }
-    }
-    return 0;
-}
 
 static int
 glm_check_fixture(const char *dir, glm_backend *be)

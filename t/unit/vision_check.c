@@ -39,19 +39,12 @@
 #include "session.h"
 #include "tokenizer.h"
 #include "vision.h"
+#include "ref_common.h"
 
 /* pixel values: images must be PIL-exact; videos use torchvision's resize */
 #define GLM_PIX_TOL_IMAGE  1e-5
 #define GLM_PIX_TOL_VIDEO  1e-5
 #define GLM_VL_TOL         5e-3
-
-static yajl_val
-glm_get(yajl_val obj, const char *key)
-{
-    const char *path[] = { key, NULL };
-
-    return obj ? yajl_tree_get(obj, path, yajl_t_any) : NULL;
-}
 
 static int
 glm_geti(yajl_val obj, const char *key, int def)
@@ -369,51 +362,6 @@ glm_pix(const char *dir)
 }
 
 /* ---- REF-VL --------------------------------------------------------------------------- */
-
-static int
-glm_ids_of(yajl_val arr, int32_t **out, int *n)
-{
-    size_t i;
-
-    *out = NULL;
-    *n = 0;
-    if (arr == NULL || !YAJL_IS_ARRAY(arr)) {
-        return -1;
-    }
-    *n = (int) arr->u.array.len;
-    *out = malloc((arr->u.array.len + 1) * sizeof(int32_t));
-    for (i = 0; i < arr->u.array.len; i++) {
-        (*out)[i] = (int32_t) YAJL_GET_INTEGER(arr->u.array.values[i]);
-    }
-    return 0;
-}
-
-static double
-glm_topk_diff(const float *row, yajl_val ids, yajl_val vals)
-{
-    double mx = 0.0, d;
-    size_t k;
-
-    for (k = 0; k < ids->u.array.len; k++) {
-        long long id = YAJL_GET_INTEGER(ids->u.array.values[k]);
-        d = fabs((double) row[id] - YAJL_GET_DOUBLE(vals->u.array.values[k]));
-        mx = d > mx ? d : mx;
-    }
-    return mx;
-}
-
-static int
-glm_is_eos(const glm_config *c, int32_t id)
-{
-    int i;
-
-    for (i = 0; i < c->n_eos; i++) {
-        if (c->eos_ids[i] == id) {
-            return 1;
-        }
-    }
-    return 0;
-}
 
 static int
 glm_vl_case(const char *dir, glm_model *m, glm_tokenizer *tok, glm_chat_template *tpl,
