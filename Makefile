@@ -21,17 +21,17 @@ OPT     ?= -O2
 CPPFLAGS += -D_GNU_SOURCE -Iengine
 CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Wshadow \
            -Wstrict-prototypes -pthread -fno-strict-aliasing
-# media decoding (engine/media_*.c): image libraries and FFmpeg, via pkg-config
+# media decoding (engine/media/): image libraries and FFmpeg, via pkg-config
 MEDIA_PKGS = libjpeg libpng libwebp libwebpdemux zlib libavformat libavcodec libswscale libavutil
 CPPFLAGS += $(shell pkg-config --cflags $(MEDIA_PKGS))
 LDLIBS  += -lyajl -lpcre2-8 -lm -lpthread $(shell pkg-config --libs $(MEDIA_PKGS))
 SANITIZE = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-ENGINE_MAIN  = engine/main.c
+ENGINE_MAIN  = engine/cmd/main.c
 # the CUDA backend's stand-in: linked where kernels/ is not (see CUDA below)
-CUDA_STUB    = engine/backend_cuda_stub.c
-ENGINE_SRCS  = $(filter-out $(ENGINE_MAIN) $(CUDA_STUB),$(wildcard engine/*.c))
-ENGINE_HDRS  = $(wildcard engine/*.h)
+CUDA_STUB    = engine/backend/backend_cuda_stub.c
+ENGINE_SRCS  = $(filter-out $(ENGINE_MAIN) $(CUDA_STUB),$(wildcard engine/*/*.c))
+ENGINE_HDRS  = $(wildcard engine/*/*.h)
 ENGINE_OBJS  = $(ENGINE_SRCS:%.c=build/%.o)
 STUB_OBJ     = $(CUDA_STUB:%.c=build/%.o)
 # the ASan builds never link CUDA (ASan and the CUDA runtime disagree about
@@ -100,7 +100,7 @@ build/t/gpu/test_ops: t/gpu/test_ops.c $(ENGINE_OBJS) $(CUDA_OBJS) $(ENGINE_HDRS
 # the nginx module, built against Debian's nginx-dev (NGINX.md section 1.2)
 NGX_BUILD   = build/nginx
 NGX_MODULE  = $(NGX_BUILD)/ngx_http_glm_module.so
-MODULE_DEPS = config engine/ring.h $(wildcard ngx_glm_module/*.c ngx_glm_module/*.h)
+MODULE_DEPS = config engine/ring/ring.h $(wildcard ngx_glm_module/*.c ngx_glm_module/*.h)
 
 module: $(NGX_MODULE)
 
@@ -108,7 +108,7 @@ $(NGX_MODULE): $(MODULE_DEPS)
 	@ngx_glm_module/build.sh $(NGX_BUILD) >/dev/null
 
 # the fake engine: the module's tests without a model (stall, die, flood...)
-build/fake_engine: t/fake_engine.c engine/ring.h
+build/fake_engine: t/fake_engine.c engine/ring/ring.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(SANITIZE) -o $@ $< -lyajl
 
@@ -131,8 +131,8 @@ http-test-asan: build/fake_engine
 BENCH_SRCS   = $(wildcard bench/*.c)
 BENCH_HDRS   = $(wildcard bench/*.h)
 BENCH_OBJS   = $(BENCH_SRCS:%.c=build/%.o)
-BENCH_ENGINE = build/engine/tokenizer.o build/engine/util.o build/engine/strbuf.o \
-               build/engine/sampling.o
+BENCH_ENGINE = build/engine/text/tokenizer.o build/engine/util/util.o build/engine/util/strbuf.o \
+               build/engine/model/sampling.o
 
 build/bench/%.o: bench/%.c $(BENCH_HDRS) $(ENGINE_HDRS)
 	@mkdir -p $(dir $@)

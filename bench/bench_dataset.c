@@ -9,7 +9,7 @@
 
 #include <yajl/yajl_parse.h>
 
-#include "sampling.h"
+#include "model/sampling.h"
 
 /* vLLM's gen_prompt_decode_to_target_len max_retry */
 #define GLM_BENCH_DATASET_RETRIES 10

@@ -31,7 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 typedef struct {
     char   *text;          /* NUL-terminated UTF-8 */

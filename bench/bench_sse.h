@@ -26,7 +26,7 @@
 
 #include <stddef.h>
 
-#include "strbuf.h"
+#include "util/strbuf.h"
 
 /* Called with each event's data (NUL-terminated at data[len]); return 0 to
  * go on, -1 to stop parsing (the caller keeps its own reason). */

@@ -41,7 +41,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "strbuf.h"
+#include "util/strbuf.h"
 
 #define GLM_BENCH_MAX_PERCENTILES 8
 

@@ -52,9 +52,9 @@
 #include "bench_dataset.h"
 #include "bench_sse.h"
 #include "bench_stats.h"
-#include "strbuf.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "text/tokenizer.h"
+#include "util/strbuf.h"
+#include "util/util.h"
 
 #define GLM_BENCH_READ_SIZE     (64 * 1024)
 #define GLM_BENCH_SHOW_ERRORS   10

@@ -1,12 +1,12 @@
 /*
  * backend_cuda.cu: the CUDA backend: backend.h's op table over device
- * memory, on top of the kernels in this directory (engine/backend_cuda.h
+ * memory, on top of the kernels in this directory (engine/backend/backend_cuda.h
  * states the contract).
  *
  * Why here and not in engine/: it is CUDA C++ (cuBLASLt, kernel launches),
  * compiled by nvcc with the kernels; engine/ stays C11 compiled by gcc, so
  * machines without nvcc build and test everything else unchanged and link
- * engine/backend_cuda_stub.c instead.
+ * engine/backend/backend_cuda_stub.c instead.
  *
  * What this file does on the host, per op:
  * - weights: finds (or makes) the device copy of a glm_tensor: an open-
@@ -37,10 +37,10 @@
  * sizing memory up front (--gpu-memory-utilization), sampling on the GPU.
  */
 extern "C" {
-#include "backend.h"
-#include "backend_cuda.h"
-#include "safetensors.h"
-#include "util.h"
+#include "backend/backend.h"
+#include "backend/backend_cuda.h"
+#include "model/safetensors.h"
+#include "util/util.h"
 }
 
 #include <stdarg.h>

@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ring.h"
+#include "ring/ring.h"
 
 #define GLM_CHECK_MSG_MAX    512
 #define GLM_CHECK_MODEL_MAX  256

@@ -4,7 +4,7 @@
  *
  * Each worker keeps one Unix-socket connection to the engine process and,
  * through it, one channel of the engine's shared-memory segment (the
- * protocol is engine/ring.h).  A request read by nginx is checked
+ * protocol is engine/ring/ring.h).  A request read by nginx is checked
  * (glm_http_check.c), written into the channel's submit ring as SUBMIT
  * records, and answered from HEAD/DATA/END records the engine writes into
  * the output ring; the socket only carries the handshake, one-byte
@@ -36,9 +36,9 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include "ring.h"
 #include "glm_http_check.h"
 #include "glm_media_urls.h"
+#include "ring/ring.h"
 
 
 #define NGX_HTTP_GLM_OP_ERROR        100        /* glm_pass error */

@@ -1,6 +1,6 @@
 /*
  * fake_engine.c: a deterministic stand-in for `glm-engine serve`, speaking
- * engine/ring.h, for testing ngx_glm_module without a model or a GPU.
+ * engine/ring/ring.h, for testing ngx_glm_module without a model or a GPU.
  *
  *   fake_engine --socket PATH [--log FILE] [--model NAME]... [--channels N]
  *               [--submit-size BYTES] [--output-size BYTES]
@@ -58,7 +58,7 @@
 
 #include <yajl/yajl_tree.h>
 
-#include "ring.h"
+#include "ring/ring.h"
 
 #define MAX_CLIENTS   64
 #define MAX_CHANNELS  64

@@ -13,9 +13,9 @@ if [ "${1:-}" = media ]; then
     ${CLANG:-clang} -std=c11 -O1 -g -D_GNU_SOURCE -Iengine $(pkg-config --cflags $MEDIA_PKGS) \
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
         -fno-omit-frame-pointer \
-        t/fuzz/fuzz_media.c engine/media_decode.c engine/media_exif.c engine/media_jpeg.c \
-        engine/media_png.c engine/media_webp.c engine/media_gif.c engine/media_bmp.c \
-        engine/media_video.c engine/util.c \
+        t/fuzz/fuzz_media.c engine/media/media_decode.c engine/media/media_exif.c engine/media/media_jpeg.c \
+        engine/media/media_png.c engine/media/media_webp.c engine/media/media_gif.c engine/media/media_bmp.c \
+        engine/media/media_video.c engine/util/util.c \
         -o build/fuzz/fuzz_media $(pkg-config --libs $MEDIA_PKGS) -lm -lpthread
     # seeds: every fixture, behind the byte that picks image (0) or video (1)
     mkdir -p build/fuzz/media_seeds
@@ -33,14 +33,14 @@ fi
 ${CLANG:-clang} -std=c11 -O1 -g -D_GNU_SOURCE -Iengine \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -fno-omit-frame-pointer \
-    t/fuzz/fuzz_template.c engine/jinja_parse.c engine/jinja_eval.c engine/jinja_value.c \
-    engine/jinja_builtins.c engine/chat_template.c engine/util.c \
+    t/fuzz/fuzz_template.c engine/text/jinja_parse.c engine/text/jinja_eval.c engine/text/jinja_value.c \
+    engine/text/jinja_builtins.c engine/text/chat_template.c engine/util/util.c \
     -o build/fuzz/fuzz_template -lyajl -lm
 ${CLANG:-clang} -std=c11 -O1 -g -D_GNU_SOURCE -Iengine \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -fno-omit-frame-pointer \
-    t/fuzz/fuzz_request.c engine/jinja_parse.c engine/jinja_eval.c engine/jinja_value.c \
-    engine/jinja_builtins.c engine/chat_template.c engine/util.c \
+    t/fuzz/fuzz_request.c engine/text/jinja_parse.c engine/text/jinja_eval.c engine/text/jinja_value.c \
+    engine/text/jinja_builtins.c engine/text/chat_template.c engine/util/util.c \
     -o build/fuzz/fuzz_request -lyajl -lm
 # seeds: the template corpus and the test checkpoints' templates (copied into
 # build/, never into the repository)

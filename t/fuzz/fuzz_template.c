@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chat_template.h"
-#include "jinja.h"
+#include "text/chat_template.h"
+#include "text/jinja.h"
 
 static const char request[] =
     "{\"messages\": ["

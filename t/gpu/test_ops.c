@@ -36,12 +36,12 @@
 #include <unistd.h>
 #include <yajl/yajl_tree.h>
 
-#include "backend.h"
-#include "backend_cuda.h"
-#include "model.h"
-#include "sampling.h"
-#include "session.h"
-#include "vision.h"
+#include "backend/backend.h"
+#include "backend/backend_cuda.h"
+#include "model/model.h"
+#include "model/sampling.h"
+#include "model/session.h"
+#include "model/vision.h"
 
 #define TOL_EXACT  0.0
 #define TOL_ELEM   1e-5
@@ -984,7 +984,7 @@ on_segv(int sig)
 {
     static const char msg[] =
         "test_ops: SIGSEGV in a fixture run.  If it is the host reading device memory:"
-        " glm_model_forward (engine/model.c) must copy the logit rows through the backend"
+        " glm_model_forward (engine/model/model.c) must copy the logit rows through the backend"
         " (be->upload between two backend pointers), not memcpy; see kernels/README.md\n";
     ssize_t w = write(2, msg, sizeof(msg) - 1);
 

@@ -42,7 +42,7 @@ What it writes (under t/fixtures/, from the committed tiny checkpoints):
         of the little-endian fp32 values) and their sum: test_fp8 checks the engine's
         glm_tensor_to_f32 against them bit for bit.
 
-What transformers 5.23 holds (found here, mirrored by engine/safetensors.c):
+What transformers 5.23 holds (found here, mirrored by engine/model/safetensors.c):
   - dense modules go through compressed-tensors' dequantize, which computes
     fp8.to(scale.dtype) * scale: with BF16 scales the product is rounded to
     bf16, then widened to fp32;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """
 make_preproc_fixtures.py: what t/unit/test_vision_preprocess.c compares the
-GLM-4V preprocessing (engine/vision_preprocess.c, engine/resize_bicubic.c)
+GLM-4V preprocessing (engine/media/vision_preprocess.c, engine/media/resize_bicubic.c)
 against, from the reference implementations:
 
   smart_resize   transformers 5.23 glm4v image_processing_pil_glm4v.smart_resize

@@ -23,7 +23,7 @@ Templates:
 A conversation is an OpenAI chat-completions request body (messages, tools,
 add_generation_prompt (default true), continue_final_message,
 chat_template_kwargs), mapped onto apply_chat_template the way the engine maps
-it (glm_chat_template_build_context in engine/chat_template.c, "transformers"
+it (glm_chat_template_build_context in engine/text/chat_template.c, "transformers"
 mode: no vLLM-style rewriting of the messages).
 
 strftime_now is pinned: datetime.now() inside transformers' renderer returns

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <yajl/yajl_tree.h>
 
-#include "config.h"
+#include "model/config.h"
 
 static inline yajl_val
 glm_get(yajl_val obj, const char *key)

@@ -20,11 +20,11 @@
 #include <stdlib.h>
 #include <yajl/yajl_tree.h>
 
-#include "model.h"
-#include "sampling.h"
-#include "session.h"
-#include "tokenizer.h"
+#include "model/model.h"
+#include "model/sampling.h"
+#include "model/session.h"
 #include "ref_common.h"
+#include "text/tokenizer.h"
 
 #define GLM_REF_TOL 2e-3
 

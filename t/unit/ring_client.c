@@ -17,7 +17,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "ring.h"
+#include "ring/ring.h"
 
 static int
 die(const char *what)

@@ -34,12 +34,12 @@
 #include <string.h>
 #include <yajl/yajl_tree.h>
 
-#include "chat_template.h"
-#include "glm_output.h"
-#include "json_schema.h"
-#include "sampling.h"
-#include "scheduler.h"
-#include "tool_grammar.h"
+#include "model/sampling.h"
+#include "output/glm_output.h"
+#include "output/json_schema.h"
+#include "output/tool_grammar.h"
+#include "server/scheduler.h"
+#include "text/chat_template.h"
 
 #define FIXTURE "t/fixtures/glm45-air-tiny"
 

@@ -25,8 +25,8 @@
 #include <unistd.h>
 #include <yajl/yajl_tree.h>
 
-#include "model.h"
-#include "quant.h"
+#include "model/model.h"
+#include "model/quant.h"
 
 static int passed, failed;
 

@@ -28,8 +28,8 @@
 #include <yajl/yajl_tree.h>
 #include <zlib.h>
 
-#include "json.h"
-#include "media.h"
+#include "media/media.h"
+#include "util/json.h"
 
 static int passed, failed;
 

@@ -1,6 +1,6 @@
 /*
- * test_output.c: GLM output semantics (engine/glm_output.c), the tool-call
- * grammar (engine/tool_grammar.c) and the schema helpers they share.
+ * test_output.c: GLM output semantics (engine/output/glm_output.c), the tool-call
+ * grammar (engine/output/tool_grammar.c) and the schema helpers they share.
  *
  * Parser: canned GLM-4.5 outputs are tokenized with the fixture tokenizer
  * (tags become their single tokens, as the model emits them) and fed one
@@ -29,11 +29,11 @@
 #include <string.h>
 #include <yajl/yajl_tree.h>
 
-#include "chat_template.h"
-#include "glm_output.h"
-#include "json_schema.h"
-#include "scheduler.h"
-#include "tool_grammar.h"
+#include "output/glm_output.h"
+#include "output/json_schema.h"
+#include "output/tool_grammar.h"
+#include "server/scheduler.h"
+#include "text/chat_template.h"
 
 #define FIXTURE "t/fixtures/glm45-air-tiny"
 #define NLOGITS 3072            /* the fixture model's vocab_size (logits width) */

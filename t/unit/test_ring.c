@@ -1,5 +1,5 @@
 /*
- * test_ring.c: the shared-memory ring of engine/ring.h.
+ * test_ring.c: the shared-memory ring of engine/ring/ring.h.
  *
  * 1. One process: records round-trip, wrap with PAD records, full and
  *    oversize reservations fail, a corrupt length is reported as bad.
@@ -23,7 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "ring.h"
+#include "ring/ring.h"
 
 static int passed, failed;
 

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "safetensors.h"
-#include "sampling.h"
+#include "model/safetensors.h"
+#include "model/sampling.h"
 
 static int passed, failed;
 

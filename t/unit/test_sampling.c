@@ -6,7 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "sampling.h"
+#include "model/sampling.h"
 
 static int passed, failed;
 

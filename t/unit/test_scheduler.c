@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <yajl/yajl_tree.h>
 
-#include "scheduler.h"
+#include "server/scheduler.h"
 
 static int passed, failed;
 

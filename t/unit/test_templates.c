@@ -32,9 +32,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "chat_template.h"
-#include "jinja.h"
-#include "util.h"
+#include "text/chat_template.h"
+#include "text/jinja.h"
+#include "util/util.h"
 
 #define TEMPLATES_DIR "t/fixtures/templates"
 #define MAX_SHOWN_MISMATCHES 30

@@ -17,7 +17,7 @@
  * Prints "TOK corpus_bytes=<encode text bytes> mismatches=<encode lines whose
  * ids differ>" and "tokenizer: N passed, M failed"; exits 1 on any failure.
  */
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 #include <pthread.h>
 #include <stdarg.h>

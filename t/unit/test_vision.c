@@ -8,9 +8,9 @@
 #include <string.h>
 #include <yajl/yajl_tree.h>
 
-#include "config.h"
-#include "media_request.h"
-#include "vision.h"
+#include "media/media_request.h"
+#include "model/config.h"
+#include "model/vision.h"
 
 static int n_pass, n_fail;
 

@@ -23,8 +23,8 @@
  * Prints "PREPROC_MATCH ..." lines with the match rates, then
  * "vision_preprocess: N passed, M failed"; exits 1 on any failure.
  */
-#include "media.h"
-#include "resize_bicubic.h"
+#include "media/media.h"
+#include "media/resize_bicubic.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -33,7 +33,7 @@
 #include <string.h>
 #include <yajl/yajl_tree.h>
 
-#include "json.h"
+#include "util/json.h"
 
 static int passed, failed, shown;
 

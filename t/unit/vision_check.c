@@ -31,15 +31,15 @@
 #include <string.h>
 #include <yajl/yajl_tree.h>
 
-#include "chat_template.h"
-#include "media.h"
-#include "media_request.h"
-#include "model.h"
-#include "sampling.h"
-#include "session.h"
-#include "tokenizer.h"
-#include "vision.h"
+#include "media/media.h"
+#include "media/media_request.h"
+#include "model/model.h"
+#include "model/sampling.h"
+#include "model/session.h"
+#include "model/vision.h"
 #include "ref_common.h"
+#include "text/chat_template.h"
+#include "text/tokenizer.h"
 
 /* pixel values: images must be PIL-exact; videos use torchvision's resize */
 #define GLM_PIX_TOL_IMAGE  1e-5

@@ -1,0 +1,141 @@
+/*
+ * backend.h: the op interface the model is written against.
+ *
+ * The model (model.c) is plain functions over explicit sizes that call these
+ * ops; a backend implements them.  The CPU backend (backend_cpu.c) computes in
+ * fp32 from the stored weights and is the oracle for every other backend; the
+ * CUDA backend implements the same table over device memory.
+ *
+ * Conventions:
+ * - Activations are fp32 row-major [rows, cols] in memory from be->alloc().
+ * - Weights are checkpoint tensors in their stored dtype (BF16/F16/F32),
+ *   PyTorch layout [out, in]: matmul computes y = x W^T + b.
+ * - The KV cache is paged: a pool of blocks of `block_size` token slots per
+ *   layer, layout [layer][block][slot][kv_heads * head_dim] for k and for v.
+ *   Each sequence owns a block table; token i of a batch sits at position
+ *   kv_pos[i] of sequence seq[i].
+ */
+#ifndef GLM_BACKEND_H
+#define GLM_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/safetensors.h"
+
+typedef struct glm_backend glm_backend;
+
+typedef struct {
+    int      n_layers;
+    int      n_blocks;
+    int      block_size;
+    int      kv_dim;           /* kv_heads * head_dim */
+    float   *k;                /* backend memory, [layer][block][slot][kv_dim] */
+    float   *v;
+} glm_kv_pool;
+
+typedef struct {
+    const int32_t *blocks;     /* block table: block id per block_size positions */
+    int            n_blocks;
+} glm_seq_blocks;
+
+/* What attention needs to find each token's keys and values. */
+typedef struct {
+    int                    n_tokens;
+    const int32_t         *seq;       /* [n_tokens] index into seqs */
+    const int32_t         *kv_pos;    /* [n_tokens] position in its sequence */
+    const glm_seq_blocks  *seqs;
+    int                    n_seqs;
+} glm_attn_batch;
+
+/* One MoE layer's routing parameters and expert weights. */
+typedef struct {
+    int                 n_experts, top_k, n_group, topk_group, norm_topk_prob;
+    float               routed_scaling_factor;
+    int                 hidden, inter;
+    const glm_tensor   *router;            /* [E, hidden] */
+    const glm_tensor   *correction_bias;   /* [E] fp32, selection only */
+    glm_tensor * const *gate, * const *up, * const *down;   /* [E] each */
+} glm_moe_weights;
+
+struct glm_backend {
+    const char *name;
+
+    void *(*alloc)(glm_backend *be, size_t bytes);
+    void  (*free)(glm_backend *be, void *p);
+    /* host <-> backend copies (plain memcpy on the CPU) */
+    void  (*upload)(glm_backend *be, void *dst, const void *src, size_t bytes);
+    void  (*download)(glm_backend *be, void *dst, const void *src, size_t bytes);
+
+    /* out[i, :] = table[ids[i], :] */
+    void (*embed)(glm_backend *be, float *out, const int32_t *ids, int n,
+                  const glm_tensor *table);
+
+    /* out[r] = w * x[r] / sqrt(mean(x[r]^2) + eps), rows of length dim */
+    void (*rmsnorm)(glm_backend *be, float *out, const float *x,
+                    const glm_tensor *w, int rows, int dim, float eps);
+
+    /* out[rows, N] = x[rows, K] W[N, K]^T (+ bias[N]) */
+    void (*matmul)(glm_backend *be, float *out, const float *x, int rows,
+                   const glm_tensor *w, const glm_tensor *bias);
+
+    /* in place, half-split (NeoX) rotation of the first rot_dim dims of each
+     * head: frequency j uses position pos3[r][axis_of_freq[j]] */
+    void (*rope)(glm_backend *be, float *x, int rows, int heads, int head_dim,
+                 int rot_dim, const int32_t *pos3, const int *axis_of_freq,
+                 const float *inv_freq);
+
+    /* writes k, v rows [n_tokens, kv_dim] into the pool at each token's slot */
+    void (*kv_store)(glm_backend *be, glm_kv_pool *kv, int layer, const float *k,
+                     const float *v, const glm_attn_batch *b);
+
+    /* causal attention of each token over positions 0..kv_pos of its own
+     * sequence; q [n, heads*head_dim] -> out [n, heads*head_dim]; GQA maps
+     * query head h to kv head h / (heads / kv_heads) */
+    void (*attention)(glm_backend *be, float *out, const float *q,
+                      const glm_kv_pool *kv, int layer, const glm_attn_batch *b,
+                      int heads, int kv_heads, int head_dim, float scale);
+
+    /* out[i] = silu(gate[i]) * up[i] */
+    void (*swiglu)(glm_backend *be, float *out, const float *gate,
+                   const float *up, size_t n);
+
+    /* x[i] += y[i] */
+    void (*add)(glm_backend *be, float *x, const float *y, size_t n);
+
+    /* the routed experts of one MoE layer: sigmoid router in fp32, correction
+     * bias for selection only, group-limited top-k, normalised and scaled
+     * weights; out [rows, hidden] = sum_k w_k * expert_k(x) */
+    void (*moe)(glm_backend *be, float *out, const float *x, int rows,
+                const glm_moe_weights *m);
+
+    /* ---- the vision tower's ops ---- */
+
+    /* out[r] = (x[r] - mean) / sqrt(var + eps) * w + b (torch LayerNorm) */
+    void (*layernorm)(glm_backend *be, float *out, const float *x,
+                      const glm_tensor *w, const glm_tensor *b, int rows,
+                      int dim, float eps);
+
+    /* out[i] = gelu(x[i]), the exact erf form (torch nn.GELU()) */
+    void (*gelu)(glm_backend *be, float *out, const float *x, size_t n);
+
+    /* non-causal attention inside segments: token i of segment s attends to
+     * every token of s (cu_seqlens[s] <= j < cu_seqlens[s+1]); q, k, v and
+     * out are [n, heads*head_dim] with rows of stride `stride` floats */
+    void (*attention_segments)(glm_backend *be, float *out, const float *q,
+                               const float *k, const float *v, int stride,
+                               const int32_t *cu_seqlens, int n_segments,
+                               int heads, int head_dim, float scale);
+
+    /* groups of g consecutive rows of dim values, each transposed:
+     * out[grp][c * g + i] = x[grp * g + i][c]  (the 2x2 merge's permute) */
+    void (*group_transpose)(glm_backend *be, float *out, const float *x,
+                            int groups, int g, int dim);
+
+    void (*destroy)(glm_backend *be);
+};
+
+/* nthreads <= 0: all CPUs. */
+glm_backend *glm_backend_cpu_create(int nthreads);
+
+#endif

@@ -1,0 +1,1294 @@
+/*
+ * openai.c: the OpenAI-compatible side of the engine: a submitted request
+ * body in, sequences into the scheduler, response bytes out (JSON bodies or
+ * complete SSE events) in the shapes vLLM emits (SERVING-API.md sections
+ * 2-3).  nginx only frames HTTP around what is produced here.
+ */
+#include "server.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "text/chat_template.h"
+#include "util/json.h"
+
+static const char *glm_engine_version = "0.1.0";
+
+/* ---- output queue ---------------------------------------------------------- */
+
+void
+glm_req_queue(glm_req *req, uint16_t type, const void *p, size_t n)
+{
+    uint32_t len = (uint32_t) n;
+
+    glm_str_add(&req->pending, &type, 2);
+    glm_str_add(&req->pending, &len, 4);
+    glm_str_add(&req->pending, p, n);
+}
+
+static void
+glm_req_head(glm_req *req, uint32_t status, uint32_t ct)
+{
+    glm_head h = { status, ct, status == 503 ? 1u : 0u, 0 };
+
+    glm_req_queue(req, GLM_REC_HEAD, &h, sizeof(h));
+}
+
+static void
+glm_req_end(glm_req *req)
+{
+    glm_req_queue(req, GLM_REC_END, NULL, 0);
+    req->done = 1;
+}
+
+static void
+glm_req_json(glm_req *req, int status, const glm_str *body)
+{
+    glm_req_head(req, (uint32_t) status, GLM_CT_JSON);
+    glm_req_queue(req, GLM_REC_DATA, body->data, body->len);
+    glm_req_end(req);
+}
+
+void
+glm_req_error(glm_req *req, int status, const char *type, const char *param,
+    const char *fmt, ...)
+{
+    glm_str msg = { 0 }, body = { 0 };
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    glm_str_reserve(&msg, (size_t) n);
+    va_start(ap, fmt);
+    vsnprintf(msg.data, (size_t) n + 1, fmt, ap);
+    va_end(ap);
+    msg.len = (size_t) n;
+
+    glm_str_adds(&body, "{\"error\":{\"message\":");
+    glm_json_str(&body, msg.data, msg.len);
+    glm_str_adds(&body, ",\"type\":");
+    glm_json_strz(&body, type);
+    glm_str_adds(&body, ",\"param\":");
+    if (param != NULL) {
+        glm_json_strz(&body, param);
+    } else {
+        glm_str_adds(&body, "null");
+    }
+    glm_str_addf(&body, ",\"code\":%d}}", status);
+    glm_req_json(req, status, &body);
+    req->srv->metrics.requests_error++;
+    glm_str_free(&msg);
+    glm_str_free(&body);
+}
+
+void
+glm_req_free(glm_req *req)
+{
+    int i;
+
+    for (i = 0; req->choices != NULL && i < req->n; i++) {
+        glm_choice *c = &req->choices[i];
+        if (c->seq != NULL) {
+            if (c->seq->state != GLM_SEQ_FINISHED) {
+                glm_sched_remove(&req->srv->sched, c->seq);
+            }
+            glm_seq_free(c->seq);
+        }
+        glm_out_free(c->out);
+        glm_tg_state_free(c->tgs);
+        glm_str_free(&c->held);
+        glm_str_free(&c->content);
+        glm_str_free(&c->logprobs);
+        glm_str_free(&c->stop_reason);
+    }
+    for (i = 0; i < req->n_stops; i++) {
+        free(req->stops[i]);
+    }
+    free(req->choices);
+    glm_tg_free(req->tg);
+    glm_out_request_free(&req->out_rq);
+    free(req->stop_ids);
+    glm_str_free(&req->body);
+    glm_str_free(&req->pending);
+    free(req->mparams.logit_bias);
+    free(req->mparams.banned);
+    free(req);
+}
+
+/* ---- request parsing helpers ---------------------------------------------- */
+
+/* A request field; JSON null counts as absent, as OpenAI's optional fields. */
+static yajl_val
+glm_field(yajl_val obj, const char *key)
+{
+    yajl_val v = glm_json_get(obj, key);
+
+    return v != NULL && YAJL_IS_NULL(v) ? NULL : v;
+}
+
+/* Reads an optional number field; -1 (and an error response) when mistyped. */
+static int
+glm_num(glm_req *req, yajl_val root, const char *key, double lo, double hi,
+    double *out)
+{
+    yajl_val v = glm_field(root, key);
+
+    if (v == NULL) {
+        return 0;
+    }
+    if (!YAJL_IS_NUMBER(v) || !(YAJL_GET_DOUBLE(v) >= lo && YAJL_GET_DOUBLE(v) <= hi)) {
+        glm_req_error(req, 400, "BadRequestError", key, "'%s' must be a number in"
+                      " [%g, %g]", key, lo, hi);
+        return -1;
+    }
+    *out = YAJL_GET_DOUBLE(v);
+    return 1;
+}
+
+static int
+glm_int(glm_req *req, yajl_val root, const char *key, long lo, long hi, long *out)
+{
+    yajl_val v = glm_field(root, key);
+
+    if (v == NULL) {
+        return 0;
+    }
+    if (!YAJL_IS_INTEGER(v) || YAJL_GET_INTEGER(v) < lo || YAJL_GET_INTEGER(v) > hi) {
+        glm_req_error(req, 400, "BadRequestError", key, "'%s' must be an integer in"
+                      " [%ld, %ld]", key, lo, hi);
+        return -1;
+    }
+    *out = (long) YAJL_GET_INTEGER(v);
+    return 1;
+}
+
+static int
+glm_bool(glm_req *req, yajl_val root, const char *key, int *out)
+{
+    yajl_val v = glm_field(root, key);
+
+    if (v == NULL) {
+        return 0;
+    }
+    if (!YAJL_IS_TRUE(v) && !YAJL_IS_FALSE(v)) {
+        glm_req_error(req, 400, "BadRequestError", key, "'%s' must be true or false", key);
+        return -1;
+    }
+    *out = YAJL_IS_TRUE(v);
+    return 1;
+}
+
+static void
+glm_make_id(glm_req *req, const char *prefix)
+{
+    static const char hex[] = "0123456789abcdef";
+    glm_rng rng;
+    uint64_t a, b;
+    int i, n;
+
+    glm_rng_seed(&rng, (uint64_t) (glm_now_seconds() * 1e9) ^ ((uint64_t) req->slot << 32)
+                       ^ req->gen ^ (uint64_t) (uintptr_t) req);
+    a = glm_rng_next(&rng);
+    b = glm_rng_next(&rng);
+    n = snprintf(req->id, sizeof(req->id), "%s", prefix);
+    for (i = 0; i < 16; i++) {
+        req->id[n + i] = hex[(a >> (4 * i)) & 15];
+        req->id[n + 16 + i] = hex[(b >> (4 * i)) & 15];
+    }
+    req->id[n + 32] = '\0';
+}
+
+/* Renders the chat request into prompt ids; -1 after queueing the error. */
+static int
+glm_prompt_ids(glm_server *srv, glm_req *req, yajl_val root, glm_tokenizer_ids *ids)
+{
+    glm_str prompt = { 0 };
+    glm_err err;
+
+    if (glm_chat_template_render_request(srv->chat_template, root, srv->default_kwargs,
+                                         &prompt.data, &prompt.len, &err) != 0)
+    {
+        glm_req_error(req, 400, "BadRequestError", NULL, "%s", err.msg);
+        return -1;
+    }
+    if (glm_tokenizer_encode(srv->tok, srv->tok_ctx, prompt.data ? prompt.data : "",
+                             prompt.len, ids, &err) != 0)
+    {
+        glm_req_error(req, 400, "BadRequestError", "messages", "%s", err.msg);
+        free(prompt.data);
+        return -1;
+    }
+    free(prompt.data);
+    return 0;
+}
+
+/* ---- chat completions ------------------------------------------------------ */
+
+static void
+glm_chunk_begin(glm_req *req, glm_str *s)
+{
+    glm_str_adds(s, "data: {\"id\":");
+    glm_json_strz(s, req->id);
+    glm_str_addf(s, ",\"object\":\"chat.completion.chunk\",\"created\":%" PRId64 ",\"model\":",
+                 req->created);
+    glm_json_strz(s, req->model);
+}
+
+/* One choice's chunk: the role chunk first (once), then what the output
+ * parser has for the client (nothing new and not final: no chunk). */
+static void
+glm_emit_chunk(glm_req *req, glm_choice *c, int index, int final)
+{
+    glm_str s = { 0 }, delta = { 0 };
+    int members;
+
+    if (!c->role_sent) {
+        glm_chunk_begin(req, &s);
+        glm_str_addf(&s, ",\"choices\":[{\"index\":%d,\"delta\":{\"role\":\"assistant\","
+                     "\"content\":\"\",\"reasoning_content\":null},\"logprobs\":null,"
+                     "\"finish_reason\":null}],\"prompt_token_ids\":null}\n\n", index);
+        c->role_sent = 1;
+    }
+    members = c->out != NULL ? glm_out_delta(c->out, &delta) : 0;
+    if (members > 0 || final || c->n_logprobs > 0) {
+        glm_chunk_begin(req, &s);
+        glm_str_addf(&s, ",\"choices\":[{\"index\":%d,\"delta\":{", index);
+        glm_str_add(&s, delta.data, delta.len);
+        glm_str_adds(&s, "},\"logprobs\":");
+        if (c->n_logprobs > 0) {
+            glm_str_adds(&s, "{\"content\":[");
+            glm_str_add(&s, c->logprobs.data, c->logprobs.len);
+            glm_str_adds(&s, "]}");
+            c->logprobs.len = 0;
+            c->n_logprobs = 0;
+        } else {
+            glm_str_adds(&s, "null");
+        }
+        if (final) {
+            glm_str_adds(&s, ",\"finish_reason\":");
+            glm_json_strz(&s, c->finish_reason);
+            glm_str_adds(&s, ",\"stop_reason\":");
+            glm_str_add(&s, c->stop_reason.data ? c->stop_reason.data : "null",
+                        c->stop_reason.data ? c->stop_reason.len : 4);
+        } else {
+            glm_str_adds(&s, ",\"finish_reason\":null");
+        }
+        glm_str_adds(&s, ",\"token_ids\":null}]}\n\n");
+    }
+    if (s.len > 0) {
+        glm_req_queue(req, GLM_REC_DATA, s.data, s.len);
+    }
+    glm_str_free(&s);
+    glm_str_free(&delta);
+}
+
+/* Text that is now certain (not a possible start of a stop string) goes to
+ * the output parser; final: the turn ended (finish_reason may become
+ * "tool_calls" once the parser has seen everything). */
+static void
+glm_release(glm_req *req, glm_choice *c, int index, size_t n, int final)
+{
+    glm_out_feed(c->out, c->held.data, n);
+    glm_str_consume(&c->held, n);
+    if (final) {
+        glm_out_finish(c->out);
+        c->finish_reason = glm_out_finish_reason(c->out, c->finish_reason);
+    }
+    if (req->stream) {
+        glm_emit_chunk(req, c, index, final);
+    }
+}
+
+static void
+glm_final_body(glm_req *req)
+{
+    glm_str s = { 0 };
+    int i, completion = 0, reasoning = 0;
+
+    glm_str_adds(&s, "{\"id\":");
+    glm_json_strz(&s, req->id);
+    glm_str_addf(&s, ",\"object\":\"chat.completion\",\"created\":%" PRId64 ",\"model\":",
+                 req->created);
+    glm_json_strz(&s, req->model);
+    glm_str_adds(&s, ",\"choices\":[");
+    for (i = 0; i < req->n; i++) {
+        glm_choice *c = &req->choices[i];
+        completion += c->completion_tokens;
+        reasoning += glm_out_reasoning_tokens(c->out);
+        glm_str_addf(&s, "%s{\"index\":%d,\"message\":{\"role\":\"assistant\",",
+                     i ? "," : "", i);
+        glm_out_message(c->out, &s);
+        glm_str_adds(&s, "},\"logprobs\":");
+        if (req->logprobs) {
+            glm_str_adds(&s, "{\"content\":[");
+            glm_str_add(&s, c->logprobs.data, c->logprobs.len);
+            glm_str_adds(&s, "]}");
+        } else {
+            glm_str_adds(&s, "null");
+        }
+        glm_str_adds(&s, ",\"finish_reason\":");
+        glm_json_strz(&s, c->finish_reason);
+        glm_str_adds(&s, ",\"stop_reason\":");
+        glm_str_add(&s, c->stop_reason.data ? c->stop_reason.data : "null",
+                    c->stop_reason.data ? c->stop_reason.len : 4);
+        glm_str_adds(&s, ",\"token_ids\":null}");
+    }
+    glm_str_addf(&s, "],\"service_tier\":null,\"system_fingerprint\":null,\"usage\":{"
+                 "\"prompt_tokens\":%d,\"total_tokens\":%d,\"completion_tokens\":%d,"
+                 "\"prompt_tokens_details\":null,\"completion_tokens_details\":"
+                 "{\"reasoning_tokens\":%d}},\"prompt_logprobs\":null,"
+                 "\"prompt_token_ids\":null,\"kv_transfer_params\":null}",
+                 req->prompt_tokens, req->prompt_tokens + completion, completion, reasoning);
+    glm_req_json(req, 200, &s);
+    glm_str_free(&s);
+}
+
+static void
+glm_stream_end(glm_req *req)
+{
+    glm_str s = { 0 };
+    int i, completion = 0, reasoning = 0;
+
+    if (req->include_usage) {
+        for (i = 0; i < req->n; i++) {
+            completion += req->choices[i].completion_tokens;
+            reasoning += glm_out_reasoning_tokens(req->choices[i].out);
+        }
+        glm_str_adds(&s, "data: {\"id\":");
+        glm_json_strz(&s, req->id);
+        glm_str_addf(&s, ",\"object\":\"chat.completion.chunk\",\"created\":%" PRId64
+                     ",\"model\":", req->created);
+        glm_json_strz(&s, req->model);
+        glm_str_addf(&s, ",\"choices\":[],\"usage\":{\"prompt_tokens\":%d,"
+                     "\"total_tokens\":%d,\"completion_tokens\":%d,"
+                     "\"completion_tokens_details\":{\"reasoning_tokens\":%d}}}\n\n",
+                     req->prompt_tokens, req->prompt_tokens + completion, completion,
+                     reasoning);
+    }
+    glm_str_adds(&s, "data: [DONE]\n\n");
+    glm_req_queue(req, GLM_REC_DATA, s.data, s.len);
+    glm_req_end(req);
+    glm_str_free(&s);
+}
+
+static void
+glm_histogram(double *sum, uint64_t *n, uint64_t *b, double v)
+{
+    static const double le[12] = { 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5,
+                                   1.0, 2.5, 10.0, 60.0 };
+    int i;
+
+    *sum += v;
+    (*n)++;
+    for (i = 0; i < 12; i++) {
+        if (v <= le[i]) {
+            b[i]++;
+        }
+    }
+}
+
+static void
+glm_finish_choice(glm_req *req, glm_choice *c, int index, const char *reason)
+{
+    glm_metrics *mt = &req->srv->metrics;
+    double now = glm_now_seconds();
+
+    glm_out_decode_flush(c->out, &c->held);
+    c->finished = 1;
+    c->finish_reason = reason;
+    glm_release(req, c, index, c->held.len, 1);
+    req->n_finished++;
+    if (strcmp(reason, "length") == 0) {
+        mt->requests_length++;
+    }
+    if (req->n_finished < req->n) {
+        return;
+    }
+    mt->requests_ok++;
+    glm_histogram(&mt->e2e_sum, &mt->e2e_n, mt->e2e_b, now - req->t_arrival);
+    if (req->stream) {
+        glm_stream_end(req);
+    } else {
+        glm_final_body(req);
+    }
+}
+
+/* One logprobs entry: {"token","logprob","bytes","top_logprobs"} */
+static void
+glm_logprob_entry(glm_server *srv, glm_str *s, int32_t id, float lp, const glm_sampled *alts,
+    int with_alts)
+{
+    glm_tokenizer_buf text = { 0 };
+    const uint8_t *bytes;
+    size_t n = 0, i;
+    int k;
+
+    glm_tokenizer_decode(srv->tok, &id, 1, 0, &text, NULL);
+    bytes = glm_tokenizer_token_bytes(srv->tok, id, &n);
+    glm_str_adds(s, "{\"token\":");
+    glm_json_str(s, text.data ? text.data : "", text.len);
+    glm_str_adds(s, ",\"logprob\":");
+    glm_json_double(s, lp);
+    glm_str_adds(s, ",\"bytes\":[");
+    for (i = 0; bytes != NULL && i < n; i++) {
+        glm_str_addf(s, "%s%u", i ? "," : "", bytes[i]);
+    }
+    glm_str_adds(s, "]");
+    if (with_alts) {
+        glm_str_adds(s, ",\"top_logprobs\":[");
+        for (k = 0; k < alts->n_top; k++) {
+            if (k) {
+                glm_str_adds(s, ",");
+            }
+            glm_logprob_entry(srv, s, alts->top_ids[k], alts->top_logprobs[k], NULL, 0);
+        }
+        glm_str_adds(s, "]");
+    }
+    glm_str_adds(s, "}");
+    glm_tokenizer_buf_free(&text);
+}
+
+int
+glm_req_on_token(void *ctx, glm_seq *seq, const glm_sampled *sm)
+{
+    glm_server *srv = ctx;
+    glm_req *req = seq->owner;
+    glm_choice *c = &req->choices[seq->index];
+    double now = glm_now_seconds();
+    int i, stop_id = 0, is_eos = 0;
+    size_t keep, cut;
+    char *hit = NULL, *found;
+
+    srv->metrics.generation_tokens++;
+    if (req->t_first_token == 0.0) {
+        req->t_first_token = now;
+        glm_histogram(&srv->metrics.ttft_sum, &srv->metrics.ttft_n, srv->metrics.ttft_b,
+                      now - req->t_arrival);
+    } else {
+        glm_histogram(&srv->metrics.itl_sum, &srv->metrics.itl_n, srv->metrics.itl_b,
+                      now - req->t_last_token);
+    }
+    req->t_last_token = now;
+    c->completion_tokens++;
+    if (c->tgs != NULL) {
+        /* -1 (a token the grammar did not allow: only possible when min_tokens
+         * banned its EOS) leaves the grammar allowing only EOS */
+        glm_tg_advance(c->tgs, sm->token);
+    }
+
+    if (req->logprobs) {
+        if (c->n_logprobs++ > 0) {
+            glm_str_adds(&c->logprobs, ",");
+        }
+        glm_logprob_entry(srv, &c->logprobs, sm->token, sm->logprob, sm, 1);
+    }
+    if (!req->ignore_eos) {
+        for (i = 0; i < srv->m->cfg.n_eos; i++) {
+            is_eos |= srv->m->cfg.eos_ids[i] == sm->token;
+        }
+    }
+    for (i = 0; i < req->n_stop_ids; i++) {
+        stop_id |= req->stop_ids[i] == sm->token;
+    }
+    if (is_eos || stop_id) {
+        /* the stop token itself is not part of the text; its id is the
+         * stop_reason unless it is the tokenizer's own end of text */
+        if (!(is_eos && sm->token == srv->eos_primary)) {
+            glm_str_addf(&c->stop_reason, "%d", sm->token);
+        }
+        glm_finish_choice(req, c, seq->index, "stop");
+        return 1;
+    }
+
+    glm_out_decode(c->out, sm->token, &c->held);
+
+    /* stop strings: the earliest match in the held text ends the choice */
+    for (i = 0; i < req->n_stops; i++) {
+        found = c->held.data ? strstr(c->held.data, req->stops[i]) : NULL;
+        if (found != NULL && (hit == NULL || found < hit)) {
+            hit = found;
+            glm_str_free(&c->stop_reason);
+            glm_json_strz(&c->stop_reason, req->stops[i]);
+            cut = (size_t) (found - c->held.data)
+                  + (req->include_stop_str ? strlen(req->stops[i]) : 0);
+        }
+    }
+    if (hit != NULL) {
+        c->held.len = cut;
+        c->held.data[cut] = '\0';
+        glm_finish_choice(req, c, seq->index, "stop");
+        return 1;
+    }
+    if (c->completion_tokens >= req->max_tokens
+        || seq->n_tokens >= srv->o.max_model_len)
+    {
+        glm_finish_choice(req, c, seq->index, "length");
+        return 1;
+    }
+    /* hold back what could still become a stop string, on a character
+     * boundary so a chunk never ends inside a UTF-8 sequence */
+    keep = req->max_stop_len > 0 ? req->max_stop_len - 1 : 0;
+    if (c->held.len > keep) {
+        cut = c->held.len - keep;
+        while (cut > 0 && cut < c->held.len
+               && ((unsigned char) c->held.data[cut] & 0xc0) == 0x80)
+        {
+            cut--;
+        }
+        if (cut > 0) {
+            glm_release(req, c, seq->index, cut, 0);
+        }
+    } else if (req->stream && !c->role_sent) {
+        glm_emit_chunk(req, c, seq->index, 0);
+    }
+    return 0;
+}
+
+void
+glm_req_mask(void *ctx, glm_seq *seq, float *logits)
+{
+    glm_req *req = seq->owner;
+    glm_choice *c = &req->choices[seq->index];
+
+    if (c->tgs != NULL) {
+        glm_tg_mask(c->tgs, logits);
+    }
+}
+
+static int
+glm_chat_params(glm_server *srv, glm_req *req, yajl_val root, glm_seq_params *p,
+    uint64_t *seed, int *has_seed)
+{
+    const glm_config *cfg = &srv->m->cfg;
+    yajl_val v;
+    double d;
+    long l;
+    size_t i;
+    int r, b;
+
+    memset(p, 0, sizeof(*p));
+    /* generation_config.json gives the defaults, as vLLM's --generation-config auto */
+    p->sampling.temperature = srv->o.use_generation_config ? cfg->gen_temperature : 1.0f;
+    p->sampling.top_p = srv->o.use_generation_config ? cfg->gen_top_p : 1.0f;
+    p->sampling.top_k = srv->o.use_generation_config ? cfg->gen_top_k : 0;
+    p->repetition_penalty = 1.0f;
+
+    if ((r = glm_num(req, root, "temperature", 0.0, 100.0, &d)) < 0) return -1;
+    if (r) p->sampling.temperature = (float) d;
+    if ((r = glm_num(req, root, "top_p", 1e-9, 1.0, &d)) < 0) return -1;
+    if (r) p->sampling.top_p = (float) d;
+    if ((r = glm_int(req, root, "top_k", -1, INT32_MAX, &l)) < 0) return -1;
+    if (r) p->sampling.top_k = l < 0 ? 0 : (int) l;
+    if ((r = glm_num(req, root, "min_p", 0.0, 1.0, &d)) < 0) return -1;
+    if (r) p->sampling.min_p = (float) d;
+    if ((r = glm_num(req, root, "presence_penalty", -2.0, 2.0, &d)) < 0) return -1;
+    if (r) p->presence_penalty = (float) d;
+    if ((r = glm_num(req, root, "frequency_penalty", -2.0, 2.0, &d)) < 0) return -1;
+    if (r) p->frequency_penalty = (float) d;
+    if ((r = glm_num(req, root, "repetition_penalty", 1e-6, 100.0, &d)) < 0) return -1;
+    if (r) p->repetition_penalty = (float) d;
+    if ((r = glm_int(req, root, "min_tokens", 0, INT32_MAX, &l)) < 0) return -1;
+    if (r) p->min_tokens = (int) l;
+    if ((r = glm_int(req, root, "seed", INT64_MIN / 2, INT64_MAX / 2, &l)) < 0) return -1;
+    *has_seed = r;
+    *seed = (uint64_t) l;
+    if ((r = glm_bool(req, root, "logprobs", &b)) < 0) return -1;
+    req->logprobs = r ? b : 0;
+    if ((r = glm_int(req, root, "top_logprobs", 0, 20, &l)) < 0) return -1;
+    req->top_logprobs = r ? (int) l : 0;
+    if (req->top_logprobs > 0 && !req->logprobs) {
+        glm_req_error(req, 400, "BadRequestError", "top_logprobs",
+                      "when using `top_logprobs`, `logprobs` must be set to true");
+        return -1;
+    }
+    p->logprobs = req->logprobs;
+    p->top_logprobs = req->top_logprobs;
+    if ((r = glm_bool(req, root, "ignore_eos", &req->ignore_eos)) < 0) return -1;
+    req->skip_special = 1;
+    if ((r = glm_bool(req, root, "skip_special_tokens", &req->skip_special)) < 0) return -1;
+    if ((r = glm_bool(req, root, "include_stop_str_in_output", &req->include_stop_str)) < 0) {
+        return -1;
+    }
+
+    v = glm_field(root, "logit_bias");
+    if (v != NULL) {
+        if (!YAJL_IS_OBJECT(v)) {
+            glm_req_error(req, 400, "BadRequestError", "logit_bias",
+                          "'logit_bias' must map token ids to numbers");
+            return -1;
+        }
+        p->logit_bias = calloc(v->u.object.len + 1, sizeof(glm_logit_bias));
+        for (i = 0; i < v->u.object.len; i++) {
+            char *end;
+            long id = strtol(v->u.object.keys[i], &end, 10);
+            if (*end != '\0' || id < 0 || id >= cfg->vocab_size
+                || !YAJL_IS_NUMBER(v->u.object.values[i]))
+            {
+                glm_req_error(req, 400, "BadRequestError", "logit_bias",
+                              "logit_bias key '%s' is not a token id below %d with a number",
+                              v->u.object.keys[i], cfg->vocab_size);
+                return -1;
+            }
+            d = YAJL_GET_DOUBLE(v->u.object.values[i]);
+            p->logit_bias[p->n_logit_bias++] = (glm_logit_bias) {
+                (int32_t) id, (float) (d < -100 ? -100 : d > 100 ? 100 : d) };
+        }
+    }
+
+    v = glm_field(root, "stop_token_ids");
+    if (v != NULL) {
+        if (!YAJL_IS_ARRAY(v)) {
+            glm_req_error(req, 400, "BadRequestError", "stop_token_ids",
+                          "'stop_token_ids' must be a list of token ids");
+            return -1;
+        }
+        req->stop_ids = calloc(v->u.array.len + 1, sizeof(int32_t));
+        for (i = 0; i < v->u.array.len; i++) {
+            yajl_val e = v->u.array.values[i];
+            if (!YAJL_IS_INTEGER(e) || YAJL_GET_INTEGER(e) < 0
+                || YAJL_GET_INTEGER(e) >= cfg->vocab_size)
+            {
+                glm_req_error(req, 400, "BadRequestError", "stop_token_ids",
+                              "stop_token_ids must be token ids below %d", cfg->vocab_size);
+                return -1;
+            }
+            req->stop_ids[req->n_stop_ids++] = (int32_t) YAJL_GET_INTEGER(e);
+        }
+    }
+    /* while below min_tokens no stop token may end the sequence */
+    p->banned = calloc((size_t) (cfg->n_eos + req->n_stop_ids + 1), sizeof(int32_t));
+    for (i = 0; i < (size_t) cfg->n_eos; i++) {
+        p->banned[p->n_banned++] = cfg->eos_ids[i];
+    }
+    for (i = 0; i < (size_t) req->n_stop_ids; i++) {
+        p->banned[p->n_banned++] = req->stop_ids[i];
+    }
+
+    v = glm_field(root, "stop");
+    if (v != NULL) {
+        yajl_val *items = &v;
+        size_t n = 1;
+        if (YAJL_IS_ARRAY(v)) {
+            items = v->u.array.values;
+            n = v->u.array.len;
+        }
+        for (i = 0; i < n; i++) {
+            if (!YAJL_IS_STRING(items[i]) || items[i]->u.string[0] == '\0'
+                || req->n_stops == GLM_MAX_STOPS)
+            {
+                glm_req_error(req, 400, "BadRequestError", "stop", "'stop' must be a"
+                              " non-empty string or a list of at most %d of them",
+                              GLM_MAX_STOPS);
+                return -1;
+            }
+            req->stops[req->n_stops++] = strdup(items[i]->u.string);
+            if (strlen(items[i]->u.string) > req->max_stop_len) {
+                req->max_stop_len = strlen(items[i]->u.string);
+            }
+        }
+    }
+    return 0;
+}
+
+/*
+ * Images and videos, in two halves.  glm_media_job_run (any thread: a media
+ * worker, or the loop when there are none) loads, decodes and preprocesses
+ * the media and expands the prompt; glm_chat_media_done (the loop thread)
+ * runs the vision tower, builds the sequences' M-RoPE positions and rows and
+ * admits the request.  Decoding a large image or a video therefore never
+ * stalls the other streams' decode steps.
+ */
+/* The media half on a parsed request. */
+static void
+glm_media_job_fill(glm_server *srv, glm_media_job *job, yajl_val root,
+    glm_tokenizer_ctx *tctx)
+{
+    const glm_config *c = &srv->m->cfg;
+
+    job->status = 400;
+    job->param = "messages";
+    job->rc = -1;
+    if (glm_media_load(&srv->media, root, &job->set, &job->err) != 0) {
+        job->status = job->set.status;
+        job->param = job->set.param ? job->set.param : "messages";
+    } else if (job->set.n > 0 && srv->m->vision == NULL) {
+        glm_errf(&job->err, "%s is a text model: it does not accept images or videos",
+                 c->architecture);
+    } else if (glm_media_expand(c, srv->tok, tctx, &job->set, job->ids.ids, job->ids.len,
+                                &job->expanded, &job->grids, &job->err) == 0)
+    {
+        job->rc = 0;
+    }
+}
+
+void
+glm_media_job_run(glm_server *srv, glm_media_job *job, glm_tokenizer_ctx *tctx)
+{
+    char ebuf[128];
+    yajl_val root = yajl_tree_parse(job->body.data ? job->body.data : "", ebuf, sizeof(ebuf));
+
+    if (root == NULL) {
+        job->status = 400;
+        job->param = "messages";
+        job->rc = -1;
+        glm_errf(&job->err, "the request body is not JSON");
+        return;
+    }
+    glm_media_job_fill(srv, job, root, tctx);
+    yajl_tree_free(root);
+}
+
+/* A failed job's error, as the request's answer. */
+static void
+glm_media_job_error(glm_req *req, const glm_media_job *job)
+{
+    glm_req_error(req, job->status, job->status == 403 ? "PermissionDeniedError"
+                  : job->status >= 500 ? "InternalServerError" : "BadRequestError",
+                  job->param, "%s", job->err.msg);
+}
+
+void
+glm_media_job_free(glm_media_job *job)
+{
+    if (job != NULL) {
+        glm_str_free(&job->body);
+        glm_tokenizer_ids_free(&job->ids);
+        glm_tokenizer_ids_free(&job->expanded);
+        glm_media_set_free(&job->set);
+        free(job->grids);
+        free(job);
+    }
+}
+
+static void glm_chat_admit(glm_server *srv, glm_req *req, glm_tokenizer_ids *ids,
+    glm_mm_prompt *mm, glm_seq_params *params, uint64_t seed, int has_seed);
+
+void
+glm_chat_media_done(glm_server *srv, glm_req *req, glm_media_job *job)
+{
+    const glm_config *c = &srv->m->cfg;
+    glm_mm_prompt *mm = NULL;
+    float *px = NULL, *rows = NULL;
+    int64_t n_patches = 0, n_rows = 0;
+    glm_seq_params params = req->mparams;
+    glm_err err;
+    int i;
+
+    req->media_wait = 0;
+    memset(&req->mparams, 0, sizeof(req->mparams));
+    if (job->rc != 0) {
+        glm_media_job_error(req, job);
+        goto out;
+    }
+    if (job->set.n > 0) {
+        for (i = job->set.n - 1; i >= 0; i--) {
+            if (job->set.items[i].kind == GLM_MEDIA_IMAGE) {
+                req->image_w = job->set.items[i].width;
+                req->image_h = job->set.items[i].height;
+            }
+        }
+        for (i = 0; i < job->set.n; i++) {
+            n_rows += glm_vision_grid_tokens(c, &job->grids[i]);
+        }
+        px = glm_media_pixels(&job->set, &n_patches);
+        rows = malloc((size_t) (n_rows ? n_rows : 1) * c->hidden_size * sizeof(float));
+        if (px == NULL || rows == NULL
+            || glm_vision_encode(srv->m->vision, srv->m->be, px, job->grids, job->set.n,
+                                 rows, &err) != 0)
+        {
+            if (px == NULL || rows == NULL) {
+                glm_errf(&err, "out of memory for %lld vision patches", (long long) n_patches);
+            }
+            free(rows);
+            glm_req_error(req, 500, "InternalServerError", NULL, "%s", err.msg);
+            goto out;
+        }
+        mm = glm_mm_prompt_new(c, job->expanded.ids, (int) job->expanded.len, job->grids,
+                               job->set.n, rows, n_rows, &err);
+        if (mm == NULL) {                /* rows are taken over, even on failure */
+            glm_req_error(req, 400, "BadRequestError", "messages", "%s", err.msg);
+            goto out;
+        }
+    }
+    glm_chat_admit(srv, req, &job->expanded, mm, &params, req->mseed, req->mhas_seed);
+    params.logit_bias = NULL;
+    params.banned = NULL;
+out:
+    free(px);
+    glm_mm_prompt_unref(mm);
+    free(params.logit_bias);
+    free(params.banned);
+}
+
+/* Marker tokens typed into text would be taken for media that is not there. */
+static int
+glm_stray_markers(glm_server *srv, const glm_tokenizer_ids *ids)
+{
+    const glm_config *c = &srv->m->cfg;
+    size_t i;
+
+    if (srv->m->vision == NULL) {
+        return 0;
+    }
+    for (i = 0; i < ids->len; i++) {
+        if (ids->ids[i] == c->image_token_id || ids->ids[i] == c->video_token_id) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void
+glm_chat(glm_server *srv, glm_req *req, yajl_val root)
+{
+    glm_tokenizer_ids ids = { 0 };
+    glm_seq_params params;
+    yajl_val v;
+    uint64_t seed = 0;
+    int has_seed = 0;
+    long l;
+
+    v = glm_field(root, "messages");
+    if (v == NULL || !YAJL_IS_ARRAY(v) || v->u.array.len == 0) {
+        glm_req_error(req, 400, "BadRequestError", "messages",
+                      "'messages' must be a non-empty list of chat messages");
+        return;
+    }
+    v = glm_field(root, "model");
+    snprintf(req->model, sizeof(req->model), "%s",
+             v != NULL && YAJL_IS_STRING(v) ? v->u.string : srv->o.names[0]);
+    req->created = (int64_t) time(NULL);
+    glm_make_id(req, "chatcmpl-");
+    if (glm_bool(req, root, "stream", &req->stream) < 0) {
+        return;
+    }
+    v = glm_field(root, "stream_options");
+    if (v != NULL) {
+        yajl_val iu = glm_field(v, "include_usage");
+        if (!req->stream) {
+            glm_req_error(req, 400, "BadRequestError", "stream_options",
+                          "Stream options can only be defined when `stream=True`.");
+            return;
+        }
+        /* present object: include_usage defaults to true, as vLLM */
+        req->include_usage = iu == NULL || YAJL_IS_TRUE(iu);
+    }
+    req->n = 1;
+    if (glm_int(req, root, "n", 1, 128, &l) < 0) {
+        return;
+    }
+    req->n = glm_field(root, "n") ? (int) l : 1;
+    if (glm_chat_params(srv, req, root, &params, &seed, &has_seed) != 0) {
+        free(params.logit_bias);
+        free(params.banned);
+        return;
+    }
+    {
+        const char *param;
+        glm_err err;
+        if (glm_out_request_parse(&req->out_rq, root, srv->default_kwargs, &param, &err) != 0) {
+            glm_req_error(req, 400, "BadRequestError", param, "%s", err.msg);
+            goto out;
+        }
+        if (req->out_rq.constrain && srv->tg_vocab != NULL) {
+            req->tg = glm_tg_new(srv->tg_vocab, req->out_rq.tools, &req->out_rq.tg, &err);
+            if (req->tg == NULL) {
+                glm_req_error(req, 400, "BadRequestError", "tools", "%s", err.msg);
+                goto out;
+            }
+        }
+    }
+    /* the asked limit is read here, while the parse tree exists: a request
+     * with media is admitted later, after its tree is gone */
+    if (glm_int(req, root, "max_tokens", 1, INT32_MAX, &l) < 0
+        || glm_int(req, root, "max_completion_tokens", 1, INT32_MAX, &l) < 0)
+    {
+        goto out;
+    }
+    v = glm_field(root, "max_completion_tokens");
+    if (v == NULL) {
+        v = glm_field(root, "max_tokens");
+    }
+    req->asked_max_tokens = v != NULL ? (long) YAJL_GET_INTEGER(v) : 0;
+    if (glm_prompt_ids(srv, req, root, &ids) != 0) {
+        goto out;
+    }
+    if (glm_media_has_parts(root)) {
+        /* the media half runs on a worker; the request waits, owning its
+         * sampling parameters, and glm_chat_media_done admits it */
+        glm_media_job *job = calloc(1, sizeof(*job));
+        if (job == NULL) {
+            glm_req_error(req, 500, "InternalServerError", NULL, "out of memory");
+            goto out;
+        }
+        glm_str_add(&job->body, req->body.data, req->body.len);
+        job->serial = req->serial;
+        job->ids = ids;
+        memset(&ids, 0, sizeof(ids));
+        req->mparams = params;
+        req->mseed = seed;
+        req->mhas_seed = has_seed;
+        req->media_wait = 1;
+        params.logit_bias = NULL;
+        params.banned = NULL;
+        glm_media_submit(srv, job);
+        goto out;
+    }
+    if (glm_stray_markers(srv, &ids)) {
+        glm_req_error(req, 400, "BadRequestError", "messages", "the prompt holds"
+                      " <|image|> or <|video|> tokens but the messages have no image_url or"
+                      " video_url part: send images and videos as content parts");
+        goto out;
+    }
+    glm_chat_admit(srv, req, &ids, NULL, &params, seed, has_seed);
+    params.logit_bias = NULL;
+    params.banned = NULL;
+out:
+    free(params.logit_bias);
+    free(params.banned);
+    glm_tokenizer_ids_free(&ids);
+}
+
+/* Length checks, then one sequence per choice into the scheduler.  Takes
+ * over params' arrays. */
+static void
+glm_chat_admit(glm_server *srv, glm_req *req, glm_tokenizer_ids *ids_p,
+    glm_mm_prompt *mm, glm_seq_params *params_p, uint64_t seed, int has_seed)
+{
+    glm_tokenizer_ids ids = *ids_p;
+    glm_seq_params params = *params_p;
+    int i, L = srv->o.max_model_len;
+    long l;
+
+    req->prompt_tokens = (int) ids.len;
+    if ((int) ids.len >= L) {
+        glm_req_error(req, 400, "BadRequestError", "input_tokens",
+                      "This model's maximum context length is %d tokens. However, your"
+                      " request has %zu input tokens. Please reduce the length of the input"
+                      " messages.", L, ids.len);
+        goto out;
+    }
+    req->max_tokens = L - (int) ids.len;
+    if (req->asked_max_tokens > 0) {
+        l = req->asked_max_tokens;
+        if (l > L - (long) ids.len) {
+            glm_req_error(req, 400, "BadRequestError", "max_tokens",
+                          "'max_tokens' or 'max_completion_tokens' is too large: %ld. This"
+                          " model's maximum context length is %d tokens and your request has"
+                          " %zu input tokens (%ld > %d - %zu).", l, L, ids.len, l, L, ids.len);
+            goto out;
+        }
+        req->max_tokens = (int) l;
+    }
+    if (glm_sched_blocks_for(&srv->sched, (int) ids.len + req->max_tokens)
+        > glm_sched_total_blocks(&srv->sched))
+    {
+        glm_req_error(req, 400, "BadRequestError", "max_tokens",
+                      "prompt (%zu tokens) plus max_tokens (%d) needs more KV cache than the"
+                      " engine has (%d blocks of %d tokens); lower max_tokens",
+                      ids.len, req->max_tokens, glm_sched_total_blocks(&srv->sched),
+                      srv->o.block_size);
+        goto out;
+    }
+
+    req->choices = calloc((size_t) req->n, sizeof(glm_choice));
+    if (req->choices == NULL) {
+        glm_req_error(req, 500, "InternalServerError", NULL, "out of memory");
+        goto out;
+    }
+    if (!has_seed) {
+        seed = (uint64_t) (glm_now_seconds() * 1e9) ^ (uint64_t) (uintptr_t) req;
+    }
+    for (i = 0; i < req->n; i++) {
+        glm_choice *c = &req->choices[i];
+        glm_seq_params pi = params;
+        /* each choice owns its copies of the parameter arrays */
+        if (params.n_logit_bias) {
+            pi.logit_bias = malloc((size_t) params.n_logit_bias * sizeof(glm_logit_bias));
+            memcpy(pi.logit_bias, params.logit_bias,
+                   (size_t) params.n_logit_bias * sizeof(glm_logit_bias));
+        }
+        pi.banned = malloc((size_t) (params.n_banned + 1) * sizeof(int32_t));
+        memcpy(pi.banned, params.banned, (size_t) params.n_banned * sizeof(int32_t));
+        c->seq = glm_seq_new(ids.ids, (int) ids.len, &pi, seed + (uint64_t) i, req, i);
+        if (c->seq != NULL) {
+            c->seq->mm = glm_mm_prompt_ref(mm);
+        }
+        {
+            glm_out_opts oo;
+            memset(&oo, 0, sizeof(oo));
+            oo.rq = &req->out_rq;
+            oo.tok = srv->tok;
+            oo.skip_special = req->skip_special;
+            oo.stream = req->stream;
+            oo.image_w = req->image_w;
+            oo.image_h = req->image_h;
+            /* tool-call ids: from the request's own random id, so they
+             * differ between requests even when the seed is the same */
+            oo.id_seed = (uint64_t) i;
+            for (const char *p = req->id; *p; p++) {
+                oo.id_seed = (oo.id_seed ^ (unsigned char) *p) * 0x100000001b3ull;
+            }
+            c->out = glm_out_new(&oo);
+        }
+        if (req->tg != NULL) {
+            c->tgs = glm_tg_state_new(req->tg);
+            if (c->seq != NULL) {
+                c->seq->constrained = 1;
+            }
+        }
+        if (c->seq == NULL || c->out == NULL || (req->tg != NULL && c->tgs == NULL)) {
+            glm_req_error(req, 500, "InternalServerError", NULL, "out of memory");
+            goto out;
+        }
+    }
+    for (i = 0; i < req->n; i++) {
+        glm_sched_add(&srv->sched, req->choices[i].seq);
+    }
+    srv->metrics.prompt_tokens += ids.len * (uint64_t) req->n;
+    if (req->stream) {
+        glm_req_head(req, 200, GLM_CT_SSE);
+    }
+out:
+    free(params.logit_bias);
+    free(params.banned);
+}
+
+/* ---- the other endpoints --------------------------------------------------- */
+
+static void
+glm_models(glm_server *srv, glm_req *req)
+{
+    glm_str s = { 0 };
+    int i;
+    int64_t now = (int64_t) time(NULL);
+
+    glm_str_adds(&s, "{\"object\":\"list\",\"data\":[");
+    for (i = 0; i < srv->o.n_names; i++) {
+        glm_str_addf(&s, "%s{\"id\":", i ? "," : "");
+        glm_json_strz(&s, srv->o.names[i]);
+        glm_str_addf(&s, ",\"object\":\"model\",\"created\":%" PRId64 ",\"owned_by\":"
+                     "\"ngx_glm\",\"root\":", now);
+        glm_json_strz(&s, srv->o.model_dir);
+        glm_str_addf(&s, ",\"parent\":null,\"max_model_len\":%d,\"permission\":[]}",
+                     srv->o.max_model_len);
+    }
+    glm_str_adds(&s, "]}");
+    glm_req_json(req, 200, &s);
+    glm_str_free(&s);
+}
+
+static void
+glm_tokenize(glm_server *srv, glm_req *req, yajl_val root)
+{
+    glm_tokenizer_ids ids = { 0 };
+    glm_str s = { 0 };
+    yajl_val prompt = glm_field(root, "prompt");
+    glm_err err;
+    size_t i;
+
+    if (prompt != NULL) {
+        if (!YAJL_IS_STRING(prompt)) {
+            glm_req_error(req, 400, "BadRequestError", "prompt", "'prompt' must be a string");
+            return;
+        }
+        if (glm_tokenizer_encode(srv->tok, srv->tok_ctx, prompt->u.string,
+                                 strlen(prompt->u.string), &ids, &err) != 0)
+        {
+            glm_req_error(req, 400, "BadRequestError", "prompt", "%s", err.msg);
+            return;
+        }
+    } else if (glm_field(root, "messages") != NULL) {
+        if (glm_prompt_ids(srv, req, root, &ids) != 0) {
+            return;
+        }
+        if (glm_media_has_parts(root)) {
+            /* the ids the model would see: markers expanded for the media
+             * (decoded here, on the loop: /tokenize is not a serving path) */
+            glm_media_job *job = calloc(1, sizeof(*job));
+            if (job == NULL) {
+                glm_req_error(req, 500, "InternalServerError", NULL, "out of memory");
+                glm_tokenizer_ids_free(&ids);
+                return;
+            }
+            job->ids = ids;
+            glm_media_job_fill(srv, job, root, srv->tok_ctx);
+            if (job->rc != 0) {
+                glm_media_job_error(req, job);
+                glm_media_job_free(job);
+                return;
+            }
+            ids = job->expanded;
+            memset(&job->expanded, 0, sizeof(job->expanded));
+            glm_media_job_free(job);
+        }
+    } else {
+        glm_req_error(req, 400, "BadRequestError", NULL,
+                      "give either 'prompt' (a string) or 'messages' (a chat)");
+        return;
+    }
+    glm_str_addf(&s, "{\"count\":%zu,\"max_model_len\":%d,\"tokens\":[", ids.len,
+                 srv->o.max_model_len);
+    for (i = 0; i < ids.len; i++) {
+        glm_str_addf(&s, "%s%d", i ? "," : "", ids.ids[i]);
+    }
+    glm_str_adds(&s, "],\"token_strs\":null}");
+    glm_req_json(req, 200, &s);
+    glm_str_free(&s);
+    glm_tokenizer_ids_free(&ids);
+}
+
+static void
+glm_detokenize(glm_server *srv, glm_req *req, yajl_val root)
+{
+    yajl_val t = glm_field(root, "tokens");
+    glm_tokenizer_buf text = { 0 };
+    glm_str s = { 0 };
+    int32_t *ids;
+    size_t i;
+
+    if (t == NULL || !YAJL_IS_ARRAY(t)) {
+        glm_req_error(req, 400, "BadRequestError", "tokens", "'tokens' must be a list of"
+                      " token ids");
+        return;
+    }
+    ids = calloc(t->u.array.len + 1, sizeof(int32_t));
+    for (i = 0; i < t->u.array.len; i++) {
+        yajl_val e = t->u.array.values[i];
+        if (!YAJL_IS_INTEGER(e) || YAJL_GET_INTEGER(e) < 0
+            || YAJL_GET_INTEGER(e) >= srv->m->cfg.vocab_size)
+        {
+            free(ids);
+            glm_req_error(req, 400, "BadRequestError", "tokens", "token %zu is not an id"
+                          " below %d", i, srv->m->cfg.vocab_size);
+            return;
+        }
+        ids[i] = (int32_t) YAJL_GET_INTEGER(e);
+    }
+    glm_tokenizer_decode(srv->tok, ids, t->u.array.len, 0, &text, NULL);
+    glm_str_adds(&s, "{\"prompt\":");
+    glm_json_str(&s, text.data ? text.data : "", text.len);
+    glm_str_adds(&s, "}");
+    glm_req_json(req, 200, &s);
+    glm_str_free(&s);
+    glm_tokenizer_buf_free(&text);
+    free(ids);
+}
+
+static void
+glm_prom_hist(glm_str *s, const char *name, const char *model, const double *sum,
+    const uint64_t *n, const uint64_t *b)
+{
+    static const char *le[12] = { "0.001", "0.005", "0.01", "0.02", "0.05", "0.1",
+                                  "0.25", "0.5", "1.0", "2.5", "10.0", "60.0" };
+    int i;
+
+    glm_str_addf(s, "# TYPE %s histogram\n", name);
+    for (i = 0; i < 12; i++) {
+        glm_str_addf(s, "%s_bucket{model_name=\"%s\",le=\"%s\"} %" PRIu64 "\n", name,
+                     model, le[i], b[i]);
+    }
+    glm_str_addf(s, "%s_bucket{model_name=\"%s\",le=\"+Inf\"} %" PRIu64 "\n", name, model, *n);
+    glm_str_addf(s, "%s_sum{model_name=\"%s\"} %.6f\n", name, model, *sum);
+    glm_str_addf(s, "%s_count{model_name=\"%s\"} %" PRIu64 "\n", name, model, *n);
+}
+
+static void
+glm_metrics_text(glm_server *srv, glm_req *req)
+{
+    glm_metrics *mt = &srv->metrics;
+    glm_sched *sc = &srv->sched;
+    glm_str s = { 0 };
+    const char *m = srv->o.names[0];
+    int total = glm_sched_total_blocks(sc);
+
+    glm_str_addf(&s, "# TYPE vllm:num_requests_running gauge\n"
+                 "vllm:num_requests_running{model_name=\"%s\"} %d\n", m, sc->n_running);
+    glm_str_addf(&s, "# TYPE vllm:num_requests_waiting gauge\n"
+                 "vllm:num_requests_waiting{model_name=\"%s\"} %d\n", m, sc->n_waiting);
+    glm_str_addf(&s, "# TYPE vllm:kv_cache_usage_perc gauge\n"
+                 "vllm:kv_cache_usage_perc{model_name=\"%s\"} %.6f\n", m,
+                 total ? (double) (total - sc->n_free) / total : 0.0);
+    glm_str_addf(&s, "# TYPE vllm:prompt_tokens_total counter\n"
+                 "vllm:prompt_tokens_total{model_name=\"%s\"} %" PRIu64 "\n", m,
+                 mt->prompt_tokens);
+    glm_str_addf(&s, "# TYPE vllm:generation_tokens_total counter\n"
+                 "vllm:generation_tokens_total{model_name=\"%s\"} %" PRIu64 "\n", m,
+                 mt->generation_tokens);
+    glm_str_addf(&s, "# TYPE vllm:num_preemptions_total counter\n"
+                 "vllm:num_preemptions_total{model_name=\"%s\"} %" PRIu64 "\n", m,
+                 sc->preemptions);
+    glm_str_addf(&s, "# TYPE vllm:request_success_total counter\n"
+                 "vllm:request_success_total{model_name=\"%s\",finished_reason=\"stop\"} %"
+                 PRIu64 "\n"
+                 "vllm:request_success_total{model_name=\"%s\",finished_reason=\"length\"} %"
+                 PRIu64 "\n"
+                 "vllm:request_success_total{model_name=\"%s\",finished_reason=\"abort\"} %"
+                 PRIu64 "\n", m, mt->requests_ok - mt->requests_length, m,
+                 mt->requests_length, m, mt->requests_abort);
+    glm_prom_hist(&s, "vllm:time_to_first_token_seconds", m, &mt->ttft_sum, &mt->ttft_n,
+                  mt->ttft_b);
+    glm_prom_hist(&s, "vllm:inter_token_latency_seconds", m, &mt->itl_sum, &mt->itl_n,
+                  mt->itl_b);
+    glm_prom_hist(&s, "vllm:e2e_request_latency_seconds", m, &mt->e2e_sum, &mt->e2e_n,
+                  mt->e2e_b);
+    glm_req_head(req, 200, GLM_CT_TEXT);
+    glm_req_queue(req, GLM_REC_DATA, s.data, s.len);
+    glm_req_end(req);
+    glm_str_free(&s);
+}
+
+void
+glm_req_handle(glm_server *srv, glm_req *req)
+{
+    yajl_val root = NULL;
+    char ebuf[256];
+
+    if (req->op == GLM_OP_MODELS) {
+        glm_models(srv, req);
+        return;
+    }
+    if (req->op == GLM_OP_METRICS) {
+        glm_metrics_text(srv, req);
+        return;
+    }
+    if (req->op == GLM_OP_VERSION) {
+        glm_str s = { 0 };
+        glm_str_addf(&s, "{\"version\":\"%s\"}", glm_engine_version);
+        glm_req_json(req, 200, &s);
+        glm_str_free(&s);
+        return;
+    }
+    root = yajl_tree_parse(req->body.data ? req->body.data : "", ebuf, sizeof(ebuf));
+    if (root == NULL || !YAJL_IS_OBJECT(root)) {
+        char *nl = strchr(ebuf, '\n');
+        if (nl) {
+            *nl = '\0';
+        }
+        glm_req_error(req, 400, "BadRequestError", NULL, "the request body is not a JSON"
+                      " object%s%s", root ? "" : ": ", root ? "" : ebuf);
+        yajl_tree_free(root);
+        return;
+    }
+    switch (req->op) {
+    case GLM_OP_CHAT:
+        glm_chat(srv, req, root);
+        break;
+    case GLM_OP_TOKENIZE:
+        glm_tokenize(srv, req, root);
+        break;
+    case GLM_OP_DETOKENIZE:
+        glm_detokenize(srv, req, root);
+        break;
+    default:
+        glm_req_error(req, 404, "NotFoundError", NULL, "unknown operation %u", req->op);
+        break;
+    }
+    yajl_tree_free(root);
+}

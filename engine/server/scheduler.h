@@ -1,0 +1,143 @@
+/*
+ * scheduler.h: continuous batching over the paged KV cache.
+ *
+ * Every step takes the running sequences first (each computes what it lacks:
+ * one token when decoding, a chunk when its prefill is unfinished), then
+ * admits waiting sequences in arrival order while the token budget
+ * (max_num_batched_tokens), the sequence limit (max_num_seqs) and free KV
+ * blocks allow.  A running sequence that needs a block when none is free
+ * preempts the most recently admitted one: its blocks are freed and it goes
+ * back to the front of the queue to be recomputed (vLLM's recompute policy).
+ *
+ * The scheduler knows tokens and blocks, not requests: after each step it
+ * calls the owner's callback with every sampled token; the callback decides
+ * whether the sequence is finished (stop tokens, stop strings, length) and
+ * emits output.
+ */
+#ifndef GLM_SCHEDULER_H
+#define GLM_SCHEDULER_H
+
+#include <stdint.h>
+
+#include "model/model.h"
+#include "model/sampling.h"
+#include "model/vision.h"
+
+typedef enum {
+    GLM_SEQ_WAITING = 0,
+    GLM_SEQ_RUNNING,
+    GLM_SEQ_FINISHED,
+} glm_seq_state;
+
+typedef struct {
+    int32_t id;
+    float   bias;
+} glm_logit_bias;
+
+typedef struct {
+    glm_sampling     sampling;          /* temperature, top-k, top-p, min-p */
+    float            presence_penalty;  /* OpenAI: on output tokens */
+    float            frequency_penalty;
+    float            repetition_penalty;  /* transformers/vLLM: prompt+output */
+    glm_logit_bias  *logit_bias;
+    int              n_logit_bias;
+    int32_t         *banned;            /* ids masked while below min_tokens */
+    int              n_banned;
+    int              min_tokens;
+    int              logprobs;          /* 1: compute the sampled token's logprob */
+    int              top_logprobs;      /* how many alternatives */
+} glm_seq_params;
+
+typedef struct glm_seq glm_seq;
+
+struct glm_seq {
+    int32_t         *tokens;            /* prompt then generated */
+    int              n_tokens, cap;
+    int              n_prompt;
+    int              n_cached;          /* tokens with KV in the cache */
+    int32_t         *blocks;
+    int              n_blocks, blocks_cap;
+    glm_seq_state    state;
+    int              paused;            /* the owner's output is backed up */
+    uint64_t         admit_order;
+    glm_seq_params   params;
+    glm_rng          rng;
+    void            *owner;             /* the request */
+    int              index;             /* choice index within it */
+    glm_seq         *next_wait;         /* waiting queue link */
+    int              n_preempted;
+    int              constrained;       /* call the scheduler's mask first */
+    glm_mm_prompt   *mm;                /* images/videos: positions and rows */
+};
+
+/* What the callback learns about a sampled token. */
+typedef struct {
+    int32_t          token;
+    float            logprob;           /* of the sampled token (raw logits) */
+    int32_t          top_ids[20];
+    float            top_logprobs[20];
+    int              n_top;
+} glm_sampled;
+
+/* Returns nonzero to finish the sequence (the scheduler then frees it). */
+typedef int (*glm_on_token)(void *ctx, glm_seq *seq, const glm_sampled *s);
+
+/* Constrained decoding: sets the logits of tokens the sequence may not emit
+ * next to -inf, after the penalties and before sampling.  Called only for
+ * sequences whose `constrained` flag is set. */
+typedef void (*glm_logits_mask)(void *ctx, glm_seq *seq, float *logits);
+
+typedef struct {
+    glm_model       *m;
+    glm_kv_pool      kv;
+    int              block_size;
+    int32_t         *free_blocks;
+    int              n_free;
+    glm_seq        **running;
+    int              n_running;
+    glm_seq         *wait_head, *wait_tail;
+    int              n_waiting;
+    int              max_num_seqs;
+    int              max_batched_tokens;
+    uint64_t         admit_counter;
+    uint64_t         preemptions;
+    uint64_t         steps;
+    uint64_t         step_tokens;       /* tokens computed in all steps */
+    glm_on_token     on_token;
+    glm_logits_mask  mask;
+    void            *cb_ctx;
+    /* per-step scratch, sized for max_batched_tokens */
+    int32_t         *ids, *pos3, *kv_pos, *seq_of, *rows;
+    const float    **embed_rows;
+    glm_seq_blocks  *seq_blocks;
+    glm_seq        **step_seqs;
+    int             *step_chunk;
+    float           *logits, *prob, *raw;   /* raw: logits before processing */
+    int32_t         *idx, *counts;
+} glm_sched;
+
+int glm_sched_init(glm_sched *s, glm_model *m, int n_blocks, int block_size,
+    int max_num_seqs, int max_batched_tokens, glm_err *err);
+void glm_sched_free(glm_sched *s);
+
+/* A new sequence over a copy of the prompt, waiting; NULL when out of memory.
+ * The sequence owns p's arrays (logit_bias, banned) from here on, even on
+ * failure, and frees them with itself. */
+glm_seq *glm_seq_new(const int32_t *prompt, int n, const glm_seq_params *p,
+    uint64_t seed, void *owner, int index);
+void glm_seq_free(glm_seq *seq);
+
+void glm_sched_add(glm_sched *s, glm_seq *seq);
+/* Removes a sequence wherever it is (cancel); frees its blocks.  The caller
+ * frees the sequence. */
+void glm_sched_remove(glm_sched *s, glm_seq *seq);
+
+int glm_sched_has_work(const glm_sched *s);
+/* Runs one step; returns the number of tokens computed (0: nothing to do). */
+int glm_sched_step(glm_sched *s);
+
+/* Blocks needed to hold n tokens. */
+int glm_sched_blocks_for(const glm_sched *s, int n_tokens);
+int glm_sched_total_blocks(const glm_sched *s);
+
+#endif

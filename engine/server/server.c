@@ -1,0 +1,1130 @@
+/*
+ * server.c: `glm-engine serve`: the segment, the socket, the channels, and
+ * the loop that drives the scheduler.  See ring.h for the protocol and
+ * server.h for the shape.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend/backend_select.h"
+#include "text/chat_template.h"
+
+static glm_server *glm_signal_server;
+
+static void
+glm_on_signal(int sig)
+{
+    (void) sig;
+    if (glm_signal_server != NULL) {
+        glm_signal_server->stop = 1;
+    }
+}
+
+static uint64_t
+glm_wall_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
+}
+
+static uint32_t
+glm_pow2_at_least(uint32_t v)
+{
+    uint32_t p = 4096;
+
+    while (p < v && p < (1u << 30)) {
+        p <<= 1;
+    }
+    return p;
+}
+
+/* ---- the segment ---------------------------------------------------------- */
+
+static int
+glm_segment_create(glm_server *srv, glm_err *err)
+{
+    glm_seg_header *h;
+    size_t chan_size = GLM_CHAN_DATA_OFF + (size_t) srv->o.submit_size + srv->o.output_size;
+    size_t off = 128;
+    int i;
+
+    srv->seg_size = 4096 + (size_t) srv->o.n_channels * chan_size;
+    srv->memfd = memfd_create("glm-engine-segment", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (srv->memfd < 0) {
+        return glm_errf(err, "memfd_create: %s", strerror(errno));
+    }
+    if (ftruncate(srv->memfd, (off_t) srv->seg_size) != 0) {
+        return glm_errf(err, "sizing the %zu-byte shared segment: %s", srv->seg_size,
+                        strerror(errno));
+    }
+    /* workers may not resize it under us */
+    fcntl(srv->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+    srv->seg = mmap(NULL, srv->seg_size, PROT_READ | PROT_WRITE, MAP_SHARED, srv->memfd, 0);
+    if (srv->seg == MAP_FAILED) {
+        srv->seg = NULL;
+        return glm_errf(err, "mapping the shared segment: %s", strerror(errno));
+    }
+    h = (glm_seg_header *) srv->seg;
+    memset(h, 0, sizeof(*h));
+    h->magic = GLM_SEG_MAGIC;
+    h->version = GLM_PROTO_VERSION;
+    h->header_size = sizeof(*h);
+    h->epoch = srv->epoch = glm_wall_ns();
+    h->segment_size = srv->seg_size;
+    h->channels_off = 4096;
+    h->channel_size = chan_size;
+    h->n_channels = (uint32_t) srv->o.n_channels;
+    h->submit_size = srv->o.submit_size;
+    h->output_size = srv->o.output_size;
+    h->engine_pid = (uint32_t) getpid();
+    h->max_model_len = (uint32_t) srv->o.max_model_len;
+    h->names_off = (uint32_t) off;
+    for (i = 0; i < srv->o.n_names; i++) {
+        size_t n = strlen(srv->o.names[i]) + 1;
+        if (off + n > 4096) {
+            return glm_errf(err, "served model names do not fit in 4 KiB");
+        }
+        memcpy(srv->seg + off, srv->o.names[i], n);
+        off += n;
+    }
+    h->names_len = (uint32_t) (off - h->names_off);
+    srv->conn_of_channel = calloc((size_t) srv->o.n_channels, sizeof(glm_conn *));
+    srv->chan_gen = calloc((size_t) srv->o.n_channels, sizeof(uint32_t));
+    if (srv->conn_of_channel == NULL || srv->chan_gen == NULL) {
+        return glm_errf(err, "out of memory");
+    }
+    return 0;
+}
+
+static unsigned char *
+glm_channel_base(glm_server *srv, int ch)
+{
+    return srv->seg + 4096 + (size_t) ch * (GLM_CHAN_DATA_OFF + (size_t) srv->o.submit_size
+                                           + srv->o.output_size);
+}
+
+/* ---- the socket ----------------------------------------------------------- */
+
+static int
+glm_listen(glm_server *srv, glm_err *err)
+{
+    struct sockaddr_un sa;
+    struct stat st;
+    int fd;
+
+    if (strlen(srv->o.socket_path) >= sizeof(sa.sun_path)) {
+        return glm_errf(err, "--socket %s: path longer than %zu bytes", srv->o.socket_path,
+                        sizeof(sa.sun_path) - 1);
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    strcpy(sa.sun_path, srv->o.socket_path);
+    if (lstat(srv->o.socket_path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            return glm_errf(err, "--socket %s exists and is not a socket", srv->o.socket_path);
+        }
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0 && connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0) {
+            close(fd);
+            return glm_errf(err, "another engine is listening on %s", srv->o.socket_path);
+        }
+        if (fd >= 0) {
+            close(fd);
+        }
+        unlink(srv->o.socket_path);            /* stale: its engine died */
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *) &sa, sizeof(sa)) != 0 || listen(fd, 128) != 0) {
+        return glm_errf(err, "listening on %s: %s", srv->o.socket_path, strerror(errno));
+    }
+    if (srv->o.socket_group != NULL) {
+        struct group *g = getgrnam(srv->o.socket_group);
+        if (g == NULL || chown(srv->o.socket_path, (uid_t) -1, g->gr_gid) != 0) {
+            close(fd);
+            return glm_errf(err, "--socket-group %s: %s", srv->o.socket_group,
+                            g == NULL ? "no such group" : strerror(errno));
+        }
+    }
+    if (chmod(srv->o.socket_path, (mode_t) srv->o.socket_mode) != 0) {
+        close(fd);
+        return glm_errf(err, "chmod %s: %s", srv->o.socket_path, strerror(errno));
+    }
+    srv->listen_fd = fd;
+    return 0;
+}
+
+static void
+glm_epoll_add(glm_server *srv, int fd, void *ptr)
+{
+    struct epoll_event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.ptr = ptr;
+    epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+static void
+glm_conn_close(glm_server *srv, glm_conn *c)
+{
+    glm_req *r, **pp;
+
+    /* the worker is gone: every request of its channel goes with it */
+    if (c->channel >= 0) {
+        for (pp = &srv->reqs; (r = *pp) != NULL; ) {
+            if (r->channel == c->channel && r->chan_gen == c->chan_gen) {
+                *pp = r->next;
+                srv->n_reqs--;
+                srv->metrics.requests_abort++;
+                glm_req_free(r);
+            } else {
+                pp = &r->next;
+            }
+        }
+        srv->conn_of_channel[c->channel] = NULL;
+        fprintf(stderr, "glm-engine: worker %d left channel %d\n", (int) c->pid, c->channel);
+    }
+    if (c->assembling != NULL) {
+        glm_req_free(c->assembling);
+    }
+    epoll_ctl(srv->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    free(c);
+}
+
+static void
+glm_accept(glm_server *srv)
+{
+    glm_conn *c;
+    int fd;
+
+    for ( ;; ) {
+        fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            return;
+        }
+        c = calloc(1, sizeof(*c));
+        if (c == NULL) {
+            close(fd);
+            return;
+        }
+        c->fd = fd;
+        c->channel = -1;
+        glm_epoll_add(srv, fd, c);
+    }
+}
+
+static int
+glm_send_setup(glm_server *srv, glm_conn *c, int channel)
+{
+    glm_setup st;
+    struct msghdr msg;
+    struct iovec iov;
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } u;
+    struct cmsghdr *cm;
+
+    memset(&st, 0, sizeof(st));
+    st.magic = GLM_SETUP_MAGIC;
+    st.version = GLM_PROTO_VERSION;
+    st.channel = (uint32_t) (channel < 0 ? 0 : channel);
+    st.epoch = srv->epoch;
+    st.segment_size = srv->seg_size;
+    st.chan_gen = channel < 0 ? 0 : srv->chan_gen[channel];
+    st.status = channel < 0 ? 1 : 0;
+    memset(&msg, 0, sizeof(msg));
+    iov.iov_base = &st;
+    iov.iov_len = sizeof(st);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (channel >= 0) {
+        memset(&u, 0, sizeof(u));
+        msg.msg_control = u.buf;
+        msg.msg_controllen = sizeof(u.buf);
+        cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &srv->memfd, sizeof(int));
+    }
+    return sendmsg(c->fd, &msg, MSG_NOSIGNAL) == (ssize_t) sizeof(st) ? 0 : -1;
+}
+
+/* HELLO in, channel out.  Returns -1 to drop the connection. */
+static int
+glm_handshake(glm_server *srv, glm_conn *c)
+{
+    glm_hello h;
+    glm_chan_header *ch;
+    unsigned char *base;
+    ssize_t n;
+    int i, channel = -1;
+
+    n = read(c->fd, c->hello + c->hello_len, sizeof(c->hello) - c->hello_len);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        return -1;
+    }
+    if (n < 0) {
+        return 0;
+    }
+    c->hello_len += (size_t) n;
+    if (c->hello_len < sizeof(c->hello)) {
+        return 0;
+    }
+    memcpy(&h, c->hello, sizeof(h));
+    if (h.magic != GLM_HELLO_MAGIC || h.version != GLM_PROTO_VERSION) {
+        fprintf(stderr, "glm-engine: a peer spoke another protocol (version %u); dropped\n",
+                h.version);
+        return -1;
+    }
+    for (i = 0; i < srv->o.n_channels; i++) {
+        if (srv->conn_of_channel[i] == NULL) {
+            channel = i;
+            break;
+        }
+    }
+    if (channel < 0) {
+        fprintf(stderr, "glm-engine: all %d channels taken; worker %u refused"
+                " (raise --max-channels)\n", srv->o.n_channels, h.pid);
+        glm_send_setup(srv, c, -1);
+        return -1;
+    }
+    base = glm_channel_base(srv, channel);
+    ch = (glm_chan_header *) base;
+    srv->chan_gen[channel]++;
+    memset(ch, 0, sizeof(*ch));
+    ch->owner_pid = h.pid;
+    ch->gen = srv->chan_gen[channel];
+    glm_ring_attach(&c->submit, base, 0, srv->o.submit_size, srv->o.output_size);
+    glm_ring_attach(&c->output, base, 1, srv->o.submit_size, srv->o.output_size);
+    glm_ring_reset(&c->submit);
+    glm_ring_reset(&c->output);
+    if (glm_send_setup(srv, c, channel) != 0) {
+        return -1;
+    }
+    c->channel = channel;
+    c->chan_gen = srv->chan_gen[channel];
+    c->pid = (pid_t) h.pid;
+    srv->conn_of_channel[channel] = c;
+    fprintf(stderr, "glm-engine: worker %u on channel %d\n", h.pid, channel);
+    return 0;
+}
+
+static glm_req *
+glm_find_req(glm_server *srv, int channel, uint32_t slot, uint32_t gen)
+{
+    glm_req *r;
+
+    for (r = srv->reqs; r != NULL; r = r->next) {
+        if (r->channel == channel && r->slot == slot && r->gen == gen) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+static void
+glm_req_unlink(glm_server *srv, glm_req *req)
+{
+    glm_req **pp;
+
+    for (pp = &srv->reqs; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == req) {
+            *pp = req->next;
+            srv->n_reqs--;
+            return;
+        }
+    }
+}
+
+/* Takes every complete record from a worker's submit ring. */
+static int
+glm_drain_submits(glm_server *srv, glm_conn *c)
+{
+    const glm_rec *rec;
+    int bad = 0;
+
+    while ((rec = glm_ring_peek(&c->submit, &bad)) != NULL) {
+        const unsigned char *p = glm_rec_payload(rec);
+        glm_req *req;
+
+        switch (rec->type) {
+        case GLM_REC_SUBMIT:
+            if (rec->len < sizeof(glm_submit) || c->assembling != NULL) {
+                return -1;
+            }
+            req = calloc(1, sizeof(*req));
+            if (req == NULL) {
+                return -1;
+            }
+            {
+                glm_submit sub;
+                memcpy(&sub, p, sizeof(sub));
+                req->op = sub.op;
+                req->body_len = sub.body_len;
+            }
+            req->srv = srv;
+            req->serial = ++srv->next_serial;
+            req->channel = c->channel;
+            req->chan_gen = c->chan_gen;
+            req->slot = rec->slot;
+            req->gen = rec->gen;
+            req->t_arrival = glm_now_seconds();
+            glm_str_add(&req->body, p + sizeof(glm_submit), rec->len - sizeof(glm_submit));
+            c->assembling = req;
+            break;
+        case GLM_REC_SUBMIT_MORE:
+            req = c->assembling;
+            if (req == NULL || req->slot != rec->slot || req->gen != rec->gen) {
+                return -1;
+            }
+            glm_str_add(&req->body, p, rec->len);
+            break;
+        case GLM_REC_CANCEL:
+            req = glm_find_req(srv, c->channel, rec->slot, rec->gen);
+            if (req != NULL) {
+                glm_req_unlink(srv, req);
+                srv->metrics.requests_abort++;
+                glm_req_free(req);
+            }
+            glm_ring_release(&c->submit, rec);
+            continue;
+        default:
+            return -1;
+        }
+        if (req->body.len > req->body_len) {
+            return -1;
+        }
+        if (rec->flags & GLM_SUBMIT_LAST) {
+            if (req->body.len != req->body_len) {
+                return -1;
+            }
+            c->assembling = NULL;
+            req->next = srv->reqs;
+            srv->reqs = req;
+            srv->n_reqs++;
+            glm_ring_release(&c->submit, rec);
+            glm_req_handle(srv, req);
+            continue;
+        }
+        glm_ring_release(&c->submit, rec);
+    }
+    return bad ? -1 : 0;
+}
+
+/* Moves queued output into the ring as far as it fits. */
+static void
+glm_flush_req(glm_server *srv, glm_req *req)
+{
+    glm_conn *c = srv->conn_of_channel[req->channel];
+
+    if (c == NULL || c->chan_gen != req->chan_gen) {
+        req->pending.len = req->pending_off = 0;
+        return;
+    }
+    while (req->pending_off < req->pending.len) {
+        unsigned char *p = (unsigned char *) req->pending.data + req->pending_off;
+        uint16_t type;
+        uint32_t len, chunk;
+        void *dst;
+
+        memcpy(&type, p, 2);
+        memcpy(&len, p + 2, 4);
+        chunk = len;
+        if (chunk > glm_ring_max_payload(&c->output)) {
+            chunk = glm_ring_max_payload(&c->output);
+        }
+        dst = glm_ring_reserve(&c->output, chunk);
+        if (dst == NULL) {
+            break;              /* full: the worker drains, we come back */
+        }
+        memcpy(dst, p + 6, chunk);
+        c->bell |= glm_ring_commit(&c->output, type, 0, req->slot, req->gen, chunk);
+        if (chunk < len) {
+            /* the rest becomes a record of its own, its header written over
+             * bytes that are already in the ring */
+            uint32_t rest = len - chunk;
+            unsigned char *q = p + chunk;
+            memcpy(q, &type, 2);
+            memcpy(q + 2, &rest, 4);
+            req->pending_off += chunk;
+            continue;
+        }
+        req->pending_off += 6 + len;
+    }
+    if (req->pending_off == req->pending.len) {
+        req->pending.len = req->pending_off = 0;
+    } else if (req->pending_off > 65536) {
+        glm_str_consume(&req->pending, req->pending_off);
+        req->pending_off = 0;
+    }
+}
+
+static void
+glm_ring_bells(glm_server *srv)
+{
+    int i;
+    char b = 'E';
+
+    for (i = 0; i < srv->o.n_channels; i++) {
+        glm_conn *c = srv->conn_of_channel[i];
+        if (c != NULL && c->bell) {
+            c->bell = 0;
+            /* EAGAIN: a doorbell is already pending, which is all we need */
+            if (write(c->fd, &b, 1) < 0 && errno != EAGAIN) {
+                /* EOF will show up in epoll */
+            }
+        }
+    }
+}
+
+/* Output, backpressure and retirement of every live request. */
+static void
+glm_service_requests(glm_server *srv)
+{
+    glm_req *r, **pp;
+    double now = glm_now_seconds();
+    int i;
+
+    for (pp = &srv->reqs; (r = *pp) != NULL; ) {
+        glm_flush_req(srv, r);
+        if (r->done && r->pending.len == 0) {
+            *pp = r->next;
+            srv->n_reqs--;
+            glm_req_free(r);
+            continue;
+        }
+        /* a slow worker or client: stop computing for it, then give up */
+        if (r->pending.len - r->pending_off > srv->o.max_pending_output) {
+            if (!r->paused) {
+                r->paused = 1;
+                r->paused_since = now;
+                for (i = 0; r->choices && i < r->n; i++) {
+                    if (r->choices[i].seq) {
+                        r->choices[i].seq->paused = 1;
+                    }
+                }
+            } else if (now - r->paused_since > srv->o.backpressure_deadline) {
+                fprintf(stderr, "glm-engine: request %s aborted: its output was not"
+                        " read for %.0f s\n", r->id, srv->o.backpressure_deadline);
+                *pp = r->next;
+                srv->n_reqs--;
+                srv->metrics.requests_abort++;
+                glm_req_free(r);
+                continue;
+            }
+        } else if (r->paused) {
+            r->paused = 0;
+            for (i = 0; r->choices && i < r->n; i++) {
+                if (r->choices[i].seq) {
+                    r->choices[i].seq->paused = 0;
+                }
+            }
+        }
+        pp = &r->next;
+    }
+}
+
+/* ---- media workers ---------------------------------------------------------- */
+
+static void *
+glm_media_worker(void *arg)
+{
+    glm_server *srv = arg;
+    glm_tokenizer_ctx *tctx;
+    glm_media_job *job;
+    glm_err err;
+    uint64_t one = 1;
+
+    tctx = glm_tokenizer_ctx_new(srv->tok, &err);
+    for ( ;; ) {
+        pthread_mutex_lock(&srv->media_mu);
+        while (!srv->media_stop && srv->media_todo == NULL) {
+            pthread_cond_wait(&srv->media_cv, &srv->media_mu);
+        }
+        if (srv->media_todo == NULL) {
+            pthread_mutex_unlock(&srv->media_mu);
+            break;
+        }
+        job = srv->media_todo;
+        srv->media_todo = job->next;
+        if (srv->media_todo == NULL) {
+            srv->media_todo_tail = NULL;
+        }
+        pthread_mutex_unlock(&srv->media_mu);
+
+        if (tctx == NULL) {
+            job->rc = -1;
+            job->status = 500;
+            job->param = NULL;
+            glm_errf(&job->err, "media worker: %s", err.msg);
+        } else {
+            glm_media_job_run(srv, job, tctx);
+        }
+
+        pthread_mutex_lock(&srv->media_mu);
+        job->next = srv->media_done;
+        srv->media_done = job;
+        pthread_mutex_unlock(&srv->media_mu);
+        if (write(srv->media_efd, &one, sizeof(one)) < 0) {
+            /* the counter only overflows after 2^64 - 1 jobs */
+        }
+    }
+    glm_tokenizer_ctx_free(tctx);
+    return NULL;
+}
+
+/* A finished job goes to its request, if the request is still there (the
+ * client may have left meanwhile). */
+static void
+glm_media_deliver(glm_server *srv, glm_media_job *job)
+{
+    glm_req *r;
+
+    for (r = srv->reqs; r != NULL; r = r->next) {
+        if (r->serial == job->serial && r->media_wait) {
+            glm_chat_media_done(srv, r, job);
+            break;
+        }
+    }
+    glm_media_job_free(job);
+}
+
+void
+glm_media_submit(glm_server *srv, glm_media_job *job)
+{
+    if (srv->n_media_tids == 0) {
+        glm_media_job_run(srv, job, srv->tok_ctx);
+        glm_media_deliver(srv, job);
+        return;
+    }
+    job->next = NULL;
+    pthread_mutex_lock(&srv->media_mu);
+    if (srv->media_todo_tail != NULL) {
+        srv->media_todo_tail->next = job;
+    } else {
+        srv->media_todo = job;
+    }
+    srv->media_todo_tail = job;
+    pthread_cond_signal(&srv->media_cv);
+    pthread_mutex_unlock(&srv->media_mu);
+}
+
+static void
+glm_media_collect(glm_server *srv)
+{
+    glm_media_job *done, *prev = NULL, *next;
+    uint64_t n;
+
+    if (read(srv->media_efd, &n, sizeof(n)) < 0) {
+        /* EAGAIN: nothing new; the list is the truth anyway */
+    }
+    pthread_mutex_lock(&srv->media_mu);
+    done = srv->media_done;
+    srv->media_done = NULL;
+    pthread_mutex_unlock(&srv->media_mu);
+    while (done != NULL) {                  /* oldest first */
+        next = done->next;
+        done->next = prev;
+        prev = done;
+        done = next;
+    }
+    for (done = prev; done != NULL; done = next) {
+        next = done->next;
+        glm_media_deliver(srv, done);
+    }
+}
+
+static int
+glm_media_start(glm_server *srv, glm_err *err)
+{
+    int i;
+
+    srv->media_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (srv->media_efd < 0) {
+        return glm_errf(err, "eventfd: %s", strerror(errno));
+    }
+    pthread_mutex_init(&srv->media_mu, NULL);
+    pthread_cond_init(&srv->media_cv, NULL);
+    if (srv->o.media_threads <= 0) {
+        return 0;
+    }
+    srv->media_tids = calloc((size_t) srv->o.media_threads, sizeof(pthread_t));
+    if (srv->media_tids == NULL) {
+        return glm_errf(err, "out of memory");
+    }
+    for (i = 0; i < srv->o.media_threads; i++) {
+        if (pthread_create(&srv->media_tids[i], NULL, glm_media_worker, srv) != 0) {
+            return glm_errf(err, "cannot start media worker threads: %s", strerror(errno));
+        }
+        srv->n_media_tids++;
+    }
+    return 0;
+}
+
+static void
+glm_media_stop(glm_server *srv)
+{
+    glm_media_job *j;
+    int i;
+
+    if (srv->media_efd < 0) {
+        return;
+    }
+    pthread_mutex_lock(&srv->media_mu);
+    srv->media_stop = 1;
+    /* queued jobs are dropped: their requests are going away too */
+    while ((j = srv->media_todo) != NULL) {
+        srv->media_todo = j->next;
+        glm_media_job_free(j);
+    }
+    srv->media_todo_tail = NULL;
+    pthread_cond_broadcast(&srv->media_cv);
+    pthread_mutex_unlock(&srv->media_mu);
+    for (i = 0; i < srv->n_media_tids; i++) {
+        pthread_join(srv->media_tids[i], NULL);
+    }
+    while ((j = srv->media_done) != NULL) {
+        srv->media_done = j->next;
+        glm_media_job_free(j);
+    }
+    free(srv->media_tids);
+    close(srv->media_efd);
+    srv->media_efd = -1;
+}
+
+static void
+glm_handle_event(glm_server *srv, struct epoll_event *ev)
+{
+    glm_conn *c = ev->data.ptr;
+    char buf[256];
+    ssize_t n;
+
+    if (c == NULL) {
+        glm_accept(srv);
+        return;
+    }
+    if ((void *) c == (void *) &srv->media_efd) {
+        glm_media_collect(srv);
+        return;
+    }
+    if (c->channel < 0) {
+        if (glm_handshake(srv, c) != 0) {
+            glm_conn_close(srv, c);
+        }
+        return;
+    }
+    /* doorbells: their count means nothing, the rings are the truth */
+    for ( ;; ) {
+        n = read(c->fd, buf, sizeof(buf));
+        if (n > 0) {
+            continue;
+        }
+        if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+            glm_conn_close(srv, c);
+        }
+        return;
+    }
+}
+
+static int
+glm_poll(glm_server *srv, int timeout_ms)
+{
+    struct epoll_event evs[64];
+    int n, i;
+
+    n = epoll_wait(srv->epoll_fd, evs, 64, timeout_ms);
+    for (i = 0; i < n; i++) {
+        glm_handle_event(srv, &evs[i]);
+    }
+    return n;
+}
+
+static void
+glm_drain_all(glm_server *srv)
+{
+    int i;
+
+    for (i = 0; i < srv->o.n_channels; i++) {
+        glm_conn *c = srv->conn_of_channel[i];
+        if (c != NULL && glm_drain_submits(srv, c) != 0) {
+            fprintf(stderr, "glm-engine: worker %d wrote a malformed record;"
+                    " dropping its connection\n", (int) c->pid);
+            glm_conn_close(srv, c);
+        }
+    }
+}
+
+/* Before sleeping: announce it on every submit ring, then re-check them. */
+static int
+glm_can_sleep(glm_server *srv)
+{
+    int i, busy = 0;
+
+    for (i = 0; i < srv->o.n_channels; i++) {
+        glm_conn *c = srv->conn_of_channel[i];
+        if (c != NULL) {
+            busy |= glm_ring_prepare_wait(&c->submit);
+        }
+    }
+    return !busy;
+}
+
+static int
+glm_any_pending(glm_server *srv)
+{
+    glm_req *r;
+
+    for (r = srv->reqs; r != NULL; r = r->next) {
+        if (r->pending.len > r->pending_off) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void
+glm_loop(glm_server *srv)
+{
+    glm_seg_header *h = (glm_seg_header *) srv->seg;
+
+    while (!srv->stop) {
+        __atomic_store_n(&h->heartbeat_ns, glm_wall_ns(), __ATOMIC_RELAXED);
+        glm_poll(srv, 0);
+        glm_drain_all(srv);
+        if (glm_sched_has_work(&srv->sched)) {
+            glm_sched_step(&srv->sched);
+        }
+        glm_service_requests(srv);
+        glm_ring_bells(srv);
+        if (glm_sched_has_work(&srv->sched)) {
+            continue;
+        }
+        if (glm_can_sleep(srv)) {
+            /* pending output: the worker drains on its own, retry shortly */
+            glm_poll(srv, glm_any_pending(srv) ? 2 : 1000);
+        }
+    }
+}
+
+/* ---- command line --------------------------------------------------------- */
+
+static void
+glm_serve_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: glm-engine serve --model DIR --socket PATH [options]\n"
+        "  --served-model-name NAME...   names clients may use (default: the model dir)\n"
+        "  --max-model-len N             context limit (default: the model's)\n"
+        "  --max-num-seqs N              sequences per step (default 64)\n"
+        "  --max-num-batched-tokens N    tokens per step (default 2048)\n"
+        "  --kv-blocks N                 KV cache blocks (CPU backend; default: enough for\n"
+        "                                max-num-seqs full contexts, at most 4096)\n"
+        "  --block-size N                tokens per KV block (default 16)\n"
+        "  --generation-config auto|vllm defaults from generation_config.json (auto) or none\n"
+        "  --chat-template FILE          override the checkpoint's chat template\n"
+        "  --default-chat-template-kwargs JSON\n"
+        "  --socket-mode OCTAL           socket permissions (default 0660)\n"
+        "  --socket-group GROUP          socket group (e.g. www-data for nginx workers)\n"
+        "  --max-channels N              nginx worker connections (default 64)\n"
+        "  --threads N                   CPU backend threads (default: all)\n"
+        "  --backend cpu|cuda            where the model runs (default cpu; cuda: GPU 0)\n"
+        "  --allowed-local-media-path DIR  allow file:// images and videos under DIR\n"
+        "  --media-threads N             image/video decoding threads (default 2; 0: on\n"
+        "                                the engine loop)\n"
+        "  --limit-media-bytes N         encoded bytes per image or video (default 64 MiB)\n"
+        "  --limit-media-pixels N        pixels per image or video frame (default 64 Mi)\n"
+        "  --limit-video-frames N        frames kept per video (default 1200)\n"
+        "  --limit-video-seconds N       video duration (default 3600)\n"
+        "  --media-io-kwargs JSON        e.g. '{\"video\": {\"num_frames\": 32}}' (uniform\n"
+        "                                sampling; default: the processor's 2 fps)\n");
+}
+
+int
+glm_cmd_serve(int argc, char **argv)
+{
+    int media_rc;
+    glm_server *srv;
+    glm_serve_opts *o;
+    glm_err err;
+    char path[PATH_MAX], desc[1024];
+    int i, rc = 1;
+    long v;
+
+    srv = calloc(1, sizeof(*srv));
+    if (srv == NULL) {
+        return 1;
+    }
+    o = &srv->o;
+    o->max_num_seqs = 64;
+    o->max_num_batched_tokens = 2048;
+    o->block_size = 16;
+    o->n_channels = 64;
+    o->submit_size = 16u << 20;
+    o->output_size = 1u << 20;
+    o->socket_mode = 0660;
+    o->use_generation_config = 1;
+    o->max_pending_output = 4u << 20;
+    o->backpressure_deadline = 30.0;
+    srv->listen_fd = srv->epoll_fd = srv->memfd = srv->media_efd = -1;
+    o->media_threads = 2;
+
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end;
+
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            glm_serve_usage(stdout);
+            free(srv);
+            return 0;
+        }
+        if (val == NULL) {
+            glm_serve_usage(stderr);
+            return 2;
+        }
+        i++;
+        v = strtol(val, &end, 10);
+#define GLM_INT_OPT(name, field, lo, hi)                                        \
+        if (strcmp(a, name) == 0) {                                             \
+            if (*end != '\0' || end == val || v < (lo) || v > (hi)) {           \
+                fprintf(stderr, "glm-engine: %s wants an integer in [%ld, %ld]\n", \
+                        name, (long) (lo), (long) (hi));                        \
+                return 2;                                                       \
+            }                                                                   \
+            o->field = (int) v;                                                 \
+            continue;                                                           \
+        }
+        GLM_INT_OPT("--max-model-len", max_model_len, 1, INT_MAX)
+        GLM_INT_OPT("--max-num-seqs", max_num_seqs, 1, 65536)
+        GLM_INT_OPT("--max-num-batched-tokens", max_num_batched_tokens, 1, 1 << 20)
+        GLM_INT_OPT("--kv-blocks", kv_blocks, 1, 1 << 24)
+        GLM_INT_OPT("--num-gpu-blocks-override", kv_blocks, 1, 1 << 24)
+        GLM_INT_OPT("--block-size", block_size, 1, 4096)
+        GLM_INT_OPT("--max-channels", n_channels, 1, 1024)
+        GLM_INT_OPT("--threads", threads, 0, 1024)
+        GLM_INT_OPT("--media-threads", media_threads, 0, 256)
+        GLM_INT_OPT("--limit-media-bytes", limit_media_bytes, 1, INT_MAX)
+        GLM_INT_OPT("--limit-media-pixels", limit_media_pixels, 1, INT_MAX)
+        GLM_INT_OPT("--limit-video-frames", limit_video_frames, 2, 100000)
+        GLM_INT_OPT("--limit-video-seconds", limit_video_seconds, 1, 86400)
+#undef GLM_INT_OPT
+        if (strcmp(a, "--model") == 0) {
+            o->model_dir = val;
+        } else if (strcmp(a, "--socket") == 0) {
+            o->socket_path = val;
+        } else if (strcmp(a, "--served-model-name") == 0) {
+            /* vLLM takes several names after one flag */
+            i--;
+            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0
+                   && o->n_names < GLM_MAX_NAMES)
+            {
+                o->names[o->n_names++] = argv[++i];
+            }
+        } else if (strcmp(a, "--generation-config") == 0) {
+            o->use_generation_config = strcmp(val, "vllm") != 0;
+        } else if (strcmp(a, "--chat-template") == 0) {
+            o->chat_template = val;
+        } else if (strcmp(a, "--default-chat-template-kwargs") == 0) {
+            o->default_template_kwargs = val;
+        } else if (strcmp(a, "--socket-mode") == 0) {
+            o->socket_mode = (int) strtol(val, &end, 8);
+            if (*end != '\0' || o->socket_mode < 0 || o->socket_mode > 0777) {
+                fprintf(stderr, "glm-engine: --socket-mode wants an octal mode like 0660\n");
+                return 2;
+            }
+        } else if (strcmp(a, "--socket-group") == 0) {
+            o->socket_group = val;
+        } else if (strcmp(a, "--allowed-local-media-path") == 0) {
+            o->allowed_local_media_path = val;
+        } else if (strcmp(a, "--media-io-kwargs") == 0) {
+            o->media_io_kwargs = val;
+        } else if (strcmp(a, "--backend") == 0) {
+            o->backend = val;
+        } else if (strcmp(a, "--gpu-memory-utilization") == 0) {
+            fprintf(stderr, "glm-engine: note: --gpu-memory-utilization is not used yet:"
+                    " both backends size the KV cache with --kv-blocks\n");
+        } else {
+            fprintf(stderr, "glm-engine: unknown option %s\n", a);
+            glm_serve_usage(stderr);
+            return 2;
+        }
+    }
+    if (o->model_dir == NULL || o->socket_path == NULL) {
+        glm_serve_usage(stderr);
+        return 2;
+    }
+    if (o->n_names == 0) {
+        o->names[o->n_names++] = o->model_dir;
+    }
+
+    srv->be = glm_backend_create_named(o->backend, o->threads, 0, &err);
+    srv->m = srv->be ? glm_model_load(o->model_dir, srv->be, &err) : NULL;
+    if (srv->m == NULL || glm_backend_prepare(srv->be, srv->m->ck, &err) != 0) {
+        goto fail;
+    }
+    if (o->max_model_len == 0 || o->max_model_len > srv->m->cfg.max_position_embeddings) {
+        if (o->max_model_len > srv->m->cfg.max_position_embeddings) {
+            glm_errf(&err, "--max-model-len %d exceeds the model's max_position_embeddings %d",
+                     o->max_model_len, srv->m->cfg.max_position_embeddings);
+            goto fail;
+        }
+        o->max_model_len = srv->m->cfg.max_position_embeddings;
+    }
+    if (o->kv_blocks == 0) {
+        long want = (long) o->max_num_seqs * ((o->max_model_len + o->block_size - 1) / o->block_size);
+        o->kv_blocks = (int) (want < 4096 ? want : 4096);
+    }
+    if ((long) o->kv_blocks * o->block_size < o->max_model_len) {
+        /* a single full-length request must fit, or it could never run */
+        long need = (o->max_model_len + o->block_size - 1) / o->block_size;
+        fprintf(stderr, "glm-engine: note: raising --kv-blocks to %ld so one %d-token"
+                " sequence fits\n", need, o->max_model_len);
+        o->kv_blocks = (int) need;
+    }
+    glm_path_join(path, sizeof(path), o->model_dir, "tokenizer.json");
+    srv->tok = glm_tokenizer_load(path, &err);
+    if (srv->tok == NULL || (srv->tok_ctx = glm_tokenizer_ctx_new(srv->tok, &err)) == NULL) {
+        goto fail;
+    }
+    srv->chat_template = glm_chat_template_load(o->model_dir, o->chat_template, &err);
+    if (srv->chat_template == NULL) {
+        goto fail;
+    }
+    if (o->default_template_kwargs != NULL) {
+        char ebuf[128];
+        srv->default_kwargs = yajl_tree_parse(o->default_template_kwargs, ebuf, sizeof(ebuf));
+        if (srv->default_kwargs == NULL || !YAJL_IS_OBJECT(srv->default_kwargs)) {
+            glm_errf(&err, "--default-chat-template-kwargs must be a JSON object");
+            goto fail;
+        }
+    }
+    srv->eos_primary = glm_tokenizer_token_id(srv->tok, "<|endoftext|>");
+    media_rc = glm_media_opts_init(&srv->media, o->model_dir, &err);
+    if (media_rc == 0) {
+        glm_media_limits *lim = &srv->media.limits;
+        lim->max_encoded_bytes = o->limit_media_bytes ? (size_t) o->limit_media_bytes
+                                 : lim->max_encoded_bytes;
+        lim->max_pixels = o->limit_media_pixels ? o->limit_media_pixels : lim->max_pixels;
+        lim->max_frames = o->limit_video_frames ? o->limit_video_frames : lim->max_frames;
+        lim->max_duration = o->limit_video_seconds ? o->limit_video_seconds : lim->max_duration;
+        srv->media.max_tokens = o->max_model_len;
+    }
+    if (media_rc != 0
+        || (o->allowed_local_media_path != NULL
+            && glm_media_opts_allow_root(&srv->media, o->allowed_local_media_path, &err) != 0)
+        || (o->media_io_kwargs != NULL
+            && glm_media_opts_io_kwargs(&srv->media, o->media_io_kwargs, &err) != 0))
+    {
+        goto fail;
+    }
+    if (glm_sched_init(&srv->sched, srv->m, o->kv_blocks, o->block_size, o->max_num_seqs,
+                       o->max_num_batched_tokens, &err) != 0)
+    {
+        goto fail;
+    }
+    srv->sched.on_token = glm_req_on_token;
+    srv->sched.mask = glm_req_mask;
+    srv->sched.cb_ctx = srv;
+    {
+        int32_t eos[GLM_MAX_EOS];
+        for (i = 0; i < srv->m->cfg.n_eos; i++) {
+            eos[i] = srv->m->cfg.eos_ids[i];
+        }
+        srv->tg_vocab = glm_tg_vocab_new(srv->tok, srv->m->cfg.vocab_size, eos,
+                                         srv->m->cfg.n_eos, &err);
+        if (srv->tg_vocab == NULL) {
+            fprintf(stderr, "glm-engine: note: %s; tool_choice is not enforced\n", err.msg);
+        }
+    }
+    o->submit_size = glm_pow2_at_least(o->submit_size);
+    o->output_size = glm_pow2_at_least(o->output_size);
+    if (glm_segment_create(srv, &err) != 0 || glm_listen(srv, &err) != 0) {
+        goto fail;
+    }
+    srv->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    glm_epoll_add(srv, srv->listen_fd, NULL);
+    if (glm_media_start(srv, &err) != 0) {
+        goto fail;
+    }
+    glm_epoll_add(srv, srv->media_efd, &srv->media_efd);
+
+    glm_signal_server = srv;
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGINT, glm_on_signal);
+    signal(SIGTERM, glm_on_signal);
+    glm_config_describe(&srv->m->cfg, desc, sizeof(desc));
+    fprintf(stderr, "glm-engine: %s\n", desc);
+    fprintf(stderr, "glm-engine: serving '%s' on %s (%s backend, max-model-len %d,"
+            " %d KV blocks of %d, %d seqs, %d tokens per step)\n", o->names[0],
+            o->socket_path, srv->be->name, o->max_model_len, o->kv_blocks,
+            o->block_size, o->max_num_seqs, o->max_num_batched_tokens);
+    glm_loop(srv);
+    fprintf(stderr, "glm-engine: shutting down\n");
+    rc = 0;
+    goto done;
+
+fail:
+    fprintf(stderr, "glm-engine: error: %s\n", err.msg);
+done:
+    if (srv->listen_fd >= 0) {
+        close(srv->listen_fd);
+        unlink(o->socket_path);
+    }
+    glm_media_stop(srv);
+    while (srv->reqs != NULL) {
+        glm_req *r = srv->reqs;
+        srv->reqs = r->next;
+        glm_req_free(r);
+    }
+    for (i = 0; srv->conn_of_channel && i < o->n_channels; i++) {
+        if (srv->conn_of_channel[i] != NULL) {
+            close(srv->conn_of_channel[i]->fd);
+            free(srv->conn_of_channel[i]);
+        }
+    }
+    if (srv->sched.m != NULL) {
+        glm_sched_free(&srv->sched);
+    }
+    if (srv->seg != NULL) {
+        munmap(srv->seg, srv->seg_size);
+    }
+    if (srv->memfd >= 0) {
+        close(srv->memfd);
+    }
+    if (srv->epoll_fd >= 0) {
+        close(srv->epoll_fd);
+    }
+    glm_tg_vocab_free(srv->tg_vocab);
+    yajl_tree_free(srv->default_kwargs);
+    glm_chat_template_free(srv->chat_template);
+    glm_tokenizer_ctx_free(srv->tok_ctx);
+    glm_tokenizer_free(srv->tok);
+    glm_media_opts_free(&srv->media);
+    glm_model_free(srv->m);
+    if (srv->be != NULL) {
+        srv->be->destroy(srv->be);
+    }
+    free(srv->conn_of_channel);
+    free(srv->chan_gen);
+    free(srv);
+    return rc;
+}

@@ -1,0 +1,213 @@
+/*
+ * server.h: `glm-engine serve`, the engine process behind ngx_glm_module.
+ *
+ * One thread runs the loop: accept worker connections and hand each a
+ * channel of the shared segment (ring.h), drain submitted requests, parse
+ * and tokenize them, run one scheduler step, turn sampled tokens into
+ * OpenAI-shaped output in the requests' channels, sleep when there is
+ * nothing to do.  The OpenAI request/response work lives in openai.c.
+ */
+#ifndef GLM_SERVER_H
+#define GLM_SERVER_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <yajl/yajl_tree.h>
+
+#include "media/media_request.h"
+#include "model/model.h"
+#include "output/glm_output.h"
+#include "output/tool_grammar.h"
+#include "ring/ring.h"
+#include "scheduler.h"
+#include "text/tokenizer.h"
+#include "util/strbuf.h"
+
+#define GLM_MAX_NAMES    8
+#define GLM_MAX_STOPS    16
+
+typedef struct glm_server glm_server;
+typedef struct glm_req glm_req;
+
+typedef struct {
+    int            fd;
+    int            channel;            /* -1 until the handshake is done */
+    uint32_t       chan_gen;
+    pid_t          pid;
+    unsigned char  hello[sizeof(glm_hello)];
+    size_t         hello_len;
+    glm_ring       submit, output;
+    int            bell;               /* a doorbell is owed to the worker */
+    glm_req       *assembling;         /* SUBMIT whose body is incomplete */
+} glm_conn;
+
+typedef struct {
+    glm_seq       *seq;
+    glm_out       *out;                /* reasoning / content / tool calls / boxes */
+    glm_tg_state  *tgs;                /* grammar state, NULL when unconstrained */
+    glm_str        held;               /* text held back for stop strings */
+    glm_str        content;            /* non-streaming: the whole answer */
+    glm_str        logprobs;           /* JSON entries, comma-separated */
+    int            n_logprobs;
+    int            completion_tokens;
+    int            finished;
+    const char    *finish_reason;
+    glm_str        stop_reason;        /* JSON value: null, an id or a string */
+    int            role_sent;
+} glm_choice;
+
+struct glm_req {
+    glm_server    *srv;
+    int            channel;
+    uint32_t       chan_gen, slot, gen;
+    uint32_t       op;
+    uint32_t       body_len;
+    glm_str        body;
+
+    /* chat */
+    char           id[48];
+    int64_t        created;
+    char           model[256];
+    int            stream, include_usage, n, n_finished;
+    int            prompt_tokens;
+    int            max_tokens;
+    long           asked_max_tokens;   /* max_(completion_)tokens, 0: absent */
+    int            skip_special;
+    int            ignore_eos;
+    int            include_stop_str;
+    char          *stops[GLM_MAX_STOPS];
+    int            n_stops;
+    size_t         max_stop_len;
+    int32_t       *stop_ids;
+    int            n_stop_ids;
+    int            logprobs, top_logprobs;
+    glm_out_request out_rq;            /* tools, tool_choice, thinking, glm_boxes */
+    glm_tg        *tg;                 /* tool-call grammar, NULL when unconstrained */
+    glm_choice    *choices;
+
+    /* output not yet in the ring: records [u16 type][u32 len][bytes] */
+    glm_str        pending;
+    size_t         pending_off;
+    int            paused;
+    double         paused_since;
+    int            done;               /* END queued */
+
+    double         t_arrival, t_first_token, t_last_token;
+    glm_req       *next;
+
+    /* waiting for its images/videos (a media job holds its serial) */
+    uint64_t       serial;
+    int            media_wait;
+    glm_seq_params mparams;
+    uint64_t       mseed;
+    int            mhas_seed;
+    int            image_w, image_h;   /* the first image, for glm_boxes pixels */
+};
+
+/* One request's media half, done off the loop thread (openai.c). */
+typedef struct glm_media_job glm_media_job;
+struct glm_media_job {
+    uint64_t          serial;          /* the request it belongs to */
+    glm_str           body;            /* a copy of the request body */
+    glm_tokenizer_ids ids;             /* the rendered prompt, markers unexpanded */
+    glm_media_set     set;             /* results */
+    glm_tokenizer_ids expanded;
+    glm_grid         *grids;
+    int               rc, status;
+    const char       *param;
+    glm_err           err;
+    glm_media_job    *next;
+};
+
+typedef struct {
+    uint64_t       prompt_tokens, generation_tokens;
+    uint64_t       requests_ok, requests_length, requests_abort, requests_error;
+    double         ttft_sum, itl_sum, e2e_sum;
+    uint64_t       ttft_n, itl_n, e2e_n;
+    uint64_t       ttft_b[16], itl_b[16], e2e_b[16];
+} glm_metrics;
+
+typedef struct {
+    const char    *model_dir;
+    const char    *socket_path;
+    const char    *names[GLM_MAX_NAMES];
+    int            n_names;
+    int            max_model_len;
+    int            max_num_seqs;
+    int            max_num_batched_tokens;
+    int            kv_blocks;
+    int            block_size;
+    int            threads;
+    int            n_channels;
+    uint32_t       submit_size, output_size;
+    int            socket_mode;
+    const char    *socket_group;
+    const char    *chat_template;
+    const char    *default_template_kwargs;   /* JSON object text */
+    int            use_generation_config;
+    size_t         max_pending_output;
+    double         backpressure_deadline;
+    const char    *allowed_local_media_path;
+    const char    *media_io_kwargs;           /* JSON object text */
+    int            media_threads;             /* 0: on the loop thread */
+    long           limit_media_bytes;         /* 0: the defaults of media.h */
+    long           limit_media_pixels;
+    int            limit_video_frames;
+    int            limit_video_seconds;
+    const char    *backend;                   /* "cpu" (NULL) or "cuda" */
+} glm_serve_opts;
+
+struct glm_server {
+    glm_serve_opts  o;
+    glm_backend    *be;
+    glm_model      *m;
+    glm_tokenizer  *tok;
+    glm_tokenizer_ctx *tok_ctx;
+    void           *chat_template;      /* glm_chat_template * */
+    yajl_val        default_kwargs;
+    glm_sched       sched;
+    glm_tg_vocab   *tg_vocab;           /* NULL: no constrained decoding */
+    glm_media_opts  media;              /* images and videos (GLM-4.5V) */
+    /* media workers: jobs in, results out through an eventfd */
+    pthread_t      *media_tids;
+    int             n_media_tids;
+    pthread_mutex_t media_mu;
+    pthread_cond_t  media_cv;
+    glm_media_job  *media_todo, *media_todo_tail, *media_done;
+    int             media_efd;
+    int             media_stop;
+    uint64_t        next_serial;
+
+    int             listen_fd, epoll_fd;
+    int             memfd;
+    unsigned char  *seg;
+    size_t          seg_size;
+    uint64_t        epoch;
+    glm_conn      **conn_of_channel;    /* [n_channels] */
+    uint32_t       *chan_gen;
+    glm_req        *reqs;               /* live requests */
+    int             n_reqs;
+    int             eos_primary;        /* the tokenizer's eos: stop_reason null */
+    glm_metrics     metrics;
+    volatile int    stop;
+};
+
+/* openai.c: requests in, output out */
+void glm_req_handle(glm_server *srv, glm_req *req);
+int glm_req_on_token(void *ctx, glm_seq *seq, const glm_sampled *s);
+void glm_req_mask(void *ctx, glm_seq *seq, float *logits);
+void glm_req_queue(glm_req *req, uint16_t type, const void *p, size_t n);
+void glm_req_error(glm_req *req, int status, const char *type, const char *param,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void glm_req_free(glm_req *req);
+void glm_media_job_run(glm_server *srv, glm_media_job *job, glm_tokenizer_ctx *tctx);
+void glm_media_job_free(glm_media_job *job);
+void glm_chat_media_done(glm_server *srv, glm_req *req, glm_media_job *job);
+
+/* server.c: queue a media job (runs inline when there are no workers) */
+void glm_media_submit(glm_server *srv, glm_media_job *job);
+
+int glm_cmd_serve(int argc, char **argv);
+
+#endif
