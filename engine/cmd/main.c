@@ -162,19 +162,6 @@ glm_cmd_inspect(int argc, char **argv)
 }
 
 static int
-glm_is_eos(const glm_config *c, int32_t id)
-{
-    int i;
-
-    for (i = 0; i < c->n_eos; i++) {
-        if (c->eos_ids[i] == id) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-static int
 glm_cmd_generate(int argc, char **argv)
 {
     const char *dir = NULL, *prompt = NULL, *backend = "cpu";
@@ -294,7 +281,7 @@ glm_cmd_generate(int argc, char **argv)
         }
         fwrite(text.data, 1, text.len, stdout);
         fflush(stdout);
-        if (glm_is_eos(&m->cfg, next)) {
+        if (glm_config_is_eos(&m->cfg, next)) {
             n_out++;
             break;
         }

@@ -455,6 +455,19 @@ glm_config_free(glm_config *cfg)
     cfg->quant = NULL;
 }
 
+int
+glm_config_is_eos(const glm_config *cfg, int32_t id)
+{
+    int i;
+
+    for (i = 0; i < cfg->n_eos; i++) {
+        if (cfg->eos_ids[i] == id) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 void
 glm_config_describe(const glm_config *cfg, char *buf, size_t size)
 {

@@ -101,4 +101,7 @@ void glm_config_free(glm_config *cfg);
 /* One paragraph describing the model, for start-up logs. */
 void glm_config_describe(const glm_config *cfg, char *buf, size_t size);
 
+/* Whether id ends a turn: one of generation_config's eos_token_id. */
+int glm_config_is_eos(const glm_config *cfg, int32_t id);
+
 #endif

@@ -489,9 +489,7 @@ glm_req_on_token(void *ctx, glm_seq *seq, const glm_sampled *sm)
         glm_logprob_entry(srv, &c->logprobs, sm->token, sm->logprob, sm, 1);
     }
     if (!req->ignore_eos) {
-        for (i = 0; i < srv->m->cfg.n_eos; i++) {
-            is_eos |= srv->m->cfg.eos_ids[i] == sm->token;
-        }
+        is_eos = glm_config_is_eos(&srv->m->cfg, sm->token);
     }
     for (i = 0; i < req->n_stop_ids; i++) {
         stop_id |= req->stop_ids[i] == sm->token;

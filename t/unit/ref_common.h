@@ -53,17 +53,4 @@ glm_topk_diff(const float *row, yajl_val ids, yajl_val vals)
     return mx;
 }
 
-static inline int
-glm_is_eos(const glm_config *c, int32_t id)
-{
-    int i;
-
-    for (i = 0; i < c->n_eos; i++) {
-        if (c->eos_ids[i] == id) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 #endif

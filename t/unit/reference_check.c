@@ -136,7 +136,7 @@ glm_check_fixture(const char *dir, glm_backend *be)
                 break;
             }
             greedy_ok++;
-            if (glm_is_eos(&m->cfg, next) || s + 1 == ng) {
+            if (glm_config_is_eos(&m->cfg, next) || s + 1 == ng) {
                 continue;
             }
             if (glm_session_feed(&sess, &next, 1, 0, logits, 0, &err) != 0) {

@@ -133,19 +133,17 @@ static int
 forced_token(void *p, glm_seq *seq, const glm_sampled *sm)
 {
     forced_ctx *c = p;
-    int i = seq->index, k;
+    int i = seq->index;
 
     c->n_gen[i]++;
     if (glm_tg_advance(c->st[i], sm->token) != 0) {
         c->refused[i]++;
     }
-    for (k = 0; k < c->m->cfg.n_eos; k++) {
-        if (c->m->cfg.eos_ids[k] == sm->token) {
-            c->eos[i] = 1;
-            glm_out_finish(c->out[i]);
-            forced_delta(c, i);
-            return 1;
-        }
+    if (glm_config_is_eos(&c->m->cfg, sm->token)) {
+        c->eos[i] = 1;
+        glm_out_finish(c->out[i]);
+        forced_delta(c, i);
+        return 1;
     }
     glm_out_feed_token(c->out[i], sm->token);
     forced_delta(c, i);

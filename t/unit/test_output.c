@@ -1280,20 +1280,18 @@ static int
 model_token(void *p, glm_seq *seq, const glm_sampled *s)
 {
     model_ctx *c = p;
-    int i = seq->index, k;
+    int i = seq->index;
 
     c->n_gen[i]++;
     if (glm_tg_advance(c->st[i], s->token) != 0) {
         c->rejected[i]++;
     }
     c->saw_call_token[i] |= s->token == c->call_open;
-    for (k = 0; k < c->m->cfg.n_eos; k++) {
-        if (c->m->cfg.eos_ids[k] == s->token) {
-            c->ended_eos[i] = 1;
-            glm_out_finish(c->out[i]);
-            take_delta(c->out[i], &c->acc[i]);
-            return 1;
-        }
+    if (glm_config_is_eos(&c->m->cfg, s->token)) {
+        c->ended_eos[i] = 1;
+        glm_out_finish(c->out[i]);
+        take_delta(c->out[i], &c->acc[i]);
+        return 1;
     }
     glm_out_feed_token(c->out[i], s->token);
     take_delta(c->out[i], &c->acc[i]);

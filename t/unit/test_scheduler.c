@@ -43,10 +43,8 @@ on_token(void *p, glm_seq *seq, const glm_sampled *s)
         e->ok = 0;
     }
     e->n_got++;
-    for (i = 0; i < c->m->cfg.n_eos; i++) {
-        if (c->m->cfg.eos_ids[i] == s->token) {
-            return 1;
-        }
+    if (glm_config_is_eos(&c->m->cfg, s->token)) {
+        return 1;
     }
     return e->n_got >= e->n_want;
 }

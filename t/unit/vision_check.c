@@ -516,7 +516,7 @@ glm_vl_case(const char *dir, glm_model *m, glm_tokenizer *tok, glm_chat_template
             break;
         }
         greedy_ok++;
-        if (glm_is_eos(c, next) || s + 1 == ng) {
+        if (glm_config_is_eos(c, next) || s + 1 == ng) {
             continue;
         }
         if (glm_session_feed(&sess, &next, 1, 0, logits, 0, &err) != 0) {
