@@ -16,6 +16,9 @@ Templates:
   - every ../shared/chat-templates/*.jinja, by path relative to the repository
     (never copied into it), rendered through the glm45-tiny tokenizer with
     chat_template=<source> and bos_token="<s>" added to its special tokens;
+    the GLM-family ones are read from their committed copies in
+    t/fixtures/templates/glm instead (the tests need them on any clone, where
+    ../shared is absent), and recorded under that path;
   - the three test checkpoints t/fixtures/{glm45-tiny,glm45-air-tiny,glm45v-tiny},
     loaded with AutoTokenizer.from_pretrained(dir) exactly as a user would, so
     the checkpoint's own chat_template.jinja and special tokens are used.
@@ -51,6 +54,7 @@ from transformers import AutoTokenizer
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 CORPUS_REL = "../shared/chat-templates"
+GLM_REL = "t/fixtures/templates/glm"
 MODEL_DIRS = ["t/fixtures/glm45-tiny", "t/fixtures/glm45-air-tiny", "t/fixtures/glm45v-tiny"]
 NOW = _dt.datetime(2026, 3, 5, 14, 7, 9)
 
@@ -360,14 +364,21 @@ def main():
     base_tok = AutoTokenizer.from_pretrained(os.path.join(ROOT, "t/fixtures/glm45-tiny"))
     jobs = []
     corpus = os.path.normpath(os.path.join(ROOT, CORPUS_REL))
+    glm_copies = {os.path.basename(p) for p in glob.glob(os.path.join(ROOT, GLM_REL, "*.jinja"))}
     for path in sorted(glob.glob(os.path.join(corpus, "*.jinja"))):
         name = os.path.basename(path)[:-len(".jinja")]
+        rel = CORPUS_REL + "/" + os.path.basename(path)
+        if is_glm(name):
+            if os.path.basename(path) not in glm_copies:
+                sys.exit("%s is a GLM template: copy it into %s first" % (path, GLM_REL))
+            rel = GLM_REL + "/" + os.path.basename(path)
+            path = os.path.join(ROOT, rel)
         with open(path, encoding="utf-8") as f:
             src = f.read()
         extra = {"bos_token": "<s>"}
         special = dict(base_tok.special_tokens_map)
         special.update(extra)
-        jobs.append((name, CORPUS_REL + "/" + os.path.basename(path), "file", base_tok, src, extra, special))
+        jobs.append((name, rel, "file", base_tok, src, extra, special))
     for d in MODEL_DIRS:
         tok = AutoTokenizer.from_pretrained(os.path.join(ROOT, d))
         jobs.append(("model__" + os.path.basename(d), d, "model_dir", tok, None, None,
