@@ -561,4 +561,32 @@ sub sse_text {
     return $text;
 }
 
+# python_client_check($script): runs t/$script (an official-SDK client
+# check printing "ok ..."/"FAIL ..." lines) against nginx + the real engine,
+# one TAP test per line plus its exit status.  Skips without the real
+# engine or without a GLM_TEST_PYTHON (default python3) that has `openai`.
+sub python_client_check {
+    my ($script) = @_;
+    my $t = GlmTest->new;
+    my $py = $ENV{GLM_TEST_PYTHON} // 'python3';
+
+    Test::More::plan(skip_all => 'needs the real engine (GLM_TEST_ENGINE)')
+        if $t->fake;
+    Test::More::plan(skip_all => "$py has no openai package")
+        unless system("$py -c 'import openai' >/dev/null 2>&1") == 0;
+
+    $t->run(server => $LOCATIONS);
+
+    my $out = `$py $REPO/t/$script http://127.0.0.1:${\ $t->port } 2>&1`;
+    my $rc = $? >> 8;
+    Test::More::diag($out) if $rc;
+    for my $line (split /\n/, $out) {
+        Test::More::ok($line =~ /^ok /, $line) if $line =~ /^(ok|FAIL) /;
+    }
+    Test::More::is($rc, 0, "$script exits 0");
+
+    $t->finish;
+    Test::More::done_testing();
+}
+
 1;
