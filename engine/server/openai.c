@@ -88,6 +88,15 @@ glm_req_error(glm_req *req, int status, const char *type, const char *param,
 }
 
 void
+glm_req_abort(glm_req *req)
+{
+    if (req->n > req->n_finished) {
+        req->srv->metrics.requests_abort += (uint64_t) (req->n - req->n_finished);
+    }
+    glm_req_free(req);
+}
+
+void
 glm_req_free(glm_req *req)
 {
     int i;
@@ -404,13 +413,15 @@ glm_finish_choice(glm_req *req, glm_choice *c, int index, const char *reason)
     c->finish_reason = reason;
     glm_release(req, c, index, c->held.len, 1);
     req->n_finished++;
+    /* per choice, as vLLM counts each of n's child requests */
     if (strcmp(reason, "length") == 0) {
         mt->requests_length++;
+    } else {
+        mt->requests_stop++;
     }
     if (req->n_finished < req->n) {
         return;
     }
-    mt->requests_ok++;
     glm_histogram(&mt->e2e_sum, &mt->e2e_n, mt->e2e_b, now - req->t_arrival);
     if (req->stream) {
         glm_stream_end(req);
@@ -1228,7 +1239,7 @@ glm_metrics_text(glm_server *srv, glm_req *req)
                  "vllm:request_success_total{model_name=\"%s\",finished_reason=\"length\"} %"
                  PRIu64 "\n"
                  "vllm:request_success_total{model_name=\"%s\",finished_reason=\"abort\"} %"
-                 PRIu64 "\n", m, mt->requests_ok - mt->requests_length, m,
+                 PRIu64 "\n", m, mt->requests_stop, m,
                  mt->requests_length, m, mt->requests_abort);
     glm_prom_hist(&s, "vllm:time_to_first_token_seconds", m, &mt->ttft_sum, &mt->ttft_n,
                   mt->ttft_b);

@@ -192,8 +192,7 @@ glm_conn_close(glm_server *srv, glm_conn *c)
             if (r->channel == c->channel && r->chan_gen == c->chan_gen) {
                 *pp = r->next;
                 srv->n_reqs--;
-                srv->metrics.requests_abort++;
-                glm_req_free(r);
+                glm_req_abort(r);
             } else {
                 pp = &r->next;
             }
@@ -403,8 +402,7 @@ glm_drain_submits(glm_server *srv, glm_conn *c)
             req = glm_find_req(srv, c->channel, rec->slot, rec->gen);
             if (req != NULL) {
                 glm_req_unlink(srv, req);
-                srv->metrics.requests_abort++;
-                glm_req_free(req);
+                glm_req_abort(req);
             }
             glm_ring_release(&c->submit, rec);
             continue;
@@ -528,8 +526,7 @@ glm_service_requests(glm_server *srv)
                         " read for %.0f s\n", r->id, srv->o.backpressure_deadline);
                 *pp = r->next;
                 srv->n_reqs--;
-                srv->metrics.requests_abort++;
-                glm_req_free(r);
+                glm_req_abort(r);
                 continue;
             }
         } else if (r->paused) {

@@ -122,7 +122,10 @@ struct glm_media_job {
 
 typedef struct {
     uint64_t       prompt_tokens, generation_tokens;
-    uint64_t       requests_ok, requests_length, requests_abort, requests_error;
+    /* vllm:request_success_total by finished_reason, one per choice, each
+     * counted at its event (never derived by subtraction) */
+    uint64_t       requests_stop, requests_length, requests_abort;
+    uint64_t       requests_error;
     double         ttft_sum, itl_sum, e2e_sum;
     uint64_t       ttft_n, itl_n, e2e_n;
     uint64_t       ttft_b[16], itl_b[16], e2e_b[16];
@@ -201,6 +204,10 @@ void glm_req_queue(glm_req *req, uint16_t type, const void *p, size_t n);
 void glm_req_error(glm_req *req, int status, const char *type, const char *param,
     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 void glm_req_free(glm_req *req);
+/* Ends a request before its choices are done (the client or its worker
+ * left, its output went unread): each unfinished choice counts as an abort
+ * in /metrics, then the request is freed. */
+void glm_req_abort(glm_req *req);
 void glm_media_job_run(glm_server *srv, glm_media_job *job, glm_tokenizer_ctx *tctx);
 void glm_media_job_free(glm_media_job *job);
 void glm_chat_media_done(glm_server *srv, glm_req *req, glm_media_job *job);
