@@ -41,6 +41,7 @@ spit("$media/clip.mp4", $mp4);
 spit("$media/cat.png", $png);
 spit("$outside/secret.png", $png);
 symlink("$outside/secret.png", "$media/escape.png") or die;
+symlink($outside, "$media/outdir") or die;
 mkdir "$media/adir" or die;
 mkfifo("$media/fifo.png", 0600) or die "mkfifo: $!";
 
@@ -174,6 +175,11 @@ my @bad = (
     [ 'a fifo', "file://$media/fifo.png", 400, qr/fifo/ ],
     [ 'outside the root', "file://$outside/secret.png", 403, qr/allowed-local-media-path/ ],
     [ 'dot-dot escape', "file://$media/../outside/secret.png", 403 ],
+    # no oracle: a missing file outside the root answers as an existing one
+    [ 'missing outside the root', "file://$outside/nope.png", 403,
+      qr/allowed-local-media-path/ ],
+    [ 'missing behind a dot-dot escape', "file://$media/../outside/nope.png", 403 ],
+    [ 'missing behind a symlinked directory', "file://$media/outdir/nope.png", 403 ],
     [ 'symlink escape', "file://$media/escape.png", 403 ],
     [ 'missing file', "file://$media/nope.png", 400, qr/No such file/ ],
     [ 'relative path', 'file://media/cat.png', 400, qr/absolute/ ],
@@ -191,6 +197,15 @@ for my $b (@bad) {
         or diag($r->{body});
     like($e->{message} // '', $re, "$name: the message says why") if $re;
 }
+# what cannot be decoded is never echoed: it may be a page nginx fetched
+# from a URL the client cannot read itself
+$r = $t->post('/v1/chat/completions',
+              mm_body([ { type => 'image_url',
+                          image_url => { url => data_url('image/png', 'TOP-SECRET: 42') } },
+                        $text_part ]));
+is($r->{status}, 400, 'undecodable bytes: 400');
+unlike($r->{body}, qr/TOP|SECRET|54 4f|544f/i, 'undecodable bytes: not echoed')
+    or diag($r->{body});
 $r = $t->post('/v1/chat/completions',
               mm_body([ { type => 'video_url', video_url => { url => data_url('video/mp4', substr($mp4, 0, 500)) } },
                         $text_part ]));

@@ -137,8 +137,6 @@ glm_image_decode(const uint8_t *data, size_t len, const glm_media_limits *lim,
     glm_media_limits def;
     int orientation = 1, r;
     const char *name;
-    char hex[3 * 8 + 1];
-    size_t i;
 
     memset(out, 0, sizeof(*out));
     if (lim == NULL) {
@@ -164,13 +162,10 @@ glm_image_decode(const uint8_t *data, size_t len, const glm_media_limits *lim,
             return glm_errf(err, "not a supported image: %s (JPEG, PNG, GIF, WebP and BMP "
                             "are)", name);
         }
-        hex[0] = '\0';
-        for (i = 0; i < len && i < 8; i++) {
-            size_t at = strlen(hex);
-
-            snprintf(hex + at, sizeof(hex) - at, "%s%02x", i ? " " : "", data[i]);
-        }
-        return glm_errf(err, "not a supported image: unknown format (first bytes %s)", hex);
+        /* never the bytes themselves: they may be what nginx fetched from a
+         * URL the client cannot read (an internal page), not the client's */
+        return glm_errf(err, "not a supported image: unknown format (JPEG, PNG, GIF, WebP "
+                        "and BMP are)");
     }
     if (r == 0) {
         r = glm_image_apply_orientation(out, orientation, err);

@@ -242,6 +242,45 @@ glm_hexval(char c)
     return -1;
 }
 
+static int
+glm_under_root(const char *real, const char *root)
+{
+    size_t root_len = strlen(root);
+
+    return strncmp(real, root, root_len) == 0
+           && (real[root_len] == '/' || real[root_len] == '\0'
+               || (root_len == 1 && root[0] == '/'));
+}
+
+/* Whether a path that does not resolve (realpath failed) would lie under
+ * the root: judged by its deepest ancestor that does resolve, so that a
+ * missing file outside the root answers as an existing one does (403), and
+ * no answer depends on what exists outside it. */
+static int
+glm_missing_under_root(const char *path, const char *root)
+{
+    char anc[PATH_MAX], *slash, *real;
+    int under;
+
+    snprintf(anc, sizeof(anc), "%s", path);
+    for ( ;; ) {
+        slash = strrchr(anc, '/');
+        if (slash == NULL) {
+            return 0;
+        }
+        slash[slash == anc ? 1 : 0] = '\0';
+        real = realpath(anc, NULL);
+        if (real != NULL) {
+            under = glm_under_root(real, root);
+            free(real);
+            return under;
+        }
+        if (slash == anc) {
+            return 0;
+        }
+    }
+}
+
 /* Reads a local file under the allowed root; sets *status (400/403). */
 static uint8_t *
 glm_read_local(const glm_media_opts *o, const char *url, size_t *len, int *status,
@@ -249,7 +288,7 @@ glm_read_local(const glm_media_opts *o, const char *url, size_t *len, int *statu
 {
     char path[PATH_MAX], *real;
     const char *p = url;
-    size_t n = 0, root_len;
+    size_t n = 0;
     struct stat st;
     uint8_t *buf;
     ssize_t r;
@@ -286,14 +325,14 @@ glm_read_local(const glm_media_opts *o, const char *url, size_t *len, int *statu
     }
     real = realpath(path, NULL);
     if (real == NULL) {
-        glm_errf(err, "cannot open the local media file '%s': %s", path, strerror(errno));
-        return NULL;
+        int e = errno;
+
+        if (glm_missing_under_root(path, o->allowed_root)) {
+            glm_errf(err, "cannot open the local media file '%s': %s", path, strerror(e));
+            return NULL;
+        }
     }
-    root_len = strlen(o->allowed_root);
-    if (!(strncmp(real, o->allowed_root, root_len) == 0
-          && (real[root_len] == '/' || real[root_len] == '\0'
-              || (root_len == 1 && o->allowed_root[0] == '/'))))
-    {
+    if (real == NULL || !glm_under_root(real, o->allowed_root)) {
         *status = 403;
         glm_errf(err, "The file path %s must be a subpath of `--allowed-local-media-path"
                  " %s`.", path, o->allowed_root);

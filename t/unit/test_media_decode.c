@@ -415,8 +415,8 @@ test_headers(void)
     }
     total++;
     ok += expect_image_error(junk, sizeof(junk), NULL,
-                             "not a supported image: unknown format (first bytes 00 11 22 33 44)",
-                             "wrong magic");
+                             "not a supported image: unknown format (JPEG, PNG, GIF, WebP and"
+                             " BMP are)", "wrong magic");
     total++;
     ok += expect_image_error((const uint8_t *) "II*\0\x08\0\0\0", 8, NULL, "TIFF", "TIFF");
 
