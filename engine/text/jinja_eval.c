@@ -318,20 +318,6 @@ glm_jgetattr(glm_jrender *r, glm_jinja_value obj, glm_jinja_value name, const ui
     }
 }
 
-/* Index of code point i in s (i in range). */
-static size_t
-glm_jcp_offset(const char *s, size_t n, int64_t i)
-{
-    size_t pos = 0, adv;
-
-    while (i > 0 && pos < n) {
-        glm_ju8_decode(s + pos, n - pos, &adv);
-        pos += adv;
-        i--;
-    }
-    return pos;
-}
-
 static int
 glm_jis_ascii(const char *s, size_t n)
 {
@@ -382,7 +368,7 @@ glm_jgetitem(glm_jrender *r, glm_jinja_value obj, glm_jinja_value key)
             if (i < 0 || i >= n) {
                 return glm_jv_undef("string index out of range", 25, GLM_JU_NO_ITEM);
             }
-            off = n == (int64_t) obj.n ? (size_t) i : glm_jcp_offset(obj.u.s, obj.n, i);
+            off = n == (int64_t) obj.n ? (size_t) i : glm_jcp_off(obj.u.s, obj.n, i);
             glm_ju8_decode(obj.u.s + off, obj.n - off, &adv);
             return glm_jv_str(obj.u.s + off, adv);
         }
