@@ -667,15 +667,8 @@ glm_jpercent(glm_jrender *r, glm_jinja_value fmtv, glm_jinja_value args)
                 glm_jv_write_repr(r, &sb, v, 0);
             }
             sv = glm_jbuf_value(r, &sb);
-            if (prec >= 0 && (size_t) prec < glm_ju8_len(sv.u.s, sv.n)) {
-                size_t off = 0, adv;
-                int64_t k;
-
-                for (k = 0; k < prec; k++) {
-                    glm_ju8_decode(sv.u.s + off, sv.n - off, &adv);
-                    off += adv;
-                }
-                sv.n = (uint32_t) off;
+            if (prec >= 0) {
+                sv.n = (uint32_t) glm_jcp_off(sv.u.s, sv.n, prec);    /* the first prec chars */
             }
             if (fmtv.flags & GLM_JINJA_F_SAFE) {
                 sv = glm_jescape(r, sv);
@@ -775,15 +768,8 @@ glm_jformat_spec(glm_jrender *r, glm_jbuf *b, glm_jinja_value v, const char *spe
     if (v.kind == GLM_JINJA_STR && (type == 0 || type == 's') && sign == 0 && align != '='
         && group == 0) {
         s = v;
-        if (prec >= 0 && (size_t) prec < glm_ju8_len(s.u.s, s.n)) {
-            size_t off = 0;
-            int64_t k;
-
-            for (k = 0; k < prec; k++) {
-                glm_ju8_decode(s.u.s + off, s.n - off, &adv);
-                off += adv;
-            }
-            s.n = (uint32_t) off;
+        if (prec >= 0) {
+            s.n = (uint32_t) glm_jcp_off(s.u.s, s.n, prec);     /* the first prec chars */
         }
         s = glm_jpad(r, s, width, align ? align : '<', fill);
         glm_jbuf_put(r, b, s.u.s, s.n);
