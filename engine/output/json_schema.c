@@ -634,8 +634,8 @@ schema_fail(char *why, size_t n, const glm_str *path, const char *msg)
     return 0;
 }
 
-static int
-schema_equal(yajl_val a, yajl_val b)
+int
+glm_schema_equal(yajl_val a, yajl_val b)
 {
     size_t i, k;
 
@@ -656,7 +656,7 @@ schema_equal(yajl_val a, yajl_val b)
             return 0;
         }
         for (i = 0; i < a->u.array.len; i++) {
-            if (!schema_equal(a->u.array.values[i], b->u.array.values[i])) {
+            if (!glm_schema_equal(a->u.array.values[i], b->u.array.values[i])) {
                 return 0;
             }
         }
@@ -673,7 +673,7 @@ schema_equal(yajl_val a, yajl_val b)
                     bv = b->u.object.values[k];
                 }
             }
-            if (bv == NULL || !schema_equal(a->u.object.values[i], bv)) {
+            if (bv == NULL || !glm_schema_equal(a->u.object.values[i], bv)) {
                 return 0;
             }
         }
@@ -741,14 +741,14 @@ schema_check(yajl_val root, yajl_val s, yajl_val v, glm_str *path, char *why, si
     if (x != NULL && YAJL_IS_ARRAY(x)) {
         int ok = 0;
         for (i = 0; i < x->u.array.len; i++) {
-            ok |= schema_equal(x->u.array.values[i], v);
+            ok |= glm_schema_equal(x->u.array.values[i], v);
         }
         if (!ok) {
             return schema_fail(why, n, path, "not one of the enum values");
         }
     }
     x = glm_json_get(s, "const");
-    if (x != NULL && !schema_equal(x, v)) {
+    if (x != NULL && !glm_schema_equal(x, v)) {
         return schema_fail(why, n, path, "not the const value");
     }
     x = glm_json_get(s, "anyOf");

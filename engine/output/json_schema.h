@@ -104,4 +104,9 @@ const glm_schema *glm_tools_arg_schema(const glm_tools *t, int tool, const char 
 int glm_schema_check(yajl_val root, yajl_val schema, yajl_val value, char *why,
                      size_t why_size);
 
+/* Equality of two parsed values as the validator's enum and const compare
+ * them: deep, numbers by value (1 == 1.0), objects whatever their key order,
+ * a NULL value as JSON null. */
+int glm_schema_equal(yajl_val a, yajl_val b);
+
 #endif
