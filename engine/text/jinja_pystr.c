@@ -145,6 +145,23 @@ glm_jcase(glm_jrender *r, glm_jinja_value s, int mode)
     }
 }
 
+/* Whether strip() removes cp: whitespace when chars is NULL, else one of chars. */
+static int
+glm_jstrips(const glm_jinja_value *chars, uint32_t cp)
+{
+    size_t k, a2;
+
+    if (chars == NULL) {
+        return glm_jpy_isspace(cp);
+    }
+    for (k = 0; k < chars->n; k += a2) {
+        if (glm_ju8_decode(chars->u.s + k, chars->n - k, &a2) == cp) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* The byte range of s without leading/trailing chars (whitespace if chars is NULL). */
 glm_jinja_value
 glm_jstrip(glm_jinja_value s, const glm_jinja_value *chars, int left, int right)
@@ -153,22 +170,8 @@ glm_jstrip(glm_jinja_value s, const glm_jinja_value *chars, int left, int right)
 
     while (left && lo < hi) {
         uint32_t cp = glm_ju8_decode(s.u.s + lo, hi - lo, &adv);
-        int strip;
 
-        if (chars == NULL) {
-            strip = glm_jpy_isspace(cp);
-        } else {
-            size_t k, a2;
-
-            strip = 0;
-            for (k = 0; k < chars->n; k += a2) {
-                if (glm_ju8_decode(chars->u.s + k, chars->n - k, &a2) == cp) {
-                    strip = 1;
-                    break;
-                }
-            }
-        }
-        if (!strip) {
+        if (!glm_jstrips(chars, cp)) {
             break;
         }
         lo += adv;
@@ -176,26 +179,12 @@ glm_jstrip(glm_jinja_value s, const glm_jinja_value *chars, int left, int right)
     while (right && hi > lo) {
         size_t start = hi - 1;
         uint32_t cp;
-        int strip;
 
         while (start > lo && ((unsigned char) s.u.s[start] & 0xc0) == 0x80) {
             start--;
         }
         cp = glm_ju8_decode(s.u.s + start, hi - start, &adv);
-        if (chars == NULL) {
-            strip = glm_jpy_isspace(cp);
-        } else {
-            size_t k, a2;
-
-            strip = 0;
-            for (k = 0; k < chars->n; k += a2) {
-                if (glm_ju8_decode(chars->u.s + k, chars->n - k, &a2) == cp) {
-                    strip = 1;
-                    break;
-                }
-            }
-        }
-        if (!strip) {
+        if (!glm_jstrips(chars, cp)) {
             break;
         }
         hi = start;
