@@ -27,7 +27,13 @@ enum {
     F_TOJSON, F_TRIM, F_TRUNCATE, F_UNIQUE, F_UPPER, F_WORDCOUNT
 };
 
-static const struct { const char *name; int id; } glm_jfilters[] = {
+/* A name and its id, for the filter and test tables (looked up by glm_jtable_id). */
+typedef struct {
+    const char *name;
+    int id;
+} glm_jnamed;
+
+static const glm_jnamed glm_jfilters[] = {
     {"abs", F_ABS}, {"attr", F_ATTR}, {"batch", F_BATCH}, {"capitalize", F_CAPITALIZE},
     {"center", F_CENTER}, {"count", F_COUNT}, {"d", F_DEFAULT}, {"default", F_DEFAULT},
     {"dictsort", F_DICTSORT}, {"e", F_ESCAPE}, {"escape", F_ESCAPE}, {"first", F_FIRST},
@@ -53,7 +59,7 @@ enum {
     T_TRUE, T_UNDEFINED, T_UPPER
 };
 
-static const struct { const char *name; int id; } glm_jtests[] = {
+static const glm_jnamed glm_jtests[] = {
     {"boolean", T_BOOLEAN}, {"callable", T_CALLABLE}, {"defined", T_DEFINED},
     {"divisibleby", T_DIVISIBLEBY}, {"eq", T_EQ}, {"equalto", T_EQ}, {"==", T_EQ},
     {"escaped", T_ESCAPED}, {"even", T_EVEN}, {"false", T_FALSE}, {"filter", T_FILTER},
@@ -121,30 +127,30 @@ glm_jname_is(const char *a, size_t n, const char *lit)
     return strlen(lit) == n && memcmp(a, lit, n) == 0;
 }
 
-int
-glm_jfilter_id(const char *name, size_t n)
+/* The id of name in tab, 0 when it is not there. */
+static int
+glm_jtable_id(const glm_jnamed *tab, size_t count, const char *name, size_t n)
 {
     size_t i;
 
-    for (i = 0; i < sizeof(glm_jfilters) / sizeof(glm_jfilters[0]); i++) {
-        if (glm_jname_is(name, n, glm_jfilters[i].name)) {
-            return glm_jfilters[i].id;
+    for (i = 0; i < count; i++) {
+        if (glm_jname_is(name, n, tab[i].name)) {
+            return tab[i].id;
         }
     }
     return 0;
 }
 
 int
+glm_jfilter_id(const char *name, size_t n)
+{
+    return glm_jtable_id(glm_jfilters, sizeof(glm_jfilters) / sizeof(glm_jfilters[0]), name, n);
+}
+
+int
 glm_jtest_id(const char *name, size_t n)
 {
-    size_t i;
-
-    for (i = 0; i < sizeof(glm_jtests) / sizeof(glm_jtests[0]); i++) {
-        if (glm_jname_is(name, n, glm_jtests[i].name)) {
-            return glm_jtests[i].id;
-        }
-    }
-    return 0;
+    return glm_jtable_id(glm_jtests, sizeof(glm_jtests) / sizeof(glm_jtests[0]), name, n);
 }
 
 int
