@@ -246,26 +246,34 @@ glm_jmethod_id(glm_jinja_value obj, const char *name, size_t n, const uint16_t *
     return id;
 }
 
+glm_jinja_value
+glm_jmethod_bind(glm_jrender *r, glm_jinja_value obj, int id, const char *name, size_t n)
+{
+    glm_jinja_value m;
+    glm_jbound *b;
+
+    if (id == GLM_JM_UNSAFE) {
+        return glm_jv_undef(name, n, GLM_JU_UNSAFE);
+    }
+    b = glm_jalloc(r, sizeof(*b));
+    b->self = obj;
+    memset(&m, 0, sizeof(m));
+    m.kind = GLM_JINJA_FUNC;
+    m.sub = (uint16_t) id;
+    m.u.p = b;
+    return m;
+}
+
 int
 glm_jmethod_lookup(glm_jinja_value obj, const char *name, size_t n, glm_jinja_value *out,
                    glm_jrender *r)
 {
     int id = glm_jmethod_id(obj, name, n, NULL);
-    glm_jbound *b;
 
     if (id == 0) {
         return 0;
     }
-    if (id == GLM_JM_UNSAFE) {
-        *out = glm_jv_undef(name, n, GLM_JU_UNSAFE);
-        return 1;
-    }
-    b = glm_jalloc(r, sizeof(*b));
-    b->self = obj;
-    memset(out, 0, sizeof(*out));
-    out->kind = GLM_JINJA_FUNC;
-    out->sub = (uint16_t) id;
-    out->u.p = b;
+    *out = glm_jmethod_bind(r, obj, id, name, n);
     return 1;
 }
 

@@ -258,25 +258,6 @@ glm_jloop_attr(glm_jrender *r, glm_jinja_value obj, const char *name, size_t n)
     return glm_jundef_attr(obj, name, n);
 }
 
-/* A method by its id, bound to obj. */
-static glm_jinja_value
-glm_jbind_method(glm_jrender *r, glm_jinja_value obj, int id, glm_jinja_value name)
-{
-    glm_jinja_value m;
-    glm_jbound *b;
-
-    if (id == GLM_JM_UNSAFE) {
-        return glm_jv_undef(name.u.s, name.n, GLM_JU_UNSAFE);
-    }
-    b = glm_jalloc(r, sizeof(*b));
-    b->self = obj;
-    memset(&m, 0, sizeof(m));
-    m.kind = GLM_JINJA_FUNC;
-    m.sub = (uint16_t) id;
-    m.u.p = b;
-    return m;
-}
-
 glm_jinja_value
 glm_jgetattr(glm_jrender *r, glm_jinja_value obj, glm_jinja_value name, const uint16_t *mid)
 {
@@ -305,14 +286,14 @@ glm_jgetattr(glm_jrender *r, glm_jinja_value obj, glm_jinja_value name, const ui
         /* Python getattr first: d.items is the method even with an "items" key */
         id = glm_jmethod_id(obj, name.u.s, name.n, mid);
         if (id != 0) {
-            return glm_jbind_method(r, obj, id, name);
+            return glm_jmethod_bind(r, obj, id, name.u.s, name.n);
         }
         v = glm_jv_dict_find_str(obj.u.dict, name.u.s, name.n);
         return v != NULL ? *v : glm_jundef_attr(obj, name.u.s, name.n);
     default:
         id = glm_jmethod_id(obj, name.u.s, name.n, mid);
         if (id != 0) {
-            return glm_jbind_method(r, obj, id, name);
+            return glm_jmethod_bind(r, obj, id, name.u.s, name.n);
         }
         return glm_jundef_attr(obj, name.u.s, name.n);
     }

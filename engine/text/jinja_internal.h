@@ -462,6 +462,10 @@ void glm_jmethod_ids(const char *name, size_t n, uint16_t mid[GLM_JM_KINDS]);
 /* The method id for obj (0 none, GLM_JM_UNSAFE refused) from mid[] or, when
  * mid is NULL, by name. */
 int glm_jmethod_id(glm_jinja_value obj, const char *name, size_t n, const uint16_t *mid);
+/* Method id (from glm_jmethod_id) bound to obj: a FUNC value, or an unsafe
+ * Undefined named name for GLM_JM_UNSAFE. */
+glm_jinja_value glm_jmethod_bind(glm_jrender *r, glm_jinja_value obj, int id, const char *name,
+                                 size_t n);
 /* A bound method of obj named name: 1 and *out set (an unsafe Undefined for
  * a refused one), 0 when the type has none. */
 int glm_jmethod_lookup(glm_jinja_value obj, const char *name, size_t n,
