@@ -1,7 +1,8 @@
 /*
  * json_schema.h: the request's tools, their parameter schemas compiled into
  * a small graph the output parser (glm_output.c) and the tool-call grammar
- * (tool_grammar.c) both read, and the JSON text helpers they share.
+ * (tool_grammar.c) both read, and an independent validator of values against
+ * a schema.  The JSON text helpers they share are in json_text.h (included).
  *
  * Compiling (glm_tools_parse) keeps what typing and constrained decoding
  * need and drops the rest, on purpose:
@@ -28,18 +29,9 @@
 #include <stdint.h>
 #include <yajl/yajl_tree.h>
 
+#include "json_text.h"     /* GLM_JT_* kinds, and the JSON text helpers */
 #include "util/strbuf.h"
 #include "util/util.h"
-
-/* JSON value kinds, as bits.  "number" is INT|NUM: every integer is one. */
-#define GLM_JT_NULL   0x01u
-#define GLM_JT_BOOL   0x02u
-#define GLM_JT_INT    0x04u
-#define GLM_JT_NUM    0x08u
-#define GLM_JT_STR    0x10u
-#define GLM_JT_ARR    0x20u
-#define GLM_JT_OBJ    0x40u
-#define GLM_JT_ANY    0x7fu
 
 #define GLM_SCHEMA_MAX_PROPS  64
 #define GLM_SCHEMA_MAX_ENUM   256
@@ -102,48 +94,6 @@ const glm_schema *glm_tools_arg_schema(const glm_tools *t, int tool, const char 
 
 
 /*
- * Parses JSON text (surrounding whitespace allowed) and appends it to out
- * normalized the way Python's json.dumps(ensure_ascii=False) writes it:
- * ", " and ": " separators, strings re-escaped, numbers as written.
- * lenient also accepts Python literals (True, False, None, 'single-quoted'
- * strings, trailing commas), as vLLM's ast.literal_eval fallback does.
- * Returns the value's GLM_JT_* kind, or -1 (out unchanged) when the text is
- * not one value.
- */
-int glm_json_normalize(const char *p, size_t n, int lenient, glm_str *out);
-
-/* Python json.dumps of a parsed value (same spacing as above). */
-void glm_json_write(glm_str *out, yajl_val v);
-
-
-/*
- * Incremental JSON syntax check, a byte at a time: tells as early as possible
- * that a text can no longer be one JSON value, so the output parser can stop
- * buffering a value it may have to type as a string.  Plain struct, no
- * allocation; nesting deeper than GLM_JSON_PREFIX_DEPTH is an error.
- */
-#define GLM_JSON_PREFIX_DEPTH 64
-
-typedef struct {
-    uint8_t       stack[GLM_JSON_PREFIX_DEPTH];  /* '{' or '[' per level */
-    int           depth;
-    int           st;              /* what the next byte may be */
-    int           key;             /* the string being read is an object key */
-    int           hex;             /* \uXXXX digits left */
-    const char   *lit;             /* true/false/null being matched */
-    int           litpos;
-    unsigned      kind;            /* GLM_JT_* of the top-level value, 0 before it */
-    int           failed;
-} glm_json_prefix;
-
-void glm_json_prefix_init(glm_json_prefix *j);
-/* -1 once the bytes so far cannot start one JSON value (sticky). */
-int glm_json_prefix_push(glm_json_prefix *j, const char *p, size_t n);
-/* 1 when the bytes so far are exactly one complete value (plus whitespace). */
-int glm_json_prefix_complete(const glm_json_prefix *j);
-
-
-/*
  * The validator, for the subset the grammar honours: type (name or list;
  * "integer" means a number with no fraction), nullable, enum, const,
  * properties, required, additionalProperties, items, minItems, maxItems,
@@ -153,5 +103,10 @@ int glm_json_prefix_complete(const glm_json_prefix *j);
  */
 int glm_schema_check(yajl_val root, yajl_val schema, yajl_val value, char *why,
                      size_t why_size);
+
+/* Equality of two parsed values as the validator's enum and const compare
+ * them: deep, numbers by value (1 == 1.0), objects whatever their key order,
+ * a NULL value as JSON null. */
+int glm_schema_equal(yajl_val a, yajl_val b);
 
 #endif

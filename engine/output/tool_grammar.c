@@ -1852,17 +1852,24 @@ typedef struct {
     uint16_t    val;
 } tg_item;
 
+/* byte strings in lexicographic order, a prefix before what it starts */
 static int
-tg_item_cmp(const void *a, const void *b)
+tg_bytes_cmp(const void *x, uint32_t xn, const void *y, uint32_t yn)
 {
-    const tg_item *x = a, *y = b;
-    uint32_t m = x->len < y->len ? x->len : y->len;
-    int c = memcmp(x->s, y->s, m);
+    int c = memcmp(x, y, xn < yn ? xn : yn);
 
     if (c != 0) {
         return c;
     }
-    return (x->len > y->len) - (x->len < y->len);
+    return (xn > yn) - (xn < yn);
+}
+
+static int
+tg_item_cmp(const void *a, const void *b)
+{
+    const tg_item *x = a, *y = b;
+
+    return tg_bytes_cmp(x->s, x->len, y->s, y->len);
 }
 
 /* a set from items (sorted here); owned strings are freed with the set */
@@ -2099,13 +2106,8 @@ static int
 tg_tok_cmp(const void *a, const void *b)
 {
     const tg_tok *x = a, *y = b;
-    uint32_t m = x->len < y->len ? x->len : y->len;
-    int c = memcmp(x->p, y->p, m);
 
-    if (c != 0) {
-        return c;
-    }
-    return (x->len > y->len) - (x->len < y->len);
+    return tg_bytes_cmp(x->p, x->len, y->p, y->len);
 }
 
 /* a whole token's bytes are complete UTF-8 */

@@ -258,25 +258,6 @@ glm_jloop_attr(glm_jrender *r, glm_jinja_value obj, const char *name, size_t n)
     return glm_jundef_attr(obj, name, n);
 }
 
-/* A method by its id, bound to obj. */
-static glm_jinja_value
-glm_jbind_method(glm_jrender *r, glm_jinja_value obj, int id, glm_jinja_value name)
-{
-    glm_jinja_value m;
-    glm_jbound *b;
-
-    if (id == GLM_JM_UNSAFE) {
-        return glm_jv_undef(name.u.s, name.n, GLM_JU_UNSAFE);
-    }
-    b = glm_jalloc(r, sizeof(*b));
-    b->self = obj;
-    memset(&m, 0, sizeof(m));
-    m.kind = GLM_JINJA_FUNC;
-    m.sub = (uint16_t) id;
-    m.u.p = b;
-    return m;
-}
-
 glm_jinja_value
 glm_jgetattr(glm_jrender *r, glm_jinja_value obj, glm_jinja_value name, const uint16_t *mid)
 {
@@ -305,31 +286,17 @@ glm_jgetattr(glm_jrender *r, glm_jinja_value obj, glm_jinja_value name, const ui
         /* Python getattr first: d.items is the method even with an "items" key */
         id = glm_jmethod_id(obj, name.u.s, name.n, mid);
         if (id != 0) {
-            return glm_jbind_method(r, obj, id, name);
+            return glm_jmethod_bind(r, obj, id, name.u.s, name.n);
         }
         v = glm_jv_dict_find_str(obj.u.dict, name.u.s, name.n);
         return v != NULL ? *v : glm_jundef_attr(obj, name.u.s, name.n);
     default:
         id = glm_jmethod_id(obj, name.u.s, name.n, mid);
         if (id != 0) {
-            return glm_jbind_method(r, obj, id, name);
+            return glm_jmethod_bind(r, obj, id, name.u.s, name.n);
         }
         return glm_jundef_attr(obj, name.u.s, name.n);
     }
-}
-
-/* Index of code point i in s (i in range). */
-static size_t
-glm_jcp_offset(const char *s, size_t n, int64_t i)
-{
-    size_t pos = 0, adv;
-
-    while (i > 0 && pos < n) {
-        glm_ju8_decode(s + pos, n - pos, &adv);
-        pos += adv;
-        i--;
-    }
-    return pos;
 }
 
 static int
@@ -382,7 +349,7 @@ glm_jgetitem(glm_jrender *r, glm_jinja_value obj, glm_jinja_value key)
             if (i < 0 || i >= n) {
                 return glm_jv_undef("string index out of range", 25, GLM_JU_NO_ITEM);
             }
-            off = n == (int64_t) obj.n ? (size_t) i : glm_jcp_offset(obj.u.s, obj.n, i);
+            off = n == (int64_t) obj.n ? (size_t) i : glm_jcp_off(obj.u.s, obj.n, i);
             glm_ju8_decode(obj.u.s + off, obj.n - off, &adv);
             return glm_jv_str(obj.u.s + off, adv);
         }

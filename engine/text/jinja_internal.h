@@ -1,7 +1,7 @@
 /*
  * jinja_internal.h: what the interpreter's files (jinja_value.c, jinja_lex.c,
- * jinja_parse.c, jinja_eval.c, jinja_builtins.c) share.  Not a public API:
- * only jinja.h is.
+ * jinja_parse.c, jinja_eval.c, jinja_builtins.c, jinja_pystr.c) share.  Not a
+ * public API: only jinja.h is.
  *
  * Memory: a template owns one arena (its AST, symbol names, constant strings),
  * read-only after parsing.  A render context owns another arena for every
@@ -407,6 +407,44 @@ void glm_jstep(glm_jrender *r);
 _Noreturn void glm_jfail_undefined(glm_jrender *r, glm_jinja_value u);
 
 
+/* ---- Python's str (jinja_pystr.c) ------------------------------------------- */
+
+/* Case mapping and classification of a code point (Unicode through the
+ * template's C.UTF-8 locale, ASCII without one). */
+uint32_t glm_jupper_cp(glm_jrender *r, uint32_t cp);
+uint32_t glm_jlower_cp(glm_jrender *r, uint32_t cp);
+int glm_jis_cased(glm_jrender *r, uint32_t cp);
+int glm_jis_alpha(glm_jrender *r, uint32_t cp);
+int glm_jis_digit(uint32_t cp);
+/* str.upper/lower/swapcase/title/capitalize (casefold is lower) */
+enum { GLM_JCASE_UPPER, GLM_JCASE_LOWER, GLM_JCASE_SWAP, GLM_JCASE_TITLE, GLM_JCASE_CAPITALIZE };
+glm_jinja_value glm_jcase(glm_jrender *r, glm_jinja_value s, int mode);
+/* str.strip/lstrip/rstrip: a view of s; chars NULL strips whitespace */
+glm_jinja_value glm_jstrip(glm_jinja_value s, const glm_jinja_value *chars, int left, int right);
+/* Byte offset of code point i of s: 0 for i <= 0, n past the end. */
+size_t glm_jcp_off(const char *s, size_t n, int64_t i);
+/* First / last occurrence of n in h (an empty n: at h's start / end). */
+const char *glm_jmemmem(const char *h, size_t hn, const char *n, size_t nn);
+const char *glm_jmemrmem(const char *h, size_t hn, const char *n, size_t nn);
+/* str.find/rfind: a code-point index, -1 when absent */
+int64_t glm_jfind(glm_jinja_value s, glm_jinja_value sub, int from_right);
+/* str.split/rsplit (sep NULL: runs of whitespace; maxsplit < 0: no limit) */
+glm_jinja_value glm_jsplit(glm_jrender *r, glm_jinja_value s, const glm_jinja_value *sep,
+                           int64_t maxsplit, int from_right);
+/* str.replace (count < 0: all) */
+glm_jinja_value glm_jreplace(glm_jrender *r, glm_jinja_value s, glm_jinja_value old,
+                             glm_jinja_value new_, int64_t count);
+/* markupsafe.escape: a Markup string (safe strings come back as they are) */
+glm_jinja_value glm_jescape(glm_jrender *r, glm_jinja_value v);
+/* s padded to width code points with fill; align '<' '>' '^' (format's
+ * center) or 'c' (str.center) */
+glm_jinja_value glm_jpad(glm_jrender *r, glm_jinja_value s, int64_t width, int align,
+                         uint32_t fill);
+/* str % args, and str.format(*args, **kwargs) */
+glm_jinja_value glm_jpercent(glm_jrender *r, glm_jinja_value fmtv, glm_jinja_value args);
+glm_jinja_value glm_jstr_format(glm_jrender *r, glm_jinja_value fmtv, glm_jcall_args *a);
+
+
 /* ---- builtins (jinja_builtins.c) --------------------------------------------- */
 
 /* Filter and test ids by name: >0 implemented, 0 unknown to jinja2,
@@ -424,6 +462,10 @@ void glm_jmethod_ids(const char *name, size_t n, uint16_t mid[GLM_JM_KINDS]);
 /* The method id for obj (0 none, GLM_JM_UNSAFE refused) from mid[] or, when
  * mid is NULL, by name. */
 int glm_jmethod_id(glm_jinja_value obj, const char *name, size_t n, const uint16_t *mid);
+/* Method id (from glm_jmethod_id) bound to obj: a FUNC value, or an unsafe
+ * Undefined named name for GLM_JM_UNSAFE. */
+glm_jinja_value glm_jmethod_bind(glm_jrender *r, glm_jinja_value obj, int id, const char *name,
+                                 size_t n);
 /* A bound method of obj named name: 1 and *out set (an unsafe Undefined for
  * a refused one), 0 when the type has none. */
 int glm_jmethod_lookup(glm_jinja_value obj, const char *name, size_t n,

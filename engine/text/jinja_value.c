@@ -342,47 +342,29 @@ glm_jv_undef(const char *hint, size_t n, int sub)
     return v;
 }
 
+/* jinja.h's scalar constructors: calls, for callers outside the interpreter */
 glm_jinja_value
 glm_jinja_none(void)
 {
-    glm_jinja_value v;
-
-    memset(&v, 0, sizeof(v));
-    v.kind = GLM_JINJA_NONE;
-    return v;
+    return glm_jvnone();
 }
 
 glm_jinja_value
 glm_jinja_bool(int b)
 {
-    glm_jinja_value v;
-
-    memset(&v, 0, sizeof(v));
-    v.kind = GLM_JINJA_BOOL;
-    v.u.i = b != 0;
-    return v;
+    return glm_jvb(b);
 }
 
 glm_jinja_value
 glm_jinja_int(int64_t i)
 {
-    glm_jinja_value v;
-
-    memset(&v, 0, sizeof(v));
-    v.kind = GLM_JINJA_INT;
-    v.u.i = i;
-    return v;
+    return glm_jvi(i);
 }
 
 glm_jinja_value
 glm_jinja_float(double f)
 {
-    glm_jinja_value v;
-
-    memset(&v, 0, sizeof(v));
-    v.kind = GLM_JINJA_FLOAT;
-    v.u.f = f;
-    return v;
+    return glm_jvf(f);
 }
 
 glm_jinja_value

@@ -34,13 +34,15 @@ ${CLANG:-clang} -std=c11 -O1 -g -D_GNU_SOURCE -Iengine \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -fno-omit-frame-pointer \
     t/fuzz/fuzz_template.c engine/text/jinja_parse.c engine/text/jinja_eval.c engine/text/jinja_value.c \
-    engine/text/jinja_builtins.c engine/text/chat_template.c engine/util/util.c \
+    engine/text/jinja_builtins.c engine/text/jinja_pystr.c engine/text/chat_template.c \
+    engine/util/util.c \
     -o build/fuzz/fuzz_template -lyajl -lm
 ${CLANG:-clang} -std=c11 -O1 -g -D_GNU_SOURCE -Iengine \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -fno-omit-frame-pointer \
     t/fuzz/fuzz_request.c engine/text/jinja_parse.c engine/text/jinja_eval.c engine/text/jinja_value.c \
-    engine/text/jinja_builtins.c engine/text/chat_template.c engine/util/util.c \
+    engine/text/jinja_builtins.c engine/text/jinja_pystr.c engine/text/chat_template.c \
+    engine/util/util.c \
     -o build/fuzz/fuzz_request -lyajl -lm
 # seeds: the template corpus and the test checkpoints' templates (copied into
 # build/, never into the repository)

@@ -89,56 +89,6 @@ get(yajl_val o, const char *k)
     return NULL;
 }
 
-/* deep equality: objects unordered, numbers by value */
-static int
-json_eq(yajl_val a, yajl_val b)
-{
-    size_t i, k;
-
-    if (a == NULL || b == NULL) {
-        return (a == NULL || YAJL_IS_NULL(a)) && (b == NULL || YAJL_IS_NULL(b));
-    }
-    if (YAJL_IS_NUMBER(a) || YAJL_IS_NUMBER(b)) {
-        return YAJL_IS_NUMBER(a) && YAJL_IS_NUMBER(b)
-               && YAJL_GET_DOUBLE(a) == YAJL_GET_DOUBLE(b);
-    }
-    if (a->type != b->type) {
-        return 0;
-    }
-    if (YAJL_IS_STRING(a)) {
-        return strcmp(a->u.string, b->u.string) == 0;
-    }
-    if (YAJL_IS_ARRAY(a)) {
-        if (a->u.array.len != b->u.array.len) {
-            return 0;
-        }
-        for (i = 0; i < a->u.array.len; i++) {
-            if (!json_eq(a->u.array.values[i], b->u.array.values[i])) {
-                return 0;
-            }
-        }
-        return 1;
-    }
-    if (YAJL_IS_OBJECT(a)) {
-        if (a->u.object.len != b->u.object.len) {
-            return 0;
-        }
-        for (i = 0; i < a->u.object.len; i++) {
-            yajl_val bv = NULL;
-            for (k = 0; k < b->u.object.len; k++) {
-                if (strcmp(a->u.object.keys[i], b->u.object.keys[k]) == 0) {
-                    bv = b->u.object.values[k];
-                }
-            }
-            if (bv == NULL || !json_eq(a->u.object.values[i], bv)) {
-                return 0;
-            }
-        }
-        return 1;
-    }
-    return 1;
-}
-
 static const char *
 str_or_null(yajl_val v)
 {
@@ -682,7 +632,7 @@ run_case(const out_case *c)
                 ok = 0;
             }
             args = atext ? parse(atext) : NULL;
-            if (args == NULL || !json_eq(args, get(e1, "arguments"))) {
+            if (args == NULL || !glm_schema_equal(args, get(e1, "arguments"))) {
                 printf("  call %zu arguments %s\n", i, atext);
                 ok = 0;
             }
@@ -698,7 +648,8 @@ run_case(const out_case *c)
         printf("  finish_reason %s\n", glm_out_finish_reason(o, c->engine));
         ok = 0;
     }
-    if (get(exp, "glm_boxes") != NULL && !json_eq(get(msg, "glm_boxes"), get(exp, "glm_boxes"))) {
+    if (get(exp, "glm_boxes") != NULL
+        && !glm_schema_equal(get(msg, "glm_boxes"), get(exp, "glm_boxes"))) {
         glm_str s = { 0 };
         glm_json_write(&s, get(msg, "glm_boxes"));
         printf("  glm_boxes %s\n", s.data);
