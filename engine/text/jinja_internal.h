@@ -1,5 +1,5 @@
 /*
- * jinja_internal.h: what the interpreter's files (jinja_value.c, jinja_lex.c,
+ * jinja_internal.h: what the interpreter's files (jinja_value.c,
  * jinja_parse.c, jinja_eval.c, jinja_builtins.c, jinja_pystr.c) share.  Not a
  * public API: only jinja.h is.
  *
