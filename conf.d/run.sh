@@ -6,6 +6,9 @@
 #   MODEL   checkpoint directory (default: the embedded tiny random-weight
 #           checkpoint t/fixtures/glm45-air-tiny, which answers noise)
 #   PORT    listen port (default 8080)
+#   SUBMIT_RING_MB  the engine's request ring per worker, MiB (default 64);
+#           nginx's client_max_body_size is half of it, so that a body fits
+#           whole with room to spare
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PORT=${PORT:-8080}
@@ -13,6 +16,7 @@ MODEL=${MODEL:-$ROOT/t/fixtures/glm45-air-tiny}
 case $MODEL in /*) ;; *) MODEL=$(cd "$MODEL" && pwd) ;; esac
 NAME=${SERVED_NAME:-$(basename "$MODEL")}
 RUN=$ROOT/build/run
+SUBMIT_RING_MB=${SUBMIT_RING_MB:-64}
 
 need=""
 for p in nginx nginx-dev libyajl-dev libpcre2-dev build-essential pkg-config \
@@ -45,10 +49,11 @@ else
 fi
 sed -e "s|@PORT@|$PORT|g" -e "s|@SOCK@|$SOCK|g" -e "s|@RUN@|$RUN|g" \
     -e "s|@MODULE@|$ROOT/build/nginx/ngx_http_glm_module.so|g" \
+    -e "s|@MAX_BODY@|$((SUBMIT_RING_MB / 2))m|g" \
     -e "s|@USER@|$USER_LINE|g" "$ROOT/conf.d/run.conf.in" >"$RUN/nginx.conf"
 
 "$ROOT/build/glm-engine" serve --model "$MODEL" --socket "$SOCK" \
-    --served-model-name "$NAME" $GROUP_OPT &
+    --served-model-name "$NAME" --submit-ring-size "${SUBMIT_RING_MB}m" $GROUP_OPT &
 ENGINE=$!
 i=0
 while [ ! -S "$SOCK" ] && [ $i -lt 600 ]; do

@@ -144,9 +144,9 @@ like($r->{body}, qr/data: \[DONE\]\n\n\z/, 'stream ends with [DONE]');
 {
     my $s = $t->stream_open(GlmTest::chat_body(content => $prompt, max_tokens => 3000,
                                                ignore_eos => \1, stream => \1));
-    GlmTest::read_until($s, qr/"content"/, 10);
+    GlmTest::read_until($s, qr/"content"/, 60);
     $t->kill_engine('KILL');
-    my $rest = GlmTest::read_until($s, qr/data: \[DONE\]/, 10);
+    my $rest = GlmTest::read_until($s, qr/data: \[DONE\]/, 60);
     like($rest, qr/data: \{"error":\{[^\n]*\n\ndata: \[DONE\]/,
          'engine killed: the stream ends with an error event and [DONE]');
     close $s;
@@ -155,12 +155,32 @@ like($r->{body}, qr/data: \[DONE\]\n\n\z/, 'stream ends with [DONE]');
     $r = $t->post('/v1/chat/completions', GlmTest::chat_body(content => $prompt));
     is($r->{status}, 503, 'new requests get 503 without the engine');
     $t->start_engine;
-    ok(eval { $t->wait_health(200, 15) }, 'the worker reconnects to the new engine by itself');
+    ok(eval { $t->wait_health(200, 60) }, 'the worker reconnects to the new engine by itself');
     $r = $t->post('/v1/chat/completions',
                   GlmTest::chat_body(content => $prompt, max_tokens => 12, temperature => 0));
     my $again = eval { decode_json($r->{body}) } // {};
     is($again->{choices}[0]{message}{content}, $greedy,
        'the new engine answers the same greedy text, nginx untouched');
+}
+
+# ---- --submit-ring-size bounds the body nginx hands over ----
+
+{
+    my $cmd = $t->{engine_cmd};
+    $t->kill_engine;
+    $t->{engine_cmd} = "$cmd --submit-ring-size 256k";
+    $t->start_engine;
+    $t->wait_health(200);
+    $r = $t->post('/v1/chat/completions',
+                  GlmTest::chat_body(content => 'x ' x 150_000));
+    is($r->{status}, 413, 'a body over --submit-ring-size 256k: 413');
+    is($r->{json}{error}{message}, 'The request body is larger than the engine accepts',
+       '... OpenAI-shaped, saying why');
+    $r = $t->post('/v1/chat/completions',
+                  GlmTest::chat_body(content => 'x ' x 50_000));
+    isnt($r->{status}, 413, 'a body under it reaches the engine');
+    like($r->{json}{error}{message} // $r->{json}{id} // '', qr/context|chatcmpl/,
+         '... which answers it');
 }
 
 $t->finish;

@@ -843,6 +843,10 @@ glm_serve_usage(FILE *f)
         "  --socket-mode OCTAL           socket permissions (default 0660)\n"
         "  --socket-group GROUP          socket group (e.g. www-data for nginx workers)\n"
         "  --max-channels N              nginx worker connections (default 64)\n"
+        "  --submit-ring-size SIZE       each worker's request ring (default 64m, rounded\n"
+        "                                up to a power of two): a request body travels\n"
+        "                                whole, so nginx's client_max_body_size, and a body\n"
+        "                                with fetched media inlined as base64, must fit it\n"
         "  --threads N                   CPU backend threads (default: all)\n"
         "  --backend cpu|cuda            where the model runs (default cpu; cuda: GPU 0)\n"
         "  --allowed-local-media-path DIR  allow file:// images and videos under DIR\n"
@@ -876,7 +880,11 @@ glm_cmd_serve(int argc, char **argv)
     o->max_num_batched_tokens = 2048;
     o->block_size = 16;
     o->n_channels = 64;
-    o->submit_size = 16u << 20;
+    /* the largest request body travels whole through this ring: 64 MiB
+     * holds nginx's client_max_body_size 32m of conf.d, or a fetched image
+     * of 32m inlined as base64 (4/3 larger) by glm_media_fetch; pages are
+     * committed only as bodies pass through */
+    o->submit_size = 64u << 20;
     o->output_size = 1u << 20;
     o->socket_mode = 0660;
     o->use_generation_config = 1;
@@ -900,6 +908,25 @@ glm_cmd_serve(int argc, char **argv)
         }
         i++;
         v = strtol(val, &end, 10);
+        if (strcmp(a, "--submit-ring-size") == 0) {
+            /* bytes, or with nginx's k/m/g suffixes */
+            long long size = v;
+            int shift = 0;
+
+            if (end != val && *end != '\0' && end[1] == '\0') {
+                shift = (*end | 0x20) == 'k' ? 10 : (*end | 0x20) == 'm' ? 20
+                        : (*end | 0x20) == 'g' ? 30 : -1;
+                end += shift >= 0;
+            }
+            size = shift > 0 ? size << shift : size;
+            if (*end != '\0' || end == val || size < (1 << 16) || size > (1LL << 30)) {
+                fprintf(stderr, "glm-engine: --submit-ring-size wants a size from 64k to 1g"
+                        " (bytes, or with a k, m or g suffix)\n");
+                return 2;
+            }
+            o->submit_size = (uint32_t) size;
+            continue;
+        }
 #define GLM_INT_OPT(name, field, lo, hi)                                        \
         if (strcmp(a, name) == 0) {                                             \
             if (*end != '\0' || end == val || v < (lo) || v > (hi)) {           \
