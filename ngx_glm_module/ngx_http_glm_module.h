@@ -145,4 +145,19 @@ typedef struct {
 extern ngx_module_t  ngx_http_glm_module;
 
 
+/* ngx_http_glm_module.c */
+ngx_int_t ngx_http_glm_admit(ngx_http_glm_ctx_t *ctx);
+ngx_int_t ngx_http_glm_send_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *message, const char *param,
+    ngx_uint_t retry_after, const char *allow);
+size_t ngx_http_glm_submit_bound(glm_ring *ring, size_t body_len);
+
+/* ngx_http_glm_media.c */
+ngx_int_t ngx_http_glm_media_start(ngx_http_request_t *r,
+    ngx_http_glm_ctx_t *ctx);
+ngx_int_t ngx_http_glm_media_url_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+ngx_int_t ngx_http_glm_media_init(ngx_conf_t *cf);
+
+
 #endif /* _NGX_HTTP_GLM_MODULE_H_INCLUDED_ */
