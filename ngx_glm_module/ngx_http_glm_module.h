@@ -147,10 +147,9 @@ extern ngx_module_t  ngx_http_glm_module;
 
 /* ngx_http_glm_module.c */
 ngx_int_t ngx_http_glm_admit(ngx_http_glm_ctx_t *ctx);
-ngx_int_t ngx_http_glm_send_error(ngx_http_request_t *r,
-    ngx_uint_t status, const char *message, const char *param,
-    ngx_uint_t retry_after, const char *allow);
 size_t ngx_http_glm_submit_bound(glm_ring *ring, size_t body_len);
+void ngx_http_glm_cancel(ngx_http_glm_worker_t *w, uint32_t slot,
+    uint32_t gen);
 
 /* ngx_http_glm_media.c */
 ngx_int_t ngx_http_glm_media_start(ngx_http_request_t *r,
@@ -158,6 +157,18 @@ ngx_int_t ngx_http_glm_media_start(ngx_http_request_t *r,
 ngx_int_t ngx_http_glm_media_url_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 ngx_int_t ngx_http_glm_media_init(ngx_conf_t *cf);
+
+/* ngx_http_glm_output.c */
+ngx_int_t ngx_http_glm_health_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_glm_error_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_glm_send_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *message, const char *param,
+    ngx_uint_t retry_after, const char *allow);
+void ngx_http_glm_flush(ngx_http_glm_ctx_t *ctx);
+ngx_int_t ngx_http_glm_append(ngx_http_glm_ctx_t *ctx, const u_char *p,
+    size_t n);
+void ngx_http_glm_fail(ngx_http_glm_ctx_t *ctx, ngx_uint_t inband,
+    ngx_uint_t status, const char *message, ngx_uint_t retry_after);
 
 
 #endif /* _NGX_HTTP_GLM_MODULE_H_INCLUDED_ */
