@@ -143,12 +143,15 @@ typedef struct {
 
 
 extern ngx_module_t  ngx_http_glm_module;
+extern ngx_http_glm_pass_t  ngx_http_glm_passes[];
 
 
-/* ngx_http_glm_module.c */
+/* ngx_http_glm_request.c */
+ngx_int_t ngx_http_glm_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_glm_admit(ngx_http_glm_ctx_t *ctx);
 size_t ngx_http_glm_submit_bound(glm_ring *ring, size_t body_len);
 void ngx_http_glm_process_queue(ngx_http_glm_worker_t *w);
+void ngx_http_glm_retry_handler(ngx_event_t *ev);
 void ngx_http_glm_cancel(ngx_http_glm_worker_t *w, uint32_t slot,
     uint32_t gen);
 
@@ -172,10 +175,10 @@ void ngx_http_glm_fail(ngx_http_glm_ctx_t *ctx, ngx_uint_t inband,
     ngx_uint_t status, const char *message, ngx_uint_t retry_after);
 
 /* ngx_http_glm_engine.c */
-void ngx_http_glm_doorbell(ngx_http_glm_worker_t *w);
 void ngx_http_glm_connect(ngx_http_glm_worker_t *w);
 void ngx_http_glm_reconnect_handler(ngx_event_t *ev);
 void ngx_http_glm_disconnect(ngx_http_glm_worker_t *w);
+void ngx_http_glm_doorbell(ngx_http_glm_worker_t *w);
 
 
 #endif /* _NGX_HTTP_GLM_MODULE_H_INCLUDED_ */
