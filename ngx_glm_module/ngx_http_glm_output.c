@@ -210,10 +210,7 @@ ngx_http_glm_flush(ngx_http_glm_ctx_t *ctx)
 
         if (ctx->header_sent) {
             /* the client does not read: nothing in-band would reach it */
-            if (ctx->live) {
-                ctx->live = 0;
-                ngx_http_glm_cancel(ctx->worker, ctx->slot, ctx->gen);
-            }
+            ngx_http_glm_cancel_live(ctx);
 
             ngx_http_glm_finish(ctx, NGX_ERROR);
             return;
@@ -238,10 +235,7 @@ ngx_http_glm_flush(ngx_http_glm_ctx_t *ctx)
         rc = ngx_http_glm_send_head(ctx);
 
         if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-            if (ctx->live) {
-                ctx->live = 0;
-                ngx_http_glm_cancel(ctx->worker, ctx->slot, ctx->gen);
-            }
+            ngx_http_glm_cancel_live(ctx);
 
             ngx_http_glm_finish(ctx, rc);
             return;
@@ -256,10 +250,7 @@ ngx_http_glm_flush(ngx_http_glm_ctx_t *ctx)
     rc = ngx_http_glm_output(ctx);
 
     if (rc == NGX_ERROR) {
-        if (ctx->live) {
-            ctx->live = 0;
-            ngx_http_glm_cancel(ctx->worker, ctx->slot, ctx->gen);
-        }
+        ngx_http_glm_cancel_live(ctx);
 
         ngx_http_glm_finish(ctx, NGX_ERROR);
         return;
@@ -271,10 +262,7 @@ ngx_http_glm_flush(ngx_http_glm_ctx_t *ctx)
     }
 
     if (ngx_http_glm_wait_write(ctx) != NGX_OK) {
-        if (ctx->live) {
-            ctx->live = 0;
-            ngx_http_glm_cancel(ctx->worker, ctx->slot, ctx->gen);
-        }
+        ngx_http_glm_cancel_live(ctx);
 
         ngx_http_glm_finish(ctx, NGX_ERROR);
     }
@@ -417,10 +405,7 @@ ngx_http_glm_writer(ngx_http_request_t *r)
                       "client timed out");
         c->timedout = 1;
 
-        if (ctx->live) {
-            ctx->live = 0;
-            ngx_http_glm_cancel(ctx->worker, ctx->slot, ctx->gen);
-        }
+        ngx_http_glm_cancel_live(ctx);
 
         ngx_http_glm_finish(ctx, NGX_HTTP_REQUEST_TIME_OUT);
         return;
@@ -433,10 +418,7 @@ ngx_http_glm_writer(ngx_http_request_t *r)
                                 (ngx_buf_tag_t) &ngx_http_glm_module);
 
         if (rc == NGX_ERROR) {
-            if (ctx->live) {
-                ctx->live = 0;
-                ngx_http_glm_cancel(ctx->worker, ctx->slot, ctx->gen);
-            }
+            ngx_http_glm_cancel_live(ctx);
 
             ngx_http_glm_finish(ctx, NGX_ERROR);
             return;
@@ -444,10 +426,7 @@ ngx_http_glm_writer(ngx_http_request_t *r)
     }
 
     if (ngx_http_glm_wait_write(ctx) != NGX_OK) {
-        if (ctx->live) {
-            ctx->live = 0;
-            ngx_http_glm_cancel(ctx->worker, ctx->slot, ctx->gen);
-        }
+        ngx_http_glm_cancel_live(ctx);
 
         ngx_http_glm_finish(ctx, NGX_ERROR);
     }
@@ -613,10 +592,7 @@ ngx_http_glm_fail(ngx_http_glm_ctx_t *ctx, ngx_uint_t inband,
 
     r = ctx->request;
 
-    if (ctx->live) {
-        ctx->live = 0;
-        ngx_http_glm_cancel(ctx->worker, ctx->slot, ctx->gen);
-    }
+    ngx_http_glm_cancel_live(ctx);
 
     if (ctx->header_sent) {
         if (ctx->content_type != GLM_CT_SSE) {

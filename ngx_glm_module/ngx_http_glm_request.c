@@ -34,6 +34,8 @@ static void ngx_http_glm_cleanup(void *data);
 static size_t ngx_http_glm_chunk(glm_ring *ring, uint64_t tail, size_t left,
     ngx_uint_t first);
 static ngx_int_t ngx_http_glm_submit(ngx_http_glm_ctx_t *ctx);
+static void ngx_http_glm_cancel(ngx_http_glm_worker_t *w, uint32_t slot,
+    uint32_t gen);
 static ngx_int_t ngx_http_glm_flush_cancels(ngx_http_glm_worker_t *w);
 
 static void ngx_http_glm_timeout_handler(ngx_event_t *ev);
@@ -438,10 +440,7 @@ ngx_http_glm_cleanup(void *data)
         ctx->in_dirty = 0;
     }
 
-    if (ctx->live) {
-        ctx->live = 0;
-        ngx_http_glm_cancel(w, ctx->slot, ctx->gen);
-    }
+    ngx_http_glm_cancel_live(ctx);
 
     if (ctx->has_slot) {
         ctx->has_slot = 0;
@@ -648,7 +647,18 @@ ngx_http_glm_retry_handler(ngx_event_t *ev)
 }
 
 
+/* a request the engine still runs is to stop there: a CANCEL, once */
 void
+ngx_http_glm_cancel_live(ngx_http_glm_ctx_t *ctx)
+{
+    if (ctx->live) {
+        ctx->live = 0;
+        ngx_http_glm_cancel(ctx->worker, ctx->slot, ctx->gen);
+    }
+}
+
+
+static void
 ngx_http_glm_cancel(ngx_http_glm_worker_t *w, uint32_t slot, uint32_t gen)
 {
     ngx_uint_t              n;
