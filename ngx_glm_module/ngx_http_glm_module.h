@@ -153,6 +153,7 @@ size_t ngx_http_glm_submit_bound(glm_ring *ring, size_t body_len);
 void ngx_http_glm_process_queue(ngx_http_glm_worker_t *w);
 void ngx_http_glm_retry_handler(ngx_event_t *ev);
 void ngx_http_glm_cancel_live(ngx_http_glm_ctx_t *ctx);
+void ngx_http_glm_detach(ngx_http_glm_ctx_t *ctx);
 
 /* ngx_http_glm_media.c */
 ngx_int_t ngx_http_glm_media_start(ngx_http_request_t *r,

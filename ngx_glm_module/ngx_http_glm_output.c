@@ -650,21 +650,7 @@ ngx_http_glm_finish(ngx_http_glm_ctx_t *ctx, ngx_int_t rc)
         return;
     }
 
-    ctx->done = 1;
-
-    if (ctx->timeout.timer_set) {
-        ngx_del_timer(&ctx->timeout);
-    }
-
-    if (ctx->waiting) {
-        ngx_queue_remove(&ctx->wait_link);
-        ctx->waiting = 0;
-    }
-
-    if (ctx->in_dirty) {
-        ngx_queue_remove(&ctx->dirty_link);
-        ctx->in_dirty = 0;
-    }
+    ngx_http_glm_detach(ctx);
 
     if (r->write_event_handler == ngx_http_glm_writer) {
         r->write_event_handler = ngx_http_request_empty_handler;

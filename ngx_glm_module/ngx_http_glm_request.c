@@ -414,16 +414,10 @@ ngx_http_glm_slot_alloc(ngx_http_glm_worker_t *w, ngx_http_glm_ctx_t *ctx)
 }
 
 
-/* the request's pool goes away: the one place a slot is released */
-static void
-ngx_http_glm_cleanup(void *data)
+/* done: the request leaves its timer and the worker's queues */
+void
+ngx_http_glm_detach(ngx_http_glm_ctx_t *ctx)
 {
-    ngx_http_glm_ctx_t  *ctx = data;
-
-    ngx_http_glm_worker_t  *w;
-
-    w = ctx->worker;
-
     ctx->done = 1;
 
     if (ctx->timeout.timer_set) {
@@ -439,6 +433,20 @@ ngx_http_glm_cleanup(void *data)
         ngx_queue_remove(&ctx->dirty_link);
         ctx->in_dirty = 0;
     }
+}
+
+
+/* the request's pool goes away: the one place a slot is released */
+static void
+ngx_http_glm_cleanup(void *data)
+{
+    ngx_http_glm_ctx_t  *ctx = data;
+
+    ngx_http_glm_worker_t  *w;
+
+    w = ctx->worker;
+
+    ngx_http_glm_detach(ctx);
 
     ngx_http_glm_cancel_live(ctx);
 
