@@ -1,0 +1,184 @@
+
+/*
+ * The types and functions that the files of ngx_http_glm_module share; see
+ * ngx_http_glm_module.c for the design and which file does what.
+ */
+
+
+#ifndef _NGX_HTTP_GLM_MODULE_H_INCLUDED_
+#define _NGX_HTTP_GLM_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include <ngx_http.h>
+
+#include "glm_media_urls.h"
+#include "ring/ring.h"
+
+
+#define NGX_HTTP_GLM_OP_ERROR        100        /* glm_pass error */
+
+#define NGX_HTTP_GLM_DOWN            0
+#define NGX_HTTP_GLM_HANDSHAKE       1
+#define NGX_HTTP_GLM_READY           2
+
+#define NGX_HTTP_GLM_BUF_SIZE        4096
+
+
+typedef struct ngx_http_glm_ctx_s    ngx_http_glm_ctx_t;
+typedef struct ngx_http_glm_media_s  ngx_http_glm_media_t;
+
+
+typedef struct {
+    uint32_t                     slot;
+    uint32_t                     gen;
+} ngx_http_glm_cancel_t;
+
+
+/* per-worker state: lives in the main conf, set up in init_process */
+typedef struct {
+    ngx_uint_t                   state;
+    ngx_connection_t            *conn;
+    ngx_log_t                   *log;
+    ngx_event_t                  reconnect;     /* cancelable */
+    ngx_event_t                  retry;         /* submit queue, cancels */
+    ngx_uint_t                   failures;      /* connect attempts failed */
+
+    glm_setup                    setup;
+    size_t                       setup_len;
+    int                          seg_fd;
+
+    u_char                      *seg;
+    size_t                       seg_size;
+    uint64_t                     epoch;
+    ngx_uint_t                   engine_pid;
+    glm_ring                     submit;
+    glm_ring                     output;
+    char                        *names;
+    size_t                       names_len;
+
+    ngx_http_glm_ctx_t         **slots;
+    uint32_t                    *free_slots;
+    ngx_uint_t                   nslots;
+    ngx_uint_t                   nfree;
+    uint32_t                     gen;
+
+    ngx_queue_t                  waiting;       /* not yet in the ring */
+    ngx_queue_t                  dirty;         /* output to pass on */
+
+    ngx_http_glm_cancel_t       *cancels;       /* not yet in the ring */
+    ngx_uint_t                   ncancels;
+    ngx_uint_t                   cancels_cap;
+} ngx_http_glm_worker_t;
+
+
+typedef struct {
+    ngx_str_t                    engine;
+    ngx_msec_t                   connect_retry;
+    ngx_flag_t                   used;
+    ngx_flag_t                   media_used;    /* some glm_media_fetch */
+    ngx_http_glm_worker_t        worker;
+} ngx_http_glm_main_conf_t;
+
+
+typedef struct {
+    ngx_uint_t                   op;
+    ngx_msec_t                   read_timeout;
+    ngx_msec_t                   submit_timeout;
+    size_t                       output_limit;
+    ngx_str_t                    media_fetch;   /* empty: off */
+} ngx_http_glm_loc_conf_t;
+
+
+struct ngx_http_glm_ctx_s {
+    ngx_http_request_t          *request;
+    ngx_http_glm_worker_t       *worker;
+    ngx_http_glm_loc_conf_t     *conf;
+
+    uint32_t                     op;
+    uint32_t                     slot;
+    uint32_t                     gen;
+    u_char                      *body;
+    size_t                       body_len;
+
+    glm_media_scan              *media;         /* http(s) URLs found */
+    ngx_http_glm_media_t        *fetches;       /* [media->nfetches] */
+    ngx_uint_t                   media_pending; /* subrequests running */
+
+    ngx_event_t                  timeout;       /* non-cancelable */
+    ngx_queue_t                  wait_link;
+    ngx_queue_t                  dirty_link;
+
+    ngx_chain_t                 *out;           /* not yet passed on */
+    ngx_chain_t                **last_out;
+    ngx_chain_t                 *free;
+    ngx_chain_t                 *busy;
+    size_t                       buffered;
+
+    ngx_uint_t                   status;
+    ngx_uint_t                   content_type;
+    ngx_uint_t                   retry_after;
+
+    unsigned                     has_slot:1;
+    unsigned                     waiting:1;
+    unsigned                     in_dirty:1;
+    unsigned                     live:1;        /* the engine runs it */
+    unsigned                     head:1;
+    unsigned                     header_sent:1;
+    unsigned                     header_flushed:1;
+    unsigned                     ended:1;
+    unsigned                     bad:1;         /* the engine broke framing */
+    unsigned                     overflow:1;
+    unsigned                     done:1;        /* finalized */
+};
+
+
+typedef struct {
+    ngx_str_t                    name;
+    ngx_uint_t                   op;
+    ngx_uint_t                   method;
+} ngx_http_glm_pass_t;
+
+
+extern ngx_module_t  ngx_http_glm_module;
+extern ngx_http_glm_pass_t  ngx_http_glm_passes[];
+
+
+/* ngx_http_glm_request.c */
+ngx_int_t ngx_http_glm_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_glm_admit(ngx_http_glm_ctx_t *ctx);
+size_t ngx_http_glm_submit_bound(glm_ring *ring, size_t body_len);
+void ngx_http_glm_process_queue(ngx_http_glm_worker_t *w);
+void ngx_http_glm_retry_handler(ngx_event_t *ev);
+void ngx_http_glm_cancel_live(ngx_http_glm_ctx_t *ctx);
+void ngx_http_glm_detach(ngx_http_glm_ctx_t *ctx);
+
+/* ngx_http_glm_media.c */
+ngx_int_t ngx_http_glm_media_start(ngx_http_request_t *r,
+    ngx_http_glm_ctx_t *ctx);
+ngx_int_t ngx_http_glm_media_url_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+ngx_int_t ngx_http_glm_media_init(ngx_conf_t *cf);
+
+/* ngx_http_glm_output.c */
+ngx_int_t ngx_http_glm_health_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_glm_error_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_glm_send_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *message, const char *param,
+    ngx_uint_t retry_after, const char *allow);
+void ngx_http_glm_flush(ngx_http_glm_ctx_t *ctx);
+ngx_int_t ngx_http_glm_append(ngx_http_glm_ctx_t *ctx, const u_char *p,
+    size_t n);
+void ngx_http_glm_fail(ngx_http_glm_ctx_t *ctx, ngx_uint_t inband,
+    ngx_uint_t status, const char *message, ngx_uint_t retry_after);
+
+/* ngx_http_glm_engine.c */
+void ngx_http_glm_connect(ngx_http_glm_worker_t *w);
+void ngx_http_glm_reconnect_handler(ngx_event_t *ev);
+void ngx_http_glm_disconnect(ngx_http_glm_worker_t *w);
+void ngx_http_glm_doorbell(ngx_http_glm_worker_t *w);
+
+
+#endif /* _NGX_HTTP_GLM_MODULE_H_INCLUDED_ */
