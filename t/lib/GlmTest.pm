@@ -321,19 +321,28 @@ sub wait_health {
     die "/health did not become $want (last $status)";
 }
 
+# SIGHUP, then waits until the new workers have started and, where an
+# engine runs, attached to it (else a request reaching a new worker first
+# would get its 503)
 sub reload {
     my ($self) = @_;
-    my $before = () = read_file("$self->{dir}/error.log")
-                      =~ /start worker process/g;
+    my $count = sub {
+        my $log = read_file("$self->{dir}/error.log");
+        my $started = () = $log =~ /start worker process/g;
+        my $attached = () = $log =~ /glm: attached to engine/g;
+        return ($started, $attached);
+    };
+    my ($started, $attached) = $count->();
+    my $want_attached = $self->{engine_pid} ? $self->{workers} : 0;
     kill 'HUP', $self->{nginx_pid};
     my $deadline = time() + 30;
     while (time() < $deadline) {
-        my $now = () = read_file("$self->{dir}/error.log")
-                       =~ /start worker process/g;
-        return 1 if $now >= $before + $self->{workers};
+        my ($s, $a) = $count->();
+        return 1 if $s >= $started + $self->{workers}
+                    && $a >= $attached + $want_attached;
         sleep 0.05;
     }
-    die "no new workers after reload";
+    die "no new workers attached after reload";
 }
 
 sub stop {
