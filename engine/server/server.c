@@ -918,7 +918,8 @@ glm_cmd_serve(int argc, char **argv)
                         : (*end | 0x20) == 'g' ? 30 : -1;
                 end += shift >= 0;
             }
-            size = shift > 0 ? size << shift : size;
+            /* v is at most 2^30 before the shift, so it cannot overflow */
+            size = shift > 0 && v >= 0 && v <= (1L << 30) ? size << shift : size;
             if (*end != '\0' || end == val || size < (1 << 16) || size > (1LL << 30)) {
                 fprintf(stderr, "glm-engine: --submit-ring-size wants a size from 64k to 1g"
                         " (bytes, or with a k, m or g suffix)\n");
