@@ -69,6 +69,33 @@ like($r->{body}, qr/data: \[DONE\]\n\n\z/, 'stream ends with [DONE]');
        "finished reasons sum to the 6 choices served (@after)");
 }
 
+# ---- strings are lengths: U+0000, a lone surrogate, U+FFFF ----
+
+{
+    # JSON::PP escapes U+0000 as \u0000; the lone surrogate goes as written
+    my $messages = JSON::PP->new->ascii->encode(
+        [ { role => 'user', content => "abc\x{0}def ghi jkl X x \x{ffff} y" } ]);
+    $messages =~ s/ X / \\ud800 /;
+    $r = $t->post('/v1/chat/completions',
+                  qq({"messages":$messages,"max_tokens":1}));
+    is($r->{status}, 200, 'U+0000 in a message: 200');
+    my $served = $r->{json}{usage}{prompt_tokens} // -1;
+    $r = $t->post('/tokenize', qq({"messages":$messages}));
+    my $tok = $r->{json} // {};
+    is($tok->{count}, $served, "/tokenize counts the prompt the chat used ($served)");
+    my ($engine, $model) = $t->{engine_cmd} =~ m{^(\S+) serve .*--model (\S+)};
+    my $cli = `$engine render-template --model $model --request '{"messages":$messages}'`;
+    my ($cli_ids) = $cli =~ /^ids: ([0-9 ]+)$/m;
+    is(join(' ', @{ $tok->{tokens} // [] }), $cli_ids // 'no ids',
+       'the served prompt ids are the CLI render\'s, NUL and all');
+    ok(defined $cli && $cli =~ /abc\0def ghi jkl/, 'the CLI render keeps the U+0000');
+
+    $r = $t->post('/tokenize', '{"prompt":"abc\u0000def"}');
+    my $ids = $r->{json}{tokens} // [];
+    $r = $t->post('/detokenize', JSON::PP->new->encode({ tokens => $ids }));
+    is($r->{json}{prompt}, "abc\x{0}def", '/tokenize prompt with U+0000 round-trips');
+}
+
 # ---- 200 concurrent streams, every one complete and equal ----
 
 {

@@ -220,8 +220,9 @@ glm_prompt_ids(glm_server *srv, glm_req *req, yajl_val root, glm_tokenizer_ids *
     glm_str prompt = { 0 };
     glm_err err;
 
-    if (glm_chat_template_render_request(srv->chat_template, root, srv->default_kwargs,
-                                         &prompt.data, &prompt.len, &err) != 0)
+    if (glm_chat_template_render_request(srv->chat_template, req->body.data, req->body.len,
+                                         srv->default_kwargs, &prompt.data, &prompt.len,
+                                         &err) != 0)
     {
         glm_req_error(req, 400, "BadRequestError", NULL, "%s", err.msg);
         return -1;
@@ -1107,9 +1108,17 @@ glm_tokenize(glm_server *srv, glm_req *req, yajl_val root)
             glm_req_error(req, 400, "BadRequestError", "prompt", "'prompt' must be a string");
             return;
         }
-        if (glm_tokenizer_encode(srv->tok, srv->tok_ctx, prompt->u.string,
-                                 strlen(prompt->u.string), &ids, &err) != 0)
-        {
+        /* the text with its length: the tree's copy ends at a U+0000 */
+        char *text;
+        size_t text_len;
+        int rc = glm_json_string_member(req->body.data, req->body.len, "prompt", &text,
+                                        &text_len, &err);
+
+        if (rc == 0) {
+            rc = glm_tokenizer_encode(srv->tok, srv->tok_ctx, text, text_len, &ids, &err);
+            free(text);
+        }
+        if (rc != 0) {
             glm_req_error(req, 400, "BadRequestError", "prompt", "%s", err.msg);
             return;
         }

@@ -988,7 +988,7 @@ glm_ct_from_yajl(glm_jinja_ctx *ctx, yajl_val v, int depth, glm_jinja_value *out
 }
 
 int
-glm_chat_template_render_request(const glm_chat_template *ct, yajl_val request,
+glm_chat_template_render_request(const glm_chat_template *ct, const char *body, size_t len,
                                  yajl_val default_kwargs, char **out, size_t *out_len,
                                  glm_err *err)
 {
@@ -1004,7 +1004,8 @@ glm_chat_template_render_request(const glm_chat_template *ct, yajl_val request,
     if (ctx == NULL) {
         return -1;
     }
-    if (glm_ct_from_yajl(ctx, request, 0, &req, err) != 0) {
+    if (glm_jinja_from_json(ctx, body, len, &req, err) != 0) {
+        glm_err_prefix(err, "request");
         goto done;
     }
     if (default_kwargs != NULL) {
@@ -1028,6 +1029,47 @@ glm_chat_template_render_request(const glm_chat_template *ct, yajl_val request,
     memcpy(*out, text, n);
     (*out)[n] = '\0';
     *out_len = n;
+    rc = 0;
+done:
+    glm_jinja_ctx_free(ctx);
+    return rc;
+}
+
+int
+glm_json_string_member(const char *body, size_t len, const char *key, char **out,
+                       size_t *out_len, glm_err *err)
+{
+    glm_jinja_ctx *ctx;
+    glm_jinja_value doc, *v;
+    int rc = -1;
+
+    *out = NULL;
+    *out_len = 0;
+    ctx = glm_jinja_ctx_new(NULL, err);
+    if (ctx == NULL) {
+        return -1;
+    }
+    if (glm_jinja_from_json(ctx, body, len, &doc, err) != 0) {
+        glm_err_prefix(err, "request");
+        goto done;
+    }
+    v = doc.kind == GLM_JINJA_DICT ? glm_jinja_dict_get(doc, key) : NULL;
+    if (v == NULL) {
+        rc = 1;
+        goto done;
+    }
+    if (v->kind != GLM_JINJA_STR) {
+        glm_errf(err, "'%s' must be a string", key);
+        goto done;
+    }
+    *out = malloc(v->n + 1);
+    if (*out == NULL) {
+        glm_errf(err, "out of memory");
+        goto done;
+    }
+    memcpy(*out, v->u.s, v->n);
+    (*out)[v->n] = '\0';
+    *out_len = v->n;
     rc = 0;
 done:
     glm_jinja_ctx_free(ctx);

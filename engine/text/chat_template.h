@@ -96,14 +96,24 @@ int glm_chat_template_render(const glm_chat_template *ct, glm_jinja_ctx *ctx,
 
 /*
  * The server's entry point: the same as glm_chat_template_render with
- * GLM_CHAT_TEMPLATE_SERVE, on a request already parsed by yajl_tree, with the
- * server's default chat_template_kwargs (an object, or NULL) under the
- * request's own.  Uses a context of its own, so any thread may call it.
- * *out is malloc'd (free() it).
+ * GLM_CHAT_TEMPLATE_SERVE, on the request body as it came (not a yajl tree,
+ * whose strings end at a U+0000), with the server's default
+ * chat_template_kwargs (an object, or NULL) under the request's own.  Uses a
+ * context of its own, so any thread may call it.  *out is malloc'd (free()
+ * it); the prompt may hold NUL bytes: *out_len is its length.
  */
-int glm_chat_template_render_request(const glm_chat_template *ct, yajl_val request,
-                                     yajl_val default_kwargs, char **out, size_t *out_len,
-                                     glm_err *err);
+int glm_chat_template_render_request(const glm_chat_template *ct, const char *body,
+                                     size_t len, yajl_val default_kwargs, char **out,
+                                     size_t *out_len, glm_err *err);
+
+/*
+ * The string member `key` of the JSON object in body, with its length (a
+ * U+0000 inside stays), in a context of its own: *out is malloc'd.  0 when
+ * found, 1 when absent, -1 with err when body is not JSON or the member is not
+ * a string.
+ */
+int glm_json_string_member(const char *body, size_t len, const char *key, char **out,
+                           size_t *out_len, glm_err *err);
 
 /* CLI: render-template --model DIR|--template FILE --request JSON|--request-file F
  *      [--transformers] [--now YYYY-MM-DDTHH:MM:SS]  (argv[0] = "render-template") */

@@ -191,7 +191,7 @@ forced_tool_calls(glm_tokenizer *tok, int n, int *valid_out)
     root = yajl_tree_parse(req.data, ebuf, sizeof(ebuf));
     schema = get(get(get(root, "tools")->u.array.values[0], "function"), "parameters");
     if (glm_out_request_parse(&rq, root, NULL, &param, &err) != 0
-        || glm_chat_template_render_request(ct, root, NULL, &prompt, &plen, &err) != 0
+        || glm_chat_template_render_request(ct, req.data, req.len, NULL, &prompt, &plen, &err) != 0
         || glm_tokenizer_encode(tok, NULL, prompt, plen, &ids, &err) != 0)
     {
         fprintf(stderr, "semantics_check: request: %s\n", err.msg);

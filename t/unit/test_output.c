@@ -1267,7 +1267,7 @@ run_model(glm_model *m, const glm_chat_template *ct, const char *request_q, int 
           int verbose)
 {
     char *rtext = q(request_q), *ptext = q("{'messages':[{'role':'user','content':'Go'}]}");
-    yajl_val req = parse(rtext), tools_v = get(req, "tools"), preq = parse(ptext);
+    yajl_val req = parse(rtext), tools_v = get(req, "tools");
     model_result r;
     glm_out_request rq;
     const char *param;
@@ -1300,7 +1300,8 @@ run_model(glm_model *m, const glm_chat_template *ct, const char *request_q, int 
     memset(&r, 0, sizeof(r));
     r.n = n;
     if (glm_out_request_parse(&rq, req, NULL, &param, &err) != 0
-        || glm_chat_template_render_request(ct, preq, NULL, &prompt, &plen, &err) != 0)
+        || glm_chat_template_render_request(ct, ptext, strlen(ptext), NULL, &prompt, &plen,
+                                            &err) != 0)
     {
         CHECK(0, "model request: %s", err.msg);
         goto out;
@@ -1433,7 +1434,6 @@ out:
     free(rej);
     free(sawc);
     yajl_tree_free(req);
-    yajl_tree_free(preq);
     free(rtext);
     free(ptext);
     return r;

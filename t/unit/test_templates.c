@@ -769,18 +769,29 @@ unit_request_paths(void)
                          "<|begin_of_video|><|video|><|end_of_video|>hi/nothink<|assistant|>\n"
                          "<think></think>\n") == 0,
           "media parts: %s", out);
-    /* the server's entry point (yajl tree in, malloc'd prompt out) */
+    /* the server's entry point (the request body in, malloc'd prompt out) */
     {
+        static const char nul_req[] =
+            "{\"messages\":[{\"role\":\"user\",\"content\":\"abc\\u0000def \\uffff\"}]}";
+        static const char nul_want[] = "<|user|>\nabc\0def \xef\xbf\xbf<|assistant|>";
         char ebuf[128], *prompt = NULL;
         size_t plen = 0;
-        yajl_val req = yajl_tree_parse(req_media, ebuf, sizeof(ebuf));
         yajl_val dk = yajl_tree_parse("{\"enable_thinking\": true}", ebuf, sizeof(ebuf));
 
-        CHECK(glm_chat_template_render_request(ct, req, dk, &prompt, &plen, &err) == 0
+        CHECK(glm_chat_template_render_request(ct, req_media, strlen(req_media), dk, &prompt,
+                                               &plen, &err) == 0
               && prompt != NULL && strstr(prompt, "/nothink<|assistant|>\n<think></think>\n") != NULL,
               "render_request: %s", prompt != NULL ? prompt : err.msg);
         free(prompt);
-        yajl_tree_free(req);
+        prompt = NULL;
+        /* a U+0000 is text like any other: the prompt goes on past it */
+        CHECK(glm_chat_template_render_request(ct, nul_req, strlen(nul_req), NULL, &prompt,
+                                               &plen, &err) == 0
+              && prompt != NULL
+              && memmem(prompt, plen, nul_want, sizeof(nul_want) - 1) != NULL,
+              "render_request with U+0000: %s",
+              prompt != NULL ? "the prompt is cut or changed" : err.msg);
+        free(prompt);
         yajl_tree_free(dk);
     }
     /* malformed requests are one-line errors */

@@ -37,6 +37,7 @@
 #include "model/sampling.h"
 #include "model/session.h"
 #include "model/vision.h"
+#include "output/json_text.h"
 #include "ref_common.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
@@ -384,6 +385,8 @@ glm_vl_case(const char *dir, glm_model *m, glm_tokenizer *tok, glm_chat_template
     float *px = NULL, *rows = NULL, *logits = NULL;
     double max_diff = 0.0, d;
     yajl_val pos = glm_get(cs, "position_ids");
+    glm_str body = { 0 };
+    int rc;
 
     /* the acceptance lines name the case; other fixtures prefix their own name */
     if (strcmp(base, "glm45v-tiny") == 0) {
@@ -392,7 +395,10 @@ glm_vl_case(const char *dir, glm_model *m, glm_tokenizer *tok, glm_chat_template
         snprintf(name, sizeof(name), "%s:%s", base, glm_get(cs, "name")->u.string);
     }
     memset(&set, 0, sizeof(set));
-    if (glm_chat_template_render_request(tpl, cs, NULL, &prompt, &plen, &err) != 0
+    glm_json_write(&body, cs);       /* the server renders request bodies */
+    rc = glm_chat_template_render_request(tpl, body.data, body.len, NULL, &prompt, &plen, &err);
+    glm_str_free(&body);
+    if (rc != 0
         || glm_tokenizer_encode(tok, NULL, prompt, plen, &ids, &err) != 0
         || glm_media_load(mo, cs, &set, &err) != 0
         || glm_media_expand(c, tok, NULL, &set, ids.ids, ids.len, &x, &grids, &err) != 0)
