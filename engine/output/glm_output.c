@@ -288,8 +288,13 @@ out_content(glm_out *o, const char *p, size_t n)
                 j++;
             }
             if (o->after_call) {
-                /* whitespace after </tool_call> is the call's formatting */
-                o->ws_hold.len = 0;
+                /* whitespace after </tool_call> is the call's formatting,
+                 * unless it separates this text from text before the call:
+                 * "Checking Beijing.\n<tool_call>..</tool_call>\nAlso
+                 * Shanghai." keeps its "\n" */
+                if (!o->content_started) {
+                    o->ws_hold.len = 0;
+                }
                 o->after_call = 0;
             }
             out_emit_content(o, o->ws_hold.data, o->ws_hold.len);

@@ -453,6 +453,12 @@ static const out_case cases[] = {
       "<tool_call>list_files</tool_call>\n\nDone.", "stop",
       "{'content':'Done.','reasoning':null,'tool_calls':[{'name':'list_files','arguments':{}}],"
       "'finish_reason':'tool_calls'}", NULL, 1, 0, 0 },
+    { "text around a call keeps its separating whitespace", "{" MSG "," TOOLS "}",
+      "Checking Beijing.\n<tool_call>get_weather\n<arg_key>city</arg_key>\n"
+      "<arg_value>Beijing</arg_value>\n</tool_call>\nAlso Shanghai.", "stop",
+      "{'content':'Checking Beijing.\\nAlso Shanghai.','reasoning':null,'tool_calls':"
+      "[{'name':'get_weather','arguments':{'city':'Beijing'}}],'finish_reason':'tool_calls'}",
+      NULL, 1, 0, 0 },
     { "box kept in content", "{" MSG "}",
       "The cat is at <|begin_of_box|>[[120,50,380,400]]<|end_of_box|>.", "stop",
       "{'content':'The cat is at <|begin_of_box|>[[120,50,380,400]]<|end_of_box|>.',"
