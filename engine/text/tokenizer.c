@@ -825,6 +825,12 @@ is_none(yajl_val v)
     return v == NULL || YAJL_IS_NULL(v);
 }
 
+static int
+is_none_or_empty(yajl_val v)
+{
+    return is_none(v) || (YAJL_IS_STRING(v) && v->u.string[0] == '\0');
+}
+
 /* A boolean field: dflt when absent; -1 (err) when not a boolean. */
 static int
 get_bool(yajl_val obj, const char *key, int dflt, const char *field, glm_err *err)
@@ -934,11 +940,14 @@ check_model_options(yajl_val model, glm_err *err)
     if (!is_none(glm_json_get(model, "dropout"))) {
         return glm_errf(err, "model.dropout: must be null (BPE dropout is not implemented)");
     }
-    if (!is_none(glm_json_get(model, "continuing_subword_prefix"))) {
-        return glm_errf(err, "model.continuing_subword_prefix: must be null (not implemented)");
+    /* "" is what transformers' converters write for "none": an empty
+     * prefix or suffix changes no string BPE builds, so it is null here */
+    if (!is_none_or_empty(glm_json_get(model, "continuing_subword_prefix"))) {
+        return glm_errf(err, "model.continuing_subword_prefix: must be null or \"\""
+                        " (not implemented)");
     }
-    if (!is_none(glm_json_get(model, "end_of_word_suffix"))) {
-        return glm_errf(err, "model.end_of_word_suffix: must be null (not implemented)");
+    if (!is_none_or_empty(glm_json_get(model, "end_of_word_suffix"))) {
+        return glm_errf(err, "model.end_of_word_suffix: must be null or \"\" (not implemented)");
     }
     b = get_bool(model, "byte_fallback", 0, "model", err);
     if (b < 0) {

@@ -584,6 +584,7 @@ typedef struct {
     const char *dropout;
     int legacy_merges;
     int drop_byte;                  /* byte whose token is left out, or -1 */
+    const char *subword_affix;      /* continuing_subword_prefix, end_of_word_suffix */
 } mini_opts;
 
 /* GLM's split regex, JSON-escaped. */
@@ -653,10 +654,10 @@ write_mini(const char *path, const mini_opts *o)
     fprintf(f, "{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,"
             "\"added_tokens\":%s,\"normalizer\":%s,\"pre_tokenizer\":%s,"
             "\"post_processor\":%s,\"decoder\":%s,\"model\":{\"type\":\"BPE\","
-            "\"dropout\":%s,\"unk_token\":null,\"continuing_subword_prefix\":null,"
-            "\"end_of_word_suffix\":null,\"fuse_unk\":false,%s\"vocab\":{",
+            "\"dropout\":%s,\"unk_token\":null,\"continuing_subword_prefix\":%s,"
+            "\"end_of_word_suffix\":%s,\"fuse_unk\":false,%s\"vocab\":{",
             o->added_tokens, o->normalizer, o->pre_tokenizer, o->post_processor,
-            o->decoder, o->dropout, o->model_extra);
+            o->decoder, o->dropout, o->subword_affix, o->subword_affix, o->model_extra);
     for (b = 0; b < 256; b++) {
         if (b == o->drop_byte) {
             continue;
@@ -685,7 +686,7 @@ write_mini(const char *path, const mini_opts *o)
 static const mini_opts mini_default = {
     "null", MINI_PRE_GLM, "null",
     "{\"type\":\"ByteLevel\",\"add_prefix_space\":true,\"trim_offsets\":true,"
-    "\"use_regex\":true}", MINI_ADDED, "", "null", 0, -1,
+    "\"use_regex\":true}", MINI_ADDED, "", "null", 0, -1, "null",
 };
 
 /* ids HF tokenizers 0.23.3 gives on the same files (see the file comment) */
@@ -762,6 +763,13 @@ mini_cases(tally *t)
     o.legacy_merges = 1;
     mini_encodes(t, dir, &o, mini_want_glm, sizeof(mini_want_glm) / 4,
                  "mini legacy merges");
+    o = mini_default;
+    o.subword_affix = "\"\"";       /* what transformers' converters write */
+    mini_encodes(t, dir, &o, mini_want_glm, sizeof(mini_want_glm) / 4,
+                 "mini \"\" subword prefix and suffix");
+    o = mini_default;
+    o.subword_affix = "\"##\"";
+    mini_refuses(t, dir, &o, "model.continuing_subword_prefix");
     o = mini_default;
     o.pre_tokenizer = MINI_PRE_GPT2;
     mini_encodes(t, dir, &o, mini_want_gpt2, sizeof(mini_want_gpt2) / 4,
