@@ -5,8 +5,10 @@
  * What the engine's records gathered for a request (ngx_http_glm_engine.c
  * appends them here) goes out through the filters: the head, a JSON or
  * text body whole with its length, an SSE stream as it comes, each token
- * flushed.  The worker never waits for a client: while its socket is full
- * the bytes stay in the request's buffers, bounded by glm_output_limit.
+ * flushed, and a comment line whenever it has been idle for
+ * glm_stream_keepalive.  The worker never waits for a client: while its
+ * socket is full the bytes stay in the request's buffers, bounded by
+ * glm_output_limit.
  * Failures reach clients in the OpenAI shape, as a JSON error or, once a
  * stream has begun, as an SSE error event; so do nginx's own errors
  * through glm_pass error.  glm_health answers here too.
