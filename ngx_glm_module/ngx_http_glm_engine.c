@@ -38,6 +38,8 @@ static void ngx_http_glm_engine_gone(ngx_http_glm_worker_t *w,
 static void ngx_http_glm_drain(ngx_http_glm_worker_t *w);
 static ngx_int_t ngx_http_glm_dispatch(ngx_http_glm_worker_t *w,
     const glm_rec *rec);
+static void ngx_http_glm_count_newlines(ngx_http_glm_ctx_t *ctx,
+    const u_char *p, size_t n);
 static void ngx_http_glm_mark_dirty(ngx_http_glm_ctx_t *ctx);
 
 
@@ -766,6 +768,7 @@ ngx_http_glm_dispatch(ngx_http_glm_worker_t *w, const glm_rec *rec)
         ctx->status = head.status;
         ctx->content_type = head.content_type;
         ctx->retry_after = head.retry_after;
+        ctx->sse_newlines = 2;
         break;
 
     case GLM_REC_DATA:
@@ -789,6 +792,7 @@ ngx_http_glm_dispatch(ngx_http_glm_worker_t *w, const glm_rec *rec)
             ctx->bad = 1;
         }
 
+        ngx_http_glm_count_newlines(ctx, glm_rec_payload(rec), rec->len);
         break;
 
     default: /* GLM_REC_END */
@@ -804,6 +808,29 @@ ngx_http_glm_dispatch(ngx_http_glm_worker_t *w, const glm_rec *rec)
     ngx_http_glm_mark_dirty(ctx);
 
     return NGX_OK;
+}
+
+
+/*
+ * The newlines that end what a stream has carried so far, up to 2: at 2 the
+ * client is between two SSE events, where a keepalive comment may go (an
+ * event may span DATA records).
+ */
+static void
+ngx_http_glm_count_newlines(ngx_http_glm_ctx_t *ctx, const u_char *p,
+    size_t n)
+{
+    ngx_uint_t  nl;
+
+    for (nl = 0; nl < 2 && nl < n && p[n - 1 - nl] == '\n'; nl++) {
+        /* void */
+    }
+
+    if (nl == n) {
+        nl += ctx->sse_newlines;
+    }
+
+    ctx->sse_newlines = ngx_min(nl, 2);
 }
 
 

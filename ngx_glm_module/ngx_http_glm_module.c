@@ -63,6 +63,8 @@ static char *ngx_http_glm_health(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_glm_media_fetch(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_glm_stream_keepalive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static ngx_int_t ngx_http_glm_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_glm_postconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_glm_init_process(ngx_cycle_t *cycle);
@@ -130,6 +132,13 @@ static ngx_command_t  ngx_http_glm_commands[] = {
       ngx_conf_set_size_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_glm_loc_conf_t, output_limit),
+      NULL },
+
+    { ngx_string("glm_stream_keepalive"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_glm_stream_keepalive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_glm_loc_conf_t, stream_keepalive),
       NULL },
 
     { ngx_string("glm_media_fetch"),
@@ -244,6 +253,7 @@ ngx_http_glm_create_loc_conf(ngx_conf_t *cf)
     glcf->read_timeout = NGX_CONF_UNSET_MSEC;
     glcf->submit_timeout = NGX_CONF_UNSET_MSEC;
     glcf->output_limit = NGX_CONF_UNSET_SIZE;
+    glcf->stream_keepalive = NGX_CONF_UNSET_MSEC;
 
     return glcf;
 }
@@ -263,6 +273,8 @@ ngx_http_glm_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               3000);
     ngx_conf_merge_size_value(conf->output_limit, prev->output_limit,
                               8 * 1024 * 1024);
+    ngx_conf_merge_msec_value(conf->stream_keepalive, prev->stream_keepalive,
+                              15000);
 
     /* "off" is stored as the empty string, which is also the default */
     ngx_conf_merge_str_value(conf->media_fetch, prev->media_fetch, "");
@@ -413,6 +425,46 @@ ngx_http_glm_media_fetch(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     gmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_glm_module);
     gmcf->media_used = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * glm_stream_keepalive TIME | off: an SSE comment line goes to a stream's
+ * client whenever it has received nothing for TIME (a queued request
+ * waiting for its first token, mostly), so that proxies and load
+ * balancers with idle timeouts keep the connection.  0 is off too.
+ */
+static char *
+ngx_http_glm_stream_keepalive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_glm_loc_conf_t *glcf = conf;
+
+    ngx_str_t  *value;
+    ngx_msec_t  msec;
+
+    if (glcf->stream_keepalive != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        glcf->stream_keepalive = 0;
+        return NGX_CONF_OK;
+    }
+
+    msec = ngx_parse_time(&value[1], 0);
+
+    if (msec == (ngx_msec_t) NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"glm_stream_keepalive\" wants a time such as "
+                           "15s, or off, not \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    glcf->stream_keepalive = msec;
 
     return NGX_CONF_OK;
 }

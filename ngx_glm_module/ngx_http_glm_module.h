@@ -88,6 +88,7 @@ typedef struct {
     ngx_msec_t                   read_timeout;
     ngx_msec_t                   submit_timeout;
     size_t                       output_limit;
+    ngx_msec_t                   stream_keepalive;  /* 0: off */
     ngx_str_t                    media_fetch;   /* empty: off */
 } ngx_http_glm_loc_conf_t;
 
@@ -108,6 +109,7 @@ struct ngx_http_glm_ctx_s {
     ngx_uint_t                   media_pending; /* subrequests running */
 
     ngx_event_t                  timeout;       /* non-cancelable */
+    ngx_event_t                  keepalive;     /* SSE comments, idem */
     ngx_queue_t                  wait_link;
     ngx_queue_t                  dirty_link;
 
@@ -128,6 +130,7 @@ struct ngx_http_glm_ctx_s {
     unsigned                     head:1;
     unsigned                     header_sent:1;
     unsigned                     header_flushed:1;
+    unsigned                     sse_newlines:2; /* 2: between events */
     unsigned                     ended:1;
     unsigned                     bad:1;         /* the engine broke framing */
     unsigned                     overflow:1;
@@ -173,6 +176,7 @@ ngx_int_t ngx_http_glm_append(ngx_http_glm_ctx_t *ctx, const u_char *p,
     size_t n);
 void ngx_http_glm_fail(ngx_http_glm_ctx_t *ctx, ngx_uint_t inband,
     ngx_uint_t status, const char *message, ngx_uint_t retry_after);
+void ngx_http_glm_keepalive_handler(ngx_event_t *ev);
 
 /* ngx_http_glm_engine.c */
 void ngx_http_glm_connect(ngx_http_glm_worker_t *w);

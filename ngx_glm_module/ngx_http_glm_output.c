@@ -5,8 +5,10 @@
  * What the engine's records gathered for a request (ngx_http_glm_engine.c
  * appends them here) goes out through the filters: the head, a JSON or
  * text body whole with its length, an SSE stream as it comes, each token
- * flushed.  The worker never waits for a client: while its socket is full
- * the bytes stay in the request's buffers, bounded by glm_output_limit.
+ * flushed, and a comment line whenever it has been idle for
+ * glm_stream_keepalive.  The worker never waits for a client: while its
+ * socket is full the bytes stay in the request's buffers, bounded by
+ * glm_output_limit.
  * Failures reach clients in the OpenAI shape, as a JSON error or, once a
  * stream has begun, as an SSE error event; so do nginx's own errors
  * through glm_pass error.  glm_health answers here too.
@@ -265,7 +267,65 @@ ngx_http_glm_flush(ngx_http_glm_ctx_t *ctx)
         ngx_http_glm_cancel_live(ctx);
 
         ngx_http_glm_finish(ctx, NGX_ERROR);
+        return;
     }
+
+    /* the client has just been sent something: the idle time starts over */
+    if (ctx->content_type == GLM_CT_SSE && ctx->conf->stream_keepalive) {
+        ngx_add_timer(&ctx->keepalive, ctx->conf->stream_keepalive);
+    }
+}
+
+
+/*
+ * glm_stream_keepalive: a stream's client has been sent nothing for that
+ * long (its request waits for a batch slot, or a long prompt is read), so
+ * a comment line goes out, which SSE clients ignore, lest a proxy's idle
+ * timeout cut the connection.  Not while output waits for the client,
+ * which a comment would only lengthen, nor inside an event.
+ */
+void
+ngx_http_glm_keepalive_handler(ngx_event_t *ev)
+{
+    static u_char        comment[] = ": keepalive\n\n";
+
+    ngx_int_t            rc;
+    ngx_http_request_t  *r;
+    ngx_http_glm_ctx_t  *ctx;
+
+    ctx = ev->data;
+    r = ctx->request;
+
+    if (ctx->done || ctx->ended || !ctx->header_sent) {
+        return;
+    }
+
+    if (ctx->out == NULL && ctx->busy == NULL && ctx->sse_newlines == 2
+        && !r->buffered && !r->connection->buffered)
+    {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "glm: stream keepalive");
+
+        if (ngx_http_glm_append(ctx, comment, sizeof(comment) - 1)
+            != NGX_OK)
+        {
+            ngx_http_glm_cancel_live(ctx);
+
+            ngx_http_glm_finish(ctx, NGX_ERROR);
+            return;
+        }
+
+        rc = ngx_http_glm_output(ctx);
+
+        if (rc == NGX_ERROR || ngx_http_glm_wait_write(ctx) != NGX_OK) {
+            ngx_http_glm_cancel_live(ctx);
+
+            ngx_http_glm_finish(ctx, NGX_ERROR);
+            return;
+        }
+    }
+
+    ngx_add_timer(ev, ctx->conf->stream_keepalive);
 }
 
 

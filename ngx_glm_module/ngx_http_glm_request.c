@@ -318,6 +318,10 @@ ngx_http_glm_admit(ngx_http_glm_ctx_t *ctx)
     ctx->timeout.data = ctx;
     ctx->timeout.log = r->connection->log;
 
+    ctx->keepalive.handler = ngx_http_glm_keepalive_handler;
+    ctx->keepalive.data = ctx;
+    ctx->keepalive.log = r->connection->log;
+
     r->read_event_handler = ngx_http_test_reading;
     r->write_event_handler = ngx_http_request_empty_handler;
 
@@ -422,6 +426,10 @@ ngx_http_glm_detach(ngx_http_glm_ctx_t *ctx)
 
     if (ctx->timeout.timer_set) {
         ngx_del_timer(&ctx->timeout);
+    }
+
+    if (ctx->keepalive.timer_set) {
+        ngx_del_timer(&ctx->keepalive);
     }
 
     if (ctx->waiting) {

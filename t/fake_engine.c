@@ -32,7 +32,10 @@
  *   garbage     a record of an unknown type (the channel is broken)
  *   echo        the answer's content is the request body as received
  *               (what the module made of it: media URLs inlined...)
- * SIGUSR1 toggles --pause-intake (stop reading submit rings).
+ *   hold        HEAD, then nothing more until a SIGUSR2 arrives (a request
+ *               queued for a batch slot, as the engine's are)
+ * SIGUSR1 toggles --pause-intake (stop reading submit rings); SIGUSR2
+ * releases the requests held so far.
  *
  * Every event goes to the log, one line each, for the tests to read:
  *   READY epoch=E | HELLO chan=C gen=G pid=P | GONE chan=C
@@ -92,6 +95,7 @@ struct req {
     long       die_after;           /* DATA records until SIGKILL; -1 never */
     long       data_sent;
     double     next_ms;
+    long       hold;                /* past the HEAD once E.releases >= it */
 };
 
 typedef struct {
@@ -118,6 +122,7 @@ static struct {
     long        slow_ms, die_after, flood;
     int         stall;
     volatile sig_atomic_t pause_intake;
+    volatile sig_atomic_t releases;     /* SIGUSR2s so far */
     volatile sig_atomic_t quit;
     unsigned char *seg;
     size_t      seg_size;
@@ -385,6 +390,8 @@ answer_chat(req *r, yajl_val root, const char *fake)
             garbage = 1;
         } else if (strncmp(p, "echo", 4) == 0) {
             echo = 1;
+        } else if (strncmp(p, "hold", 4) == 0) {
+            r->hold = E.releases + 1;
         }
     }
 
@@ -688,7 +695,9 @@ req_pump(req *r, double now, int *timeout)
     channel *ch = &E.chans[r->chan];
     int      bell = 0, full = 0;
 
-    while (r->cur < r->nrecs && now >= r->next_ms) {
+    while (r->cur < r->nrecs && now >= r->next_ms
+           && !(r->hold && r->cur > 0 && E.releases < r->hold))
+    {
         outrec  *o = &r->recs[r->cur];
         uint32_t max = glm_ring_max_payload(&ch->output);
         size_t   n = o->data.len - r->cur_off;
@@ -741,6 +750,11 @@ req_pump(req *r, double now, int *timeout)
     if (full) {
         /* the worker drains without telling us: look again soon */
         *timeout = 1;
+    } else if (r->hold && r->cur > 0 && E.releases < r->hold) {
+        /* SIGUSR2 interrupts poll(); the bound covers one arriving before */
+        if (*timeout < 0 || *timeout > 50) {
+            *timeout = 50;
+        }
     } else if (r->cur < r->nrecs) {
         int wait = (int) (r->next_ms - now) + 1;
 
@@ -963,6 +977,8 @@ on_signal(int sig)
 {
     if (sig == SIGUSR1) {
         E.pause_intake = !E.pause_intake;
+    } else if (sig == SIGUSR2) {
+        E.releases++;
     } else {
         E.quit = 1;
     }
@@ -1131,6 +1147,7 @@ main(int argc, char **argv)
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
     sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
