@@ -74,7 +74,11 @@ ngx_http_glm_health_handler(ngx_http_request_t *r)
 /*
  * glm_pass error: the target of error_page, so that statuses nginx itself
  * produces (413 from client_max_body_size, 429 from limit_req, ...) reach
- * clients in the OpenAI shape too.
+ * clients in the OpenAI shape too.  Its location is best named by a URI,
+ * not @name: nginx refuses to redirect to a named location a request whose
+ * request line it could not parse (414, a 400 for a bad request line:
+ * "empty URI in redirect to named location").  nginx's 494 and 495-497
+ * arrive here as 400, the status it sends for them.
  */
 ngx_int_t
 ngx_http_glm_error_handler(ngx_http_request_t *r)
