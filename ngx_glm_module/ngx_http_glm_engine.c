@@ -777,7 +777,21 @@ ngx_http_glm_dispatch(ngx_http_glm_worker_t *w, const glm_rec *rec)
             break;
         }
 
-        if (rec->len == 0 || ctx->bad || ctx->overflow) {
+        if (rec->len == 0 || ctx->bad || ctx->overflow
+            || ctx->spill_failed)
+        {
+            break;
+        }
+
+        if (ctx->content_type != GLM_CT_SSE) {
+            /* a body that waits for END: what does not fit in memory goes
+             * to a temporary file, no client is at fault yet */
+            if (ngx_http_glm_append_body(ctx, glm_rec_payload(rec), rec->len)
+                != NGX_OK)
+            {
+                ctx->spill_failed = 1;
+            }
+
             break;
         }
 

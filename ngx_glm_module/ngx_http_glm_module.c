@@ -12,7 +12,8 @@
  *
  * The worker never waits for a client on the engine's behalf: it drains the
  * output ring into request buffers at once and bounds what each request may
- * hold (glm_output_limit).  Every request known to the engine holds a
+ * hold in memory (glm_output_limit: a stream's client is cut off beyond it,
+ * a JSON body goes on in a temporary file).  Every request known to the engine holds a
  * non-cancelable timer (glm_read_timeout), so a reload lets it finish; the
  * reconnect timer is cancelable.  A request's slot is released by its pool
  * cleanup, exactly once, which is also where a CANCEL is sent if the engine

@@ -117,7 +117,11 @@ struct ngx_http_glm_ctx_s {
     ngx_chain_t                **last_out;
     ngx_chain_t                 *free;
     ngx_chain_t                 *busy;
-    size_t                       buffered;
+    size_t                       buffered;      /* in memory and spilled */
+
+    ngx_temp_file_t             *spill;         /* a JSON body beyond */
+    ngx_chain_t                 *spill_cl;      /* glm_output_limit */
+    size_t                       spilled;
 
     ngx_uint_t                   status;
     ngx_uint_t                   content_type;
@@ -134,6 +138,7 @@ struct ngx_http_glm_ctx_s {
     unsigned                     ended:1;
     unsigned                     bad:1;         /* the engine broke framing */
     unsigned                     overflow:1;
+    unsigned                     spill_failed:1;
     unsigned                     done:1;        /* finalized */
 };
 
@@ -173,6 +178,8 @@ ngx_int_t ngx_http_glm_send_error(ngx_http_request_t *r,
     ngx_uint_t retry_after, const char *allow);
 void ngx_http_glm_flush(ngx_http_glm_ctx_t *ctx);
 ngx_int_t ngx_http_glm_append(ngx_http_glm_ctx_t *ctx, const u_char *p,
+    size_t n);
+ngx_int_t ngx_http_glm_append_body(ngx_http_glm_ctx_t *ctx, const u_char *p,
     size_t n);
 void ngx_http_glm_fail(ngx_http_glm_ctx_t *ctx, ngx_uint_t inband,
     ngx_uint_t status, const char *message, ngx_uint_t retry_after);

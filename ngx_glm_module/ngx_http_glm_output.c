@@ -7,8 +7,12 @@
  * text body whole with its length, an SSE stream as it comes, each token
  * flushed, and a comment line whenever it has been idle for
  * glm_stream_keepalive.  The worker never waits for a client: while its
- * socket is full the bytes stay in the request's buffers, bounded by
- * glm_output_limit.
+ * socket is full the bytes of a stream stay in the request's buffers,
+ * bounded by glm_output_limit.  A JSON body is not the client's doing: the
+ * engine writes it in one burst once generation ends (its HEAD comes with
+ * it, not before), so beyond glm_output_limit it goes on in a temporary file
+ * in client_body_temp_path, as proxy_buffering does, and no valid request is
+ * refused for its size.
  * Failures reach clients in the OpenAI shape, as a JSON error or, once a
  * stream has begun, as an SSE error event; so do nginx's own errors
  * through glm_pass error.  glm_health answers here too.
@@ -36,6 +40,8 @@ static ngx_int_t ngx_http_glm_output(ngx_http_glm_ctx_t *ctx);
 static void ngx_http_glm_writer(ngx_http_request_t *r);
 static ngx_int_t ngx_http_glm_wait_write(ngx_http_glm_ctx_t *ctx);
 static ngx_buf_t *ngx_http_glm_get_buf(ngx_http_glm_ctx_t *ctx);
+static ngx_int_t ngx_http_glm_spill(ngx_http_glm_ctx_t *ctx, const u_char *p,
+    size_t n);
 static ngx_int_t ngx_http_glm_append_last(ngx_http_glm_ctx_t *ctx);
 static void ngx_http_glm_finish(ngx_http_glm_ctx_t *ctx, ngx_int_t rc);
 
@@ -69,7 +75,11 @@ ngx_http_glm_health_handler(ngx_http_request_t *r)
 /*
  * glm_pass error: the target of error_page, so that statuses nginx itself
  * produces (413 from client_max_body_size, 429 from limit_req, ...) reach
- * clients in the OpenAI shape too.
+ * clients in the OpenAI shape too.  Its location is best named by a URI,
+ * not @name: nginx refuses to redirect to a named location a request whose
+ * request line it could not parse (414, a 400 for a bad request line:
+ * "empty URI in redirect to named location").  nginx's 494 and 495-497
+ * arrive here as 400, the status it sends for them.
  */
 ngx_int_t
 ngx_http_glm_error_handler(ngx_http_request_t *r)
@@ -202,6 +212,12 @@ ngx_http_glm_flush(ngx_http_glm_ctx_t *ctx)
 
         ngx_http_glm_fail(ctx, 502, NGX_HTTP_BAD_GATEWAY,
                           "The engine sent a malformed response", 0);
+        return;
+    }
+
+    if (ctx->spill_failed) {
+        ngx_http_glm_fail(ctx, 500, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                          "The response could not be buffered", 0);
         return;
     }
 
@@ -613,6 +629,136 @@ ngx_http_glm_append(ngx_http_glm_ctx_t *ctx, const u_char *p, size_t n)
     ctx->buffered += n;
 
     return NGX_OK;
+}
+
+
+/*
+ * A JSON or text body, passed on whole at END: memory holds at most
+ * glm_output_limit of it, what comes beyond goes to a temporary file,
+ * which then holds everything up to the last byte in memory.
+ */
+ngx_int_t
+ngx_http_glm_append_body(ngx_http_glm_ctx_t *ctx, const u_char *p, size_t n)
+{
+    if (ctx->buffered - ctx->spilled + n <= ctx->conf->output_limit) {
+        return ngx_http_glm_append(ctx, p, n);
+    }
+
+    return ngx_http_glm_spill(ctx, p, n);
+}
+
+
+/* ctx->out is [the file's buf] then memory bufs: the memory, then p, go to
+ * the file */
+static ngx_int_t
+ngx_http_glm_spill(ngx_http_glm_ctx_t *ctx, const u_char *p, size_t n)
+{
+    ssize_t                    want, written;
+    ngx_buf_t                  b, *fb;
+    ngx_chain_t                in, *mem, *cl, *next;
+    ngx_temp_file_t           *tf;
+    ngx_http_request_t        *r;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    r = ctx->request;
+    tf = ctx->spill;
+
+    if (tf == NULL) {
+        tf = ngx_pcalloc(r->pool, sizeof(ngx_temp_file_t));
+        if (tf == NULL) {
+            return NGX_ERROR;
+        }
+
+        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+        tf->file.fd = NGX_INVALID_FILE;
+        tf->file.log = r->connection->log;
+        tf->path = clcf->client_body_temp_path;
+        tf->pool = r->pool;
+        tf->log_level = NGX_LOG_INFO;
+        tf->warn = "a response is buffered to a temporary file";
+
+        fb = ngx_calloc_buf(r->pool);
+        if (fb == NULL) {
+            return NGX_ERROR;
+        }
+
+        cl = ngx_alloc_chain_link(r->pool);
+        if (cl == NULL) {
+            return NGX_ERROR;
+        }
+
+        fb->in_file = 1;
+        fb->file = &tf->file;
+        fb->tag = (ngx_buf_tag_t) &ngx_http_glm_module;
+
+        cl->buf = fb;
+        cl->next = NULL;
+
+        ctx->spill = tf;
+        mem = ctx->out;
+
+    } else {
+        cl = ctx->spill_cl;
+        mem = cl->next;
+    }
+
+    want = 0;
+
+    for (next = mem; next; next = next->next) {
+        want += ngx_buf_size(next->buf);
+    }
+
+    written = want ? ngx_write_chain_to_temp_file(tf, mem) : 0;
+
+    if (written != want) {
+        goto failed;
+    }
+
+    tf->offset += written;
+
+    ngx_memzero(&b, sizeof(ngx_buf_t));
+    b.pos = (u_char *) p;
+    b.last = (u_char *) p + n;
+    b.memory = 1;
+
+    in.buf = &b;
+    in.next = NULL;
+
+    written = ngx_write_chain_to_temp_file(tf, &in);
+
+    if (written != (ssize_t) n) {
+        goto failed;
+    }
+
+    tf->offset += written;
+
+    /* the memory bufs are reused for what comes after the file's end */
+    for ( /* void */ ; mem; mem = next) {
+        next = mem->next;
+        mem->next = ctx->free;
+        ctx->free = mem;
+    }
+
+    cl->next = NULL;
+    cl->buf->file_last = tf->offset;
+
+    ctx->spill_cl = cl;
+    ctx->out = cl;
+    ctx->last_out = &cl->next;
+
+    ctx->buffered += n;
+    ctx->spilled = (size_t) tf->offset;
+
+    return NGX_OK;
+
+failed:
+
+    /* ngx_write_chain_to_file() said why, or the disk is full */
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "glm: writing the response to a temporary file failed");
+
+    return NGX_ERROR;
 }
 
 

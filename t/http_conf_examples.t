@@ -54,6 +54,48 @@ sub localize {
     return $text;
 }
 
+# every status nginx produces answers the OpenAI JSON error of that status
+sub is_json_error {
+    my ($r, $status, $type, $message, $name) = @_;
+    is($r->{status}, $status, "$name: $status");
+    is($r->{headers}{'content-type'}, 'application/json', "$name: json");
+    is_deeply($r->{json}, { error => { message => $message, type => $type,
+                                       param => undef, code => $status } },
+              "$name: OpenAI-shaped body");
+}
+
+# statuses nginx answers before or instead of the API; some before it has
+# a URI (414, a bad request line), which a named location cannot take
+sub nginx_errors {
+    my ($t, $name) = @_;
+    my $raw = sub { GlmTest::parse_response($t->http($_[0])) };
+
+    is_json_error($t->get('/v1/nothing-here'), 404, 'NotFoundError',
+                  'Not Found', "$name: unknown /v1 path");
+    is_json_error($t->request(method => 'DELETE', path => '/v1/models'), 405,
+                  'MethodNotAllowedError', 'Method Not Allowed',
+                  "$name: DELETE /v1/models");
+    is_json_error($t->request(method => 'POST', path => '/v1/chat/completions',
+                              type => 'application/json',
+                              headers => [ 'Content-Length: 999999999' ]),
+                  413, 'RequestEntityTooLargeError', 'Request Entity Too Large',
+                  "$name: body over client_max_body_size");
+    is_json_error($t->get('/v1/' . ('a' x 20000)), 414,
+                  'RequestURITooLongError', 'Request-URI Too Large',
+                  "$name: huge URI");
+    is_json_error($t->get('/v1/models', headers => [ 'X-Big: ' . ('a' x 20000) ]),
+                  400, 'BadRequestError', 'Bad Request',
+                  "$name: huge header (494)");
+    is_json_error($raw->("GARBAGE\r\n\r\n"), 400, 'BadRequestError',
+                  'Bad Request', "$name: bad request line");
+    is_json_error($t->get('/v1/models', headers => [ 'Host: again' ]), 400,
+                  'BadRequestError', 'Bad Request', "$name: two Hosts");
+    is_json_error($t->request(method => 'POST', path => '/v1/chat/completions',
+                              headers => [ 'Transfer-Encoding: gzip' ]),
+                  501, 'NotImplementedError', 'Not Implemented',
+                  "$name: unknown Transfer-Encoding");
+}
+
 # ---- glm.conf ----
 
 {
@@ -74,6 +116,22 @@ sub localize {
     is($r->{body}, '{"error":{"message":"Method Not Allowed",'
                    . '"type":"MethodNotAllowedError","param":null,'
                    . '"code":405}}', 'glm.conf: ... as JSON via error_page');
+
+    nginx_errors($t, 'glm.conf');
+
+    # the module's own 502 (an engine that breaks the protocol) is JSON too
+    $r = $t->post('/v1/chat/completions', GlmTest::chat_body(fake => 'bad'));
+    is($r->{status}, 502, 'glm.conf: broken engine, 502') if $t->fake;
+    is($r->{json}{error}{type}, 'BadGatewayError', 'glm.conf: ... as JSON')
+        if $t->fake;
+    $t->finish;
+
+    # no engine at all: the module's 503
+    $t = GlmTest->new;
+    $t->run(conf => localize($t, 'glm.conf', http => $t->port), engine => 0);
+    is_json_error($t->post('/v1/chat/completions', GlmTest::chat_body()), 503,
+                  'ServiceUnavailableError', 'engine not available',
+                  'glm.conf: no engine');
     $t->finish;
 }
 
@@ -106,6 +164,10 @@ sub localize {
        'ratelimit: json');
     is($limited && $limited->{headers}{'retry-after'}, '1',
        'ratelimit: Retry-After');
+
+    # its chat location once had an error_page of its own, which left every
+    # other status there (413 above all) to nginx's HTML
+    nginx_errors($t, 'ratelimit');
     $t->finish;
 }
 

@@ -63,10 +63,43 @@ $GlmTest::LOCATIONS
             }
             glm_pass chat;
         }
+        # statuses nginx may make on an API location, each through
+        # glm_pass error (as glm-api.conf's list does)
+        error_page 400 404 414 494 500 501 502 503 504 /_glm_error;
+        location = /_glm_error { internal; glm_pass error; }
+        location ~ ^/status/400\$ { return 400; }
+        location ~ ^/status/494\$ { return 494; }
+        location ~ ^/status/500\$ { return 500; }
+        location ~ ^/status/501\$ { return 501; }
+        location ~ ^/status/502\$ { return 502; }
+        location ~ ^/status/503\$ { return 503; }
+        location ~ ^/status/504\$ { return 504; }
 END2
 
 my $chat = '/v1/chat/completions';
 my $r;
+
+# ---- what glm_pass error answers for each status nginx makes ----
+
+for my $e ([ 400, 400, 'BadRequestError', 'Bad Request' ],
+           [ 494, 400, 'BadRequestError', 'Bad Request' ],
+           [ 500, 500, 'InternalServerError', 'Internal Server Error' ],
+           [ 501, 501, 'NotImplementedError', 'Not Implemented' ],
+           [ 502, 502, 'BadGatewayError', 'Bad Gateway' ],
+           [ 503, 503, 'ServiceUnavailableError', 'Service Unavailable' ],
+           [ 504, 504, 'GatewayTimeoutError', 'Gateway Timeout' ])
+{
+    my ($from, $code, $type, $message) = @$e;
+    $r = $t->get("/status/$from");
+    is_error($r, $code, $type, $message, undef, "nginx's $from");
+}
+is($r->{headers}{'retry-after'}, undef, "nginx's 504: no Retry-After");
+is($t->get('/status/503')->{headers}{'retry-after'}, 1,
+   "nginx's 503: Retry-After");
+is_error($t->get('/nowhere'), 404, 'NotFoundError', 'Not Found', undef,
+         'unknown path');
+is_error($t->get('/' . ('x' x 20000)), 414, 'RequestURITooLongError',
+         'Request-URI Too Large', undef, 'huge URI');
 
 # ---- method and media type ----
 
