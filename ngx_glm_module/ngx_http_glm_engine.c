@@ -519,6 +519,13 @@ ngx_http_glm_attach(ngx_http_glm_worker_t *w)
     w->epoch = hdr->epoch;
     w->engine_pid = hdr->engine_pid;
 
+    /* the layout as checked above: the engine may not move it later */
+    w->hdr = hdr;
+    w->channels_off = hdr->channels_off;
+    w->channel_size = hdr->channel_size;
+    w->n_channels = hdr->n_channels;
+    w->chan = ch;
+
     return NGX_OK;
 }
 
@@ -546,6 +553,10 @@ ngx_http_glm_disconnect(ngx_http_glm_worker_t *w)
     ngx_free(w->names);
     w->names = NULL;
     w->names_len = 0;
+
+    w->hdr = NULL;
+    w->chan = NULL;
+    w->n_channels = 0;
 
     ngx_memzero(&w->submit, sizeof(glm_ring));
     ngx_memzero(&w->output, sizeof(glm_ring));
@@ -601,7 +612,7 @@ ngx_http_glm_engine_gone(ngx_http_glm_worker_t *w, ngx_uint_t level,
             continue;
         }
 
-        ctx->live = 0;
+        ngx_http_glm_set_live(ctx, 0);
 
         if (ctx->waiting) {
             ngx_queue_remove(&ctx->wait_link);
@@ -640,6 +651,71 @@ ngx_http_glm_doorbell(ngx_http_glm_worker_t *w)
     /* the read handler sees the EOF and deals with it, outside this call */
     ngx_log_error(NGX_LOG_INFO, w->log, err, "glm: doorbell send() failed");
     ngx_post_event(w->conn->read, &ngx_posted_events);
+}
+
+
+/* ---- health (ring.h's Health) ------------------------------------------ */
+
+uint64_t
+ngx_http_glm_mono_ns(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000000 + (uint64_t) ts.tv_nsec;
+}
+
+
+/* ms since the engine last turned its loop or since `since`, the later */
+ngx_msec_t
+ngx_http_glm_stale(ngx_http_glm_worker_t *w, uint64_t since)
+{
+    uint64_t  now, last;
+
+    if (w->hdr == NULL) {
+        return 0;
+    }
+
+    now = ngx_http_glm_mono_ns();
+    last = __atomic_load_n(&w->hdr->heartbeat_ns, __ATOMIC_RELAXED);
+
+    if (since > last) {
+        last = since;
+    }
+
+    return now > last ? (ngx_msec_t) ((now - last) / 1000000) : 0;
+}
+
+
+/*
+ * Work waits for the engine on some worker's channel, and the engine has
+ * not turned its loop for `timeout` ms since it could have: an engine that
+ * sleeps with nothing to do is not stuck, a doorbell wakes it.
+ */
+ngx_uint_t
+ngx_http_glm_engine_stuck(ngx_http_glm_worker_t *w, ngx_msec_t timeout)
+{
+    uint32_t          i;
+    uint64_t          since;
+    glm_chan_header  *ch;
+
+    if (w->hdr == NULL) {
+        return 0;
+    }
+
+    for (i = 0; i < w->n_channels; i++) {
+        ch = (glm_chan_header *) ((u_char *) w->hdr + w->channels_off
+                                  + (uint64_t) i * w->channel_size);
+
+        since = __atomic_load_n(&ch->busy_since_ns, __ATOMIC_RELAXED);
+
+        if (since && ngx_http_glm_stale(w, since) >= timeout) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -815,7 +891,7 @@ ngx_http_glm_dispatch(ngx_http_glm_worker_t *w, const glm_rec *rec)
         }
 
         ctx->ended = 1;
-        ctx->live = 0;
+        ngx_http_glm_set_live(ctx, 0);
         break;
     }
 

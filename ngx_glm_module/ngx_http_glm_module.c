@@ -17,7 +17,10 @@
  * non-cancelable timer (glm_read_timeout), so a reload lets it finish; the
  * reconnect timer is cancelable.  A request's slot is released by its pool
  * cleanup, exactly once, which is also where a CANCEL is sent if the engine
- * still runs it.
+ * still runs it.  The engine's heartbeat in the segment (ring.h's Health)
+ * tells glm_health, and the requests the engine answers at once (models,
+ * metrics, version), when an engine with work waiting has stopped running
+ * (glm_health_timeout).
  *
  * http(s) media URLs in a chat body are fetched here, not by the engine
  * (glm_media_fetch): one in-memory subrequest per URL to the operator's
@@ -126,6 +129,13 @@ static ngx_command_t  ngx_http_glm_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_glm_loc_conf_t, submit_timeout),
+      NULL },
+
+    { ngx_string("glm_health_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_glm_loc_conf_t, health_timeout),
       NULL },
 
     { ngx_string("glm_output_limit"),
@@ -253,6 +263,7 @@ ngx_http_glm_create_loc_conf(ngx_conf_t *cf)
     glcf->op = NGX_CONF_UNSET_UINT;
     glcf->read_timeout = NGX_CONF_UNSET_MSEC;
     glcf->submit_timeout = NGX_CONF_UNSET_MSEC;
+    glcf->health_timeout = NGX_CONF_UNSET_MSEC;
     glcf->output_limit = NGX_CONF_UNSET_SIZE;
     glcf->stream_keepalive = NGX_CONF_UNSET_MSEC;
 
@@ -272,6 +283,8 @@ ngx_http_glm_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->read_timeout, prev->read_timeout, 600000);
     ngx_conf_merge_msec_value(conf->submit_timeout, prev->submit_timeout,
                               3000);
+    ngx_conf_merge_msec_value(conf->health_timeout, prev->health_timeout,
+                              5000);
     ngx_conf_merge_size_value(conf->output_limit, prev->output_limit,
                               8 * 1024 * 1024);
     ngx_conf_merge_msec_value(conf->stream_keepalive, prev->stream_keepalive,
@@ -279,6 +292,14 @@ ngx_http_glm_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     /* "off" is stored as the empty string, which is also the default */
     ngx_conf_merge_str_value(conf->media_fetch, prev->media_fetch, "");
+
+    /* below the engine's longest sleep a busy engine would look stuck */
+    if (conf->health_timeout < 10 * GLM_HEARTBEAT_MAX_SLEEP_MS) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"glm_health_timeout\" must be at least %dms",
+                           10 * GLM_HEARTBEAT_MAX_SLEEP_MS);
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->output_limit < NGX_HTTP_GLM_BUF_SIZE) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

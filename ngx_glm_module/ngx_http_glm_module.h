@@ -59,6 +59,14 @@ typedef struct {
     char                        *names;
     size_t                       names_len;
 
+    /* ring.h's Health: the header, every channel's, this worker's part */
+    glm_seg_header              *hdr;
+    uint64_t                     channels_off;
+    uint64_t                     channel_size;
+    uint32_t                     n_channels;
+    glm_chan_header             *chan;
+    ngx_uint_t                   nlive;         /* requests in the engine */
+
     ngx_http_glm_ctx_t         **slots;
     uint32_t                    *free_slots;
     ngx_uint_t                   nslots;
@@ -87,6 +95,7 @@ typedef struct {
     ngx_uint_t                   op;
     ngx_msec_t                   read_timeout;
     ngx_msec_t                   submit_timeout;
+    ngx_msec_t                   health_timeout;
     size_t                       output_limit;
     ngx_msec_t                   stream_keepalive;  /* 0: off */
     ngx_str_t                    media_fetch;   /* empty: off */
@@ -103,6 +112,7 @@ struct ngx_http_glm_ctx_s {
     uint32_t                     gen;
     u_char                      *body;
     size_t                       body_len;
+    uint64_t                     live_since;    /* CLOCK_MONOTONIC ns */
 
     glm_media_scan              *media;         /* http(s) URLs found */
     ngx_http_glm_media_t        *fetches;       /* [media->nfetches] */
@@ -161,6 +171,7 @@ size_t ngx_http_glm_submit_bound(glm_ring *ring, size_t body_len);
 void ngx_http_glm_process_queue(ngx_http_glm_worker_t *w);
 void ngx_http_glm_retry_handler(ngx_event_t *ev);
 void ngx_http_glm_cancel_live(ngx_http_glm_ctx_t *ctx);
+void ngx_http_glm_set_live(ngx_http_glm_ctx_t *ctx, ngx_uint_t live);
 void ngx_http_glm_detach(ngx_http_glm_ctx_t *ctx);
 
 /* ngx_http_glm_media.c */
@@ -190,6 +201,10 @@ void ngx_http_glm_connect(ngx_http_glm_worker_t *w);
 void ngx_http_glm_reconnect_handler(ngx_event_t *ev);
 void ngx_http_glm_disconnect(ngx_http_glm_worker_t *w);
 void ngx_http_glm_doorbell(ngx_http_glm_worker_t *w);
+uint64_t ngx_http_glm_mono_ns(void);
+ngx_msec_t ngx_http_glm_stale(ngx_http_glm_worker_t *w, uint64_t since);
+ngx_uint_t ngx_http_glm_engine_stuck(ngx_http_glm_worker_t *w,
+    ngx_msec_t timeout);
 
 
 #endif /* _NGX_HTTP_GLM_MODULE_H_INCLUDED_ */

@@ -46,10 +46,18 @@ static ngx_int_t ngx_http_glm_append_last(ngx_http_glm_ctx_t *ctx);
 static void ngx_http_glm_finish(ngx_http_glm_ctx_t *ctx, ngx_int_t rc);
 
 
+/*
+ * glm_health: 200 while this worker is attached to an engine that runs,
+ * 503 while it is not, or while work waits for an engine that has not
+ * turned its loop for glm_health_timeout (stopped, or stuck in a step):
+ * ring.h's Health.  An idle engine asleep in poll is healthy.
+ */
 ngx_int_t
 ngx_http_glm_health_handler(ngx_http_request_t *r)
 {
     ngx_int_t                  rc;
+    ngx_uint_t                 ok;
+    ngx_http_glm_loc_conf_t   *glcf;
     ngx_http_glm_main_conf_t  *gmcf;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
@@ -62,9 +70,12 @@ ngx_http_glm_health_handler(ngx_http_request_t *r)
     }
 
     gmcf = ngx_http_get_module_main_conf(r, ngx_http_glm_module);
+    glcf = ngx_http_get_module_loc_conf(r, ngx_http_glm_module);
 
-    r->headers_out.status = gmcf->worker.state == NGX_HTTP_GLM_READY
-                            ? NGX_HTTP_OK : NGX_HTTP_SERVICE_UNAVAILABLE;
+    ok = gmcf->worker.state == NGX_HTTP_GLM_READY
+         && !ngx_http_glm_engine_stuck(&gmcf->worker, glcf->health_timeout);
+
+    r->headers_out.status = ok ? NGX_HTTP_OK : NGX_HTTP_SERVICE_UNAVAILABLE;
     r->headers_out.content_length_n = 0;
     r->header_only = 1;
 

@@ -41,6 +41,11 @@ static ngx_int_t ngx_http_glm_flush_cancels(ngx_http_glm_worker_t *w);
 static void ngx_http_glm_timeout_handler(ngx_event_t *ev);
 
 
+/* what the engine answers without running the model */
+#define ngx_http_glm_quick(op)                                               \
+    ((op) == GLM_OP_MODELS || (op) == GLM_OP_METRICS || (op) == GLM_OP_VERSION)
+
+
 ngx_int_t
 ngx_http_glm_handler(ngx_http_request_t *r)
 {
@@ -329,8 +334,7 @@ ngx_http_glm_admit(ngx_http_glm_ctx_t *ctx)
         rc = ngx_http_glm_submit(ctx);
 
         if (rc == NGX_OK) {
-            ctx->live = 1;
-            ngx_add_timer(&ctx->timeout, ctx->conf->read_timeout);
+            ngx_http_glm_set_live(ctx, 1);
             return NGX_DONE;
         }
     }
@@ -643,8 +647,7 @@ ngx_http_glm_process_queue(ngx_http_glm_worker_t *w)
                 continue;
             }
 
-            ctx->live = 1;
-            ngx_add_timer(&ctx->timeout, ctx->conf->read_timeout);
+            ngx_http_glm_set_live(ctx, 1);
         }
     }
 
@@ -668,9 +671,52 @@ void
 ngx_http_glm_cancel_live(ngx_http_glm_ctx_t *ctx)
 {
     if (ctx->live) {
-        ctx->live = 0;
+        ngx_http_glm_set_live(ctx, 0);
         ngx_http_glm_cancel(ctx->worker, ctx->slot, ctx->gen);
     }
+}
+
+
+/*
+ * The request is in the engine (submitted, not answered) or no longer.  The
+ * worker publishes since when it has had any there (ring.h's Health), and
+ * the request waits for its first record: glm_read_timeout, or for the
+ * requests the engine answers at once (models, metrics, version),
+ * glm_health_timeout, after which the timeout handler asks whether the
+ * engine is stuck.
+ */
+void
+ngx_http_glm_set_live(ngx_http_glm_ctx_t *ctx, ngx_uint_t live)
+{
+    ngx_http_glm_worker_t  *w;
+
+    w = ctx->worker;
+
+    if (ctx->live == live) {
+        return;
+    }
+
+    ctx->live = live;
+
+    if (!live) {
+        if (w->nlive && --w->nlive == 0 && w->chan) {
+            __atomic_store_n(&w->chan->busy_since_ns, 0, __ATOMIC_RELAXED);
+        }
+
+        return;
+    }
+
+    ctx->live_since = ngx_http_glm_mono_ns();
+
+    if (w->nlive++ == 0 && w->chan) {
+        __atomic_store_n(&w->chan->busy_since_ns, ctx->live_since,
+                         __ATOMIC_RELAXED);
+    }
+
+    ngx_add_timer(&ctx->timeout, ngx_http_glm_quick(ctx->op)
+                                 ? ngx_min(ctx->conf->health_timeout,
+                                           ctx->conf->read_timeout)
+                                 : ctx->conf->read_timeout);
 }
 
 
@@ -759,6 +805,7 @@ ngx_http_glm_timeout_handler(ngx_event_t *ev)
 {
     ngx_http_glm_ctx_t  *ctx = ev->data;
 
+    ngx_msec_t           stale, waited;
     ngx_http_request_t  *r;
 
     r = ctx->request;
@@ -778,6 +825,32 @@ ngx_http_glm_timeout_handler(ngx_event_t *ev)
         ngx_http_glm_fail(ctx, 503, NGX_HTTP_SERVICE_UNAVAILABLE,
                           "engine busy", 1);
         return;
+    }
+
+    if (ngx_http_glm_quick(ctx->op) && !ctx->head && ctx->live) {
+        /* an engine that runs answers these at once: is it stuck? */
+        stale = ngx_http_glm_stale(ctx->worker, ctx->live_since);
+
+        if (stale >= ctx->conf->health_timeout) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "glm: the engine has not run for %M ms",
+                          stale);
+
+            ngx_http_glm_fail(ctx, 503, NGX_HTTP_SERVICE_UNAVAILABLE,
+                              "engine not responding", 1);
+            return;
+        }
+
+        waited = (ngx_msec_t) ((ngx_http_glm_mono_ns() - ctx->live_since)
+                               / 1000000);
+
+        if (waited < ctx->conf->read_timeout) {
+            /* it runs, but slowly: look again when it could be stuck */
+            ngx_add_timer(&ctx->timeout,
+                          ngx_min(ctx->conf->health_timeout - stale + 1,
+                                  ctx->conf->read_timeout - waited));
+            return;
+        }
     }
 
     ngx_log_error(NGX_LOG_ERR, r->connection->log, NGX_ETIMEDOUT,

@@ -36,6 +36,9 @@
  *               queued for a batch slot, as the engine's are)
  * SIGUSR1 toggles --pause-intake (stop reading submit rings); SIGUSR2
  * releases the requests held so far.
+ * The heartbeat (ring.h's Health) is kept as the engine keeps it: every
+ * turn of the loop, at least every GLM_HEARTBEAT_MAX_SLEEP_MS while it holds
+ * requests (stalled ones too) or has intake paused; SIGSTOP makes it stuck.
  *
  * Every event goes to the log, one line each, for the tests to read:
  *   READY epoch=E | HELLO chan=C gen=G pid=P | GONE chan=C
@@ -766,6 +769,27 @@ req_pump(req *r, double now, int *timeout)
 
 /* ---- channels and clients ----------------------------------------------- */
 
+static glm_chan_header *
+chan_header(int k)
+{
+    return (glm_chan_header *) (E.seg + CHANNELS_OFF
+                                + (size_t) k * (GLM_CHAN_DATA_OFF
+                                                + E.submit_size
+                                                + E.output_size));
+}
+
+/* ring.h's Health: CLOCK_MONOTONIC, stored at every turn of the loop */
+static void
+heartbeat(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    __atomic_store_n(&((glm_seg_header *) E.seg)->heartbeat_ns,
+                     (uint64_t) ts.tv_sec * 1000000000ull
+                     + (uint64_t) ts.tv_nsec, __ATOMIC_RELAXED);
+}
+
 static void
 client_close(int i)
 {
@@ -780,6 +804,9 @@ client_close(int i)
             }
         }
         E.chans[c->chan].in_use = 0;
+        /* ring.h's Health: nothing waits on a channel nobody holds */
+        __atomic_store_n(&chan_header(c->chan)->busy_since_ns, 0,
+                         __ATOMIC_RELAXED);
         logf_("GONE chan=%d", c->chan);
     }
     close(c->fd);
@@ -851,6 +878,7 @@ client_hello(int i)
     glm_ring_reset(&ch->output);
     chh = (glm_chan_header *) base;
     chh->owner_pid = h.pid;
+    __atomic_store_n(&chh->busy_since_ns, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&chh->gen, ch->gen, __ATOMIC_RELEASE);
     c->chan = (int) k;
 
@@ -1158,6 +1186,7 @@ main(int argc, char **argv)
           (int) getpid());
 
     while (!E.quit) {
+        heartbeat();
         now = now_ms();
         timeout = -1;
 
@@ -1175,6 +1204,14 @@ main(int argc, char **argv)
             if (r->complete) {
                 req_pump(r, now, &timeout);
             }
+        }
+
+        /* holding requests (stalled ones too) or not reading: alive, so
+         * the heartbeat stays fresh; else a doorbell wakes us */
+        if ((E.reqs != NULL || E.pause_intake)
+            && (timeout < 0 || timeout > GLM_HEARTBEAT_MAX_SLEEP_MS))
+        {
+            timeout = GLM_HEARTBEAT_MAX_SLEEP_MS;
         }
 
         pfd[0].fd = lfd;

@@ -22,7 +22,8 @@
  *   names_off           served model names, NUL-separated, names_len bytes
  *                       (engine writes at creation; inside the first 4 KiB)
  *   channels_off        n_channels x channel, each channel_size bytes:
- *     +0                glm_chan_header           (engine writes on assign)
+ *     +0                glm_chan_header           (engine writes on assign;
+ *                                                  busy_since_ns: see Health)
  *     +256              glm_ring_ctl submit       worker -> engine
  *     +640              glm_ring_ctl output       engine -> worker
  *     +1024             submit data, submit_size bytes
@@ -65,6 +66,23 @@
  * a cancelled request); the engine ignores a CANCEL for a (slot, gen) it does
  * not run.
  *
+ * Health (version 2).  The engine stores CLOCK_MONOTONIC nanoseconds in the
+ * header's heartbeat_ns (relaxed store) at every turn of its loop: each time
+ * it polls its sockets and before each scheduler step.  While it holds any
+ * request not yet answered (END not written) it never sleeps longer than
+ * GLM_HEARTBEAT_MAX_SLEEP_MS between two stores; with none it may sleep in
+ * poll as long as it likes, since work reaches it with a doorbell.  A worker
+ * stores in its channel header's busy_since_ns (relaxed) the CLOCK_MONOTONIC
+ * nanoseconds at which it last went from no request in the engine (none
+ * submitted and unanswered) to one, and 0 when it has none again; the engine
+ * zeroes it when it assigns the channel and when the worker leaves.  Any
+ * worker may read both (relaxed loads; each is one aligned 64-bit word): the
+ * engine is stuck when some channel has busy_since_ns != 0 and
+ *     now - max(heartbeat_ns, busy_since_ns) >= the worker's health timeout
+ * (the engine has not turned its loop for that long although work waits for
+ * it; the max keeps an engine that slept idle until the work came from
+ * looking stale).  Both sides run on one host: CLOCK_MONOTONIC is shared.
+ *
  * Crash rules.  Engine dies: every worker sees EOF, ends open streams with an
  * SSE error event and [DONE] (or a 503 if no header was sent), answers 503
  * until it reconnects to a new engine, and unmaps the old segment.  Worker
@@ -81,9 +99,13 @@
 #include <string.h>
 
 #define GLM_SEG_MAGIC          0x31474e49524d4c47ull     /* "GLMRING1" */
-#define GLM_PROTO_VERSION      1u
+#define GLM_PROTO_VERSION      2u     /* 2: the health fields */
 #define GLM_HELLO_MAGIC        0x4f4c4c45484d4c47ull     /* "GLMHELLO" */
 #define GLM_SETUP_MAGIC        0x50555445534d4c47ull     /* "GLMSETUP" */
+
+/* the longest an engine holding unanswered requests sleeps between
+ * heartbeats (see Health); a worker's health timeout must be well above it */
+#define GLM_HEARTBEAT_MAX_SLEEP_MS  100
 
 #define GLM_CHAN_HEADER_OFF    0
 #define GLM_CHAN_SUBMIT_OFF    256
@@ -128,7 +150,8 @@ typedef struct {
     uint32_t submit_size;           /* bytes, power of two */
     uint32_t output_size;           /* bytes, power of two */
     uint32_t engine_pid;
-    uint64_t heartbeat_ns;          /* engine: relaxed store every loop */
+    uint64_t heartbeat_ns;          /* engine: CLOCK_MONOTONIC ns, relaxed
+                                       store every loop turn (see Health) */
     uint32_t names_off;             /* served model names, NUL-separated */
     uint32_t names_len;             /* bytes, within the first page */
     uint32_t max_model_len;         /* for the worker's early checks */
@@ -138,7 +161,9 @@ typedef struct {
 typedef struct {
     uint32_t owner_pid;             /* worker pid (for logs) */
     uint32_t gen;                   /* bumped on every assignment */
-    uint8_t  reserved[248];
+    uint64_t busy_since_ns;         /* worker: CLOCK_MONOTONIC ns, relaxed;
+                                       0: nothing in the engine (see Health) */
+    uint8_t  reserved[240];
 } glm_chan_header;
 
 typedef struct {
@@ -190,6 +215,8 @@ typedef struct {
 
 _Static_assert(sizeof(glm_seg_header) == 128, "segment header layout");
 _Static_assert(sizeof(glm_chan_header) == 256, "channel header layout");
+_Static_assert(offsetof(glm_chan_header, busy_since_ns) == 8, "busy_since aligned");
+_Static_assert(offsetof(glm_seg_header, heartbeat_ns) % 8 == 0, "heartbeat aligned");
 _Static_assert(sizeof(glm_ring_ctl) == 384, "ring control layout");
 _Static_assert(offsetof(glm_ring_ctl, tail) == 128, "tail on its own line");
 _Static_assert(offsetof(glm_ring_ctl, size) == 256, "size on its own line");

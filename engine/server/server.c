@@ -44,6 +44,16 @@ glm_wall_ns(void)
     return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
 }
 
+/* the heartbeat's clock: ring.h's Health wants CLOCK_MONOTONIC */
+static uint64_t
+glm_mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
+}
+
 static uint32_t
 glm_pow2_at_least(uint32_t v)
 {
@@ -95,6 +105,7 @@ glm_segment_create(glm_server *srv, glm_err *err)
     h->output_size = srv->o.output_size;
     h->engine_pid = (uint32_t) getpid();
     h->max_model_len = (uint32_t) srv->o.max_model_len;
+    h->heartbeat_ns = glm_mono_ns();
     h->names_off = (uint32_t) off;
     for (i = 0; i < srv->o.n_names; i++) {
         size_t n = strlen(srv->o.names[i]) + 1;
@@ -198,6 +209,9 @@ glm_conn_close(glm_server *srv, glm_conn *c)
             }
         }
         srv->conn_of_channel[c->channel] = NULL;
+        /* its requests are gone: nothing waits on this channel any more */
+        __atomic_store_n(&((glm_chan_header *) glm_channel_base(srv, c->channel))
+                              ->busy_since_ns, 0, __ATOMIC_RELAXED);
         fprintf(stderr, "glm-engine: worker %d left channel %d\n", (int) c->pid, c->channel);
     }
     if (c->assembling != NULL) {
@@ -805,7 +819,8 @@ glm_loop(glm_server *srv)
     glm_seg_header *h = (glm_seg_header *) srv->seg;
 
     while (!srv->stop) {
-        __atomic_store_n(&h->heartbeat_ns, glm_wall_ns(), __ATOMIC_RELAXED);
+        /* ring.h's Health: every turn, so before every poll and step */
+        __atomic_store_n(&h->heartbeat_ns, glm_mono_ns(), __ATOMIC_RELAXED);
         glm_poll(srv, 0);
         glm_drain_all(srv);
         if (glm_sched_has_work(&srv->sched)) {
@@ -817,8 +832,11 @@ glm_loop(glm_server *srv)
             continue;
         }
         if (glm_can_sleep(srv)) {
-            /* pending output: the worker drains on its own, retry shortly */
-            glm_poll(srv, glm_any_pending(srv) ? 2 : 1000);
+            /* pending output: the worker drains on its own, retry shortly;
+             * requests held (waiting for media, say): keep the heartbeat
+             * fresh; none: a doorbell wakes us */
+            glm_poll(srv, glm_any_pending(srv) ? 2
+                          : srv->n_reqs > 0 ? GLM_HEARTBEAT_MAX_SLEEP_MS : 1000);
         }
     }
 }
