@@ -14,6 +14,8 @@
 #           whole with room to spare
 #   RUN_DIR where the socket, nginx.conf, logs and pid files go (default
 #           build/run)
+#   ENGINE_USER  as root: the user the engine drops to (default glm, made
+#           if missing)
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PORT=${PORT:-8080}
@@ -47,8 +49,17 @@ mkdir -p "$RUN/logs" "$RUN/tmp"
 SOCK=$RUN/engine.sock
 if [ "$(id -u)" -eq 0 ]; then
     # nginx workers drop to nobody:nogroup; the socket admits that group only
+    # (the engine checks each peer's credentials too), and the engine drops
+    # to a user of its own, $ENGINE_USER (default glm as in
+    # glm-engine.service; made here if missing, nobody if it cannot be),
+    # once the socket and the model are open
     USER_LINE="user nobody nogroup;"
-    GROUP_OPT="--socket-group nogroup"
+    ENGINE_USER=${ENGINE_USER:-glm}
+    id -u "$ENGINE_USER" >/dev/null 2>&1 \
+        || useradd --system --user-group --no-create-home --shell /usr/sbin/nologin \
+               "$ENGINE_USER" \
+        || ENGINE_USER=nobody
+    GROUP_OPT="--socket-group nogroup --user $ENGINE_USER"
 else
     USER_LINE=""
     GROUP_OPT=""

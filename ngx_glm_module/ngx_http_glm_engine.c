@@ -127,6 +127,7 @@ ngx_http_glm_connect(ngx_http_glm_worker_t *w)
     w->state = NGX_HTTP_GLM_HANDSHAKE;
     w->setup_len = 0;
     w->seg_fd = -1;
+    w->chan_fd = -1;
 
     if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
         ngx_http_glm_disconnect(w);
@@ -303,9 +304,13 @@ ngx_http_glm_handshake(ngx_http_glm_worker_t *w)
             fds = (int *) CMSG_DATA(cmsg);
             nfds = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 
+            /* the header segment, then our channel's (ring.h) */
             for (i = 0; i < nfds; i++) {
                 if (w->seg_fd == -1) {
                     w->seg_fd = fds[i];
+
+                } else if (w->chan_fd == -1) {
+                    w->chan_fd = fds[i];
 
                 } else {
                     close(fds[i]);
@@ -349,12 +354,16 @@ ngx_http_glm_handshake(ngx_http_glm_worker_t *w)
 }
 
 
-/* maps the segment of SETUP after checking every size and offset in it */
+/*
+ * maps the two segments of SETUP after checking every size and offset in
+ * them: the header read-only (the engine sealed it so), our channel
+ * read-write
+ */
 static ngx_int_t
 ngx_http_glm_attach(ngx_http_glm_worker_t *w)
 {
     u_char           *seg, *chan;
-    uint64_t          size, end, data;
+    uint64_t          size, data;
     ngx_uint_t        level, err_level;
     glm_setup        *s;
     struct stat       st;
@@ -374,41 +383,44 @@ ngx_http_glm_attach(ngx_http_glm_worker_t *w)
         return NGX_ERROR;
     }
 
-    if (s->status != 0) {
+    if (s->status != GLM_SETUP_OK) {
         ngx_log_error(err_level, w->log, 0,
-                      "glm: the engine has no free channel (status %uD)",
+                      "glm: the engine has no free channel%s (status %uD)",
+                      s->status == GLM_SETUP_PID_HAS_ONE
+                      ? " for this process, which holds one already" : "",
                       s->status);
         return NGX_ERROR;
     }
 
-    if (w->seg_fd == -1) {
+    if (w->seg_fd == -1 || w->chan_fd == -1) {
         ngx_log_error(err_level, w->log, 0,
-                      "glm: the engine sent no segment descriptor");
+                      "glm: the engine sent no segment descriptors");
         return NGX_ERROR;
     }
+
+    /* the header segment */
 
     if (fstat(w->seg_fd, &st) == -1) {
         ngx_log_error(err_level, w->log, ngx_errno, "glm: fstat() failed");
         return NGX_ERROR;
     }
 
-    size = s->segment_size;
+    size = s->header_size;
 
     if ((uint64_t) st.st_size != size || size < NGX_HTTP_GLM_NAMES_AREA
         || size > (uint64_t) NGX_MAX_OFF_T_VALUE)
     {
         ngx_log_error(err_level, w->log, 0,
-                      "glm: segment is %O bytes, setup says %uL",
+                      "glm: header segment is %O bytes, setup says %uL",
                       st.st_size, size);
         return NGX_ERROR;
     }
 
-    seg = mmap(NULL, (size_t) size, PROT_READ|PROT_WRITE, MAP_SHARED,
-               w->seg_fd, 0);
+    seg = mmap(NULL, (size_t) size, PROT_READ, MAP_SHARED, w->seg_fd, 0);
 
     if (seg == MAP_FAILED) {
         ngx_log_error(err_level, w->log, ngx_errno,
-                      "glm: mmap() of the segment failed");
+                      "glm: mmap() of the header segment failed");
         return NGX_ERROR;
     }
 
@@ -435,8 +447,10 @@ ngx_http_glm_attach(ngx_http_glm_worker_t *w)
         ngx_http_glm_bad("version or header size");
     }
 
-    if (hdr->epoch != s->epoch || hdr->segment_size != size) {
-        ngx_http_glm_bad("epoch or size differ from the setup message");
+    if (hdr->epoch != s->epoch || hdr->segment_size != size
+        || hdr->channel_size != s->channel_size)
+    {
+        ngx_http_glm_bad("epoch or sizes differ from the setup message");
     }
 
     if (hdr->n_channels == 0 || s->channel >= hdr->n_channels) {
@@ -453,18 +467,10 @@ ngx_http_glm_attach(ngx_http_glm_worker_t *w)
 
     data = (uint64_t) GLM_CHAN_DATA_OFF + hdr->submit_size + hdr->output_size;
 
-    if (hdr->channel_size < data || hdr->channel_size > size
-        || hdr->channel_size % 128 || hdr->channels_off % 128
-        || hdr->channels_off < sizeof(glm_seg_header)
-        || hdr->channels_off > size)
+    if (hdr->channel_size < data
+        || hdr->channel_size > (uint64_t) NGX_MAX_OFF_T_VALUE)
     {
         ngx_http_glm_bad("channel layout");
-    }
-
-    end = hdr->channels_off + (uint64_t) hdr->n_channels * hdr->channel_size;
-
-    if (hdr->n_channels > size / hdr->channel_size || end > size) {
-        ngx_http_glm_bad("channels beyond the segment");
     }
 
     if (hdr->names_len > 0
@@ -475,11 +481,37 @@ ngx_http_glm_attach(ngx_http_glm_worker_t *w)
         ngx_http_glm_bad("model names outside the first page");
     }
 
-    chan = seg + hdr->channels_off + (uint64_t) s->channel * hdr->channel_size;
+    /* our channel's segment */
+
+    if (fstat(w->chan_fd, &st) == -1) {
+        ngx_log_error(err_level, w->log, ngx_errno, "glm: fstat() failed");
+        return NGX_ERROR;
+    }
+
+    if ((uint64_t) st.st_size != hdr->channel_size) {
+        ngx_http_glm_bad("channel segment size");
+    }
+
+    chan = mmap(NULL, (size_t) hdr->channel_size, PROT_READ|PROT_WRITE,
+                MAP_SHARED, w->chan_fd, 0);
+
+    if (chan == MAP_FAILED) {
+        ngx_log_error(err_level, w->log, ngx_errno,
+                      "glm: mmap() of the channel segment failed");
+        return NGX_ERROR;
+    }
+
+    close(w->chan_fd);
+    w->chan_fd = -1;
+    w->chan_seg = chan;
+    w->chan_seg_size = (size_t) hdr->channel_size;
+
     ch = (glm_chan_header *) (chan + GLM_CHAN_HEADER_OFF);
 
-    if (ch->gen != s->chan_gen) {
-        ngx_http_glm_bad("channel generation differs from the setup message");
+    if (ch->gen != s->chan_gen || ch->epoch != hdr->epoch
+        || ch->channel != s->channel)
+    {
+        ngx_http_glm_bad("channel header differs from the setup message");
     }
 
     glm_ring_attach(&w->submit, chan, 0, hdr->submit_size, hdr->output_size);
@@ -519,18 +551,14 @@ ngx_http_glm_attach(ngx_http_glm_worker_t *w)
     w->epoch = hdr->epoch;
     w->engine_pid = hdr->engine_pid;
 
-    /* the layout as checked above: the engine may not move it later */
     w->hdr = hdr;
-    w->channels_off = hdr->channels_off;
-    w->channel_size = hdr->channel_size;
-    w->n_channels = hdr->n_channels;
     w->chan = ch;
 
     return NGX_OK;
 }
 
 
-/* closes the connection and forgets the segment; requests are not touched */
+/* closes the connection and forgets the segments; requests are not touched */
 void
 ngx_http_glm_disconnect(ngx_http_glm_worker_t *w)
 {
@@ -544,10 +572,21 @@ ngx_http_glm_disconnect(ngx_http_glm_worker_t *w)
         w->seg_fd = -1;
     }
 
+    if (w->chan_fd != -1) {
+        close(w->chan_fd);
+        w->chan_fd = -1;
+    }
+
     if (w->seg) {
         munmap(w->seg, w->seg_size);
         w->seg = NULL;
         w->seg_size = 0;
+    }
+
+    if (w->chan_seg) {
+        munmap(w->chan_seg, w->chan_seg_size);
+        w->chan_seg = NULL;
+        w->chan_seg_size = 0;
     }
 
     ngx_free(w->names);
@@ -556,7 +595,6 @@ ngx_http_glm_disconnect(ngx_http_glm_worker_t *w)
 
     w->hdr = NULL;
     w->chan = NULL;
-    w->n_channels = 0;
 
     ngx_memzero(&w->submit, sizeof(glm_ring));
     ngx_memzero(&w->output, sizeof(glm_ring));
@@ -689,30 +727,36 @@ ngx_http_glm_stale(ngx_http_glm_worker_t *w, uint64_t since)
 
 
 /*
- * Work waits for the engine on some worker's channel, and the engine has
- * not turned its loop for `timeout` ms since it could have: an engine that
- * sleeps with nothing to do is not stuck, a doorbell wakes it.
+ * Work waits for the engine on some worker's behalf (its slot in the health
+ * zone), and the engine has not turned its loop for `timeout` ms since it
+ * could have: an engine that sleeps with nothing to do is not stuck, a
+ * doorbell wakes it.  A slot whose worker died busy (and was not respawned
+ * into it) is no one's work.
  */
 ngx_uint_t
 ngx_http_glm_engine_stuck(ngx_http_glm_worker_t *w, ngx_msec_t timeout)
 {
-    uint32_t          i;
-    uint64_t          since;
-    glm_chan_header  *ch;
+    ngx_uint_t  i;
+    uint64_t    since, pid;
 
-    if (w->hdr == NULL) {
+    if (w->hdr == NULL || w->board == NULL) {
         return 0;
     }
 
-    for (i = 0; i < w->n_channels; i++) {
-        ch = (glm_chan_header *) ((u_char *) w->hdr + w->channels_off
-                                  + (uint64_t) i * w->channel_size);
+    for (i = 0; i < NGX_MAX_PROCESSES; i++) {
+        since = __atomic_load_n(&w->board[i].busy_since_ns, __ATOMIC_RELAXED);
 
-        since = __atomic_load_n(&ch->busy_since_ns, __ATOMIC_RELAXED);
-
-        if (since && ngx_http_glm_stale(w, since) >= timeout) {
-            return 1;
+        if (since == 0 || ngx_http_glm_stale(w, since) < timeout) {
+            continue;
         }
+
+        pid = __atomic_load_n(&w->board[i].pid, __ATOMIC_RELAXED);
+
+        if (pid && kill((ngx_pid_t) pid, 0) == -1 && ngx_errno == NGX_ESRCH) {
+            continue;
+        }
+
+        return 1;
     }
 
     return 0;

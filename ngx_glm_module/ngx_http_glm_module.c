@@ -59,6 +59,8 @@ static char *ngx_http_glm_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_glm_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_glm_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static ngx_int_t ngx_http_glm_board_init(ngx_shm_zone_t *shm_zone,
+    void *data);
 static char *ngx_http_glm_engine(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_glm_pass(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -317,8 +319,11 @@ ngx_http_glm_engine(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_glm_main_conf_t *gmcf = conf;
 
+    size_t              size;
     ngx_str_t          *value;
     struct sockaddr_un  sun;
+
+    static ngx_str_t    name = ngx_string("ngx_http_glm_health");
 
     if (gmcf->engine.data) {
         return "is duplicate";
@@ -343,7 +348,40 @@ ngx_http_glm_engine(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /* the same name and size across reloads: the zone and its slots stay */
+    size = ngx_align(NGX_MAX_PROCESSES * sizeof(ngx_http_glm_board_slot_t)
+                     + 8 * ngx_pagesize, ngx_pagesize);
+
+    gmcf->board = ngx_shared_memory_add(cf, &name, size, &ngx_http_glm_module);
+    if (gmcf->board == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    gmcf->board->init = ngx_http_glm_board_init;
+
     return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_glm_board_init(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_slab_pool_t  *shpool;
+
+    if (data) {
+        shm_zone->data = data;
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    shm_zone->data = ngx_slab_calloc(shpool, NGX_MAX_PROCESSES
+                                             * sizeof(ngx_http_glm_board_slot_t));
+    if (shm_zone->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -558,7 +596,17 @@ ngx_http_glm_init_process(ngx_cycle_t *cycle)
 
     w->log = cycle->log;
     w->seg_fd = -1;
+    w->chan_fd = -1;
     w->state = NGX_HTTP_GLM_DOWN;
+
+    /* our slot of ring.h's Health; a respawned worker takes the slot of the
+     * one it replaces, and clears what that one left */
+    if (ngx_process_slot >= 0 && ngx_process_slot < NGX_MAX_PROCESSES) {
+        w->board = gmcf->board->data;
+        w->own = &w->board[ngx_process_slot];
+        __atomic_store_n(&w->own->busy_since_ns, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&w->own->pid, (uint64_t) ngx_pid, __ATOMIC_RELAXED);
+    }
 
     ngx_queue_init(&w->waiting);
     ngx_queue_init(&w->dirty);
@@ -609,6 +657,11 @@ ngx_http_glm_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_glm_disconnect(w);
+
+    if (w->own) {
+        __atomic_store_n(&w->own->busy_since_ns, 0, __ATOMIC_RELAXED);
+        w->own = NULL;
+    }
 
     ngx_free(w->slots);
     ngx_free(w->free_slots);

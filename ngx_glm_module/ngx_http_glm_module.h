@@ -37,6 +37,17 @@ typedef struct {
 } ngx_http_glm_cancel_t;
 
 
+/*
+ * ring.h's Health, the workers' part: since when each worker has had work in
+ * the engine, one slot per nginx process slot, in a shared memory zone of
+ * nginx's own (no other peer of the engine can reach it).
+ */
+typedef struct {
+    uint64_t                     busy_since_ns; /* 0: nothing in the engine */
+    uint64_t                     pid;           /* the slot's worker */
+} ngx_http_glm_board_slot_t;
+
+
 /* per-worker state: lives in the main conf, set up in init_process */
 typedef struct {
     ngx_uint_t                   state;
@@ -48,10 +59,13 @@ typedef struct {
 
     glm_setup                    setup;
     size_t                       setup_len;
-    int                          seg_fd;
+    int                          seg_fd;        /* the header segment */
+    int                          chan_fd;       /* our channel's segment */
 
-    u_char                      *seg;
+    u_char                      *seg;           /* the header, read-only */
     size_t                       seg_size;
+    u_char                      *chan_seg;      /* our channel, read-write */
+    size_t                       chan_seg_size;
     uint64_t                     epoch;
     ngx_uint_t                   engine_pid;
     glm_ring                     submit;
@@ -59,12 +73,11 @@ typedef struct {
     char                        *names;
     size_t                       names_len;
 
-    /* ring.h's Health: the header, every channel's, this worker's part */
+    /* ring.h's Health: the engine's heartbeat, every worker's slot, ours */
     glm_seg_header              *hdr;
-    uint64_t                     channels_off;
-    uint64_t                     channel_size;
-    uint32_t                     n_channels;
     glm_chan_header             *chan;
+    ngx_http_glm_board_slot_t   *board;         /* [NGX_MAX_PROCESSES] */
+    ngx_http_glm_board_slot_t   *own;
     ngx_uint_t                   nlive;         /* requests in the engine */
 
     ngx_http_glm_ctx_t         **slots;
@@ -87,6 +100,7 @@ typedef struct {
     ngx_msec_t                   connect_retry;
     ngx_flag_t                   used;
     ngx_flag_t                   media_used;    /* some glm_media_fetch */
+    ngx_shm_zone_t              *board;         /* ngx_http_glm_board_slot_t */
     ngx_http_glm_worker_t        worker;
 } ngx_http_glm_main_conf_t;
 

@@ -699,8 +699,8 @@ ngx_http_glm_set_live(ngx_http_glm_ctx_t *ctx, ngx_uint_t live)
     ctx->live = live;
 
     if (!live) {
-        if (w->nlive && --w->nlive == 0 && w->chan) {
-            __atomic_store_n(&w->chan->busy_since_ns, 0, __ATOMIC_RELAXED);
+        if (w->nlive && --w->nlive == 0 && w->own) {
+            __atomic_store_n(&w->own->busy_since_ns, 0, __ATOMIC_RELAXED);
         }
 
         return;
@@ -708,8 +708,8 @@ ngx_http_glm_set_live(ngx_http_glm_ctx_t *ctx, ngx_uint_t live)
 
     ctx->live_since = ngx_http_glm_mono_ns();
 
-    if (w->nlive++ == 0 && w->chan) {
-        __atomic_store_n(&w->chan->busy_since_ns, ctx->live_since,
+    if (w->nlive++ == 0 && w->own) {
+        __atomic_store_n(&w->own->busy_since_ns, ctx->live_since,
                          __ATOMIC_RELAXED);
     }
 

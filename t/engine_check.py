@@ -8,9 +8,20 @@ usage, stop strings, seed determinism, greedy output equal to
 `glm-engine generate` on the same rendered prompt (itself checked against
 transformers), continuous batching of 40 concurrent requests giving the same
 greedy output as one at a time, the errors with their status and JSON, and a
-clean shutdown with no sanitizer report."""
+clean shutdown with no sanitizer report.
+
+Run as root, it also checks isolation (ring.h's Peers and Segments) with
+second local users (uids 12345, 12346, which need not exist), through a
+second engine started as root with --user nobody: a peer neither allowed
+by uid nor in --socket-group is refused; allowed ones (by uid, primary gid,
+supplementary group) are served; an allowed peer gets two fds, a read-only
+header and its own channel, and nothing more; one pid holds one channel;
+an allowed peer's forged answer does not reach another's stream."""
+import grp
 import json
 import os
+import pwd
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -73,8 +84,115 @@ def main():
               "engine exits cleanly on SIGTERM, no sanitizer report")
         if failed:
             print(text[-3000:])
+    if os.geteuid() == 0:
+        isolation()
+    else:
+        print("skip  isolation checks: they need root (second local users)")
     print("engine: %d passed, %d failed" % (passed, failed))
     sys.exit(1 if failed else 0)
+
+
+def isolation():
+    tmp = tempfile.mkdtemp()
+    os.chmod(tmp, 0o755)                # other users reach the socket
+    client = os.path.join(tmp, "ring_client")
+    shutil.copy(CLIENT, client)
+    os.chmod(client, 0o755)
+    sock = os.path.join(tmp, "engine.sock")
+    group = "nogroup" if has_group("nogroup") else "nobody"
+    gid = grp.getgrnam(group).gr_gid
+    nobody = pwd.getpwnam("nobody").pw_uid
+    logpath = os.path.join(tmp, "engine.log")
+    log = open(logpath, "w+")
+    # mode 0666: the engine's own check is what refuses, not the file's mode
+    eng = subprocess.Popen([ENGINE, "serve", "--model", MODEL, "--socket", sock,
+                            "--served-model-name", "glm-tiny", "--max-model-len", "512",
+                            "--max-channels", "4", "--user", "nobody",
+                            "--socket-group", group, "--socket-mode", "0666",
+                            "--allowed-peer-uid", "12346"], stdout=log, stderr=log)
+
+    def as_user(uid, gid_, groups, *args, **kw):
+        cmd = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid_]
+        cmd += ["--groups=" + ",".join(map(str, groups))] if groups else ["--clear-groups"]
+        return subprocess.run(cmd + [client] + list(args), capture_output=True, timeout=120,
+                              **kw)
+
+    try:
+        for _ in range(600):
+            if os.path.exists(sock) or eng.poll() is not None:
+                break
+            time.sleep(0.05)
+        with open("/proc/%d/status" % eng.pid) as f:
+            uids = [l.split()[1:] for l in f if l.startswith("Uid:")][0]
+        check(uids == [str(nobody)] * 4, "--user nobody: the engine dropped root (Uid %s)"
+              % " ".join(uids))
+
+        r = as_user(12345, 12345, None, sock, "version", "")
+        log.seek(0)
+        check(r.returncode != 0 and not r.stdout
+              and "uid 12345 gid 12345: not an allowed peer" in log.read(),
+              "a peer neither in --allowed-peer-uid nor in --socket-group is refused, logged")
+        for what, args in (("its supplementary group", (12345, 12345, [gid])),
+                           ("its gid", (12345, gid, None)),
+                           ("--allowed-peer-uid", (12346, 12346, None))):
+            r = as_user(*args, sock, "version", "")
+            check(r.returncode == 0 and r.stdout.startswith(b"HTTP 200"),
+                  "a peer admitted by %s is served" % what)
+
+        chan = 1024 + (64 << 20) + (1 << 20)
+        r = as_user(12345, 12345, [gid], "--probe", sock)
+        check(r.stdout.decode().split() == [
+                  "fds=2", "header=4096", "channel=%d" % chan, "channels=4", "header_rw=0",
+                  "header_reopen_rw=0", "header_write=0", "beyond=0"],
+              "an allowed peer holds the read-only header and its own channel, no more: "
+              + r.stdout.decode().strip())
+        r = as_user(12345, 12345, [gid], "--twice", sock)
+        check(r.stdout.decode().split() == ["first=0", "second=2", "third=0"],
+              "one channel per pid: a second handshake refused, the first reclaimed at close: "
+              + r.stdout.decode().strip())
+
+        # the victim streams; a foreign allowed peer forges its answer
+        req = json.dumps({"messages": [{"role": "user", "content": "Hello there"}],
+                          "max_tokens": 48, "temperature": 0, "ignore_eos": True,
+                          "stream": True})
+
+        def content(text):
+            return "".join(c["choices"][0]["delta"].get("content") or ""
+                           for c in map(json.loads, sse_events(text)[:-1]) if c["choices"])
+        clean = content(call(sock, "chat", req)[2])
+        victim = subprocess.Popen([CLIENT, sock, "chat", req], stdout=subprocess.PIPE)
+        first = victim.stdout.readline()
+        r = as_user(12345, 12345, [gid], "--forge", sock)
+        out = first + victim.stdout.read()      # not communicate(): it skips the buffer
+        victim.wait(timeout=120)
+        text = out.decode("utf-8", "replace")
+        check(victim.returncode == 0 and r.stdout.startswith(b"forged ")
+              and b"FORGED" not in out and text.startswith("HTTP 200 sse")
+              and sse_events(text)[-1] == "[DONE]" and clean and content(text) == clean,
+              "a forged answer from another allowed peer does not reach the victim's stream")
+
+        # 4 channels, and many peers came and went: none is left held
+        r = as_user(12346, 12346, None, sock, "models", "")
+        check(r.returncode == 0 and b"glm-tiny" in r.stdout,
+              "channels of peers that left are reclaimed")
+    finally:
+        eng.terminate()
+        eng.wait(timeout=30)
+        log.seek(0)
+        text = log.read()
+        check(eng.returncode == 0 and "Sanitizer" not in text and "runtime error" not in text,
+              "the engine run as nobody exits cleanly, no sanitizer report")
+        if failed:
+            print(text[-3000:])
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def has_group(name):
+    try:
+        grp.getgrnam(name)
+        return True
+    except KeyError:
+        return False
 
 
 def run(sock):

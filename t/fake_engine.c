@@ -4,13 +4,16 @@
  *
  *   fake_engine --socket PATH [--log FILE] [--model NAME]... [--channels N]
  *               [--submit-size BYTES] [--output-size BYTES]
- *               [--socket-mode OCTAL] [--max-model-len N]
+ *               [--socket-mode OCTAL] [--socket-group GROUP]
+ *               [--max-model-len N]
  *               [--slow MS] [--stall] [--die-after N] [--flood BYTES]
  *               [--pause-intake]
  *
- * It creates a memfd segment with a fresh epoch, listens on PATH, answers
- * each worker's HELLO with SETUP (segment fd in SCM_RIGHTS), and answers
- * each request from the request itself:
+ * It creates the header segment (a sealed memfd) with a fresh epoch, listens
+ * on PATH, answers each worker's HELLO with SETUP (the header's fd and a
+ * fresh channel segment's in SCM_RIGHTS), and answers each request from the
+ * request itself.  It does not check its peers (ring.h's Peers): the socket's
+ * mode and group are all that keeps others out, which is enough for tests:
  *
  *   chat, "stream": true   HEAD{200,SSE}; a role chunk; one chunk per word
  *                          of the last message's content; a finish chunk;
@@ -49,6 +52,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -69,7 +73,7 @@
 #define MAX_CLIENTS   64
 #define MAX_CHANNELS  64
 #define NAMES_OFF     128
-#define CHANNELS_OFF  4096
+#define HEADER_SIZE   4096
 
 typedef struct {
     char   *p;
@@ -112,6 +116,7 @@ typedef struct {
     int        in_use;
     uint32_t   gen;
     int        client;
+    unsigned char *base;            /* its segment while in use */
     glm_ring   submit, output;
 } channel;
 
@@ -122,13 +127,15 @@ static struct {
     int         n_names;
     uint32_t    n_channels, submit_size, output_size, max_model_len;
     mode_t      socket_mode;
+    const char *socket_group;
     long        slow_ms, die_after, flood;
     int         stall;
     volatile sig_atomic_t pause_intake;
     volatile sig_atomic_t releases;     /* SIGUSR2s so far */
     volatile sig_atomic_t quit;
-    unsigned char *seg;
+    unsigned char *seg;             /* the header segment */
     size_t      seg_size;
+    size_t      chan_size;          /* each channel segment */
     int         seg_fd;
     uint64_t    epoch;
     client      clients[MAX_CLIENTS];
@@ -769,15 +776,6 @@ req_pump(req *r, double now, int *timeout)
 
 /* ---- channels and clients ----------------------------------------------- */
 
-static glm_chan_header *
-chan_header(int k)
-{
-    return (glm_chan_header *) (E.seg + CHANNELS_OFF
-                                + (size_t) k * (GLM_CHAN_DATA_OFF
-                                                + E.submit_size
-                                                + E.output_size));
-}
-
 /* ring.h's Health: CLOCK_MONOTONIC, stored at every turn of the loop */
 static void
 heartbeat(void)
@@ -804,9 +802,9 @@ client_close(int i)
             }
         }
         E.chans[c->chan].in_use = 0;
-        /* ring.h's Health: nothing waits on a channel nobody holds */
-        __atomic_store_n(&chan_header(c->chan)->busy_since_ns, 0,
-                         __ATOMIC_RELAXED);
+        /* never handed out again: the next owner gets a fresh one */
+        munmap(E.chans[c->chan].base, E.chan_size);
+        E.chans[c->chan].base = NULL;
         logf_("GONE chan=%d", c->chan);
     }
     close(c->fd);
@@ -829,10 +827,11 @@ client_hello(int i)
     struct iovec     iov;
     union {
         struct cmsghdr cm;
-        char           space[CMSG_SPACE(sizeof(int))];
+        char           space[CMSG_SPACE(2 * sizeof(int))];
     } cbuf;
     struct cmsghdr  *cm;
     uint32_t         k;
+    int              fds[2], rc;
 
     memcpy(&h, c->hello, sizeof(h));
     if (h.magic != GLM_HELLO_MAGIC || h.version != GLM_PROTO_VERSION) {
@@ -844,7 +843,8 @@ client_hello(int i)
     s.magic = GLM_SETUP_MAGIC;
     s.version = GLM_PROTO_VERSION;
     s.epoch = E.epoch;
-    s.segment_size = E.seg_size;
+    s.header_size = E.seg_size;
+    s.channel_size = E.chan_size;
 
     for (k = 0; k < E.n_channels; k++) {
         if (!E.chans[k].in_use) {
@@ -860,15 +860,26 @@ client_hello(int i)
     msg.msg_iovlen = 1;
 
     if (ch == NULL) {
-        s.status = 1;
+        s.status = GLM_SETUP_NO_CHANNEL;
         logf_("NOCHANNEL pid=%u", h.pid);
         sendmsg(c->fd, &msg, MSG_NOSIGNAL);
         return -1;
     }
 
-    base = E.seg + CHANNELS_OFF + (size_t) k * (GLM_CHAN_DATA_OFF
-                                                + E.submit_size
-                                                + E.output_size);
+    fds[0] = E.seg_fd;
+    fds[1] = memfd_create("glm-fake-channel", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fds[1] < 0 || ftruncate(fds[1], (off_t) E.chan_size) < 0
+        || fcntl(fds[1], F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+           < 0)
+    {
+        die("channel memfd: %s", strerror(errno));
+    }
+    base = mmap(NULL, E.chan_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                fds[1], 0);
+    if (base == MAP_FAILED) {
+        die("channel mmap: %s", strerror(errno));
+    }
+    ch->base = base;
     ch->in_use = 1;
     ch->gen++;
     ch->client = i;
@@ -878,7 +889,8 @@ client_hello(int i)
     glm_ring_reset(&ch->output);
     chh = (glm_chan_header *) base;
     chh->owner_pid = h.pid;
-    __atomic_store_n(&chh->busy_since_ns, 0, __ATOMIC_RELAXED);
+    chh->epoch = E.epoch;
+    chh->channel = k;
     __atomic_store_n(&chh->gen, ch->gen, __ATOMIC_RELEASE);
     c->chan = (int) k;
 
@@ -890,10 +902,12 @@ client_hello(int i)
     cm = CMSG_FIRSTHDR(&msg);
     cm->cmsg_level = SOL_SOCKET;
     cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &E.seg_fd, sizeof(int));
+    cm->cmsg_len = CMSG_LEN(sizeof(fds));
+    memcpy(CMSG_DATA(cm), fds, sizeof(fds));
 
-    if (sendmsg(c->fd, &msg, MSG_NOSIGNAL) != (ssize_t) sizeof(s)) {
+    rc = sendmsg(c->fd, &msg, MSG_NOSIGNAL) == (ssize_t) sizeof(s) ? 0 : -1;
+    close(fds[1]);
+    if (rc != 0) {
         return -1;
     }
     logf_("HELLO chan=%u gen=%u pid=%u", k, ch->gen, h.pid);
@@ -1021,16 +1035,22 @@ setup_segment(void)
     int             i;
 
     chan_size = GLM_CHAN_DATA_OFF + E.submit_size + E.output_size;
-    E.seg_size = CHANNELS_OFF + (size_t) E.n_channels * chan_size;
+    E.chan_size = chan_size;
+    E.seg_size = HEADER_SIZE;
     E.seg_fd = memfd_create("glm-fake-engine", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (E.seg_fd < 0 || ftruncate(E.seg_fd, (off_t) E.seg_size) < 0) {
         die("memfd: %s", strerror(errno));
     }
-    fcntl(E.seg_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
     E.seg = mmap(NULL, E.seg_size, PROT_READ | PROT_WRITE, MAP_SHARED,
                  E.seg_fd, 0);
     if (E.seg == MAP_FAILED) {
         die("mmap: %s", strerror(errno));
+    }
+    /* as the engine: workers may map it only read-only (ring.h) */
+    if (fcntl(E.seg_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW
+                                     | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) < 0)
+    {
+        die("sealing the header: %s", strerror(errno));
     }
 
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -1039,7 +1059,7 @@ setup_segment(void)
     for (i = 0; i < E.n_names; i++) {
         size_t n = strlen(E.names[i]) + 1;
 
-        if (NAMES_OFF + names + n > CHANNELS_OFF) {
+        if (NAMES_OFF + names + n > HEADER_SIZE) {
             die("model names do not fit the first page");
         }
         memcpy(E.seg + NAMES_OFF + names, E.names[i], n);
@@ -1052,7 +1072,6 @@ setup_segment(void)
     h->header_size = sizeof(glm_seg_header);
     h->epoch = E.epoch;
     h->segment_size = E.seg_size;
-    h->channels_off = CHANNELS_OFF;
     h->channel_size = chan_size;
     h->n_channels = E.n_channels;
     h->submit_size = E.submit_size;
@@ -1080,6 +1099,14 @@ listen_socket(void)
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0 || bind(fd, (struct sockaddr *) &sun, sizeof(sun)) < 0) {
         die("bind %s: %s", E.socket_path, strerror(errno));
+    }
+    if (E.socket_group != NULL) {
+        struct group *g = getgrnam(E.socket_group);
+
+        if (g == NULL || chown(E.socket_path, (uid_t) -1, g->gr_gid) < 0) {
+            die("--socket-group %s: %s", E.socket_group,
+                g == NULL ? "no such group" : strerror(errno));
+        }
     }
     if (chmod(E.socket_path, E.socket_mode) < 0) {
         die("chmod %s: %s", E.socket_path, strerror(errno));
@@ -1148,6 +1175,8 @@ main(int argc, char **argv)
             E.output_size = (uint32_t) atol(v);
         } else if (strcmp(a, "--socket-mode") == 0) {
             E.socket_mode = (mode_t) strtol(v, NULL, 8);
+        } else if (strcmp(a, "--socket-group") == 0) {
+            E.socket_group = v;
         } else if (strcmp(a, "--max-model-len") == 0) {
             E.max_model_len = (uint32_t) atol(v);
         } else if (strcmp(a, "--slow") == 0) {

@@ -6,38 +6,67 @@
  *
  * Processes.  One engine process owns the GPUs and listens on a Unix stream
  * socket.  Each nginx worker connects once (and again after the engine
- * restarts).  Over the socket go only: the HELLO/SETUP handshake (the segment
- * travels as a memfd in SCM_RIGHTS), one-byte doorbells, and liveness (EOF
- * means the peer died).  Payloads never go through the socket.
+ * restarts).  Over the socket go only: the HELLO/SETUP handshake (the two
+ * segments travel as memfds in SCM_RIGHTS), one-byte doorbells, and liveness
+ * (EOF means the peer died).  Payloads never go through the socket.
  *
- * Segment.  The engine creates one memfd segment at start-up with a fresh
- * epoch (nanoseconds since the epoch at creation; never reused) and passes
- * it, sealed against resizing, to every worker that connects.  A worker maps
- * it MAP_SHARED, checks magic, version, epoch, sizes and offsets against the
- * SETUP message and the fd's size, and never trusts a segment of an older
- * epoch: after an engine restart it unmaps the old one and uses the new one.
+ * Peers (version 3).  Whoever may connect gets a channel, so the engine
+ * checks every peer when it accepts it, by its SO_PEERCRED credentials (the
+ * effective uid and gid at connect(), which the peer cannot forge) and its
+ * SO_PEERGROUPS supplementary groups.  A peer is admitted when its uid is
+ * 0, or is listed by --allowed-peer-uid, or --socket-group G is given and G
+ * is its gid or one of its groups; with neither option, only the engine's
+ * own uid (after --user) and 0.  Anyone else is closed at once, before it
+ * can say anything, and logged.  A peer (the pid of SO_PEERCRED) holds at
+ * most one channel: a second HELLO from a pid whose first connection is
+ * still open is refused (SETUP status 2); a connection whose peer has
+ * closed is reclaimed first, so is every closed connection before "all
+ * channels taken" is answered (status 1), so that an nginx reload, whose
+ * new workers connect while the old ones leave, never runs out.  The nginx
+ * workers must not run as the engine's user: a process with the engine's
+ * uid could take its descriptors from /proc.
  *
- *   offset 0            glm_seg_header            (engine writes at creation;
- *                                                  heartbeat_ns afterwards)
- *   names_off           served model names, NUL-separated, names_len bytes
- *                       (engine writes at creation; inside the first 4 KiB)
- *   channels_off        n_channels x channel, each channel_size bytes:
- *     +0                glm_chan_header           (engine writes on assign;
- *                                                  busy_since_ns: see Health)
+ * Segments.  Isolation is by construction: a worker maps nothing but the
+ * read-only header and its own channel.
+ *
+ *   The header segment.  One memfd of header_size bytes (one page), made at
+ *   start-up with a fresh epoch (nanoseconds since the epoch at creation;
+ *   never reused), written by the engine, then sealed against resizing and
+ *   against any new writable mapping (F_SEAL_FUTURE_WRITE): every worker
+ *   gets the same one and can map it only PROT_READ; the engine keeps its
+ *   own writable mapping for heartbeat_ns.
+ *
+ *     offset 0          glm_seg_header     (engine, at creation; heartbeat_ns)
+ *     names_off         served model names, NUL-separated, names_len bytes,
+ *                       inside the page
+ *
+ *   A channel segment.  A fresh memfd of channel_size bytes for every
+ *   assignment, sealed against resizing, mapped MAP_SHARED read-write by the
+ *   engine and by the one worker it is given to; the engine unmaps it when
+ *   the connection ends and never hands it to anyone else, so a worker that
+ *   left (or was dropped while still alive) keeps only the rings nobody
+ *   uses any more.
+ *
+ *     +0                glm_chan_header    (engine, on assign)
  *     +256              glm_ring_ctl submit       worker -> engine
  *     +640              glm_ring_ctl output       engine -> worker
  *     +1024             submit data, submit_size bytes
  *     +1024+submit_size output data, output_size bytes
  *
- * Channels.  The engine assigns a free channel to each connection and names
- * it in SETUP, with the channel's generation (bumped on every assignment);
- * it resets both rings before assigning.  A channel is owned by exactly one
- * worker connection: the submit ring is single-producer (that worker),
- * single-consumer (the engine), the output ring the reverse.  The submit
- * side is therefore many producers to one consumer, built as one SPSC ring
- * per worker which the engine polls in turn: no producer can block another,
- * and a producer that dies mid-write damages only its own channel, which the
- * engine discards when the socket reports EOF and hands out fresh later.
+ *   SETUP carries both: the header's fd first, the channel's second, with
+ *   their sizes.  A worker checks magic, version, epoch, sizes and offsets
+ *   against SETUP and the fds' sizes, and never trusts a segment of an older
+ *   epoch: after an engine restart it unmaps the old ones and uses the new.
+ *
+ * Channels.  The engine assigns a free channel number to each connection and
+ * names it in SETUP, with the channel's generation (bumped on every
+ * assignment) in SETUP and in the channel header.  A channel is owned by
+ * exactly one worker connection: the submit ring is single-producer (that
+ * worker), single-consumer (the engine), the output ring the reverse.  The
+ * submit side is therefore many producers to one consumer, built as one
+ * SPSC ring per worker which the engine polls in turn: no producer can
+ * block another, and a producer that dies mid-write damages only its own
+ * channel, which the engine discards when the socket reports EOF.
  *
  * Rings.  A ring is a power-of-two byte buffer with free-running 64-bit
  * positions: `tail` (bytes ever written, producer-owned) and `head` (bytes
@@ -66,18 +95,19 @@
  * a cancelled request); the engine ignores a CANCEL for a (slot, gen) it does
  * not run.
  *
- * Health (version 2).  The engine stores CLOCK_MONOTONIC nanoseconds in the
- * header's heartbeat_ns (relaxed store) at every turn of its loop: each time
- * it polls its sockets and before each scheduler step.  While it holds any
- * request not yet answered (END not written) it never sleeps longer than
+ * Health.  The engine stores CLOCK_MONOTONIC nanoseconds in the header's
+ * heartbeat_ns (relaxed store) at every turn of its loop: each time it polls
+ * its sockets and before each scheduler step.  While it holds any request
+ * not yet answered (END not written) it never sleeps longer than
  * GLM_HEARTBEAT_MAX_SLEEP_MS between two stores; with none it may sleep in
- * poll as long as it likes, since work reaches it with a doorbell.  A worker
- * stores in its channel header's busy_since_ns (relaxed) the CLOCK_MONOTONIC
- * nanoseconds at which it last went from no request in the engine (none
- * submitted and unanswered) to one, and 0 when it has none again; the engine
- * zeroes it when it assigns the channel and when the worker leaves.  Any
- * worker may read both (relaxed loads; each is one aligned 64-bit word): the
- * engine is stuck when some channel has busy_since_ns != 0 and
+ * poll as long as it likes, since work reaches it with a doorbell.  The
+ * workers keep among themselves, outside the engine's segments (version 3;
+ * ngx_glm_module: in an nginx shared memory zone, which no other peer of
+ * the engine can reach), for each worker the CLOCK_MONOTONIC nanoseconds at
+ * which it last went from no request in the engine (none submitted and
+ * unanswered) to one, busy_since_ns, 0 when it has none.  Any worker reads
+ * the heartbeat and all of those (relaxed loads; each one aligned 64-bit
+ * word): the engine is stuck when some worker has busy_since_ns != 0 and
  *     now - max(heartbeat_ns, busy_since_ns) >= the worker's health timeout
  * (the engine has not turned its loop for that long although work waits for
  * it; the max keeps an engine that slept idle until the work came from
@@ -85,9 +115,10 @@
  *
  * Crash rules.  Engine dies: every worker sees EOF, ends open streams with an
  * SSE error event and [DONE] (or a 503 if no header was sent), answers 503
- * until it reconnects to a new engine, and unmaps the old segment.  Worker
+ * until it reconnects to a new engine, and unmaps the old segments.  Worker
  * dies: the engine sees EOF, cancels every request of that channel, frees
- * their KV blocks, and returns the channel to the free list.  Any record
+ * their KV blocks, unmaps the channel's segment and returns the channel
+ * number to the free list.  Any record
  * that fails validation (length beyond the ring, unknown type) is treated as
  * the peer having died: the connection is closed.
  */
@@ -99,7 +130,8 @@
 #include <string.h>
 
 #define GLM_SEG_MAGIC          0x31474e49524d4c47ull     /* "GLMRING1" */
-#define GLM_PROTO_VERSION      2u     /* 2: the health fields */
+#define GLM_PROTO_VERSION      3u     /* 2: the health fields; 3: a segment
+                                         per channel, checked peers */
 #define GLM_HELLO_MAGIC        0x4f4c4c45484d4c47ull     /* "GLMHELLO" */
 #define GLM_SETUP_MAGIC        0x50555445534d4c47ull     /* "GLMSETUP" */
 
@@ -143,10 +175,9 @@ typedef struct {
     uint32_t version;
     uint32_t header_size;           /* sizeof(glm_seg_header) */
     uint64_t epoch;
-    uint64_t segment_size;
-    uint64_t channels_off;
-    uint64_t channel_size;
-    uint32_t n_channels;
+    uint64_t segment_size;          /* of this, the header segment */
+    uint64_t channel_size;          /* of each channel segment */
+    uint32_t n_channels;            /* channel numbers, 0 .. n_channels-1 */
     uint32_t submit_size;           /* bytes, power of two */
     uint32_t output_size;           /* bytes, power of two */
     uint32_t engine_pid;
@@ -155,15 +186,15 @@ typedef struct {
     uint32_t names_off;             /* served model names, NUL-separated */
     uint32_t names_len;             /* bytes, within the first page */
     uint32_t max_model_len;         /* for the worker's early checks */
-    uint8_t  reserved[44];
+    uint8_t  reserved[52];
 } glm_seg_header;
 
 typedef struct {
-    uint32_t owner_pid;             /* worker pid (for logs) */
+    uint32_t owner_pid;             /* worker pid (SO_PEERCRED; for logs) */
     uint32_t gen;                   /* bumped on every assignment */
-    uint64_t busy_since_ns;         /* worker: CLOCK_MONOTONIC ns, relaxed;
-                                       0: nothing in the engine (see Health) */
-    uint8_t  reserved[240];
+    uint64_t epoch;                 /* the header's */
+    uint32_t channel;               /* its number */
+    uint8_t  reserved[236];
 } glm_chan_header;
 
 typedef struct {
@@ -208,14 +239,18 @@ typedef struct {
     uint32_t version;
     uint32_t channel;
     uint64_t epoch;
-    uint64_t segment_size;
+    uint64_t header_size;           /* bytes of the header segment, fd 0 */
+    uint64_t channel_size;          /* bytes of the channel segment, fd 1 */
     uint32_t chan_gen;
-    uint32_t status;                /* 0 ok; else no channel free (503) */
+    uint32_t status;                /* GLM_SETUP_*; not OK: no fds (503) */
 } glm_setup;
+
+#define GLM_SETUP_OK           0u
+#define GLM_SETUP_NO_CHANNEL   1u     /* all channels taken */
+#define GLM_SETUP_PID_HAS_ONE  2u     /* this pid holds a channel already */
 
 _Static_assert(sizeof(glm_seg_header) == 128, "segment header layout");
 _Static_assert(sizeof(glm_chan_header) == 256, "channel header layout");
-_Static_assert(offsetof(glm_chan_header, busy_since_ns) == 8, "busy_since aligned");
 _Static_assert(offsetof(glm_seg_header, heartbeat_ns) % 8 == 0, "heartbeat aligned");
 _Static_assert(sizeof(glm_ring_ctl) == 384, "ring control layout");
 _Static_assert(offsetof(glm_ring_ctl, tail) == 128, "tail on its own line");
@@ -226,7 +261,7 @@ _Static_assert(GLM_CHAN_OUTPUT_OFF + sizeof(glm_ring_ctl) <= GLM_CHAN_DATA_OFF,
                "output ctl fits");
 _Static_assert(sizeof(glm_rec) == 16, "record header layout");
 _Static_assert(sizeof(glm_head) == 16 && sizeof(glm_submit) == 8, "payload heads");
-_Static_assert(sizeof(glm_hello) == 16 && sizeof(glm_setup) == 40, "handshake");
+_Static_assert(sizeof(glm_hello) == 16 && sizeof(glm_setup) == 48, "handshake");
 _Static_assert(__atomic_always_lock_free(sizeof(uint64_t), 0),
                "64-bit atomics must be lock-free to work across processes");
 

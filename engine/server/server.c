@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,31 +66,36 @@ glm_pow2_at_least(uint32_t v)
     return p;
 }
 
-/* ---- the segment ---------------------------------------------------------- */
+/* ---- the segments (ring.h) ----------------------------------------------- */
 
+/* The header segment, shared read-only by every worker. */
 static int
 glm_segment_create(glm_server *srv, glm_err *err)
 {
     glm_seg_header *h;
-    size_t chan_size = GLM_CHAN_DATA_OFF + (size_t) srv->o.submit_size + srv->o.output_size;
     size_t off = 128;
     int i;
 
-    srv->seg_size = 4096 + (size_t) srv->o.n_channels * chan_size;
-    srv->memfd = memfd_create("glm-engine-segment", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    srv->chan_size = GLM_CHAN_DATA_OFF + (size_t) srv->o.submit_size + srv->o.output_size;
+    srv->seg_size = 4096;
+    srv->memfd = memfd_create("glm-engine-header", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (srv->memfd < 0) {
         return glm_errf(err, "memfd_create: %s", strerror(errno));
     }
     if (ftruncate(srv->memfd, (off_t) srv->seg_size) != 0) {
-        return glm_errf(err, "sizing the %zu-byte shared segment: %s", srv->seg_size,
-                        strerror(errno));
+        return glm_errf(err, "sizing the header segment: %s", strerror(errno));
     }
-    /* workers may not resize it under us */
-    fcntl(srv->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
     srv->seg = mmap(NULL, srv->seg_size, PROT_READ | PROT_WRITE, MAP_SHARED, srv->memfd, 0);
     if (srv->seg == MAP_FAILED) {
         srv->seg = NULL;
-        return glm_errf(err, "mapping the shared segment: %s", strerror(errno));
+        return glm_errf(err, "mapping the header segment: %s", strerror(errno));
+    }
+    /* ours stays writable; nobody may map it writable after this, resize it
+     * or change the seals (F_SEAL_FUTURE_WRITE: Linux 5.1) */
+    if (fcntl(srv->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE
+                                       | F_SEAL_SEAL) != 0)
+    {
+        return glm_errf(err, "sealing the header segment: %s", strerror(errno));
     }
     h = (glm_seg_header *) srv->seg;
     memset(h, 0, sizeof(*h));
@@ -98,8 +104,7 @@ glm_segment_create(glm_server *srv, glm_err *err)
     h->header_size = sizeof(*h);
     h->epoch = srv->epoch = glm_wall_ns();
     h->segment_size = srv->seg_size;
-    h->channels_off = 4096;
-    h->channel_size = chan_size;
+    h->channel_size = srv->chan_size;
     h->n_channels = (uint32_t) srv->o.n_channels;
     h->submit_size = srv->o.submit_size;
     h->output_size = srv->o.output_size;
@@ -124,11 +129,30 @@ glm_segment_create(glm_server *srv, glm_err *err)
     return 0;
 }
 
-static unsigned char *
-glm_channel_base(glm_server *srv, int ch)
+/* A fresh channel segment for one assignment: mapped here, its fd returned
+ * for SETUP (the caller closes it once sent).  -1 on failure. */
+static int
+glm_channel_create(glm_server *srv, glm_conn *c)
 {
-    return srv->seg + 4096 + (size_t) ch * (GLM_CHAN_DATA_OFF + (size_t) srv->o.submit_size
-                                           + srv->o.output_size);
+    int fd;
+    void *p;
+
+    fd = memfd_create("glm-engine-channel", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) {
+        return -1;
+    }
+    if (ftruncate(fd, (off_t) srv->chan_size) != 0
+        || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0
+        || (p = mmap(NULL, srv->chan_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0))
+           == MAP_FAILED)
+    {
+        fprintf(stderr, "glm-engine: a channel segment of %zu bytes: %s\n", srv->chan_size,
+                strerror(errno));
+        close(fd);
+        return -1;
+    }
+    c->base = p;
+    return fd;
 }
 
 /* ---- the socket ----------------------------------------------------------- */
@@ -172,6 +196,7 @@ glm_listen(glm_server *srv, glm_err *err)
             return glm_errf(err, "--socket-group %s: %s", srv->o.socket_group,
                             g == NULL ? "no such group" : strerror(errno));
         }
+        srv->socket_gid = g->gr_gid;
     }
     if (chmod(srv->o.socket_path, (mode_t) srv->o.socket_mode) != 0) {
         close(fd);
@@ -209,22 +234,90 @@ glm_conn_close(glm_server *srv, glm_conn *c)
             }
         }
         srv->conn_of_channel[c->channel] = NULL;
-        /* its requests are gone: nothing waits on this channel any more */
-        __atomic_store_n(&((glm_chan_header *) glm_channel_base(srv, c->channel))
-                              ->busy_since_ns, 0, __ATOMIC_RELAXED);
         fprintf(stderr, "glm-engine: worker %d left channel %d\n", (int) c->pid, c->channel);
+    }
+    if (c->base != NULL) {
+        /* never handed out again: the next owner gets a fresh one */
+        munmap(c->base, srv->chan_size);
     }
     if (c->assembling != NULL) {
         glm_req_free(c->assembling);
     }
     epoll_ctl(srv->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
-    free(c);
+    c->fd = -1;
+    c->channel = -1;
+    c->assembling = NULL;
+    c->next_dead = srv->dead;
+    srv->dead = c;
+}
+
+static void
+glm_conn_bury(glm_server *srv)
+{
+    glm_conn *c;
+
+    while ((c = srv->dead) != NULL) {
+        srv->dead = c->next_dead;
+        free(c);
+    }
+}
+
+/* ring.h's Peers: may this peer have a channel?  NULL: yes; else why not. */
+static const char *
+glm_peer_refused(glm_server *srv, int fd, const struct ucred *cr)
+{
+    gid_t groups[256], *gs = groups;
+    socklen_t len = sizeof(groups);
+    const char *why = "not an allowed peer";
+    int i, n;
+
+    if (cr->uid == 0) {
+        return NULL;                    /* root could read us from /proc anyway */
+    }
+    for (i = 0; i < srv->o.n_peer_uids; i++) {
+        if (cr->uid == srv->o.peer_uids[i]) {
+            return NULL;
+        }
+    }
+    if (srv->o.n_peer_uids == 0 && srv->o.socket_group == NULL) {
+        return cr->uid == srv->own_uid ? NULL : "not the engine's uid (see --allowed-peer-uid,"
+                                                " --socket-group)";
+    }
+    if (srv->o.socket_group == NULL) {
+        return "uid not in --allowed-peer-uid";
+    }
+    if (cr->gid == srv->socket_gid) {
+        return NULL;
+    }
+    /* the supplementary groups it had at connect(), as SO_PEERCRED's */
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) != 0) {
+        if (errno != ERANGE || (gs = malloc(len)) == NULL
+            || getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, gs, &len) != 0)
+        {
+            why = "its groups are unknown (SO_PEERGROUPS)";
+            len = 0;
+        }
+    }
+    n = (int) (len / sizeof(gid_t));
+    for (i = 0; i < n; i++) {
+        if (gs[i] == srv->socket_gid) {
+            why = NULL;
+            break;
+        }
+    }
+    if (gs != groups) {
+        free(gs);
+    }
+    return why != NULL && n > 0 ? "neither in --allowed-peer-uid nor in --socket-group" : why;
 }
 
 static void
 glm_accept(glm_server *srv)
 {
+    struct ucred cr;
+    socklen_t len;
+    const char *why;
     glm_conn *c;
     int fd;
 
@@ -233,6 +326,19 @@ glm_accept(glm_server *srv)
         if (fd < 0) {
             return;
         }
+        len = sizeof(cr);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) {
+            fprintf(stderr, "glm-engine: SO_PEERCRED: %s; peer dropped\n", strerror(errno));
+            close(fd);
+            continue;
+        }
+        why = glm_peer_refused(srv, fd, &cr);
+        if (why != NULL) {
+            fprintf(stderr, "glm-engine: refused peer pid %d uid %u gid %u: %s\n",
+                    (int) cr.pid, (unsigned) cr.uid, (unsigned) cr.gid, why);
+            close(fd);
+            continue;
+        }
         c = calloc(1, sizeof(*c));
         if (c == NULL) {
             close(fd);
@@ -240,46 +346,86 @@ glm_accept(glm_server *srv)
         }
         c->fd = fd;
         c->channel = -1;
+        c->pid = cr.pid;
+        c->uid = cr.uid;
+        c->gid = cr.gid;
         glm_epoll_add(srv, fd, c);
     }
 }
 
+/* SETUP; with the two segments' fds when a channel was assigned */
 static int
-glm_send_setup(glm_server *srv, glm_conn *c, int channel)
+glm_send_setup(glm_server *srv, glm_conn *c, int channel, int chan_fd, uint32_t status)
 {
     glm_setup st;
     struct msghdr msg;
     struct iovec iov;
     union {
         struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(2 * sizeof(int))];
     } u;
     struct cmsghdr *cm;
+    int fds[2];
 
     memset(&st, 0, sizeof(st));
     st.magic = GLM_SETUP_MAGIC;
     st.version = GLM_PROTO_VERSION;
     st.channel = (uint32_t) (channel < 0 ? 0 : channel);
     st.epoch = srv->epoch;
-    st.segment_size = srv->seg_size;
+    st.header_size = srv->seg_size;
+    st.channel_size = srv->chan_size;
     st.chan_gen = channel < 0 ? 0 : srv->chan_gen[channel];
-    st.status = channel < 0 ? 1 : 0;
+    st.status = status;
     memset(&msg, 0, sizeof(msg));
     iov.iov_base = &st;
     iov.iov_len = sizeof(st);
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
     if (channel >= 0) {
+        fds[0] = srv->memfd;
+        fds[1] = chan_fd;
         memset(&u, 0, sizeof(u));
         msg.msg_control = u.buf;
         msg.msg_controllen = sizeof(u.buf);
         cm = CMSG_FIRSTHDR(&msg);
         cm->cmsg_level = SOL_SOCKET;
         cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &srv->memfd, sizeof(int));
+        cm->cmsg_len = CMSG_LEN(sizeof(fds));
+        memcpy(CMSG_DATA(cm), fds, sizeof(fds));
     }
     return sendmsg(c->fd, &msg, MSG_NOSIGNAL) == (ssize_t) sizeof(st) ? 0 : -1;
+}
+
+/* Has the peer of this connection closed it?  (EOF waits in the socket;
+ * doorbells before it do not matter any more.) */
+static int
+glm_conn_peer_gone(glm_conn *c)
+{
+    char b[64];
+    ssize_t n;
+
+    for ( ;; ) {
+        n = recv(c->fd, b, sizeof(b), MSG_DONTWAIT);
+        if (n > 0) {
+            continue;                   /* doorbells: the rings are the truth */
+        }
+        return n == 0 || (errno != EAGAIN && errno != EINTR);
+    }
+}
+
+/* Closes every assigned connection whose peer has gone, before its EOF
+ * comes out of epoll (ring.h's Peers: a reload must not run out). */
+static void
+glm_reclaim_gone(glm_server *srv, pid_t pid)
+{
+    int i;
+
+    for (i = 0; i < srv->o.n_channels; i++) {
+        glm_conn *o = srv->conn_of_channel[i];
+        if (o != NULL && (pid == 0 || o->pid == pid) && glm_conn_peer_gone(o)) {
+            glm_conn_close(srv, o);
+        }
+    }
 }
 
 /* HELLO in, channel out.  Returns -1 to drop the connection. */
@@ -288,9 +434,8 @@ glm_handshake(glm_server *srv, glm_conn *c)
 {
     glm_hello h;
     glm_chan_header *ch;
-    unsigned char *base;
     ssize_t n;
-    int i, channel = -1;
+    int i, fd, channel = -1;
 
     n = read(c->fd, c->hello + c->hello_len, sizeof(c->hello) - c->hello_len);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
@@ -309,36 +454,59 @@ glm_handshake(glm_server *srv, glm_conn *c)
                 h.version);
         return -1;
     }
+    /* one channel per process: its old connection must have ended */
+    glm_reclaim_gone(srv, c->pid);
     for (i = 0; i < srv->o.n_channels; i++) {
+        if (srv->conn_of_channel[i] != NULL && srv->conn_of_channel[i]->pid == c->pid) {
+            fprintf(stderr, "glm-engine: pid %d holds channel %d already; its second"
+                    " connection refused\n", (int) c->pid, i);
+            glm_send_setup(srv, c, -1, -1, GLM_SETUP_PID_HAS_ONE);
+            return -1;
+        }
+    }
+    for (i = 0; i < srv->o.n_channels && channel < 0; i++) {
         if (srv->conn_of_channel[i] == NULL) {
             channel = i;
-            break;
         }
     }
     if (channel < 0) {
-        fprintf(stderr, "glm-engine: all %d channels taken; worker %u refused"
-                " (raise --max-channels)\n", srv->o.n_channels, h.pid);
-        glm_send_setup(srv, c, -1);
+        glm_reclaim_gone(srv, 0);
+        for (i = 0; i < srv->o.n_channels && channel < 0; i++) {
+            if (srv->conn_of_channel[i] == NULL) {
+                channel = i;
+            }
+        }
+    }
+    if (channel < 0) {
+        fprintf(stderr, "glm-engine: all %d channels taken; worker %d refused"
+                " (raise --max-channels)\n", srv->o.n_channels, (int) c->pid);
+        glm_send_setup(srv, c, -1, -1, GLM_SETUP_NO_CHANNEL);
         return -1;
     }
-    base = glm_channel_base(srv, channel);
-    ch = (glm_chan_header *) base;
+    fd = glm_channel_create(srv, c);
+    if (fd < 0) {
+        return -1;
+    }
+    ch = (glm_chan_header *) c->base;
     srv->chan_gen[channel]++;
-    memset(ch, 0, sizeof(*ch));
-    ch->owner_pid = h.pid;
+    ch->owner_pid = (uint32_t) c->pid;
     ch->gen = srv->chan_gen[channel];
-    glm_ring_attach(&c->submit, base, 0, srv->o.submit_size, srv->o.output_size);
-    glm_ring_attach(&c->output, base, 1, srv->o.submit_size, srv->o.output_size);
+    ch->epoch = srv->epoch;
+    ch->channel = (uint32_t) channel;
+    glm_ring_attach(&c->submit, c->base, 0, srv->o.submit_size, srv->o.output_size);
+    glm_ring_attach(&c->output, c->base, 1, srv->o.submit_size, srv->o.output_size);
     glm_ring_reset(&c->submit);
     glm_ring_reset(&c->output);
-    if (glm_send_setup(srv, c, channel) != 0) {
+    if (glm_send_setup(srv, c, channel, fd, GLM_SETUP_OK) != 0) {
+        close(fd);
         return -1;
     }
+    close(fd);
     c->channel = channel;
     c->chan_gen = srv->chan_gen[channel];
-    c->pid = (pid_t) h.pid;
     srv->conn_of_channel[channel] = c;
-    fprintf(stderr, "glm-engine: worker %u on channel %d\n", h.pid, channel);
+    fprintf(stderr, "glm-engine: worker %d (uid %u) on channel %d\n", (int) c->pid,
+            (unsigned) c->uid, channel);
     return 0;
 }
 
@@ -738,6 +906,9 @@ glm_handle_event(glm_server *srv, struct epoll_event *ev)
         glm_media_collect(srv);
         return;
     }
+    if (c->fd < 0) {
+        return;                         /* closed earlier in this batch */
+    }
     if (c->channel < 0) {
         if (glm_handshake(srv, c) != 0) {
             glm_conn_close(srv, c);
@@ -767,6 +938,7 @@ glm_poll(glm_server *srv, int timeout_ms)
     for (i = 0; i < n; i++) {
         glm_handle_event(srv, &evs[i]);
     }
+    glm_conn_bury(srv);
     return n;
 }
 
@@ -841,6 +1013,77 @@ glm_loop(glm_server *srv)
     }
 }
 
+/* --user: after the socket and the model, before any peer comes (ring.h's
+ * Peers: the default peer is the uid we run as from here on). */
+static int
+glm_drop_privileges(glm_server *srv, glm_err *err)
+{
+    struct passwd *pw;
+
+    if (srv->o.user == NULL) {
+        if (geteuid() == 0) {
+            fprintf(stderr, "glm-engine: warning: serving as root; --user NAME drops to an"
+                    " unprivileged user once the socket and the model are open\n");
+        }
+        srv->own_uid = geteuid();
+        return 0;
+    }
+    pw = getpwnam(srv->o.user);
+    if (pw == NULL) {
+        return glm_errf(err, "--user %s: no such user", srv->o.user);
+    }
+    if (geteuid() != 0) {
+        if (geteuid() != pw->pw_uid) {
+            return glm_errf(err, "--user %s: only root can become another user", srv->o.user);
+        }
+        srv->own_uid = pw->pw_uid;
+        return 0;
+    }
+    /* the socket is the engine's: it may remove it when it stops */
+    if (chown(srv->o.socket_path, pw->pw_uid, (gid_t) -1) != 0
+        || initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0
+        || setuid(pw->pw_uid) != 0)
+    {
+        return glm_errf(err, "--user %s: %s", srv->o.user, strerror(errno));
+    }
+    if (setuid(0) == 0 || geteuid() != pw->pw_uid || getegid() != pw->pw_gid) {
+        return glm_errf(err, "--user %s: root privileges could not be dropped", srv->o.user);
+    }
+    srv->own_uid = pw->pw_uid;
+    fprintf(stderr, "glm-engine: running as %s (uid %u gid %u)\n", pw->pw_name,
+            (unsigned) pw->pw_uid, (unsigned) pw->pw_gid);
+    return 0;
+}
+
+/* --allowed-peer-uid UID|NAME[,UID|NAME...] */
+static int
+glm_parse_peer_uids(glm_serve_opts *o, const char *val)
+{
+    char buf[1024], *tok, *save = NULL, *end;
+    struct passwd *pw;
+    long v;
+
+    snprintf(buf, sizeof(buf), "%s", val);
+    for (tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+        v = strtol(tok, &end, 10);
+        if (end == tok || *end != '\0') {
+            pw = getpwnam(tok);
+            if (pw == NULL) {
+                fprintf(stderr, "glm-engine: --allowed-peer-uid %s: no such user\n", tok);
+                return -1;
+            }
+            v = (long) pw->pw_uid;
+        }
+        if (v < 0 || v > (long) UINT32_MAX - 1 || o->n_peer_uids == GLM_MAX_PEER_UIDS) {
+            fprintf(stderr, "glm-engine: --allowed-peer-uid wants at most %d uids or user"
+                    " names\n", GLM_MAX_PEER_UIDS);
+            return -1;
+        }
+        o->peer_uids[o->n_peer_uids++] = (uid_t) v;
+    }
+    return 0;
+}
+
 /* ---- command line --------------------------------------------------------- */
 
 static void
@@ -859,7 +1102,13 @@ glm_serve_usage(FILE *f)
         "  --chat-template FILE          override the checkpoint's chat template\n"
         "  --default-chat-template-kwargs JSON\n"
         "  --socket-mode OCTAL           socket permissions (default 0660)\n"
-        "  --socket-group GROUP          socket group (e.g. www-data for nginx workers)\n"
+        "  --socket-group GROUP          socket group (e.g. www-data for nginx workers);\n"
+        "                                peers whose gid or groups include it may connect\n"
+        "  --allowed-peer-uid UID|NAME   may connect too (repeatable, or a comma list);\n"
+        "                                root always may; with neither option, only the\n"
+        "                                engine's own uid may (ring.h: Peers)\n"
+        "  --user NAME                   started as root: become NAME (its uid, gid and\n"
+        "                                groups) once the socket and the model are open\n"
         "  --max-channels N              nginx worker connections (default 64)\n"
         "  --submit-ring-size SIZE       each worker's request ring (default 64m, rounded\n"
         "                                up to a power of two): a request body travels\n"
@@ -909,6 +1158,7 @@ glm_cmd_serve(int argc, char **argv)
     o->max_pending_output = 4u << 20;
     o->backpressure_deadline = 30.0;
     srv->listen_fd = srv->epoll_fd = srv->memfd = srv->media_efd = -1;
+    srv->socket_gid = (gid_t) -1;
     o->media_threads = 2;
 
     for (i = 1; i < argc; i++) {
@@ -996,6 +1246,12 @@ glm_cmd_serve(int argc, char **argv)
             }
         } else if (strcmp(a, "--socket-group") == 0) {
             o->socket_group = val;
+        } else if (strcmp(a, "--allowed-peer-uid") == 0) {
+            if (glm_parse_peer_uids(o, val) != 0) {
+                return 2;
+            }
+        } else if (strcmp(a, "--user") == 0) {
+            o->user = val;
         } else if (strcmp(a, "--allowed-local-media-path") == 0) {
             o->allowed_local_media_path = val;
         } else if (strcmp(a, "--media-io-kwargs") == 0) {
@@ -1100,7 +1356,9 @@ glm_cmd_serve(int argc, char **argv)
     }
     o->submit_size = glm_pow2_at_least(o->submit_size);
     o->output_size = glm_pow2_at_least(o->output_size);
-    if (glm_segment_create(srv, &err) != 0 || glm_listen(srv, &err) != 0) {
+    if (glm_segment_create(srv, &err) != 0 || glm_listen(srv, &err) != 0
+        || glm_drop_privileges(srv, &err) != 0)
+    {
         goto fail;
     }
     srv->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
@@ -1139,11 +1397,14 @@ done:
         glm_req_free(r);
     }
     for (i = 0; srv->conn_of_channel && i < o->n_channels; i++) {
-        if (srv->conn_of_channel[i] != NULL) {
-            close(srv->conn_of_channel[i]->fd);
-            free(srv->conn_of_channel[i]);
+        glm_conn *c = srv->conn_of_channel[i];
+        if (c != NULL) {
+            close(c->fd);
+            munmap(c->base, srv->chan_size);
+            free(c);
         }
     }
+    glm_conn_bury(srv);
     if (srv->sched.m != NULL) {
         glm_sched_free(&srv->sched);
     }

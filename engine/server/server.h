@@ -26,21 +26,27 @@
 
 #define GLM_MAX_NAMES    8
 #define GLM_MAX_STOPS    16
+#define GLM_MAX_PEER_UIDS 16
 
 typedef struct glm_server glm_server;
 typedef struct glm_req glm_req;
+typedef struct glm_conn glm_conn;
 
-typedef struct {
-    int            fd;
+struct glm_conn {
+    int            fd;                 /* -1: closed */
     int            channel;            /* -1 until the handshake is done */
     uint32_t       chan_gen;
-    pid_t          pid;
+    pid_t          pid;                /* SO_PEERCRED, at connect() */
+    uid_t          uid;
+    gid_t          gid;
+    unsigned char *base;               /* its channel segment, mapped */
     unsigned char  hello[sizeof(glm_hello)];
     size_t         hello_len;
     glm_ring       submit, output;
     int            bell;               /* a doorbell is owed to the worker */
     glm_req       *assembling;         /* SUBMIT whose body is incomplete */
-} glm_conn;
+    glm_conn      *next_dead;          /* closed, freed after the epoll batch */
+};
 
 typedef struct {
     glm_seq       *seq;
@@ -146,6 +152,9 @@ typedef struct {
     uint32_t       submit_size, output_size;
     int            socket_mode;
     const char    *socket_group;
+    uid_t          peer_uids[GLM_MAX_PEER_UIDS];  /* --allowed-peer-uid */
+    int            n_peer_uids;
+    const char    *user;                      /* --user: drop to it */
     const char    *chat_template;
     const char    *default_template_kwargs;   /* JSON object text */
     int            use_generation_config;
@@ -183,11 +192,16 @@ struct glm_server {
     uint64_t        next_serial;
 
     int             listen_fd, epoll_fd;
-    int             memfd;
+    int             memfd;              /* the header segment (ring.h) */
     unsigned char  *seg;
     size_t          seg_size;
+    size_t          chan_size;          /* each channel segment */
+    gid_t           socket_gid;         /* --socket-group; (gid_t) -1: none */
+    uid_t           own_uid;            /* the default peer (ring.h's Peers) */
     uint64_t        epoch;
     glm_conn      **conn_of_channel;    /* [n_channels] */
+    glm_conn       *dead;               /* closed, events of the batch may
+                                           still name them */
     uint32_t       *chan_gen;
     glm_req        *reqs;               /* live requests */
     int             n_reqs;

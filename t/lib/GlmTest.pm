@@ -26,8 +26,10 @@ package GlmTest;
 # test asserts speed.
 #
 # When run as root, workers run as nobody: the prefix is made traversable
-# and the engine socket is chmod'ed 0666 once it exists (the real engine's
-# --socket-mode/--socket-group do this in production).
+# and the engine is started as in production, with --socket-group set to
+# the workers' group (the socket stays 0660 and only the workers' group may
+# connect, ring.h's Peers); otherwise the workers run as the user running
+# the tests, the engine's own uid, which is all it admits by default.
 
 use strict;
 use warnings;
@@ -77,7 +79,7 @@ sub new {
 
     $self->{fake} = !defined $self->{engine_cmd};
     $self->{engine_cmd} //= "$REPO/build/fake_engine --socket %SOCKET% "
-                            . "--log %LOG% --socket-mode 0666";
+                            . "--log %LOG% --socket-mode 0660";
 
     for my $f ($self->{nginx}, $self->{module},
                $self->{fake} ? "$REPO/build/fake_engine" : ())
@@ -96,6 +98,9 @@ sub new {
     push @living, $self;
     return $self;
 }
+
+# the group the workers run in when the tests run as root
+sub worker_group { getgrnam('nogroup') ? 'nogroup' : 'nobody' }
 
 sub fake { $_[0]{fake} }
 sub dir { $_[0]{dir} }
@@ -120,8 +125,7 @@ sub write_conf {
     my $user = '';
 
     if ($> == 0) {
-        my $group = getgrnam('nogroup') ? 'nogroup' : 'nobody';
-        $user = "user nobody $group;";
+        $user = 'user nobody ' . worker_group() . ';';
     }
 
     my $server = $o{server} // $LOCATIONS;
@@ -209,6 +213,7 @@ sub start_engine {
     $cmd =~ s/%SOCKET%/$self->{socket}/g;
     $cmd =~ s/%LOG%/$self->{dir}\/engine.log/g;
     $cmd .= ' ' . join(' ', @args) if $self->{fake} && @args;
+    $cmd .= ' --socket-group ' . worker_group() if $> == 0;
 
     unlink $self->{socket};
     $self->{engine_pid} = spawn("$self->{dir}/engine.stderr", {}, 'sh', '-c',
@@ -221,7 +226,6 @@ sub start_engine {
                                           Peer => $self->{socket});
             if ($c) {
                 close $c;
-                chmod 0666, $self->{socket} if $> == 0;
                 return $self;
             }
         }
