@@ -200,6 +200,7 @@ def run(sock):
             ({"tokens": [1, 2, 2.5]}, "tokens", "token 2 is not an id"),
             ({"tokens": [-1]}, "tokens", "token 0 is not an id"),
             ({"tokens": [10 ** 9]}, "tokens", "token 0 is not an id"),
+            ('{"tokens": [1, -1, ', "tokens", "token 1 is not an id"),   # read no further
             ([1, 2], None, "not a JSON object"),
             ('{"tokens": [1,', None, "not a JSON object: parse error"),
             ('{"tokens": "x", ]', None, "not a JSON object: parse error")]:

@@ -1177,9 +1177,9 @@ glm_tokenize(glm_server *srv, glm_req *req, yajl_val root)
  * /detokenize parses its body with yajl's event API straight into an id
  * array: no tree of a node per id, and a body with more ids than
  * max-model-len is refused as soon as the parse gets there, whatever its
- * size.  Errors come in the order the tree parse gave them (invalid JSON,
- * not an object, 'tokens' not a list, a bad id): a semantic error is
- * noted and the parse goes on to its end.
+ * size.  So is a bad id: the parse stops at the first one, so that a body
+ * that is invalid JSON after it gets the bad id's error (the tree parse
+ * named the invalid JSON); otherwise the errors are the tree parse's.
  */
 enum { GLM_DT_OK, GLM_DT_NOT_LIST, GLM_DT_BAD_ID, GLM_DT_TOO_MANY };
 
@@ -1192,7 +1192,7 @@ typedef struct {
     int         key_is_tokens;      /* the last top-level key was the first "tokens" */
     int         seen_tokens;
     int         in_tokens;          /* the tokens array is the open depth-2 container */
-    int         err;                /* GLM_DT_*: the first semantic error */
+    int         err;                /* GLM_DT_*: the first error seen */
     size_t      bad_index;
 } glm_dt;
 
@@ -1222,7 +1222,7 @@ glm_dt_value(glm_dt *dt, int kind, long long v)
         if (kind != GLM_DT_V_INT || v < 0 || v >= dt->vocab) {
             dt->err = GLM_DT_BAD_ID;
             dt->bad_index = dt->n;
-            return 1;
+            return 0;                     /* stop here: the rest is not read */
         }
         if (dt->n == dt->limit) {
             dt->err = GLM_DT_TOO_MANY;
@@ -1317,12 +1317,15 @@ glm_detokenize(glm_server *srv, glm_req *req)
     if (st == yajl_status_ok) {
         st = yajl_complete_parse(h);
     }
-    if (st == yajl_status_client_canceled && dt.err != GLM_DT_TOO_MANY) {
+    if (st == yajl_status_client_canceled && dt.err == GLM_DT_OK) {
         glm_req_error(req, 500, "InternalServerError", NULL, "out of memory");
-    } else if (st == yajl_status_client_canceled) {
+    } else if (st == yajl_status_client_canceled && dt.err == GLM_DT_TOO_MANY) {
         glm_req_error(req, 413, "RequestEntityTooLargeError", "tokens", "'tokens' holds more"
                       " than %zu token ids, the engine's limit (its max-model-len):"
                       " detokenize at most %zu at a time", dt.limit, dt.limit);
+    } else if (st == yajl_status_client_canceled) {   /* GLM_DT_BAD_ID */
+        glm_req_error(req, 400, "BadRequestError", "tokens", "token %zu is not an id"
+                      " below %d", dt.bad_index, srv->m->cfg.vocab_size);
     } else if (st != yajl_status_ok) {
         char *e = (char *) yajl_get_error(h, 1, body, len), *nl;
 
@@ -1338,9 +1341,6 @@ glm_detokenize(glm_server *srv, glm_req *req)
     } else if (!dt.seen_tokens || dt.err == GLM_DT_NOT_LIST) {
         glm_req_error(req, 400, "BadRequestError", "tokens", "'tokens' must be a list of"
                       " token ids");
-    } else if (dt.err == GLM_DT_BAD_ID) {
-        glm_req_error(req, 400, "BadRequestError", "tokens", "token %zu is not an id"
-                      " below %d", dt.bad_index, srv->m->cfg.vocab_size);
     } else {
         glm_tokenizer_decode(srv->tok, dt.ids, dt.n, 0, &text, NULL);
         glm_str_adds(&s, "{\"prompt\":");
