@@ -66,7 +66,7 @@ FIXTURES     = glm45-air-tiny glm45-tiny glm45v-tiny glm45-air-tiny-fp8-tensor \
 MODEL       ?= t/fixtures/glm45-air-tiny
 PORT        ?= 8080
 
-.PHONY: fp8-fixtures semantics-check template-check bench-templates fuzz-templates fuzz-media media-fixtures template-fixtures bench-overhead test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer bench-preproc preproc-fixtures \
+.PHONY: fp8-fixtures semantics-check template-check bench-templates fuzz-templates fuzz-media media-fixtures template-fixtures bench-overhead bench-flood test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer bench-preproc preproc-fixtures \
         fixtures clean cuda test-gpu test-gpu-emu
 all: build/glm-engine build/glm-bench $(NGX_MODULE) $(if $(filter 1,$(CUDA)),cuda)
 
@@ -218,7 +218,7 @@ test-gpu:
 	$(MAKE) --no-print-directory build/t/gpu/test_ops build/glm-engine && \
 	    sh t/gpu/run_gpu_tests.sh
 
-bench: bench-tokenizer bench-overhead bench-templates bench-preproc
+bench: bench-tokenizer bench-overhead bench-templates bench-preproc bench-flood
 
 bench-templates:
 	@sh t/bench/bench_templates.sh
@@ -244,6 +244,10 @@ fuzz-media:
 
 bench-overhead: build/glm-engine build/glm-bench $(NGX_MODULE)
 	@sh t/bench/bench_overhead.sh
+
+# ITL p99 of open streams while other clients post 14 MB bodies
+bench-flood: build/glm-engine build/glm-bench $(NGX_MODULE)
+	@sh t/bench/bench_flood.sh
 
 bench-tokenizer: build/glm-engine
 	@sh t/bench/bench_tokenizer.sh build/glm-engine

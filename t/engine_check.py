@@ -41,9 +41,12 @@ def check(cond, what):
         print("FAIL  " + what)
 
 
-def call(sock, op, body):
-    r = subprocess.run([CLIENT, sock, op, body if isinstance(body, str) else json.dumps(body)],
-                       capture_output=True, timeout=120)
+def call(sock, op, body, env=None):
+    body = body if isinstance(body, str) else json.dumps(body)
+    # an argument holds at most 128 KiB: larger bodies go through stdin
+    big = len(body) > 65536
+    r = subprocess.run([CLIENT, sock, op, "-" if big else body], capture_output=True,
+                       timeout=120, env=env, input=body.encode() if big else None)
     out = r.stdout.decode("utf-8", "replace")
     head, _, rest = out.partition("\n")
     parts = head.split()
@@ -306,6 +309,44 @@ def run(sock):
     st, ct, body = call(sock, "chat", "{not json")
     check(st == 400 and "not a JSON object" in json.loads(body)["error"]["message"],
           "invalid JSON body is a 400")
+
+    # /detokenize: ids parsed as they stream in, at most max-model-len (512)
+    st, _, body = call(sock, "detokenize", {"tokens": [1234] * 512})
+    check(st == 200 and json.loads(body)["prompt"], "detokenize: max-model-len ids")
+    st, _, body = call(sock, "detokenize", "{\"tokens\":[" + ",".join(["1234"] * 200000) + "]}")
+    e = json.loads(body).get("error", {})
+    check(st == 413 and e.get("type") == "RequestEntityTooLargeError"
+          and e.get("param") == "tokens" and "512" in e.get("message", ""),
+          "detokenize: more ids than max-model-len is a 413 naming it: %s"
+          % e.get("message", "")[:70])
+    for req, param, what in [
+            ({"tokens": "1 2"}, "tokens", "'tokens' must be a list"),
+            ({"tokens": None}, "tokens", "'tokens' must be a list"),
+            ({"prompt": "x"}, "tokens", "'tokens' must be a list"),
+            ({"tokens": [1, [2]]}, "tokens", "token 1 is not an id"),
+            ({"tokens": [1, 2, 2.5]}, "tokens", "token 2 is not an id"),
+            ({"tokens": [-1]}, "tokens", "token 0 is not an id"),
+            ({"tokens": [10 ** 9]}, "tokens", "token 0 is not an id"),
+            ('{"tokens": [1, -1, ', "tokens", "token 1 is not an id"),   # read no further
+            ([1, 2], None, "not a JSON object"),
+            ('{"tokens": [1,', None, "not a JSON object: parse error"),
+            ('{"tokens": "x", ]', None, "not a JSON object: parse error")]:
+        st, _, body = call(sock, "detokenize", req)
+        e = json.loads(body).get("error", {})
+        check(st == 400 and e.get("param") == param and what in e.get("message", ""),
+              "detokenize %s: 400 %s" % (json.dumps(req)[:30], e.get("message", "")[:60]))
+
+    # cancelled while its parse and tokens are on an intake thread: dropped
+    # when it comes back, and the same request after it is answered
+    env = dict(os.environ, RING_CLIENT_CANCEL_FIRST="1")
+    for op, req in [("tokenize", {"prompt": "Hello there " * 50000}),
+                    ("chat", {"messages": [{"role": "user", "content": "Hello there"}],
+                              "max_tokens": 8, "temperature": 0})]:
+        st, _, rest = call(sock, op, req, env=env)
+        ok = st == 200
+        if ok and op == "chat":
+            ok = json.loads(rest)["choices"][0]["message"]["content"] == greedy
+        check(ok, "%s cancelled in intake, then again: answered" % op)
 
     st, ct, body = call(sock, "metrics", "")
     check(st == 200 and ct == "text" and 'vllm:num_requests_running{model_name="glm-tiny"} 0' in body

@@ -119,6 +119,21 @@ sub nginx_errors {
 
     nginx_errors($t, 'glm.conf');
 
+    # /detokenize has a limit of its own (2m), /tokenize the server's (32m)
+    is_json_error($t->request(method => 'POST', path => '/detokenize',
+                              type => 'application/json',
+                              headers => [ 'Content-Length: 3000000' ]),
+                  413, 'RequestEntityTooLargeError', 'Request Entity Too Large',
+                  'glm.conf: /detokenize body over its 2m');
+    # (the fake engine's 1m submit ring refuses such bodies on its own)
+    unless ($t->fake) {
+        my $pad = 'x' x 1_500_000;
+        $r = $t->post('/detokenize', qq({"tokens":[1,2],"pad":"$pad"}));
+        is($r->{status}, 200, 'glm.conf: /detokenize body under its 2m reaches the engine');
+        $r = $t->post('/tokenize', qq({"prompt":"hi","pad":"$pad$pad"}));
+        is($r->{status}, 200, 'glm.conf: a 3 MB /tokenize body reaches the engine');
+    }
+
     # the module's own 502 (an engine that breaks the protocol) is JSON too
     $r = $t->post('/v1/chat/completions', GlmTest::chat_body(fake => 'bad'));
     is($r->{status}, 502, 'glm.conf: broken engine, 502') if $t->fake;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <yajl/yajl_parse.h>
 
 #include "text/chat_template.h"
 #include "util/json.h"
@@ -82,7 +83,8 @@ glm_req_error(glm_req *req, int status, const char *type, const char *param,
     }
     glm_str_addf(&body, ",\"code\":%d}}", status);
     glm_req_json(req, status, &body);
-    req->srv->metrics.requests_error++;
+    /* atomic: intake threads answer errors too */
+    __atomic_fetch_add(&req->srv->metrics.requests_error, 1, __ATOMIC_RELAXED);
     glm_str_free(&msg);
     glm_str_free(&body);
 }
@@ -123,6 +125,8 @@ glm_req_free(glm_req *req)
     glm_tg_free(req->tg);
     glm_out_request_free(&req->out_rq);
     free(req->stop_ids);
+    glm_tokenizer_ids_free(&req->intake_ids);
+    glm_media_job_free(req->intake_media);
     glm_str_free(&req->body);
     glm_str_free(&req->pending);
     free(req->mparams.logit_bias);
@@ -227,7 +231,7 @@ glm_prompt_ids(glm_server *srv, glm_req *req, yajl_val root, glm_tokenizer_ids *
         glm_req_error(req, 400, "BadRequestError", NULL, "%s", err.msg);
         return -1;
     }
-    if (glm_tokenizer_encode(srv->tok, srv->tok_ctx, prompt.data ? prompt.data : "",
+    if (glm_tokenizer_encode(srv->tok, req->tctx, prompt.data ? prompt.data : "",
                              prompt.len, ids, &err) != 0)
     {
         glm_req_error(req, 400, "BadRequestError", "messages", "%s", err.msg);
@@ -944,10 +948,10 @@ glm_chat(glm_server *srv, glm_req *req, yajl_val root)
         req->mparams = params;
         req->mseed = seed;
         req->mhas_seed = has_seed;
-        req->media_wait = 1;
         params.logit_bias = NULL;
         params.banned = NULL;
-        glm_media_submit(srv, job);
+        req->intake_media = job;         /* submitted by glm_req_intake_done */
+        req->intake = GLM_INTAKE_MEDIA;
         goto out;
     }
     if (glm_stray_markers(srv, &ids)) {
@@ -956,9 +960,15 @@ glm_chat(glm_server *srv, glm_req *req, yajl_val root)
                       " video_url part: send images and videos as content parts");
         goto out;
     }
-    glm_chat_admit(srv, req, &ids, NULL, &params, seed, has_seed);
+    /* admitted by glm_req_intake_done, on the loop */
+    req->intake_ids = ids;
+    memset(&ids, 0, sizeof(ids));
+    req->mparams = params;
+    req->mseed = seed;
+    req->mhas_seed = has_seed;
     params.logit_bias = NULL;
     params.banned = NULL;
+    req->intake = GLM_INTAKE_ADMIT;
 out:
     free(params.logit_bias);
     free(params.banned);
@@ -1115,7 +1125,7 @@ glm_tokenize(glm_server *srv, glm_req *req, yajl_val root)
                                         &text_len, &err);
 
         if (rc == 0) {
-            rc = glm_tokenizer_encode(srv->tok, srv->tok_ctx, text, text_len, &ids, &err);
+            rc = glm_tokenizer_encode(srv->tok, req->tctx, text, text_len, &ids, &err);
             free(text);
         }
         if (rc != 0) {
@@ -1128,7 +1138,8 @@ glm_tokenize(glm_server *srv, glm_req *req, yajl_val root)
         }
         if (glm_media_has_parts(root)) {
             /* the ids the model would see: markers expanded for the media
-             * (decoded here, on the loop: /tokenize is not a serving path) */
+             * (decoded here, on the intake thread: /tokenize is not a
+             * serving path) */
             glm_media_job *job = calloc(1, sizeof(*job));
             if (job == NULL) {
                 glm_req_error(req, 500, "InternalServerError", NULL, "out of memory");
@@ -1136,7 +1147,7 @@ glm_tokenize(glm_server *srv, glm_req *req, yajl_val root)
                 return;
             }
             job->ids = ids;
-            glm_media_job_fill(srv, job, root, srv->tok_ctx);
+            glm_media_job_fill(srv, job, root, req->tctx);
             if (job->rc != 0) {
                 glm_media_job_error(req, job);
                 glm_media_job_free(job);
@@ -1162,41 +1173,185 @@ glm_tokenize(glm_server *srv, glm_req *req, yajl_val root)
     glm_tokenizer_ids_free(&ids);
 }
 
-static void
-glm_detokenize(glm_server *srv, glm_req *req, yajl_val root)
+/*
+ * /detokenize parses its body with yajl's event API straight into an id
+ * array: no tree of a node per id, and a body with more ids than
+ * max-model-len is refused as soon as the parse gets there, whatever its
+ * size.  So is a bad id: the parse stops at the first one, so that a body
+ * that is invalid JSON after it gets the bad id's error (the tree parse
+ * named the invalid JSON); otherwise the errors are the tree parse's.
+ */
+enum { GLM_DT_OK, GLM_DT_NOT_LIST, GLM_DT_BAD_ID, GLM_DT_TOO_MANY };
+
+typedef struct {
+    int32_t    *ids;
+    size_t      n, cap, limit;
+    long long   vocab;
+    int         depth;              /* open containers */
+    int         not_object;         /* the top-level value is not an object */
+    int         key_is_tokens;      /* the last top-level key was the first "tokens" */
+    int         seen_tokens;
+    int         in_tokens;          /* the tokens array is the open depth-2 container */
+    int         err;                /* GLM_DT_*: the first error seen */
+    size_t      bad_index;
+} glm_dt;
+
+enum { GLM_DT_V_SCALAR, GLM_DT_V_INT, GLM_DT_V_NULL, GLM_DT_V_MAP, GLM_DT_V_ARRAY };
+
+/* One value (a scalar or a container's start) at the current depth. */
+static int
+glm_dt_value(glm_dt *dt, int kind, long long v)
 {
-    yajl_val t = glm_field(root, "tokens");
+    if (dt->depth == 0) {
+        dt->not_object = kind != GLM_DT_V_MAP;
+        return 1;
+    }
+    if (dt->not_object) {
+        return 1;
+    }
+    if (dt->depth == 1 && dt->key_is_tokens) {
+        dt->key_is_tokens = 0;
+        if (kind == GLM_DT_V_ARRAY) {
+            dt->in_tokens = 1;
+        } else if (dt->err == GLM_DT_OK) {
+            dt->err = GLM_DT_NOT_LIST;    /* null too: the same answer as absent */
+        }
+        return 1;
+    }
+    if (dt->depth == 2 && dt->in_tokens && dt->err == GLM_DT_OK) {
+        if (kind != GLM_DT_V_INT || v < 0 || v >= dt->vocab) {
+            dt->err = GLM_DT_BAD_ID;
+            dt->bad_index = dt->n;
+            return 0;                     /* stop here: the rest is not read */
+        }
+        if (dt->n == dt->limit) {
+            dt->err = GLM_DT_TOO_MANY;
+            return 0;                     /* stop here: the rest is not read */
+        }
+        if (dt->n == dt->cap) {
+            size_t cap = dt->cap ? dt->cap * 2 : 256;
+            int32_t *p = realloc(dt->ids, cap * sizeof(int32_t));
+            if (p == NULL) {
+                return 0;
+            }
+            dt->ids = p;
+            dt->cap = cap;
+        }
+        dt->ids[dt->n++] = (int32_t) v;
+    }
+    return 1;
+}
+
+static int glm_dt_null(void *c) { return glm_dt_value(c, GLM_DT_V_NULL, 0); }
+static int glm_dt_bool(void *c, int b) { return glm_dt_value(c, GLM_DT_V_SCALAR, 0); }
+static int glm_dt_int(void *c, long long v) { return glm_dt_value(c, GLM_DT_V_INT, v); }
+static int glm_dt_double(void *c, double d) { return glm_dt_value(c, GLM_DT_V_SCALAR, 0); }
+
+static int
+glm_dt_string(void *c, const unsigned char *s, size_t n)
+{
+    return glm_dt_value(c, GLM_DT_V_SCALAR, 0);
+}
+
+static int
+glm_dt_start(glm_dt *dt, int kind)
+{
+    int rc = glm_dt_value(dt, kind, 0);
+
+    dt->depth++;
+    return rc;
+}
+
+static int glm_dt_start_map(void *c) { return glm_dt_start(c, GLM_DT_V_MAP); }
+static int glm_dt_start_array(void *c) { return glm_dt_start(c, GLM_DT_V_ARRAY); }
+
+static int
+glm_dt_end(void *c)
+{
+    glm_dt *dt = c;
+
+    if (--dt->depth == 1) {
+        dt->in_tokens = 0;
+    }
+    return 1;
+}
+
+static int
+glm_dt_key(void *c, const unsigned char *k, size_t n)
+{
+    glm_dt *dt = c;
+
+    if (dt->depth == 1 && !dt->not_object) {
+        dt->key_is_tokens = !dt->seen_tokens && n == 6 && memcmp(k, "tokens", 6) == 0;
+        dt->seen_tokens |= dt->key_is_tokens;
+    }
+    return 1;
+}
+
+static const yajl_callbacks glm_dt_callbacks = {
+    glm_dt_null, glm_dt_bool, glm_dt_int, glm_dt_double, NULL, glm_dt_string,
+    glm_dt_start_map, glm_dt_key, glm_dt_end, glm_dt_start_array, glm_dt_end,
+};
+
+static void
+glm_detokenize(glm_server *srv, glm_req *req)
+{
+    const unsigned char *body = (const unsigned char *) (req->body.data ? req->body.data : "");
+    size_t len = strlen((const char *) body);     /* as yajl_tree_parse reads it */
     glm_tokenizer_buf text = { 0 };
     glm_str s = { 0 };
-    int32_t *ids;
-    size_t i;
+    glm_dt dt;
+    yajl_handle h;
+    yajl_status st;
 
-    if (t == NULL || !YAJL_IS_ARRAY(t)) {
-        glm_req_error(req, 400, "BadRequestError", "tokens", "'tokens' must be a list of"
-                      " token ids");
+    memset(&dt, 0, sizeof(dt));
+    dt.vocab = srv->m->cfg.vocab_size;
+    dt.limit = (size_t) srv->o.max_model_len;
+    h = yajl_alloc(&glm_dt_callbacks, NULL, &dt);
+    if (h == NULL) {
+        glm_req_error(req, 500, "InternalServerError", NULL, "out of memory");
         return;
     }
-    ids = calloc(t->u.array.len + 1, sizeof(int32_t));
-    for (i = 0; i < t->u.array.len; i++) {
-        yajl_val e = t->u.array.values[i];
-        if (!YAJL_IS_INTEGER(e) || YAJL_GET_INTEGER(e) < 0
-            || YAJL_GET_INTEGER(e) >= srv->m->cfg.vocab_size)
-        {
-            free(ids);
-            glm_req_error(req, 400, "BadRequestError", "tokens", "token %zu is not an id"
-                          " below %d", i, srv->m->cfg.vocab_size);
-            return;
-        }
-        ids[i] = (int32_t) YAJL_GET_INTEGER(e);
+    yajl_config(h, yajl_allow_comments, 1);        /* as yajl_tree_parse */
+    st = yajl_parse(h, body, len);
+    if (st == yajl_status_ok) {
+        st = yajl_complete_parse(h);
     }
-    glm_tokenizer_decode(srv->tok, ids, t->u.array.len, 0, &text, NULL);
-    glm_str_adds(&s, "{\"prompt\":");
-    glm_json_str(&s, text.data ? text.data : "", text.len);
-    glm_str_adds(&s, "}");
-    glm_req_json(req, 200, &s);
+    if (st == yajl_status_client_canceled && dt.err == GLM_DT_OK) {
+        glm_req_error(req, 500, "InternalServerError", NULL, "out of memory");
+    } else if (st == yajl_status_client_canceled && dt.err == GLM_DT_TOO_MANY) {
+        glm_req_error(req, 413, "RequestEntityTooLargeError", "tokens", "'tokens' holds more"
+                      " than %zu token ids, the engine's limit (its max-model-len):"
+                      " detokenize at most %zu at a time", dt.limit, dt.limit);
+    } else if (st == yajl_status_client_canceled) {   /* GLM_DT_BAD_ID */
+        glm_req_error(req, 400, "BadRequestError", "tokens", "token %zu is not an id"
+                      " below %d", dt.bad_index, srv->m->cfg.vocab_size);
+    } else if (st != yajl_status_ok) {
+        char *e = (char *) yajl_get_error(h, 1, body, len), *nl;
+
+        if ((nl = strchr(e, '\n')) != NULL) {
+            *nl = '\0';
+        }
+        glm_req_error(req, 400, "BadRequestError", NULL, "the request body is not a JSON"
+                      " object: %s", e);
+        yajl_free_error(h, (unsigned char *) e);
+    } else if (dt.not_object) {
+        glm_req_error(req, 400, "BadRequestError", NULL, "the request body is not a JSON"
+                      " object");
+    } else if (!dt.seen_tokens || dt.err == GLM_DT_NOT_LIST) {
+        glm_req_error(req, 400, "BadRequestError", "tokens", "'tokens' must be a list of"
+                      " token ids");
+    } else {
+        glm_tokenizer_decode(srv->tok, dt.ids, dt.n, 0, &text, NULL);
+        glm_str_adds(&s, "{\"prompt\":");
+        glm_json_str(&s, text.data ? text.data : "", text.len);
+        glm_str_adds(&s, "}");
+        glm_req_json(req, 200, &s);
+    }
+    yajl_free(h);
     glm_str_free(&s);
     glm_tokenizer_buf_free(&text);
-    free(ids);
+    free(dt.ids);
 }
 
 static void
@@ -1262,12 +1417,20 @@ glm_metrics_text(glm_server *srv, glm_req *req)
     glm_str_free(&s);
 }
 
+int
+glm_req_on_loop(const glm_req *req)
+{
+    return req->op == GLM_OP_MODELS || req->op == GLM_OP_METRICS
+           || req->op == GLM_OP_VERSION;
+}
+
 void
-glm_req_handle(glm_server *srv, glm_req *req)
+glm_req_intake(glm_server *srv, glm_req *req)
 {
     yajl_val root = NULL;
     char ebuf[256];
 
+    req->intake = GLM_INTAKE_ANSWERED;
     if (req->op == GLM_OP_MODELS) {
         glm_models(srv, req);
         return;
@@ -1281,6 +1444,10 @@ glm_req_handle(glm_server *srv, glm_req *req)
         glm_str_addf(&s, "{\"version\":\"%s\"}", glm_engine_version);
         glm_req_json(req, 200, &s);
         glm_str_free(&s);
+        return;
+    }
+    if (req->op == GLM_OP_DETOKENIZE) {
+        glm_detokenize(srv, req);
         return;
     }
     root = yajl_tree_parse(req->body.data ? req->body.data : "", ebuf, sizeof(ebuf));
@@ -1301,12 +1468,37 @@ glm_req_handle(glm_server *srv, glm_req *req)
     case GLM_OP_TOKENIZE:
         glm_tokenize(srv, req, root);
         break;
-    case GLM_OP_DETOKENIZE:
-        glm_detokenize(srv, req, root);
-        break;
     default:
         glm_req_error(req, 404, "NotFoundError", NULL, "unknown operation %u", req->op);
         break;
     }
     yajl_tree_free(root);
+}
+
+void
+glm_req_intake_done(glm_server *srv, glm_req *req)
+{
+    glm_media_job *job = req->intake_media;
+
+    req->tctx = NULL;
+    if (req->intake == GLM_INTAKE_ADMIT) {
+        /* glm_chat_admit takes over the parameters' arrays */
+        glm_chat_admit(srv, req, &req->intake_ids, NULL, &req->mparams, req->mseed,
+                       req->mhas_seed);
+        memset(&req->mparams, 0, sizeof(req->mparams));
+        glm_tokenizer_ids_free(&req->intake_ids);
+    } else if (req->intake == GLM_INTAKE_MEDIA) {
+        req->intake_media = NULL;
+        req->media_wait = 1;
+        glm_media_submit(srv, job);
+    }
+    req->intake = GLM_INTAKE_ANSWERED;
+}
+
+void
+glm_req_handle(glm_server *srv, glm_req *req)
+{
+    req->tctx = srv->tok_ctx;
+    glm_req_intake(srv, req);
+    glm_req_intake_done(srv, req);
 }

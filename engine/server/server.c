@@ -16,6 +16,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -537,6 +538,214 @@ glm_req_unlink(glm_server *srv, glm_req *req)
     }
 }
 
+/* ---- intake workers ---------------------------------------------------------- */
+
+/*
+ * A submitted request's parse, checks, template and tokens run on an intake
+ * thread (glm_req_intake), so that a large or slow body never stalls the
+ * loop's decode steps; the loop then only admits it (glm_req_intake_done).
+ * While a thread holds a request it sits in srv->intake_reqs, not in
+ * srv->reqs: the loop touches none of its fields but the links and
+ * `dropped`.  A request cancelled meanwhile (or whose worker left) is freed
+ * when it comes back.  Requests are admitted in the order they come back,
+ * which across threads need not be the order they came in.
+ */
+static void *
+glm_intake_worker(void *arg)
+{
+    glm_server *srv = arg;
+    glm_tokenizer_ctx *tctx;
+    glm_req *req;
+    glm_err err;
+    uint64_t one = 1;
+
+    if (srv->o.intake_nice > 0) {
+        /* below the loop and the model's threads: a flood of large bodies
+         * takes what CPU they leave */
+        setpriority(PRIO_PROCESS, (id_t) gettid(), srv->o.intake_nice);
+    }
+    tctx = glm_tokenizer_ctx_new(srv->tok, &err);
+    for ( ;; ) {
+        pthread_mutex_lock(&srv->intake_mu);
+        while (!srv->intake_stop && srv->intake_todo == NULL) {
+            pthread_cond_wait(&srv->intake_cv, &srv->intake_mu);
+        }
+        if (srv->intake_todo == NULL) {
+            pthread_mutex_unlock(&srv->intake_mu);
+            break;
+        }
+        req = srv->intake_todo;
+        srv->intake_todo = req->intake_next;
+        if (srv->intake_todo == NULL) {
+            srv->intake_todo_tail = NULL;
+        }
+        pthread_mutex_unlock(&srv->intake_mu);
+
+        if (tctx == NULL) {
+            req->intake = GLM_INTAKE_ANSWERED;
+            glm_req_error(req, 500, "InternalServerError", NULL, "intake worker: %s",
+                          err.msg);
+        } else {
+            req->tctx = tctx;
+            glm_req_intake(srv, req);
+            req->tctx = NULL;
+        }
+
+        pthread_mutex_lock(&srv->intake_mu);
+        req->intake_next = srv->intake_done;
+        srv->intake_done = req;
+        pthread_mutex_unlock(&srv->intake_mu);
+        if (write(srv->intake_efd, &one, sizeof(one)) < 0) {
+            /* the counter only overflows after 2^64 - 1 requests */
+        }
+    }
+    glm_tokenizer_ctx_free(tctx);
+    return NULL;
+}
+
+static void
+glm_req_link(glm_server *srv, glm_req *req)
+{
+    req->next = srv->reqs;
+    srv->reqs = req;
+    srv->n_reqs++;
+}
+
+/* A complete request: answered on the loop when it is light (or there are
+ * no intake threads), otherwise queued for an intake thread. */
+static void
+glm_intake_submit(glm_server *srv, glm_req *req)
+{
+    if (srv->n_intake_tids == 0 || glm_req_on_loop(req)) {
+        glm_req_link(srv, req);
+        glm_req_handle(srv, req);
+        return;
+    }
+    req->next = srv->intake_reqs;
+    srv->intake_reqs = req;
+    req->intake_next = NULL;
+    pthread_mutex_lock(&srv->intake_mu);
+    if (srv->intake_todo_tail != NULL) {
+        srv->intake_todo_tail->intake_next = req;
+    } else {
+        srv->intake_todo = req;
+    }
+    srv->intake_todo_tail = req;
+    pthread_cond_signal(&srv->intake_cv);
+    pthread_mutex_unlock(&srv->intake_mu);
+}
+
+static void
+glm_intake_cancel(glm_server *srv, int channel, uint32_t slot, uint32_t gen)
+{
+    glm_req *r;
+
+    for (r = srv->intake_reqs; r != NULL; r = r->next) {
+        if (r->channel == channel && r->slot == slot && r->gen == gen) {
+            r->dropped = 1;
+        }
+    }
+}
+
+/* Requests back from the intake threads: into srv->reqs and admitted, or
+ * freed when their client or worker left meanwhile. */
+static void
+glm_intake_collect(glm_server *srv)
+{
+    glm_req *done, *prev = NULL, *next, **pp;
+    uint64_t n;
+
+    if (read(srv->intake_efd, &n, sizeof(n)) < 0) {
+        /* EAGAIN: nothing new; the list is the truth anyway */
+    }
+    pthread_mutex_lock(&srv->intake_mu);
+    done = srv->intake_done;
+    srv->intake_done = NULL;
+    pthread_mutex_unlock(&srv->intake_mu);
+    while (done != NULL) {                  /* oldest first */
+        next = done->intake_next;
+        done->intake_next = prev;
+        prev = done;
+        done = next;
+    }
+    for (done = prev; done != NULL; done = next) {
+        glm_conn *c = srv->conn_of_channel[done->channel];
+
+        next = done->intake_next;
+        for (pp = &srv->intake_reqs; *pp != NULL; pp = &(*pp)->next) {
+            if (*pp == done) {
+                *pp = done->next;
+                break;
+            }
+        }
+        if (done->dropped || c == NULL || c->chan_gen != done->chan_gen) {
+            glm_req_abort(done);
+            continue;
+        }
+        glm_req_link(srv, done);
+        glm_req_intake_done(srv, done);
+    }
+}
+
+static int
+glm_intake_start(glm_server *srv, glm_err *err)
+{
+    int i;
+
+    srv->intake_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (srv->intake_efd < 0) {
+        return glm_errf(err, "eventfd: %s", strerror(errno));
+    }
+    pthread_mutex_init(&srv->intake_mu, NULL);
+    pthread_cond_init(&srv->intake_cv, NULL);
+    if (srv->o.intake_threads <= 0) {
+        return 0;
+    }
+    srv->intake_tids = calloc((size_t) srv->o.intake_threads, sizeof(pthread_t));
+    if (srv->intake_tids == NULL) {
+        return glm_errf(err, "out of memory");
+    }
+    for (i = 0; i < srv->o.intake_threads; i++) {
+        if (pthread_create(&srv->intake_tids[i], NULL, glm_intake_worker, srv) != 0) {
+            return glm_errf(err, "cannot start intake threads: %s", strerror(errno));
+        }
+        srv->n_intake_tids++;
+    }
+    return 0;
+}
+
+static void
+glm_intake_stop(glm_server *srv)
+{
+    glm_req *r;
+    int i;
+
+    if (srv->intake_efd < 0) {
+        return;
+    }
+    pthread_mutex_lock(&srv->intake_mu);
+    srv->intake_stop = 1;
+    /* queued requests are dropped: the engine is going away */
+    while ((r = srv->intake_todo) != NULL) {
+        srv->intake_todo = r->intake_next;
+        glm_req_free(r);
+    }
+    srv->intake_todo_tail = NULL;
+    pthread_cond_broadcast(&srv->intake_cv);
+    pthread_mutex_unlock(&srv->intake_mu);
+    for (i = 0; i < srv->n_intake_tids; i++) {
+        pthread_join(srv->intake_tids[i], NULL);
+    }
+    while ((r = srv->intake_done) != NULL) {
+        srv->intake_done = r->intake_next;
+        glm_req_free(r);
+    }
+    srv->intake_reqs = NULL;
+    free(srv->intake_tids);
+    close(srv->intake_efd);
+    srv->intake_efd = -1;
+}
+
 /* Takes every complete record from a worker's submit ring. */
 static int
 glm_drain_submits(glm_server *srv, glm_conn *c)
@@ -585,6 +794,8 @@ glm_drain_submits(glm_server *srv, glm_conn *c)
             if (req != NULL) {
                 glm_req_unlink(srv, req);
                 glm_req_abort(req);
+            } else {
+                glm_intake_cancel(srv, c->channel, rec->slot, rec->gen);
             }
             glm_ring_release(&c->submit, rec);
             continue;
@@ -599,11 +810,8 @@ glm_drain_submits(glm_server *srv, glm_conn *c)
                 return -1;
             }
             c->assembling = NULL;
-            req->next = srv->reqs;
-            srv->reqs = req;
-            srv->n_reqs++;
             glm_ring_release(&c->submit, rec);
-            glm_req_handle(srv, req);
+            glm_intake_submit(srv, req);
             continue;
         }
         glm_ring_release(&c->submit, rec);
@@ -906,6 +1114,10 @@ glm_handle_event(glm_server *srv, struct epoll_event *ev)
         glm_media_collect(srv);
         return;
     }
+    if ((void *) c == (void *) &srv->intake_efd) {
+        glm_intake_collect(srv);
+        return;
+    }
     if (c->fd < 0) {
         return;                         /* closed earlier in this batch */
     }
@@ -1008,7 +1220,8 @@ glm_loop(glm_server *srv)
              * requests held (waiting for media, say): keep the heartbeat
              * fresh; none: a doorbell wakes us */
             glm_poll(srv, glm_any_pending(srv) ? 2
-                          : srv->n_reqs > 0 ? GLM_HEARTBEAT_MAX_SLEEP_MS : 1000);
+                          : srv->n_reqs > 0 || srv->intake_reqs != NULL
+                          ? GLM_HEARTBEAT_MAX_SLEEP_MS : 1000);
         }
     }
 }
@@ -1123,6 +1336,10 @@ glm_serve_usage(FILE *f)
         "  --limit-media-pixels N        pixels per image or video frame (default 64 Mi)\n"
         "  --limit-video-frames N        frames kept per video (default 1200)\n"
         "  --limit-video-seconds N       video duration (default 3600)\n"
+        "  --intake-threads N            request parsing, chat template and tokenizer\n"
+        "                                threads (default 2; 0: on the engine loop)\n"
+        "  --intake-nice N               their nice value, 0-19 (default 0: the\n"
+        "                                engine's own priority)\n"
         "  --media-io-kwargs JSON        e.g. '{\"video\": {\"num_frames\": 32}}' (uniform\n"
         "                                sampling; default: the processor's 2 fps)\n");
 }
@@ -1157,9 +1374,10 @@ glm_cmd_serve(int argc, char **argv)
     o->use_generation_config = 1;
     o->max_pending_output = 4u << 20;
     o->backpressure_deadline = 30.0;
-    srv->listen_fd = srv->epoll_fd = srv->memfd = srv->media_efd = -1;
+    srv->listen_fd = srv->epoll_fd = srv->memfd = srv->media_efd = srv->intake_efd = -1;
     srv->socket_gid = (gid_t) -1;
     o->media_threads = 2;
+    o->intake_threads = 2;
 
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1215,6 +1433,8 @@ glm_cmd_serve(int argc, char **argv)
         GLM_INT_OPT("--max-channels", n_channels, 1, 1024)
         GLM_INT_OPT("--threads", threads, 0, 1024)
         GLM_INT_OPT("--media-threads", media_threads, 0, 256)
+        GLM_INT_OPT("--intake-threads", intake_threads, 0, 256)
+        GLM_INT_OPT("--intake-nice", intake_nice, 0, 19)
         GLM_INT_OPT("--limit-media-bytes", limit_media_bytes, 1, INT_MAX)
         GLM_INT_OPT("--limit-media-pixels", limit_media_pixels, 1, INT_MAX)
         GLM_INT_OPT("--limit-video-frames", limit_video_frames, 2, 100000)
@@ -1367,6 +1587,10 @@ glm_cmd_serve(int argc, char **argv)
         goto fail;
     }
     glm_epoll_add(srv, srv->media_efd, &srv->media_efd);
+    if (glm_intake_start(srv, &err) != 0) {
+        goto fail;
+    }
+    glm_epoll_add(srv, srv->intake_efd, &srv->intake_efd);
 
     glm_signal_server = srv;
     signal(SIGPIPE, SIG_IGN);
@@ -1390,6 +1614,7 @@ done:
         close(srv->listen_fd);
         unlink(o->socket_path);
     }
+    glm_intake_stop(srv);
     glm_media_stop(srv);
     while (srv->reqs != NULL) {
         glm_req *r = srv->reqs;

@@ -31,6 +31,7 @@
 typedef struct glm_server glm_server;
 typedef struct glm_req glm_req;
 typedef struct glm_conn glm_conn;
+typedef struct glm_media_job glm_media_job;
 
 struct glm_conn {
     int            fd;                 /* -1: closed */
@@ -109,10 +110,25 @@ struct glm_req {
     uint64_t       mseed;
     int            mhas_seed;
     int            image_w, image_h;   /* the first image, for glm_boxes pixels */
+
+    /* intake (parse, template, tokenize) on an intake thread: the thread
+     * owns the request until it is back on the loop; glm_req_intake leaves
+     * one of the outcomes below for glm_req_intake_done */
+    glm_tokenizer_ctx *tctx;           /* the handling thread's tokenizer context */
+    int            intake;             /* GLM_INTAKE_*: what the loop does next */
+    int            dropped;            /* cancelled while in intake: freed on return */
+    glm_tokenizer_ids intake_ids;      /* GLM_INTAKE_ADMIT: the prompt */
+    glm_media_job *intake_media;       /* GLM_INTAKE_MEDIA: the job to submit */
+    glm_req       *intake_next;        /* the intake queues' link */
+};
+
+enum {
+    GLM_INTAKE_ANSWERED = 0,           /* an answer or an error is queued */
+    GLM_INTAKE_ADMIT,                  /* a chat ready for the scheduler */
+    GLM_INTAKE_MEDIA,                  /* a chat whose media job must be submitted */
 };
 
 /* One request's media half, done off the loop thread (openai.c). */
-typedef struct glm_media_job glm_media_job;
 struct glm_media_job {
     uint64_t          serial;          /* the request it belongs to */
     glm_str           body;            /* a copy of the request body */
@@ -163,6 +179,8 @@ typedef struct {
     const char    *allowed_local_media_path;
     const char    *media_io_kwargs;           /* JSON object text */
     int            media_threads;             /* 0: on the loop thread */
+    int            intake_threads;            /* 0: on the loop thread */
+    int            intake_nice;               /* their nice value (setpriority) */
     long           limit_media_bytes;         /* 0: the defaults of media.h */
     long           limit_media_pixels;
     int            limit_video_frames;
@@ -190,6 +208,16 @@ struct glm_server {
     int             media_efd;
     int             media_stop;
     uint64_t        next_serial;
+    /* intake workers: requests in, handled requests out through an eventfd;
+     * intake_reqs lists the requests they hold (loop-owned, linked by next) */
+    pthread_t      *intake_tids;
+    int             n_intake_tids;
+    pthread_mutex_t intake_mu;
+    pthread_cond_t  intake_cv;
+    glm_req        *intake_todo, *intake_todo_tail, *intake_done;
+    glm_req        *intake_reqs;
+    int             intake_efd;
+    int             intake_stop;
 
     int             listen_fd, epoll_fd;
     int             memfd;              /* the header segment (ring.h) */
@@ -211,6 +239,16 @@ struct glm_server {
 };
 
 /* openai.c: requests in, output out */
+/* Requests answered on the loop itself: no body to parse (and /metrics
+ * reads the loop's state). */
+int glm_req_on_loop(const glm_req *req);
+/* Everything before admission, on any thread (req->tctx: that thread's
+ * tokenizer context): parse, checks, template, tokens; touches no loop
+ * state.  Leaves req->intake for glm_req_intake_done, on the loop, which
+ * admits the request or submits its media job. */
+void glm_req_intake(glm_server *srv, glm_req *req);
+void glm_req_intake_done(glm_server *srv, glm_req *req);
+/* Both at once, on the loop (glm_req_on_loop requests, --intake-threads 0) */
 void glm_req_handle(glm_server *srv, glm_req *req);
 int glm_req_on_token(void *ctx, glm_seq *seq, const glm_sampled *s);
 void glm_req_mask(void *ctx, glm_seq *seq, float *logits);

@@ -19,6 +19,10 @@
  *   ring_client --twice SOCKET   two handshakes from one pid (the second must
  *       be refused), then, the first closed, a third (must succeed): prints
  *       "first=S second=S third=S" with S the SETUP status or -1 for EOF
+ *
+ * RING_CLIENT_CANCEL_FIRST=1: the request goes in twice, the first time
+ * cancelled right after it (slot 1, then slot 2), and what is printed is
+ * the second one's answer (a cancelled request may have answered already).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -241,6 +245,8 @@ main(int argc, char **argv)
     size_t blen = 0, off = 0;
     uint32_t op;
     int fd, ring = 0, bad = 0, done = 0;
+    const char *cf = getenv("RING_CLIENT_CANCEL_FIRST");
+    uint32_t slot = cf != NULL && *cf == '1' ? 1 : 2, last = 2;
 
     if (argc == 3 && strcmp(argv[1], "--probe") == 0) {
         return probe(argv[2]);
@@ -286,6 +292,8 @@ main(int argc, char **argv)
     /* the body in SUBMIT + SUBMIT_MORE records */
     head.op = op;
     head.body_len = (uint32_t) blen;
+again:
+    off = 0;
     do {
         uint32_t room = glm_ring_max_payload(&sub) - (off == 0 ? sizeof(head) : 0);
         uint32_t n = (uint32_t) (blen - off < room ? blen - off : room);
@@ -301,10 +309,18 @@ main(int argc, char **argv)
             memcpy(p, body + off, n);
         }
         ring |= glm_ring_commit(&sub, off == 0 ? GLM_REC_SUBMIT : GLM_REC_SUBMIT_MORE,
-                                off + n == blen ? GLM_SUBMIT_LAST : 0, 1, 1,
+                                off + n == blen ? GLM_SUBMIT_LAST : 0, slot, 1,
                                 n + (off == 0 ? sizeof(head) : 0));
         off += n;
     } while (off < blen);
+    if (slot < last) {
+        while (glm_ring_reserve(&sub, 0) == NULL) {
+            usleep(1000);
+        }
+        ring |= glm_ring_commit(&sub, GLM_REC_CANCEL, 0, slot, 1, 0);
+        slot = last;
+        goto again;
+    }
     if (ring && write(fd, &bell, 1) != 1) {
         return die("doorbell");
     }
@@ -315,7 +331,9 @@ main(int argc, char **argv)
         char junk[64];
 
         while ((rec = glm_ring_peek(&out, &bad)) != NULL) {
-            if (rec->type == GLM_REC_HEAD) {
+            if (rec->slot != last) {
+                /* the cancelled request's, from before its cancel */
+            } else if (rec->type == GLM_REC_HEAD) {
                 glm_head hd;
                 memcpy(&hd, glm_rec_payload(rec), sizeof(hd));
                 printf("HTTP %u %s\n", hd.status, hd.content_type == GLM_CT_SSE ? "sse"
