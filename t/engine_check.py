@@ -41,6 +41,18 @@ def check(cond, what):
         print("FAIL  " + what)
 
 
+def stop_engine(eng, log, what):
+    """SIGTERM, then the engine must exit 0 with no sanitizer report."""
+    eng.terminate()
+    eng.wait(timeout=30)
+    log.seek(0)
+    text = log.read()
+    check(eng.returncode == 0 and "Sanitizer" not in text and "runtime error" not in text,
+          what)
+    if failed:
+        print(text[-3000:])
+
+
 def call(sock, op, body, env=None):
     body = body if isinstance(body, str) else json.dumps(body)
     # an argument holds at most 128 KiB: larger bodies go through stdin
@@ -79,14 +91,7 @@ def main():
     try:
         run(sock)
     finally:
-        eng.terminate()
-        eng.wait(timeout=30)
-        log.seek(0)
-        text = log.read()
-        check(eng.returncode == 0 and "Sanitizer" not in text and "runtime error" not in text,
-              "engine exits cleanly on SIGTERM, no sanitizer report")
-        if failed:
-            print(text[-3000:])
+        stop_engine(eng, log, "engine exits cleanly on SIGTERM, no sanitizer report")
     if os.geteuid() == 0:
         isolation()
     else:
@@ -188,14 +193,7 @@ def isolation():
         check(r.returncode == 0 and b"glm-tiny" in r.stdout,
               "channels of peers that left are reclaimed")
     finally:
-        eng.terminate()
-        eng.wait(timeout=30)
-        log.seek(0)
-        text = log.read()
-        check(eng.returncode == 0 and "Sanitizer" not in text and "runtime error" not in text,
-              "the engine run as nobody exits cleanly, no sanitizer report")
-        if failed:
-            print(text[-3000:])
+        stop_engine(eng, log, "the engine run as nobody exits cleanly, no sanitizer report")
         shutil.rmtree(tmp, ignore_errors=True)
 
 

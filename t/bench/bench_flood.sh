@@ -35,34 +35,18 @@ import sys
 path, mb, op = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 n = mb * 1000 * 1000
 if op == "detokenize":
-    ids = ("%d," % (1000 + i % 9000) for i in range(n // 5))
+    # ids every vocabulary has (the tiny fixture's is 3072), so that the
+    # engine reads up to max-model-len of them before its 413
+    ids = ("%d," % (1000 + i % 2000) for i in range(n // 5))
     body = '{"tokens":[' + "".join(ids).rstrip(",") + "]}"
 else:
     body = '{"prompt":"' + ("flood of words " * (n // 15)) + '"}'
 open(path, "w").write(body)
 PY
 
-mkdir -p "$WORK/logs" "$WORK/tmp"
-if [ "$(id -u)" -eq 0 ]; then USER_LINE="user nobody nogroup;"; GROUP="--socket-group nogroup"
-else USER_LINE=""; GROUP=""; fi
-sed -e "s|@PORT@|$PORT|g" -e "s|@SOCK@|$WORK/engine.sock|g" -e "s|@RUN@|$WORK|g" \
-    -e "s|@MODULE@|$ROOT/build/nginx/ngx_http_glm_module.so|g" -e "s|@USER@|$USER_LINE|g" \
-    -e "s|@MAX_BODY@|$MAX_BODY|g" \
-    -e "s|access_log .*;|access_log off;|" "$ROOT/conf.d/run.conf.in" >"$WORK/nginx.conf"
+. "$ROOT/t/bench/serve_lib.sh"
 # shellcheck disable=SC2086
-"$ROOT/build/glm-engine" serve --model "$MODEL" --socket "$WORK/engine.sock" \
-    --served-model-name bench --max-num-seqs "$STREAMS" --threads "$THREADS" $GROUP \
-    ${ENGINE_ARGS:-} 2>"$WORK/engine.log" &
-ENG=$!
-while [ ! -S "$WORK/engine.sock" ]; do sleep 0.1; done
-/usr/sbin/nginx -p "$WORK" -c "$WORK/nginx.conf" -e "$WORK/logs/error.log" &
-NGX=$!
-ok=0; i=0
-while [ $ok -lt 4 ] && [ $i -lt 200 ]; do    # every worker attached
-    if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/health")" = 200 ]
-    then ok=$((ok + 1)); else ok=0; sleep 0.05; fi
-    i=$((i + 1))
-done
+serve_start "$STREAMS" ${ENGINE_ARGS:-}
 
 itl_p99() {
     "$ROOT/build/glm-bench" --base-url "http://127.0.0.1:$PORT" --model bench \
