@@ -1,11 +1,13 @@
 /*
  * server.h: `glm-engine serve`, the engine process behind ngx_glm_module.
  *
- * One thread runs the loop: accept worker connections and hand each a
- * channel of the shared segment (ring.h), drain submitted requests, parse
- * and tokenize them, run one scheduler step, turn sampled tokens into
- * OpenAI-shaped output in the requests' channels, sleep when there is
- * nothing to do.  The OpenAI request/response work lives in openai.c.
+ * One thread runs the loop: accept worker connections whose credentials
+ * ring.h's Peers allow and hand each a channel segment of its own, drain
+ * submitted requests to the intake threads (which parse, render and
+ * tokenize them; media go on to the media threads), admit what comes back,
+ * run one scheduler step, turn sampled tokens into OpenAI-shaped output in
+ * the requests' channels, sleep when there is nothing to do.  The OpenAI
+ * request/response work lives in openai.c.
  */
 #ifndef GLM_SERVER_H
 #define GLM_SERVER_H
