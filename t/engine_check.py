@@ -346,6 +346,15 @@ def run(sock):
             ok = json.loads(rest)["choices"][0]["message"]["content"] == greedy
         check(ok, "%s cancelled in intake, then again: answered" % op)
 
+    # cancelled while the worker was still writing its body (a client gone
+    # mid-submit, ngx_http_glm_submit's turns): the engine drops the part it
+    # has, keeps the connection, and the next body on it is answered
+    env = dict(os.environ, RING_CLIENT_CANCEL_FIRST="partial")
+    st, _, rest = call(sock, "chat", {"messages": [{"role": "user", "content": "Hello there"}],
+                                      "max_tokens": 8, "temperature": 0}, env=env)
+    check(st == 200 and json.loads(rest)["choices"][0]["message"]["content"] == greedy,
+          "chat cancelled with half its body in the ring, then again: answered")
+
     st, ct, body = call(sock, "metrics", "")
     check(st == 200 and ct == "text" and 'vllm:num_requests_running{model_name="glm-tiny"} 0' in body
           and 'vllm:kv_cache_usage_perc{model_name="glm-tiny"} 0.000000' in body,

@@ -746,16 +746,24 @@ glm_intake_stop(glm_server *srv)
     srv->intake_efd = -1;
 }
 
-/* Takes every complete record from a worker's submit ring. */
+/* Submit-ring bytes the loop copies out per turn, all channels together:
+ * a 14 MB body is taken over several turns, each followed by a decode step,
+ * not in one copy that the running streams would wait for. */
+#define GLM_DRAIN_TURN_BYTES  (1u << 20)
+
+/* Takes complete records from a worker's submit ring, at most *budget
+ * bytes of them (one record at least), and counts them off the budget. */
 static int
-glm_drain_submits(glm_server *srv, glm_conn *c)
+glm_drain_submits(glm_server *srv, glm_conn *c, size_t *budget)
 {
     const glm_rec *rec;
     int bad = 0;
 
-    while ((rec = glm_ring_peek(&c->submit, &bad)) != NULL) {
+    while (*budget > 0 && (rec = glm_ring_peek(&c->submit, &bad)) != NULL) {
         const unsigned char *p = glm_rec_payload(rec);
         glm_req *req;
+
+        *budget -= rec->len < *budget ? rec->len : *budget;
 
         switch (rec->type) {
         case GLM_REC_SUBMIT:
@@ -772,6 +780,13 @@ glm_drain_submits(glm_server *srv, glm_conn *c)
                 req->op = sub.op;
                 req->body_len = sub.body_len;
             }
+            if (req->body_len > srv->o.submit_size) {
+                /* a body the module would never send: it checks that the
+                 * ring can hold it whole */
+                free(req);
+                return -1;
+            }
+            glm_str_reserve(&req->body, req->body_len);
             req->srv = srv;
             req->serial = ++srv->next_serial;
             req->channel = c->channel;
@@ -790,6 +805,15 @@ glm_drain_submits(glm_server *srv, glm_conn *c)
             glm_str_add(&req->body, p, rec->len);
             break;
         case GLM_REC_CANCEL:
+            req = c->assembling;
+            if (req != NULL && req->slot == rec->slot && req->gen == rec->gen) {
+                /* its client went while the module was still writing the
+                 * body: the rest will not come */
+                c->assembling = NULL;
+                glm_req_free(req);
+                glm_ring_release(&c->submit, rec);
+                continue;
+            }
             req = glm_find_req(srv, c->channel, rec->slot, rec->gen);
             if (req != NULL) {
                 glm_req_unlink(srv, req);
@@ -1157,11 +1181,15 @@ glm_poll(glm_server *srv, int timeout_ms)
 static void
 glm_drain_all(glm_server *srv)
 {
-    int i;
+    size_t budget = GLM_DRAIN_TURN_BYTES;
+    int i, n = srv->o.n_channels;
 
-    for (i = 0; i < srv->o.n_channels; i++) {
-        glm_conn *c = srv->conn_of_channel[i];
-        if (c != NULL && glm_drain_submits(srv, c) != 0) {
+    /* the channel first served moves round, so that one worker's large
+     * bodies cannot keep the others' waiting */
+    srv->drain_first = (srv->drain_first + 1) % (n > 0 ? n : 1);
+    for (i = 0; i < n && budget > 0; i++) {
+        glm_conn *c = srv->conn_of_channel[(srv->drain_first + i) % n];
+        if (c != NULL && glm_drain_submits(srv, c, &budget) != 0) {
             fprintf(stderr, "glm-engine: worker %d wrote a malformed record;"
                     " dropping its connection\n", (int) c->pid);
             glm_conn_close(srv, c);

@@ -230,6 +230,7 @@ struct glm_server {
     uid_t           own_uid;            /* the default peer (ring.h's Peers) */
     uint64_t        epoch;
     glm_conn      **conn_of_channel;    /* [n_channels] */
+    int             drain_first;        /* glm_drain_all: served first */
     glm_conn       *dead;               /* closed, events of the batch may
                                            still name them */
     uint32_t       *chan_gen;

@@ -23,6 +23,9 @@
  * RING_CLIENT_CANCEL_FIRST=1: the request goes in twice, the first time
  * cancelled right after it (slot 1, then slot 2), and what is printed is
  * the second one's answer (a cancelled request may have answered already).
+ * RING_CLIENT_CANCEL_FIRST=partial: likewise, but of the first time only
+ * the SUBMIT record goes in, without GLM_SUBMIT_LAST, before its CANCEL: a
+ * worker whose client left while it was still writing the body.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -246,7 +249,8 @@ main(int argc, char **argv)
     uint32_t op;
     int fd, ring = 0, bad = 0, done = 0;
     const char *cf = getenv("RING_CLIENT_CANCEL_FIRST");
-    uint32_t slot = cf != NULL && *cf == '1' ? 1 : 2, last = 2;
+    int partial = cf != NULL && strcmp(cf, "partial") == 0;
+    uint32_t slot = cf != NULL && (*cf == '1' || partial) ? 1 : 2, last = 2;
 
     if (argc == 3 && strcmp(argv[1], "--probe") == 0) {
         return probe(argv[2]);
@@ -309,9 +313,13 @@ again:
             memcpy(p, body + off, n);
         }
         ring |= glm_ring_commit(&sub, off == 0 ? GLM_REC_SUBMIT : GLM_REC_SUBMIT_MORE,
-                                off + n == blen ? GLM_SUBMIT_LAST : 0, slot, 1,
+                                off + n == blen && !(partial && slot < last)
+                                ? GLM_SUBMIT_LAST : 0, slot, 1,
                                 n + (off == 0 ? sizeof(head) : 0));
         off += n;
+        if (partial && slot < last) {
+            break;
+        }
     } while (off < blen);
     if (slot < last) {
         while (glm_ring_reserve(&sub, 0) == NULL) {
