@@ -643,6 +643,10 @@ ngx_http_glm_engine_gone(ngx_http_glm_worker_t *w, ngx_uint_t level,
         ngx_del_timer(&w->retry);
     }
 
+    if (w->resume.posted) {
+        ngx_delete_posted_event(&w->resume);
+    }
+
     for (i = 0; i < w->nslots; i++) {
         ctx = w->slots[i];
 
@@ -656,6 +660,8 @@ ngx_http_glm_engine_gone(ngx_http_glm_worker_t *w, ngx_uint_t level,
             ngx_queue_remove(&ctx->wait_link);
             ctx->waiting = 0;
         }
+
+        ctx->partial = 0;           /* that channel is gone with its ring */
 
         ngx_http_glm_fail(ctx, 500, NGX_HTTP_SERVICE_UNAVAILABLE,
                           "engine process exited", 1);

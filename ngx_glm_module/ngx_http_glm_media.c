@@ -43,6 +43,8 @@ struct ngx_http_glm_media_s {
 
 
 static void ngx_http_glm_media_cleanup(void *data);
+static ngx_int_t ngx_http_glm_media_scan_error(ngx_http_request_t *r,
+    glm_media_scan *s);
 static ngx_int_t ngx_http_glm_media_isolate(ngx_http_request_t *sr);
 static ngx_http_glm_media_t *ngx_http_glm_media_of(ngx_http_request_t *r);
 static ngx_int_t ngx_http_glm_media_done(ngx_http_request_t *sr, void *data,
@@ -59,6 +61,36 @@ static ngx_int_t ngx_http_glm_media_body_filter(ngx_http_request_t *r,
 static ngx_http_output_body_filter_pt  ngx_http_next_body_filter;
 
 
+/* ctx->media, empty, released with the request */
+ngx_int_t
+ngx_http_glm_media_scan_alloc(ngx_http_request_t *r, ngx_http_glm_ctx_t *ctx)
+{
+    glm_media_scan      *s;
+    ngx_pool_cleanup_t  *cln;
+
+    s = ngx_pcalloc(r->pool, sizeof(glm_media_scan));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+
+    if (s == NULL || cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_glm_media_cleanup;
+    cln->data = s;
+    ctx->media = s;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_glm_media_scan_error(ngx_http_request_t *r, glm_media_scan *s)
+{
+    return ngx_http_glm_send_error(r, s->status, s->message, s->param, 0,
+                                   NULL);
+}
+
+
 /*
  * Starts fetching the http(s) media URLs of a chat body.  NGX_DECLINED when
  * there are none (the body goes to the engine as it is), NGX_DONE while
@@ -69,29 +101,32 @@ ngx_http_glm_media_start(ngx_http_request_t *r, ngx_http_glm_ctx_t *ctx)
 {
     ngx_uint_t                i;
     glm_media_scan           *s;
-    ngx_pool_cleanup_t       *cln;
     ngx_http_request_t       *sr;
     ngx_http_glm_media_t     *m;
     ngx_http_glm_loc_conf_t  *glcf;
 
-    if (!glm_media_may_have_urls((char *) ctx->body, ctx->body_len)) {
+    if (!ctx->media_scanned) {
+        /* a small body: scanned here, not on a thread */
+
+        if (!glm_media_may_have_urls((char *) ctx->body, ctx->body_len)) {
+            return NGX_DECLINED;
+        }
+
+        if (ngx_http_glm_media_scan_alloc(r, ctx) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        glm_media_scan_body(ctx->media, (char *) ctx->body, ctx->body_len);
+    }
+
+    s = ctx->media;
+
+    if (s == NULL) {
         return NGX_DECLINED;
     }
 
-    s = ngx_pcalloc(r->pool, sizeof(glm_media_scan));
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-
-    if (s == NULL || cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    cln->handler = ngx_http_glm_media_cleanup;
-    cln->data = s;
-    ctx->media = s;
-
-    if (glm_media_scan_body(s, (char *) ctx->body, ctx->body_len) != 0) {
-        return ngx_http_glm_send_error(r, s->status, s->message, s->param, 0,
-                                       NULL);
+    if (s->status != 0) {
+        return ngx_http_glm_media_scan_error(r, s);
     }
 
     if (s->nrefs == 0) {

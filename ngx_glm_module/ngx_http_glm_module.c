@@ -34,8 +34,11 @@
  *
  *   ngx_http_glm_module.c    the module, its directives, variables and
  *                            configuration, worker start and exit;
- *   ngx_http_glm_request.c   request intake: the body, its checks, a slot,
- *                            the submit ring and the queue waiting for it;
+ *   ngx_http_glm_request.c   request intake: the body, read in turns, its
+ *                            checks, a slot, the submit ring and the queue
+ *                            waiting for it;
+ *   ngx_http_glm_jobs.c      the worker's intake threads, for the checks of
+ *                            large bodies;
  *   ngx_http_glm_media.c     the fetch of http(s) media by subrequests;
  *   ngx_http_glm_engine.c    the engine connection, and the draining of the
  *                            output ring into the requests;
@@ -89,6 +92,15 @@ ngx_http_glm_pass_t  ngx_http_glm_passes[] = {
 };
 
 
+static ngx_conf_num_bounds_t  ngx_http_glm_intake_threads_bounds = {
+    ngx_conf_check_num_bounds, 0, 64
+};
+
+static ngx_conf_num_bounds_t  ngx_http_glm_intake_nice_bounds = {
+    ngx_conf_check_num_bounds, 0, 19
+};
+
+
 static ngx_command_t  ngx_http_glm_commands[] = {
 
     { ngx_string("glm_engine"),
@@ -104,6 +116,20 @@ static ngx_command_t  ngx_http_glm_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_glm_main_conf_t, connect_retry),
       NULL },
+
+    { ngx_string("glm_intake_threads"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_glm_main_conf_t, intake_threads),
+      &ngx_http_glm_intake_threads_bounds },
+
+    { ngx_string("glm_intake_nice"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_glm_main_conf_t, intake_nice),
+      &ngx_http_glm_intake_nice_bounds },
 
     { ngx_string("glm_pass"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
@@ -226,6 +252,8 @@ ngx_http_glm_create_main_conf(ngx_conf_t *cf)
      */
 
     gmcf->connect_retry = NGX_CONF_UNSET_MSEC;
+    gmcf->intake_threads = NGX_CONF_UNSET_UINT;
+    gmcf->intake_nice = NGX_CONF_UNSET;
 
     return gmcf;
 }
@@ -237,6 +265,8 @@ ngx_http_glm_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_http_glm_main_conf_t *gmcf = conf;
 
     ngx_conf_init_msec_value(gmcf->connect_retry, 1000);
+    ngx_conf_init_uint_value(gmcf->intake_threads, 1);
+    ngx_conf_init_value(gmcf->intake_nice, 10);
 
     if (gmcf->connect_retry == 0) {
         gmcf->connect_retry = 1;
@@ -622,6 +652,18 @@ ngx_http_glm_init_process(ngx_cycle_t *cycle)
     w->retry.log = cycle->log;
     w->retry.cancelable = 1;
 
+    /* the next part of a large body, at the next turn of the event loop */
+    w->resume.handler = ngx_http_glm_retry_handler;
+    w->resume.data = w;
+    w->resume.log = cycle->log;
+
+    if (ngx_http_glm_jobs_start(cycle, gmcf->intake_threads,
+                                (int) gmcf->intake_nice)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     ngx_http_glm_connect(w);
 
     return NGX_OK;
@@ -655,6 +697,12 @@ ngx_http_glm_exit_process(ngx_cycle_t *cycle)
     if (w->retry.timer_set) {
         ngx_del_timer(&w->retry);
     }
+
+    if (w->resume.posted) {
+        ngx_delete_posted_event(&w->resume);
+    }
+
+    ngx_http_glm_jobs_stop(cycle);
 
     ngx_http_glm_disconnect(w);
 

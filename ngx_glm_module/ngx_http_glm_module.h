@@ -26,9 +26,31 @@
 
 #define NGX_HTTP_GLM_BUF_SIZE        4096
 
+/*
+ * A worker that takes one client's 14 MB body must not stall the streams it
+ * also serves: the body is read at most NGX_HTTP_GLM_READ_TURN bytes per
+ * turn of the event loop, checked on an intake thread (ngx_http_glm_jobs.c)
+ * from NGX_HTTP_GLM_THREAD_MIN bytes on, and goes into the submit ring at
+ * most NGX_HTTP_GLM_SUBMIT_TURN bytes per turn.
+ */
+#define NGX_HTTP_GLM_READ_TURN       (256 * 1024)
+#define NGX_HTTP_GLM_THREAD_MIN      (64 * 1024)
+#define NGX_HTTP_GLM_SUBMIT_TURN     (512 * 1024)
+
 
 typedef struct ngx_http_glm_ctx_s    ngx_http_glm_ctx_t;
 typedef struct ngx_http_glm_media_s  ngx_http_glm_media_t;
+typedef struct ngx_http_glm_check_task_s  ngx_http_glm_check_task_t;
+typedef struct ngx_http_glm_job_s    ngx_http_glm_job_t;
+
+
+/* work for an intake thread: run there, then done back on the loop */
+struct ngx_http_glm_job_s {
+    ngx_http_glm_job_t          *next;
+    void                       (*run)(void *data);
+    void                       (*done)(ngx_http_glm_job_t *job);
+    void                        *data;
+};
 
 
 typedef struct {
@@ -87,6 +109,7 @@ typedef struct {
     uint32_t                     gen;
 
     ngx_queue_t                  waiting;       /* not yet in the ring */
+    ngx_event_t                  resume;        /* a body half written */
     ngx_queue_t                  dirty;         /* output to pass on */
 
     ngx_http_glm_cancel_t       *cancels;       /* not yet in the ring */
@@ -101,6 +124,8 @@ typedef struct {
     ngx_flag_t                   used;
     ngx_flag_t                   media_used;    /* some glm_media_fetch */
     ngx_shm_zone_t              *board;         /* ngx_http_glm_board_slot_t */
+    ngx_uint_t                   intake_threads;    /* 0: on the loop */
+    ngx_int_t                    intake_nice;
     ngx_http_glm_worker_t        worker;
 } ngx_http_glm_main_conf_t;
 
@@ -126,7 +151,12 @@ struct ngx_http_glm_ctx_s {
     uint32_t                     gen;
     u_char                      *body;
     size_t                       body_len;
+    size_t                       body_cap;      /* 0: body is nginx's */
+    size_t                       submitted;     /* body bytes in the ring */
+    ngx_event_t                  read_more;     /* the body's next turn */
     uint64_t                     live_since;    /* CLOCK_MONOTONIC ns */
+
+    ngx_http_glm_check_task_t   *check;         /* a body checked off-loop */
 
     glm_media_scan              *media;         /* http(s) URLs found */
     ngx_http_glm_media_t        *fetches;       /* [media->nfetches] */
@@ -153,6 +183,10 @@ struct ngx_http_glm_ctx_s {
 
     unsigned                     has_slot:1;
     unsigned                     waiting:1;
+    unsigned                     reading:1;     /* the body, in turns */
+    unsigned                     checking:1;    /* on an intake thread */
+    unsigned                     partial:1;     /* body partly in the ring */
+    unsigned                     media_scanned:1; /* media: the scan or none */
     unsigned                     in_dirty:1;
     unsigned                     live:1;        /* the engine runs it */
     unsigned                     head:1;
@@ -189,6 +223,8 @@ void ngx_http_glm_set_live(ngx_http_glm_ctx_t *ctx, ngx_uint_t live);
 void ngx_http_glm_detach(ngx_http_glm_ctx_t *ctx);
 
 /* ngx_http_glm_media.c */
+ngx_int_t ngx_http_glm_media_scan_alloc(ngx_http_request_t *r,
+    ngx_http_glm_ctx_t *ctx);
 ngx_int_t ngx_http_glm_media_start(ngx_http_request_t *r,
     ngx_http_glm_ctx_t *ctx);
 ngx_int_t ngx_http_glm_media_url_variable(ngx_http_request_t *r,
@@ -209,6 +245,12 @@ ngx_int_t ngx_http_glm_append_body(ngx_http_glm_ctx_t *ctx, const u_char *p,
 void ngx_http_glm_fail(ngx_http_glm_ctx_t *ctx, ngx_uint_t inband,
     ngx_uint_t status, const char *message, ngx_uint_t retry_after);
 void ngx_http_glm_keepalive_handler(ngx_event_t *ev);
+
+/* ngx_http_glm_jobs.c */
+ngx_int_t ngx_http_glm_jobs_start(ngx_cycle_t *cycle, ngx_uint_t nthreads,
+    int nice);
+void ngx_http_glm_jobs_stop(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_glm_job_post(ngx_http_glm_job_t *job);
 
 /* ngx_http_glm_engine.c */
 void ngx_http_glm_connect(ngx_http_glm_worker_t *w);

@@ -21,12 +21,45 @@
 #include "ngx_http_glm_module.h"
 
 
+/*
+ * A large body is checked and, for chat, scanned for media URLs on an intake
+ * thread (ngx_http_glm_jobs.c): the yajl pass over a 14 MB body takes tens
+ * of milliseconds, during which the worker's event loop would pass no token
+ * to any stream it serves.  The thread touches only this struct and the
+ * body (read-only); the request is blocked meanwhile (r->main->blocked), so
+ * it cannot be freed under the thread.
+ */
+struct ngx_http_glm_check_task_s {
+    ngx_http_glm_job_t           job;
+    ngx_http_glm_ctx_t          *ctx;
+    u_char                      *body;
+    size_t                       len;
+    uint32_t                     op;
+    glm_http_check               ck;
+    glm_media_scan              *scan;          /* chat: filled if URLs may */
+    ngx_uint_t                   scanned;       /* be in it */
+};
+
+
 #define NGX_HTTP_GLM_RETRY_MSEC      5
 
 
+static void ngx_http_glm_body_start(ngx_http_request_t *r);
+static void ngx_http_glm_body_read(ngx_http_request_t *r);
+static void ngx_http_glm_read_more(ngx_event_t *ev);
+static ngx_int_t ngx_http_glm_body_append(ngx_http_request_t *r,
+    ngx_http_glm_ctx_t *ctx, u_char *p, size_t n);
+static void ngx_http_glm_body_cleanup(void *data);
 static void ngx_http_glm_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_glm_gather_body(ngx_http_request_t *r,
     ngx_http_glm_ctx_t *ctx);
+static void ngx_http_glm_body_checked(ngx_http_request_t *r,
+    ngx_http_glm_ctx_t *ctx, glm_http_check *ck);
+static ngx_int_t ngx_http_glm_check_post(ngx_http_request_t *r,
+    ngx_http_glm_ctx_t *ctx);
+static void ngx_http_glm_check_thread(void *data);
+static void ngx_http_glm_check_done(ngx_http_glm_job_t *job);
+static void ngx_http_glm_check_resume(ngx_http_request_t *r);
 
 static ngx_int_t ngx_http_glm_slot_alloc(ngx_http_glm_worker_t *w,
     ngx_http_glm_ctx_t *ctx);
@@ -52,6 +85,7 @@ ngx_http_glm_handler(ngx_http_request_t *r)
     ngx_int_t                  rc;
     ngx_uint_t                 method;
     ngx_table_elt_t           *ct;
+    ngx_pool_cleanup_t        *cln;
     ngx_http_glm_ctx_t        *ctx;
     ngx_http_glm_pass_t       *pass;
     ngx_http_glm_worker_t     *w;
@@ -128,7 +162,31 @@ ngx_http_glm_handler(ngx_http_request_t *r)
 
     ngx_http_set_ctx(r, ctx, ngx_http_glm_module);
 
-    rc = ngx_http_read_client_request_body(r, ngx_http_glm_body_handler);
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_glm_body_cleanup;
+    cln->data = ctx;
+
+    ctx->read_more.handler = ngx_http_glm_read_more;
+    ctx->read_more.data = ctx;
+    ctx->read_more.log = r->connection->log;
+
+    /*
+     * unbuffered: the body comes to ngx_http_glm_body_read() as nginx reads
+     * it, which takes at most NGX_HTTP_GLM_READ_TURN bytes per turn of the
+     * event loop; buffered, nginx would read a fast client's whole body in
+     * one go, however long the other connections wait
+     */
+    if (ngx_http_glm_quick(ctx->op)) {
+        rc = ngx_http_read_client_request_body(r, ngx_http_glm_body_handler);
+
+    } else {
+        r->request_body_no_buffering = 1;
+        rc = ngx_http_read_client_request_body(r, ngx_http_glm_body_start);
+    }
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         return rc;
@@ -138,63 +196,272 @@ ngx_http_glm_handler(ngx_http_request_t *r)
 }
 
 
+/* nginx has begun reading the body (or read all of it with the header) */
+static void
+ngx_http_glm_body_start(ngx_http_request_t *r)
+{
+    ngx_http_glm_ctx_t  *ctx;
+
+    if (!r->request_body_no_buffering) {
+        /* all of it came with the header, in memory */
+        ngx_http_glm_body_handler(r);
+        return;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_glm_module);
+    ctx->reading = 1;
+
+    r->read_event_handler = ngx_http_glm_body_read;
+
+    ngx_http_glm_body_read(r);
+}
+
+
+/*
+ * Takes what nginx has read of the body into ctx->body and asks for more,
+ * until the body is whole or NGX_HTTP_GLM_READ_TURN bytes went in this
+ * turn; then goes on at the next turn of the event loop, after the other
+ * connections' events (ngx_posted_next_events).
+ */
+static void
+ngx_http_glm_body_read(ngx_http_request_t *r)
+{
+    size_t                    turn, n;
+    ngx_int_t                 rc;
+    ngx_buf_t                *b;
+    ngx_chain_t              *cl;
+    ngx_http_glm_ctx_t       *ctx;
+    ngx_http_request_body_t  *rb;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_glm_module);
+    rb = r->request_body;
+    turn = 0;
+
+    if (!ctx->reading) {
+        /* a read event after the end of the body */
+        return;
+    }
+
+    if (ctx->read_more.posted) {
+        /* a read event came first: this turn is that one */
+        ngx_delete_posted_event(&ctx->read_more);
+    }
+
+    for ( ;; ) {
+        for (cl = rb->bufs; cl; cl = cl->next) {
+            b = cl->buf;
+            n = (size_t) (b->last - b->pos);
+
+            if (n == 0) {
+                continue;
+            }
+
+            if (ngx_http_glm_body_append(r, ctx, b->pos, n) != NGX_OK) {
+                ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+                return;
+            }
+
+            b->pos = b->last;
+            turn += n;
+        }
+
+        rb->bufs = NULL;
+
+        if (!r->reading_body) {
+            break;
+        }
+
+        if (turn >= NGX_HTTP_GLM_READ_TURN) {
+            ngx_post_event(&ctx->read_more, &ngx_posted_next_events);
+            return;
+        }
+
+        rc = ngx_http_read_unbuffered_request_body(r);
+
+        if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+            ngx_http_finalize_request(r, rc);
+            return;
+        }
+
+        if (rc == NGX_AGAIN && rb->bufs == NULL) {
+            /* the client's next bytes call us again */
+            return;
+        }
+    }
+
+    ctx->reading = 0;
+    r->read_event_handler = ngx_http_block_reading;
+
+    ngx_http_glm_body_handler(r);
+}
+
+
+static void
+ngx_http_glm_read_more(ngx_event_t *ev)
+{
+    ngx_http_glm_ctx_t  *ctx = ev->data;
+
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+
+    ngx_http_set_log_request(c->log, r);
+
+    ngx_http_glm_body_read(r);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* ctx->body grows as the body comes: at once to its Content-Length */
+static ngx_int_t
+ngx_http_glm_body_append(ngx_http_request_t *r, ngx_http_glm_ctx_t *ctx,
+    u_char *p, size_t n)
+{
+    size_t   cap;
+    u_char  *body;
+
+    if (ctx->body_len + n > ctx->body_cap) {
+        cap = ngx_max(ctx->body_cap * 2, ctx->body_len + n);
+
+        if (ctx->body_cap == 0 && r->headers_in.content_length_n > 0) {
+            cap = ngx_max(cap, (size_t) r->headers_in.content_length_n);
+
+        } else {
+            cap = ngx_max(cap, NGX_HTTP_GLM_THREAD_MIN);
+        }
+
+        body = ngx_pnalloc(r->pool, cap);
+        if (body == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ctx->body_len) {
+            ngx_memcpy(body, ctx->body, ctx->body_len);
+        }
+
+        if (ctx->body_cap) {
+            /* a large allocation goes back at once */
+            ngx_pfree(r->pool, ctx->body);
+        }
+
+        ctx->body = body;
+        ctx->body_cap = cap;
+    }
+
+    ngx_memcpy(ctx->body + ctx->body_len, p, n);
+    ctx->body_len += n;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_glm_body_cleanup(void *data)
+{
+    ngx_http_glm_ctx_t  *ctx = data;
+
+    if (ctx->read_more.posted) {
+        ngx_delete_posted_event(&ctx->read_more);
+    }
+}
+
+
+/* the body is whole: check it, here or on an intake thread */
 static void
 ngx_http_glm_body_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                rc;
-    glm_http_check           ck;
-    ngx_http_glm_ctx_t      *ctx;
-    ngx_http_glm_worker_t   *w;
+    ngx_int_t            rc;
+    glm_http_check       ck;
+    ngx_http_glm_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_glm_module);
-    w = ctx->worker;
 
-    if (ctx->op == GLM_OP_MODELS || ctx->op == GLM_OP_METRICS
-        || ctx->op == GLM_OP_VERSION)
-    {
+    if (ngx_http_glm_quick(ctx->op)) {
         /* a body sent with GET is read and ignored */
         ctx->body_len = 0;
 
-    } else {
-        if (ngx_http_glm_gather_body(r, ctx) != NGX_OK) {
+        rc = ngx_http_glm_admit(ctx);
+
+        if (rc != NGX_DONE) {
+            ngx_http_finalize_request(r, rc);
+        }
+
+        return;
+    }
+
+    if (ctx->body_cap == 0
+        && ngx_http_glm_gather_body(r, ctx) != NGX_OK)
+    {
+        /* it came with the header, not through ngx_http_glm_body_read() */
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (ctx->body_len >= NGX_HTTP_GLM_THREAD_MIN) {
+        rc = ngx_http_glm_check_post(r, ctx);
+
+        if (rc == NGX_OK) {
+            /* ngx_http_glm_check_resume() goes on */
+            return;
+        }
+
+        if (rc == NGX_ERROR) {
             ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
             return;
         }
 
-        if (glm_http_check_body(&ck, ctx->op, (char *) ctx->body,
-                                ctx->body_len)
-            != 0)
-        {
-            rc = ngx_http_glm_send_error(r, ck.status, ck.message, ck.param,
-                                         0, NULL);
-            ngx_http_finalize_request(r, rc);
+        /* NGX_DECLINED: glm_intake_threads 0, check it here */
+    }
+
+    glm_http_check_body(&ck, ctx->op, (char *) ctx->body, ctx->body_len);
+
+    ngx_http_glm_body_checked(r, ctx, &ck);
+}
+
+
+/* the body is read and checked: answer its error, or send it on */
+static void
+ngx_http_glm_body_checked(ngx_http_request_t *r, ngx_http_glm_ctx_t *ctx,
+    glm_http_check *ck)
+{
+    ngx_int_t               rc;
+    ngx_http_glm_worker_t  *w;
+
+    w = ctx->worker;
+
+    if (ck->status != 0) {
+        rc = ngx_http_glm_send_error(r, ck->status, ck->message, ck->param,
+                                     0, NULL);
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    if (w->state == NGX_HTTP_GLM_READY && ck->has_model
+        && (ck->model_truncated
+            || !glm_http_model_served(w->names, w->names_len, ck->model,
+                                      ck->model_len)))
+    {
+        glm_http_unknown_model(ck);
+        rc = ngx_http_glm_send_error(r, ck->status, ck->message, ck->param,
+                                     0, NULL);
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    if (ctx->op == GLM_OP_CHAT) {
+        rc = ngx_http_glm_media_start(r, ctx);
+
+        if (rc == NGX_DONE) {
+            /* fetching: ngx_http_glm_media_wait() goes on */
             return;
         }
 
-        if (w->state == NGX_HTTP_GLM_READY && ck.has_model
-            && (ck.model_truncated
-                || !glm_http_model_served(w->names, w->names_len, ck.model,
-                                          ck.model_len)))
-        {
-            glm_http_unknown_model(&ck);
-            rc = ngx_http_glm_send_error(r, ck.status, ck.message, ck.param,
-                                         0, NULL);
+        if (rc != NGX_DECLINED) {
             ngx_http_finalize_request(r, rc);
             return;
-        }
-
-        if (ctx->op == GLM_OP_CHAT) {
-            rc = ngx_http_glm_media_start(r, ctx);
-
-            if (rc == NGX_DONE) {
-                /* fetching: ngx_http_glm_media_wait() goes on */
-                return;
-            }
-
-            if (rc != NGX_DECLINED) {
-                ngx_http_finalize_request(r, rc);
-                return;
-            }
         }
     }
 
@@ -203,6 +470,126 @@ ngx_http_glm_body_handler(ngx_http_request_t *r)
     if (rc != NGX_DONE) {
         ngx_http_finalize_request(r, rc);
     }
+}
+
+
+/*
+ * NGX_OK when an intake thread has the body, NGX_DECLINED when there are
+ * none, NGX_ERROR.
+ */
+static ngx_int_t
+ngx_http_glm_check_post(ngx_http_request_t *r, ngx_http_glm_ctx_t *ctx)
+{
+    ngx_int_t                   rc;
+    ngx_http_glm_check_task_t  *t;
+
+    t = ngx_pcalloc(r->pool, sizeof(ngx_http_glm_check_task_t));
+    if (t == NULL) {
+        return NGX_ERROR;
+    }
+
+    t->ctx = ctx;
+    t->body = ctx->body;
+    t->len = ctx->body_len;
+    t->op = ctx->op;
+
+    if (ctx->op == GLM_OP_CHAT) {
+        /* freed by its pool cleanup even if the request ends meanwhile */
+        if (ngx_http_glm_media_scan_alloc(r, ctx) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        t->scan = ctx->media;
+        ctx->media = NULL;
+    }
+
+    t->job.run = ngx_http_glm_check_thread;
+    t->job.done = ngx_http_glm_check_done;
+    t->job.data = t;
+
+    rc = ngx_http_glm_job_post(&t->job);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ctx->check = t;
+    ctx->checking = 1;
+
+    r->main->blocked++;
+    r->aio = 1;
+    r->write_event_handler = ngx_http_glm_check_resume;
+
+    return NGX_OK;
+}
+
+
+/* on an intake thread: the body, read-only, and this struct */
+static void
+ngx_http_glm_check_thread(void *data)
+{
+    ngx_http_glm_check_task_t  *t = data;
+
+    if (glm_http_check_body(&t->ck, t->op, (char *) t->body, t->len) != 0) {
+        return;
+    }
+
+    if (t->scan != NULL && glm_media_may_have_urls((char *) t->body, t->len))
+    {
+        glm_media_scan_body(t->scan, (char *) t->body, t->len);
+        t->scanned = 1;
+    }
+}
+
+
+/* back on the event loop */
+static void
+ngx_http_glm_check_done(ngx_http_glm_job_t *job)
+{
+    ngx_http_glm_check_task_t  *t = job->data;
+
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = t->ctx->request;
+    c = r->connection;
+
+    ngx_http_set_log_request(c->log, r);
+
+    r->main->blocked--;
+    r->aio = 0;
+    t->ctx->checking = 0;
+
+    /* ours, or the finalizer if the request was terminated meanwhile */
+    r->write_event_handler(r);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_glm_check_resume(ngx_http_request_t *r)
+{
+    ngx_http_glm_ctx_t         *ctx;
+    ngx_http_glm_check_task_t  *t;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_glm_module);
+
+    if (ctx->checking) {
+        /* a write event before the thread is done */
+        return;
+    }
+
+    r->write_event_handler = ngx_http_request_empty_handler;
+
+    t = ctx->check;
+
+    if (t->scan != NULL) {
+        ctx->media_scanned = 1;
+        ctx->media = t->scanned ? t->scan : NULL;
+    }
+
+    ngx_http_glm_body_checked(r, ctx, &t->ck);
 }
 
 
@@ -337,6 +724,10 @@ ngx_http_glm_admit(ngx_http_glm_ctx_t *ctx)
             ngx_http_glm_set_live(ctx, 1);
             return NGX_DONE;
         }
+
+        if (rc == NGX_BUSY) {
+            ngx_post_event(&w->resume, &ngx_posted_next_events);
+        }
     }
 
     ctx->waiting = 1;
@@ -441,6 +832,15 @@ ngx_http_glm_detach(ngx_http_glm_ctx_t *ctx)
         ctx->waiting = 0;
     }
 
+    if (ctx->partial) {
+        /*
+         * before any other body goes in: the engine drops the part of this
+         * one that it has
+         */
+        ctx->partial = 0;
+        ngx_http_glm_cancel(ctx->worker, ctx->slot, ctx->gen);
+    }
+
     if (ctx->in_dirty) {
         ngx_queue_remove(&ctx->dirty_link);
         ctx->in_dirty = 0;
@@ -512,15 +912,20 @@ ngx_http_glm_submit_bound(glm_ring *ring, size_t body_len)
 
 
 /*
- * Writes the whole body as SUBMIT + SUBMIT_MORE records, or nothing:
- * NGX_AGAIN when the ring lacks room for all of it now.
+ * Writes the body as SUBMIT + SUBMIT_MORE records, once the ring has room
+ * for all that is left of it: NGX_AGAIN when it has not (nothing written),
+ * NGX_BUSY when NGX_HTTP_GLM_SUBMIT_TURN bytes went in and more are to
+ * follow at the next turn of the event loop, NGX_OK when the last did.
+ * Until then the request stays first in the worker's queue, so that no
+ * other body comes between its records (CANCELs may: the engine takes them
+ * apart, and one for this request drops what it has of the body).
  */
 static ngx_int_t
 ngx_http_glm_submit(ngx_http_glm_ctx_t *ctx)
 {
     int                     bell;
     u_char                 *p, *body;
-    size_t                  left, chunk, lead;
+    size_t                  left, chunk, lead, turn;
     uint16_t                type, flags;
     uint32_t                payload;
     uint64_t                tail, head, need, idx, size;
@@ -541,8 +946,8 @@ ngx_http_glm_submit(ngx_http_glm_ctx_t *ctx)
 
     tail = ring->ctl->tail;
     head = __atomic_load_n(&ring->ctl->head, __ATOMIC_ACQUIRE);
-    left = ctx->body_len;
-    first = 1;
+    left = ctx->body_len - ctx->submitted;
+    first = (ctx->submitted == 0);
 
     do {
         lead = first ? sizeof(glm_submit) : 0;
@@ -567,9 +972,10 @@ ngx_http_glm_submit(ngx_http_glm_ctx_t *ctx)
     /* it fits: write for real, record for record as replayed */
 
     bell = 0;
-    body = ctx->body;
-    left = ctx->body_len;
-    first = 1;
+    body = ctx->body + ctx->submitted;
+    left = ctx->body_len - ctx->submitted;
+    first = (ctx->submitted == 0);
+    turn = 0;
 
     sub.op = ctx->op;
     sub.body_len = (uint32_t) ctx->body_len;
@@ -599,19 +1005,23 @@ ngx_http_glm_submit(ngx_http_glm_ctx_t *ctx)
 
         body += chunk;
         left -= chunk;
+        turn += chunk;
+        ctx->submitted += chunk;
         flags = left ? 0 : GLM_SUBMIT_LAST;
         first = 0;
 
         bell |= glm_ring_commit(ring, type, flags, ctx->slot, ctx->gen,
                                 payload);
 
-    } while (left);
+    } while (left && turn < NGX_HTTP_GLM_SUBMIT_TURN);
 
     if (bell) {
         ngx_http_glm_doorbell(w);
     }
 
-    return NGX_OK;
+    ctx->partial = (left != 0);
+
+    return left ? NGX_BUSY : NGX_OK;
 }
 
 
@@ -635,6 +1045,12 @@ ngx_http_glm_process_queue(ngx_http_glm_worker_t *w)
             rc = ngx_http_glm_submit(ctx);
 
             if (rc == NGX_AGAIN) {
+                break;
+            }
+
+            if (rc == NGX_BUSY) {
+                /* the rest at the next turn, after the other events */
+                ngx_post_event(&w->resume, &ngx_posted_next_events);
                 break;
             }
 

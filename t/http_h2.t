@@ -45,6 +45,14 @@ like($head, qr{content-type: text/event-stream}i, 'h2 stream: SSE');
 is((GlmTest::sse_events($body))[-1], '[DONE]', 'h2 stream: [DONE]');
 is(GlmTest::sse_text($body), 'h2 stream', 'h2 stream: text') if $t->fake;
 
+# a body larger than one turn of reading (256 KB) and of the submit ring
+# (512 KB): the h2 layer hands it over unbuffered, in pieces
+my $big = join ' ', map { "h$_" } 1 .. 90_000;
+($status, $body) = curl_post(GlmTest::chat_body(content => $big));
+is($status, $t->fake ? 200 : 400, 'h2 large body: answered');
+ok((eval { decode_json($body)->{choices}[0]{message}{content} } // '') eq $big,
+   'h2 large body: intact') if $t->fake;
+
 ($status, $body) = curl_post('{"messages":[]}');
 is($status, 400, 'h2 error: 400');
 is(eval { decode_json($body)->{error}{param} }, 'messages', 'h2 error: body');
