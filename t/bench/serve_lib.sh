@@ -3,7 +3,8 @@
 # `make run` does, on PORT under WORK, with access logs off.
 #   serve_start SEQS [engine options...]   engine (--max-num-seqs SEQS,
 #       --threads THREADS), then nginx; returns once every worker answers
-#       /health 200.  MAX_BODY (default 16m) is client_max_body_size.
+#       /health 200.  MAX_BODY (default 16m) is client_max_body_size;
+#       SERVE_LOCATIONS, when set, is added to the server block.
 #   serve_stop                             stops both
 # Needs ROOT, MODEL, WORK, PORT, THREADS; sets ENG and NGX.
 
@@ -18,7 +19,10 @@ serve_start() {
     sed -e "s|@PORT@|$PORT|g" -e "s|@SOCK@|$WORK/engine.sock|g" -e "s|@RUN@|$WORK|g" \
         -e "s|@MODULE@|$ROOT/build/nginx/ngx_http_glm_module.so|g" -e "s|@USER@|$_user|g" \
         -e "s|@MAX_BODY@|${MAX_BODY:-16m}|g" \
-        -e "s|access_log .*;|access_log off;|" "$ROOT/conf.d/run.conf.in" >"$WORK/nginx.conf"
+        -e "s|access_log .*;|access_log off;|" "$ROOT/conf.d/run.conf.in" |
+    awk -v extra="${SERVE_LOCATIONS:-}" \
+        '/location = \/health/ && extra != "" { print "        " extra } { print }' \
+        >"$WORK/nginx.conf"
     # shellcheck disable=SC2086
     "$ROOT/build/glm-engine" serve --model "$MODEL" --socket "$WORK/engine.sock" \
         --served-model-name bench --max-num-seqs "$_seqs" --threads "$THREADS" $_group \
