@@ -138,6 +138,7 @@ struct glm_media_job {
     glm_media_set     set;             /* results */
     glm_tokenizer_ids expanded;
     glm_grid         *grids;
+    uint8_t          *item_hash;       /* digest of each item (prefix caching) */
     int               rc, status;
     const char       *param;
     glm_err           err;
