@@ -1398,6 +1398,12 @@ glm_metrics_text(glm_server *srv, glm_req *req)
     glm_str_addf(&s, "# TYPE vllm:generation_tokens_total counter\n"
                  "vllm:generation_tokens_total{model_name=\"%s\"} %" PRIu64 "\n", m,
                  mt->generation_tokens);
+    glm_str_addf(&s, "# TYPE vllm:prefix_cache_queries_total counter\n"
+                 "vllm:prefix_cache_queries_total{model_name=\"%s\"} %" PRIu64 "\n", m,
+                 sc->prefix_queries);
+    glm_str_addf(&s, "# TYPE vllm:prefix_cache_hits_total counter\n"
+                 "vllm:prefix_cache_hits_total{model_name=\"%s\"} %" PRIu64 "\n", m,
+                 sc->prefix_hits);
     glm_str_addf(&s, "# TYPE vllm:num_preemptions_total counter\n"
                  "vllm:num_preemptions_total{model_name=\"%s\"} %" PRIu64 "\n", m,
                  sc->preemptions);

@@ -166,6 +166,7 @@ typedef struct {
     int            max_num_batched_tokens;
     int            kv_blocks;
     int            block_size;
+    int            prefix_caching;            /* --(no-)enable-prefix-caching */
     int            threads;
     int            n_channels;
     uint32_t       submit_size, output_size;
