@@ -93,7 +93,8 @@ int32_t glm_block_pool_lookup(const glm_block_pool *p, const glm_block_hash *h);
  * copy; b is freed as usual when released).  Returns 1 when b was cached. */
 int glm_block_pool_cache(glm_block_pool *p, int32_t b, const glm_block_hash *h);
 
-/* out = SHA-256(parent || ids || extra): one block's chained hash. */
+/* out = SHA-256(parent || ids || extra): one block's chained hash (with
+ * caching on: it uses the pool's hash context). */
 void glm_block_pool_hash(glm_block_pool *p, glm_block_hash *out,
     const glm_block_hash *parent, const int32_t *ids, int n, const void *extra,
     size_t extra_len);
