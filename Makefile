@@ -67,7 +67,7 @@ MODEL       ?= t/fixtures/glm45-air-tiny
 PORT        ?= 8080
 
 .PHONY: fp8-fixtures semantics-check template-check bench-templates fuzz-templates fuzz-media media-fixtures template-fixtures bench-overhead bench-flood test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer bench-preproc preproc-fixtures \
-        fixtures clean cuda test-gpu test-gpu-emu
+        fixtures clean cuda test-gpu test-gpu-emu bench-prefix-cache
 all: build/glm-engine build/glm-bench $(NGX_MODULE) $(if $(filter 1,$(CUDA)),cuda)
 
 build/%.o: %.c $(ENGINE_HDRS)
@@ -218,7 +218,7 @@ test-gpu:
 	$(MAKE) --no-print-directory build/t/gpu/test_ops build/glm-engine && \
 	    sh t/gpu/run_gpu_tests.sh
 
-bench: bench-tokenizer bench-overhead bench-templates bench-preproc bench-flood
+bench: bench-tokenizer bench-overhead bench-templates bench-preproc bench-flood bench-prefix-cache
 
 bench-templates:
 	@sh t/bench/bench_templates.sh
@@ -248,6 +248,10 @@ bench-overhead: build/glm-engine build/glm-bench $(NGX_MODULE)
 # ITL p99 of open streams while other clients post 14 MB bodies
 bench-flood: build/glm-engine build/glm-bench $(NGX_MODULE)
 	@sh t/bench/bench_flood.sh
+
+# mean TTFT of 32 requests sharing a 2k-token system prompt, cache off / on
+bench-prefix-cache: build/glm-engine build/glm-bench $(NGX_MODULE)
+	@sh t/bench/bench_prefix_cache.sh
 
 bench-tokenizer: build/glm-engine
 	@sh t/bench/bench_tokenizer.sh build/glm-engine

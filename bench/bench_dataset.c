@@ -206,6 +206,51 @@ glm_bench_uniform(glm_rng *r)
     return (double) (glm_rng_next(r) >> 11) * 0x1p-53;
 }
 
+/*
+ * vLLM's gen_prompt_decode_to_target_len: decode seq, re-encode, truncate
+ * or pad with random allowed ids, until the re-encoded length is target
+ * (at most 10 rounds).  Leaves the last decode in text and its re-encode in
+ * enc; adds to *mismatch what the rounds left over.
+ */
+static int
+glm_bench_fit_length(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx,
+    const glm_tokenizer_ids *allowed, glm_rng *rng, long target, glm_tokenizer_ids *seq,
+    glm_tokenizer_buf *text, glm_tokenizer_ids *enc, long *mismatch, glm_err *err)
+{
+    long tries, k;
+
+    for (tries = GLM_BENCH_DATASET_RETRIES; ; tries--) {
+        text->len = 0;
+        enc->len = 0;
+        if (glm_tokenizer_decode(tok, seq->ids, seq->len, 0, text, err) < 0
+            || glm_tokenizer_encode(tok, ctx, text->data ? text->data : "", text->len,
+                                    enc, err) < 0)
+        {
+            return -1;
+        }
+        if (tries <= 0) {
+            *mismatch += (long) enc->len - target;
+            return 0;
+        }
+        if ((long) enc->len == target) {
+            return 0;
+        }
+        seq->len = 0;
+        for (k = 0; k < (long) enc->len && k < target; k++) {
+            if (glm_tokenizer_ids_push(seq, enc->ids[k], err) < 0) {
+                return -1;
+            }
+        }
+        for (; k < target; k++) {
+            if (glm_tokenizer_ids_push(seq, allowed->ids[glm_bench_below(rng, allowed->len)],
+                                       err) < 0)
+            {
+                return -1;
+            }
+        }
+    }
+}
+
 void
 glm_bench_dataset_free(glm_bench_prompt *p, size_t n)
 {
@@ -230,7 +275,8 @@ glm_bench_dataset_random(const glm_tokenizer *tok, const glm_tokenizer_ids *allo
     glm_tokenizer_buf text = { 0 };
     glm_rng rng;
     long in_lo, in_hi, out_lo, out_hi, *in_len = NULL, *out_len = NULL, *offset = NULL;
-    long i, k, tries, target;
+    int32_t *prefix = NULL;
+    long i, k, target;
     size_t na = allowed->len;
     int32_t vocab = glm_tokenizer_vocab_size(tok);
     double r = cfg->range_ratio;
@@ -240,8 +286,11 @@ glm_bench_dataset_random(const glm_tokenizer *tok, const glm_tokenizer_ids *allo
         glm_errf(err, "--range-ratio %g: must be in [0, 1)", r);
         return NULL;
     }
-    if (cfg->num_prompts < 1 || cfg->input_len < 1 || cfg->output_len < 1) {
-        glm_errf(err, "--num-prompts, --input-len and --output-len must be >= 1");
+    if (cfg->num_prompts < 1 || cfg->input_len < 1 || cfg->output_len < 1
+        || cfg->prefix_len < 0)
+    {
+        glm_errf(err, "--num-prompts, --input-len and --output-len must be >= 1,"
+                 " --random-prefix-len >= 0");
         return NULL;
     }
     in_lo = (long) floor((double) cfg->input_len * (1.0 - r));
@@ -260,8 +309,11 @@ glm_bench_dataset_random(const glm_tokenizer *tok, const glm_tokenizer_ids *allo
     in_len = malloc((size_t) cfg->num_prompts * sizeof(long));
     out_len = malloc((size_t) cfg->num_prompts * sizeof(long));
     offset = malloc((size_t) cfg->num_prompts * sizeof(long));
+    prefix = malloc((size_t) (cfg->prefix_len ? cfg->prefix_len : 1) * sizeof(int32_t));
     ctx = glm_tokenizer_ctx_new(tok, err);
-    if (out == NULL || in_len == NULL || out_len == NULL || offset == NULL || ctx == NULL) {
+    if (out == NULL || in_len == NULL || out_len == NULL || offset == NULL || prefix == NULL
+        || ctx == NULL)
+    {
         if (ctx != NULL) {
             glm_errf(err, "out of memory for %ld prompts", cfg->num_prompts);
         }
@@ -279,48 +331,42 @@ glm_bench_dataset_random(const glm_tokenizer *tok, const glm_tokenizer_ids *allo
     for (i = 0; i < cfg->num_prompts; i++) {
         offset[i] = (long) glm_bench_below(&rng, (uint64_t) vocab);
     }
+    /* the prefix is fitted on its own first (as current vLLM's get_prefix),
+     * so that it survives every prompt's fitting: drawn ids re-encode to
+     * more ids, and fitting prefix + own ids at once would cut the own part */
+    seq.len = 0;
+    for (k = 0; k < cfg->prefix_len; k++) {
+        if (glm_tokenizer_ids_push(&seq, allowed->ids[glm_bench_below(&rng, na)], err) < 0) {
+            goto fail;
+        }
+    }
+    if (cfg->prefix_len > 0
+        && glm_bench_fit_length(tok, ctx, allowed, &rng, cfg->prefix_len, &seq, &text, &enc,
+                                mismatch, err) < 0)
+    {
+        glm_err_prefix(err, "prefix");
+        goto fail;
+    }
+    for (k = 0; k < cfg->prefix_len; k++) {
+        prefix[k] = k < (long) enc.len ? enc.ids[k] : seq.ids[k];
+    }
 
     for (i = 0; i < cfg->num_prompts; i++) {
-        target = in_len[i];
+        target = cfg->prefix_len + in_len[i];
         seq.len = 0;
         for (k = 0; k < target; k++) {
-            if (glm_tokenizer_ids_push(&seq, allowed->ids[(size_t) (offset[i] + i + k) % na],
-                                       err) < 0)
-            {
+            int32_t id = k < cfg->prefix_len ? prefix[k]
+                : allowed->ids[(size_t) (offset[i] + i + k - cfg->prefix_len) % na];
+            if (glm_tokenizer_ids_push(&seq, id, err) < 0) {
                 goto fail;
             }
         }
         /* decode, re-encode, fix the length; the text is the last decode */
-        for (tries = GLM_BENCH_DATASET_RETRIES; ; tries--) {
-            text.len = 0;
-            enc.len = 0;
-            if (glm_tokenizer_decode(tok, seq.ids, seq.len, 0, &text, err) < 0
-                || glm_tokenizer_encode(tok, ctx, text.data ? text.data : "", text.len,
-                                        &enc, err) < 0)
-            {
-                glm_err_prefix(err, "prompt %ld", i);
-                goto fail;
-            }
-            if (tries <= 0) {
-                *mismatch += (long) enc.len - target;
-                break;
-            }
-            if ((long) enc.len == target) {
-                break;
-            }
-            seq.len = 0;
-            for (k = 0; k < (long) enc.len && k < target; k++) {
-                if (glm_tokenizer_ids_push(&seq, enc.ids[k], err) < 0) {
-                    goto fail;
-                }
-            }
-            for (; k < target; k++) {
-                if (glm_tokenizer_ids_push(&seq, allowed->ids[glm_bench_below(&rng, na)],
-                                           err) < 0)
-                {
-                    goto fail;
-                }
-            }
+        if (glm_bench_fit_length(tok, ctx, allowed, &rng, target, &seq, &text, &enc, mismatch,
+                                 err) < 0)
+        {
+            glm_err_prefix(err, "prompt %ld", i);
+            goto fail;
         }
         out[i].text = malloc(text.len + 1);
         if (out[i].text == NULL) {
@@ -342,6 +388,7 @@ glm_bench_dataset_random(const glm_tokenizer *tok, const glm_tokenizer_ids *allo
     free(in_len);
     free(out_len);
     free(offset);
+    free(prefix);
     return out;
 
 fail:
@@ -353,6 +400,7 @@ fail:
     free(in_len);
     free(out_len);
     free(offset);
+    free(prefix);
     return NULL;
 }
 

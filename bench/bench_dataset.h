@@ -12,6 +12,10 @@
  *     below vocab size that names a token, minus all added tokens (the
  *     special ones, and also <think>, <tool_call>... which vLLM leaves out
  *     because they lie above tokenizer.vocab_size);
+ *   - --random-prefix-len P: P ids drawn once from "allowed" (after the
+ *     offsets) and fitted to P ids on their own as below, then put before
+ *     every prompt's ids, the target becoming P + L: the shared system
+ *     prompt of a prefix-caching benchmark;
  *   - text: decode, re-encode, truncate or pad with random allowed ids, up
  *     to 10 times, until the re-encoded length is the target; prompt_len is
  *     the length of the final re-encode (what the server's tokenizer sees
@@ -46,6 +50,7 @@ typedef struct {
     long      output_len;
     double    range_ratio;  /* [0, 1) */
     uint64_t  seed;
+    long      prefix_len;   /* ids shared by every prompt, before its own */
 } glm_bench_dataset_cfg;
 
 /*
@@ -59,8 +64,8 @@ int glm_bench_allowed_ids(const glm_tokenizer *tok, const char *json_path,
 
 /*
  * num_prompts prompts (free with glm_bench_dataset_free).  *mismatch: the
- * sum over prompts of (final tokens - target tokens) when 10 rounds did not
- * converge, as vLLM's warning counts it.  NULL with err on bad lengths or
+ * sum over prompts (and the prefix) of (final tokens - target tokens) when
+ * 10 rounds did not converge, as vLLM's warning counts it.  NULL with err on bad lengths or
  * out of memory.
  */
 glm_bench_prompt *glm_bench_dataset_random(const glm_tokenizer *tok,

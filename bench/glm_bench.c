@@ -1120,6 +1120,7 @@ glm_bench_usage(FILE *f)
         "  --output-len N            max_tokens, ignore_eos (default 128; --random-output-len)\n"
         "  --range-ratio R           lengths uniform in [L(1-R), L(1+R)] (default 0)\n"
         "  --num-prompts N           default 1000\n"
+        "  --random-prefix-len N     N random ids before every prompt's own (default 0)\n"
         "  --seed N                  prompts and arrivals (default 0)\n"
         "load\n"
         "  --request-rate R          requests/s, Poisson arrivals (default inf: all at once)\n"
@@ -1173,7 +1174,7 @@ glm_bench_double(const char *opt, const char *v, double min)
 enum {
     OPT_BASE_URL = 256, OPT_HOST, OPT_PORT, OPT_ENDPOINT, OPT_MODEL, OPT_EXTRA_BODY,
     OPT_NO_KEEPALIVE, OPT_TOKENIZER, OPT_INPUT_LEN, OPT_OUTPUT_LEN, OPT_RANGE_RATIO,
-    OPT_NUM_PROMPTS, OPT_SEED, OPT_REQUEST_RATE, OPT_MAX_CONCURRENCY, OPT_TIMEOUT,
+    OPT_NUM_PROMPTS, OPT_PREFIX_LEN, OPT_SEED, OPT_REQUEST_RATE, OPT_MAX_CONCURRENCY, OPT_TIMEOUT,
     OPT_READY, OPT_RESULT_FILE, OPT_SAVE_DETAILED, OPT_LABEL, OPT_PCT_METRICS,
     OPT_METRIC_PCTS, OPT_GOODPUT, OPT_TTFT_CONTENT, OPT_TTFT_CHOICES, OPT_PROGRESS, OPT_HELP
 };
@@ -1195,6 +1196,7 @@ static const struct option glm_bench_options[] = {
     { "range-ratio", required_argument, NULL, OPT_RANGE_RATIO },
     { "random-range-ratio", required_argument, NULL, OPT_RANGE_RATIO },
     { "num-prompts", required_argument, NULL, OPT_NUM_PROMPTS },
+    { "random-prefix-len", required_argument, NULL, OPT_PREFIX_LEN },
     { "seed", required_argument, NULL, OPT_SEED },
     { "request-rate", required_argument, NULL, OPT_REQUEST_RATE },
     { "max-concurrency", required_argument, NULL, OPT_MAX_CONCURRENCY },
@@ -1256,7 +1258,7 @@ main(int argc, char **argv)
     char *model = NULL, tok_path[4096], why[512], date[32], url[600];
     char rate_s[48], conc_s[24];
     long port = -1, input_len = 1024, output_len = 128, num_prompts = 1000, seed = 0;
-    long mismatch = 0, max_conc = 0;
+    long mismatch = 0, max_conc = 0, prefix_len = 0;
     double range_ratio = 0.0, request_rate = INFINITY, timeout = 600.0, ready = 600.0;
     double progress = 1.0, t, duration;
     int detailed = 0, ttft_content = 1, keepalive = 1, opt, rc;
@@ -1295,6 +1297,7 @@ main(int argc, char **argv)
         case OPT_OUTPUT_LEN: output_len = glm_bench_long("--output-len", optarg, 1); break;
         case OPT_RANGE_RATIO: range_ratio = glm_bench_double("--range-ratio", optarg, 0.0); break;
         case OPT_NUM_PROMPTS: num_prompts = glm_bench_long("--num-prompts", optarg, 1); break;
+        case OPT_PREFIX_LEN: prefix_len = glm_bench_long("--random-prefix-len", optarg, 0); break;
         case OPT_SEED: seed = glm_bench_long("--seed", optarg, 0); break;
         case OPT_REQUEST_RATE:
             request_rate = strcasecmp(optarg, "inf") == 0
@@ -1407,6 +1410,7 @@ main(int argc, char **argv)
     cfg.output_len = output_len;
     cfg.range_ratio = range_ratio;
     cfg.seed = (uint64_t) seed;
+    cfg.prefix_len = prefix_len;
     prompts = glm_bench_dataset_random(tok, &allowed, &cfg, &mismatch, &err);
     if (prompts == NULL) {
         glm_bench_die("%s", err.msg);

@@ -10,6 +10,14 @@ transformers), continuous batching of 40 concurrent requests giving the same
 greedy output as one at a time, the errors with their status and JSON, and a
 clean shutdown with no sanitizer report.
 
+Prefix caching (on by default): requests sharing a long system prompt get
+the same answers and the same logprobs (greedy, top 5) from a second engine
+started with --no-enable-prefix-caching, and /metrics counts
+vllm:prefix_cache_queries (every prompt token of every choice) and
+vllm:prefix_cache_hits (per choice, the longest run of full 16-token blocks
+computed before, at most prompt_tokens - 1: vLLM's rule, worked out here
+from the prompts' ids) on the one, nothing on the other.
+
 Run as root, it also checks isolation (ring.h's Peers and Segments) with
 second local users (uids 12345, 12346, which need not exist), through a
 second engine started as root with --user nobody: a peer neither allowed
@@ -90,6 +98,7 @@ def main():
         time.sleep(0.05)
     try:
         run(sock)
+        prefix_cache(sock, tmp)
     finally:
         stop_engine(eng, log, "engine exits cleanly on SIGTERM, no sanitizer report")
     if os.geteuid() == 0:
@@ -195,6 +204,70 @@ def isolation():
     finally:
         stop_engine(eng, log, "the engine run as nobody exits cleanly, no sanitizer report")
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def start_engine(tmp, name, *extra):
+    sock = os.path.join(tmp, name + ".sock")
+    log = open(os.path.join(tmp, name + ".log"), "w+")
+    eng = subprocess.Popen([ENGINE, "serve", "--model", MODEL, "--socket", sock,
+                            "--served-model-name", "glm-tiny", "--max-model-len", "512",
+                            "--max-num-seqs", "16", "--max-num-batched-tokens", "64"]
+                           + list(extra), stdout=log, stderr=log)
+    for _ in range(100):
+        if os.path.exists(sock):
+            break
+        time.sleep(0.05)
+    return eng, log, sock
+
+
+def prefix_counters(sock):
+    text = call(sock, "metrics", "")[2]
+    got = {}
+    for name in ("queries", "hits"):
+        key = 'vllm:prefix_cache_%s_total{model_name="glm-tiny"} ' % name
+        line = [x for x in text.split("\n") if x.startswith(key)]
+        got[name] = int(line[0][len(key):]) if len(line) == 1 else None
+    return got
+
+
+def prefix_cache(sock, tmp):
+    system = ("You are a careful assistant for a hardware shop. Answer in short sentences, "
+              "name the aisle of every item, and never invent prices. ") * 4
+    asks = [("Where are the hammers?", 1), ("Do you sell nails?", 1),
+            ("Where are the hammers?", 1), ("What time do you close?", 2)]
+    off, off_log, off_sock = start_engine(tmp, "nocache", "--no-enable-prefix-caching")
+    try:
+        before = {"on": prefix_counters(sock), "off": prefix_counters(off_sock)}
+        same, computed, want_q, want_h = True, [], 0, 0
+        for question, n in asks:
+            msgs = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+            body = {"messages": msgs, "max_tokens": 6, "temperature": 0, "n": n,
+                    "logprobs": True, "top_logprobs": 5}
+            a = json.loads(call(sock, "chat", body)[2])
+            b = json.loads(call(off_sock, "chat", body)[2])
+            same &= a["choices"] == b["choices"] and a["usage"] == b["usage"]
+            ids = json.loads(call(sock, "tokenize", {"messages": msgs})[2])["tokens"]
+            check(len(ids) == a["usage"]["prompt_tokens"],
+                  "prefix cache: /tokenize gives the chat's %d prompt ids" % len(ids))
+            # vLLM's rule, per choice: full blocks in common with a prompt
+            # computed before (the choices before it included), at most n - 1
+            for _ in range(n):
+                common = max([next((i for i, (x, y) in enumerate(zip(ids, c)) if x != y),
+                                   min(len(ids), len(c))) for c in computed] or [0])
+                want_h += min(common // 16, (len(ids) - 1) // 16) * 16
+                want_q += len(ids)
+                computed.append(ids)
+        check(same, "prefix cache: answers and top-5 logprobs equal with the cache on and off")
+        after = {"on": prefix_counters(sock), "off": prefix_counters(off_sock)}
+        dq = after["on"]["queries"] - before["on"]["queries"]
+        dh = after["on"]["hits"] - before["on"]["hits"]
+        check(dq == want_q and dh == want_h and want_h > 0,
+              "prefix cache: /metrics queries +%d (want %d), hits +%d (want %d)"
+              % (dq, want_q, dh, want_h))
+        check(after["off"] == before["off"] == {"queries": 0, "hits": 0},
+              "prefix cache: --no-enable-prefix-caching counts no queries and no hits")
+    finally:
+        stop_engine(off, off_log, "the engine without prefix caching exits cleanly")
 
 
 def has_group(name):

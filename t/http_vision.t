@@ -1,7 +1,8 @@
 #!/usr/bin/perl
 # Images and videos through nginx and the real engine on the tiny GLM-4.5V
 # checkpoint: a PNG data: URL streamed and not, a local MP4 under
-# --allowed-local-media-path, usage counting the image tokens, and every kind
+# --allowed-local-media-path, usage counting the image tokens, prefix
+# caching telling images apart by their pixels, and every kind
 # of bad input refused with a clear 400 (403 for a path outside the root)
 # while the engine keeps serving.  Runs with the real engine only (the
 # engine binary is taken from GLM_TEST_ENGINE; the model is glm45v-tiny).
@@ -132,6 +133,44 @@ is($vn->{json}{usage}{prompt_tokens}, $v1->{json}{usage}{prompt_tokens},
 $r = $t->post('/v1/chat/completions', mm_body([ $img, $text_part ], n => 2));
 is(scalar @{ $r->{json}{choices} // [] }, 2, 'n=2 with an image: two choices');
 is($r->{json}{choices}[1]{message}{content}, $answer, 'n=2: greedy choices agree');
+
+# prefix caching names images by their pixels: the same picture by another
+# URL takes every full 16-token block it can (at most prompt_tokens - 1,
+# vLLM's rule) and answers exactly as when computed; another picture behind
+# the same text takes only the blocks before its first image token
+{
+    my $image_token = decode_json(slurp("$fixture/config.json"))->{image_token_id};
+    my $lead = { type => 'text', text => 'Look closely at the following picture, then say'
+                 . ' in a few plain words what you see in it, and nothing else at all.' };
+    my $counters = sub {
+        my $m = $t->get('/metrics')->{body};
+        return map { $m =~ /^vllm:prefix_cache_${_}_total\{[^}]*\} (\d+)$/m ? $1 : -1 }
+            qw(queries hits);
+    };
+    my $file_png = { type => 'image_url', image_url => { url => "file://$media/cat.png" } };
+    my @before = $counters->();
+    my ($want_q, $want_h, @got) = (0, 0);
+    for my $case ([ $img, 'none' ], [ $file_png, 'all' ], [ $jpeg, 'text' ]) {
+        my ($part, $share) = @$case;
+        my @msgs = ({ role => 'user', content => [ $lead, $part, $text_part ] });
+        my $ids = $t->post('/tokenize', encode_json({ messages => \@msgs }))->{json}{tokens};
+        my ($first_image) = grep { $ids->[$_] == $image_token } 0 .. $#$ids;
+        push @got, $t->post('/v1/chat/completions',
+                            mm_body([ $lead, $part, $text_part ], logprobs => JSON::PP::true,
+                                    top_logprobs => 3));
+        $want_q += @$ids;
+        $want_h += $share eq 'all' ? int((@$ids - 1) / 16) * 16
+                 : $share eq 'text' ? int($first_image / 16) * 16 : 0;
+    }
+    my @after = $counters->();
+    my $canon = JSON::PP->new->canonical;
+    is($canon->encode($got[1]{json}{choices}), $canon->encode($got[0]{json}{choices}),
+       'prefix cache: the same PNG by file:// answers as by data: URL, logprobs too');
+    is($after[0] - $before[0], $want_q, "prefix cache: queries count every prompt token ($want_q)");
+    is($after[1] - $before[1], $want_h,
+       "prefix cache: hits are all blocks for the same pixels, the text blocks for another"
+       . " image ($want_h)");
+}
 
 # a client that leaves while its image is being decoded costs nothing
 {

@@ -3,7 +3,9 @@
  * baseline the served numbers (glm-bench through nginx) are compared with.
  * Same scheduler, same batching limits, no HTTP, no ring: random prompts of
  * --input-len tokens, --output-len tokens each (stop tokens ignored, as the
- * served benchmark asks with ignore_eos), all submitted at once.
+ * served benchmark asks with ignore_eos), all submitted at once.  Prefix
+ * caching is on as in `glm-engine serve` (--no-enable-prefix-caching turns
+ * it off); random prompts share no block, so it only costs its hashing.
  */
 #include <limits.h>
 #include <stdio.h>
@@ -49,11 +51,23 @@ glm_cmd_bench(int argc, char **argv)
     char path[PATH_MAX];
     int32_t *prompt = NULL;
     double t0, t1;
-    int i, j, rc = 1, blocks;
+    int i, j, rc = 1, blocks, prefix_caching = 1;
 
-    for (i = 1; i + 1 < argc; i += 2) {
+    for (i = 1; i < argc; i += 2) {
         char *end;
-        long v = strtol(argv[i + 1], &end, 10);
+        long v;
+
+        if (strcmp(argv[i], "--enable-prefix-caching") == 0
+            || strcmp(argv[i], "--no-enable-prefix-caching") == 0)
+        {
+            prefix_caching = argv[i][2] == 'e';
+            i--;
+            continue;
+        }
+        if (i + 1 == argc) {
+            break;
+        }
+        v = strtol(argv[i + 1], &end, 10);
         if (strcmp(argv[i], "--model") == 0) {
             dir = argv[i + 1];
             continue;
@@ -83,7 +97,8 @@ glm_cmd_bench(int argc, char **argv)
     {
         fprintf(stderr, "usage: glm-engine bench --model DIR [--input-len N] [--output-len N]"
                 " [--num-prompts N] [--max-num-seqs N] [--max-num-batched-tokens N]"
-                " [--threads N] [--seed S] [--backend cpu|cuda]\n");
+                " [--threads N] [--seed S] [--backend cpu|cuda]"
+                " [--no-enable-prefix-caching]\n");
         return 2;
     }
     be = glm_backend_create_named(backend, (int) threads, 0, &err);
@@ -98,6 +113,10 @@ glm_cmd_bench(int argc, char **argv)
     }
     blocks = (int) (max_seqs * ((input_len + output_len + 15) / 16));
     if (glm_sched_init(&s, m, blocks, 16, (int) max_seqs, (int) budget, &err) != 0) {
+        goto fail;
+    }
+    if (prefix_caching && glm_sched_enable_prefix_caching(&s, dir, &err) != 0) {
+        glm_sched_free(&s);
         goto fail;
     }
     memset(&ctx, 0, sizeof(ctx));

@@ -11,6 +11,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libavutil/mem.h>
+#include <libavutil/sha.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -799,4 +801,36 @@ glm_media_pixels(const glm_media_set *set, int64_t *n_patches)
         off += in->n_patches;
     }
     return px;
+}
+
+uint8_t *
+glm_media_item_digests(const glm_media_set *set)
+{
+    struct AVSHA *sha = av_sha_alloc();
+    uint8_t *out = malloc((size_t) (set->n ? set->n : 1) * 32);
+    int i;
+
+    if (sha == NULL || out == NULL) {
+        av_free(sha);
+        free(out);
+        return NULL;
+    }
+    for (i = 0; i < set->n; i++) {
+        const glm_vision_input *in = &set->items[i].in;
+        int32_t head[6] = { (int32_t) set->items[i].kind, in->grid_t, in->grid_h, in->grid_w,
+                            in->patch_dim, in->pair_seconds != NULL };
+
+        av_sha_init(sha, 256);
+        av_sha_update(sha, (const uint8_t *) "glm-media", 9);
+        av_sha_update(sha, (const uint8_t *) head, sizeof(head));
+        if (in->pair_seconds != NULL) {
+            av_sha_update(sha, (const uint8_t *) in->pair_seconds,
+                          (size_t) in->grid_t * sizeof(int));
+        }
+        av_sha_update(sha, (const uint8_t *) in->pixel_values,
+                      (size_t) in->n_patches * (size_t) in->patch_dim * sizeof(float));
+        av_sha_final(sha, out + (size_t) i * 32);
+    }
+    av_free(sha);
+    return out;
 }

@@ -90,4 +90,10 @@ int glm_media_expand(const glm_config *c, const glm_tokenizer *tok,
 /* All pixel rows of the set in order (malloc'd), for glm_vision_encode. */
 float *glm_media_pixels(const glm_media_set *set, int64_t *n_patches);
 
+/* SHA-256 of each item as the vision tower sees it (kind, grid, frame
+ * times, pixel rows): set->n digests of 32 bytes, malloc'd; NULL when out
+ * of memory.  Equal digests mean equal tower input, whatever the encoding
+ * the bytes came in; prefix caching names images and videos by them. */
+uint8_t *glm_media_item_digests(const glm_media_set *set);
+
 #endif

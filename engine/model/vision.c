@@ -534,17 +534,23 @@ glm_mrope_positions(const glm_config *c, const int32_t *ids, int n,
 
 glm_mm_prompt *
 glm_mm_prompt_new(const glm_config *c, const int32_t *ids, int n,
-    const glm_grid *grids, int n_grids, float *rows, int64_t n_rows, glm_err *err)
+    const glm_grid *grids, int n_grids, const uint8_t *item_hash, float *rows,
+    int64_t n_rows, glm_err *err)
 {
     glm_mm_prompt *mm = calloc(1, sizeof(*mm));
-    int64_t row = 0;
-    int i;
+    int64_t row = 0, item_end = 0;
+    int i, item = -1;
 
     if (mm == NULL || (mm->pos3 = malloc((size_t) n * 3 * sizeof(int32_t))) == NULL
-        || (mm->row_of = malloc((size_t) n * sizeof(int32_t))) == NULL)
+        || (mm->row_of = malloc((size_t) n * sizeof(int32_t))) == NULL
+        || (mm->item_of = malloc((size_t) n * sizeof(int32_t))) == NULL
+        || (item_hash != NULL
+            && (mm->item_hash = malloc((size_t) n_grids * GLM_MM_ITEM_HASH_SIZE)) == NULL))
     {
         if (mm != NULL) {
             free(mm->pos3);
+            free(mm->row_of);
+            free(mm->item_of);
             free(mm);
         }
         free(rows);
@@ -556,8 +562,17 @@ glm_mm_prompt_new(const glm_config *c, const int32_t *ids, int n,
     mm->hidden = c->hidden_size;
     mm->rows = rows;
     mm->n_rows = n_rows;
+    mm->n_items = n_grids;
+    if (item_hash != NULL) {
+        memcpy(mm->item_hash, item_hash, (size_t) n_grids * GLM_MM_ITEM_HASH_SIZE);
+    }
     for (i = 0; i < n; i++) {
         mm->row_of[i] = ids[i] == c->image_token_id ? (int32_t) row++ : -1;
+        /* rows follow the grids in order: a video's frame pairs are one item */
+        while (mm->row_of[i] >= item_end && item + 1 < n_grids) {
+            item_end += glm_vision_grid_tokens(c, &grids[++item]);
+        }
+        mm->item_of[i] = mm->row_of[i] >= 0 ? item : -1;
     }
     if (row != n_rows
         || glm_mrope_positions(c, ids, n, grids, n_grids, mm->pos3, &mm->rope_delta,
@@ -589,6 +604,8 @@ glm_mm_prompt_unref(glm_mm_prompt *mm)
         free(mm->pos3);
         free(mm->rows);
         free(mm->row_of);
+        free(mm->item_of);
+        free(mm->item_hash);
         free(mm);
     }
 }

@@ -51,8 +51,11 @@ int glm_mrope_positions(const glm_config *c, const int32_t *ids, int n,
     const glm_grid *grids, int n_grids, int32_t *pos3, int *delta, glm_err *err);
 
 /* What a prompt with images or videos carries into the scheduler: its rope
- * positions and the rows that replace its image-token embeddings.  Shared
- * by the n choices of a request (reference counted; single-threaded). */
+ * positions and the rows that replace its image-token embeddings, and what
+ * names each image or video for prefix caching.  Shared by the n choices of
+ * a request (reference counted; single-threaded). */
+#define GLM_MM_ITEM_HASH_SIZE 32
+
 typedef struct {
     int       refs;
     int       n_prompt;
@@ -62,11 +65,17 @@ typedef struct {
     int64_t   n_rows;
     float    *rows;          /* [n_rows][hidden] */
     int32_t  *row_of;        /* [n_prompt]: row index, or -1 for text tokens */
+    int       n_items;
+    int32_t  *item_of;       /* [n_prompt]: its row's image/video, or -1 */
+    uint8_t  *item_hash;     /* [n_items][GLM_MM_ITEM_HASH_SIZE], or NULL:
+                                unnamed, so its blocks are never cached */
 } glm_mm_prompt;
 
-/* Builds it from the prompt ids and the tower output (rows taken over). */
+/* Builds it from the prompt ids and the tower output (rows taken over);
+ * item_hash (n_grids digests, copied) may be NULL. */
 glm_mm_prompt *glm_mm_prompt_new(const glm_config *c, const int32_t *ids, int n,
-    const glm_grid *grids, int n_grids, float *rows, int64_t n_rows, glm_err *err);
+    const glm_grid *grids, int n_grids, const uint8_t *item_hash, float *rows,
+    int64_t n_rows, glm_err *err);
 glm_mm_prompt *glm_mm_prompt_ref(glm_mm_prompt *mm);
 void glm_mm_prompt_unref(glm_mm_prompt *mm);
 

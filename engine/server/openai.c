@@ -738,6 +738,9 @@ glm_media_job_fill(glm_server *srv, glm_media_job *job, yajl_val root,
                                 &job->expanded, &job->grids, &job->err) == 0)
     {
         job->rc = 0;
+        /* names for prefix caching, hashed here rather than on the loop;
+         * without them the prompt's blocks are just not shared */
+        job->item_hash = job->set.n > 0 ? glm_media_item_digests(&job->set) : NULL;
     }
 }
 
@@ -776,6 +779,7 @@ glm_media_job_free(glm_media_job *job)
         glm_tokenizer_ids_free(&job->expanded);
         glm_media_set_free(&job->set);
         free(job->grids);
+        free(job->item_hash);
         free(job);
     }
 }
@@ -824,7 +828,7 @@ glm_chat_media_done(glm_server *srv, glm_req *req, glm_media_job *job)
             goto out;
         }
         mm = glm_mm_prompt_new(c, job->expanded.ids, (int) job->expanded.len, job->grids,
-                               job->set.n, rows, n_rows, &err);
+                               job->set.n, job->item_hash, rows, n_rows, &err);
         if (mm == NULL) {                /* rows are taken over, even on failure */
             glm_req_error(req, 400, "BadRequestError", "messages", "%s", err.msg);
             goto out;
@@ -1387,13 +1391,19 @@ glm_metrics_text(glm_server *srv, glm_req *req)
                  "vllm:num_requests_waiting{model_name=\"%s\"} %d\n", m, sc->n_waiting);
     glm_str_addf(&s, "# TYPE vllm:kv_cache_usage_perc gauge\n"
                  "vllm:kv_cache_usage_perc{model_name=\"%s\"} %.6f\n", m,
-                 total ? (double) (total - sc->n_free) / total : 0.0);
+                 total ? (double) (total - glm_sched_free_blocks(sc)) / total : 0.0);
     glm_str_addf(&s, "# TYPE vllm:prompt_tokens_total counter\n"
                  "vllm:prompt_tokens_total{model_name=\"%s\"} %" PRIu64 "\n", m,
                  mt->prompt_tokens);
     glm_str_addf(&s, "# TYPE vllm:generation_tokens_total counter\n"
                  "vllm:generation_tokens_total{model_name=\"%s\"} %" PRIu64 "\n", m,
                  mt->generation_tokens);
+    glm_str_addf(&s, "# TYPE vllm:prefix_cache_queries_total counter\n"
+                 "vllm:prefix_cache_queries_total{model_name=\"%s\"} %" PRIu64 "\n", m,
+                 sc->prefix_queries);
+    glm_str_addf(&s, "# TYPE vllm:prefix_cache_hits_total counter\n"
+                 "vllm:prefix_cache_hits_total{model_name=\"%s\"} %" PRIu64 "\n", m,
+                 sc->prefix_hits);
     glm_str_addf(&s, "# TYPE vllm:num_preemptions_total counter\n"
                  "vllm:num_preemptions_total{model_name=\"%s\"} %" PRIu64 "\n", m,
                  sc->preemptions);

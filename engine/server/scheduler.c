@@ -3,9 +3,18 @@
  */
 #include "scheduler.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+static int glm_seq_reserve_blocks(glm_seq *seq, int n);
+static int glm_seq_cacheable(const glm_sched *s, const glm_seq *seq);
+static int glm_seq_hash_blocks(glm_sched *s, glm_seq *seq, int n_full);
+static size_t glm_block_extra(const glm_sched *s, const glm_seq *seq, int first,
+    uint8_t *out);
+static int glm_prefix_lookup(glm_sched *s, glm_seq *seq, int *n_evictable);
+static void glm_offer_blocks(glm_sched *s, glm_seq *seq, int n_done);
 
 int
 glm_sched_blocks_for(const glm_sched *s, int n_tokens)
@@ -20,10 +29,16 @@ glm_sched_total_blocks(const glm_sched *s)
 }
 
 int
+glm_sched_free_blocks(const glm_sched *s)
+{
+    return glm_block_pool_n_free(&s->pool);
+}
+
+int
 glm_sched_init(glm_sched *s, glm_model *m, int n_blocks, int block_size,
     int max_num_seqs, int max_batched_tokens, glm_err *err)
 {
-    int i, T = max_batched_tokens, V = m->cfg.vocab_size;
+    int T = max_batched_tokens, V = m->cfg.vocab_size;
 
     memset(s, 0, sizeof(*s));
     s->m = m;
@@ -33,7 +48,12 @@ glm_sched_init(glm_sched *s, glm_model *m, int n_blocks, int block_size,
     if (glm_kv_pool_init(&s->kv, m, n_blocks, block_size, err) != 0) {
         return -1;
     }
-    s->free_blocks = malloc((size_t) n_blocks * sizeof(int32_t));
+    if (glm_block_pool_init(&s->pool, n_blocks, block_size, err) != 0) {
+        glm_kv_pool_free(&s->kv, m);
+        return -1;
+    }
+    /* two counts, a position entry per token, a media digest per token */
+    s->extra = malloc(8 + (size_t) block_size * (16 + GLM_MM_ITEM_HASH_SIZE));
     s->running = calloc((size_t) max_num_seqs, sizeof(glm_seq *));
     s->ids = malloc((size_t) T * sizeof(int32_t));
     s->pos3 = malloc((size_t) T * 3 * sizeof(int32_t));
@@ -49,7 +69,7 @@ glm_sched_init(glm_sched *s, glm_model *m, int n_blocks, int block_size,
     s->raw = malloc((size_t) V * sizeof(float));
     s->idx = malloc((size_t) V * sizeof(int32_t));
     s->counts = calloc((size_t) V, sizeof(int32_t));
-    if (s->free_blocks == NULL || s->running == NULL || s->ids == NULL
+    if (s->extra == NULL || s->running == NULL || s->ids == NULL
         || s->pos3 == NULL || s->embed_rows == NULL || s->kv_pos == NULL || s->seq_of == NULL
         || s->rows == NULL || s->seq_blocks == NULL || s->step_seqs == NULL
         || s->step_chunk == NULL || s->logits == NULL || s->prob == NULL || s->raw == NULL
@@ -59,11 +79,38 @@ glm_sched_init(glm_sched *s, glm_model *m, int n_blocks, int block_size,
         return glm_errf(err, "out of memory sizing the scheduler for %d sequences"
                         " and %d tokens per step", max_num_seqs, max_batched_tokens);
     }
-    for (i = 0; i < n_blocks; i++) {
-        s->free_blocks[i] = n_blocks - 1 - i;
-    }
-    s->n_free = n_blocks;
     return 0;
+}
+
+int
+glm_sched_enable_prefix_caching(glm_sched *s, const char *model_dir, glm_err *err)
+{
+    char real[PATH_MAX], path[PATH_MAX], *config, *identity;
+    size_t len, n;
+    int rc;
+
+    if (realpath(model_dir, real) == NULL) {
+        snprintf(real, sizeof(real), "%s", model_dir);
+    }
+    if (glm_path_join(path, sizeof(path), model_dir, "config.json") != 0) {
+        return glm_errf(err, "%s: path too long", model_dir);
+    }
+    config = glm_read_file(path, &len, err);
+    if (config == NULL) {
+        return -1;
+    }
+    n = strlen(real) + 1;
+    identity = malloc(n + len);
+    if (identity == NULL) {
+        free(config);
+        return glm_errf(err, "out of memory");
+    }
+    memcpy(identity, real, n);              /* the NUL separates the two */
+    memcpy(identity + n, config, len);
+    rc = glm_block_pool_enable_caching(&s->pool, identity, n + len, err);
+    free(identity);
+    free(config);
+    return rc;
 }
 
 void
@@ -72,7 +119,8 @@ glm_sched_free(glm_sched *s)
     if (s->m != NULL && s->kv.k != NULL) {
         glm_kv_pool_free(&s->kv, s->m);
     }
-    free(s->free_blocks); free(s->running); free(s->ids); free(s->pos3);
+    glm_block_pool_free(&s->pool);
+    free(s->extra); free(s->running); free(s->ids); free(s->pos3);
     free(s->embed_rows);
     free(s->kv_pos); free(s->seq_of); free(s->rows); free(s->seq_blocks);
     free(s->step_seqs); free(s->step_chunk); free(s->logits); free(s->prob); free(s->raw);
@@ -112,6 +160,7 @@ glm_seq_free(glm_seq *seq)
     if (seq != NULL) {
         free(seq->tokens);
         free(seq->blocks);
+        free(seq->hashes);
         free(seq->params.logit_bias);
         free(seq->params.banned);
         glm_mm_prompt_unref(seq->mm);
@@ -119,16 +168,33 @@ glm_seq_free(glm_seq *seq)
     }
 }
 
+/* Last block first: the tail of a prompt is evicted before its head. */
 static void
 glm_release_blocks(glm_sched *s, glm_seq *seq)
 {
     int i;
 
     for (i = seq->n_blocks - 1; i >= 0; i--) {
-        s->free_blocks[s->n_free++] = seq->blocks[i];
+        glm_block_pool_release(&s->pool, seq->blocks[i]);
     }
     seq->n_blocks = 0;
     seq->n_cached = 0;
+    seq->n_offered = 0;
+}
+
+static int
+glm_seq_reserve_blocks(glm_seq *seq, int n)
+{
+    if (n > seq->blocks_cap) {
+        int cap = n + 8;
+        int32_t *b = realloc(seq->blocks, (size_t) cap * sizeof(int32_t));
+        if (b == NULL) {
+            return -1;
+        }
+        seq->blocks = b;
+        seq->blocks_cap = cap;
+    }
+    return 0;
 }
 
 /* Grows the block table to hold n tokens; -1 when the pool is short. */
@@ -137,22 +203,146 @@ glm_ensure_blocks(glm_sched *s, glm_seq *seq, int n)
 {
     int need = glm_sched_blocks_for(s, n);
 
-    if (need - seq->n_blocks > s->n_free) {
+    if (need - seq->n_blocks > glm_block_pool_n_free(&s->pool)
+        || glm_seq_reserve_blocks(seq, need) != 0)
+    {
         return -1;
     }
-    if (need > seq->blocks_cap) {
-        int cap = need + 8;
-        int32_t *b = realloc(seq->blocks, (size_t) cap * sizeof(int32_t));
-        if (b == NULL) {
-            return -1;
-        }
-        seq->blocks = b;
-        seq->blocks_cap = cap;
-    }
     while (seq->n_blocks < need) {
-        seq->blocks[seq->n_blocks++] = s->free_blocks[--s->n_free];
+        seq->blocks[seq->n_blocks++] = glm_block_pool_alloc(&s->pool);
     }
     return 0;
+}
+
+/* ---- prefix caching ------------------------------------------------------- */
+
+/* A prompt whose images carry no digests never shares a block. */
+static int
+glm_seq_cacheable(const glm_sched *s, const glm_seq *seq)
+{
+    return s->pool.caching && (seq->mm == NULL || seq->mm->item_hash != NULL);
+}
+
+/* Extends seq->hashes to its first n_full blocks (tokens must cover them). */
+static int
+glm_seq_hash_blocks(glm_sched *s, glm_seq *seq, int n_full)
+{
+    if (n_full > seq->hashes_cap) {
+        int cap = n_full + 16;
+        glm_block_hash *h = realloc(seq->hashes, (size_t) cap * sizeof(*h));
+        if (h == NULL) {
+            return -1;
+        }
+        seq->hashes = h;
+        seq->hashes_cap = cap;
+    }
+    while (seq->n_hashes < n_full) {
+        int i = seq->n_hashes, first = i * s->block_size;
+        size_t extra_len = glm_block_extra(s, seq, first, s->extra);
+
+        glm_block_pool_hash(&s->pool, &seq->hashes[i],
+                            i > 0 ? &seq->hashes[i - 1] : &s->pool.root,
+                            seq->tokens + first, s->block_size, s->extra, extra_len);
+        seq->n_hashes++;
+    }
+    return 0;
+}
+
+/*
+ * What else decides the keys and values of the block starting at token
+ * `first`, for a prompt with images or videos: the (t, h, w) rope position
+ * of every token not at the text default (p, p, p), and the digest of every
+ * image or video with rows in the block, so that two images (or one image
+ * at two sizes) behind the same placeholder ids never share a block.  Empty
+ * where both lists are, so a text block hashes as in a text-only prompt.
+ */
+static size_t
+glm_block_extra(const glm_sched *s, const glm_seq *seq, int first, uint8_t *out)
+{
+    const glm_mm_prompt *mm = seq->mm;
+    int32_t n_pos = 0, n_items = 0, last = -1, entry[4];
+    size_t len = 2 * sizeof(int32_t);
+    int j, p;
+
+    if (mm == NULL) {
+        return 0;
+    }
+    for (j = 0; j < s->block_size; j++) {
+        p = first + j;
+        if (p < mm->n_prompt) {
+            memcpy(entry + 1, mm->pos3 + 3 * p, 3 * sizeof(int32_t));
+        } else {
+            entry[1] = entry[2] = entry[3] = p + mm->rope_delta;
+        }
+        if (entry[1] != p || entry[2] != p || entry[3] != p) {
+            entry[0] = j;
+            memcpy(out + len, entry, sizeof(entry));
+            len += sizeof(entry);
+            n_pos++;
+        }
+    }
+    for (j = 0; j < s->block_size; j++) {
+        p = first + j;
+        if (p < mm->n_prompt && mm->item_of[p] >= 0 && mm->item_of[p] != last) {
+            last = mm->item_of[p];
+            memcpy(out + len, mm->item_hash + (size_t) last * GLM_MM_ITEM_HASH_SIZE,
+                   GLM_MM_ITEM_HASH_SIZE);
+            len += GLM_MM_ITEM_HASH_SIZE;
+            n_items++;
+        }
+    }
+    if (n_pos == 0 && n_items == 0) {
+        return 0;
+    }
+    memcpy(out, &n_pos, sizeof(n_pos));
+    memcpy(out + sizeof(n_pos), &n_items, sizeof(n_items));
+    return len;
+}
+
+/*
+ * The longest run of seq's leading full blocks that are cached, at most
+ * n_tokens - 1 tokens (the last must be computed for its logits), written
+ * to seq->blocks[0..k) but not taken; *n_evictable: how many of them nobody
+ * holds (taking them uses up free capacity).  Returns k.
+ */
+static int
+glm_prefix_lookup(glm_sched *s, glm_seq *seq, int *n_evictable)
+{
+    int k, max_k = (seq->n_tokens - 1) / s->block_size;
+
+    *n_evictable = 0;
+    if (max_k <= 0 || glm_seq_hash_blocks(s, seq, max_k) != 0
+        || glm_seq_reserve_blocks(seq, glm_sched_blocks_for(s, seq->n_tokens)) != 0)
+    {
+        return 0;
+    }
+    for (k = 0; k < max_k; k++) {
+        int32_t b = glm_block_pool_lookup(&s->pool, &seq->hashes[k]);
+        if (b < 0) {
+            break;
+        }
+        seq->blocks[k] = b;
+        *n_evictable += s->pool.ref[b] == 0;
+    }
+    return k;
+}
+
+/* Caches seq's blocks that are full once its first n_done tokens are
+ * computed (they are by the end of this step). */
+static void
+glm_offer_blocks(glm_sched *s, glm_seq *seq, int n_done)
+{
+    int n_full = n_done / s->block_size;
+
+    if (seq->n_offered >= n_full || !glm_seq_cacheable(s, seq)
+        || glm_seq_hash_blocks(s, seq, n_full) != 0)
+    {
+        return;
+    }
+    for (; seq->n_offered < n_full; seq->n_offered++) {
+        glm_block_pool_cache(&s->pool, seq->blocks[seq->n_offered],
+                             &seq->hashes[seq->n_offered]);
+    }
 }
 
 static void
@@ -411,16 +601,40 @@ glm_sched_step(glm_sched *s)
             budget -= chunk;
         }
     }
+    /* nothing of this step can be preempted from here on */
+    for (i = 0; i < n_step; i++) {
+        glm_offer_blocks(s, s->step_seqs[i], s->step_seqs[i]->n_cached + s->step_chunk[i]);
+    }
 
-    /* 2. admit waiting sequences in order while everything allows */
+    /* 2. admit waiting sequences in order while everything allows, each
+     * starting after the blocks of its prefix already cached */
     while (s->wait_head != NULL && s->n_running < s->max_num_seqs && budget > 0) {
         glm_seq *seq = s->wait_head;
-        int chunk = seq->n_tokens - seq->n_cached;
+        int hit = 0, n_evictable = 0, chunk, need;
 
+        if (glm_seq_cacheable(s, seq)) {
+            hit = glm_prefix_lookup(s, seq, &n_evictable);
+        }
+        chunk = seq->n_tokens - hit * s->block_size;
         chunk = chunk < budget ? chunk : budget;
-        if (glm_ensure_blocks(s, seq, seq->n_cached + chunk) != 0) {
+        need = glm_sched_blocks_for(s, hit * s->block_size + chunk) - hit;
+        if (need > glm_block_pool_n_free(&s->pool) - n_evictable) {
             break;
         }
+        for (j = 0; j < hit; j++) {
+            glm_block_pool_take(&s->pool, seq->blocks[j]);
+        }
+        seq->n_blocks = seq->n_offered = hit;
+        seq->n_cached = seq->n_prefix_hit = hit * s->block_size;
+        if (glm_ensure_blocks(s, seq, seq->n_cached + chunk) != 0) {
+            glm_release_blocks(s, seq);     /* out of memory for its table */
+            break;
+        }
+        if (glm_seq_cacheable(s, seq) && seq->n_preempted == 0) {
+            s->prefix_queries += (uint64_t) seq->n_tokens;
+            s->prefix_hits += (uint64_t) seq->n_prefix_hit;
+        }
+        glm_offer_blocks(s, seq, seq->n_cached + chunk);
         s->wait_head = seq->next_wait;
         if (s->wait_head == NULL) {
             s->wait_tail = NULL;

@@ -9,6 +9,17 @@
  * preempts the most recently admitted one: its blocks are freed and it goes
  * back to the front of the queue to be recomputed (vLLM's recompute policy).
  *
+ * With prefix caching on (glm_sched_enable_prefix_caching), a sequence being
+ * admitted first takes the longest run of its full blocks already cached
+ * (block_pool.h) and computes only the rest; at most n_tokens - 1 tokens
+ * are taken, so that the last one is computed for its logits, as vLLM does
+ * (which may recompute a whole block).  A block is offered to the cache in
+ * the step that fills it, once no sequence of that step can be preempted
+ * any more: a sequence admitted later in the same step (the other choices
+ * of an n > 1 request, the same prompt sent twice at once) finds it
+ * already, since a step stores every token's keys and values before any
+ * token attends.  Released blocks stay cached until their space is needed.
+ *
  * The scheduler knows tokens and blocks, not requests: after each step it
  * calls the owner's callback with every sampled token; the callback decides
  * whether the sequence is finished (stop tokens, stop strings, length) and
@@ -19,6 +30,7 @@
 
 #include <stdint.h>
 
+#include "block_pool.h"
 #include "model/model.h"
 #include "model/sampling.h"
 #include "model/vision.h"
@@ -68,6 +80,10 @@ struct glm_seq {
     int              n_preempted;
     int              constrained;       /* call the scheduler's mask first */
     glm_mm_prompt   *mm;                /* images/videos: positions and rows */
+    glm_block_hash  *hashes;            /* prefix caching: its full blocks' */
+    int              n_hashes, hashes_cap;
+    int              n_offered;         /* leading blocks offered to the cache */
+    int              n_prefix_hit;      /* tokens found cached at admission */
 };
 
 /* What the callback learns about a sampled token. */
@@ -91,8 +107,7 @@ typedef struct {
     glm_model       *m;
     glm_kv_pool      kv;
     int              block_size;
-    int32_t         *free_blocks;
-    int              n_free;
+    glm_block_pool   pool;
     glm_seq        **running;
     int              n_running;
     glm_seq         *wait_head, *wait_tail;
@@ -103,6 +118,10 @@ typedef struct {
     uint64_t         preemptions;
     uint64_t         steps;
     uint64_t         step_tokens;       /* tokens computed in all steps */
+    /* vllm:prefix_cache_queries / _hits: prompt tokens of new sequences
+     * looked up, and those found cached (preempted ones are not counted,
+     * as vLLM keeps them apart) */
+    uint64_t         prefix_queries, prefix_hits;
     glm_on_token     on_token;
     glm_logits_mask  mask;
     void            *cb_ctx;
@@ -114,11 +133,17 @@ typedef struct {
     int             *step_chunk;
     float           *logits, *prob, *raw;   /* raw: logits before processing */
     int32_t         *idx, *counts;
+    uint8_t         *extra;             /* one block's hash extra */
 } glm_sched;
 
 int glm_sched_init(glm_sched *s, glm_model *m, int n_blocks, int block_size,
     int max_num_seqs, int max_batched_tokens, glm_err *err);
 void glm_sched_free(glm_sched *s);
+
+/* Turns automatic prefix caching on (off after glm_sched_init).  The
+ * model's identity (model_dir's real path and its config.json) seeds the
+ * block hashes, so that they name this model's keys and values only. */
+int glm_sched_enable_prefix_caching(glm_sched *s, const char *model_dir, glm_err *err);
 
 /* A new sequence over a copy of the prompt, waiting; NULL when out of memory.
  * The sequence owns p's arrays (logit_bias, banned) from here on, even on
@@ -139,5 +164,7 @@ int glm_sched_step(glm_sched *s);
 /* Blocks needed to hold n tokens. */
 int glm_sched_blocks_for(const glm_sched *s, int n_tokens);
 int glm_sched_total_blocks(const glm_sched *s);
+/* Blocks allocation can hand out: free, or cached and held by nobody. */
+int glm_sched_free_blocks(const glm_sched *s);
 
 #endif

@@ -1339,6 +1339,8 @@ glm_serve_usage(FILE *f)
         "  --kv-blocks N                 KV cache blocks (CPU backend; default: enough for\n"
         "                                max-num-seqs full contexts, at most 4096)\n"
         "  --block-size N                tokens per KV block (default 16)\n"
+        "  --[no-]enable-prefix-caching  reuse the KV blocks of prompt prefixes already\n"
+        "                                computed (default: on)\n"
         "  --generation-config auto|vllm defaults from generation_config.json (auto) or none\n"
         "  --chat-template FILE          override the checkpoint's chat template\n"
         "  --default-chat-template-kwargs JSON\n"
@@ -1391,6 +1393,7 @@ glm_cmd_serve(int argc, char **argv)
     o->max_num_seqs = 64;
     o->max_num_batched_tokens = 2048;
     o->block_size = 16;
+    o->prefix_caching = 1;
     o->n_channels = 64;
     /* the largest request body travels whole through this ring: 64 MiB
      * holds nginx's client_max_body_size 32m of conf.d, or a fetched image
@@ -1415,6 +1418,12 @@ glm_cmd_serve(int argc, char **argv)
             glm_serve_usage(stdout);
             free(srv);
             return 0;
+        }
+        if (strcmp(a, "--enable-prefix-caching") == 0
+            || strcmp(a, "--no-enable-prefix-caching") == 0)
+        {
+            o->prefix_caching = a[2] == 'e';
+            continue;
         }
         if (val == NULL) {
             glm_serve_usage(stderr);
@@ -1588,6 +1597,11 @@ glm_cmd_serve(int argc, char **argv)
     {
         goto fail;
     }
+    if (o->prefix_caching
+        && glm_sched_enable_prefix_caching(&srv->sched, o->model_dir, &err) != 0)
+    {
+        goto fail;
+    }
     srv->sched.on_token = glm_req_on_token;
     srv->sched.mask = glm_req_mask;
     srv->sched.cb_ctx = srv;
@@ -1627,9 +1641,10 @@ glm_cmd_serve(int argc, char **argv)
     glm_config_describe(&srv->m->cfg, desc, sizeof(desc));
     fprintf(stderr, "glm-engine: %s\n", desc);
     fprintf(stderr, "glm-engine: serving '%s' on %s (%s backend, max-model-len %d,"
-            " %d KV blocks of %d, %d seqs, %d tokens per step)\n", o->names[0],
-            o->socket_path, srv->be->name, o->max_model_len, o->kv_blocks,
-            o->block_size, o->max_num_seqs, o->max_num_batched_tokens);
+            " %d KV blocks of %d, %d seqs, %d tokens per step, prefix caching %s)\n",
+            o->names[0], o->socket_path, srv->be->name, o->max_model_len, o->kv_blocks,
+            o->block_size, o->max_num_seqs, o->max_num_batched_tokens,
+            o->prefix_caching ? "on" : "off");
     glm_loop(srv);
     fprintf(stderr, "glm-engine: shutting down\n");
     rc = 0;

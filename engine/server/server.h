@@ -138,6 +138,7 @@ struct glm_media_job {
     glm_media_set     set;             /* results */
     glm_tokenizer_ids expanded;
     glm_grid         *grids;
+    uint8_t          *item_hash;       /* digest of each item (prefix caching) */
     int               rc, status;
     const char       *param;
     glm_err           err;
@@ -165,6 +166,7 @@ typedef struct {
     int            max_num_batched_tokens;
     int            kv_blocks;
     int            block_size;
+    int            prefix_caching;            /* --(no-)enable-prefix-caching */
     int            threads;
     int            n_channels;
     uint32_t       submit_size, output_size;

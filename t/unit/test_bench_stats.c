@@ -669,7 +669,7 @@ test_dataset(const char *tok_path)
 {
     glm_tokenizer *tok;
     glm_tokenizer_ids allowed = { 0 }, enc = { 0 };
-    glm_bench_dataset_cfg cfg = { 40, 64, 20, 0.5, 7 };
+    glm_bench_dataset_cfg cfg = { 40, 64, 20, 0.5, 7, 0 };
     glm_bench_prompt *p, *q;
     double due[500], gaps = 0.0;
     long mismatch, mismatch2, i, bad_len = 0, bad_out = 0, added = 0, special = 0;
@@ -733,6 +733,34 @@ test_dataset(const char *tok_path)
           "another seed, other prompts; ratio 0 fixes the output length");
     glm_bench_dataset_free(q, (size_t) cfg.num_prompts);
     glm_bench_dataset_free(p, (size_t) cfg.num_prompts);
+
+    /* --random-prefix-len: every prompt starts with the same 200 ids (up
+     * to where the decoded text meets the prompt's own part), and its own
+     * 64 differ (drawn ids re-encode longer: fitted with the prompt, the
+     * prefix would push them out) */
+    cfg.range_ratio = 0.0;
+    for (cfg.prefix_len = 0; cfg.prefix_len <= 200; cfg.prefix_len += 200) {
+        glm_tokenizer_ids first = { 0 };
+        size_t common = SIZE_MAX;
+
+        cfg.num_prompts = 8;
+        bad_len = 0;
+        q = glm_bench_dataset_random(tok, &allowed, &cfg, &mismatch2, &err);
+        for (i = 0; q != NULL && i < cfg.num_prompts; i++) {
+            enc.len = 0;
+            glm_tokenizer_encode(tok, NULL, q[i].text, q[i].text_len, i ? &enc : &first, &err);
+            bad_len += labs(q[i].prompt_len - (cfg.prefix_len + 64)) > 4;
+            for (j = 0; i > 0 && j < enc.len && j < first.len && enc.ids[j] == first.ids[j]; j++) {
+            }
+            common = i > 0 && j < common ? j : common;
+        }
+        CHECK(q != NULL && bad_len == 0 && (cfg.prefix_len ? common >= 195 && common < 232 : common < 8),
+              "prefix %ld ids: prompts of %ld ids, %zu ids in common", cfg.prefix_len,
+              cfg.prefix_len + 64, common);
+        glm_bench_dataset_free(q, q ? (size_t) cfg.num_prompts : 0);
+        glm_tokenizer_ids_free(&first);
+    }
+    cfg.prefix_len = 0;
 
     cfg.range_ratio = 1.0;
     CHECK(glm_bench_dataset_random(tok, &allowed, &cfg, &mismatch, &err) == NULL

@@ -4,7 +4,9 @@
  * scheduler, greedy, under pressure: a token budget smaller than the prompts
  * (chunked prefill mixed with decodes) and a KV pool too small for all of
  * them (admission waits, and running sequences preempt and recompute).
- * Every sequence's tokens must equal transformers' greedy continuation.
+ * Every sequence's tokens must equal transformers' greedy continuation,
+ * with prefix caching off and on (preempted sequences then come back to
+ * their own cached blocks).
  */
 #include <limits.h>
 #include <stdio.h>
@@ -58,7 +60,7 @@ get(yajl_val o, const char *k)
 }
 
 static void
-run(const char *dir, int n_blocks, int block_size, int budget, int max_seqs)
+run(const char *dir, int n_blocks, int block_size, int budget, int max_seqs, int caching)
 {
     char path[PATH_MAX], ebuf[256], *text;
     glm_backend *be = glm_backend_cpu_create(0);
@@ -84,7 +86,9 @@ run(const char *dir, int n_blocks, int block_size, int budget, int max_seqs)
     free(text);
     prompts = get(ref, "prompts");
     np = prompts->u.array.len < 16 ? prompts->u.array.len : 16;
-    if (glm_sched_init(&s, m, n_blocks, block_size, max_seqs, budget, &err) != 0) {
+    if (glm_sched_init(&s, m, n_blocks, block_size, max_seqs, budget, &err) != 0
+        || (caching && glm_sched_enable_prefix_caching(&s, dir, &err) != 0))
+    {
         CHECK(0, "sched init: %s", err.msg);
         return;
     }
@@ -123,11 +127,14 @@ run(const char *dir, int n_blocks, int block_size, int budget, int max_seqs)
         glm_seq_free(seqs[i]);
     }
     CHECK(all_ok, "%s: every sequence equals the reference", dir);
-    CHECK(s.n_free == n_blocks, "%s: all %d KV blocks free at the end (%d)", dir,
-          n_blocks, s.n_free);
+    CHECK(glm_sched_free_blocks(&s) == n_blocks, "%s: all %d KV blocks free at the end (%d)",
+          dir, n_blocks, glm_sched_free_blocks(&s));
     printf("%s: %zu sequences, %d steps, budget %d tokens, %d blocks of %d,"
-           " %llu preemptions: %s\n", dir, np, steps, budget, n_blocks, block_size,
-           (unsigned long long) s.preemptions, all_ok ? "identical to transformers" : "DIFFERENT");
+           " %llu preemptions, prefix cache %s (%llu of %llu prompt tokens found): %s\n",
+           dir, np, steps, budget, n_blocks, block_size, (unsigned long long) s.preemptions,
+           caching ? "on" : "off", (unsigned long long) s.prefix_hits,
+           (unsigned long long) s.prefix_queries,
+           all_ok ? "identical to transformers" : "DIFFERENT");
     glm_sched_free(&s);
     yajl_tree_free(ref);
     glm_model_free(m);
@@ -140,10 +147,11 @@ main(int argc, char **argv)
     const char *dir = argc > 1 ? argv[1] : "t/fixtures/glm45-tiny";
 
     /* roomy: everything admitted at once, prefill in one step each */
-    run(dir, 512, 16, 4096, 16);
+    run(dir, 512, 16, 4096, 16, 0);
     /* tight: a 9-token budget, and 100 blocks of 4 (400 tokens) where the
      * ten sequences want 870: the longest (337 + 32) fits alone */
-    run(dir, 100, 4, 9, 6);
+    run(dir, 100, 4, 9, 6, 0);
+    run(dir, 100, 4, 9, 6, 1);
     printf("scheduler: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

@@ -423,8 +423,8 @@ glm_vl_case(const char *dir, glm_model *m, glm_tokenizer *tok, glm_chat_template
     px = glm_media_pixels(&set, &n_patches);
     rows = malloc((size_t) (n_rows ? n_rows : 1) * c->hidden_size * sizeof(float));
     if (glm_vision_encode(m->vision, m->be, px, grids, set.n, rows, &err) != 0
-        || (mm = glm_mm_prompt_new(c, x.ids, (int) x.len, grids, set.n, rows, n_rows,
-                                   &err)) == NULL)
+        || (mm = glm_mm_prompt_new(c, x.ids, (int) x.len, grids, set.n, NULL, rows,
+                                   n_rows, &err)) == NULL)
     {
         printf("REF-VL %s error: %s\n", name, err.msg);
         ok = 0;
