@@ -523,6 +523,7 @@ typedef struct {
     int32_t     n_states, cap_states;
     int32_t    *tab;               /* hash: state index or -1 */
     uint32_t    cap_tab;
+    uint64_t    work;              /* NFA states visited, against GLM_DFA_MAX_WORK */
 } subset;
 
 /* the states reached from the seeds without reading, keeping only those that
@@ -544,6 +545,8 @@ closure(subset *x, const int32_t *seeds, int32_t n_seeds)
     while (sp > 0) {
         int32_t s = x->stack[--sp];
         const nfa_state *st = &a->s[s];
+
+        x->work++;
         if (!st->eps || s == x->accept) {
             x->set[x->n_set++] = s;
             if (!st->eps) {
@@ -818,6 +821,11 @@ glm_dfa_compile(const glm_rx *rx, glm_err *err)
                 continue;
             }
             closure(&x, seeds, n_seeds);
+            if (x.work > GLM_DFA_MAX_WORK) {
+                glm_errf(err, "the pattern is too complex to compile (its automaton would"
+                         " take too long to build): use fewer or smaller repetitions");
+                goto out;
+            }
             t = subset_intern(&x, err);
             if (t < 0) {
                 goto out;

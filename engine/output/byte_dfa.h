@@ -20,10 +20,12 @@
  *
  * Limits, each a refusal with a message rather than a slow request:
  * repetition counts up to GLM_RX_MAX_REPEAT, at most GLM_DFA_MAX_NFA NFA
- * states and GLM_DFA_MAX_STATES DFA states.
+ * states and GLM_DFA_MAX_STATES DFA states, and GLM_DFA_MAX_WORK NFA states
+ * visited while building (a request's pattern cannot hold an intake thread
+ * for long: about a second at worst).
  *
  * Cost: glm_dfa_next is one table read.  The table is n_states x n_classes
- * int32 (a few hundred KB at the limits), built once per request on the
+ * int32 (at most a few MB), built once per request on the
  * intake thread that parses it.
  */
 #ifndef GLM_BYTE_DFA_H
@@ -36,7 +38,8 @@
 
 #define GLM_RX_MAX_REPEAT   1000
 #define GLM_DFA_MAX_NFA     200000
-#define GLM_DFA_MAX_STATES  10000
+#define GLM_DFA_MAX_STATES  40000
+#define GLM_DFA_MAX_WORK    50000000   /* NFA states visited while building */
 
 enum {
     GLM_RX_CLASS,      /* one code point from ranges */

@@ -169,6 +169,7 @@ struct glm_tg {
     uint64_t    *bits;             /* scratch: n_words */
     tg_bstate   *stack;            /* scratch: max_len + 1 states */
     tg_bstate    tmp;
+    int32_t     *dstack;           /* scratch: automaton states, max_len + 1 */
     float       *fsave;            /* scratch for allow-lists */
     int32_t      fsave_cap;
 };
@@ -1622,6 +1623,41 @@ tg_fast(glm_tg *g, const tg_bstate *s, int cls, int64_t remaining, uint64_t *bit
     }
 }
 
+/* Inside automaton-constrained content a token's fate is the automaton's
+ * alone (bar tags, below): the same sorted walk as tg_dfs, carrying one
+ * state number per byte instead of a grammar state. */
+static void
+tg_dfa_dfs(glm_tg *g, int32_t start, uint64_t *bits)
+{
+    const glm_tg_vocab *v = g->v;
+    const glm_dfa *d = g->so->dfa;
+    int32_t *st = g->dstack, i = 0, n = v->n_sorted;
+    uint32_t have = 0;
+
+    st[0] = start;
+    while (i < n) {
+        int32_t id = v->sorted[i], next;
+        const uint8_t *b = v->blob + v->off[id];
+        uint32_t L = v->len[id], p = v->lcp[i] < have ? v->lcp[i] : have;
+
+        for (; p < L; p++) {
+            if ((next = glm_dfa_next(d, st[p], b[p])) < 0) {
+                break;
+            }
+            st[p + 1] = next;
+        }
+        if (p < L) {
+            /* every token under the dead prefix b[0..p] is skipped */
+            i = p == 0 ? v->first[b[0] + 1] : tg_prefix_end(v, i, b, p + 1);
+            have = p;
+            continue;
+        }
+        tg_set_bit(bits, id);
+        have = L;
+        i++;
+    }
+}
+
 static void
 tg_compute(glm_tg *g, const tg_bstate *s, uint64_t *bits)
 {
@@ -1630,7 +1666,18 @@ tg_compute(glm_tg *g, const tg_bstate *s, uint64_t *bits)
     int64_t remaining;
     int cls;
 
-    if (tg_fast_class(g, s, &cls, &remaining)) {
+    if (g->dstack != NULL && s->h.phase == P_STRUCT && s->h.sbody && s->h.tagpos == 0) {
+        memset(bits, 0, (size_t) v->n_words * sizeof(uint64_t));
+        tg_dfa_dfs(g, (int32_t) s->h.count, bits);
+        /* where calls may come, a token holding '<' may spell a tag: walked */
+        for (k = 0; g->tags_content && k < v->n_unsafe[CLS_TEXT]; k++) {
+            int32_t id = v->unsafe[CLS_TEXT][k];
+            tg_clear_bit(bits, id);
+            if (tg_walk(g, s, id) == 0) {
+                tg_set_bit(bits, id);
+            }
+        }
+    } else if (tg_fast_class(g, s, &cls, &remaining)) {
         tg_fast(g, s, cls, remaining, bits);
     } else {
         memset(bits, 0, (size_t) v->n_words * sizeof(uint64_t));
@@ -2102,6 +2149,7 @@ glm_tg_free(glm_tg *g)
     free(g->set_keys_raw);
     free(g->bits);
     free(g->stack);
+    free(g->dstack);
     free(g->fsave);
     free(g);
 }
@@ -2150,6 +2198,12 @@ glm_tg_new(const glm_tg_vocab *v, const glm_tools *tools, const glm_tg_opts *o, 
     g->tags_key = (uint8_t) (TAGBIT(TAG_KEY_CLOSE) | TAGBIT(TAG_CALL_CLOSE));
     g->tags_value = (uint8_t) (TAGBIT(TAG_VAL_CLOSE) | TAGBIT(TAG_CALL_CLOSE));
 
+    if (g->so != NULL && g->so->kind == GLM_SO_DFA) {
+        g->dstack = calloc((size_t) v->max_len + 2, sizeof(int32_t));
+        if (g->dstack == NULL) {
+            goto oom;
+        }
+    }
     g->bits = calloc((size_t) v->n_words, sizeof(uint64_t));
     g->stack = calloc((size_t) v->max_len + 2, sizeof(tg_bstate));
     if (g->bits == NULL || g->stack == NULL) {
