@@ -200,6 +200,12 @@ glm_out_request_parse(glm_out_request *rq, yajl_val root, yajl_val default_kwarg
         rq->tg.choice = GLM_TOOL_CHOICE_NAMED;
         rq->tg.named = idx;
     }
+    if (glm_so_parse(&rq->so, &rq->tools, root, rq->tg.choice >= GLM_TOOL_CHOICE_REQUIRED,
+                     rq->tg.choice == GLM_TOOL_CHOICE_NAMED, param, err) != 0)
+    {
+        return -1;
+    }
+    rq->tg.so = rq->so.kind != GLM_SO_NONE ? &rq->so : NULL;
     if (out_bool(root, "parallel_tool_calls", 1, param, err, &rq->tg.parallel) != 0
         || out_bool(root, "include_reasoning", 1, param, err, &rq->include_reasoning) != 0
         || out_bool(root, "glm_boxes", 0, param, err, &rq->boxes) != 0)
@@ -224,7 +230,8 @@ glm_out_request_parse(glm_out_request *rq, yajl_val root, yajl_val default_kwarg
         rq->tg.think_budget = (int) YAJL_GET_INTEGER(v);
     }
     rq->parse_tools = has_tools && rq->tg.choice != GLM_TOOL_CHOICE_NONE;
-    rq->constrain = has_tools || (rq->tg.thinking && rq->tg.think_budget >= 0);
+    rq->constrain = has_tools || (rq->tg.thinking && rq->tg.think_budget >= 0)
+                    || rq->tg.so != NULL;
     return 0;
 }
 
@@ -233,6 +240,8 @@ glm_out_request_free(glm_out_request *rq)
 {
     glm_tools_free(rq->tools);
     rq->tools = NULL;
+    glm_so_free(&rq->so);
+    rq->tg.so = NULL;
 }
 
 /* ---- output helpers ------------------------------------------------------- */

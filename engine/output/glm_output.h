@@ -70,7 +70,9 @@
 
 /* What a request asks of the output (shared by its choices). */
 typedef struct {
-    glm_tools     *tools;            /* owned; NULL when the request has none */
+    glm_tools     *tools;            /* owned; NULL when the request has none (a
+                                      * structured-output schema lives here too) */
+    glm_so         so;               /* response_format / structured_outputs */
     glm_tg_opts    tg;               /* tool_choice, parallel, thinking, budget */
     int            parse_tools;      /* calls are parsed (tools, choice != none) */
     int            include_reasoning;
@@ -79,7 +81,8 @@ typedef struct {
 } glm_out_request;
 
 /*
- * Reads tools, tool_choice, parallel_tool_calls, include_reasoning,
+ * Reads tools, tool_choice, parallel_tool_calls, response_format and
+ * structured_outputs (structured.h), include_reasoning,
  * chat_template_kwargs.enable_thinking (over default_kwargs, with Jinja's
  * truthiness, as the template sees it), thinking_token_budget and glm_boxes
  * from a chat request.  -1 with err and *param (the field) for a 400, with

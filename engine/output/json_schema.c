@@ -624,6 +624,38 @@ fail:
 
 /* ---- the validator -------------------------------------------------------- */
 
+/* One more schema (a structured-output response) into t, created when *t is
+ * NULL: it shares the nodes, so one grammar walks tools and response. */
+int
+glm_tools_add_schema(glm_tools **tp, yajl_val schema, glm_err *err)
+{
+    glm_tools *t = *tp;
+    glm_schema *root;
+    schema_ctx c;
+
+    if (t == NULL) {
+        t = calloc(1, sizeof(*t));
+        if (t == NULL || (t->any = schema_node(t)) == NULL
+            || (t->tools = calloc(1, sizeof(glm_tool))) == NULL)
+        {
+            glm_tools_free(t);
+            return glm_errf(err, "out of memory");
+        }
+        t->any->types = GLM_JT_ANY;
+        t->any->items = t->any;
+        t->any->addl = t->any;
+        *tp = t;
+    }
+    memset(&c, 0, sizeof(c));
+    c.t = t;
+    c.err = err;
+    c.root = schema;
+    root = schema_compile(&c, schema, 0);
+    free(c.memo_v);
+    free(c.memo_n);
+    return root == NULL ? -1 : root->id;
+}
+
 static int schema_check(yajl_val root, yajl_val s, yajl_val v, glm_str *path,
                         char *why, size_t n, int depth);
 

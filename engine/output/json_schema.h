@@ -84,6 +84,10 @@ typedef struct {
 glm_tools *glm_tools_parse(yajl_val tools, glm_err *err);
 void glm_tools_free(glm_tools *t);
 
+/* Compiles one more schema into *tools (made when NULL; no tool is added)
+ * and returns its root node's id, or -1 with err. */
+int glm_tools_add_schema(glm_tools **tools, yajl_val schema, glm_err *err);
+
 /* Index of the tool called name (len bytes), -1 when none. */
 int glm_tools_find(const glm_tools *t, const char *name, size_t len);
 

@@ -85,6 +85,7 @@ enum {
     P_VRAW_LIT,      /* a string value: one of the enum values */
     P_VJSON,         /* a non-string value: JSON on the frame stack */
     P_AFTER_CALL,    /* [ws] then another call or EOS */
+    P_STRUCT,        /* content under a structured-output constraint */
     P_END,           /* EOS seen */
     P_ERROR,         /* a token the grammar refused: EOS only */
 };
@@ -113,7 +114,9 @@ typedef struct {
     uint16_t  ncalls;              /* saturates at 2 */
     uint8_t   phase, ws, tagpos, tagalive;
     uint8_t   u8need, u8lo, u8hi, depth;
-    uint8_t   pad[6];
+    uint8_t   sdead;               /* P_START: the constraint refused the whitespace so far */
+    uint8_t   sbody;               /* P_STRUCT: a byte other than whitespace was written */
+    uint8_t   pad[4];
 } tg_head;
 
 _Static_assert(sizeof(tg_frame) == 24, "tg_frame must have no padding (hashed as bytes)");
@@ -150,6 +153,8 @@ typedef struct {
 struct glm_tg {
     const glm_tg_vocab *v;
     const glm_tools    *tools;
+    const glm_so       *so;        /* the content's constraint; NULL: none */
+    int          json_ws;          /* whitespace bytes in a run inside JSON */
     glm_tg_opts  o;
     int          calls;            /* calls can happen */
     int          free_text;        /* text and EOS before any call (auto, none) */
@@ -164,6 +169,7 @@ struct glm_tg {
     uint64_t    *bits;             /* scratch: n_words */
     tg_bstate   *stack;            /* scratch: max_len + 1 states */
     tg_bstate    tmp;
+    int32_t     *dstack;           /* scratch: automaton states, max_len + 1 */
     float       *fsave;            /* scratch for allow-lists */
     int32_t      fsave_cap;
 };
@@ -202,6 +208,7 @@ tg_enter(tg_head *h, int phase)
     h->phase = (uint8_t) phase;
     h->ws = h->tagpos = h->tagalive = 0;
     h->u8need = h->u8lo = h->u8hi = 0;
+    h->sdead = h->sbody = 0;
     h->depth = 0;
     h->count = 0;
     h->lo = h->hi = h->pos = 0;
@@ -384,9 +391,16 @@ tg_free_phase(int phase)
     return phase == P_START || phase == P_THINK || phase == P_POST_THINK || phase == P_CONTENT;
 }
 
+static int tg_struct_complete(const glm_tg *g, const tg_bstate *s);
+
 static int
-tg_eos_ok(const glm_tg *g, const tg_head *h)
+tg_eos_ok(const glm_tg *g, const tg_bstate *s)
 {
+    const tg_head *h = &s->h;
+
+    if (g->so != NULL && (h->phase == P_START || h->phase == P_STRUCT)) {
+        return !h->sdead && tg_struct_complete(g, s);
+    }
     if (tg_free_phase(h->phase)) {
         return g->free_text;
     }
@@ -599,7 +613,7 @@ tg_str_byte(const glm_tg *g, tg_bstate *s, tg_frame *f, unsigned b)
     const glm_schema *n = tg_node(g, f->node);
     int key = (f->sub & S_KEY) != 0, sub = f->sub & ~S_KEY, lead, counted = 0;
 
-    if (tg_tag_step(&s->h, b, g->tags_value) != 0) {
+    if (tg_tag_step(&s->h, b, s->h.phase == P_VJSON ? g->tags_value : g->tags_content) != 0) {
         return -1;
     }
     switch (sub) {
@@ -769,14 +783,14 @@ tg_json_byte(const glm_tg *g, tg_bstate *s, unsigned b)
 
         if (s->h.depth == 0) {
             /* the value is complete: whitespace until </arg_value> */
-            return tg_is_ws(b) ? tg_ws(&s->h, TG_JSON_WS) : -1;
+            return tg_is_ws(b) ? tg_ws(&s->h, g->json_ws) : -1;
         }
         f = &s->f[s->h.depth - 1];
         n = tg_node(g, f->node);
         switch (f->kind) {
         case F_VAL:
             if (tg_is_ws(b)) {
-                return tg_ws(&s->h, TG_JSON_WS);
+                return tg_ws(&s->h, g->json_ws);
             }
             s->h.ws = 0;
             r = tg_val_start(g, s, f, b);
@@ -820,7 +834,7 @@ tg_json_byte(const glm_tg *g, tg_bstate *s, unsigned b)
                 return 0;
             }
             if (tg_is_ws(b)) {
-                return tg_ws(&s->h, TG_JSON_WS);
+                return tg_ws(&s->h, g->json_ws);
             }
             s->h.ws = 0;
             switch (f->sub) {
@@ -866,7 +880,7 @@ tg_json_byte(const glm_tg *g, tg_bstate *s, unsigned b)
             }
         case F_ARR:
             if (tg_is_ws(b)) {
-                return tg_ws(&s->h, TG_JSON_WS);
+                return tg_ws(&s->h, g->json_ws);
             }
             s->h.ws = 0;
             switch (f->sub) {
@@ -1077,6 +1091,119 @@ tg_value_done(const glm_tg *g, tg_bstate *s)
     return 0;
 }
 
+/* ---- the structured-output constraint ---------------------------------------- */
+
+/* a phase that starts the content: with a constraint, P_POST_THINK is the
+ * constraint's own start (no tag may follow "</think>" but a call), and
+ * P_START also carries the constraint's state for text that opens without
+ * <think> */
+static int
+tg_begin(const glm_tg *g, tg_bstate *s, int phase)
+{
+    if (g->so != NULL && phase == P_POST_THINK) {
+        phase = P_STRUCT;
+    }
+    tg_enter(&s->h, phase);
+    if (g->so == NULL || (phase != P_START && phase != P_STRUCT)) {
+        return 0;
+    }
+    if (g->so->kind == GLM_SO_JSON) {
+        return tg_push(s, F_VAL, (uint16_t) g->so->root);
+    }
+    s->h.count = 0;                     /* the automaton's start state */
+    return 0;
+}
+
+static int
+tg_struct_complete(const glm_tg *g, const tg_bstate *s)
+{
+    const tg_frame *f;
+
+    if (g->so->kind == GLM_SO_DFA) {
+        return g->so->dfa->accept[s->h.count];
+    }
+    if (s->h.depth == 0) {
+        return 1;
+    }
+    if (s->h.depth > 1) {
+        return 0;
+    }
+    f = &s->f[0];
+    if (f->kind == F_NUM) {
+        return tg_num_complete(f);
+    }
+    return f->kind == F_LIT && tg_lit_done(&g->sets[f->key], f->lo, f->hi, f->pos, 0);
+}
+
+/* one byte of constrained content */
+static int
+tg_struct_byte(const glm_tg *g, tg_bstate *s, unsigned b)
+{
+    tg_head *h = &s->h;
+    int32_t next;
+
+    if (!tg_is_ws(b)) {
+        h->sbody = 1;
+    }
+    if (g->so->kind == GLM_SO_JSON) {
+        return tg_json_byte(g, s, b);
+    }
+    /* text the output parser would read as a tag is refused here too */
+    if (tg_tag_step(h, b, g->tags_content) != 0) {
+        return -1;
+    }
+    next = glm_dfa_next(g->so->dfa, (int32_t) h->count, b);
+    if (next < 0) {
+        return -1;
+    }
+    h->count = (uint32_t) next;
+    return 0;
+}
+
+/* The start of constrained content.  Whitespace there may still precede a
+ * tag: "<think>" in P_START (GLM writes "\n<think>"), "<tool_call>" where
+ * calls may take the content's place.  So up to TG_XML_WS bytes of it count
+ * for the XML level and are fed to the constraint too, which may refuse
+ * them (sdead: then only a tag may follow).  The first other byte starts
+ * the content proper. */
+static int
+tg_struct_lead(const glm_tg *g, tg_bstate *s, unsigned b)
+{
+    tg_head *h = &s->h;
+    int from_start = h->phase == P_START;
+
+    if (tg_is_ws(b) && h->ws < TG_XML_WS && (from_start || g->calls)) {
+        uint8_t ws = h->ws;
+        if (h->sdead || tg_struct_byte(g, s, b) != 0) {
+            h->sdead = 1;
+        }
+        h->sbody = 0;
+        h->ws = (uint8_t) (ws + 1);
+        return 0;
+    }
+    if (h->sdead) {
+        return -1;
+    }
+    h->phase = P_STRUCT;
+    if (g->so->kind == GLM_SO_DFA) {
+        h->ws = 0;
+        if (b == '<') {
+            /* content opening with a spelled "<think>" would be read as
+             * thinking: the tags watched from here on include it */
+            int32_t next = glm_dfa_next(g->so->dfa, (int32_t) h->count, b);
+            if (next < 0 || tg_tag_step(h, b, from_start ? g->tags_content_start
+                                                         : g->tags_content) != 0)
+            {
+                return -1;
+            }
+            h->count = (uint32_t) next;
+            h->sbody = 1;
+            return 0;
+        }
+    }
+    return tg_struct_byte(g, s, b);
+}
+
 /* one byte of a token's text */
 static int
 tg_byte(const glm_tg *g, tg_bstate *s, unsigned b)
@@ -1088,6 +1215,9 @@ tg_byte(const glm_tg *g, tg_bstate *s, unsigned b)
     switch (h->phase) {
     case P_START:
     case P_POST_THINK:
+        if (g->so != NULL) {
+            return tg_struct_lead(g, s, b);
+        }
         if (tg_is_ws(b)) {
             if (g->free_text && h->ws >= TG_XML_WS) {
                 /* where text may follow, more whitespace is text: so every
@@ -1162,6 +1292,8 @@ tg_byte(const glm_tg *g, tg_bstate *s, unsigned b)
         return tg_lit(S, &h->lo, &h->hi, &h->pos, b, 0);
     case P_VJSON:
         return tg_json_byte(g, s, b);
+    case P_STRUCT:
+        return h->sbody ? tg_struct_byte(g, s, b) : tg_struct_lead(g, s, b);
     default:
         return -1;
     }
@@ -1177,7 +1309,7 @@ tg_token(const glm_tg *g, tg_bstate *s, int32_t id)
 
     switch (v->kind[id]) {
     case TK_EOS:
-        if (!tg_eos_ok(g, h)) {
+        if (!tg_eos_ok(g, s)) {
             return -1;
         }
         tg_enter(h, P_END);
@@ -1211,10 +1343,12 @@ tg_token(const glm_tg *g, tg_bstate *s, int32_t id)
         if (h->phase != P_THINK) {
             return -1;
         }
-        tg_enter(h, P_POST_THINK);
-        return 0;
+        return tg_begin(g, s, P_POST_THINK);
     case TAG_CALL_OPEN:
-        if (!tg_free_phase(h->phase) && h->phase != P_AFTER_CALL) {
+        /* under a constraint a call may open the content, after whitespace */
+        if (!tg_free_phase(h->phase) && h->phase != P_AFTER_CALL
+            && !(h->phase == P_STRUCT && !h->sbody))
+        {
             return -1;
         }
         return tg_start_call(g, s);
@@ -1410,6 +1544,11 @@ tg_fast_class(const glm_tg *g, const tg_bstate *s, int *cls, int64_t *remaining)
         *remaining = (int64_t) TG_MAX_FREE_KEY - h->count;
         *cls = CLS_STR;
         return 1;
+    case P_STRUCT:
+        if (g->so->kind != GLM_SO_JSON) {
+            return 0;
+        }
+        /* fall through */
     case P_VJSON:
         if (h->depth == 0 || h->u8need) {
             return 0;
@@ -1484,6 +1623,41 @@ tg_fast(glm_tg *g, const tg_bstate *s, int cls, int64_t remaining, uint64_t *bit
     }
 }
 
+/* Inside automaton-constrained content a token's fate is the automaton's
+ * alone (bar tags, below): the same sorted walk as tg_dfs, carrying one
+ * state number per byte instead of a grammar state. */
+static void
+tg_dfa_dfs(glm_tg *g, int32_t start, uint64_t *bits)
+{
+    const glm_tg_vocab *v = g->v;
+    const glm_dfa *d = g->so->dfa;
+    int32_t *st = g->dstack, i = 0, n = v->n_sorted;
+    uint32_t have = 0;
+
+    st[0] = start;
+    while (i < n) {
+        int32_t id = v->sorted[i], next;
+        const uint8_t *b = v->blob + v->off[id];
+        uint32_t L = v->len[id], p = v->lcp[i] < have ? v->lcp[i] : have;
+
+        for (; p < L; p++) {
+            if ((next = glm_dfa_next(d, st[p], b[p])) < 0) {
+                break;
+            }
+            st[p + 1] = next;
+        }
+        if (p < L) {
+            /* every token under the dead prefix b[0..p] is skipped */
+            i = p == 0 ? v->first[b[0] + 1] : tg_prefix_end(v, i, b, p + 1);
+            have = p;
+            continue;
+        }
+        tg_set_bit(bits, id);
+        have = L;
+        i++;
+    }
+}
+
 static void
 tg_compute(glm_tg *g, const tg_bstate *s, uint64_t *bits)
 {
@@ -1492,7 +1666,18 @@ tg_compute(glm_tg *g, const tg_bstate *s, uint64_t *bits)
     int64_t remaining;
     int cls;
 
-    if (tg_fast_class(g, s, &cls, &remaining)) {
+    if (g->dstack != NULL && s->h.phase == P_STRUCT && s->h.sbody && s->h.tagpos == 0) {
+        memset(bits, 0, (size_t) v->n_words * sizeof(uint64_t));
+        tg_dfa_dfs(g, (int32_t) s->h.count, bits);
+        /* where calls may come, a token holding '<' may spell a tag: walked */
+        for (k = 0; g->tags_content && k < v->n_unsafe[CLS_TEXT]; k++) {
+            int32_t id = v->unsafe[CLS_TEXT][k];
+            tg_clear_bit(bits, id);
+            if (tg_walk(g, s, id) == 0) {
+                tg_set_bit(bits, id);
+            }
+        }
+    } else if (tg_fast_class(g, s, &cls, &remaining)) {
         tg_fast(g, s, cls, remaining, bits);
     } else {
         memset(bits, 0, (size_t) v->n_words * sizeof(uint64_t));
@@ -1804,7 +1989,7 @@ glm_tg_advance(glm_tg_state *st, int32_t token)
 int
 glm_tg_can_end(const glm_tg_state *st)
 {
-    return tg_eos_ok(st->g, &st->s.h);
+    return tg_eos_ok(st->g, &st->s);
 }
 
 void
@@ -1823,7 +2008,7 @@ glm_tg_state_new(glm_tg *g)
         return NULL;
     }
     st->g = g;
-    tg_enter(&st->s.h, g->o.thinking ? P_START : P_POST_THINK);
+    tg_begin(g, &st->s, g->o.thinking ? P_START : P_POST_THINK);
     return st;
 }
 
@@ -1964,6 +2149,7 @@ glm_tg_free(glm_tg *g)
     free(g->set_keys_raw);
     free(g->bits);
     free(g->stack);
+    free(g->dstack);
     free(g->fsave);
     free(g);
 }
@@ -1999,12 +2185,25 @@ glm_tg_new(const glm_tg_vocab *v, const glm_tools *tools, const glm_tg_opts *o, 
     g->o = *o;
     g->calls = o->choice != GLM_TOOL_CHOICE_NONE;
     g->free_text = o->choice == GLM_TOOL_CHOICE_NONE || o->choice == GLM_TOOL_CHOICE_AUTO;
+    g->json_ws = TG_JSON_WS;
+    if (o->so != NULL && o->so->kind != GLM_SO_NONE && g->free_text) {
+        /* a forced call is the whole reply: a constraint applies otherwise */
+        g->so = o->so;
+        g->free_text = 0;
+        g->json_ws = o->so->json_ws;
+    }
     g->tags_think = (uint8_t) (TAGBIT(TAG_THINK_CLOSE) | (g->calls ? TAGBIT(TAG_CALL_OPEN) : 0));
     g->tags_content = (uint8_t) (g->calls ? TAGBIT(TAG_CALL_OPEN) : 0);
     g->tags_content_start = (uint8_t) (g->tags_content | (o->thinking ? TAGBIT(TAG_THINK_OPEN) : 0));
     g->tags_key = (uint8_t) (TAGBIT(TAG_KEY_CLOSE) | TAGBIT(TAG_CALL_CLOSE));
     g->tags_value = (uint8_t) (TAGBIT(TAG_VAL_CLOSE) | TAGBIT(TAG_CALL_CLOSE));
 
+    if (g->so != NULL && g->so->kind == GLM_SO_DFA) {
+        g->dstack = calloc((size_t) v->max_len + 2, sizeof(int32_t));
+        if (g->dstack == NULL) {
+            goto oom;
+        }
+    }
     g->bits = calloc((size_t) v->n_words, sizeof(uint64_t));
     g->stack = calloc((size_t) v->max_len + 2, sizeof(tg_bstate));
     if (g->bits == NULL || g->stack == NULL) {

@@ -914,6 +914,12 @@ glm_chat(glm_server *srv, glm_req *req, yajl_val root)
             glm_req_error(req, 400, "BadRequestError", param, "%s", err.msg);
             goto out;
         }
+        if (req->out_rq.tg.so != NULL && srv->tg_vocab == NULL) {
+            glm_req_error(req, 400, "BadRequestError", "response_format", "structured outputs"
+                          " are not available: the tokenizer lacks GLM's tag tokens, which"
+                          " the constrained-decoding grammar needs");
+            goto out;
+        }
         if (req->out_rq.constrain && srv->tg_vocab != NULL) {
             req->tg = glm_tg_new(srv->tg_vocab, req->out_rq.tools, &req->out_rq.tg, &err);
             if (req->tg == NULL) {

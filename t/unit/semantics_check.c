@@ -23,6 +23,12 @@
  *       what one request pays), the same turn again (every mask cached: what
  *       other choices and repeated states pay), and the cost of computing
  *       one mask from scratch, mean and worst.
+ *   STRUCTURED_MASK_COST kind=<k> us_per_step_first_pass=<> us_compute_mean=<>
+ *             us_compute_max=<>
+ *       the same on the same vocabulary for structured outputs (thinking,
+ *       then content under the constraint): a narrow regex, a wide one
+ *       ([^\n]{1,80}: most tokens stay alive), a choice, a GBNF grammar and
+ *       a JSON schema.
  *
  * Run from the repository root; an argument overrides the number of forced
  * runs; MASK_DEBUG=1 prints each step's mask cost.  Exit status 1 when a
@@ -730,6 +736,113 @@ mask_cost(void)
     free(bits);
 }
 
+/* the mask over a turn whose content is under a structured-output constraint */
+static void
+structured_cost(const syn_vocab *v, glm_tg_vocab *voc, const char *kind, const char *request,
+                const char *content)
+{
+    char ebuf[256];
+    yajl_val root = yajl_tree_parse(request, ebuf, sizeof(ebuf));
+    glm_out_request rq;
+    const char *param;
+    glm_err err;
+    glm_tg *g = NULL;
+    glm_tg_state *st;
+    glm_str turn = { 0 };
+    glm_tokenizer_ids ids = { 0 };
+    float *logits = malloc(SYN_LOGITS * sizeof(float));
+    uint64_t *bits = malloc((SYN_LOGITS / 64 + 1) * sizeof(uint64_t));
+    double t_served = 0, t_miss = 0, worst = 0;
+    size_t i;
+    int k, refused = 0;
+
+    if (root == NULL || glm_out_request_parse(&rq, root, NULL, &param, &err) != 0
+        || (g = glm_tg_new(voc, rq.tools, &rq.tg, &err)) == NULL)
+    {
+        printf("STRUCTURED_MASK_COST kind=%s error=%s\n", kind, root ? err.msg : ebuf);
+        return;
+    }
+    st = glm_tg_state_new(g);
+    glm_str_addf(&turn, "\n<think>Thinking about it, a < b.</think>%s<|endoftext|>", content);
+    syn_encode(v, turn.data, &ids);
+    for (i = 0; i < ids.len; i++) {
+        double a, b;
+        for (k = 0; k < SYN_LOGITS; k++) {
+            logits[k] = 0.0f;
+        }
+        a = glm_now_seconds();
+        glm_tg_allowed(st, bits);
+        b = glm_now_seconds();
+        t_miss += b - a;
+        worst = b - a > worst ? b - a : worst;
+        a = glm_now_seconds();
+        glm_tg_mask(st, logits);
+        t_served += glm_now_seconds() - a;
+        if (!((bits[ids.ids[i] >> 6] >> (ids.ids[i] & 63)) & 1) || isinf(logits[ids.ids[i]])
+            || glm_tg_advance(st, ids.ids[i]) != 0)
+        {
+            refused = 1;
+            break;
+        }
+    }
+    printf("STRUCTURED_MASK_COST kind=%s steps=%zu us_per_step_first_pass=%.1f"
+           " us_compute_mean=%.1f us_compute_max=%.1f%s\n", kind, ids.len,
+           t_served * 1e6 / (double) ids.len, t_miss * 1e6 / (double) ids.len, worst * 1e6,
+           refused ? " THE TURN WAS REFUSED" : "");
+    glm_tg_state_free(st);
+    glm_tg_free(g);
+    glm_out_request_free(&rq);
+    yajl_tree_free(root);
+    glm_str_free(&turn);
+    glm_tokenizer_ids_free(&ids);
+    free(logits);
+    free(bits);
+}
+
+static void
+structured_costs(void)
+{
+    syn_vocab v;
+    glm_tg_vocab *voc;
+    glm_err err;
+    int32_t eos[3];
+    int k;
+
+    syn_build(&v);
+    eos[0] = syn_find(&v, (const uint8_t *) "<|endoftext|>", 13);
+    eos[1] = syn_find(&v, (const uint8_t *) "<|user|>", 8);
+    eos[2] = syn_find(&v, (const uint8_t *) "<|observation|>", 15);
+    voc = glm_tg_vocab_from_bytes(v.n, (const uint8_t *const *) v.bytes, v.lens, v.special,
+                                  SYN_LOGITS, eos, 3, &err);
+    if (voc == NULL) {
+        printf("STRUCTURED_MASK_COST error=%s\n", err.msg);
+        return;
+    }
+    structured_cost(&v, voc, "regex_narrow", "{\"structured_outputs\":{\"regex\":"
+                    "\"\\\\(\\\\d{3}\\\\) \\\\d{3}-\\\\d{4}\"}}", "(555) 123-4567");
+    structured_cost(&v, voc, "regex_wide", "{\"structured_outputs\":{\"regex\":"
+                    "\"[^\\\\n]{1,80}\"}}", "A free line of text, with some words in it.");
+    structured_cost(&v, voc, "choice", "{\"structured_outputs\":{\"choice\":[\"positive\","
+                    "\"negative\",\"neutral\"]}}", "negative");
+    structured_cost(&v, voc, "grammar", "{\"structured_outputs\":{\"grammar\":\"root ::= "
+                    "\\\"SELECT \\\" [a-z_]+ \\\" FROM \\\" [a-z_]+\"}}",
+                    "SELECT name FROM users");
+    structured_cost(&v, voc, "json_schema", "{\"response_format\":{\"type\":\"json_schema\","
+                    "\"json_schema\":{\"name\":\"p\",\"schema\":{\"type\":\"object\","
+                    "\"properties\":{\"name\":{\"type\":\"string\"},\"age\":{\"type\":"
+                    "\"integer\"},\"tags\":{\"type\":\"array\",\"items\":{\"type\":"
+                    "\"string\"}}},\"required\":[\"name\",\"age\",\"tags\"]}}}}",
+                    "\n{\"name\": \"Ann Smith\", \"age\": 31, \"tags\": [\"a\", \"bc\"]}");
+    glm_tg_vocab_free(voc);
+    for (k = 0; k < v.n; k++) {
+        free(v.bytes[k]);
+    }
+    free(v.bytes);
+    free(v.lens);
+    free(v.special);
+    free(v.slot);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -764,6 +877,7 @@ main(int argc, char **argv)
     yajl_tree_free(root);
 
     mask_cost();
+    structured_costs();
     glm_tokenizer_free(tok);
     return valid == n ? 0 : 1;
 }

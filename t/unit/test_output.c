@@ -1013,6 +1013,7 @@ grammar_for(glm_tools *tools, glm_tool_choice choice, int named, int thinking, i
     glm_err err;
     glm_tg *g;
 
+    memset(&o, 0, sizeof(o));
     o.choice = choice;
     o.named = named;
     o.parallel = parallel;
