@@ -16,14 +16,14 @@
 #   FLOOD_FLOOR itl_p99_sink_flooded_ms=<s> ratio=<s/q>
 # and the status counts of the flood's answers.  Ratios, never asserted.
 #
-# The flood's clients run at nice FLOOD_NICE (19): they stand for clients
-# on other machines, whose work to produce and send 14 MB is not the
-# server's; on one box they would otherwise take the cores the server is
-# measured on.  FLOOD_NICE=0 measures them as peers of the server.
+# The default flood is one client, as in the attack it measures (one
+# client's bodies must not stall the others); FLOODERS=3 floods harder.  On
+# a machine with few cores the flood's clients take cores the server is
+# measured on: FLOOD_NICE=19 makes them stand for clients on other machines.
 #   MODEL (default the tiny fixture), STREAMS (10), INPUT_LEN (64),
-#   OUTPUT_LEN (512), ENGINE_THREADS (1, as bench_overhead.sh), FLOODERS (3),
+#   OUTPUT_LEN (512), ENGINE_THREADS (1, as bench_overhead.sh), FLOODERS (1),
 #   FLOOD_MB (14), FLOOD_OP (detokenize), MAX_BODY (32m), ROUNDS (3),
-#   FLOOD_NICE (19), ENGINE_ARGS (extra glm-engine serve options)
+#   FLOOD_NICE (0), ENGINE_ARGS (extra glm-engine serve options)
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 MODEL=${MODEL:-$ROOT/t/fixtures/glm45-air-tiny}
@@ -31,12 +31,12 @@ STREAMS=${STREAMS:-10}
 IN=${INPUT_LEN:-64}
 OUT=${OUTPUT_LEN:-512}
 THREADS=${ENGINE_THREADS:-1}
-FLOODERS=${FLOODERS:-3}
+FLOODERS=${FLOODERS:-1}
 MB=${FLOOD_MB:-14}
 OP=${FLOOD_OP:-detokenize}
 MAX_BODY=${MAX_BODY:-32m}
 ROUNDS=${ROUNDS:-3}
-FLOOD_NICE=${FLOOD_NICE:-19}
+FLOOD_NICE=${FLOOD_NICE:-0}
 WORK=$(mktemp -d)
 chmod 755 "$WORK"     # nginx workers (nobody) must reach the engine socket
 PORT=$((20000 + $$ % 20000))
