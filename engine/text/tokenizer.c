@@ -28,13 +28,11 @@
  * Rust's String::from_utf8_lossy uses; the streaming detokenizer is the same
  * decoder stopped between ids, so the two agree by construction.
  */
-#define PCRE2_CODE_UNIT_WIDTH 8
-
 #include "tokenizer.h"
+#include "tok_regex.h"
 #include "util/json.h"
 
 #include <errno.h>
-#include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,18 +62,6 @@
 /* GPT-2's pattern, which ByteLevel applies itself when use_regex is true. */
 static const char tok_gpt2_pattern[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-
-/*
- * Oniguruma's \s (what HF's regexes use) is Unicode White_Space: U+0009-000D,
- * 0020, 0085, 00A0, 1680, 2000-200A, 2028, 2029, 202F, 205F, 3000.  PCRE2's
- * \s under UCP is \p{Xsp} plus \h and \v, which also takes U+180E (Mongolian
- * vowel separator, a space before Unicode 6.3).  So \s is spelled out;
- * with PCRE2's own \s, the corpus lines holding U+180E encode differently
- * from HF (t/unit/test_tokenizer.c catches it).
- */
-#define TOK_WS_ITEMS \
-    "\\x{9}-\\x{d}\\x{20}\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}" \
-    "\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}"
 
 typedef struct {
     uint64_t key;       /* (left id << 32) | right id; TOK_MERGE_EMPTY if free */
@@ -131,9 +117,8 @@ struct glm_tokenizer {
     tok_trie trie_norm;         /* added tokens with normalized=true */
 
     int n_stages;
-    pcre2_code *re[TOK_MAX_STAGES];
-    int re_jit[TOK_MAX_STAGES];
-    uint32_t ovec_pairs;
+    glm_tok_regex stage[TOK_MAX_STAGES];
+    uint32_t ovec_pairs;        /* match data size for every regex here */
 
     int16_t byte_of_cp[324];    /* byte-level alphabet: code point -> byte */
     uint16_t cp_of_byte[256];
@@ -219,8 +204,8 @@ glm_tokenizer_ids_free(glm_tokenizer_ids *v)
     v->len = v->cap = 0;
 }
 
-static int
-buf_reserve(glm_tokenizer_buf *b, size_t extra, glm_err *err)
+int
+glm_tokenizer_buf_reserve(glm_tokenizer_buf *b, size_t extra, glm_err *err)
 {
     size_t cap;
     char *p;
@@ -245,7 +230,7 @@ int
 glm_tokenizer_buf_append(glm_tokenizer_buf *b, const void *data, size_t n,
                          glm_err *err)
 {
-    if (buf_reserve(b, n, err) != 0) {
+    if (glm_tokenizer_buf_reserve(b, n, err) != 0) {
         return -1;
     }
     if (n > 0) {
@@ -636,181 +621,22 @@ merge_put(glm_tokenizer *tok, int32_t a, int32_t b, uint32_t rank, int32_t new_i
 /* ------------------------------------------------------------------------ */
 /* pre-tokenizer regexes */
 
-/*
- * Rewrites an Oniguruma pattern (what HF compiles) into PCRE2 syntax with the
- * same meaning, or refuses it.  Both are backtracking engines with the same
- * leftmost-first alternation, so most syntax carries over; the rules:
- *   \s, \S    spelled out as Oniguruma's White_Space set (TOK_WS_ITEMS);
- *             \S inside [...] has no PCRE2 spelling and is refused
- *   \uHHHH    -> \x{HHHH} (PCRE2 has no \u by default)
- *   \v        -> \x{b} (Oniguruma: vertical tab; PCRE2: a class)
- *   \d \D \w \W \h \H \b \B \R \X \K and other letter escapes: refused
- *             (class contents or meaning differ between the engines)
- *   ^ $       refused (line vs string anchors depend on Oniguruma's syntax)
- *   nested [ and && in a class (Oniguruma set operations), {,n}: refused
- * Escapes kept as they are: \p{..} \P{..} \x.. \n \r \t \f \e \a \A \z \Z
- * \G, digits, and any escaped non-alphanumeric.
- */
-static int
-regex_translate(const char *src, glm_tokenizer_buf *dst, glm_err *err)
-{
-    size_t i = 0, n = strlen(src);
-    int in_class = 0, class_start = 0;
-    char c, e;
-    char tmp[16];
-    const char *rep;
-
-    dst->len = 0;
-    while (i < n) {
-        c = src[i];
-        if (c == '\\') {
-            if (i + 1 >= n) {
-                return glm_errf(err, "pattern ends with a backslash");
-            }
-            e = src[i + 1];
-            if (e == 's') {
-                rep = in_class ? TOK_WS_ITEMS : "[" TOK_WS_ITEMS "]";
-                if (glm_tokenizer_buf_append(dst, rep, strlen(rep), err) != 0) {
-                    return -1;
-                }
-                i += 2;
-                continue;
-            }
-            if (e == 'S') {
-                if (in_class) {
-                    return glm_errf(err, "\\S inside [...] at offset %zu is not supported", i);
-                }
-                if (glm_tokenizer_buf_append(dst, "[^" TOK_WS_ITEMS "]",
-                                             strlen("[^" TOK_WS_ITEMS "]"), err) != 0)
-                {
-                    return -1;
-                }
-                i += 2;
-                continue;
-            }
-            if (e == 'u') {
-                if (i + 6 > n || strspn(src + i + 2, "0123456789abcdefABCDEF") < 4) {
-                    return glm_errf(err, "\\u at offset %zu needs 4 hex digits", i);
-                }
-                snprintf(tmp, sizeof(tmp), "\\x{%.4s}", src + i + 2);
-                if (glm_tokenizer_buf_append(dst, tmp, strlen(tmp), err) != 0) {
-                    return -1;
-                }
-                i += 6;
-                continue;
-            }
-            if (e == 'v') {
-                if (glm_tokenizer_buf_append(dst, "\\x{b}", 5, err) != 0) {
-                    return -1;
-                }
-                i += 2;
-                continue;
-            }
-            if ((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z')) {
-                if (strchr("pPxnrtfeaAzZG", e) == NULL) {
-                    return glm_errf(err, "escape \\%c at offset %zu is not supported "
-                                    "(Oniguruma and PCRE2 differ on it)", e, i);
-                }
-            }
-            if (glm_tokenizer_buf_append(dst, src + i, 2, err) != 0) {
-                return -1;
-            }
-            i += 2;
-            if ((e == 'p' || e == 'P') && i < n && src[i] == '{') {
-                /* copy the property name verbatim */
-                while (i < n && src[i] != '}') {
-                    if (glm_tokenizer_buf_append(dst, src + i, 1, err) != 0) {
-                        return -1;
-                    }
-                    i++;
-                }
-            }
-            class_start = 0;
-            continue;
-        }
-        if (in_class) {
-            if (c == '[') {
-                return glm_errf(err, "nested [ in a class at offset %zu is not supported", i);
-            }
-            if (c == '&' && i + 1 < n && src[i + 1] == '&') {
-                return glm_errf(err, "class intersection && at offset %zu is not supported",
-                                i);
-            }
-            if (c == ']' && !class_start) {
-                in_class = 0;
-            }
-            class_start = (class_start && c == '^') ? 1 : 0;
-        } else if (c == '[') {
-            in_class = 1;
-            class_start = 1;
-        } else if (c == '^' || c == '$') {
-            return glm_errf(err, "anchor %c at offset %zu is not supported", c, i);
-        } else if (c == '{' && i + 1 < n && src[i + 1] == ',') {
-            return glm_errf(err, "quantifier {,n} at offset %zu is not supported", i);
-        } else if (c == '(' && i + 2 < n && src[i + 1] == '?') {
-            /* inline options: Oniguruma's m is PCRE2's s */
-            size_t j = i + 2;
-            while (j < n && strchr("imx-", src[j]) != NULL && src[j] != '\0') {
-                if (src[j] == 'm') {
-                    return glm_errf(err, "option (?m at offset %zu is not supported", i);
-                }
-                j++;
-            }
-        }
-        if (glm_tokenizer_buf_append(dst, &c, 1, err) != 0) {
-            return -1;
-        }
-        i++;
-    }
-    if (in_class) {
-        return glm_errf(err, "unterminated [ class");
-    }
-    return glm_tokenizer_buf_append(dst, "", 1, err);    /* NUL-terminate */
-}
-
 static int
 add_stage(glm_tokenizer *tok, const char *pattern, const char *field, glm_err *err)
 {
-    glm_tokenizer_buf pat = {0};
-    pcre2_compile_context *cctx;
-    pcre2_code *re;
-    int ecode;
-    PCRE2_SIZE eoff;
-    PCRE2_UCHAR msg[256];
-    uint32_t caps = 0;
+    glm_tok_regex *rx;
 
     if (tok->n_stages == TOK_MAX_STAGES) {
         return glm_errf(err, "%s: more than %d regex splits", field, TOK_MAX_STAGES);
     }
-    if (regex_translate(pattern, &pat, err) != 0) {
-        glm_tokenizer_buf_free(&pat);
+    rx = &tok->stage[tok->n_stages];
+    if (glm_tok_regex_compile(rx, pattern, err) != 0) {
         return glm_err_prefix(err, "%s", field);
     }
-    cctx = pcre2_compile_context_create(NULL);
-    if (cctx == NULL) {
-        glm_tokenizer_buf_free(&pat);
-        return glm_errf(err, "%s: out of memory", field);
+    if (rx->ovec_pairs > tok->ovec_pairs) {
+        tok->ovec_pairs = rx->ovec_pairs;
     }
-    /* '.' excludes only \n, as in Oniguruma */
-    pcre2_set_newline(cctx, PCRE2_NEWLINE_LF);
-    re = pcre2_compile((PCRE2_SPTR) pat.data, PCRE2_ZERO_TERMINATED,
-                       PCRE2_UTF | PCRE2_UCP, &ecode, &eoff, cctx);
-    pcre2_compile_context_free(cctx);
-    if (re == NULL) {
-        pcre2_get_error_message(ecode, msg, sizeof(msg));
-        glm_errf(err, "%s: PCRE2 rejects the pattern (as rewritten: %s) at offset "
-                 "%zu: %s", field, pat.data, (size_t) eoff, (char *) msg);
-        glm_tokenizer_buf_free(&pat);
-        return -1;
-    }
-    glm_tokenizer_buf_free(&pat);
-    /* JIT where the platform has it; the interpreter gives the same matches */
-    tok->re_jit[tok->n_stages] = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;
-    pcre2_pattern_info(re, PCRE2_INFO_CAPTURECOUNT, &caps);
-    if (caps + 1 > tok->ovec_pairs) {
-        tok->ovec_pairs = caps + 1;
-    }
-    tok->re[tok->n_stages++] = re;
+    tok->n_stages++;
     return 0;
 }
 
@@ -1509,7 +1335,7 @@ glm_tokenizer_free(glm_tokenizer *tok)
     trie_free(&tok->trie_raw);
     trie_free(&tok->trie_norm);
     for (i = 0; i < tok->n_stages; i++) {
-        pcre2_code_free(tok->re[i]);
+        glm_tok_regex_free(&tok->stage[i]);
     }
     free(tok);
 }
@@ -1865,39 +1691,6 @@ bpe_piece(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, const uint8_t *s, si
 /* ------------------------------------------------------------------------ */
 /* encode */
 
-/* Next match of stage's regex in s[0..n) at or after start; 0 when none. */
-static int
-re_find(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, int stage, const uint8_t *s,
-        size_t n, size_t start, size_t *ms, size_t *me, glm_err *err)
-{
-    int rc;
-    PCRE2_SIZE *ov;
-    PCRE2_UCHAR msg[256];
-
-    if (tok->re_jit[stage]) {
-        rc = pcre2_jit_match(tok->re[stage], s, n, start, 0, ctx->md, ctx->mctx);
-        if (rc == PCRE2_ERROR_JIT_STACKLIMIT) {
-            rc = pcre2_match(tok->re[stage], s, n, start,
-                             PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, ctx->md, ctx->mctx);
-        }
-    } else {
-        rc = pcre2_match(tok->re[stage], s, n, start, PCRE2_NO_UTF_CHECK, ctx->md,
-                         ctx->mctx);
-    }
-    if (rc == PCRE2_ERROR_NOMATCH) {
-        return 0;
-    }
-    if (rc < 0) {
-        pcre2_get_error_message(rc, msg, sizeof(msg));
-        return glm_errf(err, "pre-tokenizer regex failed on a %zu-byte segment: %s", n,
-                        (char *) msg);
-    }
-    ov = pcre2_get_ovector_pointer(ctx->md);
-    *ms = ov[0];
-    *me = ov[1];
-    return 1;
-}
-
 /*
  * Split "Isolated" by stage's regex, then the next stage (or BPE) on each
  * piece.  The loop is the onig crate's find_iter, which HF uses: an empty
@@ -1908,26 +1701,20 @@ static int
 encode_stage(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, int stage,
              const uint8_t *s, size_t n, glm_tokenizer_ids *out, glm_err *err)
 {
-    size_t start = 0, prev = 0, last_match_end = SIZE_MAX, ms, me;
+    glm_tok_regex_iter it;
+    size_t prev = 0, ms, me;
     int rc;
 
     if (stage == tok->n_stages) {
         return bpe_piece(tok, ctx, s, n, out, err);
     }
-    while (start <= n) {
-        rc = re_find(tok, ctx, stage, s, n, start, &ms, &me, err);
+    glm_tok_regex_iter_init(&it);
+    while ((rc = glm_tok_regex_next(&tok->stage[stage], ctx->md, ctx->mctx, s, n, &it, &ms,
+                                    &me, err)) != 0)
+    {
         if (rc < 0) {
-            return -1;
+            return glm_err_prefix(err, "pre-tokenizer");
         }
-        if (rc == 0) {
-            break;
-        }
-        if (ms == me && last_match_end == me) {
-            start += start < n ? utf8_len(s[start]) : 1;
-            continue;
-        }
-        start = me;
-        last_match_end = me;
         if (prev < ms && encode_stage(tok, ctx, stage + 1, s + prev, ms - prev, out, err)
                          != 0)
         {
@@ -2116,7 +1903,7 @@ glm_detok_push(glm_detok *d, int32_t id, glm_tokenizer_buf *out, glm_err *err)
     n = tok->tok_len[id];
     /* worst case 6 bytes out per byte in: U+FFFD for a broken sequence, then
      * U+FFFD again for the byte that broke it */
-    if (buf_reserve(out, (size_t) n * 6 + 8, err) != 0) {
+    if (glm_tokenizer_buf_reserve(out, (size_t) n * 6 + 8, err) != 0) {
         return -1;
     }
     detok_bytes(d, tok->tok_bytes + tok->tok_off[id], n, out);

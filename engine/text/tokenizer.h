@@ -61,6 +61,8 @@ void glm_tokenizer_ids_free(glm_tokenizer_ids *v);
 /* Appends n bytes; -1 (err filled) when out of memory. */
 int glm_tokenizer_buf_append(glm_tokenizer_buf *b, const void *data, size_t n,
                              glm_err *err);
+/* Makes room for extra more bytes; -1 (err filled) when out of memory. */
+int glm_tokenizer_buf_reserve(glm_tokenizer_buf *b, size_t extra, glm_err *err);
 void glm_tokenizer_buf_free(glm_tokenizer_buf *b);
 
 
