@@ -8,9 +8,13 @@
  *   - the vocab keyed by its tokenizer.json string (merges and token_id()
  *     look tokens up that way), and, for ignore_merges, by decoded bytes;
  *   - merges as an open-addressing table (left id, right id) -> (rank, id);
- *   - a byte trie per added-token set (normalized=false, normalized=true);
+ *   - a byte trie per added-token set (normalized=false, and normalized=true
+ *     keyed by the normalized content);
+ *   - the normalizer (tok_normalizer.c), run on each stretch of text between
+ *     the normalized=false added tokens; with a quick check that makes it
+ *     one scan and no copy when it would change nothing (ASCII under NFC);
  *   - the pre-tokenizer regexes, rewritten from Oniguruma to PCRE2 syntax
- *     and JIT-compiled.
+ *     and JIT-compiled (tok_regex.c).
  * BPE works on raw bytes: the byte-level alphabet is a bijection, so mapping
  * every vocab key back to bytes once at load lets encode skip the byte ->
  * unicode step entirely.  A piece of n bytes starts as n single-byte tokens.
@@ -29,6 +33,7 @@
  * decoder stopped between ids, so the two agree by construction.
  */
 #include "tokenizer.h"
+#include "tok_normalizer.h"
 #include "tok_regex.h"
 #include "util/json.h"
 
@@ -104,7 +109,15 @@ struct glm_tokenizer {
     size_t tok_bytes_len, tok_bytes_cap;
 
     int32_t byte_id[256];       /* the single-byte tokens */
+    /* what each byte starts BPE as: its token, or with byte_fallback the
+     * <0xXX> tokens standing in for a missing one (0 to 2 of them) */
+    int32_t byte_ids[256][2];
+    uint8_t byte_n[256];
+    int byte_exact;             /* every byte is its own one token */
     int ignore_merges;
+    int byte_fallback;
+
+    glm_tok_normalizer *normalizer;     /* NULL: none */
 
     tok_merge *merges;
     size_t merge_mask;
@@ -152,6 +165,8 @@ struct glm_tokenizer_ctx {
     tok_heap_item *heap;
     size_t scratch_cap;
 
+    glm_tok_norm_scratch norm;
+
     tok_cache_slot *cache;      /* NULL: no cache */
     size_t cache_entries;
     uint8_t *cache_keys;
@@ -159,6 +174,14 @@ struct glm_tokenizer_ctx {
     int32_t *cache_ids;
     size_t cache_ids_len;
 };
+
+
+static int added_patterns(glm_tokenizer *tok, yajl_val added, glm_tokenizer_buf *pat,
+                          size_t *total_raw, size_t *total_norm, glm_err *err);
+static int add_added(glm_tokenizer *tok, yajl_val added, const glm_tokenizer_buf *pat,
+                     glm_err *err);
+static int next_level(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, int level,
+                      const uint8_t *s, size_t n, glm_tokenizer_ids *out, glm_err *err);
 
 
 /* ------------------------------------------------------------------------ */
@@ -779,9 +802,6 @@ check_model_options(yajl_val model, glm_err *err)
     if (b < 0) {
         return -1;
     }
-    if (b) {
-        return glm_errf(err, "model.byte_fallback: must be false (not implemented)");
-    }
     v = glm_json_get(model, "vocab");
     if (!YAJL_IS_OBJECT(v)) {
         return glm_errf(err, "model.vocab: missing or not an object");
@@ -819,7 +839,8 @@ load_vocab(glm_tokenizer *tok, yajl_val model, yajl_val added, glm_err *err)
     const char *key;
     uint32_t off, len;
     int byte_level, b;
-    char one[4];
+    size_t j;
+    char one[4], hex[8];
 
     for (i = 0; i < n; i++) {
         if (get_id(vocab->u.object.values[i], "model.vocab", i, &id, err) != 0) {
@@ -892,9 +913,38 @@ load_vocab(glm_tokenizer *tok, yajl_val model, yajl_val added, glm_err *err)
             k = 2;
         }
         tok->byte_id[b] = strmap_find(&tok->vocab, one, k);
-        if (tok->byte_id[b] < 0) {
-            return glm_errf(err, "model.vocab: no token \"%.*s\" for byte 0x%02x "
-                            "(a byte-level BPE needs all 256)", (int) k, one, b);
+        tok->byte_ids[b][0] = tok->byte_id[b];
+        tok->byte_n[b] = 1;
+        if (tok->byte_id[b] >= 0) {
+            continue;
+        }
+        if (!tok->byte_fallback) {
+            return glm_errf(err, "model.vocab: no token \"%.*s\" for byte 0x%02x (a "
+                            "byte-level BPE without byte_fallback needs all 256)",
+                            (int) k, one, b);
+        }
+        /*
+         * HF's byte fallback: a character missing from the vocab becomes the
+         * <0xXX> tokens of its UTF-8 bytes.  The character is the byte-level
+         * one, so byte 0x0a ("Ċ", U+010A) falls back to <0xC4> <0x8A>.  When
+         * one of them is missing too, HF drops the character (or emits the
+         * unk token, which is not implemented here).
+         */
+        tok->byte_exact = 0;
+        tok->byte_n[b] = 0;
+        for (j = 0; j < k; j++) {
+            snprintf(hex, sizeof(hex), "<0x%02X>", (unsigned) (uint8_t) one[j]);
+            tok->byte_ids[b][j] = strmap_find(&tok->vocab, hex, strlen(hex));
+            if (tok->byte_ids[b][j] < 0) {
+                break;
+            }
+        }
+        if (j == k) {
+            tok->byte_n[b] = (uint8_t) k;
+        } else if (!is_none(glm_json_get(model, "unk_token"))) {
+            return glm_errf(err, "model.unk_token: byte 0x%02x has neither \"%.*s\" nor "
+                            "byte-fallback tokens, so HF would emit the unk token: not "
+                            "implemented", b, (int) k, one);
         }
     }
     return 0;
@@ -1002,13 +1052,9 @@ load_merges(glm_tokenizer *tok, yajl_val model, glm_err *err)
 static int
 load_added(glm_tokenizer *tok, yajl_val added, glm_err *err)
 {
-    size_t n, i, len, total_raw = 0, total_norm = 0;
-    yajl_val t, content;
-    int32_t id, want, next_id, old, in_vocab;
-    int special, normalized, f;
-    uint32_t off, blen;
-    int byte_level;
-    static const char *const refused[] = { "lstrip", "rstrip", "single_word" };
+    size_t n, i, total_raw = 0, total_norm = 0;
+    glm_tokenizer_buf *pat;
+    int rc;
 
     if (is_none(added)) {
         return strmap_init(&tok->added, 0, err);
@@ -1020,27 +1066,100 @@ load_added(glm_tokenizer *tok, yajl_val added, glm_err *err)
     if (strmap_init(&tok->added, n, err) != 0) {
         return -1;
     }
+    /* what each token is looked for as: normalized ones through the
+     * normalizer, as HF's AddedVocabulary builds its normalized trie */
+    pat = calloc(n + 1, sizeof(*pat));
+    if (pat == NULL) {
+        return glm_errf(err, "out of memory for %zu added tokens", n);
+    }
+    rc = added_patterns(tok, added, pat, &total_raw, &total_norm, err);
+    if (rc == 0) {
+        rc = trie_init(&tok->trie_raw, total_raw, err);
+    }
+    if (rc == 0) {
+        rc = trie_init(&tok->trie_norm, total_norm, err);
+    }
+    if (rc == 0) {
+        rc = add_added(tok, added, pat, err);
+    }
     for (i = 0; i < n; i++) {
+        glm_tokenizer_buf_free(&pat[i]);
+    }
+    free(pat);
+    return rc;
+}
+
+/* pat[i] = added token i's content, normalized when it is a normalized one;
+ * totals of their lengths per trie. */
+static int
+added_patterns(glm_tokenizer *tok, yajl_val added, glm_tokenizer_buf *pat,
+               size_t *total_raw, size_t *total_norm, glm_err *err)
+{
+    glm_tok_norm_scratch sc;
+    pcre2_match_data *md = NULL;
+    yajl_val t, content;
+    const uint8_t *p;
+    size_t i, len;
+    int normalized, rc = 0;
+
+    memset(&sc, 0, sizeof(sc));
+    if (tok->normalizer != NULL && tok->ovec_pairs > 0) {
+        md = pcre2_match_data_create(tok->ovec_pairs, NULL);
+        if (md == NULL) {
+            return glm_errf(err, "out of memory for regex match data");
+        }
+        sc.md = md;
+    }
+    for (i = 0; i < added->u.array.len && rc == 0; i++) {
         t = added->u.array.values[i];
         content = glm_json_get(t, "content");
         if (!YAJL_IS_STRING(content)) {
-            return glm_errf(err, "added_tokens[%zu].content: missing or not a string", i);
+            rc = glm_errf(err, "added_tokens[%zu].content: missing or not a string", i);
+            break;
         }
         normalized = get_bool(t, "normalized", 0, "added_tokens[]", err);
         if (normalized < 0) {
-            return -1;
+            rc = -1;
+            break;
         }
-        if (normalized) {
-            total_norm += strlen(content->u.string);
-        } else {
-            total_raw += strlen(content->u.string);
+        p = (const uint8_t *) content->u.string;
+        len = strlen(content->u.string);
+        if (normalized && tok->normalizer != NULL && len > 0) {
+            if (utf8_invalid_at(p, len) < len) {
+                rc = glm_errf(err, "added_tokens[%zu].content: not valid UTF-8", i);
+                break;
+            }
+            if (glm_tok_normalize(tok->normalizer, &sc, p, len, &p, &len, err) != 0) {
+                rc = glm_err_prefix(err, "added_tokens[%zu]", i);
+                break;
+            }
+            if (len == 0) {
+                rc = glm_errf(err, "added_tokens[%zu]: \"%s\" normalizes to nothing; "
+                              "a normalized added token must keep some text", i,
+                              content->u.string);
+                break;
+            }
         }
+        rc = glm_tokenizer_buf_append(&pat[i], p, len, err);
+        *(normalized ? total_norm : total_raw) += len;
     }
-    if (trie_init(&tok->trie_raw, total_raw, err) != 0
-        || trie_init(&tok->trie_norm, total_norm, err) != 0)
-    {
-        return -1;
-    }
+    glm_tok_norm_scratch_free(&sc);
+    pcre2_match_data_free(md);
+    return rc;
+}
+
+static int
+add_added(glm_tokenizer *tok, yajl_val added, const glm_tokenizer_buf *pat, glm_err *err)
+{
+    size_t n = added->u.array.len, i, len, plen;
+    yajl_val t, content;
+    int32_t id, want, next_id, old, in_vocab, dup = -1;
+    int special, normalized, f;
+    uint32_t off, blen;
+    int byte_level;
+    tok_trie *trie;
+    static const char *const refused[] = { "lstrip", "rstrip", "single_word" };
+
     next_id = (int32_t) tok->vocab.n;
     for (i = 0; i < n; i++) {
         t = added->u.array.values[i];
@@ -1097,8 +1216,14 @@ load_added(glm_tokenizer *tok, yajl_val added, glm_err *err)
         }
         tok->tok_flags[id] |= TOK_FLAG_PRESENT | TOK_FLAG_ADDED
                               | (special ? TOK_FLAG_SPECIAL : 0);
-        trie_add(normalized ? &tok->trie_norm : &tok->trie_raw,
-                 (const uint8_t *) content->u.string, len, id);
+        trie = normalized ? &tok->trie_norm : &tok->trie_raw;
+        plen = pat[i].len;
+        if (trie_longest(trie, (const uint8_t *) pat[i].data, plen, &dup) == plen) {
+            return glm_errf(err, "added_tokens[%zu]: \"%s\" is looked for as \"%.*s\", "
+                            "as another added token (id %d) already is", i,
+                            content->u.string, (int) plen, pat[i].data, (int) dup);
+        }
+        trie_add(trie, (const uint8_t *) pat[i].data, plen, id);
     }
     return 0;
 }
@@ -1238,14 +1363,12 @@ static int
 load_json(glm_tokenizer *tok, yajl_val root, glm_err *err)
 {
     yajl_val model = glm_json_get(root, "model"), added = glm_json_get(root, "added_tokens");
+    yajl_val nz;
     const char *type;
-    int im;
+    int im, bf;
 
     if (!YAJL_IS_OBJECT(root)) {
         return glm_errf(err, "not a JSON object");
-    }
-    if (!is_none(glm_json_get(root, "normalizer"))) {
-        return glm_errf(err, "normalizer: must be null (normalizers are not implemented)");
     }
     if (!is_none(glm_json_get(root, "truncation"))) {
         return glm_errf(err, "truncation: must be null (not implemented)");
@@ -1264,10 +1387,20 @@ load_json(glm_tokenizer *tok, yajl_val root, glm_err *err)
         return -1;
     }
     im = get_bool(model, "ignore_merges", 0, "model", err);
-    if (im < 0) {
+    bf = get_bool(model, "byte_fallback", 0, "model", err);
+    if (im < 0 || bf < 0) {
         return -1;
     }
     tok->ignore_merges = im;
+    tok->byte_fallback = bf;
+    nz = glm_json_get(root, "normalizer");
+    if (!is_none(nz)) {
+        tok->normalizer = glm_tok_normalizer_load(nz, err);
+        if (tok->normalizer == NULL) {
+            return -1;
+        }
+        tok->ovec_pairs = glm_tok_normalizer_ovec_pairs(tok->normalizer);
+    }
     if (load_vocab(tok, model, added, err) != 0
         || load_merges(tok, model, err) != 0
         || load_added(tok, added, err) != 0
@@ -1306,6 +1439,7 @@ glm_tokenizer_load(const char *path, glm_err *err)
         return NULL;
     }
     init_byte_alphabet(tok);
+    tok->byte_exact = 1;
     rc = load_json(tok, root, err);
     yajl_tree_free(root);
     if (rc != 0) {
@@ -1334,6 +1468,7 @@ glm_tokenizer_free(glm_tokenizer *tok)
     strmap_free(&tok->added);
     trie_free(&tok->trie_raw);
     trie_free(&tok->trie_norm);
+    glm_tok_normalizer_free(tok->normalizer);
     for (i = 0; i < tok->n_stages; i++) {
         glm_tok_regex_free(&tok->stage[i]);
     }
@@ -1354,7 +1489,7 @@ ctx_create(const glm_tokenizer *tok, int with_cache, glm_err *err)
         return NULL;
     }
     ctx->tok = tok;
-    if (tok->n_stages > 0) {
+    if (tok->ovec_pairs > 0) {
         ctx->md = pcre2_match_data_create(tok->ovec_pairs, NULL);
         ctx->mctx = pcre2_match_context_create(NULL);
         /* PCRE2's default JIT stack is 32 KB of machine stack; a long-lived
@@ -1371,6 +1506,8 @@ ctx_create(const glm_tokenizer *tok, int with_cache, glm_err *err)
         if (ctx->jit_stack != NULL) {
             pcre2_jit_stack_assign(ctx->mctx, NULL, ctx->jit_stack);
         }
+        ctx->norm.md = ctx->md;
+        ctx->norm.mctx = ctx->mctx;
     }
     if (with_cache) {
         ctx->cache = calloc(TOK_CACHE_SLOTS, sizeof(*ctx->cache));
@@ -1400,6 +1537,7 @@ glm_tokenizer_ctx_free(glm_tokenizer_ctx *ctx)
     pcre2_match_data_free(ctx->md);
     pcre2_match_context_free(ctx->mctx);
     pcre2_jit_stack_free(ctx->jit_stack);
+    glm_tok_norm_scratch_free(&ctx->norm);
     free(ctx->sym);
     free(ctx->heap);
     free(ctx->cache);
@@ -1439,10 +1577,11 @@ scratch_reserve(glm_tokenizer_ctx *ctx, size_t n, glm_err *err)
 /* ------------------------------------------------------------------------ */
 /* BPE */
 
-/* Small pieces: ids[] and the rank of each adjacent pair in arrays; merge
- * the leftmost lowest-ranked pair until none is left.  Returns the count. */
+/* Small pieces: ids[] (the n starting symbols) and the rank of each
+ * adjacent pair in arrays; merge the leftmost lowest-ranked pair until none
+ * is left.  Returns the count. */
 static size_t
-bpe_small(const glm_tokenizer *tok, const uint8_t *s, size_t n, int32_t *ids)
+bpe_small(const glm_tokenizer *tok, int32_t *ids, size_t n)
 {
     uint32_t rank[TOK_SMALL_PIECE];
     int32_t nid[TOK_SMALL_PIECE];
@@ -1450,9 +1589,6 @@ bpe_small(const glm_tokenizer *tok, const uint8_t *s, size_t n, int32_t *ids)
     size_t i, best;
     uint32_t best_rank;
 
-    for (i = 0; i < n; i++) {
-        ids[i] = tok->byte_id[s[i]];
-    }
     for (i = 0; i + 1 < n; i++) {
         m = merge_find(tok, ids[i], ids[i + 1]);
         rank[i] = m ? m->rank : UINT32_MAX;
@@ -1548,8 +1684,8 @@ heap_push_pair(const glm_tokenizer *tok, tok_heap_item *h, size_t *n, const tok_
  * 2n entries: each merge removes a symbol and pushes at most two.
  */
 static int
-bpe_long(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, const uint8_t *s, size_t n,
-         int32_t *ids, size_t *count, glm_err *err)
+bpe_long(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, int32_t *ids, size_t n,
+         size_t *count, glm_err *err)
 {
     tok_sym *sym;
     tok_heap_item *heap, it;
@@ -1564,7 +1700,7 @@ bpe_long(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, const uint8_t *s, siz
     sym = ctx->sym;
     heap = ctx->heap;
     for (i = 0; i < n; i++) {
-        sym[i].id = tok->byte_id[s[i]];
+        sym[i].id = ids[i];
         sym[i].prev = (int32_t) i - 1;
         sym[i].next = i + 1 < n ? (int32_t) i + 1 : -1;
         sym[i].len = 1;
@@ -1615,17 +1751,41 @@ cache_clear(glm_tokenizer_ctx *ctx)
     ctx->cache_ids_len = 0;
 }
 
+/* The symbols BPE starts from for the bytes s[0..n): one token per byte, or
+ * with byte fallback what stands in for each; returns how many (<= 2n). */
+static size_t
+start_symbols(const glm_tokenizer *tok, const uint8_t *s, size_t n, int32_t *ids)
+{
+    size_t i, m = 0;
+
+    if (tok->byte_exact) {
+        for (i = 0; i < n; i++) {
+            ids[i] = tok->byte_id[s[i]];
+        }
+        return n;
+    }
+    for (i = 0; i < n; i++) {
+        if (tok->byte_n[s[i]] > 0) {
+            ids[m++] = tok->byte_ids[s[i]][0];
+        }
+        if (tok->byte_n[s[i]] > 1) {
+            ids[m++] = tok->byte_ids[s[i]][1];
+        }
+    }
+    return m;
+}
+
 /* One pre-tokenized piece (n >= 1 bytes) -> ids appended to out. */
 static int
 bpe_piece(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, const uint8_t *s, size_t n,
           glm_tokenizer_ids *out, glm_err *err)
 {
     uint32_t h = 0;
-    size_t i = 0, count;
+    size_t i = 0, count, m;
     tok_cache_slot *slot = NULL;
     int32_t id, *dst;
 
-    if (n == 1) {
+    if (n == 1 && tok->byte_exact) {
         return glm_tokenizer_ids_push(out, tok->byte_id[s[0]], err);
     }
     if (tok->ignore_merges) {
@@ -1653,13 +1813,14 @@ bpe_piece(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, const uint8_t *s, si
             }
         }
     }
-    if (ids_reserve(out, n, err) != 0) {
+    if (ids_reserve(out, 2 * n, err) != 0) {
         return -1;
     }
     dst = out->ids + out->len;
-    if (n <= TOK_SMALL_PIECE) {
-        count = bpe_small(tok, s, n, dst);
-    } else if (bpe_long(tok, ctx, s, n, dst, &count, err) != 0) {
+    m = start_symbols(tok, s, n, dst);
+    if (m <= TOK_SMALL_PIECE) {
+        count = bpe_small(tok, dst, m);
+    } else if (bpe_long(tok, ctx, dst, m, &count, err) != 0) {
         return -1;
     }
     out->len += count;
@@ -1732,8 +1893,7 @@ encode_stage(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, int stage,
 }
 
 /* Cuts the tokens of one added-token set out of s (leftmost, then longest,
- * like aho-corasick's LeftmostLongest); the gaps go to the next set, then to
- * the pre-tokenizer. */
+ * like aho-corasick's LeftmostLongest); the gaps go on to next_level. */
 static int
 encode_added(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, int level,
              const uint8_t *s, size_t n, glm_tokenizer_ids *out, glm_err *err)
@@ -1742,11 +1902,8 @@ encode_added(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, int level,
     size_t i = 0, gap = 0, mlen;
     int32_t id = -1;
 
-    if (level == 2) {
-        return encode_stage(tok, ctx, 0, s, n, out, err);
-    }
     if (t->n_tokens == 0) {
-        return encode_added(tok, ctx, level + 1, s, n, out, err);
+        return next_level(tok, ctx, level, s, n, out, err);
     }
     while (i < n) {
         if ((t->first[s[i] >> 3] & (1u << (s[i] & 7))) == 0) {
@@ -1758,7 +1915,7 @@ encode_added(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, int level,
             i++;
             continue;
         }
-        if (gap < i && encode_added(tok, ctx, level + 1, s + gap, i - gap, out, err) != 0) {
+        if (gap < i && next_level(tok, ctx, level, s + gap, i - gap, out, err) != 0) {
             return -1;
         }
         if (glm_tokenizer_ids_push(out, id, err) != 0) {
@@ -1768,9 +1925,35 @@ encode_added(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, int level,
         gap = i;
     }
     if (gap < n) {
-        return encode_added(tok, ctx, level + 1, s + gap, n - gap, out, err);
+        return next_level(tok, ctx, level, s + gap, n - gap, out, err);
     }
     return 0;
+}
+
+/*
+ * HF's order (AddedVocabulary::extract_and_normalize): the raw text loses its
+ * normalized=false added tokens (level 0); each stretch between them is
+ * normalized on its own (so Prepend and Strip act on every stretch), loses
+ * its normalized=true added tokens (level 1), and what is left goes to the
+ * pre-tokenizer and BPE.
+ */
+static int
+next_level(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, int level,
+           const uint8_t *s, size_t n, glm_tokenizer_ids *out, glm_err *err)
+{
+    const uint8_t *t;
+    size_t tn;
+
+    if (level == 1) {
+        return encode_stage(tok, ctx, 0, s, n, out, err);
+    }
+    if (tok->normalizer == NULL) {
+        return encode_added(tok, ctx, 1, s, n, out, err);
+    }
+    if (glm_tok_normalize(tok->normalizer, &ctx->norm, s, n, &t, &tn, err) != 0) {
+        return -1;
+    }
+    return tn > 0 ? encode_added(tok, ctx, 1, t, tn, out, err) : 0;
 }
 
 int
@@ -1800,10 +1983,42 @@ glm_tokenizer_encode(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, const cha
         }
         ctx = own;
     }
-    /* room for one id per byte up front: BPE never makes more */
+    /* room for one id per byte up front: BPE never makes more (byte
+     * fallback may, and bpe_piece reserves for it) */
     rc = ids_reserve(out, len, err);
     if (rc == 0) {
         rc = encode_added(tok, ctx, 0, s, len, out, err);
+    }
+    glm_tokenizer_ctx_free(own);
+    return rc;
+}
+
+
+int
+glm_tokenizer_normalize(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, const char *text,
+                        size_t len, glm_tokenizer_buf *out, glm_err *err)
+{
+    const uint8_t *s = (const uint8_t *) text, *t = s;
+    glm_tokenizer_ctx *own = NULL;
+    size_t bad, tn = len;
+    int rc = 0;
+
+    bad = utf8_invalid_at(s, len);
+    if (bad < len) {
+        return glm_errf(err, "text is not valid UTF-8 (bad byte 0x%02x at offset %zu)",
+                        s[bad], bad);
+    }
+    if (ctx != NULL && ctx->tok != tok) {
+        return glm_errf(err, "tokenizer context belongs to another tokenizer");
+    }
+    if (tok->normalizer != NULL) {
+        if (ctx == NULL && (ctx = own = ctx_create(tok, 0, err)) == NULL) {
+            return -1;
+        }
+        rc = glm_tok_normalize(tok->normalizer, &ctx->norm, s, len, &t, &tn, err);
+    }
+    if (rc == 0) {
+        rc = glm_tokenizer_buf_append(out, t, tn, err);
     }
     glm_tokenizer_ctx_free(own);
     return rc;
