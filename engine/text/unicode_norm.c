@@ -50,8 +50,8 @@ static const uint8_t uni_form_bit[4] = {
     GLM_UNI_NFC_OK, GLM_UNI_NFD_OK, GLM_UNI_NFKC_OK, GLM_UNI_NFKD_OK,
 };
 
-static size_t next_not_ok(uint8_t bit, const uint8_t *s, size_t n, size_t i);
-static size_t next_ok(uint8_t bit, const uint8_t *s, size_t n, size_t i);
+static size_t next_not_ok(glm_uni_form form, const uint8_t *s, size_t n, size_t i);
+static size_t next_ok(glm_uni_form form, const uint8_t *s, size_t n, size_t i);
 static int scratch_reserve(glm_uni_scratch *sc, size_t need, glm_err *err);
 static int decompose(glm_uni_form form, const uint8_t *s, size_t n, glm_uni_scratch *sc,
                      size_t *count, glm_err *err);
@@ -95,10 +95,26 @@ scratch_reserve(glm_uni_scratch *sc, size_t need, glm_err *err)
 /* ------------------------------------------------------------------------ */
 /* quick check */
 
-/* First offset >= i whose code point lacks bit (ASCII always has it). */
-static size_t
-next_not_ok(uint8_t bit, const uint8_t *s, size_t n, size_t i)
+/* 1 when the 64-code-point BMP block that the 2- or 3-byte sequence at s
+ * lies in passes check (a row of glm_uni_bmp_ok) as a whole; the block
+ * number is read off the first two bytes without decoding. */
+static inline int
+block_ok(const uint8_t *check, const uint8_t *s)
 {
+    uint32_t blk = s[0] < 0xe0 ? (uint32_t) (s[0] & 0x1f)
+                               : ((uint32_t) (s[0] & 0x0f) << 6) | (s[1] & 0x3f);
+
+    return (check[blk >> 3] >> (blk & 7)) & 1;
+}
+
+/* First offset >= i whose code point lacks the form's quick-check bit
+ * (ASCII always has it), or n.  Whole blocks that pass (CJK, Hangul
+ * syllables under NFC, most of Latin, Greek, Cyrillic) cost no decoding. */
+static size_t
+next_not_ok(glm_uni_form form, const uint8_t *s, size_t n, size_t i)
+{
+    const uint8_t *check = glm_uni_bmp_ok[form];
+    uint8_t bit = uni_form_bit[form];
     uint64_t w;
     size_t k;
 
@@ -114,6 +130,10 @@ next_not_ok(uint8_t bit, const uint8_t *s, size_t n, size_t i)
             i++;
             continue;
         }
+        if (s[i] < 0xf0 && block_ok(check, s + i)) {
+            i += s[i] < 0xe0 ? 2 : 3;
+            continue;
+        }
         if ((glm_uni_get(glm_utf8_decode(s + i, n - i, &k))->flags & bit) == 0) {
             return i;
         }
@@ -124,8 +144,9 @@ next_not_ok(uint8_t bit, const uint8_t *s, size_t n, size_t i)
 
 /* First offset >= i whose code point has bit, or n. */
 static size_t
-next_ok(uint8_t bit, const uint8_t *s, size_t n, size_t i)
+next_ok(glm_uni_form form, const uint8_t *s, size_t n, size_t i)
 {
+    uint8_t bit = uni_form_bit[form];
     size_t k;
 
     while (i < n) {
@@ -142,7 +163,7 @@ next_ok(uint8_t bit, const uint8_t *s, size_t n, size_t i)
 size_t
 glm_uni_quick_check(glm_uni_form form, const uint8_t *s, size_t n)
 {
-    return next_not_ok(uni_form_bit[form], s, n, 0);
+    return next_not_ok(form, s, n, 0);
 }
 
 
@@ -338,11 +359,10 @@ int
 glm_uni_normalize(glm_uni_form form, const uint8_t *s, size_t n, glm_uni_scratch *sc,
                   glm_tokenizer_buf *out, glm_err *err)
 {
-    uint8_t bit = uni_form_bit[form];
     size_t done = 0, i = 0, j, b, k;
 
     for (;;) {
-        j = next_not_ok(bit, s, n, i);
+        j = next_not_ok(form, s, n, i);
         if (j == n) {
             break;
         }
@@ -354,7 +374,7 @@ glm_uni_normalize(glm_uni_form form, const uint8_t *s, size_t n, glm_uni_scratch
                 b--;
             } while ((s[b] & 0xc0) == 0x80);
         }
-        k = next_ok(bit, s, n, j);
+        k = next_ok(form, s, n, j);
         if (glm_tokenizer_buf_append(out, s + done, b - done, err) != 0
             || normalize_stretch(form, s + b, k - b, sc, out, err) != 0)
         {
@@ -382,6 +402,10 @@ glm_uni_lower_check(const uint8_t *s, size_t n)
                 return i;
             }
             i++;
+            continue;
+        }
+        if (s[i] < 0xf0 && block_ok(glm_uni_bmp_ok[4], s + i)) {
+            i += s[i] < 0xe0 ? 2 : 3;
             continue;
         }
         cp = glm_utf8_decode(s + i, n - i, &k);

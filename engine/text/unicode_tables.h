@@ -48,6 +48,9 @@ extern const uint32_t glm_uni_decomp[];
 extern const glm_uni_pair glm_uni_pairs[];
 extern const size_t glm_uni_n_pairs;
 extern const uint32_t glm_uni_white_space[][2];
+/* [form][block / 8] bit block % 8: the BMP's 64-code-point block passes the
+ * quick check of form (GLM_UNI_NFC..NFKD order; 4: no lowercase mapping) */
+extern const uint8_t glm_uni_bmp_ok[5][128];
 extern const size_t glm_uni_n_white_space;
 
 /* cp <= 0x10FFFF */

@@ -231,6 +231,18 @@ def main():
     assert len(rec_list) < 65536 and len(decomp) < 65536
     assert max(max(len(v) for v in canon.values()), max(len(v) for v in compat.values())) < 256
 
+    # per 64-code-point block of the BMP (the block a 2- or 3-byte UTF-8
+    # sequence names by its first two bytes): every code point has the
+    # form's quick-check bit (forms 0-3), or none lowercases (4)
+    bmp_ok = [[0] * (1024 // 8) for _ in range(5)]
+    for blk in range(1024):
+        recs = [rec_list[cp_rec[c]] for c in range(blk * 64, blk * 64 + 64)]
+        for form in range(4):
+            if all(r[1] & (1 << form) for r in recs):
+                bmp_ok[form][blk // 8] |= 1 << (blk % 8)
+        if all(r[6] == 0 for r in recs) and not blk * 64 <= 0x130 < blk * 64 + 64:
+            bmp_ok[4][blk // 8] |= 1 << (blk % 8)
+
     stage1, blocks, block_ids = [], [], {}
     for b in range(0x110000 // BLOCK):
         blk = tuple(cp_rec[b * BLOCK:(b + 1) * BLOCK])
@@ -279,6 +291,17 @@ def main():
     w.append("const uint32_t glm_uni_decomp[%d] = {" % len(decomp))
     for i in range(0, len(decomp), 8):
         w.append("    " + ", ".join("0x%04x" % x for x in decomp[i:i + 8]) + ",")
+    w.append("};")
+    w.append("")
+    w.append("/* NFC, NFD, NFKC, NFKD, lowercase: bit b of byte b / 8 set when the")
+    w.append(" * 64 code points from b * 64 on all pass the form's quick check (no")
+    w.append(" * lowercase mapping) */")
+    w.append("const uint8_t glm_uni_bmp_ok[5][128] = {")
+    for row in bmp_ok:
+        w.append("    {")
+        for i in range(0, 128, 16):
+            w.append("        " + ", ".join("0x%02x" % x for x in row[i:i + 16]) + ",")
+        w.append("    },")
     w.append("};")
     w.append("")
     plist = sorted(pairs.items())
