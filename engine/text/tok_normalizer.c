@@ -175,6 +175,11 @@ load_step(glm_tok_normalizer *nz, yajl_val v, const char *field, int depth, glm_
             return -1;
         }
         st->text_len = strlen(s);
+        /* yajl passes a lone surrogate escape through as its bytes */
+        if (glm_utf8_invalid_at((const uint8_t *) s, st->text_len) < st->text_len) {
+            return glm_errf(err, "%s.%s: not valid UTF-8", field,
+                            replace ? "content" : "prepend");
+        }
         st->text = malloc(st->text_len + 1);
         if (st->text == NULL) {
             return glm_errf(err, "%s: out of memory", field);

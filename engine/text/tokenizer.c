@@ -35,6 +35,7 @@
 #include "tokenizer.h"
 #include "tok_normalizer.h"
 #include "tok_regex.h"
+#include "unicode_norm.h"
 #include "util/json.h"
 
 #include <errno.h>
@@ -303,65 +304,6 @@ tok_hash(const uint8_t *p, size_t n)
         h = (h ^ w) * 0x94d049bb133111ebull;
     }
     return tok_mix(h);
-}
-
-/*
- * Returns the offset of the first byte that is not part of well-formed
- * UTF-8 (Unicode table 3-7: no overlongs, surrogates or > U+10FFFF), or n.
- */
-static size_t
-utf8_invalid_at(const uint8_t *s, size_t n)
-{
-    size_t i = 0;
-    uint64_t w;
-    uint8_t c, c1;
-
-    while (i < n) {
-        if (i + 8 <= n) {
-            memcpy(&w, s + i, 8);
-            if ((w & 0x8080808080808080ull) == 0) {
-                i += 8;
-                continue;
-            }
-        }
-        c = s[i];
-        if (c < 0x80) {
-            i++;
-        } else if (c >= 0xc2 && c <= 0xdf) {
-            if (i + 1 >= n || (s[i + 1] & 0xc0) != 0x80) {
-                return i;
-            }
-            i += 2;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            if (i + 2 >= n) {
-                return i;
-            }
-            c1 = s[i + 1];
-            if ((c == 0xe0 && (c1 < 0xa0 || c1 > 0xbf))
-                || (c == 0xed && (c1 < 0x80 || c1 > 0x9f))
-                || (c1 & 0xc0) != 0x80 || (s[i + 2] & 0xc0) != 0x80)
-            {
-                return i;
-            }
-            i += 3;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            if (i + 3 >= n) {
-                return i;
-            }
-            c1 = s[i + 1];
-            if ((c == 0xf0 && (c1 < 0x90 || c1 > 0xbf))
-                || (c == 0xf4 && (c1 < 0x80 || c1 > 0x8f))
-                || (c1 & 0xc0) != 0x80 || (s[i + 2] & 0xc0) != 0x80
-                || (s[i + 3] & 0xc0) != 0x80)
-            {
-                return i;
-            }
-            i += 4;
-        } else {
-            return i;
-        }
-    }
-    return n;
 }
 
 /* Length of the UTF-8 sequence starting with lead byte c (1 for junk). */
@@ -1125,7 +1067,7 @@ added_patterns(glm_tokenizer *tok, yajl_val added, glm_tokenizer_buf *pat,
         p = (const uint8_t *) content->u.string;
         len = strlen(content->u.string);
         if (normalized && tok->normalizer != NULL && len > 0) {
-            if (utf8_invalid_at(p, len) < len) {
+            if (glm_utf8_invalid_at(p, len) < len) {
                 rc = glm_errf(err, "added_tokens[%zu].content: not valid UTF-8", i);
                 break;
             }
@@ -1968,7 +1910,7 @@ glm_tokenizer_encode(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, const cha
     if (len == 0) {
         return 0;
     }
-    bad = utf8_invalid_at(s, len);
+    bad = glm_utf8_invalid_at(s, len);
     if (bad < len) {
         return glm_errf(err, "text is not valid UTF-8 (bad byte 0x%02x at offset %zu)",
                         s[bad], bad);
@@ -2003,7 +1945,7 @@ glm_tokenizer_normalize(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, const 
     size_t bad, tn = len;
     int rc = 0;
 
-    bad = utf8_invalid_at(s, len);
+    bad = glm_utf8_invalid_at(s, len);
     if (bad < len) {
         return glm_errf(err, "text is not valid UTF-8 (bad byte 0x%02x at offset %zu)",
                         s[bad], bad);

@@ -388,6 +388,69 @@ glm_uni_normalize(glm_uni_form form, const uint8_t *s, size_t n, glm_uni_scratch
 
 
 /* ------------------------------------------------------------------------ */
+/* UTF-8 */
+
+/*
+ * Returns the offset of the first byte that is not part of well-formed
+ * UTF-8 (Unicode table 3-7: no overlongs, surrogates or > U+10FFFF), or n.
+ */
+size_t
+glm_utf8_invalid_at(const uint8_t *s, size_t n)
+{
+    size_t i = 0;
+    uint64_t w;
+    uint8_t c, c1;
+
+    while (i < n) {
+        if (i + 8 <= n) {
+            memcpy(&w, s + i, 8);
+            if ((w & 0x8080808080808080ull) == 0) {
+                i += 8;
+                continue;
+            }
+        }
+        c = s[i];
+        if (c < 0x80) {
+            i++;
+        } else if (c >= 0xc2 && c <= 0xdf) {
+            if (i + 1 >= n || (s[i + 1] & 0xc0) != 0x80) {
+                return i;
+            }
+            i += 2;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            if (i + 2 >= n) {
+                return i;
+            }
+            c1 = s[i + 1];
+            if ((c == 0xe0 && (c1 < 0xa0 || c1 > 0xbf))
+                || (c == 0xed && (c1 < 0x80 || c1 > 0x9f))
+                || (c1 & 0xc0) != 0x80 || (s[i + 2] & 0xc0) != 0x80)
+            {
+                return i;
+            }
+            i += 3;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            if (i + 3 >= n) {
+                return i;
+            }
+            c1 = s[i + 1];
+            if ((c == 0xf0 && (c1 < 0x90 || c1 > 0xbf))
+                || (c == 0xf4 && (c1 < 0x80 || c1 > 0x8f))
+                || (c1 & 0xc0) != 0x80 || (s[i + 2] & 0xc0) != 0x80
+                || (s[i + 3] & 0xc0) != 0x80)
+            {
+                return i;
+            }
+            i += 4;
+        } else {
+            return i;
+        }
+    }
+    return n;
+}
+
+
+/* ------------------------------------------------------------------------ */
 /* lowercase, white space */
 
 size_t

@@ -62,6 +62,10 @@ int glm_uni_lowercase(const uint8_t *s, size_t n, glm_tokenizer_buf *out, glm_er
 int glm_uni_is_white_space(uint32_t cp);
 
 
+/* Offset of the first byte of s[0..n) that is not part of well-formed UTF-8
+ * (no overlongs, surrogates or code points past U+10FFFF), or n. */
+size_t glm_utf8_invalid_at(const uint8_t *s, size_t n);
+
 /* UTF-8 helpers for valid input. */
 
 /* Decodes the code point at s (n > 0 bytes left); *len gets its length. */

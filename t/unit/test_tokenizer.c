@@ -1020,6 +1020,9 @@ mini_cases(tally *t)
     o = mini_default;
     o.normalizer = "{\"type\":\"Strip\",\"strip_right\":true}";
     mini_refuses(t, dir, &o, "normalizer.strip_left");
+    o = mini_default;
+    o.normalizer = "{\"type\":\"Prepend\",\"prepend\":\"\\udc00\"}";
+    mini_refuses(t, dir, &o, "normalizer.prepend: not valid UTF-8");
     /* normalized added tokens are looked for as the normalizer leaves them:
      * two that become the same, or one that becomes nothing, are refused */
     o = mini_default;
