@@ -132,7 +132,9 @@ http-test-asan: build/fake_engine
 BENCH_SRCS   = $(wildcard bench/*.c)
 BENCH_HDRS   = $(wildcard bench/*.h)
 BENCH_OBJS   = $(BENCH_SRCS:%.c=build/%.o)
-BENCH_ENGINE = build/engine/text/tokenizer.o build/engine/util/util.o build/engine/util/strbuf.o \
+BENCH_ENGINE = build/engine/text/tokenizer.o build/engine/text/tok_regex.o \
+               build/engine/text/tok_normalizer.o build/engine/text/unicode_norm.o \
+               build/engine/text/unicode_tables.o build/engine/util/util.o build/engine/util/strbuf.o \
                build/engine/model/sampling.o
 
 build/bench/%.o: bench/%.c $(BENCH_HDRS) $(ENGINE_HDRS)

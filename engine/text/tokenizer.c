@@ -719,7 +719,6 @@ check_model_options(yajl_val model, glm_err *err)
 {
     const char *type = get_type(model);
     yajl_val v;
-    int b;
 
     if (!YAJL_IS_OBJECT(model)) {
         return glm_errf(err, "model: missing or not an object");
@@ -739,10 +738,6 @@ check_model_options(yajl_val model, glm_err *err)
     }
     if (!is_none_or_empty(glm_json_get(model, "end_of_word_suffix"))) {
         return glm_errf(err, "model.end_of_word_suffix: must be null or \"\" (not implemented)");
-    }
-    b = get_bool(model, "byte_fallback", 0, "model", err);
-    if (b < 0) {
-        return -1;
     }
     v = glm_json_get(model, "vocab");
     if (!YAJL_IS_OBJECT(v)) {
