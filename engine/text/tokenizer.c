@@ -8,9 +8,13 @@
  *   - the vocab keyed by its tokenizer.json string (merges and token_id()
  *     look tokens up that way), and, for ignore_merges, by decoded bytes;
  *   - merges as an open-addressing table (left id, right id) -> (rank, id);
- *   - a byte trie per added-token set (normalized=false, normalized=true);
+ *   - a byte trie per added-token set (normalized=false, and normalized=true
+ *     keyed by the normalized content);
+ *   - the normalizer (tok_normalizer.c), run on each stretch of text between
+ *     the normalized=false added tokens; with a quick check that makes it
+ *     one scan and no copy when it would change nothing (ASCII under NFC);
  *   - the pre-tokenizer regexes, rewritten from Oniguruma to PCRE2 syntax
- *     and JIT-compiled.
+ *     and JIT-compiled (tok_regex.c).
  * BPE works on raw bytes: the byte-level alphabet is a bijection, so mapping
  * every vocab key back to bytes once at load lets encode skip the byte ->
  * unicode step entirely.  A piece of n bytes starts as n single-byte tokens.
@@ -28,13 +32,13 @@
  * Rust's String::from_utf8_lossy uses; the streaming detokenizer is the same
  * decoder stopped between ids, so the two agree by construction.
  */
-#define PCRE2_CODE_UNIT_WIDTH 8
-
 #include "tokenizer.h"
+#include "tok_normalizer.h"
+#include "tok_regex.h"
+#include "unicode_norm.h"
 #include "util/json.h"
 
 #include <errno.h>
-#include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,18 +68,6 @@
 /* GPT-2's pattern, which ByteLevel applies itself when use_regex is true. */
 static const char tok_gpt2_pattern[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-
-/*
- * Oniguruma's \s (what HF's regexes use) is Unicode White_Space: U+0009-000D,
- * 0020, 0085, 00A0, 1680, 2000-200A, 2028, 2029, 202F, 205F, 3000.  PCRE2's
- * \s under UCP is \p{Xsp} plus \h and \v, which also takes U+180E (Mongolian
- * vowel separator, a space before Unicode 6.3).  So \s is spelled out;
- * with PCRE2's own \s, the corpus lines holding U+180E encode differently
- * from HF (t/unit/test_tokenizer.c catches it).
- */
-#define TOK_WS_ITEMS \
-    "\\x{9}-\\x{d}\\x{20}\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}" \
-    "\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}"
 
 typedef struct {
     uint64_t key;       /* (left id << 32) | right id; TOK_MERGE_EMPTY if free */
@@ -118,7 +110,15 @@ struct glm_tokenizer {
     size_t tok_bytes_len, tok_bytes_cap;
 
     int32_t byte_id[256];       /* the single-byte tokens */
+    /* what each byte starts BPE as: its token, or with byte_fallback the
+     * <0xXX> tokens standing in for a missing one (0 to 2 of them) */
+    int32_t byte_ids[256][2];
+    uint8_t byte_n[256];
+    int byte_exact;             /* every byte is its own one token */
     int ignore_merges;
+    int byte_fallback;
+
+    glm_tok_normalizer *normalizer;     /* NULL: none */
 
     tok_merge *merges;
     size_t merge_mask;
@@ -131,9 +131,8 @@ struct glm_tokenizer {
     tok_trie trie_norm;         /* added tokens with normalized=true */
 
     int n_stages;
-    pcre2_code *re[TOK_MAX_STAGES];
-    int re_jit[TOK_MAX_STAGES];
-    uint32_t ovec_pairs;
+    glm_tok_regex stage[TOK_MAX_STAGES];
+    uint32_t ovec_pairs;        /* match data size for every regex here */
 
     int16_t byte_of_cp[324];    /* byte-level alphabet: code point -> byte */
     uint16_t cp_of_byte[256];
@@ -167,6 +166,8 @@ struct glm_tokenizer_ctx {
     tok_heap_item *heap;
     size_t scratch_cap;
 
+    glm_tok_norm_scratch norm;
+
     tok_cache_slot *cache;      /* NULL: no cache */
     size_t cache_entries;
     uint8_t *cache_keys;
@@ -174,6 +175,14 @@ struct glm_tokenizer_ctx {
     int32_t *cache_ids;
     size_t cache_ids_len;
 };
+
+
+static int added_patterns(glm_tokenizer *tok, yajl_val added, glm_tokenizer_buf *pat,
+                          size_t *total_raw, size_t *total_norm, glm_err *err);
+static int add_added(glm_tokenizer *tok, yajl_val added, const glm_tokenizer_buf *pat,
+                     glm_err *err);
+static int next_level(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, int level,
+                      const uint8_t *s, size_t n, glm_tokenizer_ids *out, glm_err *err);
 
 
 /* ------------------------------------------------------------------------ */
@@ -219,8 +228,8 @@ glm_tokenizer_ids_free(glm_tokenizer_ids *v)
     v->len = v->cap = 0;
 }
 
-static int
-buf_reserve(glm_tokenizer_buf *b, size_t extra, glm_err *err)
+int
+glm_tokenizer_buf_reserve(glm_tokenizer_buf *b, size_t extra, glm_err *err)
 {
     size_t cap;
     char *p;
@@ -245,7 +254,7 @@ int
 glm_tokenizer_buf_append(glm_tokenizer_buf *b, const void *data, size_t n,
                          glm_err *err)
 {
-    if (buf_reserve(b, n, err) != 0) {
+    if (glm_tokenizer_buf_reserve(b, n, err) != 0) {
         return -1;
     }
     if (n > 0) {
@@ -295,65 +304,6 @@ tok_hash(const uint8_t *p, size_t n)
         h = (h ^ w) * 0x94d049bb133111ebull;
     }
     return tok_mix(h);
-}
-
-/*
- * Returns the offset of the first byte that is not part of well-formed
- * UTF-8 (Unicode table 3-7: no overlongs, surrogates or > U+10FFFF), or n.
- */
-static size_t
-utf8_invalid_at(const uint8_t *s, size_t n)
-{
-    size_t i = 0;
-    uint64_t w;
-    uint8_t c, c1;
-
-    while (i < n) {
-        if (i + 8 <= n) {
-            memcpy(&w, s + i, 8);
-            if ((w & 0x8080808080808080ull) == 0) {
-                i += 8;
-                continue;
-            }
-        }
-        c = s[i];
-        if (c < 0x80) {
-            i++;
-        } else if (c >= 0xc2 && c <= 0xdf) {
-            if (i + 1 >= n || (s[i + 1] & 0xc0) != 0x80) {
-                return i;
-            }
-            i += 2;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            if (i + 2 >= n) {
-                return i;
-            }
-            c1 = s[i + 1];
-            if ((c == 0xe0 && (c1 < 0xa0 || c1 > 0xbf))
-                || (c == 0xed && (c1 < 0x80 || c1 > 0x9f))
-                || (c1 & 0xc0) != 0x80 || (s[i + 2] & 0xc0) != 0x80)
-            {
-                return i;
-            }
-            i += 3;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            if (i + 3 >= n) {
-                return i;
-            }
-            c1 = s[i + 1];
-            if ((c == 0xf0 && (c1 < 0x90 || c1 > 0xbf))
-                || (c == 0xf4 && (c1 < 0x80 || c1 > 0x8f))
-                || (c1 & 0xc0) != 0x80 || (s[i + 2] & 0xc0) != 0x80
-                || (s[i + 3] & 0xc0) != 0x80)
-            {
-                return i;
-            }
-            i += 4;
-        } else {
-            return i;
-        }
-    }
-    return n;
 }
 
 /* Length of the UTF-8 sequence starting with lead byte c (1 for junk). */
@@ -636,181 +586,22 @@ merge_put(glm_tokenizer *tok, int32_t a, int32_t b, uint32_t rank, int32_t new_i
 /* ------------------------------------------------------------------------ */
 /* pre-tokenizer regexes */
 
-/*
- * Rewrites an Oniguruma pattern (what HF compiles) into PCRE2 syntax with the
- * same meaning, or refuses it.  Both are backtracking engines with the same
- * leftmost-first alternation, so most syntax carries over; the rules:
- *   \s, \S    spelled out as Oniguruma's White_Space set (TOK_WS_ITEMS);
- *             \S inside [...] has no PCRE2 spelling and is refused
- *   \uHHHH    -> \x{HHHH} (PCRE2 has no \u by default)
- *   \v        -> \x{b} (Oniguruma: vertical tab; PCRE2: a class)
- *   \d \D \w \W \h \H \b \B \R \X \K and other letter escapes: refused
- *             (class contents or meaning differ between the engines)
- *   ^ $       refused (line vs string anchors depend on Oniguruma's syntax)
- *   nested [ and && in a class (Oniguruma set operations), {,n}: refused
- * Escapes kept as they are: \p{..} \P{..} \x.. \n \r \t \f \e \a \A \z \Z
- * \G, digits, and any escaped non-alphanumeric.
- */
-static int
-regex_translate(const char *src, glm_tokenizer_buf *dst, glm_err *err)
-{
-    size_t i = 0, n = strlen(src);
-    int in_class = 0, class_start = 0;
-    char c, e;
-    char tmp[16];
-    const char *rep;
-
-    dst->len = 0;
-    while (i < n) {
-        c = src[i];
-        if (c == '\\') {
-            if (i + 1 >= n) {
-                return glm_errf(err, "pattern ends with a backslash");
-            }
-            e = src[i + 1];
-            if (e == 's') {
-                rep = in_class ? TOK_WS_ITEMS : "[" TOK_WS_ITEMS "]";
-                if (glm_tokenizer_buf_append(dst, rep, strlen(rep), err) != 0) {
-                    return -1;
-                }
-                i += 2;
-                continue;
-            }
-            if (e == 'S') {
-                if (in_class) {
-                    return glm_errf(err, "\\S inside [...] at offset %zu is not supported", i);
-                }
-                if (glm_tokenizer_buf_append(dst, "[^" TOK_WS_ITEMS "]",
-                                             strlen("[^" TOK_WS_ITEMS "]"), err) != 0)
-                {
-                    return -1;
-                }
-                i += 2;
-                continue;
-            }
-            if (e == 'u') {
-                if (i + 6 > n || strspn(src + i + 2, "0123456789abcdefABCDEF") < 4) {
-                    return glm_errf(err, "\\u at offset %zu needs 4 hex digits", i);
-                }
-                snprintf(tmp, sizeof(tmp), "\\x{%.4s}", src + i + 2);
-                if (glm_tokenizer_buf_append(dst, tmp, strlen(tmp), err) != 0) {
-                    return -1;
-                }
-                i += 6;
-                continue;
-            }
-            if (e == 'v') {
-                if (glm_tokenizer_buf_append(dst, "\\x{b}", 5, err) != 0) {
-                    return -1;
-                }
-                i += 2;
-                continue;
-            }
-            if ((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z')) {
-                if (strchr("pPxnrtfeaAzZG", e) == NULL) {
-                    return glm_errf(err, "escape \\%c at offset %zu is not supported "
-                                    "(Oniguruma and PCRE2 differ on it)", e, i);
-                }
-            }
-            if (glm_tokenizer_buf_append(dst, src + i, 2, err) != 0) {
-                return -1;
-            }
-            i += 2;
-            if ((e == 'p' || e == 'P') && i < n && src[i] == '{') {
-                /* copy the property name verbatim */
-                while (i < n && src[i] != '}') {
-                    if (glm_tokenizer_buf_append(dst, src + i, 1, err) != 0) {
-                        return -1;
-                    }
-                    i++;
-                }
-            }
-            class_start = 0;
-            continue;
-        }
-        if (in_class) {
-            if (c == '[') {
-                return glm_errf(err, "nested [ in a class at offset %zu is not supported", i);
-            }
-            if (c == '&' && i + 1 < n && src[i + 1] == '&') {
-                return glm_errf(err, "class intersection && at offset %zu is not supported",
-                                i);
-            }
-            if (c == ']' && !class_start) {
-                in_class = 0;
-            }
-            class_start = (class_start && c == '^') ? 1 : 0;
-        } else if (c == '[') {
-            in_class = 1;
-            class_start = 1;
-        } else if (c == '^' || c == '$') {
-            return glm_errf(err, "anchor %c at offset %zu is not supported", c, i);
-        } else if (c == '{' && i + 1 < n && src[i + 1] == ',') {
-            return glm_errf(err, "quantifier {,n} at offset %zu is not supported", i);
-        } else if (c == '(' && i + 2 < n && src[i + 1] == '?') {
-            /* inline options: Oniguruma's m is PCRE2's s */
-            size_t j = i + 2;
-            while (j < n && strchr("imx-", src[j]) != NULL && src[j] != '\0') {
-                if (src[j] == 'm') {
-                    return glm_errf(err, "option (?m at offset %zu is not supported", i);
-                }
-                j++;
-            }
-        }
-        if (glm_tokenizer_buf_append(dst, &c, 1, err) != 0) {
-            return -1;
-        }
-        i++;
-    }
-    if (in_class) {
-        return glm_errf(err, "unterminated [ class");
-    }
-    return glm_tokenizer_buf_append(dst, "", 1, err);    /* NUL-terminate */
-}
-
 static int
 add_stage(glm_tokenizer *tok, const char *pattern, const char *field, glm_err *err)
 {
-    glm_tokenizer_buf pat = {0};
-    pcre2_compile_context *cctx;
-    pcre2_code *re;
-    int ecode;
-    PCRE2_SIZE eoff;
-    PCRE2_UCHAR msg[256];
-    uint32_t caps = 0;
+    glm_tok_regex *rx;
 
     if (tok->n_stages == TOK_MAX_STAGES) {
         return glm_errf(err, "%s: more than %d regex splits", field, TOK_MAX_STAGES);
     }
-    if (regex_translate(pattern, &pat, err) != 0) {
-        glm_tokenizer_buf_free(&pat);
+    rx = &tok->stage[tok->n_stages];
+    if (glm_tok_regex_compile(rx, pattern, err) != 0) {
         return glm_err_prefix(err, "%s", field);
     }
-    cctx = pcre2_compile_context_create(NULL);
-    if (cctx == NULL) {
-        glm_tokenizer_buf_free(&pat);
-        return glm_errf(err, "%s: out of memory", field);
+    if (rx->ovec_pairs > tok->ovec_pairs) {
+        tok->ovec_pairs = rx->ovec_pairs;
     }
-    /* '.' excludes only \n, as in Oniguruma */
-    pcre2_set_newline(cctx, PCRE2_NEWLINE_LF);
-    re = pcre2_compile((PCRE2_SPTR) pat.data, PCRE2_ZERO_TERMINATED,
-                       PCRE2_UTF | PCRE2_UCP, &ecode, &eoff, cctx);
-    pcre2_compile_context_free(cctx);
-    if (re == NULL) {
-        pcre2_get_error_message(ecode, msg, sizeof(msg));
-        glm_errf(err, "%s: PCRE2 rejects the pattern (as rewritten: %s) at offset "
-                 "%zu: %s", field, pat.data, (size_t) eoff, (char *) msg);
-        glm_tokenizer_buf_free(&pat);
-        return -1;
-    }
-    glm_tokenizer_buf_free(&pat);
-    /* JIT where the platform has it; the interpreter gives the same matches */
-    tok->re_jit[tok->n_stages] = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;
-    pcre2_pattern_info(re, PCRE2_INFO_CAPTURECOUNT, &caps);
-    if (caps + 1 > tok->ovec_pairs) {
-        tok->ovec_pairs = caps + 1;
-    }
-    tok->re[tok->n_stages++] = re;
+    tok->n_stages++;
     return 0;
 }
 
@@ -928,7 +719,6 @@ check_model_options(yajl_val model, glm_err *err)
 {
     const char *type = get_type(model);
     yajl_val v;
-    int b;
 
     if (!YAJL_IS_OBJECT(model)) {
         return glm_errf(err, "model: missing or not an object");
@@ -948,13 +738,6 @@ check_model_options(yajl_val model, glm_err *err)
     }
     if (!is_none_or_empty(glm_json_get(model, "end_of_word_suffix"))) {
         return glm_errf(err, "model.end_of_word_suffix: must be null or \"\" (not implemented)");
-    }
-    b = get_bool(model, "byte_fallback", 0, "model", err);
-    if (b < 0) {
-        return -1;
-    }
-    if (b) {
-        return glm_errf(err, "model.byte_fallback: must be false (not implemented)");
     }
     v = glm_json_get(model, "vocab");
     if (!YAJL_IS_OBJECT(v)) {
@@ -993,7 +776,8 @@ load_vocab(glm_tokenizer *tok, yajl_val model, yajl_val added, glm_err *err)
     const char *key;
     uint32_t off, len;
     int byte_level, b;
-    char one[4];
+    size_t j;
+    char one[4], hex[8];
 
     for (i = 0; i < n; i++) {
         if (get_id(vocab->u.object.values[i], "model.vocab", i, &id, err) != 0) {
@@ -1066,9 +850,38 @@ load_vocab(glm_tokenizer *tok, yajl_val model, yajl_val added, glm_err *err)
             k = 2;
         }
         tok->byte_id[b] = strmap_find(&tok->vocab, one, k);
-        if (tok->byte_id[b] < 0) {
-            return glm_errf(err, "model.vocab: no token \"%.*s\" for byte 0x%02x "
-                            "(a byte-level BPE needs all 256)", (int) k, one, b);
+        tok->byte_ids[b][0] = tok->byte_id[b];
+        tok->byte_n[b] = 1;
+        if (tok->byte_id[b] >= 0) {
+            continue;
+        }
+        if (!tok->byte_fallback) {
+            return glm_errf(err, "model.vocab: no token \"%.*s\" for byte 0x%02x (a "
+                            "byte-level BPE without byte_fallback needs all 256)",
+                            (int) k, one, b);
+        }
+        /*
+         * HF's byte fallback: a character missing from the vocab becomes the
+         * <0xXX> tokens of its UTF-8 bytes.  The character is the byte-level
+         * one, so byte 0x0a ("Ċ", U+010A) falls back to <0xC4> <0x8A>.  When
+         * one of them is missing too, HF drops the character (or emits the
+         * unk token, which is not implemented here).
+         */
+        tok->byte_exact = 0;
+        tok->byte_n[b] = 0;
+        for (j = 0; j < k; j++) {
+            snprintf(hex, sizeof(hex), "<0x%02X>", (unsigned) (uint8_t) one[j]);
+            tok->byte_ids[b][j] = strmap_find(&tok->vocab, hex, strlen(hex));
+            if (tok->byte_ids[b][j] < 0) {
+                break;
+            }
+        }
+        if (j == k) {
+            tok->byte_n[b] = (uint8_t) k;
+        } else if (!is_none(glm_json_get(model, "unk_token"))) {
+            return glm_errf(err, "model.unk_token: byte 0x%02x has neither \"%.*s\" nor "
+                            "byte-fallback tokens, so HF would emit the unk token: not "
+                            "implemented", b, (int) k, one);
         }
     }
     return 0;
@@ -1176,13 +989,9 @@ load_merges(glm_tokenizer *tok, yajl_val model, glm_err *err)
 static int
 load_added(glm_tokenizer *tok, yajl_val added, glm_err *err)
 {
-    size_t n, i, len, total_raw = 0, total_norm = 0;
-    yajl_val t, content;
-    int32_t id, want, next_id, old, in_vocab;
-    int special, normalized, f;
-    uint32_t off, blen;
-    int byte_level;
-    static const char *const refused[] = { "lstrip", "rstrip", "single_word" };
+    size_t n, i, total_raw = 0, total_norm = 0;
+    glm_tokenizer_buf *pat;
+    int rc;
 
     if (is_none(added)) {
         return strmap_init(&tok->added, 0, err);
@@ -1194,27 +1003,100 @@ load_added(glm_tokenizer *tok, yajl_val added, glm_err *err)
     if (strmap_init(&tok->added, n, err) != 0) {
         return -1;
     }
+    /* what each token is looked for as: normalized ones through the
+     * normalizer, as HF's AddedVocabulary builds its normalized trie */
+    pat = calloc(n + 1, sizeof(*pat));
+    if (pat == NULL) {
+        return glm_errf(err, "out of memory for %zu added tokens", n);
+    }
+    rc = added_patterns(tok, added, pat, &total_raw, &total_norm, err);
+    if (rc == 0) {
+        rc = trie_init(&tok->trie_raw, total_raw, err);
+    }
+    if (rc == 0) {
+        rc = trie_init(&tok->trie_norm, total_norm, err);
+    }
+    if (rc == 0) {
+        rc = add_added(tok, added, pat, err);
+    }
     for (i = 0; i < n; i++) {
+        glm_tokenizer_buf_free(&pat[i]);
+    }
+    free(pat);
+    return rc;
+}
+
+/* pat[i] = added token i's content, normalized when it is a normalized one;
+ * totals of their lengths per trie. */
+static int
+added_patterns(glm_tokenizer *tok, yajl_val added, glm_tokenizer_buf *pat,
+               size_t *total_raw, size_t *total_norm, glm_err *err)
+{
+    glm_tok_norm_scratch sc;
+    pcre2_match_data *md = NULL;
+    yajl_val t, content;
+    const uint8_t *p;
+    size_t i, len;
+    int normalized, rc = 0;
+
+    memset(&sc, 0, sizeof(sc));
+    if (tok->normalizer != NULL && tok->ovec_pairs > 0) {
+        md = pcre2_match_data_create(tok->ovec_pairs, NULL);
+        if (md == NULL) {
+            return glm_errf(err, "out of memory for regex match data");
+        }
+        sc.md = md;
+    }
+    for (i = 0; i < added->u.array.len && rc == 0; i++) {
         t = added->u.array.values[i];
         content = glm_json_get(t, "content");
         if (!YAJL_IS_STRING(content)) {
-            return glm_errf(err, "added_tokens[%zu].content: missing or not a string", i);
+            rc = glm_errf(err, "added_tokens[%zu].content: missing or not a string", i);
+            break;
         }
         normalized = get_bool(t, "normalized", 0, "added_tokens[]", err);
         if (normalized < 0) {
-            return -1;
+            rc = -1;
+            break;
         }
-        if (normalized) {
-            total_norm += strlen(content->u.string);
-        } else {
-            total_raw += strlen(content->u.string);
+        p = (const uint8_t *) content->u.string;
+        len = strlen(content->u.string);
+        if (normalized && tok->normalizer != NULL && len > 0) {
+            if (glm_utf8_invalid_at(p, len) < len) {
+                rc = glm_errf(err, "added_tokens[%zu].content: not valid UTF-8", i);
+                break;
+            }
+            if (glm_tok_normalize(tok->normalizer, &sc, p, len, &p, &len, err) != 0) {
+                rc = glm_err_prefix(err, "added_tokens[%zu]", i);
+                break;
+            }
+            if (len == 0) {
+                rc = glm_errf(err, "added_tokens[%zu]: \"%s\" normalizes to nothing; "
+                              "a normalized added token must keep some text", i,
+                              content->u.string);
+                break;
+            }
         }
+        rc = glm_tokenizer_buf_append(&pat[i], p, len, err);
+        *(normalized ? total_norm : total_raw) += len;
     }
-    if (trie_init(&tok->trie_raw, total_raw, err) != 0
-        || trie_init(&tok->trie_norm, total_norm, err) != 0)
-    {
-        return -1;
-    }
+    glm_tok_norm_scratch_free(&sc);
+    pcre2_match_data_free(md);
+    return rc;
+}
+
+static int
+add_added(glm_tokenizer *tok, yajl_val added, const glm_tokenizer_buf *pat, glm_err *err)
+{
+    size_t n = added->u.array.len, i, len, plen;
+    yajl_val t, content;
+    int32_t id, want, next_id, old, in_vocab, dup = -1;
+    int special, normalized, f;
+    uint32_t off, blen;
+    int byte_level;
+    tok_trie *trie;
+    static const char *const refused[] = { "lstrip", "rstrip", "single_word" };
+
     next_id = (int32_t) tok->vocab.n;
     for (i = 0; i < n; i++) {
         t = added->u.array.values[i];
@@ -1271,8 +1153,14 @@ load_added(glm_tokenizer *tok, yajl_val added, glm_err *err)
         }
         tok->tok_flags[id] |= TOK_FLAG_PRESENT | TOK_FLAG_ADDED
                               | (special ? TOK_FLAG_SPECIAL : 0);
-        trie_add(normalized ? &tok->trie_norm : &tok->trie_raw,
-                 (const uint8_t *) content->u.string, len, id);
+        trie = normalized ? &tok->trie_norm : &tok->trie_raw;
+        plen = pat[i].len;
+        if (trie_longest(trie, (const uint8_t *) pat[i].data, plen, &dup) == plen) {
+            return glm_errf(err, "added_tokens[%zu]: \"%s\" is looked for as \"%.*s\", "
+                            "as another added token (id %d) already is", i,
+                            content->u.string, (int) plen, pat[i].data, (int) dup);
+        }
+        trie_add(trie, (const uint8_t *) pat[i].data, plen, id);
     }
     return 0;
 }
@@ -1412,14 +1300,12 @@ static int
 load_json(glm_tokenizer *tok, yajl_val root, glm_err *err)
 {
     yajl_val model = glm_json_get(root, "model"), added = glm_json_get(root, "added_tokens");
+    yajl_val nz;
     const char *type;
-    int im;
+    int im, bf;
 
     if (!YAJL_IS_OBJECT(root)) {
         return glm_errf(err, "not a JSON object");
-    }
-    if (!is_none(glm_json_get(root, "normalizer"))) {
-        return glm_errf(err, "normalizer: must be null (normalizers are not implemented)");
     }
     if (!is_none(glm_json_get(root, "truncation"))) {
         return glm_errf(err, "truncation: must be null (not implemented)");
@@ -1438,10 +1324,20 @@ load_json(glm_tokenizer *tok, yajl_val root, glm_err *err)
         return -1;
     }
     im = get_bool(model, "ignore_merges", 0, "model", err);
-    if (im < 0) {
+    bf = get_bool(model, "byte_fallback", 0, "model", err);
+    if (im < 0 || bf < 0) {
         return -1;
     }
     tok->ignore_merges = im;
+    tok->byte_fallback = bf;
+    nz = glm_json_get(root, "normalizer");
+    if (!is_none(nz)) {
+        tok->normalizer = glm_tok_normalizer_load(nz, err);
+        if (tok->normalizer == NULL) {
+            return -1;
+        }
+        tok->ovec_pairs = glm_tok_normalizer_ovec_pairs(tok->normalizer);
+    }
     if (load_vocab(tok, model, added, err) != 0
         || load_merges(tok, model, err) != 0
         || load_added(tok, added, err) != 0
@@ -1480,6 +1376,7 @@ glm_tokenizer_load(const char *path, glm_err *err)
         return NULL;
     }
     init_byte_alphabet(tok);
+    tok->byte_exact = 1;
     rc = load_json(tok, root, err);
     yajl_tree_free(root);
     if (rc != 0) {
@@ -1508,8 +1405,9 @@ glm_tokenizer_free(glm_tokenizer *tok)
     strmap_free(&tok->added);
     trie_free(&tok->trie_raw);
     trie_free(&tok->trie_norm);
+    glm_tok_normalizer_free(tok->normalizer);
     for (i = 0; i < tok->n_stages; i++) {
-        pcre2_code_free(tok->re[i]);
+        glm_tok_regex_free(&tok->stage[i]);
     }
     free(tok);
 }
@@ -1528,7 +1426,7 @@ ctx_create(const glm_tokenizer *tok, int with_cache, glm_err *err)
         return NULL;
     }
     ctx->tok = tok;
-    if (tok->n_stages > 0) {
+    if (tok->ovec_pairs > 0) {
         ctx->md = pcre2_match_data_create(tok->ovec_pairs, NULL);
         ctx->mctx = pcre2_match_context_create(NULL);
         /* PCRE2's default JIT stack is 32 KB of machine stack; a long-lived
@@ -1545,6 +1443,8 @@ ctx_create(const glm_tokenizer *tok, int with_cache, glm_err *err)
         if (ctx->jit_stack != NULL) {
             pcre2_jit_stack_assign(ctx->mctx, NULL, ctx->jit_stack);
         }
+        ctx->norm.md = ctx->md;
+        ctx->norm.mctx = ctx->mctx;
     }
     if (with_cache) {
         ctx->cache = calloc(TOK_CACHE_SLOTS, sizeof(*ctx->cache));
@@ -1574,6 +1474,7 @@ glm_tokenizer_ctx_free(glm_tokenizer_ctx *ctx)
     pcre2_match_data_free(ctx->md);
     pcre2_match_context_free(ctx->mctx);
     pcre2_jit_stack_free(ctx->jit_stack);
+    glm_tok_norm_scratch_free(&ctx->norm);
     free(ctx->sym);
     free(ctx->heap);
     free(ctx->cache);
@@ -1613,10 +1514,11 @@ scratch_reserve(glm_tokenizer_ctx *ctx, size_t n, glm_err *err)
 /* ------------------------------------------------------------------------ */
 /* BPE */
 
-/* Small pieces: ids[] and the rank of each adjacent pair in arrays; merge
- * the leftmost lowest-ranked pair until none is left.  Returns the count. */
+/* Small pieces: ids[] (the n starting symbols) and the rank of each
+ * adjacent pair in arrays; merge the leftmost lowest-ranked pair until none
+ * is left.  Returns the count. */
 static size_t
-bpe_small(const glm_tokenizer *tok, const uint8_t *s, size_t n, int32_t *ids)
+bpe_small(const glm_tokenizer *tok, int32_t *ids, size_t n)
 {
     uint32_t rank[TOK_SMALL_PIECE];
     int32_t nid[TOK_SMALL_PIECE];
@@ -1624,9 +1526,6 @@ bpe_small(const glm_tokenizer *tok, const uint8_t *s, size_t n, int32_t *ids)
     size_t i, best;
     uint32_t best_rank;
 
-    for (i = 0; i < n; i++) {
-        ids[i] = tok->byte_id[s[i]];
-    }
     for (i = 0; i + 1 < n; i++) {
         m = merge_find(tok, ids[i], ids[i + 1]);
         rank[i] = m ? m->rank : UINT32_MAX;
@@ -1722,8 +1621,8 @@ heap_push_pair(const glm_tokenizer *tok, tok_heap_item *h, size_t *n, const tok_
  * 2n entries: each merge removes a symbol and pushes at most two.
  */
 static int
-bpe_long(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, const uint8_t *s, size_t n,
-         int32_t *ids, size_t *count, glm_err *err)
+bpe_long(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, int32_t *ids, size_t n,
+         size_t *count, glm_err *err)
 {
     tok_sym *sym;
     tok_heap_item *heap, it;
@@ -1738,7 +1637,7 @@ bpe_long(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, const uint8_t *s, siz
     sym = ctx->sym;
     heap = ctx->heap;
     for (i = 0; i < n; i++) {
-        sym[i].id = tok->byte_id[s[i]];
+        sym[i].id = ids[i];
         sym[i].prev = (int32_t) i - 1;
         sym[i].next = i + 1 < n ? (int32_t) i + 1 : -1;
         sym[i].len = 1;
@@ -1789,17 +1688,41 @@ cache_clear(glm_tokenizer_ctx *ctx)
     ctx->cache_ids_len = 0;
 }
 
+/* The symbols BPE starts from for the bytes s[0..n): one token per byte, or
+ * with byte fallback what stands in for each; returns how many (<= 2n). */
+static size_t
+start_symbols(const glm_tokenizer *tok, const uint8_t *s, size_t n, int32_t *ids)
+{
+    size_t i, m = 0;
+
+    if (tok->byte_exact) {
+        for (i = 0; i < n; i++) {
+            ids[i] = tok->byte_id[s[i]];
+        }
+        return n;
+    }
+    for (i = 0; i < n; i++) {
+        if (tok->byte_n[s[i]] > 0) {
+            ids[m++] = tok->byte_ids[s[i]][0];
+        }
+        if (tok->byte_n[s[i]] > 1) {
+            ids[m++] = tok->byte_ids[s[i]][1];
+        }
+    }
+    return m;
+}
+
 /* One pre-tokenized piece (n >= 1 bytes) -> ids appended to out. */
 static int
 bpe_piece(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, const uint8_t *s, size_t n,
           glm_tokenizer_ids *out, glm_err *err)
 {
     uint32_t h = 0;
-    size_t i = 0, count;
+    size_t i = 0, count, m;
     tok_cache_slot *slot = NULL;
     int32_t id, *dst;
 
-    if (n == 1) {
+    if (n == 1 && tok->byte_exact) {
         return glm_tokenizer_ids_push(out, tok->byte_id[s[0]], err);
     }
     if (tok->ignore_merges) {
@@ -1827,13 +1750,14 @@ bpe_piece(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, const uint8_t *s, si
             }
         }
     }
-    if (ids_reserve(out, n, err) != 0) {
+    if (ids_reserve(out, 2 * n, err) != 0) {
         return -1;
     }
     dst = out->ids + out->len;
-    if (n <= TOK_SMALL_PIECE) {
-        count = bpe_small(tok, s, n, dst);
-    } else if (bpe_long(tok, ctx, s, n, dst, &count, err) != 0) {
+    m = start_symbols(tok, s, n, dst);
+    if (m <= TOK_SMALL_PIECE) {
+        count = bpe_small(tok, dst, m);
+    } else if (bpe_long(tok, ctx, dst, m, &count, err) != 0) {
         return -1;
     }
     out->len += count;
@@ -1865,39 +1789,6 @@ bpe_piece(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, const uint8_t *s, si
 /* ------------------------------------------------------------------------ */
 /* encode */
 
-/* Next match of stage's regex in s[0..n) at or after start; 0 when none. */
-static int
-re_find(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, int stage, const uint8_t *s,
-        size_t n, size_t start, size_t *ms, size_t *me, glm_err *err)
-{
-    int rc;
-    PCRE2_SIZE *ov;
-    PCRE2_UCHAR msg[256];
-
-    if (tok->re_jit[stage]) {
-        rc = pcre2_jit_match(tok->re[stage], s, n, start, 0, ctx->md, ctx->mctx);
-        if (rc == PCRE2_ERROR_JIT_STACKLIMIT) {
-            rc = pcre2_match(tok->re[stage], s, n, start,
-                             PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, ctx->md, ctx->mctx);
-        }
-    } else {
-        rc = pcre2_match(tok->re[stage], s, n, start, PCRE2_NO_UTF_CHECK, ctx->md,
-                         ctx->mctx);
-    }
-    if (rc == PCRE2_ERROR_NOMATCH) {
-        return 0;
-    }
-    if (rc < 0) {
-        pcre2_get_error_message(rc, msg, sizeof(msg));
-        return glm_errf(err, "pre-tokenizer regex failed on a %zu-byte segment: %s", n,
-                        (char *) msg);
-    }
-    ov = pcre2_get_ovector_pointer(ctx->md);
-    *ms = ov[0];
-    *me = ov[1];
-    return 1;
-}
-
 /*
  * Split "Isolated" by stage's regex, then the next stage (or BPE) on each
  * piece.  The loop is the onig crate's find_iter, which HF uses: an empty
@@ -1908,26 +1799,20 @@ static int
 encode_stage(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, int stage,
              const uint8_t *s, size_t n, glm_tokenizer_ids *out, glm_err *err)
 {
-    size_t start = 0, prev = 0, last_match_end = SIZE_MAX, ms, me;
+    glm_tok_regex_iter it;
+    size_t prev = 0, ms, me;
     int rc;
 
     if (stage == tok->n_stages) {
         return bpe_piece(tok, ctx, s, n, out, err);
     }
-    while (start <= n) {
-        rc = re_find(tok, ctx, stage, s, n, start, &ms, &me, err);
+    glm_tok_regex_iter_init(&it);
+    while ((rc = glm_tok_regex_next(&tok->stage[stage], ctx->md, ctx->mctx, s, n, &it, &ms,
+                                    &me, err)) != 0)
+    {
         if (rc < 0) {
-            return -1;
+            return glm_err_prefix(err, "pre-tokenizer");
         }
-        if (rc == 0) {
-            break;
-        }
-        if (ms == me && last_match_end == me) {
-            start += start < n ? utf8_len(s[start]) : 1;
-            continue;
-        }
-        start = me;
-        last_match_end = me;
         if (prev < ms && encode_stage(tok, ctx, stage + 1, s + prev, ms - prev, out, err)
                          != 0)
         {
@@ -1945,8 +1830,7 @@ encode_stage(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, int stage,
 }
 
 /* Cuts the tokens of one added-token set out of s (leftmost, then longest,
- * like aho-corasick's LeftmostLongest); the gaps go to the next set, then to
- * the pre-tokenizer. */
+ * like aho-corasick's LeftmostLongest); the gaps go on to next_level. */
 static int
 encode_added(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, int level,
              const uint8_t *s, size_t n, glm_tokenizer_ids *out, glm_err *err)
@@ -1955,11 +1839,8 @@ encode_added(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, int level,
     size_t i = 0, gap = 0, mlen;
     int32_t id = -1;
 
-    if (level == 2) {
-        return encode_stage(tok, ctx, 0, s, n, out, err);
-    }
     if (t->n_tokens == 0) {
-        return encode_added(tok, ctx, level + 1, s, n, out, err);
+        return next_level(tok, ctx, level, s, n, out, err);
     }
     while (i < n) {
         if ((t->first[s[i] >> 3] & (1u << (s[i] & 7))) == 0) {
@@ -1971,7 +1852,7 @@ encode_added(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, int level,
             i++;
             continue;
         }
-        if (gap < i && encode_added(tok, ctx, level + 1, s + gap, i - gap, out, err) != 0) {
+        if (gap < i && next_level(tok, ctx, level, s + gap, i - gap, out, err) != 0) {
             return -1;
         }
         if (glm_tokenizer_ids_push(out, id, err) != 0) {
@@ -1981,9 +1862,35 @@ encode_added(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, int level,
         gap = i;
     }
     if (gap < n) {
-        return encode_added(tok, ctx, level + 1, s + gap, n - gap, out, err);
+        return next_level(tok, ctx, level, s + gap, n - gap, out, err);
     }
     return 0;
+}
+
+/*
+ * HF's order (AddedVocabulary::extract_and_normalize): the raw text loses its
+ * normalized=false added tokens (level 0); each stretch between them is
+ * normalized on its own (so Prepend and Strip act on every stretch), loses
+ * its normalized=true added tokens (level 1), and what is left goes to the
+ * pre-tokenizer and BPE.
+ */
+static int
+next_level(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, int level,
+           const uint8_t *s, size_t n, glm_tokenizer_ids *out, glm_err *err)
+{
+    const uint8_t *t;
+    size_t tn;
+
+    if (level == 1) {
+        return encode_stage(tok, ctx, 0, s, n, out, err);
+    }
+    if (tok->normalizer == NULL) {
+        return encode_added(tok, ctx, 1, s, n, out, err);
+    }
+    if (glm_tok_normalize(tok->normalizer, &ctx->norm, s, n, &t, &tn, err) != 0) {
+        return -1;
+    }
+    return tn > 0 ? encode_added(tok, ctx, 1, t, tn, out, err) : 0;
 }
 
 int
@@ -1998,7 +1905,7 @@ glm_tokenizer_encode(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, const cha
     if (len == 0) {
         return 0;
     }
-    bad = utf8_invalid_at(s, len);
+    bad = glm_utf8_invalid_at(s, len);
     if (bad < len) {
         return glm_errf(err, "text is not valid UTF-8 (bad byte 0x%02x at offset %zu)",
                         s[bad], bad);
@@ -2013,10 +1920,42 @@ glm_tokenizer_encode(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, const cha
         }
         ctx = own;
     }
-    /* room for one id per byte up front: BPE never makes more */
+    /* room for one id per byte up front: BPE never makes more (byte
+     * fallback may, and bpe_piece reserves for it) */
     rc = ids_reserve(out, len, err);
     if (rc == 0) {
         rc = encode_added(tok, ctx, 0, s, len, out, err);
+    }
+    glm_tokenizer_ctx_free(own);
+    return rc;
+}
+
+
+int
+glm_tokenizer_normalize(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, const char *text,
+                        size_t len, glm_tokenizer_buf *out, glm_err *err)
+{
+    const uint8_t *s = (const uint8_t *) text, *t = s;
+    glm_tokenizer_ctx *own = NULL;
+    size_t bad, tn = len;
+    int rc = 0;
+
+    bad = glm_utf8_invalid_at(s, len);
+    if (bad < len) {
+        return glm_errf(err, "text is not valid UTF-8 (bad byte 0x%02x at offset %zu)",
+                        s[bad], bad);
+    }
+    if (ctx != NULL && ctx->tok != tok) {
+        return glm_errf(err, "tokenizer context belongs to another tokenizer");
+    }
+    if (tok->normalizer != NULL) {
+        if (ctx == NULL && (ctx = own = ctx_create(tok, 0, err)) == NULL) {
+            return -1;
+        }
+        rc = glm_tok_normalize(tok->normalizer, &ctx->norm, s, len, &t, &tn, err);
+    }
+    if (rc == 0) {
+        rc = glm_tokenizer_buf_append(out, t, tn, err);
     }
     glm_tokenizer_ctx_free(own);
     return rc;
@@ -2116,7 +2055,7 @@ glm_detok_push(glm_detok *d, int32_t id, glm_tokenizer_buf *out, glm_err *err)
     n = tok->tok_len[id];
     /* worst case 6 bytes out per byte in: U+FFFD for a broken sequence, then
      * U+FFFD again for the byte that broke it */
-    if (buf_reserve(out, (size_t) n * 6 + 8, err) != 0) {
+    if (glm_tokenizer_buf_reserve(out, (size_t) n * 6 + 8, err) != 0) {
         return -1;
     }
     detok_bytes(d, tok->tok_bytes + tok->tok_off[id], n, out);

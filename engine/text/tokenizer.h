@@ -6,20 +6,27 @@
  *   decode(ids)   == Tokenizer.decode(ids, skip_special_tokens=...)
  *
  * Every behaviour is read from the file.  What this code does not implement
- * (a normalizer, other pre-tokenizers or models, dropout, byte fallback,
- * lstrip/rstrip/single_word added tokens, a post-processor that adds tokens,
- * truncation, padding...) is refused at load time with a one-line error that
- * names the field, instead of being silently approximated.
+ * (normalizers other than NFC/NFD/NFKC/NFKD/Lowercase/Strip/Replace/Prepend
+ * and Sequences of them, other pre-tokenizers or models, dropout, an unk
+ * token standing in for a byte, lstrip/rstrip/single_word added tokens, a
+ * post-processor that adds tokens, truncation, padding...) is refused at load
+ * time with a one-line error that names the field and type, instead of being
+ * silently approximated.
  *
  * Encoding, in Hugging Face's order:
  *   1. added tokens with normalized=false are cut out of the text (leftmost,
- *      then longest match), then those with normalized=true from what is left
- *      (there is no normalizer, so the text is unchanged);
+ *      then longest match); each stretch between them goes through the
+ *      normalizer (tok_normalizer.h), and the added tokens with
+ *      normalized=true (as the normalizer leaves their content) are cut out
+ *      of the normalized text;
  *   2. each remaining segment is split by the pre-tokenizer's regexes
  *      (Split "Isolated": every match and every gap between matches is a
  *      piece); the Oniguruma patterns are rewritten for PCRE2 at load time;
  *   3. each piece's bytes go through BPE (lowest-rank adjacent pair first,
- *      leftmost among equals).
+ *      leftmost among equals).  With byte_fallback, a byte whose byte-level
+ *      token is missing starts as the <0xXX> tokens of that token's UTF-8,
+ *      or is dropped when they are missing too, as HF does; ignore_merges
+ *      takes a piece that is a whole vocab token as that token.
  *
  * Threads: a loaded glm_tokenizer is read-only; any number of threads may use
  * it at once.  Mutable encode state (regex match data, BPE scratch, the
@@ -61,6 +68,8 @@ void glm_tokenizer_ids_free(glm_tokenizer_ids *v);
 /* Appends n bytes; -1 (err filled) when out of memory. */
 int glm_tokenizer_buf_append(glm_tokenizer_buf *b, const void *data, size_t n,
                              glm_err *err);
+/* Makes room for extra more bytes; -1 (err filled) when out of memory. */
+int glm_tokenizer_buf_reserve(glm_tokenizer_buf *b, size_t extra, glm_err *err);
 void glm_tokenizer_buf_free(glm_tokenizer_buf *b);
 
 
@@ -90,6 +99,17 @@ void glm_tokenizer_ctx_free(glm_tokenizer_ctx *ctx);
 int glm_tokenizer_encode(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx,
                          const char *text, size_t len, glm_tokenizer_ids *out,
                          glm_err *err);
+
+/*
+ * Appends len bytes of UTF-8 text as the file's normalizer leaves them, like
+ * HF Tokenizer.normalizer.normalize_str(text) (the text itself when the file
+ * has none).  encode() runs the same normalizer, but on each stretch between
+ * the normalized=false added tokens.  ctx as for encode; -1 with err when the
+ * text is not valid UTF-8, on a regex failure or when out of memory.
+ */
+int glm_tokenizer_normalize(const glm_tokenizer *tok, glm_tokenizer_ctx *ctx,
+                            const char *text, size_t len, glm_tokenizer_buf *out,
+                            glm_err *err);
 
 /*
  * Appends the text of n ids to out, like HF decode(ids, skip_special_tokens):
@@ -149,13 +169,15 @@ int glm_detok_flush(glm_detok *d, glm_tokenizer_buf *out, glm_err *err);
 /*
  * The tokenizer reference corpus (t/fixtures/tokenizer/tok_reference.jsonl),
  * shared by the bench command and the unit test: one JSON object per line,
- * {"text", "ids"} for encode cases, {"decode_ids", "skip_special", "text"}
+ * {"text", "ids"} for encode cases (with "decoded" when decode(ids) is not
+ * the text: a normalizer changed it), {"decode_ids", "skip_special", "text"}
  * for decode cases.  Parsed with yajl's event API, so texts may hold NULs.
  */
 typedef struct {
-    int has_text, has_ids, has_decode_ids, has_skip_special;
+    int has_text, has_ids, has_decode_ids, has_skip_special, has_decoded;
     int skip_special;
     glm_tokenizer_buf text;
+    glm_tokenizer_buf decoded;
     glm_tokenizer_ids ids;
     glm_tokenizer_ids decode_ids;
 } glm_tokenizer_ref;

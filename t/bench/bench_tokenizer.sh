@@ -3,6 +3,9 @@
 # ours (glm-engine bench-tokenizer) against Hugging Face `tokenizers`
 # (bench_tokenizer.py), same corpus, same run.
 #
+#   TOK_MODEL  directory with tokenizer.json and tok_reference.jsonl
+#            (default t/fixtures/tokenizer; build/qwen3-tokenizer after
+#            make qwen3-tokenizer)
 #   PYTHON   interpreter for the baseline (default python3); if it cannot
 #            import tokenizers, `pip install tokenizers` is tried, and if that
 #            fails the baseline is reported unavailable (exit 0)
@@ -14,7 +17,7 @@ set -u
 
 ENGINE=${1:?usage: bench_tokenizer.sh ENGINE_BINARY}
 HERE=$(cd "$(dirname "$0")" && pwd)
-MODEL="$HERE/../fixtures/tokenizer"
+MODEL=${TOK_MODEL:-"$HERE/../fixtures/tokenizer"}
 CORPUS="$MODEL/tok_reference.jsonl"
 SECS=${BENCH_SECONDS:-2}
 PY=${PYTHON:-python3}

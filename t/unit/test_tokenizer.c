@@ -2,6 +2,11 @@
  * test_tokenizer.c: the tokenizer against Hugging Face tokenizers.
  *
  *   test_tokenizer [FIXTURE_DIR]     (default t/fixtures/tokenizer)
+ *   test_tokenizer --corpus-only DIR
+ *       only the reference corpus (and its threads run) of another
+ *       tokenizer, e.g. build/qwen3-tokenizer from
+ *       t/reference/qwen3_tokenizer.py; prints "SKIPPED: ..." and passes
+ *       when DIR/tokenizer.json is absent
  *
  * FIXTURE_DIR/tok_reference.jsonl holds HF's answers (t/reference/
  * make_fixtures.py): for each {"text", "ids"} line, encode(text) must be ids,
@@ -12,12 +17,16 @@
  * and small generated tokenizer.json files for the options the fixture does
  * not use (legacy merges, ignore_merges, GPT-2's ByteLevel regex) and for
  * each thing the loader must refuse; their expected ids come from HF
- * tokenizers 0.23.3 on the same JSON.
+ * tokenizers 0.23.3 on the same JSON.  FIXTURE_DIR/normalizers.jsonl
+ * (t/reference/make_normalizer_fixtures.py) holds HF's normalized text and
+ * ids for the fixture with each normalizer, and for byte_fallback.json.
  *
  * Prints "TOK corpus_bytes=<encode text bytes> mismatches=<encode lines whose
- * ids differ>" and "tokenizer: N passed, M failed"; exits 1 on any failure.
+ * ids differ>" ("TOK model=DIR ..." with --corpus-only), "NORM cases=N
+ * mismatches=M" and "tokenizer: N passed, M failed"; exits 1 on any failure.
  */
 #include "text/tokenizer.h"
+#include "util/json.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -25,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <yajl/yajl_tree.h>
 
 #define SHOW_MAX 5
 #define N_THREADS 4
@@ -273,6 +283,7 @@ run_corpus(tally *t, const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, const cha
     glm_tokenizer_ref ref;
     glm_tokenizer_ids ids = {0};
     glm_tokenizer_buf text = {0};
+    const glm_tokenizer_buf *want;
     glm_err err;
     int rc, n_decode = 0;
 
@@ -314,12 +325,16 @@ run_corpus(tally *t, const glm_tokenizer *tok, glm_tokenizer_ctx *ctx, const cha
             } else {
                 check(t, 1, "encode");
             }
+            /* a normalizer may have changed the text: then the line says
+             * what the ids decode to */
+            want = ref.has_decoded ? &ref.decoded : &ref.text;
             text.len = 0;
             rc = glm_tokenizer_decode(tok, ref.ids.ids, ref.ids.len, 0, &text, &err);
-            check(t, rc == 0 && same_text(&text, ref.text.data, ref.text.len),
-                  "line %zu: decode(ids) differs from the text", lineno);
-            check_stream(t, tok, ref.ids.ids, ref.ids.len, 0, ref.text.data,
-                         ref.text.len, lineno);
+            check(t, rc == 0 && same_text(&text, want->data, want->len),
+                  "line %zu: decode(ids) differs from the %s", lineno,
+                  ref.has_decoded ? "decoded text" : "text");
+            check_stream(t, tok, ref.ids.ids, ref.ids.len, 0, want->data, want->len,
+                         lineno);
         } else if (ref.has_text && ref.has_decode_ids && ref.has_skip_special) {
             n_decode++;
             text.len = 0;
@@ -572,6 +587,194 @@ hand_cases(tally *t, const glm_tokenizer *tok, glm_tokenizer_ctx *ctx)
 
 
 /* ------------------------------------------------------------------------ */
+/* normalizers and byte fallback, against t/reference/make_normalizer_fixtures.py */
+
+/* The JSON value starting at p (an object or array), as [p, *end). */
+static int
+json_value_end(const char *p, const char **end)
+{
+    int depth = 0, in_str = 0;
+
+    for (; *p != '\0'; p++) {
+        if (in_str) {
+            if (*p == '\\' && p[1] != '\0') {
+                p++;
+            } else if (*p == '"') {
+                in_str = 0;
+            }
+        } else if (*p == '"') {
+            in_str = 1;
+        } else if (*p == '{' || *p == '[') {
+            depth++;
+        } else if ((*p == '}' || *p == ']') && --depth == 0) {
+            *end = p + 1;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Writes the fixture's tokenizer.json with "normalizer": null replaced by
+ * the normalizer text nz[0..nz_len) (and ignore_merges turned on) to path. */
+static int
+write_variant(const char *base, const char *path, const char *nz, size_t nz_len,
+              int ignore_merges)
+{
+    static const char null_nz[] = "\"normalizer\": null";
+    static const char im_off[] = "\"ignore_merges\": false";
+    const char *a = strstr(base, null_nz), *b = strstr(base, im_off);
+    FILE *f;
+
+    if (a == NULL || b == NULL || b < a || (f = fopen(path, "w")) == NULL) {
+        return -1;
+    }
+    fprintf(f, "%.*s\"normalizer\": %.*s", (int) (a - base), base, (int) nz_len, nz);
+    a += sizeof(null_nz) - 1;
+    if (ignore_merges) {
+        fprintf(f, "%.*s\"ignore_merges\": true%s", (int) (b - a), a,
+                b + sizeof(im_off) - 1);
+    } else {
+        fputs(a, f);
+    }
+    return fclose(f);
+}
+
+typedef struct {
+    glm_tokenizer *tok;
+    char key[4096];             /* what it was loaded from */
+} norm_loaded;
+
+/* The tokenizer for one fixture line, reloaded only when the line asks for
+ * another one than the previous line. */
+static glm_tokenizer *
+norm_tokenizer(norm_loaded *cur, const char *dir, const char *line, yajl_val root,
+               const char *base, const char *tmpdir, glm_err *err)
+{
+    yajl_val file = glm_json_get(root, "file");
+    int im = YAJL_IS_TRUE(glm_json_get(root, "ignore_merges"));
+    const char *nz = strstr(line, "\"normalizer\": "), *nz_end = NULL;
+    char key[4096], path[4096];
+
+    if (YAJL_IS_STRING(file)) {
+        snprintf(key, sizeof(key), "file %s", file->u.string);
+        snprintf(path, sizeof(path), "%s/%s", dir, file->u.string);
+    } else {
+        if (nz == NULL || json_value_end(nz + 14, &nz_end) != 0) {
+            glm_errf(err, "line has neither \"file\" nor a \"normalizer\" object");
+            return NULL;
+        }
+        snprintf(key, sizeof(key), "%d %.*s", im, (int) (nz_end - nz - 14), nz + 14);
+        snprintf(path, sizeof(path), "%s/tokenizer.json", tmpdir);
+    }
+    if (cur->tok != NULL && strcmp(cur->key, key) == 0) {
+        return cur->tok;
+    }
+    glm_tokenizer_free(cur->tok);
+    cur->tok = NULL;
+    if (!YAJL_IS_STRING(file)
+        && write_variant(base, path, nz + 14, (size_t) (nz_end - nz - 14), im) != 0)
+    {
+        glm_errf(err, "cannot write %s", path);
+        return NULL;
+    }
+    cur->tok = glm_tokenizer_load(path, err);
+    snprintf(cur->key, sizeof(cur->key), "%s", key);
+    return cur->tok;
+}
+
+static void
+norm_cases(tally *t, const char *dir)
+{
+    char path[4096], tmpdir[] = "/tmp/test_tokenizer_nz.XXXXXX", ebuf[256];
+    char *data, *base, *line, *nl;
+    size_t len, lineno = 0, n_cases = 0, mismatches = 0, k;
+    yajl_val root, text, normalized, ids;
+    norm_loaded cur = { NULL, "" };
+    glm_tokenizer *tok;
+    glm_tokenizer_buf out = {0};
+    glm_tokenizer_ids got = {0};
+    int32_t want[4096];
+    glm_err err;
+    int ok, rc;
+
+    snprintf(path, sizeof(path), "%s/normalizers.jsonl", dir);
+    data = glm_read_file(path, &len, &err);
+    snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
+    base = glm_read_file(path, NULL, &err);
+    if (data == NULL || base == NULL || mkdtemp(tmpdir) == NULL) {
+        check(t, 0, "normalizer fixtures: %s", err.msg);
+        free(data);
+        free(base);
+        return;
+    }
+    for (line = data; line < data + len; line = nl + 1) {
+        nl = memchr(line, '\n', (size_t) (data + len - line));
+        if (nl == NULL) {
+            nl = data + len;
+        }
+        lineno++;
+        if (nl == line) {
+            continue;
+        }
+        *nl = '\0';
+        root = yajl_tree_parse(line, ebuf, sizeof(ebuf));
+        text = glm_json_get(root, "text");
+        normalized = glm_json_get(root, "normalized");
+        ids = glm_json_get(root, "ids");
+        if (root == NULL || !YAJL_IS_STRING(text) || !YAJL_IS_STRING(normalized)) {
+            check(t, 0, "normalizers.jsonl:%zu: malformed line", lineno);
+            yajl_tree_free(root);
+            continue;
+        }
+        tok = norm_tokenizer(&cur, dir, line, root, base, tmpdir, &err);
+        if (tok == NULL) {
+            check(t, 0, "normalizers.jsonl:%zu: %s", lineno, err.msg);
+            yajl_tree_free(root);
+            continue;
+        }
+        n_cases++;
+        out.len = 0;
+        rc = glm_tokenizer_normalize(tok, NULL, text->u.string, strlen(text->u.string), &out,
+                                     &err);
+        ok = rc == 0 && same_text(&out, normalized->u.string, strlen(normalized->u.string));
+        check(t, ok, "normalizers.jsonl:%zu: normalized text differs from HF's", lineno);
+        if (!ok && t->shown < 3 * SHOW_MAX) {
+            show_bytes("text:    ", text->u.string, strlen(text->u.string), 120);
+            show_bytes("ours:    ", out.data ? out.data : "", out.len, 120);
+            show_bytes("expected:", normalized->u.string, strlen(normalized->u.string), 120);
+        }
+        if (YAJL_IS_ARRAY(ids) && ids->u.array.len <= sizeof(want) / sizeof(want[0])) {
+            for (k = 0; k < ids->u.array.len; k++) {
+                want[k] = (int32_t) YAJL_GET_INTEGER(ids->u.array.values[k]);
+            }
+            got.len = 0;
+            rc = glm_tokenizer_encode(tok, NULL, text->u.string, strlen(text->u.string), &got,
+                                      &err);
+            ok = ok && rc == 0 && same_ids(&got, want, ids->u.array.len);
+            check(t, rc == 0 && same_ids(&got, want, ids->u.array.len),
+                  "normalizers.jsonl:%zu: encode differs from HF%s%s", lineno,
+                  rc ? ": " : "", rc ? err.msg : "");
+            if (rc == 0 && !same_ids(&got, want, ids->u.array.len) && t->shown < 3 * SHOW_MAX) {
+                show_id_diff(tok, got.ids, got.len, want, ids->u.array.len);
+            }
+        }
+        mismatches += !ok;
+        yajl_tree_free(root);
+    }
+    check(t, n_cases > 300, "normalizers.jsonl: only %zu cases", n_cases);
+    printf("NORM cases=%zu mismatches=%zu\n", n_cases, mismatches);
+    glm_tokenizer_free(cur.tok);
+    glm_tokenizer_buf_free(&out);
+    glm_tokenizer_ids_free(&got);
+    snprintf(path, sizeof(path), "%s/tokenizer.json", tmpdir);
+    unlink(path);
+    rmdir(tmpdir);
+    free(data);
+    free(base);
+}
+
+
+/* ------------------------------------------------------------------------ */
 /* generated tokenizer.json files */
 
 typedef struct {
@@ -585,6 +788,7 @@ typedef struct {
     int legacy_merges;
     int drop_byte;                  /* byte whose token is left out, or -1 */
     const char *subword_affix;      /* continuing_subword_prefix, end_of_word_suffix */
+    const char *unk_token;
 } mini_opts;
 
 /* GLM's split regex, JSON-escaped. */
@@ -654,10 +858,11 @@ write_mini(const char *path, const mini_opts *o)
     fprintf(f, "{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,"
             "\"added_tokens\":%s,\"normalizer\":%s,\"pre_tokenizer\":%s,"
             "\"post_processor\":%s,\"decoder\":%s,\"model\":{\"type\":\"BPE\","
-            "\"dropout\":%s,\"unk_token\":null,\"continuing_subword_prefix\":%s,"
+            "\"dropout\":%s,\"unk_token\":%s,\"continuing_subword_prefix\":%s,"
             "\"end_of_word_suffix\":%s,\"fuse_unk\":false,%s\"vocab\":{",
             o->added_tokens, o->normalizer, o->pre_tokenizer, o->post_processor,
-            o->decoder, o->dropout, o->subword_affix, o->subword_affix, o->model_extra);
+            o->decoder, o->dropout, o->unk_token, o->subword_affix, o->subword_affix,
+            o->model_extra);
     for (b = 0; b < 256; b++) {
         if (b == o->drop_byte) {
             continue;
@@ -686,7 +891,7 @@ write_mini(const char *path, const mini_opts *o)
 static const mini_opts mini_default = {
     "null", MINI_PRE_GLM, "null",
     "{\"type\":\"ByteLevel\",\"add_prefix_space\":true,\"trim_offsets\":true,"
-    "\"use_regex\":true}", MINI_ADDED, "", "null", 0, -1, "null",
+    "\"use_regex\":true}", MINI_ADDED, "", "null", 0, -1, "null", "null",
 };
 
 /* ids HF tokenizers 0.23.3 gives on the same files (see the file comment) */
@@ -784,12 +989,53 @@ mini_cases(tally *t)
     mini_encodes(t, dir, &o, mini_want_glm, sizeof(mini_want_glm) / 4,
                  "mini template adding nothing");
 
-    o = mini_default;
-    o.normalizer = "{\"type\":\"NFC\"}";
-    mini_refuses(t, dir, &o, "normalizer");
+    /* byte fallback never fires when all 256 byte tokens are there */
     o = mini_default;
     o.model_extra = "\"byte_fallback\":true,";
-    mini_refuses(t, dir, &o, "model.byte_fallback");
+    mini_encodes(t, dir, &o, mini_want_glm, sizeof(mini_want_glm) / 4,
+                 "mini byte_fallback, nothing to fall back on");
+    /* a byte with neither its token nor <0xXX> is the unk token in HF */
+    o = mini_default;
+    o.model_extra = "\"byte_fallback\":true,";
+    o.drop_byte = 0x41;
+    o.unk_token = "\"xyz\"";
+    o.added_tokens = "[]";
+    mini_refuses(t, dir, &o, "model.unk_token");
+
+    /* normalizers the loader refuses, by name and place */
+    o = mini_default;
+    o.normalizer = "{\"type\":\"BertNormalizer\",\"clean_text\":true}";
+    mini_refuses(t, dir, &o, "normalizer: \"BertNormalizer\" is not supported");
+    o = mini_default;
+    o.normalizer = "{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"NFD\"},"
+                   "{\"type\":\"StripAccents\"}]}";
+    mini_refuses(t, dir, &o, "normalizer.normalizers[1]: \"StripAccents\"");
+    o = mini_default;
+    o.normalizer = "{\"type\":\"Precompiled\",\"precompiled_charsmap\":\"\"}";
+    mini_refuses(t, dir, &o, "\"Precompiled\" is not supported");
+    o = mini_default;
+    o.normalizer = "{\"type\":\"Replace\",\"pattern\":{\"Regex\":\"\\\\d+\"},"
+                   "\"content\":\"0\"}";
+    mini_refuses(t, dir, &o, "normalizer.pattern.Regex");
+    o = mini_default;
+    o.normalizer = "{\"type\":\"Strip\",\"strip_right\":true}";
+    mini_refuses(t, dir, &o, "normalizer.strip_left");
+    o = mini_default;
+    o.normalizer = "{\"type\":\"Prepend\",\"prepend\":\"\\udc00\"}";
+    mini_refuses(t, dir, &o, "normalizer.prepend: not valid UTF-8");
+    /* normalized added tokens are looked for as the normalizer leaves them:
+     * two that become the same, or one that becomes nothing, are refused */
+    o = mini_default;
+    o.normalizer = "{\"type\":\"Lowercase\"}";
+    o.added_tokens = "[{\"id\":268,\"content\":\"<Y>\",\"normalized\":true,"
+                     "\"special\":false},{\"id\":269,\"content\":\"<y>\","
+                     "\"normalized\":true,\"special\":false}]";
+    mini_refuses(t, dir, &o, "added_tokens[1]: \"<y>\" is looked for as \"<y>\"");
+    o = mini_default;
+    o.normalizer = "{\"type\":\"Strip\",\"strip_left\":true,\"strip_right\":true}";
+    o.added_tokens = "[{\"id\":268,\"content\":\"  \",\"normalized\":true,"
+                     "\"special\":false}]";
+    mini_refuses(t, dir, &o, "normalizes to nothing");
     o = mini_default;
     o.dropout = "0.1";
     mini_refuses(t, dir, &o, "model.dropout");
@@ -836,7 +1082,8 @@ mini_cases(tally *t)
 int
 main(int argc, char **argv)
 {
-    const char *dir = argc > 1 ? argv[1] : "t/fixtures/tokenizer";
+    int corpus_only = argc > 1 && strcmp(argv[1], "--corpus-only") == 0;
+    const char *dir = argc > 1 + corpus_only ? argv[1 + corpus_only] : "t/fixtures/tokenizer";
     char path[4096];
     glm_tokenizer *tok;
     glm_tokenizer_ctx *ctx;
@@ -846,6 +1093,10 @@ main(int argc, char **argv)
     size_t mismatches = 0;
 
     snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
+    if (corpus_only && access(path, F_OK) != 0) {
+        printf("SKIPPED: %s not found (t/reference/qwen3_tokenizer.py writes it)\n", path);
+        return 0;
+    }
     tok = glm_tokenizer_load(path, &err);
     if (tok == NULL) {
         fprintf(stderr, "test_tokenizer: %s\n", err.msg);
@@ -861,10 +1112,14 @@ main(int argc, char **argv)
         t.failed++;
     }
     run_threads(&t, tok, &cases);
-    hand_cases(&t, tok, ctx);
-    mini_cases(&t);
-
-    printf("TOK corpus_bytes=%zu mismatches=%zu\n", cases.bytes, mismatches);
+    if (corpus_only) {
+        printf("TOK model=%s corpus_bytes=%zu mismatches=%zu\n", dir, cases.bytes, mismatches);
+    } else {
+        hand_cases(&t, tok, ctx);
+        mini_cases(&t);
+        norm_cases(&t, dir);
+        printf("TOK corpus_bytes=%zu mismatches=%zu\n", cases.bytes, mismatches);
+    }
     printf("tokenizer: %d passed, %d failed\n", t.passed, t.failed);
     free_cases(&cases);
     glm_tokenizer_ctx_free(ctx);
