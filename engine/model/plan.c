@@ -466,8 +466,9 @@ glm_plan_print(FILE *f, const glm_plan *p, const glm_config *cfg, const char *mo
                 p->weights / GLM_GIB, (p->w_fp8 + p->w_scales + p->w_other) / GLM_GIB);
     } else {
         fprintf(f, "  weights   %8.2f GiB  per GPU as stored: FP8 E4M3 %.2f, scales %.2f,"
-                " other (BF16, F32) %.2f\n", p->weights / GLM_GIB, p->w_fp8 / GLM_GIB,
-                p->w_scales / GLM_GIB, p->w_other / GLM_GIB);
+                " other (BF16, F32) %.2f; %llu bytes\n", p->weights / GLM_GIB,
+                p->w_fp8 / GLM_GIB, p->w_scales / GLM_GIB, p->w_other / GLM_GIB,
+                (unsigned long long) p->weights);
     }
     if (p->n_mtp_layers > 0) {
         fprintf(f, "  mtp       %8.2f GiB  %d MTP layer(s) after layer %d: not loaded"
