@@ -297,7 +297,8 @@ glm_plan_fp8_copy(const glm_plan *p, uint64_t rows, uint64_t n)
 static void
 glm_plan_scratch(glm_plan *p, const glm_config *cfg)
 {
-    const uint64_t a = GLM_PLAN_ACT_BYTES, tp = (uint64_t) p->o.tp;
+    const uint64_t a = p->o.act_bytes > 0 ? (uint64_t) p->o.act_bytes : GLM_PLAN_ACT_BYTES;
+    const uint64_t tp = (uint64_t) p->o.tp;
     uint64_t T = (uint64_t) p->o.max_num_batched_tokens;
     uint64_t S = glm_max_u64(1, (uint64_t) p->o.max_num_seqs < T ? (uint64_t) p->o.max_num_seqs : T);
     uint64_t H = (uint64_t) cfg->hidden_size, d = (uint64_t) cfg->head_dim;
@@ -382,6 +383,9 @@ glm_plan_compute(glm_plan *p, const glm_config *cfg, const glm_tensor_list *tl,
         p->kv_elem_bytes = 1;
     } else if (p->o.kv_dtype == GLM_KV_BF16) {
         p->kv_elem_bytes = 2;
+    }
+    if (p->o.kv_elem_bytes > 0) {
+        p->kv_elem_bytes = p->o.kv_elem_bytes;
     }
     p->kv_bytes_per_token = (uint64_t) cfg->num_layers * 2 * (uint64_t) p->kv_heads_per_rank
                             * (uint64_t) cfg->head_dim * (uint64_t) p->kv_elem_bytes;

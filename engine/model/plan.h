@@ -86,6 +86,10 @@ typedef struct {
     uint64_t     weights_override;         /* not 0: the bytes of weights a
                                               backend measured on its GPU, used
                                               in place of the planned ones */
+    int          act_bytes;                /* not 0: a backend's activation
+                                              element size, for BF16's 2 */
+    int          kv_elem_bytes;            /* not 0: a backend's KV element
+                                              size, whatever kv_dtype says */
     int          no_advice;                /* internal: no search for a tp that fits */
 } glm_plan_opts;
 
