@@ -6,6 +6,7 @@
  *   glm-engine generate --model DIR --prompt TEXT [--max-tokens N]
  *                       [--temperature T] [--top-k K] [--top-p P] [--seed S]
  *   glm-engine inspect  --model DIR
+ *   glm-engine plan     --model DIR [--tensor-parallel-size N --gpu h100|h200 ...]
  *   glm-engine render-template --model DIR --request JSON
  *   glm-engine tokenize --model DIR --text TEXT [--decode]
  *   glm-engine bench-tokenizer --model DIR --corpus FILE [--seconds S]
@@ -44,6 +45,8 @@ glm_usage(FILE *f)
         "           [--temperature T --top-k K --top-p P --seed S] (default: greedy)\n"
         "           [--threads N] [--skip-special-tokens]\n"
         "  inspect  --model DIR                 check a checkpoint and describe it\n"
+        "  plan     --model DIR                 the memory plan of one GPU, from config.json\n"
+        "           and the safetensors headers (plan --help lists its options)\n"
         "  render-template --model DIR|--template FILE --request JSON\n"
         "                                       the prompt a chat request renders to, and its ids\n"
         "  tokenize --model DIR --text TEXT     print token ids (--text - reads stdin)\n"
@@ -57,6 +60,7 @@ glm_usage(FILE *f)
 int glm_cmd_bench(int argc, char **argv);
 int glm_cmd_preprocess(int argc, char **argv);
 int glm_cmd_bench_preprocess(int argc, char **argv);
+int glm_cmd_plan(int argc, char **argv);
 
 static int
 glm_fail(const glm_err *err)
@@ -342,6 +346,9 @@ main(int argc, char **argv)
     }
     if (strcmp(argv[1], "inspect") == 0) {
         return glm_cmd_inspect(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "plan") == 0) {
+        return glm_cmd_plan(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "tokenize") == 0) {
         return glm_cmd_tokenize(argc - 1, argv + 1);

@@ -1338,6 +1338,9 @@ glm_serve_usage(FILE *f)
         "  --max-num-batched-tokens N    tokens per step (default 2048)\n"
         "  --kv-blocks N                 KV cache blocks (CPU backend; default: enough for\n"
         "                                max-num-seqs full contexts, at most 4096)\n"
+        "  --gpu-memory-utilization F    CUDA backend: the fraction of the GPU's memory to\n"
+        "                                use; the KV cache gets what the weights and a step\n"
+        "                                leave (default 0.9; glm-engine plan shows it)\n"
         "  --block-size N                tokens per KV block (default 16)\n"
         "  --[no-]enable-prefix-caching  reuse the KV blocks of prompt prefixes already\n"
         "                                computed (default: on)\n"
@@ -1516,8 +1519,14 @@ glm_cmd_serve(int argc, char **argv)
         } else if (strcmp(a, "--backend") == 0) {
             o->backend = val;
         } else if (strcmp(a, "--gpu-memory-utilization") == 0) {
-            fprintf(stderr, "glm-engine: note: --gpu-memory-utilization is not used yet:"
-                    " both backends size the KV cache with --kv-blocks\n");
+            o->gpu_memory_utilization = strtod(val, &end);
+            if (*end != '\0' || end == val || !(o->gpu_memory_utilization > 0.0
+                                                 && o->gpu_memory_utilization <= 1.0))
+            {
+                fprintf(stderr, "glm-engine: --gpu-memory-utilization wants a fraction in"
+                        " (0, 1]\n");
+                return 2;
+            }
         } else {
             fprintf(stderr, "glm-engine: unknown option %s\n", a);
             glm_serve_usage(stderr);
@@ -1544,6 +1553,9 @@ glm_cmd_serve(int argc, char **argv)
             goto fail;
         }
         o->max_model_len = srv->m->cfg.max_position_embeddings;
+    }
+    if (glm_serve_plan(srv, &err) != 0) {
+        goto fail;
     }
     if (o->kv_blocks == 0) {
         long want = (long) o->max_num_seqs * ((o->max_model_len + o->block_size - 1) / o->block_size);

@@ -190,6 +190,7 @@ typedef struct {
     int            limit_video_frames;
     int            limit_video_seconds;
     const char    *backend;                   /* "cpu" (NULL) or "cuda" */
+    double         gpu_memory_utilization;    /* 0: not given (0.9) */
 } glm_serve_opts;
 
 struct glm_server {
@@ -273,5 +274,10 @@ void glm_chat_media_done(glm_server *srv, glm_req *req, glm_media_job *job);
 void glm_media_submit(glm_server *srv, glm_media_job *job);
 
 int glm_cmd_serve(int argc, char **argv);
+
+/* serve_plan.c: on the CUDA backend, prints the memory plan and sizes the
+ * KV cache (o.kv_blocks, unless given) from --gpu-memory-utilization; -1
+ * when one --max-model-len sequence does not fit */
+int glm_serve_plan(glm_server *srv, glm_err *err);
 
 #endif
