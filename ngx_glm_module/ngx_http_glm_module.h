@@ -138,6 +138,7 @@ typedef struct {
     size_t                       output_limit;
     ngx_msec_t                   stream_keepalive;  /* 0: off */
     ngx_str_t                    media_fetch;   /* empty: off */
+    ngx_flag_t                   health_post;   /* glm_health post: /ping */
 } ngx_http_glm_loc_conf_t;
 
 

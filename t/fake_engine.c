@@ -20,6 +20,8 @@
  *                          data: [DONE]; END
  *   chat, otherwise        HEAD{200,JSON}; one chat.completion whose
  *                          content is the last message's content; END
+ *   completions            HEAD{200,JSON}; a text_completion whose text is
+ *                          the prompt string; END
  *   tokenize/detokenize    bytes as tokens, and back
  *   models/metrics/version fixed answers from the command line
  *
@@ -564,6 +566,23 @@ answer(req *r)
     case GLM_OP_CHAT:
         answer_chat(r, root, fake);
         break;
+
+    case GLM_OP_COMPLETIONS: {
+        /* a text_completion whose text is the prompt string: enough to see
+         * the route; the engine's own answers are tested with the engine */
+        const char *prompt = root ? yget_string(root, "prompt") : NULL;
+
+        emit_head(r, 200, GLM_CT_JSON, 0);
+        str_addf(&s, "{\"id\":\"cmpl-fake-%u\",\"object\":\"text_completion\","
+                 "\"created\":1700000000,\"model\":\"fake\",\"choices\":[{\"index\":0,"
+                 "\"text\":", r->gen);
+        str_json(&s, prompt ? prompt : "", prompt ? strlen(prompt) : 0);
+        str_adds(&s, ",\"logprobs\":null,\"finish_reason\":\"length\","
+                 "\"stop_reason\":null}]}");
+        emit_str(r, &s);
+        emit(r, GLM_REC_END, NULL, 0);
+        break;
+    }
 
     case GLM_OP_TOKENIZE: {
         const char *prompt = root ? yget_string(root, "prompt") : NULL;

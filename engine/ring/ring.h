@@ -164,6 +164,7 @@
 #define GLM_OP_MODELS          4u     /* /v1/models */
 #define GLM_OP_METRICS         5u     /* /metrics */
 #define GLM_OP_VERSION         6u     /* /version */
+#define GLM_OP_COMPLETIONS     7u     /* /v1/completions */
 
 /* glm_head.content_type */
 #define GLM_CT_JSON            1u
