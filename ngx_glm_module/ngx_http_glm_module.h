@@ -150,6 +150,7 @@ struct ngx_http_glm_ctx_s {
     uint32_t                     op;
     uint32_t                     slot;
     uint32_t                     gen;
+    ngx_str_t                    request_id;    /* X-Request-Id, to the engine */
     u_char                      *body;
     size_t                       body_len;
     size_t                       body_cap;      /* 0: body is nginx's */
