@@ -745,7 +745,8 @@ ngx_http_glm_admit(ngx_http_glm_ctx_t *ctx)
     }
 
     if (ctx->body_len > UINT32_MAX
-        || ngx_http_glm_submit_bound(&w->submit, ctx->body_len)
+        || ngx_http_glm_submit_bound(&w->submit,
+                                     ctx->body_len + ctx->request_id.len)
            > w->submit.size)
     {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -952,16 +953,18 @@ ngx_http_glm_chunk(glm_ring *ring, uint64_t tail, size_t left, size_t lead)
 }
 
 
-/* ring bytes a body may need, wherever the ring's tail stands */
+/*
+ * ring bytes a body may need, wherever the ring's tail stands; body_len
+ * counts the request id too, which goes where the body's first bytes would
+ */
 size_t
 ngx_http_glm_submit_bound(glm_ring *ring, size_t body_len)
 {
     size_t  records;
 
-    records = body_len / (glm_ring_max_payload(ring) - sizeof(glm_submit)
-                          - GLM_REQUEST_ID_MAX) + 3;
+    records = body_len / (glm_ring_max_payload(ring) - sizeof(glm_submit)) + 3;
 
-    return body_len + sizeof(glm_submit) + GLM_REQUEST_ID_MAX
+    return body_len + sizeof(glm_submit)
            + records * (sizeof(glm_rec) + GLM_REC_ALIGN - 1)
            + 2 * sizeof(glm_rec);
 }

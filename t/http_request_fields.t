@@ -7,8 +7,9 @@
 # stream_interval, echo, allowed_token_ids, bad_words,
 # truncate_prompt_tokens, prompt_logprobs, reasoning_effort,
 # return_prompt_text, cache_salt (in /metrics' prefix cache counters) and a
-# trusted request chat_template.  With the fake engine only the header's
-# way to the engine is checked.
+# trusted request chat_template.  With the fake engine, the X-Request-Id
+# header's way to the engine: the first ring record, ahead of a body the
+# ring cuts into several.
 
 use strict;
 use warnings;
@@ -37,6 +38,24 @@ if ($t->fake) {
     is($r->{json}{error}{message}, 'The X-Request-Id header is longer than 256 bytes',
        '... saying so');
     $t->finish;
+
+    # the id rides in the first record, before the body: a small ring cuts
+    # a body into records around a 256-byte id, and both arrive whole
+    my $u = GlmTest->new(engine_args => [ '--submit-size', 4096 ]);
+    $u->run(http => "    client_max_body_size 1m;\n");
+    my $id = join '', map { chr(97 + $_ % 26) } 1 .. 256;
+    for my $n (1500, 2900, 3400) {
+        my $content = join '', map { chr(65 + $_ % 26) } 1 .. $n;
+        $r = $u->post($chat, GlmTest::chat_body(content => $content),
+                      headers => [ "X-Request-Id: $id" ]);
+        is($r->{json}{choices}[0]{message}{content}, $content,
+           "a $n-byte prompt after a 256-byte X-Request-Id arrives intact");
+    }
+    my @ids = $u->engine_log =~ /^REQUEST_ID .* id=(\S+)$/mg;
+    is(scalar(grep { $_ eq $id } @ids), 3, '... and so does the id, each time');
+    my @records = ($u->engine_log =~ /^BODY .* records=(\d+)$/mg)[-2 .. -1];
+    ok(!grep({ $_ < 2 } @records), '... in two records or more');
+    $u->finish;
     done_testing;
     exit;
 }

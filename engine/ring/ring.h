@@ -147,7 +147,7 @@
 
 /* record types: worker -> engine */
 #define GLM_REC_PAD            0u     /* filler to the end of the buffer */
-#define GLM_REC_SUBMIT         1u     /* payload: glm_submit + request body */
+#define GLM_REC_SUBMIT         1u     /* payload: glm_submit, request id, body */
 #define GLM_REC_SUBMIT_MORE    2u     /* continues the body of a SUBMIT */
 #define GLM_REC_CANCEL         3u     /* no payload */
 /* engine -> worker */
