@@ -38,21 +38,26 @@ enum {
     GLM_V_ARRAY
 };
 
+/* which ops a field is checked for */
+#define GLM_FOR_ALL        0
+#define GLM_FOR_CHAT       1        /* chat completions only */
+#define GLM_FOR_GENERATE   2        /* chat completions and completions */
+
 typedef struct {
     const char  *name;
     int          field;
-    int          chat_only;
+    int          ops;
 } glm_field_name;
 
 static const glm_field_name  glm_fields[] = {
-    { "model", GLM_F_MODEL, 0 },
-    { "messages", GLM_F_MESSAGES, 1 },
-    { "stream", GLM_F_STREAM, 1 },
-    { "max_tokens", GLM_F_MAX_TOKENS, 1 },
-    { "max_completion_tokens", GLM_F_MAX_COMPLETION_TOKENS, 1 },
-    { "n", GLM_F_N, 1 },
-    { "temperature", GLM_F_TEMPERATURE, 1 },
-    { "top_p", GLM_F_TOP_P, 1 },
+    { "model", GLM_F_MODEL, GLM_FOR_ALL },
+    { "messages", GLM_F_MESSAGES, GLM_FOR_CHAT },
+    { "stream", GLM_F_STREAM, GLM_FOR_GENERATE },
+    { "max_tokens", GLM_F_MAX_TOKENS, GLM_FOR_GENERATE },
+    { "max_completion_tokens", GLM_F_MAX_COMPLETION_TOKENS, GLM_FOR_CHAT },
+    { "n", GLM_F_N, GLM_FOR_GENERATE },
+    { "temperature", GLM_F_TEMPERATURE, GLM_FOR_GENERATE },
+    { "top_p", GLM_F_TOP_P, GLM_FOR_GENERATE },
     { NULL, 0, 0 }
 };
 
@@ -568,7 +573,10 @@ glm_cb_map_key(void *ctx, const unsigned char *s, size_t len)
     st->field_name = NULL;
 
     for (f = glm_fields; f->name; f++) {
-        if (f->chat_only && st->op != GLM_OP_CHAT) {
+        if ((f->ops == GLM_FOR_CHAT && st->op != GLM_OP_CHAT)
+            || (f->ops == GLM_FOR_GENERATE && st->op != GLM_OP_CHAT
+                && st->op != GLM_OP_COMPLETIONS))
+        {
             continue;
         }
 

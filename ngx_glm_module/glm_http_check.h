@@ -51,8 +51,10 @@ int glm_http_is_json(const char *ct, size_t len);
  * op the body must be one JSON object; for chat the fields the worker can
  * judge alone are checked: messages (non-empty array of objects), stream
  * (bool), model (string), max_tokens / max_completion_tokens / n
- * (non-negative integers), temperature / top_p (numbers); null stands for
- * "not given", as in the OpenAI schema.  Returns ck->status.
+ * (non-negative integers), temperature / top_p (numbers); for completions
+ * the same but messages and max_completion_tokens (the engine checks the
+ * prompt); null stands for "not given", as in the OpenAI schema.  Returns
+ * ck->status.
  */
 unsigned glm_http_check_body(glm_http_check *ck, uint32_t op, const char *body,
     size_t len);

@@ -385,7 +385,8 @@ ngx_http_glm_media_finish(ngx_http_request_t *r, ngx_http_glm_ctx_t *ctx)
     /* refused before the allocation: 16 URLs of 32m each are 700m here */
     if (len == SIZE_MAX || len > UINT32_MAX
         || (w->state == NGX_HTTP_GLM_READY
-            && ngx_http_glm_submit_bound(&w->submit, len) > w->submit.size))
+            && ngx_http_glm_submit_bound(&w->submit, len + ctx->request_id.len)
+               > w->submit.size))
     {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "glm: request body of %uz bytes with its media "

@@ -82,6 +82,7 @@ static void ngx_http_glm_exit_process(ngx_cycle_t *cycle);
 
 ngx_http_glm_pass_t  ngx_http_glm_passes[] = {
     { ngx_string("chat"), GLM_OP_CHAT, NGX_HTTP_POST },
+    { ngx_string("completions"), GLM_OP_COMPLETIONS, NGX_HTTP_POST },
     { ngx_string("tokenize"), GLM_OP_TOKENIZE, NGX_HTTP_POST },
     { ngx_string("detokenize"), GLM_OP_DETOKENIZE, NGX_HTTP_POST },
     { ngx_string("models"), GLM_OP_MODELS, NGX_HTTP_GET },
@@ -139,7 +140,7 @@ static ngx_command_t  ngx_http_glm_commands[] = {
       NULL },
 
     { ngx_string("glm_health"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_glm_health,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -444,9 +445,9 @@ ngx_http_glm_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         if (pass->name.len == 0) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "unknown glm_pass \"%V\": chat, tokenize, "
-                               "detokenize, models, metrics, version or "
-                               "error", &value[1]);
+                               "unknown glm_pass \"%V\": chat, completions, "
+                               "tokenize, detokenize, models, metrics, "
+                               "version or error", &value[1]);
             return NGX_CONF_ERROR;
         }
 
@@ -463,11 +464,31 @@ ngx_http_glm_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * glm_health [post]: the health answer; "post" also takes POST (its body
+ * discarded), as vLLM's /ping, SageMaker's health check, does.
+ */
 static char *
 ngx_http_glm_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    ngx_http_glm_loc_conf_t *glcf = conf;
+
+    ngx_str_t                 *value;
     ngx_http_core_loc_conf_t  *clcf;
     ngx_http_glm_main_conf_t  *gmcf;
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2) {
+        if (value[1].len != 4 || ngx_strncmp(value[1].data, "post", 4) != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\": glm_health takes "
+                               "nothing or \"post\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        glcf->health_post = 1;
+    }
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_glm_health_handler;

@@ -138,6 +138,7 @@ typedef struct {
     size_t                       output_limit;
     ngx_msec_t                   stream_keepalive;  /* 0: off */
     ngx_str_t                    media_fetch;   /* empty: off */
+    ngx_flag_t                   health_post;   /* glm_health post: /ping */
 } ngx_http_glm_loc_conf_t;
 
 
@@ -149,6 +150,7 @@ struct ngx_http_glm_ctx_s {
     uint32_t                     op;
     uint32_t                     slot;
     uint32_t                     gen;
+    ngx_str_t                    request_id;    /* X-Request-Id, to the engine */
     u_char                      *body;
     size_t                       body_len;
     size_t                       body_cap;      /* 0: body is nginx's */

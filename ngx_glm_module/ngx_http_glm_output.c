@@ -50,7 +50,8 @@ static void ngx_http_glm_finish(ngx_http_glm_ctx_t *ctx, ngx_int_t rc);
  * glm_health: 200 while this worker is attached to an engine that runs,
  * 503 while it is not, or while work waits for an engine that has not
  * turned its loop for glm_health_timeout (stopped, or stuck in a step):
- * ring.h's Health.  An idle engine asleep in poll is healthy.
+ * ring.h's Health.  An idle engine asleep in poll is healthy.  GET and
+ * HEAD; with "post" POST too (vLLM's /ping).
  */
 ngx_int_t
 ngx_http_glm_health_handler(ngx_http_request_t *r)
@@ -60,7 +61,12 @@ ngx_http_glm_health_handler(ngx_http_request_t *r)
     ngx_http_glm_loc_conf_t   *glcf;
     ngx_http_glm_main_conf_t  *gmcf;
 
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+    gmcf = ngx_http_get_module_main_conf(r, ngx_http_glm_module);
+    glcf = ngx_http_get_module_loc_conf(r, ngx_http_glm_module);
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))
+        && !(glcf->health_post && r->method == NGX_HTTP_POST))
+    {
         return NGX_HTTP_NOT_ALLOWED;
     }
 
@@ -68,9 +74,6 @@ ngx_http_glm_health_handler(ngx_http_request_t *r)
     if (rc != NGX_OK) {
         return rc;
     }
-
-    gmcf = ngx_http_get_module_main_conf(r, ngx_http_glm_module);
-    glcf = ngx_http_get_module_loc_conf(r, ngx_http_glm_module);
 
     ok = gmcf->worker.state == NGX_HTTP_GLM_READY
          && !ngx_http_glm_engine_stuck(&gmcf->worker, glcf->health_timeout);

@@ -44,6 +44,7 @@ struct ngx_http_glm_check_task_s {
 #define NGX_HTTP_GLM_RETRY_MSEC      5
 
 
+static ngx_int_t ngx_http_glm_request_id(ngx_http_request_t *r, ngx_str_t *id);
 static void ngx_http_glm_body_start(ngx_http_request_t *r);
 static void ngx_http_glm_body_read(ngx_http_request_t *r);
 static void ngx_http_glm_read_more(ngx_event_t *ev);
@@ -65,7 +66,7 @@ static ngx_int_t ngx_http_glm_slot_alloc(ngx_http_glm_worker_t *w,
     ngx_http_glm_ctx_t *ctx);
 static void ngx_http_glm_cleanup(void *data);
 static size_t ngx_http_glm_chunk(glm_ring *ring, uint64_t tail, size_t left,
-    ngx_uint_t first);
+    size_t lead);
 static ngx_int_t ngx_http_glm_submit(ngx_http_glm_ctx_t *ctx);
 static void ngx_http_glm_cancel(ngx_http_glm_worker_t *w, uint32_t slot,
     uint32_t gen);
@@ -160,6 +161,19 @@ ngx_http_glm_handler(ngx_http_request_t *r)
     ctx->op = (uint32_t) glcf->op;
     ctx->last_out = &ctx->out;
 
+    if ((ctx->op == GLM_OP_CHAT || ctx->op == GLM_OP_COMPLETIONS)
+        && ngx_http_glm_request_id(r, &ctx->request_id) == NGX_ERROR)
+    {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_glm_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                       "The X-Request-Id header is longer than "
+                                       "256 bytes", NULL, 0, NULL);
+    }
+
     ngx_http_set_ctx(r, ctx, ngx_http_glm_module);
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
@@ -193,6 +207,48 @@ ngx_http_glm_handler(ngx_http_request_t *r)
     }
 
     return NGX_DONE;
+}
+
+
+/*
+ * The client's X-Request-Id (the first one), which the engine makes the
+ * response's id of, as vLLM: NGX_OK, NGX_DECLINED without one, NGX_ERROR
+ * when longer than the ring carries.
+ */
+static ngx_int_t
+ngx_http_glm_request_id(ngx_http_request_t *r, ngx_str_t *id)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NGX_DECLINED;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("X-Request-Id") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Request-Id",
+                               sizeof("X-Request-Id") - 1) == 0)
+        {
+            if (h[i].value.len > GLM_REQUEST_ID_MAX) {
+                return NGX_ERROR;
+            }
+
+            *id = h[i].value;
+            return NGX_OK;
+        }
+    }
 }
 
 
@@ -689,7 +745,8 @@ ngx_http_glm_admit(ngx_http_glm_ctx_t *ctx)
     }
 
     if (ctx->body_len > UINT32_MAX
-        || ngx_http_glm_submit_bound(&w->submit, ctx->body_len)
+        || ngx_http_glm_submit_bound(&w->submit,
+                                     ctx->body_len + ctx->request_id.len)
            > w->submit.size)
     {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -871,18 +928,17 @@ ngx_http_glm_cleanup(void *data)
 
 
 /*
- * Body bytes the next record carries when written at `tail`.  A record that
+ * Body bytes the next record carries when written at `tail`, after `lead`
+ * bytes of its own (the first: glm_submit and the request id).  A record that
  * would straddle the end of the buffer is cut to end there instead (when
  * that leaves room for any body), so that no ring space goes to padding and
  * a body can take nearly the whole ring.
  */
 static size_t
-ngx_http_glm_chunk(glm_ring *ring, uint64_t tail, size_t left,
-    ngx_uint_t first)
+ngx_http_glm_chunk(glm_ring *ring, uint64_t tail, size_t left, size_t lead)
 {
-    size_t  lead, chunk, to_end;
+    size_t  chunk, to_end;
 
-    lead = first ? sizeof(glm_submit) : 0;
     chunk = ngx_min(left, glm_ring_max_payload(ring) - lead);
     to_end = (size_t) (ring->size - (tail & (ring->size - 1)));
 
@@ -897,7 +953,10 @@ ngx_http_glm_chunk(glm_ring *ring, uint64_t tail, size_t left,
 }
 
 
-/* ring bytes a body may need, wherever the ring's tail stands */
+/*
+ * ring bytes a body may need, wherever the ring's tail stands; body_len
+ * counts the request id too, which goes where the body's first bytes would
+ */
 size_t
 ngx_http_glm_submit_bound(glm_ring *ring, size_t body_len)
 {
@@ -950,8 +1009,8 @@ ngx_http_glm_submit(ngx_http_glm_ctx_t *ctx)
     first = (ctx->submitted == 0);
 
     do {
-        lead = first ? sizeof(glm_submit) : 0;
-        chunk = ngx_http_glm_chunk(ring, tail, left, first);
+        lead = first ? sizeof(glm_submit) + ctx->request_id.len : 0;
+        chunk = ngx_http_glm_chunk(ring, tail, left, lead);
         need = glm_rec_total((uint32_t) (lead + chunk));
         idx = tail & (size - 1);
 
@@ -977,12 +1036,14 @@ ngx_http_glm_submit(ngx_http_glm_ctx_t *ctx)
     first = (ctx->submitted == 0);
     turn = 0;
 
+    ngx_memzero(&sub, sizeof(glm_submit));
     sub.op = ctx->op;
     sub.body_len = (uint32_t) ctx->body_len;
+    sub.request_id_len = (uint32_t) ctx->request_id.len;
 
     do {
-        lead = first ? sizeof(glm_submit) : 0;
-        chunk = ngx_http_glm_chunk(ring, ring->ctl->tail, left, first);
+        lead = first ? sizeof(glm_submit) + ctx->request_id.len : 0;
+        chunk = ngx_http_glm_chunk(ring, ring->ctl->tail, left, lead);
         payload = (uint32_t) (lead + chunk);
         type = first ? GLM_REC_SUBMIT : GLM_REC_SUBMIT_MORE;
 
@@ -997,6 +1058,7 @@ ngx_http_glm_submit(ngx_http_glm_ctx_t *ctx)
 
         if (first) {
             p = ngx_cpymem(p, &sub, sizeof(glm_submit));
+            p = ngx_cpymem(p, ctx->request_id.data, ctx->request_id.len);
         }
 
         if (chunk) {

@@ -20,6 +20,8 @@
  *                          data: [DONE]; END
  *   chat, otherwise        HEAD{200,JSON}; one chat.completion whose
  *                          content is the last message's content; END
+ *   completions            HEAD{200,JSON}; a text_completion whose text is
+ *                          the prompt string; END
  *   tokenize/detokenize    bytes as tokens, and back
  *   models/metrics/version fixed answers from the command line
  *
@@ -46,6 +48,7 @@
  * Every event goes to the log, one line each, for the tests to read:
  *   READY epoch=E | HELLO chan=C gen=G pid=P | GONE chan=C
  *   SUBMIT chan=C slot=S gen=G op=O len=N
+ *   REQUEST_ID chan=C slot=S gen=G id=X-Request-Id (when the header came)
  *   BODY chan=C slot=S gen=G fnv=H records=R
  *   CANCEL chan=C slot=S gen=G active|unknown | DONE chan=C slot=S gen=G
  *   DIE
@@ -565,6 +568,23 @@ answer(req *r)
         answer_chat(r, root, fake);
         break;
 
+    case GLM_OP_COMPLETIONS: {
+        /* a text_completion whose text is the prompt string: enough to see
+         * the route; the engine's own answers are tested with the engine */
+        const char *prompt = root ? yget_string(root, "prompt") : NULL;
+
+        emit_head(r, 200, GLM_CT_JSON, 0);
+        str_addf(&s, "{\"id\":\"cmpl-fake-%u\",\"object\":\"text_completion\","
+                 "\"created\":1700000000,\"model\":\"fake\",\"choices\":[{\"index\":0,"
+                 "\"text\":", r->gen);
+        str_json(&s, prompt ? prompt : "", prompt ? strlen(prompt) : 0);
+        str_adds(&s, ",\"logprobs\":null,\"finish_reason\":\"length\","
+                 "\"stop_reason\":null}]}");
+        emit_str(r, &s);
+        emit(r, GLM_REC_END, NULL, 0);
+        break;
+    }
+
     case GLM_OP_TOKENIZE: {
         const char *prompt = root ? yget_string(root, "prompt") : NULL;
         str         text = { 0 };
@@ -945,6 +965,12 @@ intake(int chan)
                 return -1;
             }
             memcpy(&sub, glm_rec_payload(rec), sizeof(sub));
+            if (sub.request_id_len > GLM_REQUEST_ID_MAX
+                || rec->len < sizeof(sub) + sub.request_id_len)
+            {
+                logf_("BADSUBMIT chan=%d", chan);
+                return -1;
+            }
             r = calloc(1, sizeof(req));
             r->chan = chan;
             r->slot = rec->slot;
@@ -952,7 +978,7 @@ intake(int chan)
             r->op = sub.op;
             r->body_len = sub.body_len;
             r->body = malloc(sub.body_len + 1);
-            r->got = rec->len - (uint32_t) sizeof(sub);
+            r->got = rec->len - (uint32_t) sizeof(sub) - sub.request_id_len;
             r->records = 1;
             if (r->got > r->body_len) {
                 logf_("BADSUBMIT chan=%d", chan);
@@ -960,13 +986,18 @@ intake(int chan)
                 free(r);
                 return -1;
             }
-            memcpy(r->body, (const char *) glm_rec_payload(rec) + sizeof(sub),
-                   r->got);
+            memcpy(r->body, (const char *) glm_rec_payload(rec) + sizeof(sub)
+                            + sub.request_id_len, r->got);
             r->next = E.reqs;
             E.reqs = r;
             E.n_requests++;
             logf_("SUBMIT chan=%d slot=%u gen=%u op=%u len=%u", chan,
                   r->slot, r->gen, r->op, r->body_len);
+            if (sub.request_id_len > 0) {
+                logf_("REQUEST_ID chan=%d slot=%u gen=%u id=%.*s", chan, r->slot,
+                      r->gen, (int) sub.request_id_len,
+                      (const char *) glm_rec_payload(rec) + sizeof(sub));
+            }
             break;
         }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """openai_check.py BASE_URL: the official `openai` Python package against
-ngx_glm (nginx + engine), streaming and not.  Prints "ok"/"FAIL" lines and
+ngx_glm (nginx + engine), chat and legacy completions, streaming and not.  Prints "ok"/"FAIL" lines and
 "openai: N passed, N failed"; exit 1 on any failure."""
 import sys
 
@@ -44,6 +44,41 @@ check("".join(parts) == text and finish == "length" and usage is not None
 r = client.chat.completions.create(model=name, messages=msgs, max_tokens=4, n=2,
                                    temperature=1.0, seed=5)
 check(len(r.choices) == 2 and {c.index for c in r.choices} == {0, 1}, "n=2 gives two choices")
+
+# /v1/completions through the SDK's legacy client.completions
+c = client.completions.create(model=name, prompt="Say something about nginx.", max_tokens=6,
+                              temperature=0, logprobs=2, echo=True)
+ch = c.choices[0]
+check(c.object == "text_completion" and ch.finish_reason == "length"
+      and c.usage.completion_tokens == 6 and ch.text.startswith("Say something about nginx.")
+      and len(ch.logprobs.tokens) == len(ch.logprobs.token_logprobs)
+      == len(ch.logprobs.top_logprobs) == len(ch.logprobs.text_offset)
+      and ch.logprobs.token_logprobs[0] is None,
+      "completions.create(echo, logprobs): %d tokens, finish_reason %s"
+      % (c.usage.completion_tokens, ch.finish_reason))
+plain = client.completions.create(model=name, prompt="Say something about nginx.",
+                                  max_tokens=6, temperature=0)
+stream = client.completions.create(model=name, prompt="Say something about nginx.",
+                                   max_tokens=6, temperature=0, stream=True,
+                                   stream_options={"include_usage": True})
+parts, finish, usage = [], None, None
+for chunk in stream:
+    if chunk.usage is not None:
+        usage = chunk.usage
+    for c in chunk.choices:
+        parts.append(c.text)
+        finish = c.finish_reason or finish
+check("".join(parts) == plain.choices[0].text and finish == "length" and usage is not None
+      and usage.completion_tokens == 6,
+      "completions.create(stream=True): same text, usage chunk, finish_reason")
+many = client.completions.create(model=name, prompt=["one", "two"], n=2, max_tokens=2)
+check([c.index for c in many.choices] == [0, 1, 2, 3], "completions: 2 prompts, n=2")
+try:
+    client.completions.create(model=name, prompt="a", suffix="b")
+    check(False, "suffix raises BadRequestError")
+except openai.BadRequestError as e:
+    check(e.status_code == 400 and "suffix is not currently supported" in str(e),
+          "completions suffix: BadRequestError 400")
 
 try:
     client.chat.completions.create(model="no-such-model", messages=msgs)

@@ -428,10 +428,25 @@ glm_mm_kwargs_parse(const glm_media_opts *o, yajl_val root, glm_mm_kwargs *k,
     glm_media_set *set, glm_err *err)
 {
     yajl_val kw = glm_json_get(root, "mm_processor_kwargs");
+    yajl_val io = glm_json_get(root, "media_io_kwargs"), video, nf;
     size_t i;
 
     k->fps = o->video_proc.fps;
     k->num_frames = o->video_num_frames;
+    /* the request's media_io_kwargs over --media-io-kwargs, as vLLM merges
+     * them (request_fields.c refused any other key) */
+    video = io != NULL && YAJL_IS_OBJECT(io) ? glm_json_get(io, "video") : NULL;
+    nf = video != NULL && YAJL_IS_OBJECT(video) ? glm_json_get(video, "num_frames") : NULL;
+    if (nf != NULL) {
+        if (!YAJL_IS_INTEGER(nf) || YAJL_GET_INTEGER(nf) < -1 || YAJL_GET_INTEGER(nf) == 0
+            || YAJL_GET_INTEGER(nf) > o->limits.max_frames)
+        {
+            set->param = "media_io_kwargs";
+            return glm_errf(err, "media_io_kwargs.video.num_frames must be -1 (the"
+                            " processor's fps sampling) or 1..%d", o->limits.max_frames);
+        }
+        k->num_frames = (int) YAJL_GET_INTEGER(nf);
+    }
     if (kw == NULL || YAJL_IS_NULL(kw)) {
         return 0;
     }

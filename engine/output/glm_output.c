@@ -1132,10 +1132,23 @@ glm_out_delta(glm_out *o, glm_str *s)
 void
 glm_out_message(const glm_out *o, glm_str *s)
 {
+    glm_out_message_echo(o, NULL, 0, s);
+}
+
+void
+glm_out_message_echo(const glm_out *o, const char *echo, size_t echo_len, glm_str *s)
+{
     int i;
 
     glm_str_adds(s, "\"content\":");
-    if (o->content.len > 0) {
+    if (echo_len > 0) {
+        glm_str whole = { 0 };
+
+        glm_str_add(&whole, echo, echo_len);
+        glm_str_add(&whole, o->content.data, o->content.len);
+        glm_json_str(s, whole.data, whole.len);
+        glm_str_free(&whole);
+    } else if (o->content.len > 0) {
         glm_json_str(s, o->content.data, o->content.len);
     } else {
         glm_str_adds(s, "null");

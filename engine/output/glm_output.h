@@ -136,6 +136,8 @@ int glm_out_delta(glm_out *o, glm_str *s);
  * "function_call":null,"tool_calls":[..],"reasoning":..,"reasoning_content":..
  * [,"glm_boxes":[..]]. */
 void glm_out_message(const glm_out *o, glm_str *s);
+/* The same with echo (a chat request's "echo") before the content. */
+void glm_out_message_echo(const glm_out *o, const char *echo, size_t echo_len, glm_str *s);
 
 /* "tool_calls" for an engine "stop" when calls were made (auto/required),
  * else engine_reason. */

@@ -130,8 +130,9 @@
 #include <string.h>
 
 #define GLM_SEG_MAGIC          0x31474e49524d4c47ull     /* "GLMRING1" */
-#define GLM_PROTO_VERSION      3u     /* 2: the health fields; 3: a segment
-                                         per channel, checked peers */
+#define GLM_PROTO_VERSION      4u     /* 2: the health fields; 3: a segment
+                                         per channel, checked peers; 4: SUBMIT
+                                         carries the X-Request-Id header */
 #define GLM_HELLO_MAGIC        0x4f4c4c45484d4c47ull     /* "GLMHELLO" */
 #define GLM_SETUP_MAGIC        0x50555445534d4c47ull     /* "GLMSETUP" */
 
@@ -146,7 +147,7 @@
 
 /* record types: worker -> engine */
 #define GLM_REC_PAD            0u     /* filler to the end of the buffer */
-#define GLM_REC_SUBMIT         1u     /* payload: glm_submit + request body */
+#define GLM_REC_SUBMIT         1u     /* payload: glm_submit, request id, body */
 #define GLM_REC_SUBMIT_MORE    2u     /* continues the body of a SUBMIT */
 #define GLM_REC_CANCEL         3u     /* no payload */
 /* engine -> worker */
@@ -164,6 +165,7 @@
 #define GLM_OP_MODELS          4u     /* /v1/models */
 #define GLM_OP_METRICS         5u     /* /metrics */
 #define GLM_OP_VERSION         6u     /* /version */
+#define GLM_OP_COMPLETIONS     7u     /* /v1/completions */
 
 /* glm_head.content_type */
 #define GLM_CT_JSON            1u
@@ -215,10 +217,19 @@ typedef struct {
     uint32_t gen;
 } glm_rec;
 
+/*
+ * The first SUBMIT of a request: this header, then request_id_len bytes of
+ * the client's X-Request-Id header (vLLM names the response after it; at
+ * most GLM_REQUEST_ID_MAX, none when 0), then the body's first bytes.
+ */
 typedef struct {
     uint32_t op;                    /* GLM_OP_* */
     uint32_t body_len;              /* total body bytes across SUBMIT(_MORE) */
+    uint32_t request_id_len;        /* X-Request-Id bytes before the body */
+    uint32_t reserved;
 } glm_submit;
+
+#define GLM_REQUEST_ID_MAX     256u
 
 typedef struct {
     uint32_t status;                /* HTTP status */
@@ -260,7 +271,7 @@ _Static_assert(GLM_CHAN_SUBMIT_OFF + sizeof(glm_ring_ctl) <= GLM_CHAN_OUTPUT_OFF
 _Static_assert(GLM_CHAN_OUTPUT_OFF + sizeof(glm_ring_ctl) <= GLM_CHAN_DATA_OFF,
                "output ctl fits");
 _Static_assert(sizeof(glm_rec) == 16, "record header layout");
-_Static_assert(sizeof(glm_head) == 16 && sizeof(glm_submit) == 8, "payload heads");
+_Static_assert(sizeof(glm_head) == 16 && sizeof(glm_submit) == 16, "payload heads");
 _Static_assert(sizeof(glm_hello) == 16 && sizeof(glm_setup) == 48, "handshake");
 _Static_assert(__atomic_always_lock_free(sizeof(uint64_t), 0),
                "64-bit atomics must be lock-free to work across processes");

@@ -15,6 +15,12 @@ static size_t glm_block_extra(const glm_sched *s, const glm_seq *seq, int first,
     uint8_t *out);
 static int glm_prefix_lookup(glm_sched *s, glm_seq *seq, int *n_evictable);
 static void glm_offer_blocks(glm_sched *s, glm_seq *seq, int n_done);
+static void glm_mask_bad_words(const glm_seq *seq, float *l, int V);
+static void glm_logprobs(glm_sched *s, const float *l, glm_sampled *out, int top_n,
+    const int32_t *ids, int n_ids);
+static int glm_logprob_rank(glm_sched *s, const float *l, int32_t id);
+static int glm_prompt_lp_chunk(const glm_seq *seq, int from, int chunk, int *rows);
+static int glm_prompt_lp_deliver(glm_sched *s, glm_seq *seq, int chunk, const float *l);
 
 int
 glm_sched_blocks_for(const glm_sched *s, int n_tokens)
@@ -64,7 +70,7 @@ glm_sched_init(glm_sched *s, glm_model *m, int n_blocks, int block_size,
     s->seq_blocks = malloc((size_t) max_num_seqs * sizeof(glm_seq_blocks));
     s->step_seqs = malloc((size_t) max_num_seqs * sizeof(glm_seq *));
     s->step_chunk = malloc((size_t) max_num_seqs * sizeof(int));
-    s->logits = malloc((size_t) max_num_seqs * V * sizeof(float));
+    s->logits = malloc((size_t) (max_num_seqs + GLM_SCHED_PROMPT_LP_ROWS) * V * sizeof(float));
     s->prob = malloc((size_t) V * sizeof(float));
     s->raw = malloc((size_t) V * sizeof(float));
     s->idx = malloc((size_t) V * sizeof(int32_t));
@@ -236,12 +242,22 @@ glm_seq_hash_blocks(glm_sched *s, glm_seq *seq, int n_full)
         seq->hashes = h;
         seq->hashes_cap = cap;
     }
+    if (seq->n_hashes == 0 && n_full > 0 && seq->params.cache_salt != NULL) {
+        static const int32_t none = 0;
+
+        /* vLLM puts the salt in the first block's keys: here it makes a
+         * root of its own, so a salted chain meets no other chain */
+        glm_block_pool_hash(&s->pool, &seq->salt_root, &s->pool.root, &none, 0,
+                            seq->params.cache_salt, seq->params.cache_salt_len);
+    }
     while (seq->n_hashes < n_full) {
         int i = seq->n_hashes, first = i * s->block_size;
         size_t extra_len = glm_block_extra(s, seq, first, s->extra);
 
         glm_block_pool_hash(&s->pool, &seq->hashes[i],
-                            i > 0 ? &seq->hashes[i - 1] : &s->pool.root,
+                            i > 0 ? &seq->hashes[i - 1]
+                            : seq->params.cache_salt != NULL ? &seq->salt_root
+                            : &s->pool.root,
                             seq->tokens + first, s->block_size, s->extra, extra_len);
         seq->n_hashes++;
     }
@@ -450,7 +466,33 @@ glm_sched_has_work(const glm_sched *s)
     return 0;
 }
 
-/* logits processors, then sampling: penalties, bias, min_tokens bans */
+/* vLLM's bad words: a word's last token is masked when the output so far
+ * ends with the tokens before it (a one-token word always) */
+static void
+glm_mask_bad_words(const glm_seq *seq, float *l, int V)
+{
+    const glm_seq_params *p = &seq->params;
+    const int32_t *w = p->bad_words;
+    int n_out = seq->n_tokens - seq->n_prompt, k, j, len;
+
+    for (k = 0; k < p->n_bad_words; w += len, k++) {
+        len = p->bad_word_len[k];
+        if (len < 1 || len - 1 > n_out || w[len - 1] < 0 || w[len - 1] >= V) {
+            continue;
+        }
+        for (j = 0; j < len - 1; j++) {
+            if (seq->tokens[seq->n_tokens - (len - 1) + j] != w[j]) {
+                break;
+            }
+        }
+        if (j == len - 1) {
+            l[w[len - 1]] = -INFINITY;
+        }
+    }
+}
+
+/* logits processors, then sampling: penalties, bias, min_tokens bans,
+ * allowed_token_ids, bad words, the grammar */
 static void
 glm_process_logits(glm_sched *s, glm_seq *seq, float *l)
 {
@@ -494,14 +536,26 @@ glm_process_logits(glm_sched *s, glm_seq *seq, float *l)
             }
         }
     }
+    if (p->allowed != NULL) {
+        for (i = 0; i < V; i++) {
+            if (!(p->allowed[i >> 3] & (1u << (i & 7)))) {
+                l[i] = -INFINITY;
+            }
+        }
+    }
+    if (p->n_bad_words > 0) {
+        glm_mask_bad_words(seq, l, V);
+    }
     if (seq->constrained && s->mask != NULL) {
         s->mask(s->cb_ctx, seq, l);
     }
 }
 
-/* log-softmax value of id, and the top-n alternatives, from raw logits */
+/* log-softmax value of out->token, and the top-n alternatives (or the
+ * n_ids given ones), from raw logits */
 static void
-glm_logprobs(glm_sched *s, const float *l, glm_sampled *out, int top_n)
+glm_logprobs(glm_sched *s, const float *l, glm_sampled *out, int top_n,
+    const int32_t *ids, int n_ids)
 {
     int V = s->m->cfg.vocab_size, i, k;
     float mx = -INFINITY;
@@ -515,6 +569,14 @@ glm_logprobs(glm_sched *s, const float *l, glm_sampled *out, int top_n)
     }
     lse = (double) mx + log(sum);
     out->logprob = (float) ((double) l[out->token] - lse);
+    if (ids != NULL) {
+        for (k = 0; k < n_ids && k < 20; k++) {
+            out->top_ids[k] = ids[k];
+            out->top_logprobs[k] = (float) ((double) l[ids[k]] - lse);
+        }
+        out->n_top = k;
+        return;
+    }
     if (top_n > 20) {
         top_n = 20;
     }
@@ -537,6 +599,18 @@ glm_logprobs(glm_sched *s, const float *l, glm_sampled *out, int top_n)
     }
 }
 
+/* 1 + the number of tokens more likely than id (vLLM's rank) */
+static int
+glm_logprob_rank(glm_sched *s, const float *l, int32_t id)
+{
+    int V = s->m->cfg.vocab_size, i, rank = 1;
+
+    for (i = 0; i < V; i++) {
+        rank += l[i] > l[id];
+    }
+    return rank;
+}
+
 static int
 glm_append_token(glm_seq *seq, int32_t t)
 {
@@ -553,11 +627,59 @@ glm_append_token(glm_seq *seq, int32_t t)
     return 0;
 }
 
+/*
+ * prompt_logprobs: a chunk of a sequence from token `from` cut so that its
+ * prompt rows (positions whose next token is a prompt token) fit *rows, the
+ * step's remaining budget of them, which it takes.  Other sequences: chunk.
+ */
+static int
+glm_prompt_lp_chunk(const glm_seq *seq, int from, int chunk, int *rows)
+{
+    int want;
+
+    if (!seq->params.prompt_logprobs) {
+        return chunk;
+    }
+    want = seq->n_prompt - 1 - from;
+    want = want < 0 ? 0 : want < chunk ? want : chunk;
+    if (want > *rows) {
+        chunk = *rows;          /* then every position of the chunk is a row */
+        want = *rows;
+    }
+    *rows -= want;
+    return chunk;
+}
+
+/* Hands the owner the prompt logprobs of a chunk just computed, from its
+ * rows of logits at l; returns how many rows they took. */
+static int
+glm_prompt_lp_deliver(glm_sched *s, glm_seq *seq, int chunk, const float *l)
+{
+    int V = s->m->cfg.vocab_size, n = 0, p;
+    glm_sampled out;
+
+    if (!seq->params.prompt_logprobs) {
+        return 0;
+    }
+    for (p = seq->n_cached; p < seq->n_cached + chunk && p + 1 < seq->n_prompt; p++, n++) {
+        const float *row = l + (size_t) n * V;
+
+        memset(&out, 0, sizeof(out));
+        out.token = seq->tokens[p + 1];
+        glm_logprobs(s, row, &out, seq->params.prompt_top_logprobs, NULL, 0);
+        if (s->on_prompt_logprob != NULL) {
+            s->on_prompt_logprob(s->cb_ctx, seq, p + 1, &out,
+                                 glm_logprob_rank(s, row, out.token));
+        }
+    }
+    return n;
+}
+
 int
 glm_sched_step(glm_sched *s)
 {
     int budget = s->max_batched_tokens, n_step = 0, T = 0, n_logits = 0, i, j, any_mm;
-    int V = s->m->cfg.vocab_size;
+    int V = s->m->cfg.vocab_size, lp_rows = GLM_SCHED_PROMPT_LP_ROWS;
     glm_batch b;
 
     /* 1. running sequences, oldest first */
@@ -570,6 +692,10 @@ glm_sched_step(glm_sched *s)
         }
         chunk = seq->n_tokens - seq->n_cached;
         chunk = chunk < budget ? chunk : budget;
+        chunk = glm_prompt_lp_chunk(seq, seq->n_cached, chunk, &lp_rows);
+        if (chunk == 0) {
+            continue;
+        }
         while (glm_ensure_blocks(s, seq, seq->n_cached + chunk) != 0) {
             if (glm_preempt_one(s, seq) != 0) {
                 /* alone and still short: wait for it to free by itself */
@@ -610,17 +736,20 @@ glm_sched_step(glm_sched *s)
      * starting after the blocks of its prefix already cached */
     while (s->wait_head != NULL && s->n_running < s->max_num_seqs && budget > 0) {
         glm_seq *seq = s->wait_head;
-        int hit = 0, n_evictable = 0, chunk, need;
+        int hit = 0, n_evictable = 0, chunk, need, plp_left;
 
-        if (glm_seq_cacheable(s, seq)) {
+        if (glm_seq_cacheable(s, seq) && !seq->params.prompt_logprobs) {
             hit = glm_prefix_lookup(s, seq, &n_evictable);
         }
         chunk = seq->n_tokens - hit * s->block_size;
         chunk = chunk < budget ? chunk : budget;
+        plp_left = lp_rows;
+        chunk = glm_prompt_lp_chunk(seq, hit * s->block_size, chunk, &plp_left);
         need = glm_sched_blocks_for(s, hit * s->block_size + chunk) - hit;
-        if (need > glm_block_pool_n_free(&s->pool) - n_evictable) {
+        if (chunk == 0 || need > glm_block_pool_n_free(&s->pool) - n_evictable) {
             break;
         }
+        lp_rows = plp_left;
         for (j = 0; j < hit; j++) {
             glm_block_pool_take(&s->pool, seq->blocks[j]);
         }
@@ -630,7 +759,9 @@ glm_sched_step(glm_sched *s)
             glm_release_blocks(s, seq);     /* out of memory for its table */
             break;
         }
-        if (glm_seq_cacheable(s, seq) && seq->n_preempted == 0) {
+        if (glm_seq_cacheable(s, seq) && seq->n_preempted == 0
+            && !seq->params.prompt_logprobs)
+        {
             s->prefix_queries += (uint64_t) seq->n_tokens;
             s->prefix_hits += (uint64_t) seq->n_prefix_hit;
         }
@@ -677,6 +808,9 @@ glm_sched_step(glm_sched *s)
             }
             s->kv_pos[T] = p;
             s->seq_of[T] = i;
+            if (seq->params.prompt_logprobs && p + 1 < seq->n_prompt) {
+                s->rows[n_logits++] = T;
+            }
             T++;
         }
         if (seq->n_cached + s->step_chunk[i] == seq->n_tokens) {
@@ -701,6 +835,7 @@ glm_sched_step(glm_sched *s)
         glm_sampled out;
         float *l;
 
+        j += glm_prompt_lp_deliver(s, seq, s->step_chunk[i], s->logits + (size_t) j * V);
         seq->n_cached += s->step_chunk[i];
         if (!at_end) {
             continue;
@@ -714,7 +849,8 @@ glm_sched_step(glm_sched *s)
             memcpy(s->raw, l, (size_t) V * sizeof(float));
             glm_process_logits(s, seq, l);
             out.token = glm_sample(l, V, &p->sampling, &seq->rng, s->prob, s->idx);
-            glm_logprobs(s, s->raw, &out, p->top_logprobs);
+            glm_logprobs(s, s->raw, &out, p->top_logprobs, p->logprob_ids,
+                         p->n_logprob_ids);
         } else {
             glm_process_logits(s, seq, l);
             out.token = glm_sample(l, V, &seq->params.sampling, &seq->rng, s->prob, s->idx);

@@ -19,6 +19,10 @@
  * of an n > 1 request, the same prompt sent twice at once) finds it
  * already, since a step stores every token's keys and values before any
  * token attends.  Released blocks stay cached until their space is needed.
+ * A sequence that asks for prompt_logprobs takes no cached block (its
+ * prompt's logits must be computed, as in vLLM), and one with a cache_salt
+ * shares blocks only with sequences of the same salt (the salt is hashed
+ * into the root of its chain).
  *
  * The scheduler knows tokens and blocks, not requests: after each step it
  * calls the owner's callback with every sampled token; the callback decides
@@ -58,9 +62,32 @@ typedef struct {
     int              min_tokens;
     int              logprobs;          /* 1: compute the sampled token's logprob */
     int              top_logprobs;      /* how many alternatives */
+    /* the arrays below belong to the owner and outlive the sequence */
+    const int32_t   *logprob_ids;       /* alternatives: these ids instead of the
+                                           top_logprobs most likely (at most 20) */
+    int              n_logprob_ids;
+    int              prompt_logprobs;   /* 1: the prompt's logprobs, with
+                                           prompt_top_logprobs alternatives per
+                                           token (at most 20): on_prompt_logprob */
+    int              prompt_top_logprobs;
+    const uint8_t   *allowed;           /* NULL, or a vocab_size bitmap: only
+                                           these ids may be sampled */
+    const int32_t   *bad_words;         /* token sequences, concatenated: the last
+                                           token of one is masked when the output
+                                           ends with the ones before it */
+    const int32_t   *bad_word_len;      /* [n_bad_words] */
+    int              n_bad_words;
+    const char      *cache_salt;        /* NULL, or prefix-cache blocks are shared
+                                           only with the same salt */
+    size_t           cache_salt_len;
 } glm_seq_params;
 
 typedef struct glm_seq glm_seq;
+
+/* Prompt rows whose logits one step computes for prompt_logprobs, beyond
+ * each sequence's last row: a sequence that wants them is prefilled at most
+ * this many tokens per step, so that the logits stay a few rows. */
+#define GLM_SCHED_PROMPT_LP_ROWS  64
 
 struct glm_seq {
     int32_t         *tokens;            /* prompt then generated */
@@ -84,6 +111,7 @@ struct glm_seq {
     int              n_hashes, hashes_cap;
     int              n_offered;         /* leading blocks offered to the cache */
     int              n_prefix_hit;      /* tokens found cached at admission */
+    glm_block_hash   salt_root;         /* the parent of block 0 when salted */
 };
 
 /* What the callback learns about a sampled token. */
@@ -97,6 +125,14 @@ typedef struct {
 
 /* Returns nonzero to finish the sequence (the scheduler then frees it). */
 typedef int (*glm_on_token)(void *ctx, glm_seq *seq, const glm_sampled *s);
+
+/* prompt_logprobs: the raw logprob of prompt token `pos` (1 .. n_prompt-1:
+ * the first has none) given the tokens before it, in s->token/logprob, its
+ * rank in the vocabulary (1: the most likely), and the prompt_logprobs most
+ * likely tokens.  Called in order while the prompt is computed; again for
+ * the same positions if the sequence is preempted and recomputed. */
+typedef void (*glm_on_prompt_logprob)(void *ctx, glm_seq *seq, int pos,
+    const glm_sampled *s, int rank);
 
 /* Constrained decoding: sets the logits of tokens the sequence may not emit
  * next to -inf, after the penalties and before sampling.  Called only for
@@ -123,6 +159,7 @@ typedef struct {
      * as vLLM keeps them apart) */
     uint64_t         prefix_queries, prefix_hits;
     glm_on_token     on_token;
+    glm_on_prompt_logprob on_prompt_logprob;
     glm_logits_mask  mask;
     void            *cb_ctx;
     /* per-step scratch, sized for max_batched_tokens */
@@ -131,7 +168,9 @@ typedef struct {
     glm_seq_blocks  *seq_blocks;
     glm_seq        **step_seqs;
     int             *step_chunk;
-    float           *logits, *prob, *raw;   /* raw: logits before processing */
+    float           *logits, *prob, *raw;   /* raw: logits before processing;
+                                               logits: max_num_seqs rows, and
+                                               GLM_SCHED_PROMPT_LP_ROWS more */
     int32_t         *idx, *counts;
     uint8_t         *extra;             /* one block's hash extra */
 } glm_sched;

@@ -757,6 +757,7 @@ static int
 glm_drain_submits(glm_server *srv, glm_conn *c, size_t *budget)
 {
     const glm_rec *rec;
+    uint32_t id_len;
     int bad = 0;
 
     while (*budget > 0 && (rec = glm_ring_peek(&c->submit, &bad)) != NULL) {
@@ -779,6 +780,14 @@ glm_drain_submits(glm_server *srv, glm_conn *c, size_t *budget)
                 memcpy(&sub, p, sizeof(sub));
                 req->op = sub.op;
                 req->body_len = sub.body_len;
+                id_len = sub.request_id_len;
+            }
+            if (id_len > GLM_REQUEST_ID_MAX || rec->len < sizeof(glm_submit) + id_len) {
+                free(req);
+                return -1;
+            }
+            if (id_len > 0) {
+                req->header_id = strndup((const char *) p + sizeof(glm_submit), id_len);
             }
             if (req->body_len > srv->o.submit_size) {
                 /* a body the module would never send: it checks that the
@@ -794,7 +803,8 @@ glm_drain_submits(glm_server *srv, glm_conn *c, size_t *budget)
             req->slot = rec->slot;
             req->gen = rec->gen;
             req->t_arrival = glm_now_seconds();
-            glm_str_add(&req->body, p + sizeof(glm_submit), rec->len - sizeof(glm_submit));
+            glm_str_add(&req->body, p + sizeof(glm_submit) + id_len,
+                        rec->len - sizeof(glm_submit) - id_len);
             c->assembling = req;
             break;
         case GLM_REC_SUBMIT_MORE:
@@ -1346,6 +1356,8 @@ glm_serve_usage(FILE *f)
         "                                computed (default: on)\n"
         "  --generation-config auto|vllm defaults from generation_config.json (auto) or none\n"
         "  --chat-template FILE          override the checkpoint's chat template\n"
+        "  --trust-request-chat-template render a request's own chat_template (else a\n"
+        "                                request that has one is refused, as vLLM)\n"
         "  --default-chat-template-kwargs JSON\n"
         "  --socket-mode OCTAL           socket permissions (default 0660)\n"
         "  --socket-group GROUP          socket group (e.g. www-data for nginx workers);\n"
@@ -1426,6 +1438,10 @@ glm_cmd_serve(int argc, char **argv)
             || strcmp(a, "--no-enable-prefix-caching") == 0)
         {
             o->prefix_caching = a[2] == 'e';
+            continue;
+        }
+        if (strcmp(a, "--trust-request-chat-template") == 0) {
+            o->trust_request_chat_template = 1;
             continue;
         }
         if (val == NULL) {
@@ -1615,6 +1631,7 @@ glm_cmd_serve(int argc, char **argv)
         goto fail;
     }
     srv->sched.on_token = glm_req_on_token;
+    srv->sched.on_prompt_logprob = glm_req_on_prompt_logprob;
     srv->sched.mask = glm_req_mask;
     srv->sched.cb_ctx = srv;
     {

@@ -28,6 +28,7 @@
 
 #define GLM_MAX_NAMES    8
 #define GLM_MAX_STOPS    16
+#define GLM_MAX_REQUEST_ID GLM_REQUEST_ID_MAX  /* request_id, X-Request-Id */
 #define GLM_MAX_PEER_UIDS 16
 
 typedef struct glm_server glm_server;
@@ -53,7 +54,9 @@ struct glm_conn {
 
 typedef struct {
     glm_seq       *seq;
+    int            prompt;             /* its prompt: completions may have several */
     glm_out       *out;                /* reasoning / content / tool calls / boxes */
+    glm_detok      detok;              /* completions: ids -> text (no parsing) */
     glm_tg_state  *tgs;                /* grammar state, NULL when unconstrained */
     glm_str        held;               /* text held back for stop strings */
     glm_str        content;            /* non-streaming: the whole answer */
@@ -63,7 +66,15 @@ typedef struct {
     int            finished;
     const char    *finish_reason;
     glm_str        stop_reason;        /* JSON value: null, an id or a string */
-    int            role_sent;
+    int            role_sent;          /* chat: the role chunk; completions: the
+                                          first chunk (echo, prompt_token_ids) */
+    int            pending_ids;        /* streaming: tokens not yet in a chunk */
+    long           text_chars;         /* completions streaming: code points sent
+                                          (text_offset of the next logprobs) */
+    glm_sampled   *out_lp;             /* completions logprobs, not yet sent */
+    int            n_out_lp, cap_out_lp;
+    glm_sampled   *prompt_lp;          /* prompt_logprobs: [n_prompt], 0 unused */
+    int           *prompt_rank;
 } glm_choice;
 
 struct glm_req {
@@ -74,12 +85,14 @@ struct glm_req {
     uint32_t       body_len;
     glm_str        body;
 
-    /* chat */
-    char           id[48];
+    /* chat and completions */
+    char           id[GLM_MAX_REQUEST_ID + 16];   /* "chatcmpl-" + request id */
+    char          *header_id;          /* X-Request-Id (SUBMIT), NULL: none */
     int64_t        created;
     char           model[256];
-    int            stream, include_usage, n, n_finished;
-    int            prompt_tokens;
+    int            stream, include_usage, continuous_usage, n, n_finished;
+    int            n_per_prompt;       /* the request's n; n = prompts * n_per_prompt */
+    int            prompt_tokens;      /* all prompts' (usage) */
     int            max_tokens;
     long           asked_max_tokens;   /* max_(completion_)tokens, 0: absent */
     int            skip_special;
@@ -91,6 +104,21 @@ struct glm_req {
     int32_t       *stop_ids;
     int            n_stop_ids;
     int            logprobs, top_logprobs;
+    int            prompt_logprobs;    /* -1: none; else alternatives per token */
+    int            echo;
+    int            return_token_ids;
+    int            tokens_as_ids;      /* return_tokens_as_token_ids */
+    int            stream_interval;    /* a streamed delta every N tokens */
+    int            return_prompt_text;
+    glm_str        prompt_text;        /* chat: the rendered prompt, when asked */
+    glm_str        echo_text;          /* chat echo: the last message's content */
+    /* the arrays the sequences' parameters point into (scheduler.h) */
+    uint8_t       *allowed;            /* allowed_token_ids as a bitmap */
+    int32_t       *bad_words, *bad_word_len;
+    int            n_bad_words;
+    int32_t       *logprob_ids;
+    int            n_logprob_ids;
+    char          *cache_salt;
     glm_out_request out_rq;            /* tools, tool_choice, thinking, glm_boxes */
     glm_tg        *tg;                 /* tool-call grammar, NULL when unconstrained */
     glm_choice    *choices;
@@ -119,7 +147,12 @@ struct glm_req {
     glm_tokenizer_ctx *tctx;           /* the handling thread's tokenizer context */
     int            intake;             /* GLM_INTAKE_*: what the loop does next */
     int            dropped;            /* cancelled while in intake: freed on return */
-    glm_tokenizer_ids intake_ids;      /* GLM_INTAKE_ADMIT: the prompt */
+    glm_tokenizer_ids intake_ids;      /* GLM_INTAKE_ADMIT: the prompt (chat) */
+    /* completions: the prompts, each with its text for echo */
+    glm_tokenizer_ids *prompts;
+    glm_str       *prompt_texts;
+    int            n_prompts;
+    int            echo_only;          /* max_tokens 0 with echo: the prompt alone */
     glm_media_job *intake_media;       /* GLM_INTAKE_MEDIA: the job to submit */
     glm_req       *intake_next;        /* the intake queues' link */
 };
@@ -176,6 +209,7 @@ typedef struct {
     int            n_peer_uids;
     const char    *user;                      /* --user: drop to it */
     const char    *chat_template;
+    int            trust_request_chat_template;  /* a request's chat_template */
     const char    *default_template_kwargs;   /* JSON object text */
     int            use_generation_config;
     size_t         max_pending_output;
@@ -257,6 +291,8 @@ void glm_req_intake_done(glm_server *srv, glm_req *req);
 /* Both at once, on the loop (glm_req_on_loop requests, --intake-threads 0) */
 void glm_req_handle(glm_server *srv, glm_req *req);
 int glm_req_on_token(void *ctx, glm_seq *seq, const glm_sampled *s);
+void glm_req_on_prompt_logprob(void *ctx, glm_seq *seq, int pos, const glm_sampled *s,
+    int rank);
 void glm_req_mask(void *ctx, glm_seq *seq, float *logits);
 void glm_req_queue(glm_req *req, uint16_t type, const void *p, size_t n);
 void glm_req_error(glm_req *req, int status, const char *type, const char *param,

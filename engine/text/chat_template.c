@@ -439,7 +439,26 @@ glm_ct_parse_tool_args(glm_jinja_ctx *ctx, glm_jinja_value msg, size_t mi, glm_e
     return 0;
 }
 
-/* vLLM's "openai" content format: media parts reduced to their type */
+/* The member holding the text of a part vLLM reads as text, or NULL. */
+static const char *
+glm_ct_text_part_key(const glm_jinja_value *type)
+{
+    if (glm_ct_is_str(type, "text") || glm_ct_is_str(type, "input_text")
+        || glm_ct_is_str(type, "output_text"))
+    {
+        return "text";
+    }
+    if (glm_ct_is_str(type, "refusal")) {
+        return "refusal";
+    }
+    if (glm_ct_is_str(type, "thinking")) {
+        return "thinking";
+    }
+    return NULL;
+}
+
+/* vLLM's "openai" content format: media parts reduced to their type, the
+ * text-like ones to {"type": "text", "text": ...} */
 static int
 glm_ct_media_parts(glm_jinja_ctx *ctx, glm_jinja_value msg, glm_err *err)
 {
@@ -449,6 +468,7 @@ glm_ct_media_parts(glm_jinja_ctx *ctx, glm_jinja_value msg, glm_err *err)
         {"input_audio", "audio"}, {"audio_url", "audio"}, {"audio", "audio"},
     };
     glm_jinja_value *content = glm_jinja_dict_get(msg, "content");
+    const char *text_key;
     size_t i, k;
 
     if (content == NULL || content->kind != GLM_JINJA_LIST) {
@@ -475,10 +495,12 @@ glm_ct_media_parts(glm_jinja_ctx *ctx, glm_jinja_value msg, glm_err *err)
         if (type == NULL || type->kind != GLM_JINJA_STR) {
             continue;
         }
-        if (glm_ct_is_str(type, "text")) {
-            glm_jinja_value *text = glm_jinja_dict_get(*part, "text");
+        text_key = glm_ct_text_part_key(type);
+        if (text_key != NULL) {
+            /* vLLM reads these as text (its TEXT_PART_TYPES) */
+            glm_jinja_value *text = glm_jinja_dict_get(*part, text_key);
 
-            if (text == NULL) {
+            if (text == NULL || text->kind == GLM_JINJA_NONE) {
                 continue;
             }
             if (glm_jinja_dict_new(ctx, &repl, err) != 0

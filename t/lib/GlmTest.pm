@@ -50,6 +50,7 @@ our $REPO = abs_path(dirname(__FILE__) . '/../..');
 
 our $LOCATIONS = <<'END';
         location = /v1/chat/completions { glm_pass chat; }
+        location = /v1/completions { glm_pass completions; }
         location = /v1/models { glm_pass models; }
         location = /tokenize { glm_pass tokenize; }
         location = /detokenize { glm_pass detokenize; }
@@ -60,6 +61,7 @@ our $LOCATIONS = <<'END';
             glm_pass metrics;
         }
         location = /health { glm_health; }
+        location = /ping { glm_health post; }
         error_page 405 413 429 @glm_error;
         location @glm_error { glm_pass error; }
 END

@@ -294,6 +294,7 @@ main(int argc, char **argv)
     glm_ring_attach(&out, pe.chan, 1, pe.h->submit_size, pe.h->output_size);
 
     /* the body in SUBMIT + SUBMIT_MORE records */
+    memset(&head, 0, sizeof(head));
     head.op = op;
     head.body_len = (uint32_t) blen;
 again:

@@ -120,6 +120,18 @@ test_bodies(void)
     expect(GLM_OP_CHAT, "{\"messages\":[{\"content\":\"\xff\"}]}", 400, NULL,
            "Invalid JSON");
 
+    /* completions: the generation fields, no messages (the engine checks
+     * the prompt) */
+    expect(GLM_OP_COMPLETIONS, "{\"prompt\":\"x\"}", 0, NULL, NULL);
+    expect(GLM_OP_COMPLETIONS, "{\"prompt\":[1,2],\"max_tokens\":0}", 0, NULL, NULL);
+    expect(GLM_OP_COMPLETIONS, "{\"prompt\":\"x\",\"max_tokens\":-1}", 400,
+           "max_tokens", "non-negative integer");
+    expect(GLM_OP_COMPLETIONS, "{\"prompt\":\"x\",\"stream\":1}", 400, "stream",
+           "boolean");
+    expect(GLM_OP_COMPLETIONS, "{\"prompt\":\"x\",\"n\":1.5}", 400, "n", NULL);
+    expect(GLM_OP_COMPLETIONS, "{\"prompt\":\"x\",\"max_completion_tokens\":-1}", 0,
+           NULL, NULL);
+
     /* tokenize/detokenize: any object, only model is checked */
     expect(GLM_OP_TOKENIZE, "{\"prompt\":\"x\"}", 0, NULL, NULL);
     expect(GLM_OP_TOKENIZE, "{\"prompt\":\"x\",\"n\":-1,\"stream\":1}", 0,
