@@ -41,7 +41,7 @@ WORK=$(mktemp -d)
 chmod 755 "$WORK"     # nginx workers (nobody) must reach the engine socket
 PORT=$((20000 + $$ % 20000))
 NGX=; ENG=; FLOOD=
-trap 'kill $FLOOD $NGX $ENG 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill $FLOOD $NGX $ENG 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 
 # the flood body: MB megabytes of ids (or of prompt text)
 python3 - "$WORK/flood.json" "$MB" "$OP" <<'PY'

@@ -22,7 +22,7 @@ THREADS=${ENGINE_THREADS:-1}
 WORK=$(mktemp -d)
 chmod 755 "$WORK"     # nginx workers (nobody) must reach the engine socket
 PORT=$((20000 + $$ % 20000))
-trap 'kill $NGX $ENG 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill $NGX $ENG 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 NGX=; ENG=
 . "$ROOT/t/bench/serve_lib.sh"
 

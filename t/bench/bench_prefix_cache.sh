@@ -25,7 +25,7 @@ WORK=$(mktemp -d)
 chmod 755 "$WORK"     # nginx workers (nobody) must reach the engine socket
 PORT=$((20000 + $$ % 20000))
 NGX=; ENG=
-trap 'kill $NGX $ENG 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill $NGX $ENG 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 . "$ROOT/t/bench/serve_lib.sh"
 
 # room for every request's whole context in both runs, so that the uncached
