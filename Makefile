@@ -174,8 +174,8 @@ $(EMU_DIR)/emu.o: t/gpu/emu/emu.cpp $(EMU_HDRS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) -c -o $@ $<
 
-$(EMU_DIR)/test_ops: t/gpu/test_ops.c $(ENGINE_SRCS:%.c=build/asan/%.o) $(EMU_KOBJS) $(EMU_DIR)/emu.o $(ENGINE_HDRS)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(SANITIZE) -c -o $(EMU_DIR)/test_ops.o $<
+$(EMU_DIR)/test_ops: t/gpu/test_ops.c $(ENGINE_SRCS:%.c=build/asan/%.o) $(EMU_KOBJS) $(EMU_DIR)/emu.o $(ENGINE_HDRS) $(EMU_HDRS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SANITIZE) -DGLM_EMU -It/gpu/emu/include -c -o $(EMU_DIR)/test_ops.o $<
 	$(CXX) $(SANITIZE) -pthread -o $@ $(EMU_DIR)/test_ops.o $(ENGINE_SRCS:%.c=build/asan/%.o) \
 	    $(EMU_KOBJS) $(EMU_DIR)/emu.o $(LDLIBS)
 
