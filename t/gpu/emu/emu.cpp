@@ -67,8 +67,10 @@ static ucontext_t sched_ctx;
 static jmp_buf sched_jb;
 static const std::function<void()> *body_cur;
 static double shfl_slot[GLM_EMU_MAX_THREADS];
+#if GLM_EMU_ASAN
 static const void *sched_bottom;
 static size_t sched_size;
+#endif
 static size_t smem_cap;
 
 static void
