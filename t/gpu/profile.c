@@ -305,7 +305,7 @@ profile_step(glm_kv_pool *kv, const char *phase, int n_seqs, int n_tok, int ctx)
 int
 main(int argc, char **argv)
 {
-    int ctx = 600, prefill = 64, batch = 64, i, per;
+    int ctx = 64, prefill = 16, batch = 64, i, per;
     glm_kv_pool kv;
     glm_err err;
 

@@ -132,7 +132,11 @@ glm_emu_elem(const void *p, const struct glm_emu_layout *l, uint64_t i, uint64_t
         abort();
     }
     if (l->t == CUDA_R_16BF) {
-        return __bfloat162float(((const __nv_bfloat16 *) p)[at]);
+        /* BF16 -> fp32 by hand: __bfloat162float would be a hooked call */
+        uint32_t u = (uint32_t) ((const uint16_t *) p)[at] << 16;
+        float f;
+        memcpy(&f, &u, sizeof(f));
+        return f;
     }
     return ((const float *) p)[at];
 }
