@@ -5,6 +5,8 @@
 #                        runs the CUDA backend in CPU emulation (t/gpu/emu); compiles
 #                        every .cu file (and the GPU test) when nvcc exists
 #   make test-gpu-emu    the GPU test in CPU emulation, on its own
+#   make gpu-profile     launches, host syncs, allocations and weight bytes of one
+#                        CUDA decode/prefill step, counted in the emulation (minutes)
 #   make test-gpu        every CUDA op and the fixtures against the CPU backend, then
 #                        memcheck (prints "SKIPPED: no GPU" where there is none)
 #   make reference-check REF/TOK lines against the committed transformers references
@@ -68,7 +70,7 @@ MODEL       ?= t/fixtures/glm45-air-tiny
 PORT        ?= 8080
 
 .PHONY: qwen3-tokenizer fp8-fixtures semantics-check template-check bench-templates fuzz-templates fuzz-media media-fixtures template-fixtures bench-overhead bench-flood test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer bench-preproc preproc-fixtures \
-        fixtures clean cuda test-gpu test-gpu-emu bench-prefix-cache
+        fixtures clean cuda test-gpu test-gpu-emu gpu-profile bench-prefix-cache
 all: build/glm-engine build/glm-bench $(NGX_MODULE) $(if $(filter 1,$(CUDA)),cuda)
 
 build/%.o: %.c $(ENGINE_HDRS)
@@ -174,10 +176,46 @@ $(EMU_DIR)/emu.o: t/gpu/emu/emu.cpp $(EMU_HDRS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) -c -o $@ $<
 
-$(EMU_DIR)/test_ops: t/gpu/test_ops.c $(ENGINE_SRCS:%.c=build/asan/%.o) $(EMU_KOBJS) $(EMU_DIR)/emu.o $(ENGINE_HDRS)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(SANITIZE) -c -o $(EMU_DIR)/test_ops.o $<
+$(EMU_DIR)/test_ops: t/gpu/test_ops.c $(ENGINE_SRCS:%.c=build/asan/%.o) $(EMU_KOBJS) $(EMU_DIR)/emu.o $(ENGINE_HDRS) $(EMU_HDRS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SANITIZE) -DGLM_EMU -It/gpu/emu/include -c -o $(EMU_DIR)/test_ops.o $<
 	$(CXX) $(SANITIZE) -pthread -o $@ $(EMU_DIR)/test_ops.o $(ENGINE_SRCS:%.c=build/asan/%.o) \
 	    $(EMU_KOBJS) $(EMU_DIR)/emu.o $(LDLIBS)
+
+# make gpu-profile: one decode step at batch 1 and 64 and one prefill of a
+# GLM-4.5-Air-shaped model (t/gpu/make_profile_model.py) under the emulator,
+# counting launches, host syncs, allocations and weight bytes read
+# (t/gpu/profile.c).  Not part of make test: it takes minutes.  The kernels
+# are compiled with the compiler's kernel-address instrumentation, which
+# calls emu_reads.cpp's hooks on every load (no ASan runtime in this build).
+PROF_DIR      = build/emu-prof
+PROF_MODEL   ?= build/profile-model
+PROF_ARGS    ?=
+PROF_CXXFLAGS = -std=c++17 -O2 -g -ffp-contract=off -Wall -Wextra -Wno-unused-parameter \
+                -Wno-unknown-pragmas -DGLM_EMU_PROFILE -It/gpu/emu/include -I$(EMU_DIR)/kernels \
+                -Iengine -D_GNU_SOURCE
+PROF_HOOKS    = -fsanitize=kernel-address --param asan-instrumentation-with-call-threshold=0 \
+                --param asan-globals=0 --param asan-stack=0
+PROF_KOBJS    = $(CUDA_SRCS:kernels/%.cu=$(PROF_DIR)/kernels/%.o)
+
+$(PROF_DIR)/kernels/%.o: $(EMU_DIR)/kernels/.converted $(EMU_HDRS) $(ENGINE_HDRS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(PROF_CXXFLAGS) $(PROF_HOOKS) -c -o $@ $(EMU_DIR)/kernels/$*.cpp
+
+$(PROF_DIR)/%.o: t/gpu/emu/%.cpp $(EMU_HDRS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(PROF_CXXFLAGS) -c -o $@ $<
+
+$(PROF_DIR)/profile: t/gpu/profile.c $(ENGINE_OBJS) $(PROF_KOBJS) $(PROF_DIR)/emu.o \
+                     $(PROF_DIR)/emu_reads.o $(ENGINE_HDRS) $(EMU_HDRS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -It/gpu/emu/include -c -o $(PROF_DIR)/profile.o $<
+	$(CXX) -pthread -o $@ $(PROF_DIR)/profile.o $(ENGINE_OBJS) $(PROF_KOBJS) \
+	    $(PROF_DIR)/emu.o $(PROF_DIR)/emu_reads.o $(LDLIBS)
+
+$(PROF_MODEL)/model.safetensors: t/gpu/make_profile_model.py
+	$(PYTHON) t/gpu/make_profile_model.py $(PROF_MODEL)
+
+gpu-profile: $(PROF_DIR)/profile $(PROF_MODEL)/model.safetensors
+	@$(PROF_DIR)/profile $(PROF_MODEL) $(PROF_ARGS)
 
 test-gpu-emu: $(EMU_DIR)/test_ops
 	@$(EMU_DIR)/test_ops ops --quick && \

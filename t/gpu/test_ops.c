@@ -42,6 +42,9 @@
 #include "model/sampling.h"
 #include "model/session.h"
 #include "model/vision.h"
+#ifdef GLM_EMU
+#include "glm_emu_profile.h"
+#endif
 
 #define TOL_EXACT  0.0
 #define TOL_ELEM   1e-5
@@ -819,6 +822,77 @@ test_moe(const char *label, int E, int top_k, int n_group, int topk_group, int n
     glm_backend_cuda_release_weights(gpu);
 }
 
+#ifdef GLM_EMU
+/* One counter check: what the emulator counted since the reset against
+ * what the backend's code asks for, counted by hand from kernels/. */
+static void
+counters_expect(const char *what, uint64_t launches, uint64_t gemms, uint64_t syncs,
+    uint64_t allocs, uint64_t weight_bytes)
+{
+    glm_emu_counts k;
+    int ok;
+
+    glm_emu_counts_get(&k);
+    ok = k.launches == launches && k.gemm_launches == gemms && k.host_syncs == syncs
+         && k.allocs == allocs && k.weight_bytes == weight_bytes;
+    printf("COUNTERS %s launches=%llu/%llu gemms=%llu/%llu host_syncs=%llu/%llu"
+           " allocs=%llu/%llu weight_bytes=%llu/%llu %s\n", what,
+           (unsigned long long) k.launches, (unsigned long long) launches,
+           (unsigned long long) k.gemm_launches, (unsigned long long) gemms,
+           (unsigned long long) k.host_syncs, (unsigned long long) syncs,
+           (unsigned long long) k.allocs, (unsigned long long) allocs,
+           (unsigned long long) k.weight_bytes, (unsigned long long) weight_bytes,
+           ok ? "ok" : "FAIL");
+    checks++;
+    failures += !ok;
+}
+
+/*
+ * The emulator's profile counters (`make gpu-profile`) on steps counted by
+ * hand: an add is one kernel; a BF16 matmul of <= GLM_GEMM_STACK_ROWS rows is
+ * the split kernel, ONE cuBLASLt matmul of the stacked halves and the
+ * sum-halves kernel, reading the weight once; more rows take the split and
+ * two matmuls, each reading the whole weight; a download into pageable
+ * memory is a synchronous copy plus the stream sync after it.
+ */
+static void
+test_counters(void)
+{
+    const int N = 96, K = 64, big = 40;     /* over GLM_GEMM_STACK_ROWS (32) */
+    glm_tensor *w = tensor_new("counted", GLM_DTYPE_BF16, 2, N, K, 0.5f);
+    float *hx = rnd_floats((size_t) big * K, 1.0f), host[4];
+    float *x = dev_put(gpu, hx, (size_t) big * K);
+    float *y = gpu->alloc(gpu, (size_t) big * N * sizeof(float));
+    uint64_t wbytes = (uint64_t) N * K * 2;
+
+    /* warm-up: grows the GEMM's scratch; then the weight alone, marked */
+    gpu->matmul(gpu, y, x, big, w, NULL);
+    glm_backend_cuda_release_weights(gpu);
+    glm_emu_weights_mark(1);
+    gpu->matmul(gpu, y, x, 1, w, NULL);
+    glm_emu_weights_mark(0);
+
+    glm_emu_counts_reset();
+    gpu->add(gpu, y, x, (size_t) K);
+    counters_expect("add", 1, 0, 0, 0, 0);
+    glm_emu_counts_reset();
+    gpu->matmul(gpu, y, x, 1, w, NULL);
+    counters_expect("matmul_rows=1", 3, 1, 0, 0, wbytes);
+    glm_emu_counts_reset();
+    gpu->matmul(gpu, y, x, big, w, NULL);
+    counters_expect("matmul_rows=40", 3, 2, 0, 0, 2 * wbytes);
+    glm_emu_counts_reset();
+    gpu->download(gpu, host, y, sizeof(host));
+    counters_expect("download", 0, 0, 2, 0, 0);
+
+    glm_backend_cuda_release_weights(gpu);
+    gpu->free(gpu, x);
+    gpu->free(gpu, y);
+    free(hx);
+    tensor_free(w);
+}
+#endif
+
 /* ---- the op suite ------------------------------------------------------------------------------- */
 
 static int
@@ -827,6 +901,9 @@ run_ops(void)
     glm_backend *simt;
     glm_err err;
 
+#ifdef GLM_EMU
+    test_counters();
+#endif
     /* embed (and the lm_head GEMM on the same table) */
     if (!quick) {
         glm_tensor *table = tensor_new("embed_tokens", GLM_DTYPE_BF16, 2, 151552, 4096,

@@ -23,12 +23,20 @@
  * with NaNs before each block, so reads of unwritten shared memory show.
  * Function-static __shared__ variables are shared by the block's fibers,
  * which is the CUDA meaning since blocks do not overlap.
+ *
+ * It also counts what `make gpu-profile` reports (glm_emu_profile.h):
+ * launches, host syncs, allocations, and the weight bytes each launch reads.
  */
 #include "cuda_runtime.h"
+#include "glm_emu_profile.h"
 
 #include <setjmp.h>
 #include <stdio.h>
 #include <ucontext.h>
+
+#include <algorithm>
+#include <map>
+#include <vector>
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/common_interface_defs.h>
@@ -59,8 +67,10 @@ static ucontext_t sched_ctx;
 static jmp_buf sched_jb;
 static const std::function<void()> *body_cur;
 static double shfl_slot[GLM_EMU_MAX_THREADS];
+#if GLM_EMU_ASAN
 static const void *sched_bottom;
 static size_t sched_size;
+#endif
 static size_t smem_cap;
 
 static void
@@ -159,6 +169,175 @@ glm_emu_shfl_xor(float v, int o)
 {
     return (float) glm_emu_shfl_xor_d((double) v, o);
 }
+
+/* ---- profile counters (glm_emu_profile.h) ---- */
+
+enum { A_DEVICE, A_PINNED };
+
+typedef struct {
+    size_t                     size;
+    int                        kind;
+    int                        weight;
+    std::vector<unsigned char> *seen;   /* weights: bytes read by this launch, a bit each */
+} glm_alloc;
+
+static std::map<uintptr_t, glm_alloc> allocs;
+static std::vector<uintptr_t> weight_lo;        /* weight allocations, ascending */
+static std::vector<glm_alloc *> weight_of;
+static std::vector<glm_alloc *> touched;        /* weights read by this launch */
+static glm_emu_counts counts;
+static int paused, marking_weights, in_launch;
+int glm_emu_loads_hooked;                       /* set by emu_reads.cpp when linked */
+
+static void
+weights_reindex(void)
+{
+    weight_lo.clear();
+    weight_of.clear();
+    for (auto &a : allocs) {
+        if (a.second.weight) {
+            weight_lo.push_back(a.first);
+            weight_of.push_back(&a.second);
+        }
+    }
+}
+
+static void
+alloc_add(void *p, size_t n, int kind)
+{
+    glm_alloc a = { n, kind, 0, NULL };
+
+    if (!paused) {
+        counts.allocs++;
+    }
+    if (marking_weights && kind == A_DEVICE) {
+        a.weight = 1;
+        a.seen = new std::vector<unsigned char>((n + 7) / 8);
+    }
+    allocs[(uintptr_t) p] = a;
+    if (a.weight) {
+        weights_reindex();
+    }
+}
+
+static void
+alloc_remove(void *p)
+{
+    auto it = allocs.find((uintptr_t) p);
+
+    if (p == NULL) {
+        return;
+    }
+    if (!paused) {
+        counts.frees++;
+    }
+    if (it != allocs.end()) {
+        int w = it->second.weight;
+        delete it->second.seen;
+        allocs.erase(it);
+        if (w) {
+            weights_reindex();
+        }
+    }
+}
+
+/* pinned or device memory (not pageable host memory) */
+static int
+is_registered(const void *p)
+{
+    auto it = allocs.upper_bound((uintptr_t) p);
+
+    if (it == allocs.begin()) {
+        return 0;
+    }
+    --it;
+    return (uintptr_t) p < it->first + it->second.size;
+}
+
+static void
+host_sync(void)
+{
+    if (!paused) {
+        counts.host_syncs++;
+    }
+}
+
+static void
+launch_begin(void)
+{
+    if (!paused) {
+        counts.launches++;
+    }
+    in_launch = 1;
+}
+
+static void
+launch_end(void)
+{
+    for (glm_alloc *a : touched) {
+        std::fill(a->seen->begin(), a->seen->end(), 0);
+    }
+    touched.clear();
+    in_launch = 0;
+}
+
+extern "C" void
+glm_emu_read(const void *p, size_t n)
+{
+    uintptr_t lo = (uintptr_t) p, hi = lo + n;
+    size_t i;
+
+    if (!in_launch || paused || weight_lo.empty() || hi <= weight_lo.front()) {
+        return;
+    }
+    i = (size_t) (std::upper_bound(weight_lo.begin(), weight_lo.end(), lo) - weight_lo.begin());
+    if (i == 0) {
+        return;
+    }
+    glm_alloc *a = weight_of[i - 1];
+    uintptr_t base = weight_lo[i - 1], b;
+    if (lo >= base + a->size) {
+        return;
+    }
+    if (hi > base + a->size) {
+        hi = base + a->size;
+    }
+    for (b = lo - base; b < hi - base; b++) {
+        unsigned char bit = (unsigned char) (1u << (b & 7));
+        unsigned char &cell = (*a->seen)[b >> 3];
+        if (!(cell & bit)) {
+            cell |= bit;
+            counts.weight_bytes++;
+        }
+    }
+    if (touched.empty() || touched.back() != a) {
+        if (std::find(touched.begin(), touched.end(), a) == touched.end()) {
+            touched.push_back(a);
+        }
+    }
+}
+
+extern "C" void
+glm_emu_gemm_begin(void)
+{
+    if (!paused) {
+        counts.gemm_launches++;
+    }
+    launch_begin();
+}
+
+extern "C" void glm_emu_gemm_end(void) { launch_end(); }
+
+extern "C" void
+glm_emu_counts_get(glm_emu_counts *c)
+{
+    *c = counts;
+    c->weights_exact = glm_emu_loads_hooked;
+}
+
+extern "C" void glm_emu_counts_reset(void) { memset(&counts, 0, sizeof(counts)); }
+extern "C" void glm_emu_pause(int on) { paused = on; }
+extern "C" void glm_emu_weights_mark(int on) { marking_weights = on; }
 
 /* ---- launches ---- */
 
@@ -275,6 +454,7 @@ glm_emu_run(const glm_emu_cfg &cfg, const std::function<void()> &body)
     blockDim = cfg.block;
     gridDim = cfg.grid;
     body_cur = &body;
+    launch_begin();
     start_fibers();
     for (z = 0; z < cfg.grid.z; z++) {
         for (y = 0; y < cfg.grid.y; y++) {
@@ -287,6 +467,7 @@ glm_emu_run(const glm_emu_cfg &cfg, const std::function<void()> &body)
     free(glm_emu_smem);
     glm_emu_smem = NULL;
     smem_cap = 0;
+    launch_end();
 }
 
 /* ---- runtime API: host memory, everything synchronous ---- */
@@ -310,8 +491,8 @@ cudaGetDeviceProperties(cudaDeviceProp *p, int d)
 const char *cudaGetErrorString(cudaError_t e) { return e == 0 ? "no error" : "emulated error"; }
 cudaError_t cudaGetLastError(void) { return cudaSuccess; }
 
-cudaError_t
-cudaMalloc(void **p, size_t n)
+static cudaError_t
+emu_malloc(void **p, size_t n)
 {
     *p = NULL;
     if (posix_memalign(p, 256, n ? n : 1) != 0) {
@@ -321,17 +502,60 @@ cudaMalloc(void **p, size_t n)
     return cudaSuccess;
 }
 
-cudaError_t cudaFree(void *p) { free(p); return cudaSuccess; }
+cudaError_t
+cudaMalloc(void **p, size_t n)
+{
+    cudaError_t e = emu_malloc(p, n);
+
+    if (e == cudaSuccess) {
+        alloc_add(*p, n, A_DEVICE);
+    }
+    return e;
+}
+
+cudaError_t cudaFree(void *p) { alloc_remove(p); free(p); return cudaSuccess; }
 cudaError_t cudaMallocAsync(void **p, size_t n, cudaStream_t s) { (void) s; return cudaMalloc(p, n); }
-cudaError_t cudaFreeAsync(void *p, cudaStream_t s) { (void) s; free(p); return cudaSuccess; }
-cudaError_t cudaMallocHost(void **p, size_t n) { return cudaMalloc(p, n); }
-cudaError_t cudaFreeHost(void *p) { free(p); return cudaSuccess; }
+cudaError_t cudaFreeAsync(void *p, cudaStream_t s) { (void) s; return cudaFree(p); }
+
+cudaError_t
+cudaMallocHost(void **p, size_t n)
+{
+    cudaError_t e = emu_malloc(p, n);
+
+    if (e == cudaSuccess) {
+        alloc_add(*p, n, A_PINNED);
+    }
+    return e;
+}
+
+cudaError_t cudaFreeHost(void *p) { return cudaFree(p); }
 
 cudaError_t
 cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind k, cudaStream_t st)
 {
     (void) k;
     (void) st;
+    if (!paused) {
+        counts.copies++;
+    }
+    /* CUDA: an async copy to or from pageable host memory is synchronous */
+    if (!is_registered(d) || !is_registered(s)) {
+        host_sync();
+    }
+    if (n > 0) {
+        memmove(d, s, n);
+    }
+    return cudaSuccess;
+}
+
+cudaError_t
+cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind k)
+{
+    if (!paused) {
+        counts.copies++;
+    }
+    host_sync();
+    (void) k;
     if (n > 0) {
         memmove(d, s, n);
     }
@@ -342,6 +566,9 @@ cudaError_t
 cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t st)
 {
     (void) st;
+    if (!paused) {
+        counts.memsets++;
+    }
     memset(d, v, n);
     return cudaSuccess;
 }
@@ -363,7 +590,8 @@ cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags)
 }
 
 cudaError_t cudaStreamDestroy(cudaStream_t s) { free(s); return cudaSuccess; }
-cudaError_t cudaStreamSynchronize(cudaStream_t s) { (void) s; return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t s) { (void) s; host_sync(); return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void) { host_sync(); return cudaSuccess; }
 
 cudaError_t
 cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags)
@@ -374,7 +602,7 @@ cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags)
 }
 
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) { (void) e; (void) s; return cudaSuccess; }
-cudaError_t cudaEventSynchronize(cudaEvent_t e) { (void) e; return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t e) { (void) e; host_sync(); return cudaSuccess; }
 cudaError_t cudaEventDestroy(cudaEvent_t e) { free(e); return cudaSuccess; }
 cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t *p, int d) { (void) d; *p = NULL; return cudaSuccess; }
 

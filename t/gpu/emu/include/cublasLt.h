@@ -14,6 +14,15 @@
 
 #include "cuda_bf16.h"
 #include "cuda_runtime.h"
+#include "glm_emu_profile.h"
+
+/* the profile build hooks every load of kernels/; this naive product reads
+ * each element n times, so it reports its operands itself instead */
+#ifdef GLM_EMU_PROFILE
+#define GLM_EMU_UNHOOKED __attribute__((no_sanitize_address))
+#else
+#define GLM_EMU_UNHOOKED
+#endif
 
 typedef int cublasStatus_t;
 enum { CUBLAS_STATUS_SUCCESS = 0, CUBLAS_STATUS_NOT_SUPPORTED = 15 };
@@ -111,7 +120,7 @@ cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmulDesc_t d,
     return 0;
 }
 
-static inline double
+static inline GLM_EMU_UNHOOKED double
 glm_emu_elem(const void *p, const struct glm_emu_layout *l, uint64_t i, uint64_t j)
 {
     uint64_t at = i + j * (uint64_t) l->ld;
@@ -123,12 +132,28 @@ glm_emu_elem(const void *p, const struct glm_emu_layout *l, uint64_t i, uint64_t
         abort();
     }
     if (l->t == CUDA_R_16BF) {
-        return __bfloat162float(((const __nv_bfloat16 *) p)[at]);
+        /* BF16 -> fp32 by hand: __bfloat162float would be a hooked call */
+        uint32_t u = (uint32_t) ((const uint16_t *) p)[at] << 16;
+        float f;
+        memcpy(&f, &u, sizeof(f));
+        return f;
     }
     return ((const float *) p)[at];
 }
 
-static inline cublasStatus_t
+/* every element of a matrix operand, column by column */
+static inline void
+glm_emu_read_matrix(const void *p, const struct glm_emu_layout *l)
+{
+    size_t es = l->t == CUDA_R_16BF ? 2 : 4;
+    uint64_t j;
+
+    for (j = 0; j < l->cols; j++) {
+        glm_emu_read((const char *) p + j * (uint64_t) l->ld * es, l->rows * es);
+    }
+}
+
+static inline GLM_EMU_UNHOOKED cublasStatus_t
 cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const void *alpha, const void *A,
     cublasLtMatrixLayout_t la, const void *B, cublasLtMatrixLayout_t lb, const void *beta,
     const void *C, cublasLtMatrixLayout_t lc, void *D, cublasLtMatrixLayout_t ld,
@@ -148,6 +173,12 @@ cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const void *alpha, co
                 (unsigned long long) lc->rows, (unsigned long long) lc->cols);
         abort();
     }
+    glm_emu_gemm_begin();
+    glm_emu_read_matrix(A, la);
+    glm_emu_read_matrix(B, lb);
+    if (be != 0.0f) {
+        glm_emu_read_matrix(C, lc);
+    }
     for (j = 0; j < n; j++) {
         for (i = 0; i < m; i++) {
             double acc = 0.0, c;
@@ -160,6 +191,7 @@ cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const void *alpha, co
             ((float *) D)[i + j * (uint64_t) ld->ld] = (float) (al * acc + be * c);
         }
     }
+    glm_emu_gemm_end();
     return 0;
 }
 
