@@ -70,7 +70,7 @@ MODEL       ?= t/fixtures/glm45-air-tiny
 PORT        ?= 8080
 
 .PHONY: qwen3-tokenizer fp8-fixtures semantics-check template-check bench-templates fuzz-templates fuzz-media media-fixtures template-fixtures bench-overhead bench-flood test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer bench-preproc preproc-fixtures \
-        fixtures clean cuda test-gpu test-gpu-emu gpu-profile bench-prefix-cache
+        fixtures clean cuda test-gpu test-gpu-emu gpu-profile bench-prefix-cache bench-cpu
 all: build/glm-engine build/glm-bench $(NGX_MODULE) $(if $(filter 1,$(CUDA)),cuda)
 
 build/%.o: %.c $(ENGINE_HDRS)
@@ -294,6 +294,12 @@ bench-flood: build/glm-engine build/glm-bench $(NGX_MODULE)
 # mean TTFT of 32 requests sharing a 2k-token system prompt, cache off / on
 bench-prefix-cache: build/glm-engine build/glm-bench $(NGX_MODULE)
 	@sh t/bench/bench_prefix_cache.sh
+
+# the CPU backend on a GLM-4.5-Air-shaped checkpoint of 2.48 B random BF16
+# parameters (5 GB, written once to build/synthetic-air), against a baseline
+# (BASE_ENGINE=path, default this build's portable kernels) in the same run
+bench-cpu: build/glm-engine
+	@sh t/bench/bench_cpu.sh
 
 bench-tokenizer: build/glm-engine
 	@sh t/bench/bench_tokenizer.sh build/glm-engine

@@ -1,9 +1,12 @@
 /*
- * backend_cpu.c: the CPU reference backend.  fp32 everywhere, weights
- * converted row by row from their stored dtype as they are used (so a
- * checkpoint is never copied), loops split over a thread pool.  Simple on
- * purpose: this is the oracle the CUDA kernels are tested against, and it is
- * itself tested against transformers.
+ * backend_cpu.c: the CPU reference backend.  fp32 everywhere, weights widened
+ * from their stored dtype in registers as they are used (so a checkpoint is
+ * never copied), loops split over a thread pool.  This is the oracle the CUDA
+ * kernels are tested against, and it is itself tested against transformers:
+ * the inner loops (cpu_kernels.h) change only the order of fp32 sums.
+ *
+ * Nothing is allocated per step once the largest step has been seen: the
+ * scratch buffers below grow to fit and stay.
  */
 #include "backend.h"
 
@@ -11,17 +14,40 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "cpu_kernels.h"
 #include "util/threadpool.h"
 
+/* scratch buffers, each owned by one op (ops never run concurrently) */
+enum {
+    GLM_SCRATCH_NORM,           /* rmsnorm's weights in fp32 */
+    GLM_SCRATCH_ROPE,           /* cos/sin of one row */
+    GLM_SCRATCH_ATTN,           /* attention's query tiles */
+    GLM_SCRATCH_MOE,            /* routing, grouping and expert activations */
+    GLM_SCRATCH_N
+};
+
 typedef struct {
-    glm_backend  be;
-    glm_pool    *pool;
+    glm_backend             be;
+    glm_pool               *pool;
+    const glm_cpu_kernels  *k;
+    void                   *scratch[GLM_SCRATCH_N];
+    size_t                  scratch_size[GLM_SCRATCH_N];
 } glm_cpu;
+
+/* MoE: expert column blocks per task (gate and up weights of a block stay in
+ * L2 while the expert's tokens go past them) */
+#define GLM_MOE_COLS 32
 
 static glm_pool *
 glm_cpu_pool(glm_backend *be)
 {
     return ((glm_cpu *) be)->pool;
+}
+
+static const glm_cpu_kernels *
+glm_cpu_k(glm_backend *be)
+{
+    return ((glm_cpu *) be)->k;
 }
 
 static void *
@@ -36,6 +62,27 @@ glm_cpu_xmalloc(size_t bytes)
         abort();
     }
     return p;
+}
+
+/* Scratch buffer `which`, at least `bytes`, 64-byte aligned; grows, never
+ * shrinks, so a step allocates only when it is the largest yet. */
+static void *
+glm_cpu_scratch(glm_backend *be, int which, size_t bytes)
+{
+    glm_cpu *cpu = (glm_cpu *) be;
+
+    if (bytes > cpu->scratch_size[which]) {
+        size_t size = bytes + bytes / 4 + 64;
+
+        free(cpu->scratch[which]);
+        cpu->scratch[which] = NULL;
+        if (posix_memalign(&cpu->scratch[which], 64, size) != 0) {
+            fprintf(stderr, "glm-engine: out of memory allocating %zu bytes\n", size);
+            abort();
+        }
+        cpu->scratch_size[which] = size;
+    }
+    return cpu->scratch[which];
 }
 
 static void *
@@ -101,6 +148,7 @@ typedef struct {
     const float *x, *w;
     int dim;
     float eps;
+    const glm_cpu_kernels *k;
 } glm_rms_job;
 
 static void
@@ -114,12 +162,8 @@ glm_rms_rows(void *p, int64_t begin, int64_t end, int thread)
     for (r = begin; r < end; r++) {
         const float *x = j->x + r * j->dim;
         float *y = j->out + r * j->dim;
-        float ss = 0.0f, inv;
+        float inv = 1.0f / sqrtf(j->k->dot(x, x, j->dim) / (float) j->dim + j->eps);
 
-        for (i = 0; i < j->dim; i++) {
-            ss += x[i] * x[i];
-        }
-        inv = 1.0f / sqrtf(ss / (float) j->dim + j->eps);
         for (i = 0; i < j->dim; i++) {
             y[i] = j->w[i] * (x[i] * inv);
         }
@@ -130,55 +174,44 @@ static void
 glm_cpu_rmsnorm(glm_backend *be, float *out, const float *x, const glm_tensor *w,
     int rows, int dim, float eps)
 {
-    glm_rms_job j;
-    float *wf = glm_cpu_xmalloc((size_t) dim * sizeof(float));
+    float *wf = glm_cpu_scratch(be, GLM_SCRATCH_NORM, (size_t) dim * sizeof(float));
+    glm_rms_job j = { out, x, wf, dim, eps, glm_cpu_k(be) };
 
     glm_tensor_to_f32(w, 0, dim, wf);
-    j = (glm_rms_job) { out, x, wf, dim, eps };
     glm_pool_run(glm_cpu_pool(be), rows, glm_rms_rows, &j);
-    free(wf);
 }
 
 /* ---- matmul --------------------------------------------------------------- */
 
 typedef struct {
-    float *out;
-    const float *x;
-    int rows, K, N;
-    const glm_tensor *w, *bias;
+    const glm_cpu_kernels *k;
+    glm_mm_args            a;
+    int64_t                N;
 } glm_mm_job;
 
+/* a task is a range of column quads (4 weight rows, one register tile) */
 static void
-glm_mm_cols(void *p, int64_t begin, int64_t end, int thread)
+glm_mm_quads(void *p, int64_t begin, int64_t end, int thread)
 {
     glm_mm_job *j = p;
-    float *wrow = glm_cpu_xmalloc((size_t) j->K * sizeof(float));
-    float b = 0.0f;
-    int64_t n;
-    int r;
 
     (void) thread;
-    for (n = begin; n < end; n++) {
-        glm_tensor_to_f32(j->w, n * j->K, j->K, wrow);
-        if (j->bias != NULL) {
-            glm_tensor_to_f32(j->bias, n, 1, &b);
-        }
-        for (r = 0; r < j->rows; r++) {
-            j->out[(int64_t) r * j->N + n] = glm_dot(j->x + (int64_t) r * j->K, wrow, j->K) + b;
-        }
-    }
-    free(wrow);
+    j->k->matmul_cols(&j->a, begin * 4, end * 4 < j->N ? end * 4 : j->N);
 }
 
 static void
 glm_cpu_matmul(glm_backend *be, float *out, const float *x, int rows,
     const glm_tensor *w, const glm_tensor *bias)
 {
-    glm_mm_job j = { out, x, rows, (int) w->shape[1], (int) w->shape[0], w, bias };
+    glm_mm_job j;
 
-    if (rows > 0) {
-        glm_pool_run(glm_cpu_pool(be), j.N, glm_mm_cols, &j);
+    if (rows <= 0) {
+        return;
     }
+    j.k = glm_cpu_k(be);
+    j.a = (glm_mm_args) { out, x, w->shape[1], w->shape[0], rows, w, bias };
+    j.N = w->shape[0];
+    glm_pool_run(glm_cpu_pool(be), (j.N + 3) / 4, glm_mm_quads, &j);
 }
 
 /* ---- rope ----------------------------------------------------------------- */
@@ -189,9 +222,8 @@ glm_cpu_rope(glm_backend *be, float *x, int rows, int heads, int head_dim,
     const float *inv_freq)
 {
     int half = rot_dim / 2, r, h, j;
-    float *cs = glm_cpu_xmalloc((size_t) rot_dim * sizeof(float));
+    float *cs = glm_cpu_scratch(be, GLM_SCRATCH_ROPE, (size_t) rot_dim * sizeof(float));
 
-    (void) be;
     for (r = 0; r < rows; r++) {
         /* angles in fp32 as transformers computes them: pos * inv_freq */
         for (j = 0; j < half; j++) {
@@ -208,28 +240,9 @@ glm_cpu_rope(glm_backend *be, float *x, int rows, int heads, int head_dim,
             }
         }
     }
-    free(cs);
 }
 
 /* ---- kv cache and attention ----------------------------------------------- */
-
-static float *
-glm_kv_slot(const glm_kv_pool *kv, float *base, int layer, const glm_seq_blocks *s,
-    int pos)
-{
-    int bi = pos / kv->block_size;
-
-    if (pos < 0 || bi >= s->n_blocks || s->blocks[bi] < 0
-        || s->blocks[bi] >= kv->n_blocks)
-    {
-        /* the scheduler sizes block tables before a step: a miss is a bug */
-        fprintf(stderr, "glm-engine: internal error: kv position %d outside its"
-                " block table (%d blocks)\n", pos, s->n_blocks);
-        abort();
-    }
-    return base + (((int64_t) layer * kv->n_blocks + s->blocks[bi]) * kv->block_size
-                   + pos % kv->block_size) * kv->kv_dim;
-}
 
 static void
 glm_cpu_kv_store(glm_backend *be, glm_kv_pool *kv, int layer, const float *k,
@@ -248,55 +261,20 @@ glm_cpu_kv_store(glm_backend *be, glm_kv_pool *kv, int layer, const float *k,
 }
 
 typedef struct {
-    float *out;
-    const float *q;
-    const glm_kv_pool *kv;
-    int layer;
-    const glm_attn_batch *b;
-    int heads, kv_heads, head_dim, max_len;
-    float scale;
+    const glm_cpu_kernels *k;
+    glm_attn_args          a;
 } glm_attn_job;
 
 static void
 glm_attn_tasks(void *p, int64_t begin, int64_t end, int thread)
 {
     glm_attn_job *j = p;
-    float *score = glm_cpu_xmalloc((size_t) j->max_len * sizeof(float));
     int64_t task;
-    int group = j->heads / j->kv_heads;
 
     (void) thread;
     for (task = begin; task < end; task++) {
-        int i = (int) (task / j->heads), h = (int) (task % j->heads);
-        int kvh = h / group, len = j->b->kv_pos[i] + 1, t, d;
-        const glm_seq_blocks *s = &j->b->seqs[j->b->seq[i]];
-        const float *q = j->q + ((int64_t) i * j->heads + h) * j->head_dim;
-        float *o = j->out + ((int64_t) i * j->heads + h) * j->head_dim;
-        float mx = -INFINITY, sum = 0.0f;
-
-        for (t = 0; t < len; t++) {
-            const float *k = glm_kv_slot(j->kv, j->kv->k, j->layer, s, t)
-                             + kvh * j->head_dim;
-            score[t] = glm_dot(q, k, j->head_dim) * j->scale;
-            mx = score[t] > mx ? score[t] : mx;
-        }
-        for (t = 0; t < len; t++) {
-            score[t] = expf(score[t] - mx);
-            sum += score[t];
-        }
-        for (d = 0; d < j->head_dim; d++) {
-            o[d] = 0.0f;
-        }
-        for (t = 0; t < len; t++) {
-            const float *v = glm_kv_slot(j->kv, j->kv->v, j->layer, s, t)
-                             + kvh * j->head_dim;
-            float w = score[t] / sum;
-            for (d = 0; d < j->head_dim; d++) {
-                o[d] += w * v[d];
-            }
-        }
+        j->k->attn_tile(&j->a, task / j->a.kv_heads, (int) (task % j->a.kv_heads));
     }
-    free(score);
 }
 
 static void
@@ -304,15 +282,25 @@ glm_cpu_attention(glm_backend *be, float *out, const float *q,
     const glm_kv_pool *kv, int layer, const glm_attn_batch *b, int heads,
     int kv_heads, int head_dim, float scale)
 {
-    glm_attn_job j = { out, q, kv, layer, b, heads, kv_heads, head_dim, 1, scale };
-    int i;
+    int32_t *tiles = glm_cpu_scratch(be, GLM_SCRATCH_ATTN,
+                                     (size_t) (b->n_tokens + 1) * sizeof(int32_t));
+    int group = heads / kv_heads, max_tokens, n_tiles = 0, i;
+    glm_attn_job j;
 
+    /* query tiles: runs of tokens of one sequence, as many as keep the task's
+     * query rows (tokens x group) within GLM_ATTN_ROWS */
+    max_tokens = group < GLM_ATTN_ROWS ? GLM_ATTN_ROWS / group : 1;
     for (i = 0; i < b->n_tokens; i++) {
-        if (b->kv_pos[i] + 1 > j.max_len) {
-            j.max_len = b->kv_pos[i] + 1;
+        if (i == 0 || b->seq[i] != b->seq[tiles[n_tiles - 1]]
+            || i - tiles[n_tiles - 1] >= max_tokens)
+        {
+            tiles[n_tiles++] = i;
         }
     }
-    glm_pool_run(glm_cpu_pool(be), (int64_t) b->n_tokens * heads, glm_attn_tasks, &j);
+    tiles[n_tiles] = b->n_tokens;
+    j.k = glm_cpu_k(be);
+    j.a = (glm_attn_args) { out, q, kv, layer, b, heads, kv_heads, head_dim, scale, tiles };
+    glm_pool_run(glm_cpu_pool(be), (int64_t) n_tiles * kv_heads, glm_attn_tasks, &j);
 }
 
 /* ---- elementwise ---------------------------------------------------------- */
@@ -409,24 +397,162 @@ glm_moe_route_row(const glm_moe_weights *m, const float *logits, const float *bi
     }
 }
 
+/*
+ * The routed experts, grouped by expert once per layer: a counting sort of
+ * the (token, pick) pairs puts each expert's tokens in one block of rows
+ * (ascending token order), so each expert's weights stream once for all its
+ * tokens.  Two pool runs spread the experts' column blocks over the threads:
+ * gate and up with SwiGLU, then down; a third sums each token's picks in
+ * ascending expert order, as before grouping.
+ */
+typedef struct {
+    const glm_cpu_kernels *k;
+    const glm_moe_weights *m;
+    const int32_t         *off;       /* [E + 1] first grouped row of each expert */
+    const int32_t         *task_off;  /* [E + 1] first task of each expert */
+    const float           *xg;        /* [pairs, H] grouped token rows */
+    float                 *g, *u;     /* [pairs, I] */
+    float                 *d;         /* [pairs, H] */
+    /* the combine */
+    float                 *out;
+    const int32_t         *idx, *slot;
+    const float           *w;
+} glm_moe_job;
+
+/* The expert whose tasks include `task`: task_off is ascending. */
+static int
+glm_moe_expert_of(const glm_moe_job *j, int64_t task)
+{
+    int lo = 0, hi = j->m->n_experts - 1;
+
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (j->task_off[mid] <= task) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    return lo;
+}
+
+static void
+glm_moe_gate_up(void *p, int64_t begin, int64_t end, int thread)
+{
+    glm_moe_job *j = p;
+    const glm_moe_weights *m = j->m;
+    int64_t task, c0, c1, r, c;
+    int H = m->hidden, I = m->inter, e, n;
+    glm_mm_args a;
+
+    (void) thread;
+    for (task = begin; task < end; task++) {
+        e = glm_moe_expert_of(j, task);
+        n = j->off[e + 1] - j->off[e];
+        c0 = (task - j->task_off[e]) * GLM_MOE_COLS;
+        c1 = c0 + GLM_MOE_COLS < I ? c0 + GLM_MOE_COLS : I;
+        a = (glm_mm_args) { j->g + (int64_t) j->off[e] * I, j->xg + (int64_t) j->off[e] * H,
+                            H, I, n, m->gate[e], NULL };
+        j->k->matmul_cols(&a, c0, c1);
+        a.out = j->u + (int64_t) j->off[e] * I;
+        a.w = m->up[e];
+        j->k->matmul_cols(&a, c0, c1);
+        for (r = j->off[e]; r < j->off[e + 1]; r++) {
+            float *g = j->g + r * I, *u = j->u + r * I;
+            for (c = c0; c < c1; c++) {
+                g[c] = g[c] / (1.0f + expf(-g[c])) * u[c];
+            }
+        }
+    }
+}
+
+static void
+glm_moe_down(void *p, int64_t begin, int64_t end, int thread)
+{
+    glm_moe_job *j = p;
+    const glm_moe_weights *m = j->m;
+    int64_t task, c0, c1;
+    int H = m->hidden, I = m->inter, e;
+    glm_mm_args a;
+
+    (void) thread;
+    for (task = begin; task < end; task++) {
+        e = glm_moe_expert_of(j, task);
+        c0 = (task - j->task_off[e]) * GLM_MOE_COLS;
+        c1 = c0 + GLM_MOE_COLS < H ? c0 + GLM_MOE_COLS : H;
+        a = (glm_mm_args) { j->d + (int64_t) j->off[e] * H, j->g + (int64_t) j->off[e] * I,
+                            I, H, j->off[e + 1] - j->off[e], m->down[e], NULL };
+        j->k->matmul_cols(&a, c0, c1);
+    }
+}
+
+/* out[r] = sum of w * expert(x[r]) over r's picks, ascending expert */
+static void
+glm_moe_combine(void *p, int64_t begin, int64_t end, int thread)
+{
+    glm_moe_job *j = p;
+    int K = j->m->top_k, H = j->m->hidden, k, c;
+    int64_t r;
+
+    (void) thread;
+    for (r = begin; r < end; r++) {
+        float *o = j->out + r * H;
+
+        memset(o, 0, (size_t) H * sizeof(float));
+        for (k = 0; k < K; k++) {
+            const float *d = j->d + (int64_t) j->slot[r * K + k] * H;
+            float w = j->w[r * K + k];
+            for (c = 0; c < H; c++) {
+                o[c] += w * d[c];
+            }
+        }
+    }
+}
+
+/* Carves n bytes, 64-aligned, from *at. */
+static void *
+glm_carve(char **at, size_t n)
+{
+    void *p = *at;
+
+    *at += (n + 63) & ~(size_t) 63;
+    return p;
+}
+
 static void
 glm_cpu_moe(glm_backend *be, float *out, const float *x, int rows,
     const glm_moe_weights *m)
 {
     int E = m->n_experts, K = m->top_k, H = m->hidden, I = m->inter;
-    float *logits = glm_cpu_xmalloc((size_t) rows * E * sizeof(float));
-    float *bias = glm_cpu_xmalloc((size_t) E * sizeof(float));
-    float *scratch = glm_cpu_xmalloc((size_t) (3 * E + m->n_group) * sizeof(float));
-    int *gidx = glm_cpu_xmalloc((size_t) m->n_group * sizeof(int));
-    int *idx = glm_cpu_xmalloc((size_t) rows * K * sizeof(int));
-    float *w = glm_cpu_xmalloc((size_t) rows * K * sizeof(float));
-    int *members = glm_cpu_xmalloc((size_t) rows * sizeof(int));
-    float *mw = glm_cpu_xmalloc((size_t) rows * sizeof(float));
-    float *xe = glm_cpu_xmalloc((size_t) rows * H * sizeof(float));
-    float *g = glm_cpu_xmalloc((size_t) rows * I * sizeof(float));
-    float *u = glm_cpu_xmalloc((size_t) rows * I * sizeof(float));
-    float *d = glm_cpu_xmalloc((size_t) rows * H * sizeof(float));
-    int r, e, k, n, c;
+    size_t P = (size_t) rows * K, bytes;
+    float *logits, *bias, *scratch, *w, *xg, *g, *u, *d;
+    int32_t *idx, *slot, *off, *fill, *task_off;
+    int *gidx;
+    char *at;
+    glm_moe_job j;
+    int r, e, k;
+
+    if (rows <= 0) {
+        return;
+    }
+    bytes = 64 * 16 + ((size_t) rows * E + E + 3 * E + m->n_group + P) * sizeof(float)
+            + (2 * P + 3 * (size_t) E + 2) * sizeof(int32_t) + m->n_group * sizeof(int)
+            + P * (2 * (size_t) H + 2 * (size_t) I) * sizeof(float);
+    at = glm_cpu_scratch(be, GLM_SCRATCH_MOE, bytes);
+    logits = glm_carve(&at, (size_t) rows * E * sizeof(float));
+    bias = glm_carve(&at, (size_t) E * sizeof(float));
+    scratch = glm_carve(&at, (size_t) (3 * E + m->n_group) * sizeof(float));
+    gidx = glm_carve(&at, (size_t) m->n_group * sizeof(int));
+    idx = glm_carve(&at, P * sizeof(int32_t));
+    w = glm_carve(&at, P * sizeof(float));
+    slot = glm_carve(&at, P * sizeof(int32_t));
+    off = glm_carve(&at, (size_t) (E + 1) * sizeof(int32_t));
+    fill = glm_carve(&at, (size_t) E * sizeof(int32_t));
+    task_off = glm_carve(&at, (size_t) (E + 1) * sizeof(int32_t));
+    xg = glm_carve(&at, P * H * sizeof(float));
+    g = glm_carve(&at, P * I * sizeof(float));
+    u = glm_carve(&at, P * I * sizeof(float));
+    d = glm_carve(&at, P * H * sizeof(float));
 
     /* router: fp32 logits, as transformers upcasts both sides */
     glm_cpu_matmul(be, logits, x, rows, m->router, NULL);
@@ -435,37 +561,51 @@ glm_cpu_moe(glm_backend *be, float *out, const float *x, int rows,
         glm_moe_route_row(m, logits + (int64_t) r * E, bias, idx + r * K, w + r * K,
                           scratch, gidx);
     }
-    memset(out, 0, (size_t) rows * H * sizeof(float));
 
-    /* experts in ascending id, each over the tokens routed to it; fp32 sums */
+    /* group: each expert's pairs in one block, tokens ascending */
+    memset(off, 0, (size_t) (E + 1) * sizeof(int32_t));
+    for (r = 0; r < (int) P; r++) {
+        off[idx[r] + 1]++;
+    }
     for (e = 0; e < E; e++) {
-        n = 0;
-        for (r = 0; r < rows; r++) {
-            for (k = 0; k < K; k++) {
-                if (idx[r * K + k] == e) {
-                    members[n] = r;
-                    mw[n] = w[r * K + k];
-                    memcpy(xe + (int64_t) n * H, x + (int64_t) r * H, (size_t) H * sizeof(float));
-                    n++;
-                }
-            }
+        off[e + 1] += off[e];
+        fill[e] = off[e];
+    }
+    for (r = 0; r < rows; r++) {
+        for (k = 0; k < K; k++) {
+            int32_t sl = fill[idx[r * K + k]]++;
+            slot[r * K + k] = sl;
+            memcpy(xg + (int64_t) sl * H, x + (int64_t) r * H, (size_t) H * sizeof(float));
         }
-        if (n == 0) {
-            continue;
-        }
-        glm_cpu_matmul(be, g, xe, n, m->gate[e], NULL);
-        glm_cpu_matmul(be, u, xe, n, m->up[e], NULL);
-        glm_cpu_swiglu(be, g, g, u, (size_t) n * I);
-        glm_cpu_matmul(be, d, g, n, m->down[e], NULL);
-        for (r = 0; r < n; r++) {
-            float *o = out + (int64_t) members[r] * H;
-            for (c = 0; c < H; c++) {
-                o[c] += mw[r] * d[(int64_t) r * H + c];
+        /* the picks in ascending expert, the order the sums take */
+        for (k = 1; k < K; k++) {
+            int32_t ik = idx[r * K + k], sk = slot[r * K + k], q = k;
+            float wk = w[r * K + k];
+            while (q > 0 && idx[r * K + q - 1] > ik) {
+                idx[r * K + q] = idx[r * K + q - 1];
+                slot[r * K + q] = slot[r * K + q - 1];
+                w[r * K + q] = w[r * K + q - 1];
+                q--;
             }
+            idx[r * K + q] = ik;
+            slot[r * K + q] = sk;
+            w[r * K + q] = wk;
         }
     }
-    free(logits); free(bias); free(scratch); free(gidx); free(idx); free(w);
-    free(members); free(mw); free(xe); free(g); free(u); free(d);
+
+    j = (glm_moe_job) { glm_cpu_k(be), m, off, task_off, xg, g, u, d, out, idx, slot, w };
+    task_off[0] = 0;
+    for (e = 0; e < E; e++) {
+        task_off[e + 1] = task_off[e]
+                          + (off[e + 1] > off[e] ? (I + GLM_MOE_COLS - 1) / GLM_MOE_COLS : 0);
+    }
+    glm_pool_run(glm_cpu_pool(be), task_off[E], glm_moe_gate_up, &j);
+    for (e = 0; e < E; e++) {
+        task_off[e + 1] = task_off[e]
+                          + (off[e + 1] > off[e] ? (H + GLM_MOE_COLS - 1) / GLM_MOE_COLS : 0);
+    }
+    glm_pool_run(glm_cpu_pool(be), task_off[E], glm_moe_down, &j);
+    glm_pool_run(glm_cpu_pool(be), rows, glm_moe_combine, &j);
 }
 
 /* ---- the vision tower's ops ------------------------------------------------ */
@@ -632,8 +772,12 @@ static void
 glm_cpu_destroy(glm_backend *be)
 {
     glm_cpu *cpu = (glm_cpu *) be;
+    int i;
 
     glm_pool_destroy(cpu->pool);
+    for (i = 0; i < GLM_SCRATCH_N; i++) {
+        free(cpu->scratch[i]);
+    }
     free(cpu);
 }
 
@@ -645,6 +789,7 @@ glm_backend_cpu_create(int nthreads)
     if (cpu == NULL) {
         return NULL;
     }
+    cpu->k = glm_cpu_kernels_select();
     cpu->pool = glm_pool_create(nthreads);
     if (cpu->pool == NULL) {
         free(cpu);

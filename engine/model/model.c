@@ -277,6 +277,9 @@ glm_model_free(glm_model *m)
         }
     }
     free(m->layers);
+    if (m->act != NULL) {
+        m->be->free(m->be, m->act);
+    }
     free(m->inv_freq);
     free(m->axis_of_freq);
     glm_vision_free(m->vision);
@@ -376,6 +379,17 @@ glm_moe_block(glm_model *m, const glm_layer *L, const float *h, int T,
     }
 }
 
+/* Carves n floats, 64-byte aligned, from *at (a count of floats so far);
+ * returns the offset. */
+static size_t
+glm_carve(size_t *at, size_t n)
+{
+    size_t off = *at;
+
+    *at += (n + 15) & ~(size_t) 15;
+    return off;
+}
+
 void
 glm_model_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float *logits)
 {
@@ -386,31 +400,45 @@ glm_model_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float *logi
             ? c->intermediate_size : c->moe_intermediate_size * c->n_shared_experts;
     size_t q = (size_t) c->num_heads * c->head_dim;
     size_t kvd = (size_t) c->num_kv_heads * c->head_dim;
+    size_t nl = (size_t) (b->n_logits ? b->n_logits : 1), at = 0, o[12];
     glm_scratch s;
     float *x, *y, *rows, *out;
 
-#define GLM_ALLOC(n) ((float *) be->alloc(be, (size_t) (n) * sizeof(float)))
-    x = GLM_ALLOC((size_t) T * H);
-    y = GLM_ALLOC((size_t) T * H);
-    s.h = GLM_ALLOC((size_t) T * H);
-    s.q = GLM_ALLOC(T * q);
-    s.attn = GLM_ALLOC(T * q);
-    s.k = GLM_ALLOC(T * kvd);
-    s.v = GLM_ALLOC(T * kvd);
-    s.gate = GLM_ALLOC((size_t) T * I);
-    s.up = GLM_ALLOC((size_t) T * I);
-    s.mlp = GLM_ALLOC((size_t) T * H);
-    rows = GLM_ALLOC((size_t) (b->n_logits ? b->n_logits : 1) * H);
-    out = GLM_ALLOC((size_t) (b->n_logits ? b->n_logits : 1) * c->vocab_size);
-#undef GLM_ALLOC
-    if (x == NULL || y == NULL || s.h == NULL || s.q == NULL || s.attn == NULL
-        || s.k == NULL || s.v == NULL || s.gate == NULL || s.up == NULL
-        || s.mlp == NULL || rows == NULL || out == NULL)
-    {
-        /* TODO(serving): size activations once from the batch limits */
-        fprintf(stderr, "glm-engine: out of memory for a %d-token step\n", T);
-        abort();
+    /* one allocation carved into the step's activations, kept for the next
+     * step and grown only by a larger one: nothing is allocated per step */
+    o[0] = glm_carve(&at, (size_t) T * H);              /* x */
+    o[1] = glm_carve(&at, (size_t) T * H);              /* y */
+    o[2] = glm_carve(&at, (size_t) T * H);              /* h */
+    o[3] = glm_carve(&at, T * q);                       /* q */
+    o[4] = glm_carve(&at, T * q);                       /* attn */
+    o[5] = glm_carve(&at, T * kvd);                     /* k */
+    o[6] = glm_carve(&at, T * kvd);                     /* v */
+    o[7] = glm_carve(&at, (size_t) T * I);              /* gate */
+    o[8] = glm_carve(&at, (size_t) T * I);              /* up */
+    o[9] = glm_carve(&at, (size_t) T * H);              /* mlp */
+    o[10] = glm_carve(&at, nl * H);                     /* rows */
+    o[11] = glm_carve(&at, nl * c->vocab_size);         /* out */
+    if (at > m->act_floats) {
+        be->free(be, m->act);
+        m->act = be->alloc(be, at * sizeof(float));
+        m->act_floats = m->act != NULL ? at : 0;
+        if (m->act == NULL) {
+            fprintf(stderr, "glm-engine: out of memory for a %d-token step\n", T);
+            abort();
+        }
     }
+    x = m->act + o[0];
+    y = m->act + o[1];
+    s.h = m->act + o[2];
+    s.q = m->act + o[3];
+    s.attn = m->act + o[4];
+    s.k = m->act + o[5];
+    s.v = m->act + o[6];
+    s.gate = m->act + o[7];
+    s.up = m->act + o[8];
+    s.mlp = m->act + o[9];
+    rows = m->act + o[10];
+    out = m->act + o[11];
 
     be->embed(be, x, b->ids, T, m->embed);                     /* [T, H] */
     if (b->embed_rows != NULL) {
@@ -450,9 +478,4 @@ glm_model_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float *logi
         be->matmul(be, out, rows, b->n_logits, m->lm_head, NULL);
         be->download(be, logits, out, (size_t) b->n_logits * c->vocab_size * sizeof(float));
     }
-
-    be->free(be, x); be->free(be, y); be->free(be, s.h); be->free(be, s.q);
-    be->free(be, s.attn); be->free(be, s.k); be->free(be, s.v);
-    be->free(be, s.gate); be->free(be, s.up); be->free(be, s.mlp);
-    be->free(be, rows); be->free(be, out);
 }

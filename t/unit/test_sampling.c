@@ -5,6 +5,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "model/sampling.h"
 
@@ -38,6 +39,122 @@ freq_error(const float *logits, const glm_sampling *sp, const double *expect, ui
         err = d > err ? d : err;
     }
     return err;
+}
+
+/* ---- partial selection against a full sort ------------------------------- */
+
+static const float *ref_keys;
+
+static int
+ref_desc(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *) a, y = *(const int32_t *) b;
+
+    if (ref_keys[x] != ref_keys[y]) {
+        return ref_keys[x] > ref_keys[y] ? -1 : 1;
+    }
+    return (x > y) - (x < y);
+}
+
+/* The warpers over the whole vocabulary sorted (descending, ties by id):
+ * what glm_sample computes while sorting only what they keep.  The softmax
+ * normaliser over all tokens is summed in id order, and with no warper the
+ * draw walks the ids in order, as glm_sample does without a sort. */
+static int32_t
+ref_sample(const float *logits, int n, const glm_sampling *p, glm_rng *rng, float *prob,
+    int32_t *idx)
+{
+    int i, keep = n, warped = 0;
+    float mx, sum = 0.0f, cum, u;
+
+    for (i = 0; i < n; i++) {
+        prob[i] = logits[i] / p->temperature;
+        idx[i] = i;
+    }
+    ref_keys = prob;
+    qsort(idx, (size_t) n, sizeof(int32_t), ref_desc);
+    mx = prob[idx[0]];
+    if (p->top_k > 0 && p->top_k < n) {
+        keep = p->top_k;
+        warped = 1;
+        for (i = 0; i < keep; i++) {
+            sum += expf(prob[idx[i]] - mx);
+        }
+    } else {
+        for (i = 0; i < n; i++) {
+            sum += expf(prob[i] - mx);
+        }
+    }
+    if (p->top_p > 0.0f && p->top_p < 1.0f) {
+        warped = 1;
+        for (i = 0, cum = 0.0f; i < keep; i++) {
+            cum += expf(prob[idx[i]] - mx) / sum;
+            if (cum >= p->top_p) {
+                keep = i + 1;
+                break;
+            }
+        }
+        for (i = 0, sum = 0.0f; i < keep; i++) {
+            sum += expf(prob[idx[i]] - mx);
+        }
+    }
+    if (p->min_p > 0.0f) {
+        warped = 1;
+        for (i = 1; i < keep; i++) {
+            if (expf(prob[idx[i]] - mx) < p->min_p) {
+                keep = i;
+                break;
+            }
+        }
+        for (i = 0, sum = 0.0f; i < keep; i++) {
+            sum += expf(prob[idx[i]] - mx);
+        }
+    }
+    u = glm_rng_uniform(rng) * sum;
+    for (i = 0, cum = 0.0f; i < keep; i++) {
+        int32_t t = warped ? idx[i] : i;
+        cum += expf(prob[t] - mx);
+        if (u < cum) {
+            return t;
+        }
+    }
+    return warped ? idx[keep - 1] : keep - 1;
+}
+
+#define BIG 20000
+
+static void
+test_partial_selection(void)
+{
+    static const glm_sampling cases[] = {
+        { 1.0f, 40, 1.0f, 0.0f }, { 0.7f, 0, 0.9f, 0.0f }, { 1.0f, 0, 0.3f, 0.0f },
+        { 1.0f, 0, 1.0f, 0.05f }, { 1.3f, 500, 0.95f, 0.01f }, { 1.0f, 0, 0.999f, 0.0f },
+        { 1.0f, 0, 1.0f, 0.0f }, { 1.0f, BIG - 1, 1.0f, 0.0f },
+    };
+    static float logits[BIG], prob[BIG], prob2[BIG];
+    static int32_t idx[BIG], idx2[BIG];
+    size_t c;
+    int i, d;
+
+    /* a peaked distribution with many exact ties, and a flat tail */
+    for (i = 0; i < BIG; i++) {
+        uint32_t h = (uint32_t) i * 2654435761u;
+        logits[i] = (float) ((h >> 20) % 64) * 0.25f - (i % 3 == 0 ? 0.0f : 8.0f);
+    }
+    for (c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        glm_rng r1, r2;
+        int differ = 0;
+
+        glm_rng_seed(&r1, 1000 + c);
+        glm_rng_seed(&r2, 1000 + c);
+        for (d = 0; d < 200; d++) {
+            differ += glm_sample(logits, BIG, &cases[c], &r1, prob, idx)
+                      != ref_sample(logits, BIG, &cases[c], &r2, prob2, idx2);
+        }
+        CHECK(differ == 0, "case %zu (T %g top_k %d top_p %g min_p %g): %d of 200 draws"
+              " differ from sorting the whole vocabulary", c, cases[c].temperature,
+              cases[c].top_k, cases[c].top_p, cases[c].min_p, differ);
+    }
 }
 
 int
@@ -122,6 +239,8 @@ main(void)
                 == glm_sample(logits, N, &sp, &r2, prob, idx);
     }
     CHECK(!same, "another seed, another sequence");
+
+    test_partial_selection();
 
     printf("sampling: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
