@@ -92,6 +92,12 @@ my $nginx = wait_for('nginx.pid', sub {
 eval { $t->wait_health(200, 120) };
 is($@, '', 'run.sh serves: /health 200');
 
+# both workers on the first engine, so that both see it go (on a busy
+# machine the second may still be connecting when /health first says 200)
+wait_for('both workers on the first engine', sub {
+    my %w = GlmTest::read_file($log) =~ /^glm-engine: worker (\d+) \(uid \d+\) on channel (\d+)$/mg;
+    keys %w >= 2 }, 120);
+
 # ---- kill -9 the engine ----
 
 kill 'KILL', $first;
