@@ -21,9 +21,6 @@
 int glm_cmd_plan(int argc, char **argv);
 
 static void glm_plan_usage(FILE *f);
-static int glm_plan_arg_long(const char *opt, const char *s, long lo, long hi, long *out);
-static int glm_plan_arg_double(const char *opt, const char *s, double lo, double hi,
-    double *out);
 static void glm_plan_model_name(char *buf, size_t size, const char *dir);
 
 static void
@@ -43,36 +40,6 @@ glm_plan_usage(FILE *f)
         "  --max-num-batched-tokens N      tokens per step (default 2048)\n"
         "  --block-size N                  tokens per KV block (default 16)\n"
         "exit status: 0 fits, 3 does not fit, 1 error, 2 usage\n");
-}
-
-static int
-glm_plan_arg_long(const char *opt, const char *s, long lo, long hi, long *out)
-{
-    char *end;
-
-    errno = 0;
-    *out = strtol(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || *out < lo || *out > hi) {
-        fprintf(stderr, "glm-engine: %s wants an integer in [%ld, %ld], got '%s'\n",
-                opt, lo, hi, s);
-        return -1;
-    }
-    return 0;
-}
-
-static int
-glm_plan_arg_double(const char *opt, const char *s, double lo, double hi, double *out)
-{
-    char *end;
-
-    errno = 0;
-    *out = strtod(s, &end);
-    if (errno != 0 || end == s || *end != '\0' || !(*out >= lo && *out <= hi)) {
-        fprintf(stderr, "glm-engine: %s wants a number in [%g, %g], got '%s'\n",
-                opt, lo, hi, s);
-        return -1;
-    }
-    return 0;
 }
 
 /* the directory's last component: "GLM-4.5-Air-FP8" for ".../GLM-4.5-Air-FP8/" */
@@ -123,7 +90,7 @@ glm_cmd_plan(int argc, char **argv)
         if (strcmp(a, "--model") == 0) {
             dir = v;
         } else if (strcmp(a, "--tensor-parallel-size") == 0 || strcmp(a, "-tp") == 0) {
-            if (glm_plan_arg_long(a, v, 1, 4096, &lv) != 0) {
+            if (glm_arg_long(a, v, 1, 4096, &lv) != 0) {
                 return 2;
             }
             o.tp = (int) lv;
@@ -138,12 +105,12 @@ glm_cmd_plan(int argc, char **argv)
                 return 2;
             }
         } else if (strcmp(a, "--gpu-memory") == 0) {
-            if (glm_plan_arg_double(a, v, 0.001, 1 << 20, &dv) != 0) {
+            if (glm_arg_double(a, v, 0.001, 1 << 20, &dv) != 0) {
                 return 2;
             }
             o.gpu_bytes = (uint64_t) (dv * GLM_GIB);
         } else if (strcmp(a, "--gpu-memory-utilization") == 0) {
-            if (glm_plan_arg_double(a, v, 0.001, 1.0, &o.utilization) != 0) {
+            if (glm_arg_double(a, v, 0.001, 1.0, &o.utilization) != 0) {
                 return 2;
             }
         } else if (strcmp(a, "--kv-cache-dtype") == 0) {
@@ -153,22 +120,22 @@ glm_cmd_plan(int argc, char **argv)
                 return 2;
             }
         } else if (strcmp(a, "--max-model-len") == 0) {
-            if (glm_plan_arg_long(a, v, 1, INT_MAX, &lv) != 0) {
+            if (glm_arg_long(a, v, 1, INT_MAX, &lv) != 0) {
                 return 2;
             }
             o.max_model_len = lv;
         } else if (strcmp(a, "--max-num-seqs") == 0) {
-            if (glm_plan_arg_long(a, v, 1, 65536, &lv) != 0) {
+            if (glm_arg_long(a, v, 1, 65536, &lv) != 0) {
                 return 2;
             }
             o.max_num_seqs = (int) lv;
         } else if (strcmp(a, "--max-num-batched-tokens") == 0) {
-            if (glm_plan_arg_long(a, v, 1, 1 << 20, &lv) != 0) {
+            if (glm_arg_long(a, v, 1, 1 << 20, &lv) != 0) {
                 return 2;
             }
             o.max_num_batched_tokens = (int) lv;
         } else if (strcmp(a, "--block-size") == 0) {
-            if (glm_plan_arg_long(a, v, 1, 4096, &lv) != 0) {
+            if (glm_arg_long(a, v, 1, 4096, &lv) != 0) {
                 return 2;
             }
             o.block_size = (int) lv;

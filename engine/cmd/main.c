@@ -70,31 +70,11 @@ glm_fail(const glm_err *err)
 }
 
 static int
-glm_arg_long(const char *opt, const char *s, long lo, long hi, long *out)
-{
-    char *end;
-
-    errno = 0;
-    *out = strtol(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || *out < lo || *out > hi) {
-        fprintf(stderr, "glm-engine: %s wants an integer in [%ld, %ld], got '%s'\n",
-                opt, lo, hi, s);
-        return -1;
-    }
-    return 0;
-}
-
-static int
 glm_arg_float(const char *opt, const char *s, double lo, double hi, float *out)
 {
-    char *end;
     double v;
 
-    errno = 0;
-    v = strtod(s, &end);
-    if (errno != 0 || end == s || *end != '\0' || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "glm-engine: %s wants a number in [%g, %g], got '%s'\n",
-                opt, lo, hi, s);
+    if (glm_arg_double(opt, s, lo, hi, &v) != 0) {
         return -1;
     }
     *out = (float) v;

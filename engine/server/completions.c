@@ -481,17 +481,6 @@ glm_cmpl_logprobs(glm_server *srv, const glm_req *req, const glm_choice *c,
     glm_str_free(&text);
 }
 
-static void
-glm_cmpl_ids(glm_str *s, const int32_t *ids, int n)
-{
-    int i;
-
-    glm_str_adds(s, "[");
-    for (i = 0; i < n; i++) {
-        glm_str_addf(s, "%s%d", i ? "," : "", ids[i]);
-    }
-    glm_str_adds(s, "]");
-}
 
 void
 glm_cmpl_chunk(glm_req *req, glm_choice *c, int index, const char *text, size_t n,
@@ -540,13 +529,13 @@ glm_cmpl_chunk(glm_req *req, glm_choice *c, int index, const char *text, size_t 
     /* the prompt's ids: in the first chunk with echo, or when asked */
     glm_str_adds(&s, ",\"prompt_token_ids\":");
     if (first && (req->echo || req->return_token_ids)) {
-        glm_cmpl_ids(&s, prompt->ids, (int) prompt->len);
+        glm_ids_json(&s, prompt->ids, (int) prompt->len);
     } else {
         glm_str_adds(&s, "null");
     }
     glm_str_adds(&s, ",\"token_ids\":");
     if (req->return_token_ids) {
-        glm_cmpl_ids(&s, c->seq->tokens + c->seq->n_tokens - c->pending_ids, c->pending_ids);
+        glm_ids_json(&s, c->seq->tokens + c->seq->n_tokens - c->pending_ids, c->pending_ids);
     } else {
         glm_str_adds(&s, "null");
     }
@@ -599,7 +588,7 @@ glm_cmpl_final_body(glm_req *req)
                     c->stop_reason.data ? c->stop_reason.len : 4);
         glm_str_adds(&s, ",\"token_ids\":");
         if (req->return_token_ids) {
-            glm_cmpl_ids(&s, c->seq->tokens + c->seq->n_prompt, n_out);
+            glm_ids_json(&s, c->seq->tokens + c->seq->n_prompt, n_out);
         } else {
             glm_str_adds(&s, "null");
         }
@@ -607,7 +596,7 @@ glm_cmpl_final_body(glm_req *req)
         glm_prompt_logprobs_json(srv, c, &s);
         glm_str_adds(&s, ",\"prompt_token_ids\":");
         if (req->return_token_ids) {
-            glm_cmpl_ids(&s, prompt->ids, (int) prompt->len);
+            glm_ids_json(&s, prompt->ids, (int) prompt->len);
         } else {
             glm_str_adds(&s, "null");
         }

@@ -511,7 +511,7 @@ glm_req_chunk_usage(const glm_req *req, const glm_choice *c, glm_str *s, int cha
 }
 
 /* ids as a JSON list */
-static void
+void
 glm_ids_json(glm_str *s, const int32_t *ids, int n)
 {
     int i;

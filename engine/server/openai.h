@@ -17,6 +17,8 @@
 void glm_req_head(glm_req *req, uint32_t status, uint32_t ct);
 void glm_req_end(glm_req *req);
 void glm_req_json(glm_req *req, int status, const glm_str *body);
+/* ids as a JSON list: [1,2,3] */
+void glm_ids_json(glm_str *s, const int32_t *ids, int n);
 
 /* A request field; JSON null counts as absent, as OpenAI's optional fields. */
 yajl_val glm_req_field(yajl_val obj, const char *key);

@@ -134,3 +134,33 @@ glm_f16_to_f32(uint16_t h)
     memcpy(&f, &u, sizeof(f));
     return f;
 }
+
+int
+glm_arg_long(const char *opt, const char *s, long lo, long hi, long *out)
+{
+    char *end;
+
+    errno = 0;
+    *out = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || *out < lo || *out > hi) {
+        fprintf(stderr, "glm-engine: %s wants an integer in [%ld, %ld], got '%s'\n",
+                opt, lo, hi, s);
+        return -1;
+    }
+    return 0;
+}
+
+int
+glm_arg_double(const char *opt, const char *s, double lo, double hi, double *out)
+{
+    char *end;
+
+    errno = 0;
+    *out = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !(*out >= lo && *out <= hi)) {
+        fprintf(stderr, "glm-engine: %s wants a number in [%g, %g], got '%s'\n",
+                opt, lo, hi, s);
+        return -1;
+    }
+    return 0;
+}

@@ -38,6 +38,11 @@ int glm_file_exists(const char *path);
 
 double glm_now_seconds(void);
 
+/* A command-line value of option opt as a whole integer / number within
+ * [lo, hi]; else prints "glm-engine: OPT wants ..." and returns -1. */
+int glm_arg_long(const char *opt, const char *s, long lo, long hi, long *out);
+int glm_arg_double(const char *opt, const char *s, double lo, double hi, double *out);
+
 static inline float glm_bf16_to_f32(uint16_t h)
 {
     uint32_t u = (uint32_t) h << 16;
