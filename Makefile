@@ -70,7 +70,7 @@ MODEL       ?= t/fixtures/glm45-air-tiny
 PORT        ?= 8080
 
 .PHONY: qwen3-tokenizer fp8-fixtures semantics-check template-check bench-templates fuzz-templates fuzz-media media-fixtures template-fixtures bench-overhead bench-flood test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer bench-preproc preproc-fixtures \
-        fixtures clean cuda test-gpu test-gpu-emu gpu-profile bench-prefix-cache bench-cpu
+        fixtures clean cuda test-gpu test-gpu-emu gpu-profile bench-prefix-cache bench-cpu bench-peer
 all: build/glm-engine build/glm-bench $(NGX_MODULE) $(if $(filter 1,$(CUDA)),cuda)
 
 build/%.o: %.c $(ENGINE_HDRS)
@@ -300,6 +300,11 @@ bench-prefix-cache: build/glm-engine build/glm-bench $(NGX_MODULE)
 # (BASE_ENGINE=path, default this build's portable kernels) in the same run
 bench-cpu: build/glm-engine
 	@sh t/bench/bench_cpu.sh
+
+# the same against llama.cpp's llama-server (LLAMA_CPP=source folder or bare
+# git dir; default the llama-cpp-python 0.3.36 sdist), both through glm-bench
+bench-peer: build/glm-engine build/glm-bench $(NGX_MODULE)
+	@LLAMA_CPP="$(LLAMA_CPP)" sh t/bench/bench_peer.sh
 
 bench-tokenizer: build/glm-engine
 	@sh t/bench/bench_tokenizer.sh build/glm-engine

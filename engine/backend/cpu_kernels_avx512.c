@@ -1,6 +1,8 @@
 /*
  * cpu_kernels_avx512.c: the CPU kernels for AVX-512F: 16 lanes, a register
- * tile of 4 rows of x by 4 weight rows (16 accumulators of 32).  Compiled for
+ * tile of 4 rows of x by 4 weight rows (16 accumulators of 32), or of 1-2
+ * rows by 8 weight rows for decode, where more rows streamed at once keep
+ * more of the memory bandwidth busy.  Compiled for
  * AVX-512 whatever the build's flags; only called where cpuid says the CPU
  * has it (cpu_kernels.c).
  */
@@ -14,6 +16,7 @@
 
 #define GLM_VW              16
 #define GLM_MM_RMAX         4
+#define GLM_MM_C_FEW        8   /* decode: 8 weight rows in flight per tile */
 #define GLM_KERNELS_SYMBOL  glm_cpu_kernels_avx512
 #define GLM_KERNELS_NAME    "avx512"
 

@@ -28,6 +28,10 @@
 #include "util/util.h"
 
 #define GLM_MM_C   4          /* weight rows per register tile */
+#ifndef GLM_MM_C_FEW
+#define GLM_MM_C_FEW GLM_MM_C /* the same for tiles of 1 or 2 rows of x */
+#endif
+#define GLM_MM_CMAX (GLM_MM_C_FEW > GLM_MM_C ? GLM_MM_C_FEW : GLM_MM_C)
 #define GLM_MM_NB  64         /* weight rows per L2 sub-block */
 #define GLM_MM_KC  256        /* k per dequantized chunk (GLM_WK_DEQUANT) */
 
@@ -47,7 +51,6 @@ typedef struct {
     int                K;
     size_t             esize;          /* bytes per stored weight */
     int                chunk;          /* k per chunk: scales are constant in it */
-    size_t             next;           /* bytes from a tile's rows to the next tile's */
     const glm_tensor  *scale;          /* FP8: NULL means 1 */
     glm_scale_strategy strategy;
 } glm_mm_plan;
@@ -55,10 +58,12 @@ typedef struct {
 /* One register tile's weight rows: where they are and, for FP8, the scale of
  * each over the current chunk. */
 typedef struct {
-    const uint8_t *w[GLM_MM_C];
-    int64_t        n[GLM_MM_C];        /* weight row of each (repeated past N) */
-    float          s[GLM_MM_C];
-    float          buf[GLM_MM_C][GLM_MM_KC];
+    const uint8_t *w[GLM_MM_CMAX];
+    int64_t        n[GLM_MM_CMAX];     /* weight row of each (repeated past N) */
+    float          s[GLM_MM_CMAX];
+    int            C;                  /* weight rows in this tile shape */
+    size_t         next;               /* bytes from the rows to the next tile's */
+    float          buf[GLM_MM_CMAX][GLM_MM_KC];
 } glm_mm_tile;
 
 static float
@@ -83,7 +88,7 @@ glm_mm_chunk_begin(const glm_mm_plan *p, glm_mm_tile *t, int k0, int kc)
     const glm_tensor *w = p->a->w, *s = p->scale;
     int c;
 
-    for (c = 0; c < GLM_MM_C; c++) {
+    for (c = 0; c < t->C; c++) {
         if (p->kind == GLM_WK_DEQUANT) {
             glm_tensor_to_f32(w, t->n[c] * p->K + k0, kc, t->buf[c]);
             continue;
@@ -157,24 +162,25 @@ glm_mm_scalar_w(glm_wkind kind, const glm_mm_tile *t, int c, int k, int k0)
 }
 
 /*
- * out[r, n[c]] for r < R (R rows of x from x0) and the tile's 4 weight rows
+ * out[r, n[c]] for r < R (R rows of x from x0) and the tile's C weight rows
  * (cols of them are real; the others repeat the last and are not stored).
- * R and kind are constants at each call, so the accumulators live in
- * registers: R x 4 vectors of VW partial sums each.
+ * R, C and kind are constants at each call, so the accumulators live in
+ * registers: R x C vectors of VW partial sums each.  Each column's sum is
+ * its own, in k order: C does not change any result.
  */
 static inline __attribute__((always_inline)) void
-glm_mm_tile_rows(const glm_mm_plan *p, glm_mm_tile *t, const float *x0, int R,
+glm_mm_tile_rows(const glm_mm_plan *p, glm_mm_tile *t, const float *x0, int R, int C,
     int cols, float *out0, glm_wkind kind)
 {
     const glm_mm_args *a = p->a;
-    glm_vf acc[GLM_MM_RMAX][GLM_MM_C], wv[GLM_MM_C], xv;
-    float tail[GLM_MM_RMAX][GLM_MM_C], b;
+    glm_vf acc[GLM_MM_RMAX][GLM_MM_CMAX], wv[GLM_MM_CMAX], xv;
+    float tail[GLM_MM_RMAX][GLM_MM_CMAX], b;
     int K = p->K, k0, k, kend, r, c;
 
 #pragma GCC unroll 4
     for (r = 0; r < R; r++) {
-#pragma GCC unroll 4
-        for (c = 0; c < GLM_MM_C; c++) {
+#pragma GCC unroll 8
+        for (c = 0; c < C; c++) {
             acc[r][c] = glm_vf_zero();
             tail[r][c] = 0.0f;
         }
@@ -184,29 +190,29 @@ glm_mm_tile_rows(const glm_mm_plan *p, glm_mm_tile *t, const float *x0, int R,
         if (kind >= GLM_WK_FP8) {
             glm_mm_chunk_begin(p, t, k0, kend - k0);
         }
-        /* fully unrolled (R and GLM_MM_C are constants): the accumulators
+        /* fully unrolled (R and C are constants): the accumulators
          * and the widened weights must stay in registers */
         for (k = k0; k + GLM_VW <= kend; k += GLM_VW) {
-#pragma GCC unroll 4
-            for (c = 0; c < GLM_MM_C; c++) {
+#pragma GCC unroll 8
+            for (c = 0; c < C; c++) {
                 /* the next tile's rows (the next 4 weight rows in memory),
                  * so they arrive while this tile computes: rows of a few KB
                  * are a page each, where the hardware prefetchers stop */
-                __builtin_prefetch(t->w[c] + p->next + k * p->esize, 0, 0);
+                __builtin_prefetch(t->w[c] + t->next + k * p->esize, 0, 0);
                 wv[c] = glm_mm_load_w(kind, t, c, k, k0);
             }
 #pragma GCC unroll 4
             for (r = 0; r < R; r++) {
                 xv = glm_vf_load(x0 + r * a->ldx + k);
-#pragma GCC unroll 4
-                for (c = 0; c < GLM_MM_C; c++) {
+#pragma GCC unroll 8
+                for (c = 0; c < C; c++) {
                     acc[r][c] = glm_vf_fma(wv[c], xv, acc[r][c]);
                 }
             }
         }
         /* chunks are whole vectors but for the last one: this is K's tail */
         for (; k < kend; k++) {
-            for (c = 0; c < GLM_MM_C; c++) {
+            for (c = 0; c < C; c++) {
                 float w = glm_mm_scalar_w(kind, t, c, k, k0);
                 for (r = 0; r < R; r++) {
                     tail[r][c] += x0[r * a->ldx + k] * w;
@@ -233,16 +239,16 @@ fn(const glm_mm_plan *p, glm_mm_tile *t, const float *x0, int R, int cols,     \
     float *out0)                                                               \
 {                                                                              \
     switch (R) {                                                               \
-    case 1: glm_mm_tile_rows(p, t, x0, 1, cols, out0, KIND); break;            \
-    case 2: glm_mm_tile_rows(p, t, x0, 2, cols, out0, KIND); break;            \
+    case 1: glm_mm_tile_rows(p, t, x0, 1, GLM_MM_C_FEW, cols, out0, KIND); break; \
+    case 2: glm_mm_tile_rows(p, t, x0, 2, GLM_MM_C_FEW, cols, out0, KIND); break; \
     GLM_MM_CASES_ABOVE_2(p, t, x0, cols, out0, KIND)                           \
     }                                                                          \
 }
 
 #if GLM_MM_RMAX == 4
 #define GLM_MM_CASES_ABOVE_2(p, t, x0, cols, out0, KIND)                       \
-    case 3: glm_mm_tile_rows(p, t, x0, 3, cols, out0, KIND); break;            \
-    default: glm_mm_tile_rows(p, t, x0, 4, cols, out0, KIND); break;
+    case 3: glm_mm_tile_rows(p, t, x0, 3, GLM_MM_C, cols, out0, KIND); break;  \
+    default: glm_mm_tile_rows(p, t, x0, 4, GLM_MM_C, cols, out0, KIND); break;
 #elif GLM_MM_RMAX == 2
 #define GLM_MM_CASES_ABOVE_2(p, t, x0, cols, out0, KIND)
 #else
@@ -270,7 +276,6 @@ glm_mm_plan_init(glm_mm_plan *p, const glm_mm_args *a)
     p->scale = NULL;
     p->strategy = GLM_SCALE_NONE;
     p->esize = glm_dtype_size(w->dtype);
-    p->next = GLM_MM_C * (size_t) p->K * p->esize;
     switch (w->dtype) {
     case GLM_DTYPE_F32:
         p->kind = GLM_WK_F32;
@@ -318,7 +323,7 @@ glm_mm_cols(const glm_mm_args *a, int64_t n0, int64_t n1)
     glm_mm_tile t;
     glm_mm_tile_fn fn;
     int64_t nb, nb_end, n, r0;
-    int R, cols, c;
+    int R, C, cols, c;
 
     glm_mm_plan_init(&p, a);
     fn = by_kind[p.kind];
@@ -326,9 +331,13 @@ glm_mm_cols(const glm_mm_args *a, int64_t n0, int64_t n1)
         nb_end = n1 - nb < GLM_MM_NB ? n1 : nb + GLM_MM_NB;
         for (r0 = 0; r0 < a->rows; r0 += GLM_MM_RMAX) {
             R = a->rows - r0 < GLM_MM_RMAX ? (int) (a->rows - r0) : GLM_MM_RMAX;
-            for (n = nb; n < nb_end; n += GLM_MM_C) {
-                cols = nb_end - n < GLM_MM_C ? (int) (nb_end - n) : GLM_MM_C;
-                for (c = 0; c < GLM_MM_C; c++) {
+            /* few rows: more weight rows per tile, more streams in flight */
+            C = R <= 2 ? GLM_MM_C_FEW : GLM_MM_C;
+            t.C = C;
+            t.next = (size_t) C * (size_t) p.K * p.esize;
+            for (n = nb; n < nb_end; n += C) {
+                cols = nb_end - n < C ? (int) (nb_end - n) : C;
+                for (c = 0; c < GLM_MM_CMAX; c++) {
                     t.n[c] = n + (c < cols ? c : cols - 1);
                     t.w[c] = (const uint8_t *) a->w->data
                              + (size_t) t.n[c] * (size_t) p.K * p.esize;

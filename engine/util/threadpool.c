@@ -2,6 +2,13 @@
  * threadpool.c: see threadpool.h.  Workers sleep on a condition variable
  * between runs; a run hands out ranges by an atomic counter in chunks so that
  * uneven work (attention over different lengths) still balances.
+ *
+ * A model step is a chain of a few hundred short runs, so a worker first
+ * spins a little (GLM_POOL_SPIN pauses, tens of microseconds) for the next
+ * run before it sleeps, and the caller spins as long for the workers to
+ * finish: a futex wake-up per run would cost as much as a small matmul.
+ * The spin is bounded, so on a busy machine a descheduled thread costs its
+ * chunk, never a stall: the atomic counter hands the rest to whoever runs.
  */
 #include "threadpool.h"
 
@@ -9,14 +16,25 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#define GLM_POOL_SPIN 4096
+
+static inline void
+glm_pool_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 struct glm_pool {
     int              nthreads;
     pthread_t       *threads;
     pthread_mutex_t  mu;
     pthread_cond_t   wake, done;
-    uint64_t         generation;       /* bumped per run */
-    int              stopping;
-    int              active;           /* workers still inside the run */
+    uint64_t         generation;       /* bumped per run (__atomic, under mu) */
+    int              stopping;         /* __atomic, set under mu */
+    int              active;           /* workers still inside the run (__atomic,
+                                          under mu) */
 
     /* the current run */
     glm_pool_fn      fn;
@@ -54,23 +72,32 @@ glm_pool_main(void *p)
     uint64_t seen = 0;
 
     free(arg);
-    pthread_mutex_lock(&pool->mu);
     for ( ;; ) {
+        int spin;
+
+        for (spin = 0; spin < GLM_POOL_SPIN
+                       && __atomic_load_n(&pool->generation, __ATOMIC_ACQUIRE) == seen
+                       && !__atomic_load_n(&pool->stopping, __ATOMIC_ACQUIRE); spin++)
+        {
+            glm_pool_pause();
+        }
+        pthread_mutex_lock(&pool->mu);
         while (!pool->stopping && pool->generation == seen) {
             pthread_cond_wait(&pool->wake, &pool->mu);
         }
         if (pool->stopping) {
+            pthread_mutex_unlock(&pool->mu);
             break;
         }
         seen = pool->generation;
         pthread_mutex_unlock(&pool->mu);
         glm_pool_work(pool, index);
         pthread_mutex_lock(&pool->mu);
-        if (--pool->active == 0) {
+        if (__atomic_sub_fetch(&pool->active, 1, __ATOMIC_ACQ_REL) == 0) {
             pthread_cond_signal(&pool->done);
         }
+        pthread_mutex_unlock(&pool->mu);
     }
-    pthread_mutex_unlock(&pool->mu);
     return NULL;
 }
 
@@ -122,7 +149,7 @@ glm_pool_destroy(glm_pool *pool)
         return;
     }
     pthread_mutex_lock(&pool->mu);
-    pool->stopping = 1;
+    __atomic_store_n(&pool->stopping, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->mu);
     for (i = 1; i < pool->nthreads; i++) {
@@ -145,6 +172,7 @@ void
 glm_pool_run(glm_pool *pool, int64_t n, glm_pool_fn fn, void *ctx)
 {
     int64_t chunk;
+    int spin;
 
     if (n <= 0) {
         return;
@@ -164,13 +192,18 @@ glm_pool_run(glm_pool *pool, int64_t n, glm_pool_fn fn, void *ctx)
     pool->n = n;
     pool->chunk = chunk;
     __atomic_store_n(&pool->next, 0, __ATOMIC_RELAXED);
-    pool->active = pool->nthreads - 1;
-    pool->generation++;
+    __atomic_store_n(&pool->active, pool->nthreads - 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&pool->generation, pool->generation + 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->mu);
 
     glm_pool_work(pool, 0);
 
+    for (spin = 0; spin < GLM_POOL_SPIN
+                   && __atomic_load_n(&pool->active, __ATOMIC_ACQUIRE) > 0; spin++)
+    {
+        glm_pool_pause();
+    }
     pthread_mutex_lock(&pool->mu);
     while (pool->active > 0) {
         pthread_cond_wait(&pool->done, &pool->mu);
