@@ -33,7 +33,9 @@ SANITIZE = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 ENGINE_MAIN  = engine/cmd/main.c
 # the CUDA backend's stand-in: linked where kernels/ is not (see CUDA below)
 CUDA_STUB    = engine/backend/backend_cuda_stub.c
-ENGINE_SRCS  = $(filter-out $(ENGINE_MAIN) $(CUDA_STUB),$(wildcard engine/*/*.c))
+# the NCCL communicator: compiled and linked only in the CUDA build
+NCCL_SRC     = engine/parallel/comm_nccl.c
+ENGINE_SRCS  = $(filter-out $(ENGINE_MAIN) $(CUDA_STUB) $(NCCL_SRC),$(wildcard engine/*/*.c))
 ENGINE_HDRS  = $(wildcard engine/*/*.h)
 ENGINE_OBJS  = $(ENGINE_SRCS:%.c=build/%.o)
 STUB_OBJ     = $(CUDA_STUB:%.c=build/%.o)
@@ -55,8 +57,8 @@ CUDA_LIBDIR ?= $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/lib) /usr/
 CUDA_LDLIBS  = -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublasLt -lcudart -lstdc++
 # glm-engine links the CUDA backend when nvcc exists, the stub otherwise
 ifeq ($(CUDA),1)
-GPU_OBJS     = $(CUDA_OBJS)
-GPU_LDLIBS   = $(CUDA_LDLIBS)
+GPU_OBJS     = $(CUDA_OBJS) $(NCCL_SRC:%.c=build/%.o)
+GPU_LDLIBS   = $(CUDA_LDLIBS) -lnccl
 else
 GPU_OBJS     = $(STUB_OBJ)
 GPU_LDLIBS   =
@@ -76,6 +78,8 @@ all: build/glm-engine build/glm-bench $(NGX_MODULE) $(if $(filter 1,$(CUDA)),cud
 build/%.o: %.c $(ENGINE_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(NCCL_SRC:%.c=build/%.o): CPPFLAGS += -I$(CUDA_HOME)/include
 
 build/asan/%.o: %.c $(ENGINE_HDRS)
 	@mkdir -p $(dir $@)
