@@ -31,6 +31,7 @@ glm_plan_usage(FILE *f)
         "  the memory plan of one GPU, from config.json and the safetensors headers\n"
         "  (or DIR/tensors.txt, a tensor manifest); the weights are never read\n"
         "  --tensor-parallel-size N        GPUs the model is split over (default 1)\n"
+        "  --enable-expert-parallel        routed experts whole, ceil(E/N) per GPU\n"
         "  --gpu h100|h200                 the GPU by name (default h100: 79.18 GiB)\n"
         "  --gpu-memory GIB                or by its total memory in GiB\n"
         "  --gpu-memory-utilization F      fraction of it to use (default 0.9)\n"
@@ -81,6 +82,10 @@ glm_cmd_plan(int argc, char **argv)
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             glm_plan_usage(stdout);
             return 0;
+        }
+        if (strcmp(a, "--enable-expert-parallel") == 0) {
+            o.expert_parallel = 1;
+            continue;
         }
         if (v == NULL) {
             glm_plan_usage(stderr);
