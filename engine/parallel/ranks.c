@@ -1,11 +1,12 @@
 /*
  * ranks.c: see ranks.h.
  *
- * The step hand-off: rank 0's caller publishes the batch and bumps `step`
- * under the lock; each rank thread waits for a step it has not run, runs
- * its part (which meets the other ranks in the communicator), and counts
- * itself done.  The batch is the caller's host memory, read by every rank
- * and written by none, and it outlives the call.
+ * The hand-off: rank 0's caller publishes a job (the model step, or a share
+ * of the images to encode) and bumps `step` under the lock; each rank thread
+ * waits for a job it has not run, runs its part (a model step meets the
+ * other ranks in the communicator), and counts itself done.  The job's
+ * inputs are the caller's memory, read by every rank and written by none,
+ * and they outlive the call.
  */
 #include "ranks.h"
 
@@ -19,9 +20,13 @@
 #include "backend/backend_select.h"
 #include "comm.h"
 
+typedef void (*glm_rank_job)(glm_rank_group *g, int rank, void *arg);
+
 struct glm_rank_group {
     int               n;
+    int               encoder_data_parallel;
     glm_model       **m;          /* [n]; m[0] is the group's owner */
+    glm_vision      **vision;     /* [n]; rank r's binding of the tower, [0] m[0]'s */
     glm_backend     **be;         /* [n]; be[0] is the caller's */
     glm_comm        **comm;       /* [n] */
     glm_kv_pool      *kv;         /* [n]; kv[0] unused: rank 0 runs on the caller's */
@@ -33,7 +38,8 @@ struct glm_rank_group {
     uint64_t          step;       /* bumped once per step */
     int               finished;   /* rank threads done with `step` */
     int               quit;
-    const glm_batch  *b;
+    glm_rank_job      job;        /* this step's work and its argument */
+    void             *arg;
 };
 
 typedef struct {
@@ -95,7 +101,8 @@ glm_rank_main(void *p)
 
     free(a);
     for (;;) {
-        const glm_batch *b;
+        glm_rank_job job;
+        void *arg;
 
         pthread_mutex_lock(&g->lock);
         while (g->step == seen && !g->quit) {
@@ -106,10 +113,11 @@ glm_rank_main(void *p)
             return NULL;
         }
         seen = g->step;
-        b = g->b;
+        job = g->job;
+        arg = g->arg;
         pthread_mutex_unlock(&g->lock);
 
-        glm_model_forward_rank(g->m[r], &g->kv[r], b, NULL);
+        job(g, r, arg);
 
         pthread_mutex_lock(&g->lock);
         if (++g->finished == g->n - 1) {
@@ -119,23 +127,145 @@ glm_rank_main(void *p)
     }
 }
 
-void
-glm_ranks_forward(glm_rank_group *g, glm_kv_pool *kv0, const glm_batch *b, float *logits)
+/* Runs job on every rank: ranks 1.. on their threads, rank 0 here. */
+static void
+glm_ranks_run(glm_rank_group *g, glm_rank_job job, void *arg)
 {
     pthread_mutex_lock(&g->lock);
-    g->b = b;
+    g->job = job;
+    g->arg = arg;
     g->finished = 0;
     g->step++;
     pthread_cond_broadcast(&g->go);
     pthread_mutex_unlock(&g->lock);
 
-    glm_model_forward_rank(g->m[0], kv0, b, logits);
+    job(g, 0, arg);
 
     pthread_mutex_lock(&g->lock);
     while (g->finished < g->n - 1) {
         pthread_cond_wait(&g->done, &g->lock);
     }
     pthread_mutex_unlock(&g->lock);
+}
+
+typedef struct {
+    glm_kv_pool     *kv0;
+    const glm_batch *b;
+    float           *logits;
+} glm_step_job;
+
+static void
+glm_rank_step(glm_rank_group *g, int r, void *arg)
+{
+    glm_step_job *j = arg;
+
+    glm_model_forward_rank(g->m[r], r == 0 ? j->kv0 : &g->kv[r], j->b,
+                           r == 0 ? j->logits : NULL);
+}
+
+void
+glm_ranks_forward(glm_rank_group *g, glm_kv_pool *kv0, const glm_batch *b, float *logits)
+{
+    glm_step_job j = { kv0, b, logits };
+
+    glm_ranks_run(g, glm_rank_step, &j);
+}
+
+/* ---- the vision tower, data parallel ------------------------------------- */
+
+typedef struct {
+    const float    *pixels;
+    const glm_grid *grids;
+    int             n_grids;
+    float          *out;
+    int            *first;        /* [ranks + 1]: rank r encodes grids
+                                     [first[r], first[r + 1]) */
+    int64_t        *px_off, *row_off;  /* [n_grids]: where each grid starts */
+    int             px_cols;
+    int            *rc;           /* [ranks] */
+    glm_err        *err;          /* [ranks] */
+} glm_vision_job;
+
+static void
+glm_rank_vision(glm_rank_group *g, int r, void *arg)
+{
+    glm_vision_job *j = arg;
+    const glm_config *c = &g->m[0]->cfg;
+    int g0 = j->first[r], g1 = j->first[r + 1];
+
+    j->rc[r] = 0;
+    if (g1 > g0) {
+        j->rc[r] = glm_vision_encode(g->vision[r], g->be[r],
+                                     j->pixels + j->px_off[g0] * j->px_cols, j->grids + g0,
+                                     g1 - g0, j->out + j->row_off[g0] * c->hidden_size,
+                                     &j->err[r]);
+    }
+}
+
+int
+glm_model_encode_images(glm_model *m, const float *pixels, const glm_grid *grids,
+    int n_grids, float *out, glm_err *err)
+{
+    glm_rank_group *g = m->group;
+    const glm_config *c = &m->cfg;
+    glm_vision_job j;
+    int64_t total = 0;
+    int N, r, i, rc = 0;
+
+    if (m->vision == NULL) {
+        return glm_errf(err, "this model has no vision tower");
+    }
+    if (g == NULL || !g->encoder_data_parallel || n_grids < 2) {
+        return glm_vision_encode(m->vision, m->be, pixels, grids, n_grids, out, err);
+    }
+    N = g->n;
+    memset(&j, 0, sizeof(j));
+    j.first = calloc((size_t) N + 1, sizeof(int));
+    j.px_off = calloc((size_t) n_grids, sizeof(int64_t));
+    j.row_off = calloc((size_t) n_grids, sizeof(int64_t));
+    j.rc = calloc((size_t) N, sizeof(int));
+    j.err = calloc((size_t) N, sizeof(glm_err));
+    if (j.first == NULL || j.px_off == NULL || j.row_off == NULL || j.rc == NULL
+        || j.err == NULL)
+    {
+        rc = glm_errf(err, "out of memory");
+        goto done;
+    }
+    j.pixels = pixels;
+    j.grids = grids;
+    j.n_grids = n_grids;
+    j.out = out;
+    j.px_cols = c->vision.in_channels * c->vision.temporal_patch_size
+                * c->vision.patch_size * c->vision.patch_size;
+    for (i = 0; i < n_grids; i++) {
+        j.px_off[i] = total;
+        total += (int64_t) grids[i].t * grids[i].h * grids[i].w;
+        j.row_off[i] = i == 0 ? 0 : j.row_off[i - 1] + glm_vision_grid_tokens(c, &grids[i - 1]);
+    }
+    /* each rank its share of the patches, in whole images and in order:
+     * rank r takes the images whose first patch falls in [total*r/N, total*(r+1)/N) */
+    for (r = 0, i = 0; r < N; r++) {
+        j.first[r] = i;
+        while (i < n_grids && j.px_off[i] < total * (r + 1) / N) {
+            i++;
+        }
+    }
+    j.first[N] = n_grids;
+    glm_ranks_run(g, glm_rank_vision, &j);
+    for (r = 0; r < N; r++) {
+        if (j.rc[r] != 0) {
+            *err = j.err[r];
+            rc = -1;
+            break;
+        }
+    }
+done:
+    free(j.first);
+    free(j.px_off);
+    free(j.row_off);
+    free(j.rc);
+    free(j.err);
+    return rc;
 }
 
 int
@@ -192,6 +322,7 @@ glm_ranks_free(glm_rank_group *g)
     }
     glm_ranks_kv_free(g);
     for (r = 1; r < g->n; r++) {
+        glm_vision_free(g->vision[r]);
         glm_model_free(g->m[r]);
         if (g->be[r] != NULL) {
             g->be[r]->destroy(g->be[r]);
@@ -206,6 +337,7 @@ glm_ranks_free(glm_rank_group *g)
     pthread_cond_destroy(&g->go);
     pthread_cond_destroy(&g->done);
     free(g->m);
+    free(g->vision);
     free(g->be);
     free(g->comm);
     free(g->kv);
@@ -236,7 +368,9 @@ glm_model_load_parallel(const char *dir, glm_backend *be, const glm_parallel *p,
         return NULL;
     }
     g->n = N;
+    g->encoder_data_parallel = p->encoder_data_parallel;
     g->m = calloc((size_t) N, sizeof(*g->m));
+    g->vision = calloc((size_t) N, sizeof(*g->vision));
     g->be = calloc((size_t) N, sizeof(*g->be));
     g->comm = calloc((size_t) N, sizeof(*g->comm));
     g->kv = calloc((size_t) N, sizeof(*g->kv));
@@ -244,7 +378,9 @@ glm_model_load_parallel(const char *dir, glm_backend *be, const glm_parallel *p,
     pthread_mutex_init(&g->lock, NULL);
     pthread_cond_init(&g->go, NULL);
     pthread_cond_init(&g->done, NULL);
-    if (g->m == NULL || g->be == NULL || g->comm == NULL || g->kv == NULL || g->th == NULL) {
+    if (g->m == NULL || g->vision == NULL || g->be == NULL || g->comm == NULL || g->kv == NULL
+        || g->th == NULL)
+    {
         glm_errf(err, "out of memory");
         glm_ranks_free(g);
         return NULL;
@@ -268,12 +404,22 @@ glm_model_load_parallel(const char *dir, glm_backend *be, const glm_parallel *p,
         sh.rank = r;
         g->m[r] = g->be[r] != NULL
                   ? glm_model_load_shard(dir, g->be[r], &sh, g->comm[r], m0, err) : NULL;
+        /* the vision tower whole on every rank, for data parallel: views
+         * into the same mapping as rank 0's */
+        if (g->m[r] != NULL && m0->vision != NULL && p->encoder_data_parallel) {
+            g->vision[r] = glm_vision_bind(m0->ck, &g->m[r]->cfg, err);
+            if (g->vision[r] == NULL) {
+                glm_model_free(g->m[r]);
+                g->m[r] = NULL;
+            }
+        }
         if (g->m[r] == NULL) {
             glm_err_prefix(err, "rank %d of %d", r, N);
             glm_model_free(m0);
             return NULL;
         }
     }
+    g->vision[0] = m0->vision;
     for (r = 1; r < N; r++) {
         glm_rank_arg *a = malloc(sizeof(*a));
         if (a != NULL) {

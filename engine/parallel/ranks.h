@@ -10,7 +10,10 @@
  * once, on the caller's side).  The ranks meet inside the step through the
  * communicator (comm.h): shared memory for the CPU backend.
  *
- * The vision tower runs on rank 0.
+ * The vision tower: with --mm-encoder-tp-mode data (the default), every rank
+ * binds the whole tower (views into the same mapping) and encodes its share
+ * of a request's images, whole images in order (glm_model_encode_images);
+ * with "weights" it runs on rank 0 alone (the tower is not sharded yet).
  *
  * The CUDA backend's ranks (one GPU each, NCCL between them, comm_nccl.c)
  * are not wired here yet: a group on "cuda" is refused with that reason.
@@ -53,6 +56,12 @@ int glm_parallel_threads(int threads, int ranks);
  */
 glm_model *glm_model_load_parallel(const char *dir, glm_backend *be, const glm_parallel *p,
     int threads, glm_err *err);
+
+/* Encodes n_grids images or videos (glm_vision_encode's arguments) on the
+ * model's tower: on rank 0's model of a data-parallel group, spread over the
+ * ranks; otherwise on the model's backend. */
+int glm_model_encode_images(glm_model *m, const float *pixels, const glm_grid *grids,
+    int n_grids, float *out, glm_err *err);
 
 /* Called by model.c for rank 0's model. */
 int glm_ranks_kv_init(glm_rank_group *g, int n_blocks, int block_size, glm_err *err);

@@ -17,6 +17,11 @@
  * Prints one line per run:
  *   TP ranks=<N> ep=<0|1> fixture=<name> max_abs_logit_diff=<d> greedy=<k>/<k>
  * and fails (exit 1) when d > 1e-4 or a greedy id differs.
+ *
+ * Vision fixtures also encode three images and a video of random pixels
+ * with the tower data parallel (each rank its share of the images) against
+ * one glm_vision_encode of them all:
+ *   TP-VISION ranks=<N> fixture=<name> grids=4 max_abs_diff=<d>
  * Usage: tp_check [--ranks 2,3,4] FIXTURE_DIR...
  */
 #include <math.h>
@@ -75,6 +80,78 @@ run(glm_model *m, const int32_t *prompt, float *logits, int32_t *ids, glm_err *e
     }
     glm_session_free(&s);
     return 0;
+}
+
+/* Three images and a two-pair video, in patches (multiples of the merge) */
+static const glm_grid vision_grids[] = { { 1, 4, 4 }, { 1, 2, 6 }, { 2, 4, 2 }, { 1, 2, 2 } };
+#define N_VISION_GRIDS 4
+
+static int
+check_vision(const char *dir, const char *name, const int *ranks, int n_ranks)
+{
+    glm_backend *be1 = glm_backend_cpu_create(0);
+    glm_err err;
+    glm_model *m = glm_model_load(dir, be1, &err);
+    const glm_config *c;
+    float *px, *want, *got;
+    int64_t patches = 0, rows = 0, cols, k;
+    int i, ri, bad = 0;
+    unsigned seed = 12345;
+
+    if (m == NULL || m->vision == NULL) {
+        glm_model_free(m);
+        be1->destroy(be1);
+        return 0;
+    }
+    c = &m->cfg;
+    cols = (int64_t) c->vision.in_channels * c->vision.temporal_patch_size
+           * c->vision.patch_size * c->vision.patch_size;
+    for (i = 0; i < N_VISION_GRIDS; i++) {
+        patches += (int64_t) vision_grids[i].t * vision_grids[i].h * vision_grids[i].w;
+        rows += glm_vision_grid_tokens(c, &vision_grids[i]);
+    }
+    px = malloc((size_t) (patches * cols) * sizeof(float));
+    want = malloc((size_t) (rows * c->hidden_size) * sizeof(float));
+    got = malloc((size_t) (rows * c->hidden_size) * sizeof(float));
+    for (k = 0; k < patches * cols; k++) {
+        seed = seed * 1103515245u + 12345u;
+        px[k] = (float) ((seed >> 8) & 0xffff) / 32768.0f - 1.0f;   /* normalized pixels */
+    }
+    if (glm_vision_encode(m->vision, be1, px, vision_grids, N_VISION_GRIDS, want, &err) != 0) {
+        printf("TP-VISION fixture=%s one rank: %s\n", name, err.msg);
+        bad = 1;
+    }
+    glm_model_free(m);
+    be1->destroy(be1);
+    for (ri = 0; ri < n_ranks && !bad; ri++) {
+        glm_parallel p = { ranks[ri], 0, 1 };
+        int threads = glm_parallel_threads(0, p.tensor_parallel);
+        glm_backend *be = glm_backend_cpu_create(threads);
+        double d = 0.0;
+
+        m = glm_model_load_parallel(dir, be, &p, threads, &err);
+        memset(got, 0xff, (size_t) (rows * c->hidden_size) * sizeof(float));   /* NaN */
+        if (m == NULL
+            || glm_model_encode_images(m, px, vision_grids, N_VISION_GRIDS, got, &err) != 0)
+        {
+            printf("TP-VISION ranks=%d fixture=%s error: %s\n", p.tensor_parallel, name, err.msg);
+            bad = 1;
+        } else {
+            for (k = 0; k < rows * c->hidden_size; k++) {
+                double e = fabs((double) got[k] - (double) want[k]);
+                d = e > d || isnan(e) ? e : d;
+            }
+            printf("TP-VISION ranks=%d fixture=%s grids=%d max_abs_diff=%.3g\n",
+                   p.tensor_parallel, name, N_VISION_GRIDS, d);
+            bad |= !(d <= TP_TOL);
+        }
+        glm_model_free(m);
+        be->destroy(be);
+    }
+    free(px);
+    free(want);
+    free(got);
+    return bad;
 }
 
 static int
@@ -144,7 +221,7 @@ check_fixture(const char *dir, const int *ranks, int n_ranks)
     }
     free(ref);
     free(got);
-    return bad;
+    return bad | check_vision(dir, name, ranks, n_ranks);
 }
 
 int
