@@ -48,6 +48,11 @@ suite http-fake-engine prove t/
 suite http-real-engine env \
     GLM_TEST_ENGINE="$PWD/build/asan/glm-engine serve --model $PWD/t/fixtures/glm45-air-tiny --socket %SOCKET%" \
     prove t/
+# the engine split over two CPU ranks (--tensor-parallel-size 2): chat,
+# tools and vision through nginx, as with one rank
+suite http-tp2-engine env \
+    GLM_TEST_ENGINE="$PWD/build/asan/glm-engine serve --model $PWD/t/fixtures/glm45-air-tiny --socket %SOCKET% --tensor-parallel-size 2" \
+    prove t/http_engine.t t/http_openai.t t/http_tools.t t/http_vision.t
 suite engine-check "$PYTHON" t/engine_check.py build/asan/glm-engine build/t/ring_client \
     t/fixtures/glm45-air-tiny
 
