@@ -233,7 +233,7 @@ run:
 	@PORT=$(PORT) MODEL=$(MODEL) sh conf.d/run.sh
 
 test: build/glm-engine build/glm-bench build/asan/glm-engine $(NGX_MODULE) build/fake_engine $(UNIT_BINS) build/t/reference_check \
-      build/t/vision_check build/t/ring_client build/t/test_tokenizer build/t/tp_check \
+      build/t/vision_check build/t/ring_client build/t/test_tokenizer build/asan/t/tp_check \
       $(EMU_DIR)/test_ops $(if $(filter 1,$(CUDA)),cuda build/t/gpu/test_ops)
 	@sh t/run_tests.sh
 

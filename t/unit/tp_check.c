@@ -94,7 +94,7 @@ check_vision(const char *dir, const char *name, const int *ranks, int n_ranks)
     glm_model *m = glm_model_load(dir, be1, &err);
     const glm_config *c;
     float *px, *want, *got;
-    int64_t patches = 0, rows = 0, cols, k;
+    int64_t patches = 0, rows = 0, cols, k, out_floats;
     int i, ri, bad = 0;
     unsigned seed = 12345;
 
@@ -110,9 +110,10 @@ check_vision(const char *dir, const char *name, const int *ranks, int n_ranks)
         patches += (int64_t) vision_grids[i].t * vision_grids[i].h * vision_grids[i].w;
         rows += glm_vision_grid_tokens(c, &vision_grids[i]);
     }
+    out_floats = rows * c->hidden_size;
     px = malloc((size_t) (patches * cols) * sizeof(float));
-    want = malloc((size_t) (rows * c->hidden_size) * sizeof(float));
-    got = malloc((size_t) (rows * c->hidden_size) * sizeof(float));
+    want = malloc((size_t) out_floats * sizeof(float));
+    got = malloc((size_t) out_floats * sizeof(float));
     for (k = 0; k < patches * cols; k++) {
         seed = seed * 1103515245u + 12345u;
         px[k] = (float) ((seed >> 8) & 0xffff) / 32768.0f - 1.0f;   /* normalized pixels */
@@ -130,14 +131,14 @@ check_vision(const char *dir, const char *name, const int *ranks, int n_ranks)
         double d = 0.0;
 
         m = glm_model_load_parallel(dir, be, &p, threads, &err);
-        memset(got, 0xff, (size_t) (rows * c->hidden_size) * sizeof(float));   /* NaN */
+        memset(got, 0xff, (size_t) out_floats * sizeof(float));   /* NaN */
         if (m == NULL
             || glm_model_encode_images(m, px, vision_grids, N_VISION_GRIDS, got, &err) != 0)
         {
             printf("TP-VISION ranks=%d fixture=%s error: %s\n", p.tensor_parallel, name, err.msg);
             bad = 1;
         } else {
-            for (k = 0; k < rows * c->hidden_size; k++) {
+            for (k = 0; k < out_floats; k++) {
                 double e = fabs((double) got[k] - (double) want[k]);
                 d = e > d || isnan(e) ? e : d;
             }
