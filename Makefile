@@ -10,6 +10,7 @@
 #   make test-gpu        every CUDA op and the fixtures against the CPU backend, then
 #                        memcheck (prints "SKIPPED: no GPU" where there is none)
 #   make reference-check REF/TOK lines against the committed transformers references
+#   make tp-check        TP lines: the fixtures split over 2, 3, 4 CPU ranks against one
 #   make qwen3-tokenizer fetches Qwen3's tokenizer.json for the second TOK line
 #   make bench           benchmarks, each printing a ratio against a named baseline
 #   make fixtures        regenerates t/fixtures with transformers (needs torch; see t/reference)
@@ -33,7 +34,9 @@ SANITIZE = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 ENGINE_MAIN  = engine/cmd/main.c
 # the CUDA backend's stand-in: linked where kernels/ is not (see CUDA below)
 CUDA_STUB    = engine/backend/backend_cuda_stub.c
-ENGINE_SRCS  = $(filter-out $(ENGINE_MAIN) $(CUDA_STUB),$(wildcard engine/*/*.c))
+# the NCCL communicator: compiled and linked only in the CUDA build
+NCCL_SRC     = engine/parallel/comm_nccl.c
+ENGINE_SRCS  = $(filter-out $(ENGINE_MAIN) $(CUDA_STUB) $(NCCL_SRC),$(wildcard engine/*/*.c))
 ENGINE_HDRS  = $(wildcard engine/*/*.h)
 ENGINE_OBJS  = $(ENGINE_SRCS:%.c=build/%.o)
 STUB_OBJ     = $(CUDA_STUB:%.c=build/%.o)
@@ -55,8 +58,8 @@ CUDA_LIBDIR ?= $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/lib) /usr/
 CUDA_LDLIBS  = -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublasLt -lcudart -lstdc++
 # glm-engine links the CUDA backend when nvcc exists, the stub otherwise
 ifeq ($(CUDA),1)
-GPU_OBJS     = $(CUDA_OBJS)
-GPU_LDLIBS   = $(CUDA_LDLIBS)
+GPU_OBJS     = $(CUDA_OBJS) $(NCCL_SRC:%.c=build/%.o)
+GPU_LDLIBS   = $(CUDA_LDLIBS) -lnccl
 else
 GPU_OBJS     = $(STUB_OBJ)
 GPU_LDLIBS   =
@@ -69,13 +72,15 @@ FIXTURES     = glm45-air-tiny glm45-tiny glm45v-tiny glm45-air-tiny-fp8-tensor \
 MODEL       ?= t/fixtures/glm45-air-tiny
 PORT        ?= 8080
 
-.PHONY: qwen3-tokenizer fp8-fixtures semantics-check template-check bench-templates fuzz-templates fuzz-media media-fixtures template-fixtures bench-overhead bench-flood test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer bench-preproc preproc-fixtures \
+.PHONY: tp-check qwen3-tokenizer fp8-fixtures semantics-check template-check bench-templates fuzz-templates fuzz-media media-fixtures template-fixtures bench-overhead bench-flood test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer bench-preproc preproc-fixtures \
         fixtures clean cuda test-gpu test-gpu-emu gpu-profile bench-prefix-cache bench-cpu bench-peer
 all: build/glm-engine build/glm-bench $(NGX_MODULE) $(if $(filter 1,$(CUDA)),cuda)
 
 build/%.o: %.c $(ENGINE_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(NCCL_SRC:%.c=build/%.o): CPPFLAGS += -isystem $(CUDA_HOME)/include
 
 build/asan/%.o: %.c $(ENGINE_HDRS)
 	@mkdir -p $(dir $@)
@@ -228,7 +233,7 @@ run:
 	@PORT=$(PORT) MODEL=$(MODEL) sh conf.d/run.sh
 
 test: build/glm-engine build/glm-bench build/asan/glm-engine $(NGX_MODULE) build/fake_engine $(UNIT_BINS) build/t/reference_check \
-      build/t/vision_check build/t/ring_client build/t/test_tokenizer \
+      build/t/vision_check build/t/ring_client build/t/test_tokenizer build/asan/t/tp_check \
       $(EMU_DIR)/test_ops $(if $(filter 1,$(CUDA)),cuda build/t/gpu/test_ops)
 	@sh t/run_tests.sh
 
@@ -245,6 +250,11 @@ reference-check: build/t/reference_check build/asan/t/test_tokenizer build/t/tes
 	  grep '^REF ' build/ref.out; grep '^TOK \|^NORM \|^SKIPPED' build/tok.out; \
 	  cat build/pix.out build/vl.out build/vl-fp8.out; \
 	  [ $$rc -eq 0 ] && [ $$rc2 -eq 0 ] && [ $$rc3 -eq 0 ] && [ $$rc4 -eq 0 ] && [ $$rc5 -eq 0 ]
+
+# tensor and expert parallel on the CPU backend: every fixture on 2, 3 and 4
+# ranks, EP off and on, against one rank (t/unit/tp_check.c)
+tp-check: build/t/tp_check
+	@build/t/tp_check $(addprefix t/fixtures/,$(FIXTURES))
 
 loader-check: build/asan/glm-engine
 	@sh t/loader_errors.sh build/asan/glm-engine

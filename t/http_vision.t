@@ -25,6 +25,9 @@ plan skip_all => 'needs the real engine (GLM_TEST_ENGINE)'
 my $repo = "$FindBin::Bin/..";
 my $fixture = "$repo/t/fixtures/glm45v-tiny";
 my ($engine) = $ENV{GLM_TEST_ENGINE} =~ /^(\S+)/;
+# the engine's parallel options, when the suite runs a split engine
+my $parallel = join ' ', $ENV{GLM_TEST_ENGINE}
+    =~ /(--tensor-parallel-size \d+|-tp \d+|--enable-expert-parallel)/g;
 
 my $t = GlmTest->new;
 my $media = $t->dir . '/media';
@@ -47,7 +50,7 @@ mkdir "$media/adir" or die;
 mkfifo("$media/fifo.png", 0600) or die "mkfifo: $!";
 
 $t->{engine_cmd} = "$engine serve --model $fixture --socket %SOCKET%"
-    . " --allowed-local-media-path $media --max-model-len 2048";
+    . " --allowed-local-media-path $media --max-model-len 2048 $parallel";
 $t->run(server => $GlmTest::LOCATIONS);
 
 sub data_url { 'data:' . $_[0] . ';base64,' . encode_base64($_[1], '') }

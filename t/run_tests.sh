@@ -34,6 +34,8 @@ for t in build/asan/t/test_*; do
     suite "$(basename "$t")" "$t"
 done
 suite reference-check build/t/reference_check $FIXTURES
+# under ASan: the rank threads, shard copies and gathers checked for memory errors
+suite tp-check build/asan/t/tp_check $FIXTURES
 # a real 151k tokenizer with an NFC normalizer (make qwen3-tokenizer; SKIPPED
 # without it); the build without ASan, which loads 11 MB of JSON in seconds
 suite tokenizer-qwen3 build/t/test_tokenizer --corpus-only build/qwen3-tokenizer
@@ -47,6 +49,11 @@ suite http-fake-engine prove t/
 suite http-real-engine env \
     GLM_TEST_ENGINE="$PWD/build/asan/glm-engine serve --model $PWD/t/fixtures/glm45-air-tiny --socket %SOCKET%" \
     prove t/
+# the engine split over two CPU ranks (--tensor-parallel-size 2): chat,
+# tools and vision through nginx, as with one rank
+suite http-tp2-engine env \
+    GLM_TEST_ENGINE="$PWD/build/asan/glm-engine serve --model $PWD/t/fixtures/glm45-air-tiny --socket %SOCKET% --tensor-parallel-size 2" \
+    prove t/http_engine.t t/http_openai.t t/http_tools.t t/http_vision.t
 suite engine-check "$PYTHON" t/engine_check.py build/asan/glm-engine build/t/ring_client \
     t/fixtures/glm45-air-tiny
 

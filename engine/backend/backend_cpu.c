@@ -500,8 +500,12 @@ glm_moe_combine(void *p, int64_t begin, int64_t end, int thread)
 
         memset(o, 0, (size_t) H * sizeof(float));
         for (k = 0; k < K; k++) {
-            const float *d = j->d + (int64_t) j->slot[r * K + k] * H;
+            const float *d;
             float w = j->w[r * K + k];
+            if (j->slot[r * K + k] < 0) {
+                continue;               /* another rank's expert */
+            }
+            d = j->d + (int64_t) j->slot[r * K + k] * H;
             for (c = 0; c < H; c++) {
                 o[c] += w * d[c];
             }
@@ -562,10 +566,12 @@ glm_cpu_moe(glm_backend *be, float *out, const float *x, int rows,
                           scratch, gidx);
     }
 
-    /* group: each expert's pairs in one block, tokens ascending */
+    /* group: each expert's pairs in one block, tokens ascending; an expert
+     * without weights is another rank's (expert parallel): its picks are
+     * left out here and summed in by the all-reduce after the block */
     memset(off, 0, (size_t) (E + 1) * sizeof(int32_t));
     for (r = 0; r < (int) P; r++) {
-        off[idx[r] + 1]++;
+        off[idx[r] + 1] += m->gate[idx[r]] != NULL;
     }
     for (e = 0; e < E; e++) {
         off[e + 1] += off[e];
@@ -573,7 +579,12 @@ glm_cpu_moe(glm_backend *be, float *out, const float *x, int rows,
     }
     for (r = 0; r < rows; r++) {
         for (k = 0; k < K; k++) {
-            int32_t sl = fill[idx[r * K + k]]++;
+            int32_t sl;
+            if (m->gate[idx[r * K + k]] == NULL) {
+                slot[r * K + k] = -1;
+                continue;
+            }
+            sl = fill[idx[r * K + k]]++;
             slot[r * K + k] = sl;
             memcpy(xg + (int64_t) sl * H, x + (int64_t) r * H, (size_t) H * sizeof(float));
         }

@@ -103,7 +103,7 @@ glm_mm_chunk_begin(const glm_mm_plan *p, glm_mm_tile *t, int k0, int kc)
             break;
         case GLM_SCALE_BLOCK:
             t->s[c] = glm_mm_scale_at(s, (w->scale_row0 + t->n[c]) / w->block[0]
-                                         * s->shape[1] + k0 / w->block[1]);
+                                         * s->shape[1] + (w->scale_col0 + k0) / w->block[1]);
             break;
         default:
             t->s[c] = glm_mm_scale_at(s, 0);
@@ -299,7 +299,10 @@ glm_mm_plan_init(glm_mm_plan *p, const glm_mm_args *a)
         if (p->strategy != GLM_SCALE_BLOCK) {
             return;
         }
-        if (w->block[1] % GLM_VW == 0 && w->block[1] <= INT32_MAX) {
+        /* a column shard starting inside a scale block (tensor parallel)
+         * has blocks the chunks do not line up with: dequantize */
+        if (w->block[1] % GLM_VW == 0 && w->block[1] <= INT32_MAX
+            && w->scale_col0 % w->block[1] == 0) {
             p->chunk = (int) w->block[1];
             return;
         }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "backend/backend_select.h"
+#include "parallel/ranks.h"
 #include "server/scheduler.h"
 #include "text/tokenizer.h"
 
@@ -51,12 +52,19 @@ glm_cmd_bench(int argc, char **argv)
     char path[PATH_MAX];
     int32_t *prompt = NULL;
     double t0, t1;
-    int i, j, rc = 1, blocks, prefix_caching = 1;
+    int i, j, rc = 1, blocks, prefix_caching = 1, used;
+    glm_parallel par = { 1, 0, 1 };
 
     for (i = 1; i < argc; i += 2) {
         char *end;
         long v;
 
+        used = glm_parallel_arg(&par, argc, argv, &i);
+        if (used != 0) {
+            if (used < 0) return 2;
+            i--;
+            continue;
+        }
         if (strcmp(argv[i], "--enable-prefix-caching") == 0
             || strcmp(argv[i], "--no-enable-prefix-caching") == 0)
         {
@@ -98,11 +106,15 @@ glm_cmd_bench(int argc, char **argv)
         fprintf(stderr, "usage: glm-engine bench --model DIR [--input-len N] [--output-len N]"
                 " [--num-prompts N] [--max-num-seqs N] [--max-num-batched-tokens N]"
                 " [--threads N] [--seed S] [--backend cpu|cuda]"
-                " [--no-enable-prefix-caching]\n");
+                " [--no-enable-prefix-caching] [--tensor-parallel-size N]"
+                " [--enable-expert-parallel]\n");
         return 2;
     }
+    if (par.tensor_parallel > 1) {
+        threads = glm_parallel_threads((int) threads, par.tensor_parallel);
+    }
     be = glm_backend_create_named(backend, (int) threads, 0, &err);
-    m = be ? glm_model_load(dir, be, &err) : NULL;
+    m = be ? glm_model_load_parallel(dir, be, &par, (int) threads, &err) : NULL;
     if (m == NULL || glm_backend_prepare(be, m->ck, &err) != 0) {
         goto fail;
     }

@@ -31,6 +31,10 @@ glm_plan_usage(FILE *f)
         "  the memory plan of one GPU, from config.json and the safetensors headers\n"
         "  (or DIR/tensors.txt, a tensor manifest); the weights are never read\n"
         "  --tensor-parallel-size N        GPUs the model is split over (default 1)\n"
+        "  --enable-expert-parallel        routed experts whole, ceil(E/N) per GPU\n"
+        "  --mm-encoder-tp-mode data|weights  the vision tower whole on every GPU (data)\n"
+        "                                  or on the first (weights: not sharded yet);\n"
+        "                                  the largest GPU holds it whole either way\n"
         "  --gpu h100|h200                 the GPU by name (default h100: 79.18 GiB)\n"
         "  --gpu-memory GIB                or by its total memory in GiB\n"
         "  --gpu-memory-utilization F      fraction of it to use (default 0.9)\n"
@@ -82,12 +86,21 @@ glm_cmd_plan(int argc, char **argv)
             glm_plan_usage(stdout);
             return 0;
         }
+        if (strcmp(a, "--enable-expert-parallel") == 0) {
+            o.expert_parallel = 1;
+            continue;
+        }
         if (v == NULL) {
             glm_plan_usage(stderr);
             return 2;
         }
         i++;
-        if (strcmp(a, "--model") == 0) {
+        if (strcmp(a, "--mm-encoder-tp-mode") == 0) {
+            if (strcmp(v, "data") != 0 && strcmp(v, "weights") != 0) {
+                fprintf(stderr, "glm-engine: --mm-encoder-tp-mode wants data or weights\n");
+                return 2;
+            }
+        } else if (strcmp(a, "--model") == 0) {
             dir = v;
         } else if (strcmp(a, "--tensor-parallel-size") == 0 || strcmp(a, "-tp") == 0) {
             if (glm_arg_long(a, v, 1, 4096, &lv) != 0) {

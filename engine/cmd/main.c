@@ -26,6 +26,7 @@
 #include "model/model.h"
 #include "model/sampling.h"
 #include "model/session.h"
+#include "parallel/ranks.h"
 #include "server/server.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
@@ -44,6 +45,7 @@ glm_usage(FILE *f)
         "           [--max-tokens N] (default 32) [--backend cpu|cuda] (default cpu)\n"
         "           [--temperature T --top-k K --top-p P --seed S] (default: greedy)\n"
         "           [--threads N] [--skip-special-tokens]\n"
+        "           [--tensor-parallel-size N] [--enable-expert-parallel] (CPU ranks)\n"
         "  inspect  --model DIR                 check a checkpoint and describe it\n"
         "  plan     --model DIR                 the memory plan of one GPU, from config.json\n"
         "           and the safetensors headers (plan --help lists its options)\n"
@@ -151,7 +153,8 @@ glm_cmd_generate(int argc, char **argv)
     const char *dir = NULL, *prompt = NULL, *backend = "cpu";
     long max_tokens = 32, threads = 0, seed = 0, top_k = 0;
     float temperature = 0.0f, top_p = 1.0f;
-    int skip_special = 0, i, rc = 1, n_out = 0;
+    int skip_special = 0, i, rc = 1, n_out = 0, used;
+    glm_parallel par = { 1, 0, 1 };
     glm_backend *be = NULL;
     glm_model *m = NULL;
     glm_tokenizer *tok = NULL;
@@ -172,6 +175,11 @@ glm_cmd_generate(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--skip-special-tokens") == 0) {
             skip_special = 1;
+            continue;
+        }
+        used = glm_parallel_arg(&par, argc, argv, &i);
+        if (used != 0) {
+            if (used < 0) return 2;
             continue;
         }
         if (v == NULL) {
@@ -211,11 +219,14 @@ glm_cmd_generate(int argc, char **argv)
     glm_rng_seed(&rng, (uint64_t) seed);
 
     t0 = glm_now_seconds();
+    if (par.tensor_parallel > 1) {
+        threads = glm_parallel_threads((int) threads, par.tensor_parallel);
+    }
     be = glm_backend_create_named(backend, (int) threads, 0, &err);
     if (be == NULL) {
         goto fail;
     }
-    m = glm_model_load(dir, be, &err);
+    m = glm_model_load_parallel(dir, be, &par, (int) threads, &err);
     if (m == NULL || glm_backend_prepare(be, m->ck, &err) != 0) {
         goto fail;
     }

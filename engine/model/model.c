@@ -4,10 +4,14 @@
  */
 #include "model.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#include "parallel/comm.h"
+#include "parallel/ranks.h"
 
 /* ---- binding the checkpoint ---------------------------------------------- */
 
@@ -71,6 +75,54 @@ glm_bind_linear(glm_binder *b, int64_t rows, int64_t cols, int flags,
     return t;
 }
 
+/* This rank's rows [lo, hi) of t (shard.h): t itself when that is all of it. */
+static glm_tensor *
+glm_rows(glm_model *m, glm_binder *b, glm_tensor *t, int64_t lo, int64_t hi)
+{
+    glm_tensor *v;
+
+    if (t == NULL || b->failed || (lo == 0 && hi == t->shape[0])) {
+        return t;
+    }
+    v = glm_shard_rows(&m->shards, t, lo, hi - lo);
+    if (v == NULL) {
+        b->failed = 1;
+        glm_errf(b->err, "out of memory");
+    }
+    return v;
+}
+
+/* This rank's columns [lo, hi) of t: a copy of just those columns. */
+static glm_tensor *
+glm_cols(glm_model *m, glm_binder *b, glm_tensor *t, int64_t lo, int64_t hi)
+{
+    glm_tensor *v;
+
+    if (t == NULL || b->failed || (lo == 0 && hi == t->shape[1])) {
+        return t;
+    }
+    v = glm_shard_cols(&m->shards, t, lo, hi - lo);
+    if (v == NULL) {
+        b->failed = 1;
+        glm_errf(b->err, "out of memory: a %" PRId64 "-column shard of %s", hi - lo, t->name);
+    }
+    return v;
+}
+
+/* An MLP split by the intermediate dimension I: gate and up by rows, down
+ * by columns (the all-reduce after the block sums the ranks' parts). */
+static void
+glm_shard_mlp(glm_model *m, glm_binder *b, int64_t I, glm_tensor **gate, glm_tensor **up,
+    glm_tensor **down)
+{
+    int64_t lo, hi;
+
+    glm_split(I, m->shard.rank, m->shard.ranks, &lo, &hi);
+    *gate = glm_rows(m, b, *gate, lo, hi);
+    *up = glm_rows(m, b, *up, lo, hi);
+    *down = glm_cols(m, b, *down, lo, hi);
+}
+
 static int
 glm_bind_layer(glm_model *m, glm_binder *b, int l)
 {
@@ -78,7 +130,7 @@ glm_bind_layer(glm_model *m, glm_binder *b, int l)
     glm_layer *L = &m->layers[l];
     const char *p = b->prefix;
     int64_t H = c->hidden_size, q = (int64_t) c->num_heads * c->head_dim;
-    int64_t kv = (int64_t) c->num_kv_heads * c->head_dim;
+    int64_t kv = (int64_t) c->num_kv_heads * c->head_dim, d = c->head_dim, lo, hi;
     int e, I;
 
     L->input_norm = glm_bind(b, 1, H, 0, "%slayers.%d.input_layernorm.weight", p, l);
@@ -96,6 +148,15 @@ glm_bind_layer(glm_model *m, glm_binder *b, int l)
         L->q_norm = glm_bind(b, 1, c->head_dim, 0, "%slayers.%d.self_attn.q_norm.weight", p, l);
         L->k_norm = glm_bind(b, 1, c->head_dim, 0, "%slayers.%d.self_attn.k_norm.weight", p, l);
     }
+    /* this rank's heads: q by its query heads, k and v by its KV heads,
+     * o_proj by the columns its query heads produce */
+    L->wq = glm_rows(m, b, L->wq, m->head0 * d, (m->head0 + m->heads) * d);
+    L->bq = glm_rows(m, b, L->bq, m->head0 * d, (m->head0 + m->heads) * d);
+    L->wk = glm_rows(m, b, L->wk, m->kv_head0 * d, (m->kv_head0 + m->kv_heads) * d);
+    L->bk = glm_rows(m, b, L->bk, m->kv_head0 * d, (m->kv_head0 + m->kv_heads) * d);
+    L->wv = glm_rows(m, b, L->wv, m->kv_head0 * d, (m->kv_head0 + m->kv_heads) * d);
+    L->bv = glm_rows(m, b, L->bv, m->kv_head0 * d, (m->kv_head0 + m->kv_heads) * d);
+    L->wo = glm_cols(m, b, L->wo, m->head0 * d, (m->head0 + m->heads) * d);
 
     L->is_moe = l >= c->first_k_dense_replace;
     if (!L->is_moe) {
@@ -103,6 +164,7 @@ glm_bind_layer(glm_model *m, glm_binder *b, int l)
         L->gate = glm_bind_linear(b, I, H, 0, "%slayers.%d.mlp.gate_proj", p, l);
         L->up = glm_bind_linear(b, I, H, 0, "%slayers.%d.mlp.up_proj", p, l);
         L->down = glm_bind_linear(b, H, I, 0, "%slayers.%d.mlp.down_proj", p, l);
+        glm_shard_mlp(m, b, I, &L->gate, &L->up, &L->down);
         return b->failed ? -1 : 0;
     }
 
@@ -112,6 +174,7 @@ glm_bind_layer(glm_model *m, glm_binder *b, int l)
         L->gate = glm_bind_linear(b, Is, H, 0, "%slayers.%d.mlp.shared_experts.gate_proj", p, l);
         L->up = glm_bind_linear(b, Is, H, 0, "%slayers.%d.mlp.shared_experts.up_proj", p, l);
         L->down = glm_bind_linear(b, H, Is, 0, "%slayers.%d.mlp.shared_experts.down_proj", p, l);
+        glm_shard_mlp(m, b, Is, &L->gate, &L->up, &L->down);
     }
     L->exp_gate = calloc((size_t) c->n_routed_experts, sizeof(glm_tensor *));
     L->exp_up = calloc((size_t) c->n_routed_experts, sizeof(glm_tensor *));
@@ -126,6 +189,24 @@ glm_bind_layer(glm_model *m, glm_binder *b, int l)
                                        "%slayers.%d.mlp.experts.%d.up_proj", p, l, e);
         L->exp_down[e] = glm_bind_linear(b, H, I, GLM_LINEAR_EXPERT,
                                          "%slayers.%d.mlp.experts.%d.down_proj", p, l, e);
+    }
+    /* routed experts: with expert parallel, whole experts [lo, hi) on this
+     * rank and the others left out (the backend skips their picks; the
+     * all-reduce after the block adds the other ranks' picks); else every
+     * expert split by its intermediate columns like an MLP */
+    if (m->shard.expert_parallel) {
+        glm_split(c->n_routed_experts, m->shard.rank, m->shard.ranks, &lo, &hi);
+        for (e = 0; e < c->n_routed_experts; e++) {
+            if (e < lo || e >= hi) {
+                L->exp_gate[e] = L->exp_up[e] = L->exp_down[e] = NULL;
+            }
+        }
+    } else {
+        for (e = 0; e < c->n_routed_experts && !b->failed; e++) {
+            glm_shard_mlp(m, b, I, &L->exp_gate[e], &L->exp_up[e], &L->exp_down[e]);
+        }
+        glm_split(I, m->shard.rank, m->shard.ranks, &lo, &hi);
+        I = (int) (hi - lo);
     }
     L->moe = (glm_moe_weights) {
         .n_experts = c->n_routed_experts, .top_k = c->num_experts_per_tok,
@@ -185,11 +266,20 @@ glm_check_unused(glm_model *m, glm_err *err)
 glm_model *
 glm_model_load(const char *dir, glm_backend *be, glm_err *err)
 {
+    glm_shard alone = { 0, 1, 0 };
+
+    return glm_model_load_shard(dir, be, &alone, NULL, NULL, err);
+}
+
+glm_model *
+glm_model_load_shard(const char *dir, glm_backend *be, const glm_shard *sh,
+    struct glm_comm *comm, glm_model *rank0, glm_err *err)
+{
     glm_model *m;
     glm_binder b;
     glm_config *c;
-    int64_t V, H;
-    int l, j, half;
+    int64_t V, H, v0, v1;
+    int l, j, half, h1, k1;
 
     m = calloc(1, sizeof(*m));
     if (m == NULL) {
@@ -197,17 +287,26 @@ glm_model_load(const char *dir, glm_backend *be, glm_err *err)
         return NULL;
     }
     m->be = be;
+    m->shard = *sh;
+    m->comm = comm;
     if (glm_config_load(&m->cfg, dir, err) != 0) {
         free(m);
         return NULL;
     }
     c = &m->cfg;
-    m->ck = glm_checkpoint_open(dir, err);
+    m->borrows_ck = rank0 != NULL;
+    m->ck = rank0 != NULL ? rank0->ck : glm_checkpoint_open(dir, err);
     if (m->ck == NULL) {
         glm_config_free(&m->cfg);
         free(m);
         return NULL;
     }
+    if (glm_shard_heads(sh, c->num_heads, c->num_kv_heads, &m->head0, &h1, &m->kv_head0,
+                        &k1, err) != 0) {
+        goto fail;
+    }
+    m->heads = h1 - m->head0;
+    m->kv_heads = k1 - m->kv_head0;
     V = c->vocab_size;
     H = c->hidden_size;
     b = (glm_binder) { m->ck, c->quant, c->weight_prefix, err, 0 };
@@ -228,11 +327,18 @@ glm_model_load(const char *dir, glm_backend *be, glm_err *err)
     } else {
         m->lm_head = m->embed;
     }
-    if (!b.failed && c->arch == GLM_ARCH_VISION) {
+    /* lm_head by vocabulary, equal slices (the last one short) so the
+     * ranks' logits gather as equal blocks */
+    m->vocab_slice = (V + sh->ranks - 1) / sh->ranks;
+    v0 = m->vocab_slice * sh->rank < V ? m->vocab_slice * sh->rank : V;
+    v1 = v0 + m->vocab_slice < V ? v0 + m->vocab_slice : V;
+    m->lm_head = glm_rows(m, &b, m->lm_head, v0, v1);
+    /* the vision tower runs on rank 0 (parallel/ranks.c) */
+    if (!b.failed && c->arch == GLM_ARCH_VISION && sh->rank == 0) {
         m->vision = glm_vision_bind(m->ck, c, err);
         b.failed = m->vision == NULL;
     }
-    if (b.failed || glm_check_unused(m, err) != 0) {
+    if (b.failed || (sh->rank == 0 && glm_check_unused(m, err) != 0)) {
         goto fail;
     }
 
@@ -269,6 +375,9 @@ glm_model_free(glm_model *m)
     if (m == NULL) {
         return;
     }
+    if (m->group != NULL) {
+        glm_ranks_free(m->group);       /* the other ranks first: they borrow ck */
+    }
     if (m->layers != NULL) {
         for (l = 0; l < m->cfg.num_layers; l++) {
             free(m->layers[l].exp_gate);
@@ -283,7 +392,10 @@ glm_model_free(glm_model *m)
     free(m->inv_freq);
     free(m->axis_of_freq);
     glm_vision_free(m->vision);
-    glm_checkpoint_close(m->ck);
+    glm_shard_store_free(m->shards);
+    if (!m->borrows_ck) {
+        glm_checkpoint_close(m->ck);
+    }
     glm_config_free(&m->cfg);
     free(m);
 }
@@ -298,7 +410,7 @@ glm_kv_pool_init(glm_kv_pool *kv, const glm_model *m, int n_blocks, int block_si
     kv->n_layers = c->num_layers;
     kv->n_blocks = n_blocks;
     kv->block_size = block_size;
-    kv->kv_dim = c->num_kv_heads * c->head_dim;
+    kv->kv_dim = m->kv_heads * c->head_dim;         /* this rank's KV heads */
     bytes = (size_t) kv->n_layers * n_blocks * block_size * kv->kv_dim * sizeof(float);
     kv->k = m->be->alloc(m->be, bytes);
     kv->v = m->be->alloc(m->be, bytes);
@@ -307,6 +419,11 @@ glm_kv_pool_init(glm_kv_pool *kv, const glm_model *m, int n_blocks, int block_si
         return glm_errf(err, "cannot allocate the KV cache: 2 x %zu bytes for %d"
                         " blocks of %d tokens (lower the KV budget)", bytes,
                         n_blocks, block_size);
+    }
+    /* rank 0 of a group: the other ranks' pools, the same blocks */
+    if (m->group != NULL && glm_ranks_kv_init(m->group, n_blocks, block_size, err) != 0) {
+        glm_kv_pool_free(kv, m);
+        return -1;
     }
     return 0;
 }
@@ -317,6 +434,9 @@ glm_kv_pool_free(glm_kv_pool *kv, const glm_model *m)
     m->be->free(m->be, kv->k);
     m->be->free(m->be, kv->v);
     kv->k = kv->v = NULL;
+    if (m->group != NULL) {
+        glm_ranks_kv_free(m->group);
+    }
 }
 
 /* ---- the forward pass ---------------------------------------------------- */
@@ -339,17 +459,20 @@ glm_attention_block(glm_model *m, const glm_layer *L, int l, glm_kv_pool *kv,
     be->matmul(be, s->v, s->h, T, L->wv, L->bv);
     if (c->use_qk_norm) {
         /* GLM-4.5: per-head RMSNorm on q and k, before RoPE */
-        be->rmsnorm(be, s->q, s->q, L->q_norm, T * c->num_heads, c->head_dim, c->rms_norm_eps);
-        be->rmsnorm(be, s->k, s->k, L->k_norm, T * c->num_kv_heads, c->head_dim, c->rms_norm_eps);
+        be->rmsnorm(be, s->q, s->q, L->q_norm, T * m->heads, c->head_dim, c->rms_norm_eps);
+        be->rmsnorm(be, s->k, s->k, L->k_norm, T * m->kv_heads, c->head_dim, c->rms_norm_eps);
     }
-    be->rope(be, s->q, T, c->num_heads, c->head_dim, c->rotary_dim, b->pos3,
+    be->rope(be, s->q, T, m->heads, c->head_dim, c->rotary_dim, b->pos3,
              m->axis_of_freq, m->inv_freq);
-    be->rope(be, s->k, T, c->num_kv_heads, c->head_dim, c->rotary_dim, b->pos3,
+    be->rope(be, s->k, T, m->kv_heads, c->head_dim, c->rotary_dim, b->pos3,
              m->axis_of_freq, m->inv_freq);
     be->kv_store(be, kv, l, s->k, s->v, &b->attn);
-    be->attention(be, s->attn, s->q, kv, l, &b->attn, c->num_heads, c->num_kv_heads,
+    be->attention(be, s->attn, s->q, kv, l, &b->attn, m->heads, m->kv_heads,
                   c->head_dim, 1.0f / sqrtf((float) c->head_dim));
     be->matmul(be, out, s->attn, T, L->wo, NULL);
+    if (m->comm != NULL) {
+        glm_comm_all_reduce_sum(m->comm, out, (size_t) T * c->hidden_size);  /* o_proj by columns */
+    }
 }
 
 /* h [T, H] -> out [T, H]: down(silu(gate(h)) * up(h)) */
@@ -393,6 +516,37 @@ glm_carve(size_t *at, size_t n)
 void
 glm_model_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float *logits)
 {
+    if (m->group != NULL) {
+        glm_ranks_forward(m->group, kv, b, logits);
+        return;
+    }
+    glm_model_forward_rank(m, kv, b, logits);
+}
+
+/* Full rows of logits from the gathered slices: rank r's block of
+ * n_rows * S floats holds its [n_rows, w_r] matmul output, w_r its slice's
+ * width (S, the last one shorter), for vocabulary [r * S, r * S + w_r). */
+static void
+glm_logits_unslice(glm_model *m, const float *gathered, int n_rows, float *logits)
+{
+    glm_backend *be = m->be;
+    int64_t V = m->cfg.vocab_size, S = m->vocab_slice, v0, w;
+    int r, i;
+
+    for (r = 0; r < m->shard.ranks; r++) {
+        v0 = S * r < V ? S * r : V;
+        w = v0 + S < V ? S : V - v0;
+        for (i = 0; i < n_rows && w > 0; i++) {
+            be->download(be, logits + (size_t) i * V + v0,
+                         gathered + (size_t) r * n_rows * S + (size_t) i * w,
+                         (size_t) w * sizeof(float));
+        }
+    }
+}
+
+void
+glm_model_forward_rank(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float *logits)
+{
     const glm_config *c = &m->cfg;
     glm_backend *be = m->be;
     int T = b->n_tokens, H = c->hidden_size, l, i;
@@ -400,9 +554,10 @@ glm_model_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float *logi
             ? c->intermediate_size : c->moe_intermediate_size * c->n_shared_experts;
     size_t q = (size_t) c->num_heads * c->head_dim;
     size_t kvd = (size_t) c->num_kv_heads * c->head_dim;
-    size_t nl = (size_t) (b->n_logits ? b->n_logits : 1), at = 0, o[12];
+    size_t nl = (size_t) (b->n_logits ? b->n_logits : 1), at = 0, o[13];
+    size_t S = (size_t) m->vocab_slice, ranks = (size_t) m->shard.ranks;
     glm_scratch s;
-    float *x, *y, *rows, *out;
+    float *x, *y, *rows, *out, *gathered;
 
     /* one allocation carved into the step's activations, kept for the next
      * step and grown only by a larger one: nothing is allocated per step */
@@ -417,7 +572,8 @@ glm_model_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float *logi
     o[8] = glm_carve(&at, (size_t) T * I);              /* up */
     o[9] = glm_carve(&at, (size_t) T * H);              /* mlp */
     o[10] = glm_carve(&at, nl * H);                     /* rows */
-    o[11] = glm_carve(&at, nl * c->vocab_size);         /* out */
+    o[11] = glm_carve(&at, nl * S);                     /* out: this rank's slice */
+    o[12] = glm_carve(&at, ranks > 1 ? ranks * nl * S : 0);  /* gathered slices */
     if (at > m->act_floats) {
         be->free(be, m->act);
         m->act = be->alloc(be, at * sizeof(float));
@@ -439,6 +595,7 @@ glm_model_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float *logi
     s.mlp = m->act + o[9];
     rows = m->act + o[10];
     out = m->act + o[11];
+    gathered = m->act + o[12];
 
     be->embed(be, x, b->ids, T, m->embed);                     /* [T, H] */
     if (b->embed_rows != NULL) {
@@ -463,6 +620,9 @@ glm_model_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float *logi
         } else {
             glm_mlp(be, L->gate, L->up, L->down, s.h, T, &s, y);
         }
+        if (m->comm != NULL) {
+            glm_comm_all_reduce_sum(m->comm, y, (size_t) T * H);  /* down by columns */
+        }
         be->add(be, x, y, (size_t) T * H);                      /* residual */
     }
 
@@ -475,7 +635,17 @@ glm_model_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float *logi
     }
     if (b->n_logits > 0) {
         be->rmsnorm(be, rows, rows, m->final_norm, b->n_logits, H, c->rms_norm_eps);
-        be->matmul(be, out, rows, b->n_logits, m->lm_head, NULL);
-        be->download(be, logits, out, (size_t) b->n_logits * c->vocab_size * sizeof(float));
+        if (m->lm_head->shape[0] > 0) {
+            be->matmul(be, out, rows, b->n_logits, m->lm_head, NULL);  /* [n, slice] */
+        }
+        if (m->comm == NULL) {
+            be->download(be, logits, out, (size_t) b->n_logits * c->vocab_size * sizeof(float));
+        } else {
+            /* lm_head by vocabulary: every rank's slice to rank 0, which samples */
+            glm_comm_all_gather(m->comm, out, gathered, (size_t) b->n_logits * S * sizeof(float));
+            if (logits != NULL) {
+                glm_logits_unslice(m, gathered, b->n_logits, logits);
+            }
+        }
     }
 }

@@ -17,7 +17,11 @@
 #include "backend/backend.h"
 #include "config.h"
 #include "safetensors.h"
+#include "shard.h"
 #include "vision.h"
+
+struct glm_comm;
+struct glm_rank_group;
 
 typedef struct {
     glm_tensor   *input_norm, *post_attn_norm;
@@ -42,6 +46,17 @@ typedef struct {
     float           *act;               /* the steps' activations (backend
                                            memory), grown by the largest step */
     size_t           act_floats;
+
+    /* tensor parallel (shard.h): this rank's part of the weights */
+    glm_shard        shard;             /* {0, 1, 0} alone */
+    struct glm_comm *comm;              /* NULL alone */
+    int              head0, heads;      /* this rank's query heads */
+    int              kv_head0, kv_heads;/* and the KV heads they read */
+    int64_t          vocab_slice;       /* lm_head rows per rank: ceil(V / ranks) */
+    glm_shard_store *shards;            /* the shard tensors this rank made */
+    int              borrows_ck;        /* ck belongs to rank 0's model */
+    struct glm_rank_group *group;       /* rank 0 of a group: the other ranks,
+                                           which glm_model_forward drives */
 } glm_model;
 
 /* One forward step's tokens. */
@@ -59,14 +74,28 @@ typedef struct {
 
 /* Loads config and weights from DIR, checking every tensor's shape. */
 glm_model *glm_model_load(const char *dir, glm_backend *be, glm_err *err);
+
+/* The same for one rank of a tensor-parallel group (parallel/ranks.c makes
+ * groups): only the rank's shard of each weight is bound; comm joins the
+ * ranks' blocks; rank0 (NULL for rank 0 itself) lends its checkpoint, so
+ * every rank's views point into one mapping. */
+glm_model *glm_model_load_shard(const char *dir, glm_backend *be, const glm_shard *sh,
+    struct glm_comm *comm, glm_model *rank0, glm_err *err);
 void glm_model_free(glm_model *m);
 
 int glm_kv_pool_init(glm_kv_pool *kv, const glm_model *m, int n_blocks,
     int block_size, glm_err *err);
 void glm_kv_pool_free(glm_kv_pool *kv, const glm_model *m);
 
-/* Runs one step; writes n_logits rows of vocab_size fp32 logits (host). */
+/* Runs one step; writes n_logits rows of vocab_size fp32 logits (host).
+ * On rank 0 of a group, every rank runs the step (each on its own KV pool)
+ * and rank 0 gathers the logits. */
 void glm_model_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b,
+    float *logits);
+
+/* This rank's part of the step (a rank thread's call); logits NULL on all
+ * but rank 0. */
+void glm_model_forward_rank(glm_model *m, glm_kv_pool *kv, const glm_batch *b,
     float *logits);
 
 #endif

@@ -240,6 +240,13 @@ glm_plan_weights(glm_plan *p, const glm_config *cfg, const glm_tensor_list *tl)
         int layer = glm_plan_layer_of(t->name, cfg->weight_prefix);
         uint64_t b = glm_plan_shard_bytes(t, glm_plan_shard_of(t->name, cfg), p, cfg);
 
+        if (p->o.expert_parallel && p->o.tp > 1 && cfg->n_routed_experts > 0
+            && strstr(t->name, ".mlp.experts.") != NULL)
+        {
+            /* whole experts, ceil(E / tp) of each layer's E on the largest rank */
+            uint64_t E = (uint64_t) cfg->n_routed_experts;
+            b = t->nbytes * glm_ceil_div(E, (uint64_t) p->o.tp) / E;
+        }
         if (layer >= cfg->num_layers) {
             p->w_mtp += b;
             max_layer = layer > max_layer ? layer : max_layer;
@@ -319,7 +326,10 @@ glm_plan_scratch(glm_plan *p, const glm_config *cfg)
     }
     if (cfg->n_routed_experts > 0 && cfg->first_k_dense_replace < cfg->num_layers) {
         uint64_t E = (uint64_t) cfg->n_routed_experts, k = (uint64_t) cfg->num_experts_per_tok;
-        uint64_t Im = glm_ceil_div((uint64_t) cfg->moe_intermediate_size, tp);
+        /* expert parallel: whole experts, and in the worst step every pick
+         * lands on one rank's experts */
+        uint64_t Im = p->o.expert_parallel ? (uint64_t) cfg->moe_intermediate_size
+                      : glm_ceil_div((uint64_t) cfg->moe_intermediate_size, tp);
         uint64_t Ish = glm_ceil_div((uint64_t) cfg->n_shared_experts
                                     * (uint64_t) cfg->moe_intermediate_size, tp);
         p->s_moe = T * E * 4 + T * k * 8 + T * k * 8 + (E + 1) * 4
@@ -461,10 +471,11 @@ glm_plan_print(FILE *f, const glm_plan *p, const glm_config *cfg, const char *mo
     const char *kvname = p->kv_elem_bytes == 1 ? "fp8" : p->kv_elem_bytes == 2 ? "bfloat16"
                          : "float32";
 
-    fprintf(f, "plan: %s (%s, %d layers, %zu tensors loaded), tensor parallel %d,"
+    fprintf(f, "plan: %s (%s, %d layers, %zu tensors loaded), tensor parallel %d%s,"
             " GPU %.2f GiB x %.2f = %.2f GiB\n", model, cfg->architecture, cfg->num_layers,
-            p->n_tensors, p->o.tp, p->o.gpu_bytes / GLM_GIB, p->o.utilization,
-            p->budget / GLM_GIB);
+            p->n_tensors, p->o.tp,
+            p->o.expert_parallel && p->o.tp > 1 ? " (experts whole: expert parallel)" : "",
+            p->o.gpu_bytes / GLM_GIB, p->o.utilization, p->budget / GLM_GIB);
     if (p->o.weights_override) {
         fprintf(f, "  weights   %8.2f GiB  measured on the GPU (planned: %.2f GiB as stored)\n",
                 p->weights / GLM_GIB, (p->w_fp8 + p->w_scales + p->w_other) / GLM_GIB);

@@ -23,7 +23,9 @@
  *           per-channel [out, 1] scale follows the rows of a column-parallel
  *           weight and stays whole beside a row-parallel one; 128x128 block
  *           scales follow whichever dimension is split.  A split takes the
- *           ceiling, so uneven shards count the largest rank.
+ *           ceiling, so uneven shards count the largest rank.  With expert
+ *           parallel the routed experts are not split: a rank holds
+ *           ceil(E / tp) whole experts with their scales.
  *           The MTP layers (num_nextn_predict_layers, stored after the last
  *           decoder layer) are counted apart and not loaded: neither this
  *           engine nor vLLM without speculative decoding runs them
@@ -74,6 +76,8 @@ typedef enum {
 
 typedef struct {
     int          tp;                       /* tensor-parallel ranks, >= 1 */
+    int          expert_parallel;          /* routed experts whole, ceil(E / tp)
+                                              per rank, instead of split */
     uint64_t     gpu_bytes;                /* one GPU's total memory */
     double       utilization;              /* (0, 1], vLLM's default 0.9 */
     glm_kv_dtype kv_dtype;

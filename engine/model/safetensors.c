@@ -695,7 +695,7 @@ glm_fp8_dequant(const glm_tensor *t, int64_t first, int64_t n, float *out)
     const glm_tensor *s = t->scale;
     int round_bf16 = s->dtype == GLM_DTYPE_BF16 && !t->scale_exact;
     int64_t cols = t->ndim >= 2 ? t->shape[t->ndim - 1] : t->numel;
-    int64_t i = 0, k, row, col, end, scale_cols;
+    int64_t i = 0, k, row, col, gcol, end, scale_cols;
     float sc;
 
     while (i < n) {
@@ -710,12 +710,14 @@ glm_fp8_dequant(const glm_tensor *t, int64_t first, int64_t n, float *out)
             sc = glm_scale_at(s, t->scale_row0 + row);
             break;
         default:                                       /* GLM_SCALE_BLOCK */
+            /* gcol: the column in the whole weight, whose scale grid this is */
             scale_cols = s->shape[1];
+            gcol = t->scale_col0 + col;
             sc = glm_scale_at(s, (t->scale_row0 + row) / t->block[0] * scale_cols
-                                 + col / t->block[1]);
+                                 + gcol / t->block[1]);
             /* stop at the end of this column block */
-            if ((col / t->block[1] + 1) * t->block[1] - col < end) {
-                end = (col / t->block[1] + 1) * t->block[1] - col;
+            if ((gcol / t->block[1] + 1) * t->block[1] - gcol < end) {
+                end = (gcol / t->block[1] + 1) * t->block[1] - gcol;
             }
             break;
         }

@@ -60,6 +60,8 @@ typedef struct glm_tensor {
     glm_scale_strategy scale_strategy;
     int64_t       block[2];      /* rows, cols of one scale block */
     int64_t       scale_row0;    /* for a row view: its first row in the weight */
+    int64_t       scale_col0;    /* for a column shard: its first column in the
+                                    weight (the scale grid stays the weight's) */
     int           scale_exact;   /* keep fp8*scale in fp32 even for a BF16
                                     scale (transformers' expert path) */
 } glm_tensor;

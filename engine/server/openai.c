@@ -1546,8 +1546,7 @@ glm_chat_media_done(glm_server *srv, glm_req *req, glm_media_job *job)
         px = glm_media_pixels(&job->set, &n_patches);
         rows = malloc((size_t) (n_rows ? n_rows : 1) * c->hidden_size * sizeof(float));
         if (px == NULL || rows == NULL
-            || glm_vision_encode(srv->m->vision, srv->m->be, px, job->grids, job->set.n,
-                                 rows, &err) != 0)
+            || glm_model_encode_images(srv->m, px, job->grids, job->set.n, rows, &err) != 0)
         {
             if (px == NULL || rows == NULL) {
                 glm_errf(&err, "out of memory for %lld vision patches", (long long) n_patches);

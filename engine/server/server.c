@@ -1372,7 +1372,14 @@ glm_serve_usage(FILE *f)
         "                                up to a power of two): a request body travels\n"
         "                                whole, so nginx's client_max_body_size, and a body\n"
         "                                with fetched media inlined as base64, must fit it\n"
-        "  --threads N                   CPU backend threads (default: all)\n"
+        "  --threads N                   CPU backend threads (default: all; shared by\n"
+        "                                the ranks)\n"
+        "  --tensor-parallel-size N, -tp N  split the model over N ranks, one thread each,\n"
+        "                                rank 0 scheduling (default 1; cpu backend)\n"
+        "  --enable-expert-parallel      whole routed experts per rank (default: every\n"
+        "                                expert split like the MLPs)\n"
+        "  --mm-encoder-tp-mode data|weights  accepted as vLLM spells it; the vision\n"
+        "                                tower runs on rank 0 either way for now\n"
         "  --backend cpu|cuda            where the model runs (default cpu; cuda: GPU 0)\n"
         "  --allowed-local-media-path DIR  allow file:// images and videos under DIR\n"
         "  --media-threads N             image/video decoding threads (default 2; 0: on\n"
@@ -1424,15 +1431,25 @@ glm_cmd_serve(int argc, char **argv)
     srv->socket_gid = (gid_t) -1;
     o->media_threads = 2;
     o->intake_threads = 2;
+    o->par = (glm_parallel) { 1, 0, 1 };
 
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         char *end;
+        int used;
 
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             glm_serve_usage(stdout);
             free(srv);
             return 0;
+        }
+        used = glm_parallel_arg(&o->par, argc, argv, &i);
+        if (used < 0) {
+            free(srv);
+            return 2;
+        }
+        if (used > 0) {
+            continue;
         }
         if (strcmp(a, "--enable-prefix-caching") == 0
             || strcmp(a, "--no-enable-prefix-caching") == 0)
@@ -1557,8 +1574,12 @@ glm_cmd_serve(int argc, char **argv)
         o->names[o->n_names++] = o->model_dir;
     }
 
+    if (o->par.tensor_parallel > 1) {
+        o->threads = glm_parallel_threads(o->threads, o->par.tensor_parallel);
+    }
     srv->be = glm_backend_create_named(o->backend, o->threads, 0, &err);
-    srv->m = srv->be ? glm_model_load(o->model_dir, srv->be, &err) : NULL;
+    srv->m = srv->be ? glm_model_load_parallel(o->model_dir, srv->be, &o->par, o->threads, &err)
+                     : NULL;
     if (srv->m == NULL || glm_backend_prepare(srv->be, srv->m->ck, &err) != 0) {
         goto fail;
     }
@@ -1669,9 +1690,12 @@ glm_cmd_serve(int argc, char **argv)
     signal(SIGTERM, glm_on_signal);
     glm_config_describe(&srv->m->cfg, desc, sizeof(desc));
     fprintf(stderr, "glm-engine: %s\n", desc);
-    fprintf(stderr, "glm-engine: serving '%s' on %s (%s backend, max-model-len %d,"
+    fprintf(stderr, "glm-engine: serving '%s' on %s (%s backend x %d rank%s%s, max-model-len %d,"
             " %d KV blocks of %d, %d seqs, %d tokens per step, prefix caching %s)\n",
-            o->names[0], o->socket_path, srv->be->name, o->max_model_len, o->kv_blocks,
+            o->names[0], o->socket_path, srv->be->name, o->par.tensor_parallel,
+            o->par.tensor_parallel > 1 ? "s" : "",
+            o->par.expert_parallel && o->par.tensor_parallel > 1 ? " expert-parallel" : "",
+            o->max_model_len, o->kv_blocks,
             o->block_size, o->max_num_seqs, o->max_num_batched_tokens,
             o->prefix_caching ? "on" : "off");
     glm_loop(srv);

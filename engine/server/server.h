@@ -21,6 +21,7 @@
 #include "model/model.h"
 #include "output/glm_output.h"
 #include "output/tool_grammar.h"
+#include "parallel/ranks.h"
 #include "ring/ring.h"
 #include "scheduler.h"
 #include "text/tokenizer.h"
@@ -225,6 +226,7 @@ typedef struct {
     int            limit_video_seconds;
     const char    *backend;                   /* "cpu" (NULL) or "cuda" */
     double         gpu_memory_utilization;    /* 0: not given (0.9) */
+    glm_parallel   par;                       /* --tensor-parallel-size ... */
 } glm_serve_opts;
 
 struct glm_server {
