@@ -20,6 +20,12 @@
  *    (two tokens in one step, the draft's KV kept) is exercised.  Outputs
  *    again identical, and the acceptance printed and required > 0.
  *
+ * 4. The layer's own numbers: t/reference/make_mtp_reference.py builds it from
+ *    transformers' parts as vLLM's glm4_moe_mtp runs it and stores the 8
+ *    largest MTP logits at every position of three prompts; ours (the main
+ *    model's final-normed hidden states, then the MTP layer over the prompt
+ *    shifted by one) must match within 1e-3 and pick the same argmax.
+ *
  * Identical outputs hold because the target's logits for a position are
  * the same whether it is computed alone or right after its predecessor in
  * one step (the CPU backend computes each token alike whatever its batch,
@@ -31,6 +37,7 @@
 #include <stdlib.h>
 
 #include "server/scheduler.h"
+#include "util/json.h"
 #include "util/util.h"
 
 static int passed, failed;
@@ -188,6 +195,89 @@ static int64_t echo_hidden;
 /* [0 I]: the hidden-state half through, the embedding half dropped */
 static float fill_echo(int64_t r, int64_t c) { return c == echo_hidden + r ? 1.0f : 0.0f; }
 
+/* 4. the MTP layer's logits against the committed reference */
+static void
+reference(glm_model *m, const char *dir)
+{
+    char path[4096], msg[256];
+    char *text;
+    yajl_val root, prompts;
+    glm_err err;
+    size_t pi;
+    int V = m->cfg.vocab_size, H = m->cfg.hidden_size;
+
+    glm_path_join(path, sizeof(path), dir, "mtp_reference.json");
+    text = glm_read_file(path, NULL, &err);
+    root = text != NULL ? yajl_tree_parse(text, msg, sizeof(msg)) : NULL;
+    prompts = glm_json_get(root, "prompts");
+    CHECK(prompts != NULL && YAJL_IS_ARRAY(prompts), "%s: no prompts", path);
+    for (pi = 0; prompts != NULL && pi < prompts->u.array.len; pi++) {
+        yajl_val P = prompts->u.array.values[pi];
+        yajl_val ids = glm_json_get(P, "ids"), sh = glm_json_get(P, "shifted");
+        yajl_val top = glm_json_get(P, "top");
+        int n = (int) ids->u.array.len, i, k, argmax_ok = 0;
+        int32_t *tok = malloc((size_t) n * 4), *nxt = malloc((size_t) n * 4);
+        int32_t *pos3 = malloc((size_t) n * 12), *seq = calloc((size_t) n, 4);
+        int32_t *kv_pos = malloc((size_t) n * 4), *rows = malloc((size_t) n * 4);
+        int32_t blocks[16];
+        float *logits = malloc((size_t) n * V * sizeof(float));
+        glm_seq_blocks sb = { blocks, 16 };
+        glm_kv_pool kv;
+        glm_batch b;
+        double maxd = 0;
+
+        for (i = 0; i < 16; i++) {
+            blocks[i] = i;
+        }
+        for (i = 0; i < n; i++) {
+            tok[i] = (int32_t) YAJL_GET_INTEGER(ids->u.array.values[i]);
+            nxt[i] = (int32_t) YAJL_GET_INTEGER(sh->u.array.values[i]);
+            pos3[3 * i] = pos3[3 * i + 1] = pos3[3 * i + 2] = kv_pos[i] = rows[i] = i;
+        }
+        if (glm_kv_pool_init(&kv, m, 16, 16, &err) != 0) {
+            CHECK(0, "kv pool: %s", err.msg);
+            break;
+        }
+        memset(&b, 0, sizeof(b));
+        b.n_tokens = n;
+        b.ids = tok;
+        b.pos3 = pos3;
+        b.attn = (glm_attn_batch) { n, seq, kv_pos, &sb, 1 };
+        b.logit_rows = rows + n - 1;
+        b.n_logits = 1;
+        b.keep_hidden = 1;
+        glm_model_forward(m, &kv, &b, logits);
+        CHECK(glm_argmax(logits, V) == nxt[n - 1],
+              "prompt %zu: the main model's next token %d, the reference's %d", pi,
+              glm_argmax(logits, V), nxt[n - 1]);
+        b.ids = nxt;
+        b.logit_rows = rows;
+        b.n_logits = n;
+        b.keep_hidden = 0;
+        glm_model_mtp_forward(m, &kv, &b, rows, logits);
+        for (i = 0; i < n; i++) {
+            yajl_val t = top->u.array.values[i];
+            for (k = 0; k < (int) t->u.array.len; k++) {
+                yajl_val e = t->u.array.values[k];
+                int id = (int) YAJL_GET_INTEGER(e->u.array.values[0]);
+                double want = YAJL_GET_DOUBLE(e->u.array.values[1]);
+                double d = fabs(logits[(size_t) i * V + id] - want);
+                maxd = d > maxd ? d : maxd;
+                if (k == 0) {
+                    argmax_ok += glm_argmax(logits + (size_t) i * V, V) == id;
+                }
+            }
+        }
+        printf("MTP-REF prompt=%zu tokens=%d max_abs_diff=%.3g argmax=%d/%d (hidden %d)\n",
+               pi, n, maxd, argmax_ok, n, H);
+        CHECK(maxd < 1e-3 && argmax_ok == n, "prompt %zu: MTP logits off the reference", pi);
+        glm_kv_pool_free(&kv, m);
+        free(tok); free(nxt); free(pos3); free(seq); free(kv_pos); free(rows); free(logits);
+    }
+    yajl_tree_free(root);
+    free(text);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -218,6 +308,7 @@ main(int argc, char **argv)
     if (m == NULL || m->mtp == NULL) {
         return 1;
     }
+    reference(m, dir);
     make_jobs(got);
     run(m, got, &d, &a);
     same("fixture MTP", ref, got);
