@@ -120,7 +120,19 @@ glm_cmd_bench(int argc, char **argv)
     }
     be = glm_backend_create_named(backend, (int) threads, 0, &err);
     m = be ? glm_model_load_parallel(dir, be, &par, (int) threads, &err) : NULL;
-    if (m == NULL || glm_backend_prepare(be, m->ck, &err) != 0) {
+    if (m == NULL) {
+        goto fail;
+    }
+    if (spec != NULL) {
+        /* before the backend binds the weights: the MTP layer's are among them */
+        int n_spec;
+        if (glm_speculative_config_parse(spec, &n_spec, &err) < 0
+            || glm_model_enable_mtp(m, &err) != 0)
+        {
+            goto fail;
+        }
+    }
+    if (glm_backend_prepare(be, m->ck, &err) != 0) {
         goto fail;
     }
     glm_path_join(path, sizeof(path), dir, "tokenizer.json");
@@ -129,14 +141,6 @@ glm_cmd_bench(int argc, char **argv)
         goto fail;
     }
     blocks = (int) (max_seqs * ((input_len + output_len + 15) / 16));
-    if (spec != NULL) {
-        int n_spec;
-        if (glm_speculative_config_parse(spec, &n_spec, &err) < 0
-            || glm_model_enable_mtp(m, &err) != 0)
-        {
-            goto fail;
-        }
-    }
     if (glm_sched_init(&s, m, blocks, 16, (int) max_seqs, (int) budget, &err) != 0) {
         goto fail;
     }

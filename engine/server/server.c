@@ -1585,9 +1585,10 @@ glm_cmd_serve(int argc, char **argv)
     srv->be = glm_backend_create_named(o->backend, o->threads, 0, &err);
     srv->m = srv->be ? glm_model_load_parallel(o->model_dir, srv->be, &o->par, o->threads, &err)
                      : NULL;
-    if (srv->m == NULL || glm_backend_prepare(srv->be, srv->m->ck, &err) != 0) {
+    if (srv->m == NULL) {
         goto fail;
     }
+    /* before the backend binds the weights: the MTP layer's are among them */
     if (o->speculative_config != NULL) {
         int n_spec;
         if (glm_speculative_config_parse(o->speculative_config, &n_spec, &err) < 0
@@ -1597,6 +1598,9 @@ glm_cmd_serve(int argc, char **argv)
         }
         fprintf(stderr, "glm-engine: speculative decoding: MTP, %d draft token per step"
                 " (layer %d)\n", n_spec, srv->m->cfg.num_layers);
+    }
+    if (glm_backend_prepare(srv->be, srv->m->ck, &err) != 0) {
+        goto fail;
     }
     if (o->max_model_len == 0 || o->max_model_len > srv->m->cfg.max_position_embeddings) {
         if (o->max_model_len > srv->m->cfg.max_position_embeddings) {
