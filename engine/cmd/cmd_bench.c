@@ -14,6 +14,7 @@
 #include "backend/backend_select.h"
 #include "parallel/ranks.h"
 #include "server/scheduler.h"
+#include "server/speculative.h"
 #include "text/tokenizer.h"
 
 typedef struct {
@@ -37,7 +38,7 @@ int glm_cmd_bench(int argc, char **argv);
 int
 glm_cmd_bench(int argc, char **argv)
 {
-    const char *dir = NULL, *backend = "cpu";
+    const char *dir = NULL, *backend = "cpu", *spec = NULL;
     long input_len = 128, output_len = 32, num_prompts = 64, max_seqs = 64;
     long budget = 2048, threads = 0, seed = 0;
     glm_backend *be = NULL;
@@ -80,6 +81,10 @@ glm_cmd_bench(int argc, char **argv)
             dir = argv[i + 1];
             continue;
         }
+        if (strcmp(argv[i], "--speculative-config") == 0) {
+            spec = argv[i + 1];
+            continue;
+        }
         if (strcmp(argv[i], "--backend") == 0) {
             backend = argv[i + 1];
             continue;
@@ -107,7 +112,7 @@ glm_cmd_bench(int argc, char **argv)
                 " [--num-prompts N] [--max-num-seqs N] [--max-num-batched-tokens N]"
                 " [--threads N] [--seed S] [--backend cpu|cuda]"
                 " [--no-enable-prefix-caching] [--tensor-parallel-size N]"
-                " [--enable-expert-parallel]\n");
+                " [--enable-expert-parallel] [--speculative-config JSON]\n");
         return 2;
     }
     if (par.tensor_parallel > 1) {
@@ -115,7 +120,19 @@ glm_cmd_bench(int argc, char **argv)
     }
     be = glm_backend_create_named(backend, (int) threads, 0, &err);
     m = be ? glm_model_load_parallel(dir, be, &par, (int) threads, &err) : NULL;
-    if (m == NULL || glm_backend_prepare(be, m->ck, &err) != 0) {
+    if (m == NULL) {
+        goto fail;
+    }
+    if (spec != NULL) {
+        /* before the backend binds the weights: the MTP layer's are among them */
+        int n_spec;
+        if (glm_speculative_config_parse(spec, &n_spec, &err) < 0
+            || glm_model_enable_mtp(m, &err) != 0)
+        {
+            goto fail;
+        }
+    }
+    if (glm_backend_prepare(be, m->ck, &err) != 0) {
         goto fail;
     }
     glm_path_join(path, sizeof(path), dir, "tokenizer.json");
@@ -161,6 +178,12 @@ glm_cmd_bench(int argc, char **argv)
            " steps=%llu seconds=%.3f output_tok_s=%.1f total_tok_s=%.1f\n", dir, num_prompts,
            input_len, output_len, max_seqs, (unsigned long long) s.steps, t1 - t0,
            ctx.tokens / (t1 - t0), (ctx.tokens + num_prompts * input_len) / (t1 - t0));
+    if (s.spec) {
+        printf("SPEC drafts=%llu accepted=%llu acceptance=%.3f steps=%llu\n",
+               (unsigned long long) s.spec_drafts, (unsigned long long) s.spec_accepted,
+               s.spec_drafts ? (double) s.spec_accepted / s.spec_drafts : 0.0,
+               (unsigned long long) s.steps);
+    }
     rc = 0;
     for (i = 0; i < num_prompts; i++) {
         glm_seq_free(seqs[i]);

@@ -379,7 +379,7 @@ glm_model_free(glm_model *m)
         glm_ranks_free(m->group);       /* the other ranks first: they borrow ck */
     }
     if (m->layers != NULL) {
-        for (l = 0; l < m->cfg.num_layers; l++) {
+        for (l = 0; l < m->cfg.num_layers + (m->mtp != NULL); l++) {
             free(m->layers[l].exp_gate);
             free(m->layers[l].exp_up);
             free(m->layers[l].exp_down);
@@ -389,6 +389,13 @@ glm_model_free(glm_model *m)
     if (m->act != NULL) {
         m->be->free(m->be, m->act);
     }
+    if (m->hidden != NULL) {
+        m->be->free(m->be, m->hidden);
+    }
+    if (m->mtp != NULL) {
+        free(m->mtp->zero_row);
+    }
+    free(m->mtp);
     free(m->inv_freq);
     free(m->axis_of_freq);
     glm_vision_free(m->vision);
@@ -407,7 +414,7 @@ glm_kv_pool_init(glm_kv_pool *kv, const glm_model *m, int n_blocks, int block_si
     const glm_config *c = &m->cfg;
     size_t bytes;
 
-    kv->n_layers = c->num_layers;
+    kv->n_layers = c->num_layers + (m->mtp != NULL);       /* the MTP layer's last */
     kv->n_blocks = n_blocks;
     kv->block_size = block_size;
     kv->kv_dim = m->kv_heads * c->head_dim;         /* this rank's KV heads */
@@ -626,15 +633,31 @@ glm_model_forward_rank(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float 
         be->add(be, x, y, (size_t) T * H);                      /* residual */
     }
 
-    /* only the rows that need logits go through the norm and lm_head */
+    /* only the rows that need logits go through the norm and lm_head;
+     * every row when the MTP layer wants them all */
+    if (b->keep_hidden) {
+        if ((size_t) T * H > m->hidden_floats) {
+            be->free(be, m->hidden);
+            m->hidden = be->alloc(be, (size_t) T * H * sizeof(float));
+            m->hidden_floats = m->hidden != NULL ? (size_t) T * H : 0;
+            if (m->hidden == NULL) {
+                fprintf(stderr, "glm-engine: out of memory for a %d-token step\n", T);
+                abort();
+            }
+        }
+        be->rmsnorm(be, m->hidden, x, m->final_norm, T, H, c->rms_norm_eps);
+    }
     for (i = 0; i < b->n_logits; i++) {
         /* backend memory on both sides: the backends' copies accept it
          * (memcpy on the CPU, cudaMemcpyDefault on the GPU) */
-        be->upload(be, rows + (size_t) i * H, x + (size_t) b->logit_rows[i] * H,
+        be->upload(be, rows + (size_t) i * H,
+                   (b->keep_hidden ? m->hidden : x) + (size_t) b->logit_rows[i] * H,
                    (size_t) H * sizeof(float));
     }
     if (b->n_logits > 0) {
-        be->rmsnorm(be, rows, rows, m->final_norm, b->n_logits, H, c->rms_norm_eps);
+        if (!b->keep_hidden) {
+            be->rmsnorm(be, rows, rows, m->final_norm, b->n_logits, H, c->rms_norm_eps);
+        }
         if (m->lm_head->shape[0] > 0) {
             be->matmul(be, out, rows, b->n_logits, m->lm_head, NULL);  /* [n, slice] */
         }
@@ -647,5 +670,170 @@ glm_model_forward_rank(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float 
                 glm_logits_unslice(m, gathered, b->n_logits, logits);
             }
         }
+    }
+}
+
+/* ---- the MTP layer ------------------------------------------------------- */
+
+int
+glm_model_enable_mtp(glm_model *m, glm_err *err)
+{
+    const glm_config *c = &m->cfg;
+    int L = c->num_layers;
+    int64_t H = c->hidden_size, V = c->vocab_size;
+    glm_binder b = { m->ck, c->quant, c->weight_prefix, err, 0 };
+    glm_layer *layers;
+    glm_mtp *mtp;
+    char name[512];
+
+    if (m->mtp != NULL) {
+        return 0;
+    }
+    if (m->shard.ranks > 1 || m->group != NULL) {
+        return glm_errf(err, "MTP speculative decoding does not run with tensor parallel"
+                        " yet (--tensor-parallel-size 1)");
+    }
+    if (c->num_nextn_predict_layers < 1) {
+        return glm_errf(err, "this checkpoint has no MTP layer (config.json:"
+                        " num_nextn_predict_layers is 0); GLM-4.5V has none");
+    }
+    snprintf(name, sizeof(name), "%slayers.%d.eh_proj.weight", c->weight_prefix, L);
+    if (glm_checkpoint_find(m->ck, name) == NULL) {
+        return glm_errf(err, "config.json says %d MTP layer(s) but the checkpoint has no %s",
+                        c->num_nextn_predict_layers, name);
+    }
+    layers = realloc(m->layers, (size_t) (L + 1) * sizeof(glm_layer));
+    mtp = calloc(1, sizeof(*mtp));
+    if (mtp != NULL) {
+        mtp->zero_row = calloc((size_t) H, sizeof(float));
+    }
+    if (layers == NULL || mtp == NULL || mtp->zero_row == NULL) {
+        if (mtp != NULL) {
+            free(mtp->zero_row);
+        }
+        free(mtp);
+        if (layers != NULL) {
+            m->layers = layers;
+        }
+        return glm_errf(err, "out of memory");
+    }
+    m->layers = layers;
+    memset(&m->layers[L], 0, sizeof(glm_layer));
+    m->mtp = mtp;                       /* from here, glm_model_free frees layer L */
+    mtp->block = &m->layers[L];
+    if (glm_bind_layer(m, &b, L) != 0) {
+        goto fail;
+    }
+    mtp->enorm = glm_bind(&b, 1, H, 0, "%slayers.%d.enorm.weight", b.prefix, L);
+    mtp->hnorm = glm_bind(&b, 1, H, 0, "%slayers.%d.hnorm.weight", b.prefix, L);
+    mtp->eh_proj = glm_bind_linear(&b, H, 2 * H, 0, "%slayers.%d.eh_proj", b.prefix, L);
+    mtp->head_norm = glm_bind(&b, 1, H, 0, "%slayers.%d.shared_head.norm.weight", b.prefix, L);
+    /* the release's copies of the embedding and lm_head where it stores
+     * them (as vLLM loads them), else the model's own */
+    snprintf(name, sizeof(name), "%slayers.%d.shared_head.head.weight", b.prefix, L);
+    mtp->head = glm_checkpoint_find(m->ck, name) != NULL
+                ? glm_bind_linear(&b, V, H, 0, "%slayers.%d.shared_head.head", b.prefix, L)
+                : m->lm_head;
+    snprintf(name, sizeof(name), "%slayers.%d.embed_tokens.weight", b.prefix, L);
+    mtp->embed = glm_checkpoint_find(m->ck, name) != NULL
+                 ? glm_bind(&b, 2, V, H, "%slayers.%d.embed_tokens.weight", b.prefix, L)
+                 : m->embed;
+    if (b.failed) {
+        goto fail;
+    }
+    return 0;
+fail:
+    glm_err_prefix(err, "MTP layer %d", L);
+    return -1;
+}
+
+void
+glm_model_mtp_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b,
+    const int32_t *hidden_rows, float *logits)
+{
+    const glm_config *c = &m->cfg;
+    const glm_mtp *mtp = m->mtp;
+    const glm_layer *L = mtp->block;
+    glm_backend *be = m->be;
+    int T = b->n_tokens, H = c->hidden_size, V = c->vocab_size, i;
+    size_t q = (size_t) c->num_heads * c->head_dim;
+    size_t kvd = (size_t) c->num_kv_heads * c->head_dim;
+    size_t I = (size_t) c->moe_intermediate_size * (c->n_shared_experts > 0
+                                                    ? c->n_shared_experts : 1);
+    size_t nl = (size_t) (b->n_logits ? b->n_logits : 1), at = 0, o[13];
+    glm_scratch s;
+    float *x, *y, *e, *cat, *rows, *out;
+
+    o[0] = glm_carve(&at, (size_t) T * H);              /* x */
+    o[1] = glm_carve(&at, (size_t) T * H);              /* y */
+    o[2] = glm_carve(&at, (size_t) T * H);              /* h */
+    o[3] = glm_carve(&at, T * q);                       /* q */
+    o[4] = glm_carve(&at, T * q);                       /* attn */
+    o[5] = glm_carve(&at, T * kvd);                     /* k */
+    o[6] = glm_carve(&at, T * kvd);                     /* v */
+    o[7] = glm_carve(&at, (size_t) T * I);              /* gate */
+    o[8] = glm_carve(&at, (size_t) T * I);              /* up */
+    o[9] = glm_carve(&at, (size_t) T * H);              /* mlp */
+    o[10] = glm_carve(&at, (size_t) T * H);             /* e: the tokens' embeddings */
+    o[11] = glm_carve(&at, (size_t) T * 2 * H);         /* cat: [enorm(e) ; hnorm(h)] */
+    o[12] = glm_carve(&at, nl * H + nl * (size_t) V);   /* rows, then out */
+    if (at > m->act_floats) {
+        be->free(be, m->act);
+        m->act = be->alloc(be, at * sizeof(float));
+        m->act_floats = m->act != NULL ? at : 0;
+        if (m->act == NULL) {
+            fprintf(stderr, "glm-engine: out of memory for a %d-token MTP step\n", T);
+            abort();
+        }
+    }
+    x = m->act + o[0];
+    y = m->act + o[1];
+    s.h = m->act + o[2];
+    s.q = m->act + o[3];
+    s.attn = m->act + o[4];
+    s.k = m->act + o[5];
+    s.v = m->act + o[6];
+    s.gate = m->act + o[7];
+    s.up = m->act + o[8];
+    s.mlp = m->act + o[9];
+    e = m->act + o[10];
+    cat = m->act + o[11];
+    rows = m->act + o[12];
+    out = rows + nl * H;
+
+    /* x = eh_proj([enorm(embed(t+1)) ; hnorm(h_p)]); the embedding is 0 at
+     * position 0 (vLLM's MTP masks it: nothing precedes that token) */
+    be->embed(be, e, b->ids, T, mtp->embed);
+    be->rmsnorm(be, e, e, mtp->enorm, T, H, c->rms_norm_eps);
+    for (i = 0; i < T; i++) {
+        be->upload(be, s.h + (size_t) i * H, m->hidden + (size_t) hidden_rows[i] * H,
+                   (size_t) H * sizeof(float));
+    }
+    be->rmsnorm(be, s.h, s.h, mtp->hnorm, T, H, c->rms_norm_eps);
+    for (i = 0; i < T; i++) {
+        be->upload(be, cat + (size_t) i * 2 * H,
+                   b->attn.kv_pos[i] == 0 ? mtp->zero_row : e + (size_t) i * H,
+                   (size_t) H * sizeof(float));
+        be->upload(be, cat + (size_t) i * 2 * H + H, s.h + (size_t) i * H,
+                   (size_t) H * sizeof(float));
+    }
+    be->matmul(be, x, cat, T, mtp->eh_proj, NULL);             /* [T, H] */
+
+    /* the decoder layer, on the MTP layer's own KV (layer num_layers) */
+    be->rmsnorm(be, s.h, x, L->input_norm, T, H, c->rms_norm_eps);
+    glm_attention_block(m, L, c->num_layers, kv, b, &s, y);
+    be->add(be, x, y, (size_t) T * H);
+    be->rmsnorm(be, s.h, x, L->post_attn_norm, T, H, c->rms_norm_eps);
+    glm_moe_block(m, L, s.h, T, &s, y);
+    be->add(be, x, y, (size_t) T * H);
+
+    for (i = 0; i < b->n_logits; i++) {
+        be->upload(be, rows + (size_t) i * H, x + (size_t) b->logit_rows[i] * H,
+                   (size_t) H * sizeof(float));
+    }
+    if (b->n_logits > 0) {
+        be->rmsnorm(be, rows, rows, mtp->head_norm, b->n_logits, H, c->rms_norm_eps);
+        be->matmul(be, out, rows, b->n_logits, mtp->head, NULL);
+        be->download(be, logits, out, (size_t) b->n_logits * V * sizeof(float));
     }
 }

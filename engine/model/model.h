@@ -57,7 +57,28 @@ typedef struct {
     int              borrows_ck;        /* ck belongs to rank 0's model */
     struct glm_rank_group *group;       /* rank 0 of a group: the other ranks,
                                            which glm_model_forward drives */
+
+    /* MTP speculative decoding (glm_model_enable_mtp): the checkpoint's
+     * next-token-prediction layer, stored as layer num_layers */
+    struct glm_mtp  *mtp;
+    float           *hidden;            /* the last step's final-normed rows,
+                                           kept for the MTP layer (backend) */
+    size_t           hidden_floats;
 } glm_model;
+
+/* GLM-4.5's multi-token-prediction layer (DeepSeek-V3's MTP, as vLLM's
+ * glm4_moe_mtp runs it): for the token t+1 at position p and the main
+ * model's final-normed hidden state h_p,
+ *
+ *   x = eh_proj([enorm(embed(t+1)) ; hnorm(h_p)])        (embed 0 at p = 0)
+ *   x = decoder layer(x)              attention over its own KV layer, MoE
+ *   logits = head(norm(x))            a draft for the token at p + 2
+ */
+typedef struct glm_mtp {
+    glm_layer    *block;                /* &layers[num_layers] */
+    glm_tensor   *enorm, *hnorm, *eh_proj, *head_norm, *head, *embed;
+    float        *zero_row;             /* host: the embedding at position 0 */
+} glm_mtp;
 
 /* One forward step's tokens. */
 typedef struct {
@@ -70,6 +91,8 @@ typedef struct {
     glm_attn_batch         attn;        /* sequence, KV position per token */
     const int32_t         *logit_rows;  /* rows whose logits are wanted */
     int                    n_logits;
+    int                    keep_hidden; /* MTP: keep every row's final-normed
+                                           hidden state in m->hidden */
 } glm_batch;
 
 /* Loads config and weights from DIR, checking every tensor's shape. */
@@ -82,6 +105,17 @@ glm_model *glm_model_load(const char *dir, glm_backend *be, glm_err *err);
 glm_model *glm_model_load_shard(const char *dir, glm_backend *be, const glm_shard *sh,
     struct glm_comm *comm, glm_model *rank0, glm_err *err);
 void glm_model_free(glm_model *m);
+
+/* Binds the MTP layer (one rank only: the layer is not sharded yet); the
+ * KV pool made after this holds one more layer, the MTP layer's.  An error
+ * names what the checkpoint lacks. */
+int glm_model_enable_mtp(glm_model *m, glm_err *err);
+
+/* One MTP step: token i is b->ids[i] (the token after position kv_pos[i])
+ * with the hidden state m->hidden[hidden_rows[i]] of the last forward (run
+ * with keep_hidden); writes b->n_logits rows of draft logits (host). */
+void glm_model_mtp_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b,
+    const int32_t *hidden_rows, float *logits);
 
 int glm_kv_pool_init(glm_kv_pool *kv, const glm_model *m, int n_blocks,
     int block_size, glm_err *err);

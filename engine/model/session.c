@@ -101,6 +101,7 @@ glm_session_feed(glm_session *s, const int32_t *ids, int n, int chunk,
             kv_pos[i] = p;
             rows[i] = i;
         }
+        memset(&b, 0, sizeof(b));
         b.n_tokens = T;
         b.ids = ids + done;
         b.pos3 = pos3;

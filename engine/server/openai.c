@@ -2206,6 +2206,17 @@ glm_metrics_text(glm_server *srv, glm_req *req)
     glm_str_addf(&s, "# TYPE vllm:prefix_cache_hits_total counter\n"
                  "vllm:prefix_cache_hits_total{model_name=\"%s\"} %" PRIu64 "\n", m,
                  sc->prefix_hits);
+    if (sc->spec) {
+        /* vLLM's speculative-decoding counters: drafts verified (one token
+         * each), and those the sampled token matched */
+        glm_str_addf(&s, "# TYPE vllm:spec_decode_num_drafts_total counter\n"
+                     "vllm:spec_decode_num_drafts_total{model_name=\"%s\"} %" PRIu64 "\n"
+                     "# TYPE vllm:spec_decode_num_draft_tokens_total counter\n"
+                     "vllm:spec_decode_num_draft_tokens_total{model_name=\"%s\"} %" PRIu64 "\n"
+                     "# TYPE vllm:spec_decode_num_accepted_tokens_total counter\n"
+                     "vllm:spec_decode_num_accepted_tokens_total{model_name=\"%s\"} %" PRIu64
+                     "\n", m, sc->spec_drafts, m, sc->spec_drafts, m, sc->spec_accepted);
+    }
     glm_str_addf(&s, "# TYPE vllm:num_preemptions_total counter\n"
                  "vllm:num_preemptions_total{model_name=\"%s\"} %" PRIu64 "\n", m,
                  sc->preemptions);

@@ -70,7 +70,13 @@ glm_sched_init(glm_sched *s, glm_model *m, int n_blocks, int block_size,
     s->seq_blocks = malloc((size_t) max_num_seqs * sizeof(glm_seq_blocks));
     s->step_seqs = malloc((size_t) max_num_seqs * sizeof(glm_seq *));
     s->step_chunk = malloc((size_t) max_num_seqs * sizeof(int));
-    s->logits = malloc((size_t) (max_num_seqs + GLM_SCHED_PROMPT_LP_ROWS) * V * sizeof(float));
+    s->spec = m->mtp != NULL;
+    s->step_draft = calloc((size_t) max_num_seqs, 1);
+    s->step_live = calloc((size_t) max_num_seqs, 1);
+    s->hidden_rows = malloc((size_t) T * sizeof(int32_t));
+    /* a row per sequence, two with a draft, and the prompt logprobs' */
+    s->logits = malloc((size_t) ((1 + s->spec) * max_num_seqs + GLM_SCHED_PROMPT_LP_ROWS)
+                       * V * sizeof(float));
     s->prob = malloc((size_t) V * sizeof(float));
     s->raw = malloc((size_t) V * sizeof(float));
     s->idx = malloc((size_t) V * sizeof(int32_t));
@@ -79,7 +85,8 @@ glm_sched_init(glm_sched *s, glm_model *m, int n_blocks, int block_size,
         || s->pos3 == NULL || s->embed_rows == NULL || s->kv_pos == NULL || s->seq_of == NULL
         || s->rows == NULL || s->seq_blocks == NULL || s->step_seqs == NULL
         || s->step_chunk == NULL || s->logits == NULL || s->prob == NULL || s->raw == NULL
-        || s->idx == NULL || s->counts == NULL)
+        || s->idx == NULL || s->counts == NULL || s->step_draft == NULL
+        || s->step_live == NULL || s->hidden_rows == NULL)
     {
         glm_sched_free(s);
         return glm_errf(err, "out of memory sizing the scheduler for %d sequences"
@@ -131,6 +138,7 @@ glm_sched_free(glm_sched *s)
     free(s->kv_pos); free(s->seq_of); free(s->rows); free(s->seq_blocks);
     free(s->step_seqs); free(s->step_chunk); free(s->logits); free(s->prob); free(s->raw);
     free(s->idx); free(s->counts);
+    free(s->step_draft); free(s->step_live); free(s->hidden_rows);
     memset(s, 0, sizeof(*s));
 }
 
@@ -444,6 +452,7 @@ glm_preempt_one(glm_sched *s, glm_seq *keep)
     }
     glm_running_remove(s, victim);
     glm_release_blocks(s, victim);
+    victim->has_draft = 0;              /* its MTP KV is recomputed with it */
     victim->n_preempted++;
     s->preemptions++;
     glm_wait_push_front(s, victim);
@@ -675,10 +684,99 @@ glm_prompt_lp_deliver(glm_sched *s, glm_seq *seq, int chunk, const float *l)
     return n;
 }
 
+/* Samples the sequence's next token from its logits row l and reports it;
+ * returns 1 when that finished the sequence (it is then out of the
+ * scheduler and must not be touched). */
+static int
+glm_sample_next(glm_sched *s, glm_seq *seq, float *l, int32_t *token)
+{
+    int V = s->m->cfg.vocab_size;
+    glm_sampled out;
+
+    memset(&out, 0, sizeof(out));
+    if (seq->params.logprobs) {
+        /* raw logprobs (before penalties), as vLLM's default mode;
+         * computed after sampling picks the token */
+        glm_seq_params *p = &seq->params;
+        memcpy(s->raw, l, (size_t) V * sizeof(float));
+        glm_process_logits(s, seq, l);
+        out.token = glm_sample(l, V, &p->sampling, &seq->rng, s->prob, s->idx);
+        glm_logprobs(s, s->raw, &out, p->top_logprobs, p->logprob_ids,
+                     p->n_logprob_ids);
+    } else {
+        glm_process_logits(s, seq, l);
+        out.token = glm_sample(l, V, &seq->params.sampling, &seq->rng, s->prob, s->idx);
+    }
+    *token = out.token;
+    if (glm_append_token(seq, out.token) != 0
+        || s->on_token(s->cb_ctx, seq, &out))
+    {
+        glm_sched_remove(s, seq);
+        seq->state = GLM_SEQ_FINISHED;
+        return 1;
+    }
+    return 0;
+}
+
+/* 5. The MTP layer over the positions this step computed, each with the
+ * token that follows it and the main model's hidden state there (which
+ * fills the MTP layer's KV); where the following token is a sequence's
+ * newest, its logits give the draft for the position after (greedy, as
+ * vLLM's MTP proposer).  The step's token arrays are compacted in place. */
+static void
+glm_mtp_step(glm_sched *s, int n_step, int T)
+{
+    int V = s->m->cfg.vocab_size, k = 0, n_rows = 0, t, r, v;
+    glm_batch b;
+
+    for (t = 0; t < T; t++) {
+        int i = s->seq_of[t], p = s->kv_pos[t];
+        glm_seq *seq = s->step_seqs[i];
+
+        /* finished sequences, and a rejected draft's position, drop out */
+        if (!s->step_live[i] || p + 1 >= seq->n_tokens) {
+            continue;
+        }
+        s->ids[k] = seq->tokens[p + 1];
+        memmove(s->pos3 + 3 * k, s->pos3 + 3 * t, 3 * sizeof(int32_t));
+        s->kv_pos[k] = p;
+        s->seq_of[k] = i;
+        s->hidden_rows[k] = t;
+        if (p + 2 == seq->n_tokens) {
+            s->rows[n_rows++] = k;
+        }
+        k++;
+    }
+    if (k == 0) {
+        return;
+    }
+    memset(&b, 0, sizeof(b));
+    b.n_tokens = k;
+    b.ids = s->ids;
+    b.pos3 = s->pos3;
+    b.attn = (glm_attn_batch) { k, s->seq_of, s->kv_pos, s->seq_blocks, n_step };
+    b.logit_rows = s->rows;
+    b.n_logits = n_rows;
+    glm_model_mtp_forward(s->m, &s->kv, &b, s->hidden_rows, s->logits);
+    for (r = 0; r < n_rows; r++) {
+        glm_seq *seq = s->step_seqs[s->seq_of[s->rows[r]]];
+        const float *l = s->logits + (size_t) r * V;
+        int32_t best = 0;
+
+        for (v = 1; v < V; v++) {
+            if (l[v] > l[best]) {
+                best = v;
+            }
+        }
+        seq->draft = best;
+        seq->has_draft = 1;
+    }
+}
+
 int
 glm_sched_step(glm_sched *s)
 {
-    int budget = s->max_batched_tokens, n_step = 0, T = 0, n_logits = 0, i, j, any_mm;
+    int budget = s->max_batched_tokens, n_step = 0, T = 0, n_logits = 0, i, j, any_mm, draft;
     int V = s->m->cfg.vocab_size, lp_rows = GLM_SCHED_PROMPT_LP_ROWS;
     glm_batch b;
 
@@ -696,6 +794,10 @@ glm_sched_step(glm_sched *s)
         if (chunk == 0) {
             continue;
         }
+        /* a decoding sequence with an MTP draft computes it too, where the
+         * budget and a block for its position allow (never by preempting) */
+        draft = seq->has_draft && chunk == 1 && seq->n_cached + 1 == seq->n_tokens
+                && budget >= 2 && glm_ensure_blocks(s, seq, seq->n_tokens + 1) == 0;
         while (glm_ensure_blocks(s, seq, seq->n_cached + chunk) != 0) {
             if (glm_preempt_one(s, seq) != 0) {
                 /* alone and still short: wait for it to free by itself */
@@ -711,11 +813,13 @@ glm_sched_step(glm_sched *s)
             for (j = 0; j < n_step; j++) {
                 if (s->step_seqs[j]->state != GLM_SEQ_RUNNING) {
                     /* a preempted member of this step: drop it */
-                    budget += s->step_chunk[j];
+                    budget += s->step_chunk[j] + s->step_draft[j];
                     memmove(&s->step_seqs[j], &s->step_seqs[j + 1],
                             (size_t) (n_step - j - 1) * sizeof(glm_seq *));
                     memmove(&s->step_chunk[j], &s->step_chunk[j + 1],
                             (size_t) (n_step - j - 1) * sizeof(int));
+                    memmove(&s->step_draft[j], &s->step_draft[j + 1],
+                            (size_t) (n_step - j - 1));
                     n_step--;
                     j--;
                 }
@@ -723,8 +827,9 @@ glm_sched_step(glm_sched *s)
         }
         if (chunk > 0) {
             s->step_seqs[n_step] = seq;
+            s->step_draft[n_step] = (uint8_t) draft;
             s->step_chunk[n_step++] = chunk;
-            budget -= chunk;
+            budget -= chunk + draft;
         }
     }
     /* nothing of this step can be preempted from here on */
@@ -775,6 +880,7 @@ glm_sched_step(glm_sched *s)
         seq->admit_order = ++s->admit_counter;
         s->running[s->n_running++] = seq;
         s->step_seqs[n_step] = seq;
+        s->step_draft[n_step] = 0;
         s->step_chunk[n_step++] = chunk;
         budget -= chunk;
     }
@@ -816,7 +922,20 @@ glm_sched_step(glm_sched *s)
         if (seq->n_cached + s->step_chunk[i] == seq->n_tokens) {
             s->rows[n_logits++] = T - 1;
         }
+        if (s->step_draft[i]) {
+            /* the draft at the next position, its logits right after */
+            int p = seq->n_tokens;
+            s->ids[T] = seq->draft;
+            s->embed_rows[T] = NULL;
+            s->pos3[3 * T] = s->pos3[3 * T + 1] = s->pos3[3 * T + 2]
+                = seq->mm == NULL ? p : p + seq->mm->rope_delta;
+            s->kv_pos[T] = p;
+            s->seq_of[T] = i;
+            s->rows[n_logits++] = T;
+            T++;
+        }
     }
+    memset(&b, 0, sizeof(b));
     b.n_tokens = T;
     b.ids = s->ids;
     b.pos3 = s->pos3;
@@ -824,6 +943,7 @@ glm_sched_step(glm_sched *s)
     b.attn = (glm_attn_batch) { T, s->seq_of, s->kv_pos, s->seq_blocks, n_step };
     b.logit_rows = s->rows;
     b.n_logits = n_logits;
+    b.keep_hidden = s->spec;
     glm_model_forward(s->m, &s->kv, &b, s->logits);
     s->steps++;
     s->step_tokens += (uint64_t) T;
@@ -831,36 +951,36 @@ glm_sched_step(glm_sched *s)
     /* 4. sample where a sequence reached its end; report each token */
     for (i = 0, j = 0; i < n_step; i++) {
         glm_seq *seq = s->step_seqs[i];
-        int at_end = seq->n_cached + s->step_chunk[i] == seq->n_tokens;
-        glm_sampled out;
-        float *l;
+        int at_end = seq->n_cached + s->step_chunk[i] == seq->n_tokens, done;
+        int32_t token;
 
         j += glm_prompt_lp_deliver(s, seq, s->step_chunk[i], s->logits + (size_t) j * V);
         seq->n_cached += s->step_chunk[i];
+        s->step_live[i] = 1;
         if (!at_end) {
             continue;
         }
-        l = s->logits + (size_t) j++ * V;
-        memset(&out, 0, sizeof(out));
-        if (seq->params.logprobs) {
-            /* raw logprobs (before penalties), as vLLM's default mode;
-             * computed after sampling picks the token */
-            glm_seq_params *p = &seq->params;
-            memcpy(s->raw, l, (size_t) V * sizeof(float));
-            glm_process_logits(s, seq, l);
-            out.token = glm_sample(l, V, &p->sampling, &seq->rng, s->prob, s->idx);
-            glm_logprobs(s, s->raw, &out, p->top_logprobs, p->logprob_ids,
-                         p->n_logprob_ids);
-        } else {
-            glm_process_logits(s, seq, l);
-            out.token = glm_sample(l, V, &seq->params.sampling, &seq->rng, s->prob, s->idx);
+        done = glm_sample_next(s, seq, s->logits + (size_t) j++ * V, &token);
+        if (s->step_draft[i]) {
+            float *l = s->logits + (size_t) j++ * V;
+            s->spec_drafts++;               /* computed, so counted (vLLM too) */
+            if (!done) {
+                if (token == seq->draft) {
+                    /* the draft's keys and values are this token's, and its
+                     * row's logits are the next position's */
+                    s->spec_accepted++;
+                    seq->n_cached++;
+                    done = glm_sample_next(s, seq, l, &token);
+                }
+            }
         }
-        if (glm_append_token(seq, out.token) != 0
-            || s->on_token(s->cb_ctx, seq, &out))
-        {
-            glm_sched_remove(s, seq);
-            seq->state = GLM_SEQ_FINISHED;
+        s->step_live[i] = !done;
+        if (!done) {
+            seq->has_draft = 0;
         }
+    }
+    if (s->spec) {
+        glm_mtp_step(s, n_step, T);
     }
     return T;
 }

@@ -112,6 +112,8 @@ struct glm_seq {
     int              n_offered;         /* leading blocks offered to the cache */
     int              n_prefix_hit;      /* tokens found cached at admission */
     glm_block_hash   salt_root;         /* the parent of block 0 when salted */
+    int              has_draft;         /* MTP: a draft for the next position */
+    int32_t          draft;
 };
 
 /* What the callback learns about a sampled token. */
@@ -158,6 +160,14 @@ typedef struct {
      * looked up, and those found cached (preempted ones are not counted,
      * as vLLM keeps them apart) */
     uint64_t         prefix_queries, prefix_hits;
+    /* MTP speculative decoding, on when the model has its MTP layer bound
+     * (glm_model_enable_mtp, before glm_sched_init): each decoding sequence
+     * also computes the draft the MTP layer made for the position after;
+     * the token sampled where the draft stands decides: equal, and the
+     * draft row's logits give one more token in the same step.  Sampling
+     * is unchanged, so outputs are those without it (vllm:spec_decode_*) */
+    int              spec;
+    uint64_t         spec_drafts, spec_accepted;
     glm_on_token     on_token;
     glm_on_prompt_logprob on_prompt_logprob;
     glm_logits_mask  mask;
@@ -168,6 +178,9 @@ typedef struct {
     glm_seq_blocks  *seq_blocks;
     glm_seq        **step_seqs;
     int             *step_chunk;
+    uint8_t         *step_draft;        /* MTP: the step computes its draft */
+    uint8_t         *step_live;         /* MTP: still running after sampling */
+    int32_t         *hidden_rows;       /* MTP: the batch row of each token */
     float           *logits, *prob, *raw;   /* raw: logits before processing;
                                                logits: max_num_seqs rows, and
                                                GLM_SCHED_PROMPT_LP_ROWS more */

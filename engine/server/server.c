@@ -4,6 +4,7 @@
  * server.h for the shape.
  */
 #include "server.h"
+#include "speculative.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1358,6 +1359,8 @@ glm_serve_usage(FILE *f)
         "  --chat-template FILE          override the checkpoint's chat template\n"
         "  --trust-request-chat-template render a request's own chat_template (else a\n"
         "                                request that has one is refused, as vLLM)\n"
+        "  --speculative-config JSON     '{\"method\": \"mtp\", \"num_speculative_tokens\": 1}':\n"
+        "                                the checkpoint's MTP layer drafts a token per step\n"
         "  --default-chat-template-kwargs JSON\n"
         "  --socket-mode OCTAL           socket permissions (default 0660)\n"
         "  --socket-group GROUP          socket group (e.g. www-data for nginx workers);\n"
@@ -1529,6 +1532,8 @@ glm_cmd_serve(int argc, char **argv)
             o->use_generation_config = strcmp(val, "vllm") != 0;
         } else if (strcmp(a, "--chat-template") == 0) {
             o->chat_template = val;
+        } else if (strcmp(a, "--speculative-config") == 0) {
+            o->speculative_config = val;
         } else if (strcmp(a, "--default-chat-template-kwargs") == 0) {
             o->default_template_kwargs = val;
         } else if (strcmp(a, "--socket-mode") == 0) {
@@ -1580,7 +1585,21 @@ glm_cmd_serve(int argc, char **argv)
     srv->be = glm_backend_create_named(o->backend, o->threads, 0, &err);
     srv->m = srv->be ? glm_model_load_parallel(o->model_dir, srv->be, &o->par, o->threads, &err)
                      : NULL;
-    if (srv->m == NULL || glm_backend_prepare(srv->be, srv->m->ck, &err) != 0) {
+    if (srv->m == NULL) {
+        goto fail;
+    }
+    /* before the backend binds the weights: the MTP layer's are among them */
+    if (o->speculative_config != NULL) {
+        int n_spec;
+        if (glm_speculative_config_parse(o->speculative_config, &n_spec, &err) < 0
+            || glm_model_enable_mtp(srv->m, &err) != 0)
+        {
+            goto fail;
+        }
+        fprintf(stderr, "glm-engine: speculative decoding: MTP, %d draft token per step"
+                " (layer %d)\n", n_spec, srv->m->cfg.num_layers);
+    }
+    if (glm_backend_prepare(srv->be, srv->m->ck, &err) != 0) {
         goto fail;
     }
     if (o->max_model_len == 0 || o->max_model_len > srv->m->cfg.max_position_embeddings) {

@@ -201,6 +201,7 @@ typedef struct {
     int            kv_blocks;
     int            block_size;
     int            prefix_caching;            /* --(no-)enable-prefix-caching */
+    const char    *speculative_config;        /* --speculative-config JSON */
     int            threads;
     int            n_channels;
     uint32_t       submit_size, output_size;

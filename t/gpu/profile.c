@@ -255,6 +255,7 @@ profile_step(glm_kv_pool *kv, const char *phase, int n_seqs, int n_tok, int ctx)
         rows[i] = decode ? i : n_tok - 1;
     }
     memset(&b, 0, sizeof(b));
+    memset(&b, 0, sizeof(b));
     b.n_tokens = n_tok;
     b.ids = ids;
     b.pos3 = pos3;
