@@ -32,6 +32,7 @@ glm_bench_on_token(void *p, glm_seq *seq, const glm_sampled *s)
 }
 
 int glm_cmd_bench(int argc, char **argv);
+int glm_cmd_bench_synthetic(int argc, char **argv);
 
 int
 glm_cmd_bench(int argc, char **argv)
@@ -53,6 +54,11 @@ glm_cmd_bench(int argc, char **argv)
     double t0, t1;
     int i, j, rc = 1, blocks, prefix_caching = 1;
 
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--synthetic") == 0) {
+            return glm_cmd_bench_synthetic(argc, argv);      /* a sweep of its own */
+        }
+    }
     for (i = 1; i < argc; i += 2) {
         char *end;
         long v;
