@@ -73,7 +73,7 @@ MODEL       ?= t/fixtures/glm45-air-tiny
 PORT        ?= 8080
 
 .PHONY: tp-check qwen3-tokenizer fp8-fixtures semantics-check template-check bench-templates fuzz-templates fuzz-media media-fixtures template-fixtures bench-overhead bench-flood test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer bench-preproc preproc-fixtures \
-        fixtures clean cuda test-gpu test-gpu-emu gpu-profile bench-prefix-cache bench-cpu bench-peer
+        fixtures clean cuda test-gpu test-gpu-emu gpu-profile bench-prefix-cache bench-cpu bench-peer gpu-check
 all: build/glm-engine build/glm-bench $(NGX_MODULE) $(if $(filter 1,$(CUDA)),cuda)
 
 build/%.o: %.c $(ENGINE_HDRS)
@@ -261,6 +261,11 @@ loader-check: build/asan/glm-engine
 
 # a GPU: nvidia-smi lists one (or its device node exists); then the toolkit
 # must be there too, since the test builds the CUDA backend
+# the one script for a machine with a GPU: test-gpu, the synthetic benchmark
+# in FP8 and BF16, an nsys summary of one decode step (t/gpu/gpu_check.sh)
+gpu-check: build/glm-engine
+	@sh t/gpu/gpu_check.sh
+
 test-gpu:
 	@if ! { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; } \
 	    && ! [ -e /dev/nvidia0 ]; then echo "SKIPPED: no GPU"; exit 0; fi; \

@@ -45,6 +45,7 @@ suite vision-vl-fp8 build/t/vision_check vl t/fixtures/glm45v-tiny-fp8-channel
 suite generate-check "$PYTHON" t/generate_check.py build/glm-engine $FIXTURES
 suite loader-errors sh t/loader_errors.sh build/asan/glm-engine
 suite plan-check "$PYTHON" t/plan_check.py build/asan/glm-engine
+suite synthetic-bench sh t/synthetic_check.sh build/asan/glm-engine
 suite http-fake-engine prove t/
 suite http-real-engine env \
     GLM_TEST_ENGINE="$PWD/build/asan/glm-engine serve --model $PWD/t/fixtures/glm45-air-tiny --socket %SOCKET%" \

@@ -34,6 +34,7 @@ glm_bench_on_token(void *p, glm_seq *seq, const glm_sampled *s)
 }
 
 int glm_cmd_bench(int argc, char **argv);
+int glm_cmd_bench_synthetic(int argc, char **argv);
 
 int
 glm_cmd_bench(int argc, char **argv)
@@ -56,6 +57,11 @@ glm_cmd_bench(int argc, char **argv)
     int i, j, rc = 1, blocks, prefix_caching = 1, used;
     glm_parallel par = { 1, 0, 1 };
 
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--synthetic") == 0) {
+            return glm_cmd_bench_synthetic(argc, argv);      /* a sweep of its own */
+        }
+    }
     for (i = 1; i < argc; i += 2) {
         char *end;
         long v;
