@@ -52,6 +52,8 @@ glm_cmd_bench(int argc, char **argv)
     int32_t *prompt = NULL;
     double t0, t1;
     int i, j, rc = 1, blocks, prefix_caching = 1;
+    glm_kv_cache_dtype kv_dtype = GLM_KV_CACHE_AUTO;
+    char desc[256];
 
     for (i = 1; i < argc; i += 2) {
         char *end;
@@ -76,6 +78,12 @@ glm_cmd_bench(int argc, char **argv)
             backend = argv[i + 1];
             continue;
         }
+        if (strcmp(argv[i], "--kv-cache-dtype") == 0) {
+            if (glm_kv_cache_dtype_arg(argv[i + 1], &kv_dtype) != 0) {
+                return 2;
+            }
+            continue;
+        }
         if (*end != '\0' || v < 0) {
             fprintf(stderr, "glm-engine: %s wants a non-negative integer\n", argv[i]);
             return 2;
@@ -98,12 +106,15 @@ glm_cmd_bench(int argc, char **argv)
         fprintf(stderr, "usage: glm-engine bench --model DIR [--input-len N] [--output-len N]"
                 " [--num-prompts N] [--max-num-seqs N] [--max-num-batched-tokens N]"
                 " [--threads N] [--seed S] [--backend cpu|cuda]"
+                " [--kv-cache-dtype auto|bfloat16|fp8]"
                 " [--no-enable-prefix-caching]\n");
         return 2;
     }
     be = glm_backend_create_named(backend, (int) threads, 0, &err);
     m = be ? glm_model_load(dir, be, &err) : NULL;
-    if (m == NULL || glm_backend_prepare(be, m->ck, &err) != 0) {
+    if (m == NULL || glm_model_set_kv_dtype(m, kv_dtype, &err) != 0
+        || glm_backend_prepare(be, m->ck, &err) != 0)
+    {
         goto fail;
     }
     glm_path_join(path, sizeof(path), dir, "tokenizer.json");
@@ -119,6 +130,8 @@ glm_cmd_bench(int argc, char **argv)
         glm_sched_free(&s);
         goto fail;
     }
+    glm_kv_pool_describe(&s.kv, m, desc, sizeof(desc));
+    fprintf(stderr, "glm-engine: %s\n", desc);
     memset(&ctx, 0, sizeof(ctx));
     ctx.output_len = (int) output_len;
     ctx.generated = calloc((size_t) num_prompts, sizeof(int));
