@@ -10,6 +10,9 @@
 #   make test-gpu        every CUDA op and the fixtures against the CPU backend, then
 #                        memcheck (prints "SKIPPED: no GPU" where there is none)
 #   make reference-check REF/TOK lines against the committed transformers references
+#   make kv-dtype-check  bfloat16 and fp8 KV caches against fp32 on every fixture (CPU)
+#   make big-check       a GLM-4.5-Air-shaped FP8 checkpoint at real widths (GB, minutes):
+#                        peak RSS on the CPU, device weight bytes in the CUDA emulator
 #   make qwen3-tokenizer fetches Qwen3's tokenizer.json for the second TOK line
 #   make bench           benchmarks, each printing a ratio against a named baseline
 #   make fixtures        regenerates t/fixtures with transformers (needs torch; see t/reference)
@@ -70,7 +73,8 @@ MODEL       ?= t/fixtures/glm45-air-tiny
 PORT        ?= 8080
 
 .PHONY: qwen3-tokenizer fp8-fixtures semantics-check template-check bench-templates fuzz-templates fuzz-media media-fixtures template-fixtures bench-overhead bench-flood test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer bench-preproc preproc-fixtures \
-        fixtures clean cuda test-gpu test-gpu-emu gpu-profile bench-prefix-cache bench-cpu bench-peer
+        fixtures clean cuda test-gpu test-gpu-emu gpu-profile bench-prefix-cache bench-cpu bench-peer \
+        kv-dtype-check big-check
 all: build/glm-engine build/glm-bench $(NGX_MODULE) $(if $(filter 1,$(CUDA)),cuda)
 
 build/%.o: %.c $(ENGINE_HDRS)
@@ -228,7 +232,7 @@ run:
 	@PORT=$(PORT) MODEL=$(MODEL) sh conf.d/run.sh
 
 test: build/glm-engine build/glm-bench build/asan/glm-engine $(NGX_MODULE) build/fake_engine $(UNIT_BINS) build/t/reference_check \
-      build/t/vision_check build/t/ring_client build/t/test_tokenizer \
+      build/t/vision_check build/t/ring_client build/t/test_tokenizer build/t/kv_dtype_check \
       $(EMU_DIR)/test_ops $(if $(filter 1,$(CUDA)),cuda build/t/gpu/test_ops)
 	@sh t/run_tests.sh
 
@@ -245,6 +249,9 @@ reference-check: build/t/reference_check build/asan/t/test_tokenizer build/t/tes
 	  grep '^REF ' build/ref.out; grep '^TOK \|^NORM \|^SKIPPED' build/tok.out; \
 	  cat build/pix.out build/vl.out build/vl-fp8.out; \
 	  [ $$rc -eq 0 ] && [ $$rc2 -eq 0 ] && [ $$rc3 -eq 0 ] && [ $$rc4 -eq 0 ] && [ $$rc5 -eq 0 ]
+
+kv-dtype-check: build/t/kv_dtype_check
+	@build/t/kv_dtype_check $(addprefix t/fixtures/,$(FIXTURES))
 
 loader-check: build/asan/glm-engine
 	@sh t/loader_errors.sh build/asan/glm-engine
