@@ -215,6 +215,24 @@ $(PROF_DIR)/profile: t/gpu/profile.c $(ENGINE_OBJS) $(PROF_KOBJS) $(PROF_DIR)/em
 	$(CXX) -pthread -o $@ $(PROF_DIR)/profile.o $(ENGINE_OBJS) $(PROF_KOBJS) \
 	    $(PROF_DIR)/emu.o $(PROF_DIR)/emu_reads.o $(LDLIBS)
 
+# the CUDA half of make big-check: the profile build's objects (no ASan: a
+# real-width model), one decode step under a device-memory limit
+$(PROF_DIR)/big_check: t/gpu/big_check.c $(ENGINE_OBJS) $(PROF_KOBJS) $(PROF_DIR)/emu.o \
+                       $(PROF_DIR)/emu_reads.o $(ENGINE_HDRS) $(EMU_HDRS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -It/gpu/emu/include -c -o $(PROF_DIR)/big_check.o $<
+	$(CXX) -pthread -o $@ $(PROF_DIR)/big_check.o $(ENGINE_OBJS) $(PROF_KOBJS) \
+	    $(PROF_DIR)/emu.o $(PROF_DIR)/emu_reads.o $(LDLIBS)
+
+# make big-check (issue 11, point 6): a GLM-4.5-Air-shaped FP8 checkpoint at
+# the real widths, 2 layers, about 5 GB in build/big-model (t/make_big_model.py,
+# written once); the CPU backend serves a few tokens within the file's size
+# plus the KV pool plus 1 GiB of peak RSS, and the CUDA backend in the
+# emulator must hold its weights in the checkpoint's bytes (t/big_check.py)
+BIG_MODEL ?= build/big-model
+big-check: build/glm-engine $(PROF_DIR)/big_check
+	@$(PYTHON) t/big_check.py --model $(BIG_MODEL) --engine build/glm-engine \
+	    --emu $(PROF_DIR)/big_check
+
 $(PROF_MODEL)/model.safetensors: t/gpu/make_profile_model.py
 	$(PYTHON) t/gpu/make_profile_model.py $(PROF_MODEL)
 
