@@ -16,13 +16,22 @@
  *    (scale 0.5 and 3.0) pool against attention computed directly from the
  *    rounded values: the cache holds x / scale rounded, attention reads
  *    fp8 * scale, and every query head of a GQA group reads the same rows.
+ * 4. Per-layer KV scales from a checkpoint (the glm45-air-tiny fixture with
+ *    scale tensors appended) under each of vLLM's names, 1.0 where absent,
+ *    the query/probability scales accepted and left alone, and the one-line
+ *    refusals of a bad scale (zero, not a scalar, two names for one layer);
+ *    pools take the model's dtype and scales, and the CUDA-only dtypes a
+ *    backend does not hold are refused by name.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <unistd.h>
+
 #include "backend/backend.h"
 #include "backend/cpu_kernels.h"
+#include "model/model.h"
 #include "model/safetensors.h"
 
 static int passed, failed;
@@ -265,6 +274,187 @@ test_store_attention(glm_backend *be, glm_kv_dtype dtype, float kscale, float vs
     free(rv);
 }
 
+/* ---- 4. scales from a checkpoint ----------------------------------------- */
+
+#define FIXTURE "t/fixtures/glm45-air-tiny"
+
+/* DIR/model.safetensors: the fixture's tensors plus `extra` (JSON members
+ * naming F32 tensors at offsets 0, 4, ... past the fixture's data) whose
+ * values are `vals`; DIR/config.json the fixture's */
+static int
+write_with_scales(const char *dir, const char *extra, const float *vals, int n)
+{
+    char path[512], *text;
+    unsigned char len[8];
+    FILE *in, *out;
+    uint64_t hlen = 0, data, k;
+    long size;
+    size_t hl, i;
+    char *header, *buf, *json;
+    glm_err err;
+
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    text = glm_read_file(FIXTURE "/config.json", NULL, &err);
+    out = fopen(path, "wb");
+    if (text == NULL || out == NULL) {
+        free(text);
+        return -1;
+    }
+    fputs(text, out);
+    fclose(out);
+    free(text);
+
+    in = fopen(FIXTURE "/model.safetensors", "rb");
+    if (in == NULL || fread(len, 1, 8, in) != 8) {
+        return -1;
+    }
+    for (i = 0; i < 8; i++) {
+        hlen |= (uint64_t) len[i] << (8 * i);
+    }
+    fseek(in, 0, SEEK_END);
+    size = ftell(in);
+    data = (uint64_t) size - 8 - hlen;
+    header = calloc(1, hlen + 1);
+    buf = malloc(data);
+    fseek(in, 8, SEEK_SET);
+    if (fread(header, 1, hlen, in) != hlen || fread(buf, 1, data, in) != data) {
+        return -1;
+    }
+    fclose(in);
+    hl = strlen(header);
+    while (hl > 0 && header[hl - 1] != '}') {
+        hl--;
+    }
+    json = malloc(hl + 16 * strlen(extra) + 64);      /* "@i" grows to "[a,b]" */
+    /* the extra members' offsets are relative: shift them past the data */
+    memcpy(json, header, hl - 1);
+    json[hl - 1] = '\0';
+    {
+        char *o = json + strlen(json);
+        const char *e = extra;
+        while (*e) {
+            if (*e == '@' || *e == '#') {     /* @i: value i; #i: values i, i+1 */
+                uint64_t w = *e == '#' ? 8 : 4;
+                int idx = (int) strtol(e + 1, (char **) &e, 10);
+                o += sprintf(o, "[%llu,%llu]", (unsigned long long) (data + 4 * (uint64_t) idx),
+                             (unsigned long long) (data + 4 * (uint64_t) idx + w));
+            } else {
+                *o++ = *e++;
+            }
+        }
+        *o++ = '}';
+        while ((o - json) % 8 != 0) {
+            *o++ = ' ';
+        }
+        *o = '\0';
+    }
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    out = fopen(path, "wb");
+    k = strlen(json);
+    for (i = 0; i < 8; i++) {
+        len[i] = (unsigned char) (k >> (8 * i));
+    }
+    fwrite(len, 1, 8, out);
+    fwrite(json, 1, k, out);
+    fwrite(buf, 1, data, out);
+    fwrite(vals, sizeof(float), (size_t) n, out);
+    fclose(out);
+    free(header);
+    free(buf);
+    free(json);
+    return 0;
+}
+
+#define SCALAR(name, i) ",\"model.layers." name "\":{\"dtype\":\"F32\",\"shape\":[]," \
+                        "\"data_offsets\":@" #i "}"
+
+static void
+test_checkpoint_scales(glm_backend *be)
+{
+    static const struct {
+        const char *extra, *want;
+        float vals[2];
+        int n;
+    } bad[] = {
+        { SCALAR("0.self_attn.k_scale", 0), "is 0: it must be positive", { 0.0f }, 1 },
+        { ",\"model.layers.1.self_attn.v_scale\":{\"dtype\":\"F32\",\"shape\":[2],"
+          "\"data_offsets\":#0}", "must be one float", { 1.0f, 1.0f }, 2 },
+        { SCALAR("2.self_attn.k_scale", 0) SCALAR("2.self_attn.k_proj.output_scale", 1),
+          "layer 2 has two k scales", { 1.0f, 2.0f }, 2 },
+    };
+    char dir[] = "/tmp/test_kv_dtype.XXXXXX", path[512];
+    float vals[] = { 0.5f, 2.0f, 0.25f, 8.0f, 4.0f, 3.0f };
+    glm_model *m;
+    glm_kv_pool kv;
+    glm_err err;
+    size_t i;
+
+    if (mkdtemp(dir) == NULL) {
+        CHECK(0, "mkdtemp");
+        return;
+    }
+    /* layer 0: vLLM's plain names; layer 1: compressed-tensors' output
+     * scales; layer 2: the deprecated kv_scale for both, and a q scale */
+    if (write_with_scales(dir, SCALAR("0.self_attn.k_scale", 0) SCALAR("0.self_attn.v_scale", 1)
+                          SCALAR("1.self_attn.k_proj.output_scale", 2)
+                          SCALAR("1.self_attn.v_proj.output_scale", 3)
+                          SCALAR("2.self_attn.kv_scale", 4) SCALAR("2.self_attn.q_scale", 5),
+                          vals, 6) != 0)
+    {
+        CHECK(0, "cannot write a checkpoint in %s from " FIXTURE, dir);
+        return;
+    }
+    m = glm_model_load(dir, be, &err);
+    CHECK(m != NULL, "a checkpoint with KV scales: %s", m ? "" : err.msg);
+    if (m != NULL) {
+        CHECK(m->kv_k_scale[0] == 0.5f && m->kv_v_scale[0] == 2.0f
+              && m->kv_k_scale[1] == 0.25f && m->kv_v_scale[1] == 8.0f
+              && m->kv_k_scale[2] == 4.0f && m->kv_v_scale[2] == 4.0f
+              && m->kv_scales_loaded == 3,
+              "KV scales k %g %g %g v %g %g %g (%d layers)", (double) m->kv_k_scale[0],
+              (double) m->kv_k_scale[1], (double) m->kv_k_scale[2], (double) m->kv_v_scale[0],
+              (double) m->kv_v_scale[1], (double) m->kv_v_scale[2], m->kv_scales_loaded);
+        CHECK(m->kv_dtype == GLM_KV_F32, "the CPU backend's auto KV cache is %s, not float32",
+              glm_kv_dtype_name(m->kv_dtype));
+        CHECK(glm_model_set_kv_dtype(m, GLM_KV_CACHE_FP8, &err) == 0
+              && glm_kv_pool_init(&kv, m, 2, 16, &err) == 0, "fp8 pool: %s", err.msg);
+        if (kv.k != NULL) {
+            CHECK(kv.dtype == GLM_KV_FP8_E4M3 && kv.k_scale[1] == 0.25f
+                  && kv.v_scale[0] == 2.0f
+                  && glm_kv_pool_bytes(&kv) == 2 * (size_t) 3 * 2 * 16 * kv.kv_dim,
+                  "the fp8 pool: dtype %s, %zu bytes", glm_kv_dtype_name(kv.dtype),
+                  glm_kv_pool_bytes(&kv));
+            glm_kv_pool_free(&kv, m);
+        }
+        {
+            /* a backend that holds fp32 only (the CUDA backend today) */
+            unsigned held = be->kv_dtypes;
+            be->kv_dtypes = 1u << GLM_KV_F32;
+            CHECK(glm_model_set_kv_dtype(m, GLM_KV_CACHE_BF16, &err) != 0
+                  && strstr(err.msg, "cannot hold a bfloat16 KV cache") != NULL,
+                  "an unheld dtype: %s", err.msg);
+            be->kv_dtypes = held;
+        }
+        glm_model_free(m);
+    }
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (write_with_scales(dir, bad[i].extra, bad[i].vals, bad[i].n) != 0) {
+            CHECK(0, "cannot write bad case %zu", i);
+            continue;
+        }
+        m = glm_model_load(dir, be, &err);
+        CHECK(m == NULL && strstr(err.msg, bad[i].want) != NULL,
+              "bad KV scale case %zu: wanted \"%s\", got %s", i, bad[i].want,
+              m ? "success" : err.msg);
+        glm_model_free(m);
+    }
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -279,6 +469,7 @@ main(void)
     test_store_attention(be, GLM_KV_BF16, 1.0f, 1.0f);
     test_store_attention(be, GLM_KV_FP8_E4M3, 1.0f, 1.0f);
     test_store_attention(be, GLM_KV_FP8_E4M3, 0.5f, 3.0f);
+    test_checkpoint_scales(be);
     be->destroy(be);
     printf("test_kv_dtype: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
