@@ -3,8 +3,10 @@
  * backend against its own fp32 cache (make kv-dtype-check).
  *
  * For every fixture and every prompt of its reference.json (the prompts the
- * reference checks use; the GLM-4.5V fixtures' text prompts run through its
- * M-RoPE language model), the fp32-cache run gives the baseline: the logits
+ * reference checks use), and for the GLM-4.5V fixtures every image and
+ * video request of vl_reference.json too (rendered, preprocessed and
+ * encoded by the fp32 tower as vision_check does, then M-RoPE positions
+ * through the cache), the fp32-cache run gives the baseline: the logits
  * of every prompt position from one prefill, then a greedy continuation of
  * the reference's length, decoded token by token.  Each narrow dtype then
  * prefills the same prompt and decodes the baseline's tokens (teacher
@@ -41,10 +43,15 @@
 #include <stdlib.h>
 #include <yajl/yajl_tree.h>
 
+#include "media/media_request.h"
 #include "model/model.h"
 #include "model/sampling.h"
 #include "model/session.h"
+#include "model/vision.h"
+#include "output/json_text.h"
 #include "ref_common.h"
+#include "text/chat_template.h"
+#include "text/tokenizer.h"
 
 /* bounds on the median row's max |diff| (the rounding error), on the
  * largest one (routing flips included), and the fp32 top-1 margin above
@@ -138,9 +145,9 @@ glm_margin(const float *row, int V)
  * base_steps: [ng, V]; base_ids: [ng].
  */
 static int
-glm_run_prompt(glm_model *m, glm_kv_cache_dtype dtype, const int32_t *ids, int n, int ng,
-    float *base_prefill, float *base_steps, int32_t *base_ids, double clear_margin,
-    glm_kv_tally *t, glm_err *err)
+glm_run_prompt(glm_model *m, const glm_mm_prompt *mm, glm_kv_cache_dtype dtype,
+    const int32_t *ids, int n, int ng, float *base_prefill, float *base_steps,
+    int32_t *base_ids, double clear_margin, glm_kv_tally *t, glm_err *err)
 {
     int V = m->cfg.vocab_size, s, baseline = dtype == GLM_KV_CACHE_AUTO, p;
     float *prefill = baseline ? base_prefill : malloc((size_t) n * V * sizeof(float));
@@ -163,6 +170,7 @@ glm_run_prompt(glm_model *m, glm_kv_cache_dtype dtype, const int32_t *ids, int n
     if (glm_session_init(&sess, m, n + ng + 1, 16, err) != 0) {
         goto done;
     }
+    sess.mm = mm;
     if (glm_session_feed(&sess, ids, n, 0, prefill, 1, err) != 0) {
         glm_session_free(&sess);
         goto done;
@@ -208,6 +216,200 @@ done:
     return rc;
 }
 
+/* One prompt (ids, and mm for a vision prompt): the fp32 baseline, then
+ * each narrow dtype against it; 0, or 1 after printing the error. */
+static int
+glm_compare_prompt(glm_model *m, const glm_mm_prompt *mm, const int32_t *ids, int n, int ng,
+    const char *name, const char *what, glm_kv_tally *tally)
+{
+    int V = m->cfg.vocab_size, di, failed = 0;
+    float *base_prefill = malloc((size_t) (n ? n : 1) * V * sizeof(float));
+    float *base_steps = malloc((size_t) (ng ? ng : 1) * V * sizeof(float));
+    int32_t *base_ids = malloc((size_t) (ng ? ng : 1) * sizeof(int32_t));
+    double before[2] = { tally[0].max_diff, tally[1].max_diff };
+    glm_err err;
+
+    if (n == 0 || base_prefill == NULL || base_steps == NULL || base_ids == NULL
+        || glm_run_prompt(m, mm, GLM_KV_CACHE_AUTO, ids, n, ng, base_prefill, base_steps,
+                          base_ids, 0.0, NULL, &err) != 0)
+    {
+        printf("KV fixture=%s %s error: %s\n", name, what, n == 0 ? "no prompt ids" : err.msg);
+        failed = 1;
+    }
+    for (di = 0; di < 2 && !failed; di++) {
+        if (glm_run_prompt(m, mm, glm_kv_cases[di].dtype, ids, n, ng, base_prefill,
+                           base_steps, base_ids, glm_kv_cases[di].clear_margin,
+                           &tally[di], &err) != 0)
+        {
+            printf("KV fixture=%s %s error: %s\n", name, what, err.msg);
+            failed = 1;
+        }
+    }
+    if (getenv("GLM_KV_CHECK_VERBOSE") != NULL) {
+        fprintf(stderr, "KV fixture=%s %s (%d tokens): bf16 %.3g fp8 %.3g\n", name, what, n,
+                tally[0].max_diff > before[0] ? tally[0].max_diff : 0.0,
+                tally[1].max_diff > before[1] ? tally[1].max_diff : 0.0);
+    }
+    free(base_prefill);
+    free(base_steps);
+    free(base_ids);
+    return failed;
+}
+
+/* vl_reference.json with its relative media URLs made absolute */
+static yajl_val
+glm_load_vl_reference(const char *dir, const char *abs, char **text_out, glm_err *err)
+{
+    char path[PATH_MAX], ebuf[256], to[PATH_MAX + 16];
+    const char *from = "file://media/";
+    size_t nf = strlen(from), nt, n = 0;
+    char *text, *o, *p;
+    yajl_val v;
+
+    snprintf(path, sizeof(path), "%s/vl_reference.json", dir);
+    text = glm_read_file(path, NULL, err);
+    if (text == NULL) {
+        return NULL;
+    }
+    snprintf(to, sizeof(to), "file://%s/media/", abs);
+    nt = strlen(to);
+    o = malloc(strlen(text) * (nt / nf + 2) + 1);
+    if (o == NULL) {
+        free(text);
+        glm_errf(err, "out of memory");
+        return NULL;
+    }
+    for (p = text; *p; ) {
+        if (strncmp(p, from, nf) == 0) {
+            memcpy(o + n, to, nt);
+            n += nt;
+            p += nf;
+        } else {
+            o[n++] = *p++;
+        }
+    }
+    o[n] = '\0';
+    free(text);
+    v = yajl_tree_parse(o, ebuf, sizeof(ebuf));
+    if (v == NULL) {
+        glm_errf(err, "%s: %s", path, ebuf);
+        free(o);
+        return NULL;
+    }
+    *text_out = o;
+    return v;
+}
+
+/*
+ * The fixture's image and video prompts (vl_reference.json, the requests
+ * vision_check renders), each through the chat template, the media loader
+ * and the vision tower (fp32, whatever the cache) into an M-RoPE prompt,
+ * then compared as the text prompts are.
+ */
+static int
+glm_vl_prompts(const char *dir, glm_model *m, const char *name, glm_kv_tally *tally)
+{
+    const glm_config *c = &m->cfg;
+    char abs[PATH_MAX], path[PATH_MAX], *text = NULL, what[96];
+    glm_tokenizer *tok = NULL;
+    glm_chat_template *tpl = NULL;
+    glm_media_opts mo;
+    yajl_val ref = NULL, cases;
+    glm_err err;
+    size_t k;
+    int failed = 0, mo_ok = 0;
+
+    snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
+    if (realpath(dir, abs) == NULL) {
+        glm_errf(&err, "%s: not found", dir);
+        failed = 1;
+    } else if ((tok = glm_tokenizer_load(path, &err)) == NULL
+               || (tpl = glm_chat_template_load(dir, NULL, &err)) == NULL
+               || glm_media_opts_init(&mo, dir, &err) != 0)
+    {
+        failed = 1;
+    } else {
+        mo_ok = 1;
+        if (glm_media_opts_allow_root(&mo, abs, &err) != 0
+            || (ref = glm_load_vl_reference(dir, abs, &text, &err)) == NULL)
+        {
+            failed = 1;
+        }
+    }
+    cases = ref ? glm_get(ref, "cases") : NULL;
+    if (!failed && (cases == NULL || !YAJL_IS_ARRAY(cases))) {
+        glm_errf(&err, "%s/vl_reference.json has no cases", dir);
+        failed = 1;
+    }
+    if (failed) {
+        printf("KV fixture=%s vision prompts error: %s\n", name, err.msg);
+    }
+    for (k = 0; !failed && k < cases->u.array.len; k++) {
+        yajl_val cs = cases->u.array.values[k];
+        glm_tokenizer_ids ids = { 0 }, x = { 0 };
+        glm_media_set set;
+        glm_grid *grids = NULL;
+        glm_mm_prompt *mm = NULL;
+        glm_str body = { 0 };
+        char *prompt = NULL;
+        size_t plen = 0;
+        int64_t n_rows = 0, n_patches;
+        float *px = NULL, *rows = NULL;
+        int32_t *greedy = NULL;
+        int ng = 0, i;
+
+        snprintf(what, sizeof(what), "vision prompt '%s'",
+                 glm_get(cs, "name") ? glm_get(cs, "name")->u.string : "?");
+        memset(&set, 0, sizeof(set));
+        glm_ids_of(glm_get(cs, "greedy_ids"), &greedy, &ng);
+        glm_json_write(&body, cs);
+        if (glm_chat_template_render_request(tpl, body.data, body.len, NULL, &prompt, &plen,
+                                             &err) != 0
+            || glm_tokenizer_encode(tok, NULL, prompt, plen, &ids, &err) != 0
+            || glm_media_load(&mo, cs, &set, &err) != 0
+            || glm_media_expand(c, tok, NULL, &set, ids.ids, ids.len, &x, &grids, &err) != 0)
+        {
+            printf("KV fixture=%s %s error: %s\n", name, what, err.msg);
+            failed = 1;
+        } else {
+            for (i = 0; i < set.n; i++) {
+                n_rows += glm_vision_grid_tokens(c, &grids[i]);
+            }
+            px = glm_media_pixels(&set, &n_patches);
+            rows = malloc((size_t) (n_rows ? n_rows : 1) * c->hidden_size * sizeof(float));
+            if (px == NULL || rows == NULL
+                || glm_vision_encode(m->vision, m->be, px, grids, set.n, rows, &err) != 0
+                || (mm = glm_mm_prompt_new(c, x.ids, (int) x.len, grids, set.n, NULL, rows,
+                                           n_rows, &err)) == NULL)
+            {
+                printf("KV fixture=%s %s error: %s\n", name, what,
+                       px == NULL || rows == NULL ? "out of memory" : err.msg);
+                free(rows);
+                failed = 1;
+            } else {
+                failed = glm_compare_prompt(m, mm, x.ids, (int) x.len, ng, name, what, tally);
+            }
+        }
+        glm_mm_prompt_unref(mm);
+        glm_str_free(&body);
+        free(prompt);
+        free(px);
+        free(grids);
+        free(greedy);
+        glm_tokenizer_ids_free(&ids);
+        glm_tokenizer_ids_free(&x);
+        glm_media_set_free(&set);
+    }
+    yajl_tree_free(ref);
+    free(text);
+    if (mo_ok) {
+        glm_media_opts_free(&mo);
+    }
+    glm_chat_template_free(tpl);
+    glm_tokenizer_free(tok);
+    return failed;
+}
+
 static int
 glm_check_fixture(const char *dir, glm_backend *be)
 {
@@ -217,9 +419,9 @@ glm_check_fixture(const char *dir, glm_backend *be)
     yajl_val ref = NULL, prompts;
     glm_model *m;
     glm_err err;
-    char *text;
+    char *text, what[64];
     size_t pi;
-    int di, failed = 0, failed_prompts, V;
+    int di, failed = 0, failed_prompts;
 
     memset(tally, 0, sizeof(tally));
     m = glm_model_load(dir, be, &err);
@@ -239,46 +441,20 @@ glm_check_fixture(const char *dir, glm_backend *be)
         glm_model_free(m);
         return 1;
     }
-    V = m->cfg.vocab_size;
     for (pi = 0; pi < prompts->u.array.len && !failed; pi++) {
-        double before[2] = { tally[0].max_diff, tally[1].max_diff };
         yajl_val pr = prompts->u.array.values[pi];
-        int32_t *ids = NULL, *greedy = NULL, *base_ids;
+        int32_t *ids = NULL, *greedy = NULL;
         int n = 0, ng = 0;
-        float *base_prefill, *base_steps;
 
         glm_ids_of(glm_get(pr, "ids"), &ids, &n);
         glm_ids_of(glm_get(pr, "greedy_ids"), &greedy, &ng);
-        base_prefill = malloc((size_t) (n ? n : 1) * V * sizeof(float));
-        base_steps = malloc((size_t) (ng ? ng : 1) * V * sizeof(float));
-        base_ids = malloc((size_t) (ng ? ng : 1) * sizeof(int32_t));
-        if (n == 0 || base_prefill == NULL || base_steps == NULL || base_ids == NULL
-            || glm_run_prompt(m, GLM_KV_CACHE_AUTO, ids, n, ng, base_prefill, base_steps,
-                              base_ids, 0.0, NULL, &err) != 0)
-        {
-            printf("KV fixture=%s prompt %zu error: %s\n", name, pi,
-                   n == 0 ? "no prompt ids" : err.msg);
-            failed = 1;
-        }
-        for (di = 0; di < 2 && !failed; di++) {
-            if (glm_run_prompt(m, glm_kv_cases[di].dtype, ids, n, ng, base_prefill,
-                               base_steps, base_ids, glm_kv_cases[di].clear_margin,
-                               &tally[di], &err) != 0)
-            {
-                printf("KV fixture=%s prompt %zu error: %s\n", name, pi, err.msg);
-                failed = 1;
-            }
-        }
-        if (getenv("GLM_KV_CHECK_VERBOSE") != NULL) {
-            fprintf(stderr, "KV fixture=%s prompt %zu (%d tokens): bf16 %.3g fp8 %.3g\n", name,
-                    pi, n, tally[0].max_diff - before[0] > 0 ? tally[0].max_diff : 0.0,
-                    tally[1].max_diff - before[1] > 0 ? tally[1].max_diff : 0.0);
-        }
-        free(base_prefill);
-        free(base_steps);
-        free(base_ids);
+        snprintf(what, sizeof(what), "prompt %zu", pi);
+        failed = glm_compare_prompt(m, NULL, ids, n, ng, name, what, tally);
         free(ids);
         free(greedy);
+    }
+    if (!failed && m->vision != NULL) {
+        failed = glm_vl_prompts(dir, m, name, tally);
     }
     failed_prompts = failed;
     for (di = 0; di < 2 && !failed_prompts; di++) {
