@@ -11,6 +11,9 @@
 #                        memcheck (prints "SKIPPED: no GPU" where there is none)
 #   make reference-check REF/TOK lines against the committed transformers references
 #   make tp-check        TP lines: the fixtures split over 2, 3, 4 CPU ranks against one
+#   make kv-dtype-check  bfloat16 and fp8 KV caches against fp32 on every fixture (CPU)
+#   make big-check       a GLM-4.5-Air-shaped FP8 checkpoint at real widths (GB, minutes):
+#                        peak RSS on the CPU, device weight bytes in the CUDA emulator
 #   make qwen3-tokenizer fetches Qwen3's tokenizer.json for the second TOK line
 #   make bench           benchmarks, each printing a ratio against a named baseline
 #   make fixtures        regenerates t/fixtures with transformers (needs torch; see t/reference)
@@ -73,7 +76,8 @@ MODEL       ?= t/fixtures/glm45-air-tiny
 PORT        ?= 8080
 
 .PHONY: tp-check qwen3-tokenizer fp8-fixtures semantics-check template-check bench-templates fuzz-templates fuzz-media media-fixtures template-fixtures bench-overhead bench-flood test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer bench-preproc preproc-fixtures \
-        fixtures clean cuda test-gpu test-gpu-emu gpu-profile bench-prefix-cache bench-cpu bench-peer gpu-check
+        fixtures clean cuda test-gpu test-gpu-emu gpu-profile bench-prefix-cache bench-cpu bench-peer gpu-check \
+        kv-dtype-check big-check
 all: build/glm-engine build/glm-bench $(NGX_MODULE) $(if $(filter 1,$(CUDA)),cuda)
 
 build/%.o: %.c $(ENGINE_HDRS)
@@ -216,6 +220,24 @@ $(PROF_DIR)/profile: t/gpu/profile.c $(ENGINE_OBJS) $(PROF_KOBJS) $(PROF_DIR)/em
 	$(CXX) -pthread -o $@ $(PROF_DIR)/profile.o $(ENGINE_OBJS) $(PROF_KOBJS) \
 	    $(PROF_DIR)/emu.o $(PROF_DIR)/emu_reads.o $(LDLIBS)
 
+# the CUDA half of make big-check: the profile build's objects (no ASan: a
+# real-width model), one decode step under a device-memory limit
+$(PROF_DIR)/big_check: t/gpu/big_check.c $(ENGINE_OBJS) $(PROF_KOBJS) $(PROF_DIR)/emu.o \
+                       $(PROF_DIR)/emu_reads.o $(ENGINE_HDRS) $(EMU_HDRS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -It/gpu/emu/include -c -o $(PROF_DIR)/big_check.o $<
+	$(CXX) -pthread -o $@ $(PROF_DIR)/big_check.o $(ENGINE_OBJS) $(PROF_KOBJS) \
+	    $(PROF_DIR)/emu.o $(PROF_DIR)/emu_reads.o $(LDLIBS)
+
+# make big-check (issue 11, point 6): a GLM-4.5-Air-shaped FP8 checkpoint at
+# the real widths, 2 layers, about 5 GB in build/big-model (t/make_big_model.py,
+# written once); the CPU backend serves a few tokens within the file's size
+# plus the KV pool plus 1 GiB of peak RSS, and the CUDA backend in the
+# emulator must hold its weights in the checkpoint's bytes (t/big_check.py)
+BIG_MODEL ?= build/big-model
+big-check: build/glm-engine $(PROF_DIR)/big_check
+	@$(PYTHON) t/big_check.py --model $(BIG_MODEL) --engine build/glm-engine \
+	    --emu $(PROF_DIR)/big_check
+
 $(PROF_MODEL)/model.safetensors: t/gpu/make_profile_model.py
 	$(PYTHON) t/gpu/make_profile_model.py $(PROF_MODEL)
 
@@ -234,6 +256,7 @@ run:
 
 test: build/glm-engine build/glm-bench build/asan/glm-engine $(NGX_MODULE) build/fake_engine $(UNIT_BINS) build/t/reference_check \
       build/t/vision_check build/t/ring_client build/t/test_tokenizer build/asan/t/tp_check \
+      build/t/kv_dtype_check \
       $(EMU_DIR)/test_ops $(if $(filter 1,$(CUDA)),cuda build/t/gpu/test_ops)
 	@sh t/run_tests.sh
 
@@ -255,17 +278,19 @@ reference-check: build/t/reference_check build/asan/t/test_tokenizer build/t/tes
 # ranks, EP off and on, against one rank (t/unit/tp_check.c)
 tp-check: build/t/tp_check
 	@build/t/tp_check $(addprefix t/fixtures/,$(FIXTURES))
+kv-dtype-check: build/t/kv_dtype_check
+	@build/t/kv_dtype_check $(addprefix t/fixtures/,$(FIXTURES))
 
 loader-check: build/asan/glm-engine
 	@sh t/loader_errors.sh build/asan/glm-engine
 
-# a GPU: nvidia-smi lists one (or its device node exists); then the toolkit
-# must be there too, since the test builds the CUDA backend
 # the one script for a machine with a GPU: test-gpu, the synthetic benchmark
 # in FP8 and BF16, an nsys summary of one decode step (t/gpu/gpu_check.sh)
 gpu-check: build/glm-engine
 	@sh t/gpu/gpu_check.sh
 
+# a GPU: nvidia-smi lists one (or its device node exists); then the toolkit
+# must be there too, since the test builds the CUDA backend
 test-gpu:
 	@if ! { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; } \
 	    && ! [ -e /dev/nvidia0 ]; then echo "SKIPPED: no GPU"; exit 0; fi; \

@@ -756,8 +756,8 @@ glm_paged_view(glm_cuda *c, const glm_kv_pool *kv, int layer)
     const int32_t *d = (const int32_t *) c->meta[GLM_META_ATTN].dev;
     glm_cuda_paged p;
 
-    p.k = kv->k;
-    p.v = kv->v;
+    p.k = (const float *) kv->k;       /* fp32 pools only (kv_dtypes below) */
+    p.v = (const float *) kv->v;
     p.layer_row0 = (int64_t) layer * kv->n_blocks * kv->block_size;
     p.block_size = kv->block_size;
     p.kv_dim = kv->kv_dim;
@@ -781,7 +781,7 @@ glm_cu_kv_store(glm_backend *be, glm_kv_pool *kv, int layer, const float *k,
     }
     glm_attn_pack(c, kv, b);
     d = (const int32_t *) c->meta[GLM_META_ATTN].dev;
-    glm_cuda_kv_store(c->stream, kv->k, kv->v,
+    glm_cuda_kv_store(c->stream, (float *) kv->k, (float *) kv->v,
                       (int64_t) layer * kv->n_blocks * kv->block_size,
                       (const int64_t *) (d + c->attn.off_slot), b->n_tokens, kv->kv_dim,
                       k, v);
@@ -1108,6 +1108,10 @@ glm_backend_cuda_create(int device, glm_err *err)
         return NULL;
     }
     c->be.name = "cuda";
+    /* the kernels read and write fp32 KV today; BF16 (auto) and FP8 come
+     * with the BF16/FP8 attention kernels (issue 11) */
+    c->be.kv_dtypes = 1u << GLM_KV_F32;
+    c->be.kv_dtype_auto = GLM_KV_F32;
     c->be.alloc = glm_cu_alloc;
     c->be.free = glm_cu_free;
     c->be.upload = glm_cu_copy;

@@ -36,6 +36,8 @@ done
 suite reference-check build/t/reference_check $FIXTURES
 # under ASan: the rank threads, shard copies and gathers checked for memory errors
 suite tp-check build/asan/t/tp_check $FIXTURES
+# bfloat16 and fp8 KV caches against fp32 on every fixture (make kv-dtype-check)
+suite kv-dtype build/t/kv_dtype_check $FIXTURES
 # a real 151k tokenizer with an NFC normalizer (make qwen3-tokenizer; SKIPPED
 # without it); the build without ASan, which loads 11 MB of JSON in seconds
 suite tokenizer-qwen3 build/t/test_tokenizer --corpus-only build/qwen3-tokenizer

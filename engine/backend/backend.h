@@ -11,7 +11,9 @@
  * - Weights are checkpoint tensors in their stored dtype (BF16/F16/F32),
  *   PyTorch layout [out, in]: matmul computes y = x W^T + b.
  * - The KV cache is paged: a pool of blocks of `block_size` token slots per
- *   layer, layout [layer][block][slot][kv_heads * head_dim] for k and for v.
+ *   layer, layout [layer][block][slot][kv_heads * head_dim] for k and for v,
+ *   elements of the pool's dtype (glm_kv_dtype below); kv_store takes and
+ *   attention computes fp32, narrowing and widening as the dtype says.
  *   Each sequence owns a block table; token i of a batch sits at position
  *   kv_pos[i] of sequence seq[i].
  */
@@ -25,14 +27,44 @@
 
 typedef struct glm_backend glm_backend;
 
+/*
+ * The KV cache's element type, a backend's choice (--kv-cache-dtype):
+ *   F32        the CPU oracle's default: the cache holds exactly what the
+ *              reference computes, so the reference checks see no rounding
+ *   BF16       round to nearest even (what a BF16 model writes)
+ *   FP8_E4M3   vLLM's fp8_e4m3 cache: x / scale (the layer's k_scale or
+ *              v_scale) rounded to nearest even E4M3 ("e4m3fn", finite, no
+ *              infinities), saturating to +-448; read back as fp8 * scale
+ * Kernels narrow on the store and widen on the read; the math stays fp32.
+ */
+typedef enum { GLM_KV_F32 = 0, GLM_KV_BF16, GLM_KV_FP8_E4M3 } glm_kv_dtype;
+
 typedef struct {
-    int      n_layers;
-    int      n_blocks;
-    int      block_size;
-    int      kv_dim;           /* kv_heads * head_dim */
-    float   *k;                /* backend memory, [layer][block][slot][kv_dim] */
-    float   *v;
+    int           n_layers;
+    int           n_blocks;
+    int           block_size;
+    int           kv_dim;          /* kv_heads * head_dim */
+    glm_kv_dtype  dtype;           /* element type of k and v */
+    void         *k;               /* backend memory, [layer][block][slot][kv_dim] of dtype */
+    void         *v;
+    const float  *k_scale;         /* host, [n_layers]: fp8 stores x / scale (vLLM's fp8_e4m3);
+                                      1.0 unless the checkpoint stores per-layer scales */
+    const float  *v_scale;
 } glm_kv_pool;
+
+/* Bytes of one cache element of dtype t. */
+static inline size_t
+glm_kv_dtype_size(glm_kv_dtype t)
+{
+    return t == GLM_KV_FP8_E4M3 ? 1 : t == GLM_KV_BF16 ? 2 : 4;
+}
+
+/* "float32", "bfloat16", "fp8_e4m3" */
+static inline const char *
+glm_kv_dtype_name(glm_kv_dtype t)
+{
+    return t == GLM_KV_FP8_E4M3 ? "fp8_e4m3" : t == GLM_KV_BF16 ? "bfloat16" : "float32";
+}
 
 typedef struct {
     const int32_t *blocks;     /* block table: block id per block_size positions */
@@ -60,6 +92,11 @@ typedef struct {
 
 struct glm_backend {
     const char *name;
+
+    /* the KV dtypes kv_store and attention handle (bit 1 << glm_kv_dtype),
+     * and the one --kv-cache-dtype auto picks */
+    unsigned      kv_dtypes;
+    glm_kv_dtype  kv_dtype_auto;
 
     void *(*alloc)(glm_backend *be, size_t bytes);
     void  (*free)(glm_backend *be, void *p);

@@ -244,19 +244,23 @@ glm_cpu_rope(glm_backend *be, float *x, int rows, int heads, int head_dim,
 
 /* ---- kv cache and attention ----------------------------------------------- */
 
+/* narrows each row to the pool's dtype (a copy for fp32); attention widens
+ * them back in its key/value tiles (cpu_kernels_body.h) */
 static void
 glm_cpu_kv_store(glm_backend *be, glm_kv_pool *kv, int layer, const float *k,
     const float *v, const glm_attn_batch *b)
 {
+    float ks = kv->dtype == GLM_KV_FP8_E4M3 ? kv->k_scale[layer] : 1.0f;
+    float vs = kv->dtype == GLM_KV_FP8_E4M3 ? kv->v_scale[layer] : 1.0f;
     int i;
 
     (void) be;
     for (i = 0; i < b->n_tokens; i++) {
         const glm_seq_blocks *s = &b->seqs[b->seq[i]];
-        memcpy(glm_kv_slot(kv, kv->k, layer, s, b->kv_pos[i]),
-               k + (int64_t) i * kv->kv_dim, (size_t) kv->kv_dim * sizeof(float));
-        memcpy(glm_kv_slot(kv, kv->v, layer, s, b->kv_pos[i]),
-               v + (int64_t) i * kv->kv_dim, (size_t) kv->kv_dim * sizeof(float));
+        glm_kv_narrow(kv->dtype, k + (int64_t) i * kv->kv_dim, kv->kv_dim, ks,
+                      glm_kv_slot(kv, kv->k, layer, s, b->kv_pos[i]));
+        glm_kv_narrow(kv->dtype, v + (int64_t) i * kv->kv_dim, kv->kv_dim, vs,
+                      glm_kv_slot(kv, kv->v, layer, s, b->kv_pos[i]));
     }
 }
 
@@ -808,6 +812,10 @@ glm_backend_cpu_create(int nthreads)
     }
     cpu->be = (glm_backend) {
         .name = "cpu",
+        /* the oracle keeps fp32 unless asked: bfloat16 and fp8 are there to
+         * measure what they cost (make kv-dtype-check) */
+        .kv_dtypes = 1u << GLM_KV_F32 | 1u << GLM_KV_BF16 | 1u << GLM_KV_FP8_E4M3,
+        .kv_dtype_auto = GLM_KV_F32,
         .alloc = glm_cpu_alloc,
         .free = glm_cpu_free,
         .upload = glm_cpu_copy,

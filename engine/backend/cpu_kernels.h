@@ -28,6 +28,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend.h"
 
@@ -81,9 +82,10 @@ const glm_cpu_kernels *glm_cpu_kernels_select(void);
 /* The kernels of build `name` if this CPU runs it, else NULL. */
 const glm_cpu_kernels *glm_cpu_kernels_named(const char *name);
 
-/* The cache row of `pos` in sequence s (layer `layer`, k or v base). */
-static inline float *
-glm_kv_slot(const glm_kv_pool *kv, float *base, int layer, const glm_seq_blocks *s,
+/* The cache row of `pos` in sequence s (layer `layer`, k or v base), in
+ * elements of the pool's dtype. */
+static inline void *
+glm_kv_slot(const glm_kv_pool *kv, void *base, int layer, const glm_seq_blocks *s,
     int pos)
 {
     int bi = pos / kv->block_size;
@@ -96,8 +98,55 @@ glm_kv_slot(const glm_kv_pool *kv, float *base, int layer, const glm_seq_blocks 
                 " block table (%d blocks)\n", pos, s->n_blocks);
         abort();
     }
-    return base + (((int64_t) layer * kv->n_blocks + s->blocks[bi]) * kv->block_size
-                   + pos % kv->block_size) * kv->kv_dim;
+    return (char *) base + ((((int64_t) layer * kv->n_blocks + s->blocks[bi]) * kv->block_size
+                             + pos % kv->block_size) * kv->kv_dim)
+                           * (int64_t) glm_kv_dtype_size(kv->dtype);
+}
+
+/* n values of a cache row (elements first.. of row) widened to fp32:
+ * BF16 by a shift, FP8 as torch's float8_e4m3fn.float() times the layer's
+ * scale (vLLM's fp8 cache reads fp8 * scale). */
+static inline void
+glm_kv_widen(glm_kv_dtype dtype, const void *row, int64_t first, int n, float scale,
+    float *out)
+{
+    int i;
+
+    if (dtype == GLM_KV_BF16) {
+        const uint16_t *h = (const uint16_t *) row + first;
+        for (i = 0; i < n; i++) {
+            out[i] = glm_bf16_to_f32(h[i]);
+        }
+    } else if (dtype == GLM_KV_FP8_E4M3) {
+        const uint8_t *b = (const uint8_t *) row + first;
+        for (i = 0; i < n; i++) {
+            out[i] = glm_fp8_e4m3_to_f32(b[i]) * scale;
+        }
+    } else {
+        memcpy(out, (const float *) row + first, (size_t) n * sizeof(float));
+    }
+}
+
+/* n fp32 values narrowed into a cache row: BF16 and FP8 round to nearest
+ * even, FP8 stores x / scale saturated to +-448 (vLLM's fp8_e4m3 cache). */
+static inline void
+glm_kv_narrow(glm_kv_dtype dtype, const float *x, int n, float scale, void *row)
+{
+    int i;
+
+    if (dtype == GLM_KV_BF16) {
+        uint16_t *h = row;
+        for (i = 0; i < n; i++) {
+            h[i] = glm_f32_to_bf16(x[i]);
+        }
+    } else if (dtype == GLM_KV_FP8_E4M3) {
+        uint8_t *b = row;
+        for (i = 0; i < n; i++) {
+            b[i] = glm_f32_to_fp8_e4m3(x[i] / scale);
+        }
+    } else {
+        memcpy(row, x, (size_t) n * sizeof(float));
+    }
 }
 
 #endif

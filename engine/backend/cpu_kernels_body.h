@@ -462,10 +462,17 @@ glm_attn_rows(const glm_attn_args *a, int t0, int kvh, int row0, int rows)
     const glm_seq_blocks *s = &b->seqs[b->seq[t0]];
     float score[GLM_ATTN_ROWS][GLM_ATTN_KT], mx[GLM_ATTN_ROWS], sum[GLM_ATTN_ROWS];
     float kt_tile[GLM_ATTN_HD_MAX][GLM_ATTN_KT];
+    float k_wide[GLM_ATTN_KT][GLM_ATTN_HD_MAX], v_wide[GLM_ATTN_KT][GLM_ATTN_HD_MAX];
     const float *kp[GLM_ATTN_KT], *vp[GLM_ATTN_KT], *q[GLM_ATTN_ROWS];
     float *o[GLM_ATTN_ROWS];
     int last[GLM_ATTN_ROWS], max_pos = 0, p0, kt, r, j, d;
 
+    if (kv->dtype != GLM_KV_F32 && hd > GLM_ATTN_HD_MAX) {
+        /* glm_model_set_kv_dtype refuses such a model: reaching here is a bug */
+        fprintf(stderr, "glm-engine: internal error: a %s KV cache with head_dim %d"
+                " (at most %d)\n", glm_kv_dtype_name(kv->dtype), hd, GLM_ATTN_HD_MAX);
+        abort();
+    }
     for (r = 0; r < rows; r++) {
         int i = t0 + (row0 + r) / group, h = kvh * group + (row0 + r) % group;
         q[r] = a->q + ((int64_t) i * a->heads + h) * hd;
@@ -479,8 +486,23 @@ glm_attn_rows(const glm_attn_args *a, int t0, int kvh, int row0, int rows)
     for (p0 = 0; p0 <= max_pos; p0 += GLM_ATTN_KT) {
         kt = max_pos + 1 - p0 < GLM_ATTN_KT ? max_pos + 1 - p0 : GLM_ATTN_KT;
         for (j = 0; j < kt; j++) {
-            kp[j] = glm_kv_slot(kv, kv->k, a->layer, s, p0 + j) + kvh * hd;
-            vp[j] = glm_kv_slot(kv, kv->v, a->layer, s, p0 + j) + kvh * hd;
+            const void *kr = glm_kv_slot(kv, kv->k, a->layer, s, p0 + j);
+            const void *vr = glm_kv_slot(kv, kv->v, a->layer, s, p0 + j);
+
+            if (kv->dtype == GLM_KV_F32) {
+                kp[j] = (const float *) kr + kvh * hd;
+                vp[j] = (const float *) vr + kvh * hd;
+            } else {
+                /* a narrow cache: each row widened once for the whole task
+                 * (every query head of the GQA group, every token of the
+                 * tile), into buffers that stay in L1 */
+                glm_kv_widen(kv->dtype, kr, (int64_t) kvh * hd, hd, kv->k_scale[a->layer],
+                             k_wide[j]);
+                glm_kv_widen(kv->dtype, vr, (int64_t) kvh * hd, hd, kv->v_scale[a->layer],
+                             v_wide[j]);
+                kp[j] = k_wide[j];
+                vp[j] = v_wide[j];
+            }
         }
         /* scores: each key row is read once for all the task's query rows */
         if (hd <= GLM_ATTN_HD_MAX) {

@@ -56,6 +56,8 @@ glm_cmd_bench(int argc, char **argv)
     double t0, t1;
     int i, j, rc = 1, blocks, prefix_caching = 1, used;
     glm_parallel par = { 1, 0, 1 };
+    glm_kv_cache_dtype kv_dtype = GLM_KV_CACHE_AUTO;
+    char desc[256];
 
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--synthetic") == 0) {
@@ -95,6 +97,12 @@ glm_cmd_bench(int argc, char **argv)
             backend = argv[i + 1];
             continue;
         }
+        if (strcmp(argv[i], "--kv-cache-dtype") == 0) {
+            if (glm_kv_cache_dtype_arg(argv[i + 1], &kv_dtype) != 0) {
+                return 2;
+            }
+            continue;
+        }
         if (*end != '\0' || v < 0) {
             fprintf(stderr, "glm-engine: %s wants a non-negative integer\n", argv[i]);
             return 2;
@@ -117,6 +125,7 @@ glm_cmd_bench(int argc, char **argv)
         fprintf(stderr, "usage: glm-engine bench --model DIR [--input-len N] [--output-len N]"
                 " [--num-prompts N] [--max-num-seqs N] [--max-num-batched-tokens N]"
                 " [--threads N] [--seed S] [--backend cpu|cuda]"
+                " [--kv-cache-dtype auto|bfloat16|fp8]"
                 " [--no-enable-prefix-caching] [--tensor-parallel-size N]"
                 " [--enable-expert-parallel] [--speculative-config JSON]\n");
         return 2;
@@ -138,7 +147,9 @@ glm_cmd_bench(int argc, char **argv)
             goto fail;
         }
     }
-    if (glm_backend_prepare(be, m->ck, &err) != 0) {
+    if (glm_model_set_kv_dtype(m, kv_dtype, &err) != 0
+        || glm_backend_prepare(be, m->ck, &err) != 0)
+    {
         goto fail;
     }
     glm_path_join(path, sizeof(path), dir, "tokenizer.json");
@@ -154,6 +165,8 @@ glm_cmd_bench(int argc, char **argv)
         glm_sched_free(&s);
         goto fail;
     }
+    glm_kv_pool_describe(&s.kv, m, desc, sizeof(desc));
+    fprintf(stderr, "glm-engine: %s\n", desc);
     memset(&ctx, 0, sizeof(ctx));
     ctx.output_len = (int) output_len;
     ctx.generated = calloc((size_t) num_prompts, sizeof(int));

@@ -215,8 +215,7 @@ glm_bench_rates(glm_backend *be, const glm_model *m, double *copy_gbs, double *g
 static int
 glm_bench_zero_kv(glm_backend *be, glm_kv_pool *kv)
 {
-    size_t total = (size_t) kv->n_layers * kv->n_blocks * kv->block_size * kv->kv_dim
-                   * sizeof(float), chunk = (size_t) 64 << 20, off;
+    size_t total = glm_kv_pool_bytes(kv) / 2, chunk = (size_t) 64 << 20, off;
     void *zero = calloc(1, chunk);
 
     if (zero == NULL) {
@@ -436,7 +435,8 @@ glm_cmd_bench_synthetic(int argc, char **argv)
         touched = m->cfg.n_routed_experts
                   * (1.0 - pow(1.0 - (double) m->cfg.num_experts_per_tok
                                      / m->cfg.n_routed_experts, b));
-        kv_bytes = (double) b * (context + 1) * m->cfg.num_layers * 2.0 * kv.kv_dim * sizeof(float);
+        kv_bytes = (double) b * (context + 1) * m->cfg.num_layers * 2.0 * kv.kv_dim
+                   * glm_kv_dtype_size(kv.dtype);
         bytes = z.dense_bytes + z.moe_layers * touched * z.expert_bytes
                 + b * z.embed_row_bytes + kv_bytes;
         printf("BENCH %s decode batch=%d tok_s=%.1f roofline_frac=%.3f step_ms=%.3f"

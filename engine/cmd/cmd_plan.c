@@ -127,9 +127,7 @@ glm_cmd_plan(int argc, char **argv)
                 return 2;
             }
         } else if (strcmp(a, "--kv-cache-dtype") == 0) {
-            if (glm_kv_dtype_parse(v, &o.kv_dtype) != 0) {
-                fprintf(stderr, "glm-engine: --kv-cache-dtype is auto, bfloat16 or fp8,"
-                        " got '%s'\n", v);
+            if (glm_kv_cache_dtype_arg(v, &o.kv_dtype) != 0) {
                 return 2;
             }
         } else if (strcmp(a, "--max-model-len") == 0) {

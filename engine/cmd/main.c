@@ -46,6 +46,7 @@ glm_usage(FILE *f)
         "           [--temperature T --top-k K --top-p P --seed S] (default: greedy)\n"
         "           [--threads N] [--skip-special-tokens]\n"
         "           [--tensor-parallel-size N] [--enable-expert-parallel] (CPU ranks)\n"
+        "           [--kv-cache-dtype auto|bfloat16|fp8] (auto: fp32 on the CPU oracle)\n"
         "  inspect  --model DIR                 check a checkpoint and describe it\n"
         "  plan     --model DIR                 the memory plan of one GPU, from config.json\n"
         "           and the safetensors headers (plan --help lists its options)\n"
@@ -155,6 +156,7 @@ glm_cmd_generate(int argc, char **argv)
     float temperature = 0.0f, top_p = 1.0f;
     int skip_special = 0, i, rc = 1, n_out = 0, used;
     glm_parallel par = { 1, 0, 1 };
+    glm_kv_cache_dtype kv_dtype = GLM_KV_CACHE_AUTO;
     glm_backend *be = NULL;
     glm_model *m = NULL;
     glm_tokenizer *tok = NULL;
@@ -205,6 +207,8 @@ glm_cmd_generate(int argc, char **argv)
             if (glm_arg_float(a, v, 0.0, 100.0, &temperature) != 0) return 2;
         } else if (strcmp(a, "--top-p") == 0) {
             if (glm_arg_float(a, v, 1e-6, 1.0, &top_p) != 0) return 2;
+        } else if (strcmp(a, "--kv-cache-dtype") == 0) {
+            if (glm_kv_cache_dtype_arg(v, &kv_dtype) != 0) return 2;
         } else {
             fprintf(stderr, "glm-engine: unknown option %s\n", a);
             glm_usage(stderr);
@@ -227,7 +231,9 @@ glm_cmd_generate(int argc, char **argv)
         goto fail;
     }
     m = glm_model_load_parallel(dir, be, &par, (int) threads, &err);
-    if (m == NULL || glm_backend_prepare(be, m->ck, &err) != 0) {
+    if (m == NULL || glm_model_set_kv_dtype(m, kv_dtype, &err) != 0
+        || glm_backend_prepare(be, m->ck, &err) != 0)
+    {
         goto fail;
     }
     if (glm_path_join(path, sizeof(path), dir, "tokenizer.json") != 0) {
@@ -255,6 +261,8 @@ glm_cmd_generate(int argc, char **argv)
     if (glm_session_init(&s, m, (int) ids.len + (int) max_tokens, 16, &err) != 0) {
         goto fail;
     }
+    glm_kv_pool_describe(&s.kv, m, path, sizeof(path));
+    fprintf(stderr, "glm-engine: %s\n", path);
     logits = malloc((size_t) m->cfg.vocab_size * sizeof(float));
     prob = malloc((size_t) m->cfg.vocab_size * sizeof(float));
     idx = malloc((size_t) m->cfg.vocab_size * sizeof(int32_t));

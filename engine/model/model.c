@@ -123,6 +123,86 @@ glm_shard_mlp(glm_model *m, glm_binder *b, int64_t I, glm_tensor **gate, glm_ten
     *down = glm_cols(m, b, *down, lo, hi);
 }
 
+/*
+ * The FP8 KV cache's scale of layer l for k (which 'k') or v, under each
+ * name vLLM's loaders take (maybe_remap_kv_scale_name and the quantization
+ * configs' cache-scale mappers): "self_attn.k_scale", vLLM's own
+ * "self_attn.attn.k_scale", ModelOpt's "self_attn.k_proj.k_scale",
+ * compressed-tensors' "self_attn.k_proj.output_scale", and the deprecated
+ * single "self_attn.kv_scale" for both.  A scalar, finite and positive; 1.0
+ * when the checkpoint has none.  Returns 1 when found, 0 when not, -1 on a
+ * bad tensor.
+ */
+static int
+glm_bind_kv_scale(glm_binder *b, int l, char which, float *out)
+{
+    const char *forms[] = { "self_attn.%c_scale", "self_attn.attn.%c_scale",
+                            "self_attn.%c_proj.%c_scale", "self_attn.%c_proj.output_scale",
+                            "self_attn.kv_scale" };
+    char name[512], tail[64];
+    glm_tensor *t, *found = NULL;
+    size_t i;
+    float v;
+
+    for (i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+        snprintf(tail, sizeof(tail), forms[i], which, which);
+        snprintf(name, sizeof(name), "%slayers.%d.%s", b->prefix, l, tail);
+        t = glm_checkpoint_find(b->ck, name);
+        if (t == NULL) {
+            continue;
+        }
+        if (found != NULL && strcmp(tail, "self_attn.kv_scale") != 0) {
+            glm_errf(b->err, "%s: layer %d has two %c scales for the KV cache, '%s' and"
+                     " '%s'", t->file, l, which, found->name, t->name);
+            return -1;
+        }
+        if (found != NULL) {
+            t->used = 1;                /* the specific name wins over kv_scale */
+            continue;
+        }
+        if ((t->dtype != GLM_DTYPE_F32 && t->dtype != GLM_DTYPE_BF16
+             && t->dtype != GLM_DTYPE_F16) || t->numel != 1)
+        {
+            glm_errf(b->err, "%s: KV cache scale '%s' must be one float, found %s with"
+                     " %lld elements", t->file, t->name, glm_dtype_name(t->dtype),
+                     (long long) t->numel);
+            return -1;
+        }
+        glm_tensor_to_f32(t, 0, 1, &v);
+        if (!(v > 0.0f) || !isfinite(v)) {
+            glm_errf(b->err, "%s: KV cache scale '%s' is %g: it must be positive and"
+                     " finite", t->file, t->name, (double) v);
+            return -1;
+        }
+        t->used = 1;
+        found = t;
+        *out = v;
+    }
+    return found != NULL;
+}
+
+/* Scales for the FP8 attention math of other engines (queries, softmax
+ * probabilities): this engine attends in fp32 and takes no such scale, so
+ * they are accepted and left alone. */
+static void
+glm_skip_attn_scales(glm_binder *b, int l)
+{
+    const char *forms[] = { "self_attn.q_scale", "self_attn.attn.q_scale",
+                            "self_attn.q_proj.output_scale", "self_attn.prob_output_scale",
+                            "self_attn.attn.prob_scale", "self_attn.prob_scale" };
+    char name[512];
+    glm_tensor *t;
+    size_t i;
+
+    for (i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+        snprintf(name, sizeof(name), "%slayers.%d.%s", b->prefix, l, forms[i]);
+        t = glm_checkpoint_find(b->ck, name);
+        if (t != NULL) {
+            t->used = 1;
+        }
+    }
+}
+
 static int
 glm_bind_layer(glm_model *m, glm_binder *b, int l)
 {
@@ -157,6 +237,17 @@ glm_bind_layer(glm_model *m, glm_binder *b, int l)
     L->wv = glm_rows(m, b, L->wv, m->kv_head0 * d, (m->kv_head0 + m->kv_heads) * d);
     L->bv = glm_rows(m, b, L->bv, m->kv_head0 * d, (m->kv_head0 + m->kv_heads) * d);
     L->wo = glm_cols(m, b, L->wo, m->head0 * d, (m->head0 + m->heads) * d);
+    if (!b->failed) {
+        int kf = glm_bind_kv_scale(b, l, 'k', &m->kv_k_scale[l]);
+        int vf = kf < 0 ? -1 : glm_bind_kv_scale(b, l, 'v', &m->kv_v_scale[l]);
+
+        if (kf < 0 || vf < 0) {
+            b->failed = 1;
+            return -1;
+        }
+        m->kv_scales_loaded += kf > 0 || vf > 0;
+        glm_skip_attn_scales(b, l);
+    }
 
     L->is_moe = l >= c->first_k_dense_replace;
     if (!L->is_moe) {
@@ -311,10 +402,17 @@ glm_model_load_shard(const char *dir, glm_backend *be, const glm_shard *sh,
     H = c->hidden_size;
     b = (glm_binder) { m->ck, c->quant, c->weight_prefix, err, 0 };
     m->layers = calloc((size_t) c->num_layers, sizeof(glm_layer));
-    if (m->layers == NULL) {
+    /* the MTP layers' scales after the decoder's (glm_model_enable_mtp) */
+    m->kv_k_scale = malloc((size_t) (c->num_layers + c->num_nextn_predict_layers) * sizeof(float));
+    m->kv_v_scale = malloc((size_t) (c->num_layers + c->num_nextn_predict_layers) * sizeof(float));
+    if (m->layers == NULL || m->kv_k_scale == NULL || m->kv_v_scale == NULL) {
         glm_errf(err, "out of memory");
         goto fail;
     }
+    for (l = 0; l < c->num_layers + c->num_nextn_predict_layers; l++) {
+        m->kv_k_scale[l] = m->kv_v_scale[l] = 1.0f;
+    }
+    m->kv_dtype = be->kv_dtype_auto;
     m->embed = glm_bind(&b, 2, V, H, "%sembed_tokens.weight", b.prefix);
     for (l = 0; l < c->num_layers && !b.failed; l++) {
         if (glm_bind_layer(m, &b, l) != 0) {
@@ -386,6 +484,8 @@ glm_model_free(glm_model *m)
         }
     }
     free(m->layers);
+    free(m->kv_k_scale);
+    free(m->kv_v_scale);
     if (m->act != NULL) {
         m->be->free(m->be, m->act);
     }
@@ -408,24 +508,51 @@ glm_model_free(glm_model *m)
 }
 
 int
+glm_model_set_kv_dtype(glm_model *m, glm_kv_cache_dtype want, glm_err *err)
+{
+    glm_kv_dtype d = want == GLM_KV_CACHE_BF16 ? GLM_KV_BF16
+                     : want == GLM_KV_CACHE_FP8 ? GLM_KV_FP8_E4M3 : m->be->kv_dtype_auto;
+
+    if (!(m->be->kv_dtypes & (1u << d))) {
+        return glm_errf(err, "--kv-cache-dtype %s: the %s backend cannot hold a %s KV"
+                        " cache yet (use --kv-cache-dtype auto, or another backend)",
+                        glm_kv_cache_dtype_name(want), m->be->name, glm_kv_dtype_name(d));
+    }
+    if (d != GLM_KV_F32 && m->cfg.head_dim > 256) {
+        /* the CPU backend widens rows of up to 256 in its attention tiles
+         * (cpu_kernels_body.h); every GLM-4.5 has 128 */
+        return glm_errf(err, "--kv-cache-dtype %s: head_dim %d is larger than the 256"
+                        " a narrow KV cache supports", glm_kv_cache_dtype_name(want),
+                        m->cfg.head_dim);
+    }
+    m->kv_dtype = d;
+    return 0;
+}
+
+int
 glm_kv_pool_init(glm_kv_pool *kv, const glm_model *m, int n_blocks, int block_size,
     glm_err *err)
 {
     const glm_config *c = &m->cfg;
     size_t bytes;
 
+    memset(kv, 0, sizeof(*kv));
     kv->n_layers = c->num_layers + (m->mtp != NULL);       /* the MTP layer's last */
     kv->n_blocks = n_blocks;
     kv->block_size = block_size;
     kv->kv_dim = m->kv_heads * c->head_dim;         /* this rank's KV heads */
-    bytes = (size_t) kv->n_layers * n_blocks * block_size * kv->kv_dim * sizeof(float);
+    kv->dtype = m->kv_dtype;
+    kv->k_scale = m->kv_k_scale;
+    kv->v_scale = m->kv_v_scale;
+    bytes = (size_t) kv->n_layers * n_blocks * block_size * kv->kv_dim
+            * glm_kv_dtype_size(kv->dtype);
     kv->k = m->be->alloc(m->be, bytes);
     kv->v = m->be->alloc(m->be, bytes);
     if (kv->k == NULL || kv->v == NULL) {
         glm_kv_pool_free(kv, m);
-        return glm_errf(err, "cannot allocate the KV cache: 2 x %zu bytes for %d"
-                        " blocks of %d tokens (lower the KV budget)", bytes,
-                        n_blocks, block_size);
+        return glm_errf(err, "cannot allocate the %s KV cache: 2 x %zu bytes for %d"
+                        " blocks of %d tokens (lower the KV budget)",
+                        glm_kv_dtype_name(kv->dtype), bytes, n_blocks, block_size);
     }
     /* rank 0 of a group: the other ranks' pools, the same blocks */
     if (m->group != NULL && glm_ranks_kv_init(m->group, n_blocks, block_size, err) != 0) {
@@ -444,6 +571,33 @@ glm_kv_pool_free(glm_kv_pool *kv, const glm_model *m)
     if (m->group != NULL) {
         glm_ranks_kv_free(m->group);
     }
+}
+
+size_t
+glm_kv_pool_bytes(const glm_kv_pool *kv)
+{
+    return 2 * (size_t) kv->n_layers * kv->n_blocks * kv->block_size * kv->kv_dim
+           * glm_kv_dtype_size(kv->dtype);
+}
+
+void
+glm_kv_pool_describe(const glm_kv_pool *kv, const glm_model *m, char *buf, size_t size)
+{
+    char scales[96] = "";
+
+    if (kv->dtype == GLM_KV_FP8_E4M3) {
+        if (m->kv_scales_loaded > 0) {
+            snprintf(scales, sizeof(scales), ", per-layer scales from the checkpoint"
+                     " (%d of %d layers)", m->kv_scales_loaded, kv->n_layers);
+        } else {
+            snprintf(scales, sizeof(scales), ", scales 1.0 (none in the checkpoint)");
+        }
+    }
+    snprintf(buf, size, "KV cache %s%s: %zu bytes (%.3f GiB), %d blocks of %d tokens,"
+             " %zu bytes per token", glm_kv_dtype_name(kv->dtype), scales,
+             glm_kv_pool_bytes(kv), glm_kv_pool_bytes(kv) / 1073741824.0, kv->n_blocks,
+             kv->block_size,
+             2 * (size_t) kv->n_layers * kv->kv_dim * glm_kv_dtype_size(kv->dtype));
 }
 
 /* ---- the forward pass ---------------------------------------------------- */

@@ -16,6 +16,7 @@
 
 #include "backend/backend.h"
 #include "config.h"
+#include "plan.h"
 #include "safetensors.h"
 #include "shard.h"
 #include "vision.h"
@@ -43,6 +44,12 @@ typedef struct {
     int             *axis_of_freq;      /* [rotary_dim / 2]: 0 t, 1 h, 2 w */
     int              skipped_mtp;       /* tensors of MTP layers left unused */
     glm_vision      *vision;            /* GLM-4.5V's tower, else NULL */
+    glm_kv_dtype     kv_dtype;          /* what glm_kv_pool_init gives pools:
+                                           the backend's auto until
+                                           glm_model_set_kv_dtype says */
+    float           *kv_k_scale;        /* [num_layers] the fp8 cache's per-layer */
+    float           *kv_v_scale;        /* scales: the checkpoint's, else 1.0 */
+    int              kv_scales_loaded;  /* layers whose scales the checkpoint has */
     float           *act;               /* the steps' activations (backend
                                            memory), grown by the largest step */
     size_t           act_floats;
@@ -117,9 +124,25 @@ int glm_model_enable_mtp(glm_model *m, glm_err *err);
 void glm_model_mtp_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b,
     const int32_t *hidden_rows, float *logits);
 
+/* --kv-cache-dtype: auto is the backend's choice (be->kv_dtype_auto: fp32
+ * on the CPU oracle, BF16 where the backend computes in BF16); an explicit
+ * dtype the backend cannot hold is an error that says so.  Pools made after
+ * this take the dtype. */
+int glm_model_set_kv_dtype(glm_model *m, glm_kv_cache_dtype want, glm_err *err);
+
+/* A paged pool of n_blocks blocks of block_size tokens for every layer, of
+ * m->kv_dtype with m's per-layer scales. */
 int glm_kv_pool_init(glm_kv_pool *kv, const glm_model *m, int n_blocks,
     int block_size, glm_err *err);
 void glm_kv_pool_free(glm_kv_pool *kv, const glm_model *m);
+
+/* Bytes of k and v together. */
+size_t glm_kv_pool_bytes(const glm_kv_pool *kv);
+
+/* One line for start-up: "KV cache fp8_e4m3 (scales 1.0: none in the
+ * checkpoint), 2 x 0.12 GiB = 262144 bytes, 64 blocks of 16 tokens" */
+void glm_kv_pool_describe(const glm_kv_pool *kv, const glm_model *m, char *buf,
+    size_t size);
 
 /* Runs one step; writes n_logits rows of vocab_size fp32 logits (host).
  * On rank 0 of a group, every rank runs the step (each on its own KV pool)

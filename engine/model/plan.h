@@ -68,11 +68,14 @@
 #define GLM_PLAN_H100_BYTES  ((uint64_t) (79.18 * GLM_GIB))
 #define GLM_PLAN_H200_BYTES  ((uint64_t) (139.80 * GLM_GIB))
 
+/* --kv-cache-dtype as given (every command parses it here, so plan, serve,
+ * generate and bench take the same spellings); a backend resolves auto
+ * (glm_model_set_kv_dtype, backend.h's glm_kv_dtype) */
 typedef enum {
-    GLM_KV_AUTO = 0,            /* the model's dtype: its embedding table's */
-    GLM_KV_BF16,
-    GLM_KV_FP8,                 /* fp8_e4m3, per-layer scales */
-} glm_kv_dtype;
+    GLM_KV_CACHE_AUTO = 0,      /* the model's dtype: its embedding table's */
+    GLM_KV_CACHE_BF16,
+    GLM_KV_CACHE_FP8,           /* fp8_e4m3, per-layer scales */
+} glm_kv_cache_dtype;
 
 typedef struct {
     int          tp;                       /* tensor-parallel ranks, >= 1 */
@@ -80,7 +83,7 @@ typedef struct {
                                               per rank, instead of split */
     uint64_t     gpu_bytes;                /* one GPU's total memory */
     double       utilization;              /* (0, 1], vLLM's default 0.9 */
-    glm_kv_dtype kv_dtype;
+    glm_kv_cache_dtype kv_dtype;
     int64_t      max_model_len;            /* 0: the model's max_position_embeddings */
     int          max_num_seqs;
     int          max_num_batched_tokens;
@@ -145,9 +148,13 @@ int glm_plan_compute(glm_plan *p, const glm_config *cfg, const glm_tensor_list *
  * (one line). */
 void glm_plan_print(FILE *f, const glm_plan *p, const glm_config *cfg, const char *model);
 
-const char *glm_kv_dtype_name(glm_kv_dtype t);
+const char *glm_kv_cache_dtype_name(glm_kv_cache_dtype t);
 
 /* "auto", "bfloat16" (or "bf16"), "fp8" (or "fp8_e4m3"); -1 otherwise */
-int glm_kv_dtype_parse(const char *s, glm_kv_dtype *out);
+int glm_kv_cache_dtype_parse(const char *s, glm_kv_cache_dtype *out);
+
+/* The same for a command line: prints "glm-engine: --kv-cache-dtype ..." on
+ * stderr and returns -1 for a value it does not take. */
+int glm_kv_cache_dtype_arg(const char *s, glm_kv_cache_dtype *out);
 
 #endif

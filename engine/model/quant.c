@@ -315,8 +315,23 @@ glm_quant_parse(yajl_val qc, glm_quant **out, const char *file, glm_err *err)
     format = glm_str_or(glm_json_get(qc, "format"), "float-quantized");
     v = glm_json_get(qc, "kv_cache_scheme");
     if (v != NULL && !YAJL_IS_NULL(v)) {
-        return glm_errf(err, "%s: quantization_config kv_cache_scheme is not"
-                        " supported", file);
+        /* static per-tensor FP8 scales for the cache, stored per layer as
+         * k_proj/v_proj.output_scale: model.c reads them for
+         * --kv-cache-dtype fp8, as vLLM does; any other scheme is refused */
+        yajl_val bits = YAJL_IS_OBJECT(v) ? glm_json_get(v, "num_bits") : NULL;
+        yajl_val dyn = YAJL_IS_OBJECT(v) ? glm_json_get(v, "dynamic") : NULL;
+        yajl_val sym = YAJL_IS_OBJECT(v) ? glm_json_get(v, "symmetric") : NULL;
+
+        if (!YAJL_IS_OBJECT(v) || bits == NULL || !YAJL_IS_INTEGER(bits)
+            || YAJL_GET_INTEGER(bits) != 8
+            || strcmp(glm_str_or(glm_json_get(v, "type"), ""), "float") != 0
+            || strcmp(glm_str_or(glm_json_get(v, "strategy"), "tensor"), "tensor") != 0
+            || (dyn != NULL && !YAJL_IS_FALSE(dyn)) || (sym != NULL && YAJL_IS_FALSE(sym)))
+        {
+            return glm_errf(err, "%s: quantization_config kv_cache_scheme is not"
+                            " supported (only static per-tensor 8-bit float, the"
+                            " scales of --kv-cache-dtype fp8)", file);
+        }
     }
     v = glm_json_get(qc, "sparsity_config");
     if (v != NULL && YAJL_IS_OBJECT(v)

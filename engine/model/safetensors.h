@@ -16,8 +16,10 @@
 #ifndef GLM_SAFETENSORS_H
 #define GLM_SAFETENSORS_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "util/util.h"
 
@@ -117,6 +119,48 @@ static inline float glm_fp8_e4m3_to_f32(uint8_t b)
     }
     memcpy(&f, &u, sizeof(f));
     return f;
+}
+
+/* fp32 to FP8 E4M3 ("e4m3fn"), rounding to nearest even and saturating to
+ * +-448 (infinities included), as CUDA's __nv_cvt_float_to_fp8 with
+ * __NV_SATFINITE and so vLLM's fp8_e4m3 KV cache; NaN stays NaN (0x7f). */
+static inline uint8_t glm_f32_to_fp8_e4m3(float f)
+{
+    uint32_t u, mant, keep, rest;
+    uint8_t sign;
+    int e;
+
+    memcpy(&u, &f, sizeof(u));
+    sign = (uint8_t) ((u >> 24) & 0x80);
+    u &= 0x7fffffffu;
+    if (u > 0x7f800000u) {
+        return sign | 0x7f;
+    }
+    if (u >= 0x43e00000u) {                     /* >= 448 */
+        return sign | 0x7e;
+    }
+    e = (int) (u >> 23) - 127;
+    if (e < -6) {
+        /* subnormal (m * 2^-9, m < 8) or zero: the scaling by 2^9 is exact,
+         * and rintf rounds to nearest even; m == 8 is the code of 2^-6 */
+        float a, m;
+        memcpy(&a, &u, sizeof(a));
+        m = rintf(a * 512.0f);
+        return sign | (uint8_t) m;
+    }
+    mant = u & 0x7fffffu;
+    keep = mant >> 20;
+    rest = mant & 0xfffffu;
+    if (rest > 0x80000u || (rest == 0x80000u && (keep & 1u))) {
+        keep++;
+        if (keep == 8) {
+            keep = 0;
+            e++;
+        }
+    }
+    /* e + 7 <= 15 here; 15 with keep 7 would be NaN, but 448 < x rounds
+     * there only from x >= 464, which saturated above */
+    return sign | (uint8_t) (((e + 7) << 3) | (int) keep);
 }
 
 /* "[a, b, c]" */

@@ -277,6 +277,7 @@ glm_ranks_kv_init(glm_rank_group *g, int n_blocks, int block_size, glm_err *err)
         return glm_errf(err, "a tensor-parallel model holds one KV pool at a time");
     }
     for (r = 1; r < g->n; r++) {
+        g->m[r]->kv_dtype = g->m[0]->kv_dtype;     /* --kv-cache-dtype, set on rank 0 */
         if (glm_kv_pool_init(&g->kv[r], g->m[r], n_blocks, block_size, err) != 0) {
             while (--r >= 1) {
                 glm_kv_pool_free(&g->kv[r], g->m[r]);

@@ -6,7 +6,8 @@
  * stored, BF16 activations, a BF16 KV cache), and then the KV pool is sized
  * for the backend as it is today, from what --gpu-memory-utilization leaves:
  * the weight bytes the backend measured on the device (it still widens some
- * to fp32), its fp32 activations and fp32 KV cache (backend.h's glm_kv_pool).
+ * to fp32), its fp32 activations and its KV cache in the dtype the model
+ * chose (glm_model_set_kv_dtype).
  * --kv-blocks, when given, wins.  Too little memory for one --max-model-len
  * sequence is a start-up error naming what to lower.
  *
@@ -49,6 +50,7 @@ glm_serve_plan(glm_server *srv, glm_err *err)
     po.max_num_seqs = o->max_num_seqs;
     po.max_num_batched_tokens = o->max_num_batched_tokens;
     po.block_size = o->block_size;
+    po.kv_dtype = o->kv_cache_dtype;
     if (cfg->arch == GLM_ARCH_VISION && glm_media_opts_init(&media, o->model_dir, err) == 0) {
         po.vision_max_pixels = media.image_proc.max_pixels;
         glm_media_opts_free(&media);
@@ -64,7 +66,7 @@ glm_serve_plan(glm_server *srv, glm_err *err)
 
     po.weights_override = weight_bytes;
     po.act_bytes = sizeof(float);          /* backend.h: activations are fp32 */
-    po.kv_elem_bytes = sizeof(float);      /* glm_kv_pool: float k, v */
+    po.kv_elem_bytes = (int) glm_kv_dtype_size(srv->m->kv_dtype);    /* the pool's dtype */
     po.no_advice = 1;
     rc = glm_plan_compute(&now, cfg, &tl, &po, err);
     glm_tensor_list_free(&tl);
@@ -72,8 +74,9 @@ glm_serve_plan(glm_server *srv, glm_err *err)
         return -1;
     }
     fprintf(stderr, "glm-engine: CUDA backend today: %.2f GiB of weights on the GPU, fp32"
-            " activations (scratch %.2f GiB) and KV cache (%llu bytes/token): %.2f GiB"
+            " activations (scratch %.2f GiB), %s KV cache (%llu bytes/token): %.2f GiB"
             " left for %lld KV blocks of %d\n", weight_bytes / GLM_GIB, now.scratch / GLM_GIB,
+            glm_kv_dtype_name(srv->m->kv_dtype),
             (unsigned long long) now.kv_bytes_per_token, now.kv_bytes / GLM_GIB,
             (long long) now.kv_blocks, o->block_size);
     if (o->kv_blocks > 0) {

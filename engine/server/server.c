@@ -1353,6 +1353,9 @@ glm_serve_usage(FILE *f)
         "                                use; the KV cache gets what the weights and a step\n"
         "                                leave (default 0.9; glm-engine plan shows it)\n"
         "  --block-size N                tokens per KV block (default 16)\n"
+        "  --kv-cache-dtype auto|bfloat16|fp8  the KV cache's element type; fp8 is\n"
+        "                                vLLM's fp8_e4m3 with the checkpoint's per-layer\n"
+        "                                scales (auto: fp32 on the CPU backend, the oracle)\n"
         "  --[no-]enable-prefix-caching  reuse the KV blocks of prompt prefixes already\n"
         "                                computed (default: on)\n"
         "  --generation-config auto|vllm defaults from generation_config.json (auto) or none\n"
@@ -1556,6 +1559,10 @@ glm_cmd_serve(int argc, char **argv)
             o->media_io_kwargs = val;
         } else if (strcmp(a, "--backend") == 0) {
             o->backend = val;
+        } else if (strcmp(a, "--kv-cache-dtype") == 0) {
+            if (glm_kv_cache_dtype_arg(val, &o->kv_cache_dtype) != 0) {
+                return 2;
+            }
         } else if (strcmp(a, "--gpu-memory-utilization") == 0) {
             o->gpu_memory_utilization = strtod(val, &end);
             if (*end != '\0' || end == val || !(o->gpu_memory_utilization > 0.0
@@ -1599,7 +1606,9 @@ glm_cmd_serve(int argc, char **argv)
         fprintf(stderr, "glm-engine: speculative decoding: MTP, %d draft token per step"
                 " (layer %d)\n", n_spec, srv->m->cfg.num_layers);
     }
-    if (glm_backend_prepare(srv->be, srv->m->ck, &err) != 0) {
+    if (glm_model_set_kv_dtype(srv->m, o->kv_cache_dtype, &err) != 0
+        || glm_backend_prepare(srv->be, srv->m->ck, &err) != 0)
+    {
         goto fail;
     }
     if (o->max_model_len == 0 || o->max_model_len > srv->m->cfg.max_position_embeddings) {
@@ -1670,6 +1679,8 @@ glm_cmd_serve(int argc, char **argv)
     {
         goto fail;
     }
+    glm_kv_pool_describe(&srv->sched.kv, srv->m, desc, sizeof(desc));
+    fprintf(stderr, "glm-engine: %s\n", desc);
     srv->sched.on_token = glm_req_on_token;
     srv->sched.on_prompt_logprob = glm_req_on_prompt_logprob;
     srv->sched.mask = glm_req_mask;

@@ -228,6 +228,7 @@ typedef struct {
     const char    *backend;                   /* "cpu" (NULL) or "cuda" */
     double         gpu_memory_utilization;    /* 0: not given (0.9) */
     glm_parallel   par;                       /* --tensor-parallel-size ... */
+    glm_kv_cache_dtype kv_cache_dtype;        /* --kv-cache-dtype, auto: the backend's */
 } glm_serve_opts;
 
 struct glm_server {

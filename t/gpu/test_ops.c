@@ -458,11 +458,12 @@ test_attention(const char *label, int heads, int kv_heads, int D, int bs,
         at += seqs[s].n_blocks;
     }
     pool_floats = (size_t) n_layers * pool_blocks * bs * kv_dim;
-    pc = (glm_kv_pool) { n_layers, pool_blocks, bs, kv_dim,
+    pc = (glm_kv_pool) { n_layers, pool_blocks, bs, kv_dim, GLM_KV_F32,
                          cpu->alloc(cpu, pool_floats * sizeof(float)),
-                         cpu->alloc(cpu, pool_floats * sizeof(float)) };
-    pg = (glm_kv_pool) { n_layers, pool_blocks, bs, kv_dim, dev_put(gpu, NULL, pool_floats),
-                         dev_put(gpu, NULL, pool_floats) };
+                         cpu->alloc(cpu, pool_floats * sizeof(float)), NULL, NULL };
+    pg = (glm_kv_pool) { n_layers, pool_blocks, bs, kv_dim, GLM_KV_F32,
+                         dev_put(gpu, NULL, pool_floats), dev_put(gpu, NULL, pool_floats),
+                         NULL, NULL };
 
     /* the cached prefix: layer 0 gets other values, so a wrong layer offset shows */
     seq = xmalloc((size_t) (Tc > T ? Tc : T) * sizeof(int32_t) + 4);

@@ -356,7 +356,8 @@ test_attention(const glm_cpu_kernels *k)
         int heads = cases[ci][0], kvh = cases[ci][1], hd = cases[ci][2], nt = cases[ci][3];
         int bs = 16, nblocks = 12, layers = 2, layer = 1, kvd = kvh * hd, group = heads / kvh;
         int len0 = 37 + (int) ci * 11;      /* the first token's position */
-        glm_kv_pool kv = { layers, nblocks, bs, kvd, NULL, NULL };
+        glm_kv_pool kv = { layers, nblocks, bs, kvd, GLM_KV_F32, NULL, NULL, NULL, NULL };
+        float *kf, *vf;
         int32_t blocks[12], seq[16], pos[16], tiles[2] = { 0, nt };
         glm_seq_blocks sb = { blocks, nblocks };
         glm_attn_batch b = { nt, seq, pos, &sb, 1 };
@@ -369,11 +370,11 @@ test_attention(const glm_cpu_kernels *k)
         int t, h, p, d, kh;
         glm_attn_args a;
 
-        kv.k = malloc(pool * sizeof(float));
-        kv.v = malloc(pool * sizeof(float));
+        kv.k = kf = malloc(pool * sizeof(float));
+        kv.v = vf = malloc(pool * sizeof(float));
         for (i = 0; i < pool; i++) {
-            kv.k[i] = rnd_f();
-            kv.v[i] = rnd_f();
+            kf[i] = rnd_f();
+            vf[i] = rnd_f();
         }
         for (i = 0; i < (size_t) nblocks; i++) {
             blocks[i] = (int32_t) ((i * 5 + 3) % nblocks);      /* scattered blocks */
@@ -396,7 +397,8 @@ test_attention(const glm_cpu_kernels *k)
                 double sum = 0.0;
                 kh = h / group;
                 for (p = 0; p <= pos[t]; p++) {
-                    const float *kk = glm_kv_slot(&kv, kv.k, layer, &sb, p) + kh * hd;
+                    const float *kk = (const float *) glm_kv_slot(&kv, kv.k, layer, &sb, p)
+                                      + kh * hd;
                     double s = 0.0;
                     for (d = 0; d < hd; d++) {
                         s += (double) qq[d] * kk[d];
@@ -412,7 +414,7 @@ test_attention(const glm_cpu_kernels *k)
                     double o = 0.0;
                     for (p = 0; p <= pos[t]; p++) {
                         o += sc[p] / sum
-                             * glm_kv_slot(&kv, kv.v, layer, &sb, p)[kh * hd + d];
+                             * ((const float *) glm_kv_slot(&kv, kv.v, layer, &sb, p))[kh * hd + d];
                     }
                     o = fabs(out[((size_t) t * heads + h) * hd + d] - o);
                     worst = o > worst ? o : worst;

@@ -348,6 +348,8 @@ test_config(void)
           "dynamic weight scales" },
         { GROUP(W_CHANNEL) ",\"ignore\":[\"re:(unclosed\"]}", "ignore \"re:(unclosed\": regex error" },
         { GROUP(W_CHANNEL) ",\"kv_cache_scheme\":{\"num_bits\":8}}", "kv_cache_scheme is not supported" },
+        { GROUP(W_CHANNEL) ",\"kv_cache_scheme\":{\"num_bits\":8,\"type\":\"float\","
+          "\"strategy\":\"head\"}}", "kv_cache_scheme is not supported (only static per-tensor" },
         { GROUP(W_CHANNEL) ",\"sparsity_config\":{\"format\":\"sparse-24-bitmask\"}}",
           "sparsity_config (format \"sparse-24-bitmask\") is not supported" },
         { "{\"quant_method\":\"fp8\",\"weight_block_size\":[128,128]}",
@@ -376,6 +378,13 @@ test_config(void)
     printf("config: %d/%zu unsupported schemes refused with one line\n", ok,
            sizeof(bad) / sizeof(bad[0]));
     CHECK(ok == (int) (sizeof(bad) / sizeof(bad[0])), "config refusals");
+
+    /* llm-compressor's FP8 KV scheme: static per-tensor scales, which the
+     * model reads as k_proj/v_proj.output_scale (test_kv_dtype.c) */
+    q = parse(GROUP(W_CHANNEL) ",\"kv_cache_scheme\":{\"num_bits\":8,\"type\":\"float\","
+              "\"strategy\":\"tensor\",\"dynamic\":false,\"symmetric\":true}}", &err);
+    CHECK(q != NULL, "an FP8 per-tensor kv_cache_scheme: %s", q ? "" : err.msg);
+    glm_quant_free(q);
 
     q = parse(GROUP("{\"num_bits\":8,\"type\":\"float\",\"strategy\":\"block\","
                     "\"block_structure\":\"48x40\"}")

@@ -472,6 +472,51 @@ glm_emu_run(const glm_emu_cfg &cfg, const std::function<void()> &body)
 
 /* ---- runtime API: host memory, everything synchronous ---- */
 
+/*
+ * Device memory: GLM_EMU_DEVICE_BYTES in the environment (bytes, or with a
+ * k/m/g suffix) makes the emulated card that large: cudaMalloc beyond it
+ * returns cudaErrorMemoryAllocation, as a real card does, instead of
+ * taking the host's memory (make big-check runs a real-width model here);
+ * cudaMemGetInfo and the device properties report it.  Unset: no limit,
+ * and the 80 GiB card the properties always said.
+ */
+static size_t device_limit, device_in_use, device_peak, device_refused;
+static int device_limit_read;
+
+static size_t
+emu_device_limit(void)
+{
+    if (!device_limit_read) {
+        const char *s = getenv("GLM_EMU_DEVICE_BYTES");
+        char *end = NULL;
+        unsigned long long v = s ? strtoull(s, &end, 10) : 0;
+
+        if (s != NULL && end != s) {
+            int shift = *end == 'k' || *end == 'K' ? 10 : *end == 'm' || *end == 'M' ? 20
+                        : *end == 'g' || *end == 'G' ? 30 : 0;
+            end += shift != 0;
+            if (*end == '\0') {
+                device_limit = (size_t) (v << shift);
+            }
+        }
+        if (s != NULL && device_limit == 0) {
+            fail("GLM_EMU_DEVICE_BYTES wants a positive size (bytes, or with k, m or g)");
+        }
+        device_limit_read = 1;
+    }
+    return device_limit;
+}
+
+void
+glm_emu_device_bytes(size_t *in_use, size_t *peak, size_t *limit, size_t *refused)
+{
+    *in_use = device_in_use;
+    *peak = device_peak;
+    *limit = emu_device_limit();
+    *refused = device_refused;
+}
+
+
 cudaError_t cudaGetDeviceCount(int *n) { *n = 1; return cudaSuccess; }
 cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidValue; }
 
@@ -483,7 +528,7 @@ cudaGetDeviceProperties(cudaDeviceProp *p, int d)
     snprintf(p->name, sizeof(p->name), "CPU emulation (t/gpu/emu)");
     p->major = 9;
     p->minor = 0;
-    p->totalGlobalMem = (size_t) 80 << 30;
+    p->totalGlobalMem = emu_device_limit() ? device_limit : (size_t) 80 << 30;
     p->multiProcessorCount = 132;
     return cudaSuccess;
 }
@@ -505,15 +550,34 @@ emu_malloc(void **p, size_t n)
 cudaError_t
 cudaMalloc(void **p, size_t n)
 {
-    cudaError_t e = emu_malloc(p, n);
+    cudaError_t e;
 
+    if (emu_device_limit() != 0 && n > device_limit - device_in_use) {
+        *p = NULL;
+        device_refused = n;
+        return cudaErrorMemoryAllocation;
+    }
+    e = emu_malloc(p, n);
     if (e == cudaSuccess) {
         alloc_add(*p, n, A_DEVICE);
+        device_in_use += n;
+        device_peak = device_in_use > device_peak ? device_in_use : device_peak;
     }
     return e;
 }
 
-cudaError_t cudaFree(void *p) { alloc_remove(p); free(p); return cudaSuccess; }
+cudaError_t
+cudaFree(void *p)
+{
+    auto it = allocs.find((uintptr_t) p);
+
+    if (p != NULL && it != allocs.end() && it->second.kind == A_DEVICE) {
+        device_in_use -= it->second.size;
+    }
+    alloc_remove(p);
+    free(p);
+    return cudaSuccess;
+}
 cudaError_t cudaMallocAsync(void **p, size_t n, cudaStream_t s) { (void) s; return cudaMalloc(p, n); }
 cudaError_t cudaFreeAsync(void *p, cudaStream_t s) { (void) s; return cudaFree(p); }
 
@@ -576,6 +640,11 @@ cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t st)
 cudaError_t
 cudaMemGetInfo(size_t *fr, size_t *tot)
 {
+    if (emu_device_limit() != 0) {
+        *tot = device_limit;
+        *fr = device_limit - device_in_use;
+        return cudaSuccess;
+    }
     *fr = (size_t) 64 << 30;
     *tot = (size_t) 80 << 30;
     return cudaSuccess;

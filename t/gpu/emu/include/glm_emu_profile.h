@@ -60,6 +60,11 @@ void glm_emu_weights_mark(int on);
 /* a read of [p, p + n) by the running launch */
 void glm_emu_read(const void *p, size_t n);
 
+/* device memory (cudaMalloc) in use now and at most so far, the limit
+ * GLM_EMU_DEVICE_BYTES set (0: none), and the size of the last request
+ * refused for it (0: none) */
+void glm_emu_device_bytes(size_t *in_use, size_t *peak, size_t *limit, size_t *refused);
+
 /* the cuBLASLt stand-in brackets each matmul with these */
 void glm_emu_gemm_begin(void);
 void glm_emu_gemm_end(void);
