@@ -39,6 +39,7 @@
 extern "C" {
 #include "backend/backend.h"
 #include "backend/backend_cuda.h"
+#include "model/quant.h"
 #include "model/safetensors.h"
 #include "util/util.h"
 }
@@ -48,6 +49,7 @@ extern "C" {
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "add.cuh"
 #include "attention_decode.cuh"
@@ -287,19 +289,31 @@ glm_wtab_grow(glm_cuda *c)
     free(old);
 }
 
+/* The device format of t: its stored dtype, always (no weight is widened
+ * in device memory); -1 for a dtype no kernel reads. */
 static int
-glm_wfmt_for(const glm_tensor *t, int want_f32)
+glm_wfmt_for(const glm_tensor *t)
 {
-    return !want_f32 && t->ndim >= 2 && t->dtype == GLM_DTYPE_BF16 ? GLM_WFMT_BF16
-                                                                   : GLM_WFMT_F32;
+    switch (t->dtype) {
+    case GLM_DTYPE_F32:
+        return GLM_WFMT_F32;
+    case GLM_DTYPE_BF16:
+        return GLM_WFMT_BF16;
+    case GLM_DTYPE_F16:
+        return GLM_WFMT_F16;
+    case GLM_DTYPE_F8_E4M3:
+        return GLM_WFMT_FP8;
+    default:
+        return -1;
+    }
 }
 
-/* Copies t to new device memory in format fmt; 0, or -1 with err. */
+/* Copies t's stored bytes to new device memory; 0, or -1 with err. */
 static int
 glm_weight_copy(glm_cuda *c, const glm_tensor *t, int fmt, void **dev, size_t *dev_bytes,
     glm_err *err)
 {
-    size_t bytes = (size_t) t->numel * (fmt == GLM_WFMT_BF16 ? 2 : 4);
+    size_t bytes = t->nbytes;
     cudaError_t e;
 
     e = cudaMalloc(dev, bytes ? bytes : 4);
@@ -309,36 +323,15 @@ glm_weight_copy(glm_cuda *c, const glm_tensor *t, int fmt, void **dev, size_t *d
         cudaMemGetInfo(&fr, &tot);
         return glm_errf(err, "out of GPU memory for weight '%s' (%.1f MiB; %.1f GiB of"
                         " weights already on the device, %.1f GiB free of %.1f GiB):"
-                        " the model does not fit this GPU in this precision",
+                        " the model does not fit this GPU",
                         t->name ? t->name : "?", bytes / 1048576.0,
                         c->weight_bytes / 1073741824.0, fr / 1073741824.0,
                         tot / 1073741824.0);
     }
-    if ((fmt == GLM_WFMT_BF16 && t->dtype == GLM_DTYPE_BF16)
-        || (fmt == GLM_WFMT_F32 && t->dtype == GLM_DTYPE_F32))
-    {
+    if (bytes > 0) {
         GLM_CUDA_CHECK(cudaMemcpyAsync(*dev, t->data, bytes, cudaMemcpyHostToDevice,
                                        c->stream));
         GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
-    } else {
-        /* any other dtype: the CPU backend's conversion, a chunk at a time */
-        const int64_t chunk = 1 << 20;
-        float *buf = (float *) malloc((size_t) chunk * sizeof(float));
-        int64_t first;
-
-        if (buf == NULL) {
-            cudaFree(*dev);
-            return glm_errf(err, "out of memory converting weight '%s'", t->name);
-        }
-        for (first = 0; first < t->numel; first += chunk) {
-            int64_t n = t->numel - first < chunk ? t->numel - first : chunk;
-            glm_tensor_to_f32(t, first, n, buf);
-            GLM_CUDA_CHECK(cudaMemcpyAsync((float *) *dev + first, buf,
-                                           (size_t) n * sizeof(float),
-                                           cudaMemcpyHostToDevice, c->stream));
-            GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
-        }
-        free(buf);
     }
     *dev_bytes = bytes;
     return 0;
@@ -353,11 +346,6 @@ glm_weight_alias(glm_cuda *c, const glm_tensor *t, int fmt)
     const char *lo = (const char *) t->data, *hi = lo + t->nbytes;
     size_t i;
 
-    if (!((fmt == GLM_WFMT_BF16 && t->dtype == GLM_DTYPE_BF16)
-          || (fmt == GLM_WFMT_F32 && t->dtype == GLM_DTYPE_F32)))
-    {
-        return NULL;
-    }
     for (i = 0; i < c->wcap; i++) {
         const glm_wentry *e = &c->wtab[i];
         const char *elo = (const char *) e->host;
@@ -446,12 +434,16 @@ glm_weight_entry(glm_cuda *c, const glm_tensor *t, int fmt, glm_err *err)
 
 /* For the ops: the device copy, or a clear stop (ops cannot fail). */
 static const void *
-glm_weight(glm_cuda *c, const glm_tensor *t, int want_f32, int *fmt_out)
+glm_weight(glm_cuda *c, const glm_tensor *t, int *fmt_out)
 {
-    int fmt = glm_wfmt_for(t, want_f32);
+    int fmt = glm_wfmt_for(t);
     glm_wentry *e;
     glm_err err;
 
+    if (fmt < 0) {
+        glm_cu_bug("weight '%s' is %s, a dtype no kernel reads", t->name ? t->name : "?",
+                   glm_dtype_name(t->dtype));
+    }
     e = glm_weight_entry(c, t, fmt, &err);
     if (e == NULL) {
         fprintf(stderr, "glm-engine: CUDA backend: %s\n", err.msg);
@@ -463,15 +455,66 @@ glm_weight(glm_cuda *c, const glm_tensor *t, int want_f32, int *fmt_out)
     return e->dev;
 }
 
-/* a 1-D parameter read as fp32: at least n elements or it is a bug */
-static const float *
-glm_vec(glm_cuda *c, const glm_tensor *t, int64_t n, const char *what)
+/* a 1-D parameter as stored (a float dtype, *fmt says which): at least n
+ * elements or it is a bug */
+static const void *
+glm_vec(glm_cuda *c, const glm_tensor *t, int64_t n, const char *what, int *fmt)
 {
+    const void *d;
+
     if (t->numel < n) {
         glm_cu_bug("%s '%s' has %lld elements, the op needs %lld", what,
                    t->name ? t->name : "?", (long long) t->numel, (long long) n);
     }
-    return (const float *) glm_weight(c, t, 1, NULL);
+    d = glm_weight(c, t, fmt);
+    if (*fmt == GLM_WFMT_FP8) {
+        glm_cu_bug("%s '%s' is FP8 without a scale", what, t->name ? t->name : "?");
+    }
+    return d;
+}
+
+/* A 2-D weight as the GEMM reads it: the stored bytes, and for FP8 the
+ * stored scale with how it covers the weight (safetensors.h's fields). */
+static glm_cuda_weight
+glm_weight_desc(glm_cuda *c, const glm_tensor *w)
+{
+    glm_cuda_weight d;
+
+    memset(&d, 0, sizeof(d));
+    d.w = glm_weight(c, w, &d.fmt);
+    if (d.fmt != GLM_WFMT_FP8 || w->scale == NULL || w->scale_strategy == GLM_SCALE_NONE) {
+        return d;
+    }
+    d.scale = glm_weight(c, w->scale, &d.scale_fmt);
+    if (d.scale_fmt != GLM_WFMT_F32 && d.scale_fmt != GLM_WFMT_BF16) {
+        glm_cu_bug("scale of '%s' is %s", w->name, glm_dtype_name(w->scale->dtype));
+    }
+    d.round_bf16 = d.scale_fmt == GLM_WFMT_BF16 && !w->scale_exact;
+    d.scale_row0 = w->scale_row0;
+    switch (w->scale_strategy) {
+    case GLM_SCALE_TENSOR:
+        d.strategy = GLM_WSCALE_TENSOR;
+        break;
+    case GLM_SCALE_CHANNEL:
+        d.strategy = GLM_WSCALE_CHANNEL;
+        break;
+    default:
+        d.strategy = GLM_WSCALE_BLOCK;
+        if (w->block[0] < 1 || w->block[1] < 1 || w->scale->ndim != 2) {
+            glm_cu_bug("block scale of '%s' is not 2-D over positive blocks", w->name);
+        }
+        d.block_rows = (int) w->block[0];
+        d.block_cols = (int) w->block[1];
+        d.scale_cols = (int) w->scale->shape[1];
+        break;
+    }
+    return d;
+}
+
+static const char *
+glm_scale_strategy_name_cu(int st)
+{
+    return glm_scale_strategy_name((glm_scale_strategy) st);
 }
 
 /* ---- memory ops ---------------------------------------------------------------- */
@@ -531,7 +574,10 @@ glm_cu_embed(glm_backend *be, float *out, const int32_t *ids, int n,
     if (table->ndim != 2) {
         glm_cu_bug("embed: table '%s' is not 2-D", table->name);
     }
-    w = glm_weight(c, table, 0, &fmt);
+    w = glm_weight(c, table, &fmt);
+    if (fmt == GLM_WFMT_FP8) {
+        glm_cu_bug("embed: table '%s' is FP8", table->name);
+    }
     d_ids = (const int32_t *) glm_meta_put(c, GLM_META_IDS, ids, (size_t) n * sizeof(int32_t));
     glm_cuda_embed(c->stream, out, d_ids, n, w, fmt, table->shape[0], table->shape[1]);
 }
@@ -541,12 +587,14 @@ glm_cu_rmsnorm(glm_backend *be, float *out, const float *x, const glm_tensor *w,
     int rows, int dim, float eps)
 {
     glm_cuda *c = glm_cu(be);
+    const void *wd;
+    int fmt;
 
     if (rows <= 0) {
         return;
     }
-    glm_cuda_rmsnorm(c->stream, out, x, glm_vec(c, w, dim, "rmsnorm weight"), rows, dim,
-                     eps);
+    wd = glm_vec(c, w, dim, "rmsnorm weight", &fmt);
+    glm_cuda_rmsnorm(c->stream, out, x, wd, fmt, rows, dim, eps);
 }
 
 static void
@@ -554,9 +602,9 @@ glm_cu_matmul(glm_backend *be, float *out, const float *x, int rows,
     const glm_tensor *w, const glm_tensor *bias)
 {
     glm_cuda *c = glm_cu(be);
-    const float *b = NULL;
-    const void *wd;
-    int fmt;
+    const void *b = NULL;
+    glm_cuda_weight wd;
+    int bfmt = GLM_WFMT_F32;
 
     if (rows <= 0) {
         return;
@@ -564,12 +612,12 @@ glm_cu_matmul(glm_backend *be, float *out, const float *x, int rows,
     if (w->ndim != 2 || w->shape[0] > INT32_MAX || w->shape[1] > INT32_MAX) {
         glm_cu_bug("matmul: weight '%s' is not a 2-D matrix of int-sized sides", w->name);
     }
-    wd = glm_weight(c, w, 0, &fmt);
+    wd = glm_weight_desc(c, w);
     if (bias != NULL) {
-        b = glm_vec(c, bias, w->shape[0], "matmul bias");
+        b = glm_vec(c, bias, w->shape[0], "matmul bias", &bfmt);
     }
-    glm_cuda_gemm_run(c->gemm, out, x, rows, wd, fmt, (int) w->shape[0], (int) w->shape[1],
-                      b);
+    glm_cuda_gemm_run(c->gemm, out, x, rows, &wd, (int) w->shape[0], (int) w->shape[1],
+                      b, bfmt);
 }
 
 static void
@@ -852,6 +900,8 @@ glm_cu_moe(glm_backend *be, float *out, const float *x, int rows,
     float *logits, *w, *xp, *g, *u, *y;
     int32_t *idx, *counts, *offsets, *cursor, *perm, *slot_of;
     const int32_t *off;
+    const void *cb;
+    int cb_fmt;
 
     if (rows <= 0) {
         return;
@@ -880,7 +930,8 @@ glm_cu_moe(glm_backend *be, float *out, const float *x, int rows,
 
     /* router: fp32 logits (the GEMM's split keeps x at ~16 bits, see gemm.cuh) */
     glm_cu_matmul(be, logits, x, rows, m->router, NULL);
-    glm_cuda_moe_route(c->stream, logits, glm_vec(c, m->correction_bias, E, "correction bias"),
+    cb = glm_vec(c, m->correction_bias, E, "correction bias", &cb_fmt);
+    glm_cuda_moe_route(c->stream, logits, cb, cb_fmt,
                        rows, E, K, m->n_group, m->topk_group, m->norm_topk_prob,
                        m->routed_scaling_factor, idx, w);
 
@@ -923,12 +974,15 @@ glm_cu_layernorm(glm_backend *be, float *out, const float *x, const glm_tensor *
     const glm_tensor *b, int rows, int dim, float eps)
 {
     glm_cuda *c = glm_cu(be);
+    const void *wd, *bd;
+    int wfmt, bfmt;
 
     if (rows <= 0) {
         return;
     }
-    glm_cuda_layernorm(c->stream, out, x, glm_vec(c, w, dim, "layernorm weight"),
-                       glm_vec(c, b, dim, "layernorm bias"), rows, dim, eps);
+    wd = glm_vec(c, w, dim, "layernorm weight", &wfmt);
+    bd = glm_vec(c, b, dim, "layernorm bias", &bfmt);
+    glm_cuda_layernorm(c->stream, out, x, wd, bd, wfmt, bfmt, rows, dim, eps);
 }
 
 static void
@@ -1141,19 +1195,170 @@ glm_cu_checked(glm_backend *be)
     return glm_cu(be);
 }
 
+/* pinned staging for the start-up upload: a few buffers, reused in turn */
+#define GLM_STAGE_BUFS   4
+#define GLM_STAGE_BYTES  ((size_t) 64 << 20)
+
+static const char *
+glm_wfmt_name(int fmt)
+{
+    static const char *names[] = { "F32", "BF16", "F16", "FP8 E4M3" };
+
+    return fmt >= 0 && fmt < 4 ? names[fmt] : "?";
+}
+
+/* One line per weight format the model's matrices use: which GEMM path
+ * serves it (so a slow fallback is visible at start-up, not guessed). */
+static void
+glm_cu_print_paths(glm_cuda *c, glm_checkpoint *ck)
+{
+    size_t i, n = glm_checkpoint_count(ck);
+    int seen[4][4] = { { 0 } }, f, st;
+    int64_t blk[2] = { 0, 0 };
+
+    for (i = 0; i < n; i++) {
+        glm_tensor *t = glm_checkpoint_at(ck, i);
+        f = glm_wfmt_for(t);
+        if (t->used && t->ndim == 2 && f >= 0 && !(t->name && strstr(t->name, "embed_tokens"))) {
+            st = t->scale != NULL ? (int) t->scale_strategy : 0;
+            seen[f][st & 3]++;
+            if (st == GLM_SCALE_BLOCK) {
+                blk[0] = t->block[0];
+                blk[1] = t->block[1];
+            }
+        }
+    }
+    for (f = 0; f < 4; f++) {
+        for (st = 0; st < 4; st++) {
+            if (seen[f][st]) {
+                char how[64] = "";
+                if (st == GLM_SCALE_BLOCK) {
+                    snprintf(how, sizeof(how), " scaled per %lldx%lld block",
+                             (long long) blk[0], (long long) blk[1]);
+                } else if (st != 0) {
+                    snprintf(how, sizeof(how), " scaled per %s",
+                             glm_scale_strategy_name_cu(st));
+                }
+                fprintf(stderr, "glm-engine: CUDA GEMM: %d %s%s matrices -> %s\n",
+                        seen[f][st], glm_wfmt_name(f), how, glm_cuda_gemm_path(c->gemm, f));
+            }
+        }
+    }
+}
+
+/*
+ * Every tensor the model bound goes to the device as stored, through
+ * GLM_STAGE_BUFS pinned buffers used in turn: the host copies a chunk from
+ * the mapping into a free buffer while the copies of the others run (an
+ * event per buffer says when it is free again; no sync per tensor, and the
+ * host never converts a value).  A progress line every GiB or so.
+ */
 extern "C" int
 glm_backend_cuda_upload_weights(glm_backend *be, glm_checkpoint *ck, glm_err *err)
 {
     glm_cuda *c = glm_cu_checked(be);
-    size_t i, n = glm_checkpoint_count(ck);
+    size_t i, n = glm_checkpoint_count(ck), total = 0, done = 0;
+    size_t next_note = (size_t) 1 << 30;
+    size_t stage_bytes, off, chunk;
+    char *stage[GLM_STAGE_BUFS] = { NULL };
+    cudaEvent_t freed[GLM_STAGE_BUFS];
+    int nbuf = 0, turn = 0, rc = 0, k, tty = isatty(2);
+    double t0 = glm_now_seconds(), dt;
 
     for (i = 0; i < n; i++) {
         glm_tensor *t = glm_checkpoint_at(ck, i);
-        if (t->used && glm_weight_entry(c, t, glm_wfmt_for(t, 0), err) == NULL) {
-            return -1;
+        if (t->used && glm_wfmt_for(t) >= 0) {
+            total += t->nbytes;
         }
     }
-    return 0;
+    stage_bytes = total < GLM_STAGE_BYTES ? (total > 0 ? total : 1) : GLM_STAGE_BYTES;
+    for (nbuf = 0; nbuf < GLM_STAGE_BUFS; nbuf++) {
+        if (cudaMallocHost((void **) &stage[nbuf], stage_bytes) != cudaSuccess) {
+            (void) cudaGetLastError();
+            break;
+        }
+        GLM_CUDA_CHECK(cudaEventCreateWithFlags(&freed[nbuf], cudaEventDisableTiming));
+        GLM_CUDA_CHECK(cudaEventRecord(freed[nbuf], c->stream));
+    }
+    if (nbuf == 0) {
+        return glm_errf(err, "cannot allocate %zu MiB of pinned staging memory to upload"
+                        " the weights", stage_bytes >> 20);
+    }
+    for (i = 0; i < n && rc == 0; i++) {
+        glm_tensor *t = glm_checkpoint_at(ck, i);
+        int fmt = glm_wfmt_for(t);
+        glm_wentry *e;
+        size_t s;
+        void *dev = NULL;
+
+        if (!t->used || fmt < 0) {
+            continue;
+        }
+        if (c->wcap == 0 || (c->wcount + 1) * 2 > c->wcap) {
+            glm_wtab_grow(c);
+        }
+        for (s = glm_wslot(c, t->data); c->wtab[s].host != NULL; s = (s + 1) & (c->wcap - 1)) {
+            if (c->wtab[s].host == t->data && c->wtab[s].nbytes == t->nbytes
+                && c->wtab[s].fmt == fmt && c->wtab[s].fp == glm_fingerprint(t->data, t->nbytes))
+            {
+                break;
+            }
+        }
+        if (c->wtab[s].host != NULL) {
+            continue;           /* already there (a second upload of one checkpoint) */
+        }
+        if (cudaMalloc(&dev, t->nbytes ? t->nbytes : 4) != cudaSuccess) {
+            size_t fr = 0, tot = 0;
+            (void) cudaGetLastError();
+            cudaMemGetInfo(&fr, &tot);
+            rc = glm_errf(err, "out of GPU memory for weight '%s' (%.1f MiB; %.2f GiB of"
+                          " %.2f GiB of weights on the device, %.2f GiB free of %.2f GiB):"
+                          " the model does not fit this GPU",
+                          t->name ? t->name : "?", t->nbytes / 1048576.0,
+                          done / 1073741824.0, total / 1073741824.0, fr / 1073741824.0,
+                          tot / 1073741824.0);
+            break;
+        }
+        for (off = 0; off < t->nbytes; off += chunk) {
+            chunk = t->nbytes - off < stage_bytes ? t->nbytes - off : stage_bytes;
+            /* the buffer's previous copy must have left before it is refilled */
+            GLM_CUDA_CHECK(cudaEventSynchronize(freed[turn]));
+            memcpy(stage[turn], (const char *) t->data + off, chunk);
+            GLM_CUDA_CHECK(cudaMemcpyAsync((char *) dev + off, stage[turn], chunk,
+                                           cudaMemcpyHostToDevice, c->stream));
+            GLM_CUDA_CHECK(cudaEventRecord(freed[turn], c->stream));
+            turn = (turn + 1) % nbuf;
+        }
+        e = &c->wtab[s];
+        memset(e, 0, sizeof(*e));
+        e->host = t->data;
+        e->nbytes = t->nbytes;
+        e->dtype = (int) t->dtype;
+        e->fmt = fmt;
+        e->fp = glm_fingerprint(t->data, t->nbytes);
+        e->dev = dev;
+        e->dev_bytes = t->nbytes;
+        e->owner = 1;
+        c->wcount++;
+        c->weight_bytes += t->nbytes;
+        done += t->nbytes;
+        if (done >= next_note || done == total) {
+            dt = glm_now_seconds() - t0;
+            fprintf(stderr, "%sglm-engine: loading weights: %.2f / %.2f GiB, %.2f GB/s%s",
+                    tty ? "\r" : "", done / 1073741824.0, total / 1073741824.0,
+                    dt > 0 ? done / dt / 1e9 : 0.0, tty && done < total ? "" : "\n");
+            next_note = done + ((size_t) 1 << 30);
+        }
+    }
+    GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    for (k = 0; k < nbuf; k++) {
+        cudaEventDestroy(freed[k]);
+        cudaFreeHost(stage[k]);
+    }
+    if (rc == 0) {
+        glm_cu_print_paths(c, ck);
+    }
+    return rc;
 }
 
 extern "C" void
@@ -1167,12 +1372,14 @@ glm_backend_cuda_add_rmsnorm(glm_backend *be, float *out, float *x, const float 
     const glm_tensor *w, int rows, int dim, float eps)
 {
     glm_cuda *c = glm_cu_checked(be);
+    const void *wd;
+    int fmt;
 
     if (rows <= 0) {
         return;
     }
-    glm_cuda_add_rmsnorm(c->stream, out, x, y, glm_vec(c, w, dim, "rmsnorm weight"), rows,
-                         dim, eps);
+    wd = glm_vec(c, w, dim, "rmsnorm weight", &fmt);
+    glm_cuda_add_rmsnorm(c->stream, out, x, y, wd, fmt, rows, dim, eps);
 }
 
 extern "C" void

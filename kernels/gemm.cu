@@ -49,8 +49,8 @@ glm_split_bf16_kernel(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const float *x, size
 
 /* out = a + b (+ bias per column) */
 static __global__ void
-glm_sum_halves_kernel(float *out, const float *a, const float *b, const float *bias,
-    size_t n, int N)
+glm_sum_halves_kernel(float *out, const float *a, const float *b, const void *bias,
+    int bias_fmt, size_t n, int N)
 {
     size_t i;
 
@@ -58,26 +58,26 @@ glm_sum_halves_kernel(float *out, const float *a, const float *b, const float *b
          i += (size_t) gridDim.x * blockDim.x)
     {
         float v = a[i] + b[i];
-        out[i] = bias != NULL ? v + bias[i % N] : v;
+        out[i] = bias != NULL ? v + glm_ld_weight(bias, bias_fmt, (int64_t) (i % N)) : v;
     }
 }
 
 static __global__ void
-glm_add_bias_kernel(float *out, const float *bias, size_t n, int N)
+glm_add_bias_kernel(float *out, const void *bias, int bias_fmt, size_t n, int N)
 {
     size_t i;
 
     for (i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n;
          i += (size_t) gridDim.x * blockDim.x)
     {
-        out[i] += bias[i % N];
+        out[i] += glm_ld_weight(bias, bias_fmt, (int64_t) (i % N));
     }
 }
 
 /* 32 x 32 output tile per block of 256 threads (each 4 rows of a column) */
 static __global__ void
-glm_gemm_simt_kernel(float *out, const float *x, const void *w, int fmt, int M, int N,
-    int K, const float *bias)
+glm_gemm_simt_kernel(float *out, const float *x, glm_cuda_weight w, int M, int N,
+    int K, const void *bias, int bias_fmt)
 {
     __shared__ float xs[32][33], ws[32][33];
     int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
@@ -90,7 +90,7 @@ glm_gemm_simt_kernel(float *out, const float *x, const void *w, int fmt, int M, 
             int64_t r = row0 + i, n = col0 + i;
             int k = k0 + tx;
             xs[i][tx] = r < M && k < K ? x[r * K + k] : 0.0f;
-            ws[i][tx] = n < N && k < K ? glm_ld_weight(w, fmt, n * K + k) : 0.0f;
+            ws[i][tx] = n < N && k < K ? glm_ld_w(w, n, k, K) : 0.0f;
         }
         __syncthreads();
         for (kk = 0; kk < 32; kk++) {
@@ -106,21 +106,22 @@ glm_gemm_simt_kernel(float *out, const float *x, const void *w, int fmt, int M, 
     for (j = 0; j < 4; j++) {
         int64_t r = row0 + ty + 8 * j, n = col0 + tx;
         if (r < M && n < N) {
-            out[r * N + n] = bias != NULL ? acc[j] + bias[n] : acc[j];
+            out[r * N + n] = bias != NULL ? acc[j] + glm_ld_weight(bias, bias_fmt, n) : acc[j];
         }
     }
 }
 
 void
 glm_cuda_gemm_simt(cudaStream_t stream, float *out, const float *x, int rows,
-    const void *w, int wfmt, int N, int K, const float *bias)
+    const glm_cuda_weight *w, int N, int K, const void *bias, int bias_fmt)
 {
     dim3 grid((unsigned) ((N + 31) / 32), (unsigned) ((rows + 31) / 32));
 
     if (rows <= 0 || N <= 0) {
         return;
     }
-    glm_gemm_simt_kernel<<<grid, 256, 0, stream>>>(out, x, w, wfmt, rows, N, K, bias);
+    glm_gemm_simt_kernel<<<grid, 256, 0, stream>>>(out, x, *w, rows, N, K, bias,
+                                                     bias_fmt);
     GLM_CUDA_LAUNCHED();
 }
 
@@ -273,28 +274,32 @@ glm_grow(cudaStream_t s, void **buf, size_t *cap, size_t elems, size_t elem_size
 }
 
 void
-glm_cuda_gemm_run(glm_cuda_gemm *g, float *out, const float *x, int rows, const void *w,
-    int wfmt, int N, int K, const float *bias)
+glm_cuda_gemm_run(glm_cuda_gemm *g, float *out, const float *x, int rows,
+    const glm_cuda_weight *wd, int N, int K, const void *bias, int bias_fmt)
 {
+    const void *w = wd->w;
+    int wfmt = wd->fmt;
     size_t n_in = (size_t) rows * K, n_out = (size_t) rows * N;
 
     if (rows <= 0 || N <= 0) {
         return;
     }
-    if (g->force_simt || K <= 0) {
-        glm_cuda_gemm_simt(g->stream, out, x, rows, w, wfmt, N, K, bias);
+    if (g->force_simt || K <= 0 || (wfmt != GLM_WFMT_F32 && wfmt != GLM_WFMT_BF16)) {
+        /* F16 and FP8 weights: the CUDA-core kernel dequantizes in registers
+         * (glm_cuda_gemm_path) */
+        glm_cuda_gemm_simt(g->stream, out, x, rows, wd, N, K, bias, bias_fmt);
         return;
     }
     if (wfmt == GLM_WFMT_F32) {
         if (glm_lt_gemm(g, out, x, rows, w, wfmt, N, K, 0)) {
             if (bias != NULL) {
                 glm_add_bias_kernel<<<glm_cuda_blocks(n_out, 256), 256, 0, g->stream>>>(
-                    out, bias, n_out, N);
+                    out, bias, bias_fmt, n_out, N);
                 GLM_CUDA_LAUNCHED();
             }
             return;
         }
-        glm_cuda_gemm_simt(g->stream, out, x, rows, w, wfmt, N, K, bias);
+        glm_cuda_gemm_simt(g->stream, out, x, rows, wd, N, K, bias, bias_fmt);
         return;
     }
 
@@ -306,7 +311,7 @@ glm_cuda_gemm_run(glm_cuda_gemm *g, float *out, const float *x, int rows, const 
         glm_grow(g->stream, (void **) &g->tmp, &g->tmp_cap, 2 * n_out, sizeof(float));
         if (glm_lt_gemm(g, g->tmp, g->split, 2 * rows, w, wfmt, N, K, 0)) {
             glm_sum_halves_kernel<<<glm_cuda_blocks(n_out, 256), 256, 0, g->stream>>>(
-                out, g->tmp, g->tmp + n_out, bias, n_out, N);
+                out, g->tmp, g->tmp + n_out, bias, bias_fmt, n_out, N);
             GLM_CUDA_LAUNCHED();
             return;
         }
@@ -315,12 +320,33 @@ glm_cuda_gemm_run(glm_cuda_gemm *g, float *out, const float *x, int rows, const 
     {
         if (bias != NULL) {
             glm_add_bias_kernel<<<glm_cuda_blocks(n_out, 256), 256, 0, g->stream>>>(
-                out, bias, n_out, N);
+                out, bias, bias_fmt, n_out, N);
             GLM_CUDA_LAUNCHED();
         }
         return;
     }
-    glm_cuda_gemm_simt(g->stream, out, x, rows, w, wfmt, N, K, bias);
+    glm_cuda_gemm_simt(g->stream, out, x, rows, wd, N, K, bias, bias_fmt);
+}
+
+const char *
+glm_cuda_gemm_path(const glm_cuda_gemm *g, int wfmt)
+{
+    if (g->force_simt) {
+        return "CUDA-core GEMM (GLM_CUDA_GEMM=simt)";
+    }
+    switch (wfmt) {
+    case GLM_WFMT_BF16:
+        return "cuBLASLt BF16 x BF16 on tensor cores, fp32 activations split into"
+               " hi/lo BF16 halves (CUDA-core GEMM where cuBLASLt declines a shape)";
+    case GLM_WFMT_F32:
+        return "cuBLASLt fp32 (CUDA-core GEMM where cuBLASLt declines a shape)";
+    case GLM_WFMT_FP8:
+        return "own CUDA-core GEMM, FP8 dequantized in registers with its scales"
+               " (stored FP8 on the device; cuBLASLt's scaled FP8 GEMM needs FP8"
+               " activations, not wired yet)";
+    default:
+        return "own CUDA-core GEMM, F16 widened in registers";
+    }
 }
 
 glm_cuda_gemm *

@@ -1,7 +1,8 @@
 /*
  * gemm: the dense projections, out[rows, N] = x[rows, K] W[N, K]^T (+ b[N]),
- * fp32 activations against weights kept in their stored dtype (BF16) or
- * fp32, fp32 accumulation: the CPU oracle's semantics.
+ * fp32 activations against weights kept in their stored dtype (BF16, fp32,
+ * F16, FP8 E4M3 with its scales), fp32 accumulation: the CPU oracle's
+ * semantics.
  *
  * BF16 weights (the release dtype) go through cuBLASLt on tensor cores.
  * cuBLASLt has no fp32 x BF16 GEMM, and casting x to BF16 would round the
@@ -23,6 +24,11 @@
  * cached per (dtype, M, N, K, pointer alignments) in a direct-mapped table.
  * Column-major view: out^T [N, M] = op(A) B with A = W as [K, N] (ld K)
  * transposed, B = x as [K, M] (ld K): the "TN" layout cuBLASLt likes best.
+ *
+ * FP8 weights (per-tensor, per-channel and block scales of any block shape)
+ * and F16 weights go through the CUDA-core kernel, which reads them as
+ * stored and dequantizes in registers exactly as the oracle does
+ * (glm_ld_w): no weight is widened in device memory.
  *
  * Whenever cuBLASLt has no algorithm (odd leading dimensions, alignment)
  * or fails, or GLM_CUDA_GEMM=simt is set, a plain tiled CUDA-core kernel
@@ -48,13 +54,16 @@ glm_cuda_gemm *glm_cuda_gemm_create(cudaStream_t stream, int force_simt, char *w
     size_t why_size);
 void glm_cuda_gemm_destroy(glm_cuda_gemm *g);
 
-/* out[rows, N] = x[rows, K] W[N, K]^T (+ bias[N]); w in GLM_WFMT_*; out
- * must not alias x. */
+/* out[rows, N] = x[rows, K] W[N, K]^T (+ bias[N]); w as stored (common.cuh),
+ * bias [N] as stored (GLM_WFMT_*); out must not alias x. */
 void glm_cuda_gemm_run(glm_cuda_gemm *g, float *out, const float *x, int rows,
-    const void *w, int wfmt, int N, int K, const float *bias);
+    const glm_cuda_weight *w, int N, int K, const void *bias, int bias_fmt);
 
 /* the CUDA-core fallback on its own (tests, and where cuBLASLt declines) */
 void glm_cuda_gemm_simt(cudaStream_t stream, float *out, const float *x, int rows,
-    const void *w, int wfmt, int N, int K, const float *bias);
+    const glm_cuda_weight *w, int N, int K, const void *bias, int bias_fmt);
+
+/* which path weights of format wfmt take, in words (printed at start-up) */
+const char *glm_cuda_gemm_path(const glm_cuda_gemm *g, int wfmt);
 
 #endif

@@ -2,8 +2,8 @@
 #include "layernorm.cuh"
 
 static __global__ void
-glm_layernorm_kernel(float *out, const float *x, const float *w, const float *b,
-    int dim, float eps)
+glm_layernorm_kernel(float *out, const float *x, const void *w, const void *b,
+    int wfmt, int bfmt, int dim, float eps)
 {
     __shared__ double red[32];
     int64_t r = blockIdx.x;
@@ -25,17 +25,18 @@ glm_layernorm_kernel(float *out, const float *x, const float *w, const float *b,
     inv = (float) (1.0 / sqrt(var + eps));
     meanf = (float) mean;
     for (i = threadIdx.x; i < dim; i += blockDim.x) {
-        o[i] = __fadd_rn(__fmul_rn(__fmul_rn(xr[i] - meanf, inv), w[i]), b[i]);
+        o[i] = __fadd_rn(__fmul_rn(__fmul_rn(xr[i] - meanf, inv), glm_ld_weight(w, wfmt, i)),
+                          glm_ld_weight(b, bfmt, i));
     }
 }
 
 void
-glm_cuda_layernorm(cudaStream_t stream, float *out, const float *x, const float *w,
-    const float *b, int rows, int dim, float eps)
+glm_cuda_layernorm(cudaStream_t stream, float *out, const float *x, const void *w,
+    const void *b, int wfmt, int bfmt, int rows, int dim, float eps)
 {
     if (rows <= 0 || dim <= 0) {
         return;
     }
-    glm_layernorm_kernel<<<rows, 256, 0, stream>>>(out, x, w, b, dim, eps);
+    glm_layernorm_kernel<<<rows, 256, 0, stream>>>(out, x, w, b, wfmt, bfmt, dim, eps);
     GLM_CUDA_LAUNCHED();
 }

@@ -2,8 +2,8 @@
 #include "rmsnorm.cuh"
 
 static __global__ void
-glm_rmsnorm_kernel(float *out, float *x, const float *y, const float *w, int dim,
-    float eps)
+glm_rmsnorm_kernel(float *out, float *x, const float *y, const void *w, int wfmt,
+    int dim, float eps)
 {
     __shared__ float red[32];
     int64_t r = blockIdx.x;
@@ -23,34 +23,34 @@ glm_rmsnorm_kernel(float *out, float *x, const float *y, const float *w, int dim
     ss = glm_block_sum(ss, red);
     inv = 1.0f / sqrtf(ss / (float) dim + eps);
     for (i = threadIdx.x; i < dim; i += blockDim.x) {
-        o[i] = __fmul_rn(w[i], __fmul_rn(xr[i], inv));
+        o[i] = __fmul_rn(glm_ld_weight(w, wfmt, i), __fmul_rn(xr[i], inv));
     }
 }
 
 static void
 glm_rmsnorm_launch(cudaStream_t stream, float *out, float *x, const float *y,
-    const float *w, int rows, int dim, float eps)
+    const void *w, int wfmt, int rows, int dim, float eps)
 {
     int threads = dim <= 128 ? 32 : dim <= 512 ? 128 : 256;
 
     if (rows <= 0 || dim <= 0) {
         return;
     }
-    glm_rmsnorm_kernel<<<rows, threads, 0, stream>>>(out, x, y, w, dim, eps);
+    glm_rmsnorm_kernel<<<rows, threads, 0, stream>>>(out, x, y, w, wfmt, dim, eps);
     GLM_CUDA_LAUNCHED();
 }
 
 void
-glm_cuda_rmsnorm(cudaStream_t stream, float *out, const float *x, const float *w,
-    int rows, int dim, float eps)
+glm_cuda_rmsnorm(cudaStream_t stream, float *out, const float *x, const void *w,
+    int wfmt, int rows, int dim, float eps)
 {
     /* x is only written when a residual is given */
-    glm_rmsnorm_launch(stream, out, (float *) x, NULL, w, rows, dim, eps);
+    glm_rmsnorm_launch(stream, out, (float *) x, NULL, w, wfmt, rows, dim, eps);
 }
 
 void
 glm_cuda_add_rmsnorm(cudaStream_t stream, float *out, float *x, const float *y,
-    const float *w, int rows, int dim, float eps)
+    const void *w, int wfmt, int rows, int dim, float eps)
 {
-    glm_rmsnorm_launch(stream, out, x, y, w, rows, dim, eps);
+    glm_rmsnorm_launch(stream, out, x, y, w, wfmt, rows, dim, eps);
 }

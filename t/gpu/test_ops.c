@@ -39,6 +39,7 @@
 #include "backend/backend.h"
 #include "backend/backend_cuda.h"
 #include "model/model.h"
+#include "model/quant.h"
 #include "model/sampling.h"
 #include "model/session.h"
 #include "model/vision.h"
@@ -137,6 +138,71 @@ tensor_new(const char *name, glm_dtype dt, int ndim, int64_t d0, int64_t d1, flo
     }
     t->used = 1;
     return t;
+}
+
+/* An FP8 E4M3 [N, K] weight with its scale tensor (dtype sdt: F32 or BF16)
+ * covering it per tensor, per channel or per [b0, b1] block, as
+ * glm_quant_bind_linear attaches it.  Bytes with exponents 1..8 (values
+ * 2^-6 .. 3.75, both signs, never NaN) and scales around sqrt(3 / K) / 2:
+ * outputs of order 1.  exact: the expert path's fp32 product. */
+static glm_tensor *
+tensor_fp8_new(const char *name, int64_t N, int64_t K, glm_scale_strategy st, int64_t b0,
+    int64_t b1, glm_dtype sdt, int exact)
+{
+    glm_tensor *t = calloc(1, sizeof(*t));
+    int64_t i, s0 = 1, s1 = 1;
+    uint8_t *q;
+
+    if (t == NULL) {
+        die("out of host memory");
+    }
+    if (st == GLM_SCALE_CHANNEL) {
+        s0 = N;
+    } else if (st == GLM_SCALE_BLOCK) {
+        s0 = (N + b0 - 1) / b0;
+        s1 = (K + b1 - 1) / b1;
+    }
+    t->scale = tensor_new("w_scale", sdt, st == GLM_SCALE_TENSOR ? 1 : 2, s0, s1, 1.0f);
+    for (i = 0; i < s0 * s1; i++) {
+        float v = sqrtf(3.0f / (float) K) * (0.25f + 0.5f * fabsf(rndu()));
+        if (sdt == GLM_DTYPE_BF16) {
+            ((uint16_t *) t->scale->data)[i] = glm_f32_to_bf16(v);
+        } else {
+            ((float *) t->scale->data)[i] = v;
+        }
+    }
+    t->name = name;
+    t->file = "test_ops";
+    t->dtype = GLM_DTYPE_F8_E4M3;
+    t->ndim = 2;
+    t->shape[0] = N;
+    t->shape[1] = K;
+    t->numel = N * K;
+    t->nbytes = (size_t) t->numel;
+    q = xmalloc(t->nbytes);
+    for (i = 0; i < t->numel; i++) {
+        uint64_t r = rnd64();
+        q[i] = (uint8_t) ((r & 0x80) | ((1 + (r >> 8) % 8) << 3) | ((r >> 16) & 7));
+    }
+    t->data = q;
+    t->scale_strategy = st;
+    t->block[0] = b0;
+    t->block[1] = b1;
+    t->scale_exact = exact;
+    t->used = 1;
+    return t;
+}
+
+static void
+tensor_fp8_free(glm_tensor *t)
+{
+    if (t != NULL) {
+        glm_tensor *sc = (glm_tensor *) t->scale;
+        free((void *) sc->data);
+        free(sc);
+        free((void *) t->data);
+        free(t);
+    }
 }
 
 /* a [d0, d1] view at element `first` of t's data (shares the buffer) */
@@ -370,6 +436,35 @@ test_matmul(glm_backend *g, const char *label, const int *rows, int n_rows, int6
         test_matmul_with(g, label, rows[i], w, b);
     }
     tensor_free(w);
+    tensor_free(b);
+}
+
+/* FP8 weights as stored, every scale layout the checkpoints use (and a row
+ * view into one, as the vision tower's q/k/v rows of its qkv weight) */
+static void
+test_matmul_fp8(glm_backend *g, const char *label, const int *rows, int n_rows, int64_t N,
+    int64_t K, glm_scale_strategy st, int64_t b0, int64_t b1, glm_dtype sdt, int exact)
+{
+    glm_tensor *w = tensor_fp8_new("w_fp8", N, K, st, b0, b1, sdt, exact);
+    glm_tensor *b = tensor_new("b", GLM_DTYPE_BF16, 1, N, 0, 0.5f);
+    char lab[96];
+    int i;
+
+    for (i = 0; i < n_rows; i++) {
+        snprintf(lab, sizeof(lab), "%s,fp8_%s%s%s", label, glm_scale_strategy_name(st),
+                 sdt == GLM_DTYPE_BF16 ? ",bf16_scale" : "", exact ? ",exact" : "");
+        test_matmul_with(g, lab, rows[i], w, i == 0 ? b : NULL);
+    }
+    if (N >= 4 && st != GLM_SCALE_TENSOR) {
+        /* rows [N/2 + 1, N) of w, scales found through scale_row0 */
+        int64_t r0 = N / 2 + 1;
+        glm_tensor *v = tensor_view(w, r0 * K, N - r0, K);
+        v->scale_row0 = r0;
+        snprintf(lab, sizeof(lab), "%s,fp8_%s,row_view", label, glm_scale_strategy_name(st));
+        test_matmul_with(g, lab, rows[0], v, NULL);
+        free(v);
+    }
+    tensor_fp8_free(w);
     tensor_free(b);
 }
 
@@ -958,6 +1053,32 @@ run_ops(void)
         test_matmul(gpu, "odd_k", r100, 1, 50, 4097, GLM_DTYPE_BF16, 1);
         test_matmul(gpu, "tiny", r_odd, 3, 128, 64, GLM_DTYPE_BF16, 1);
     }
+    /* FP8 E4M3 weights, read as stored: per tensor, per channel, 128x128
+     * blocks (GLM-4.5-FP8's layout, with a K that ends inside a block) and
+     * the fixtures' odd 48x40 blocks; BF16 scales rounded (transformers'
+     * dense path) or exact (its expert path) */
+    {
+        int r_small[] = { 1, 7 }, r33[] = { 33 };
+        test_matmul_fp8(gpu, "tensor", r_small, 2, 77, 200, GLM_SCALE_TENSOR, 0, 0,
+                        GLM_DTYPE_F32, 0);
+        test_matmul_fp8(gpu, "channel", r_small, 2, 96, 64, GLM_SCALE_CHANNEL, 0, 0,
+                        GLM_DTYPE_BF16, 0);
+        test_matmul_fp8(gpu, "channel", r33, 1, 96, 64, GLM_SCALE_CHANNEL, 0, 0,
+                        GLM_DTYPE_BF16, 1);
+        test_matmul_fp8(gpu, "block128", r_small, 2, 256, 300, GLM_SCALE_BLOCK, 128, 128,
+                        GLM_DTYPE_F32, 0);
+        test_matmul_fp8(gpu, "block48x40", r_small, 2, 100, 90, GLM_SCALE_BLOCK, 48, 40,
+                        GLM_DTYPE_BF16, 0);
+        if (!quick) {
+            int r_big[] = { 1, 40 };
+            test_matmul_fp8(gpu, "q_proj", r_big, 2, 12288, 4096, GLM_SCALE_BLOCK, 128, 128,
+                            GLM_DTYPE_F32, 0);
+            test_matmul_fp8(gpu, "expert_gate", r_big, 2, 1408, 4096, GLM_SCALE_CHANNEL,
+                            0, 0, GLM_DTYPE_BF16, 1);
+        }
+        glm_backend_cuda_release_weights(gpu);
+    }
+
     /* the CUDA-core GEMM that stands in where cuBLASLt declines */
     setenv("GLM_CUDA_GEMM", "simt", 1);
     simt = glm_backend_cuda_create(0, &err);
@@ -1186,6 +1307,31 @@ run_fixture(const char *dir)
         glm_model_free(mc);
         glm_model_free(mg);
         return;
+    }
+    {
+        /* weights as stored: the device holds the bytes of the tensors the
+         * model binds, not more (nothing widened: BF16 would double, fp32
+         * quadruple FP8); tensors it skips (MTP layers) stay on the host */
+        size_t wb = 0, fr, tot, model_bytes = 0, skipped = 0, i, n = glm_checkpoint_count(mg->ck);
+        double ratio;
+        int ok;
+
+        for (i = 0; i < n; i++) {
+            const glm_tensor *t = glm_checkpoint_at(mg->ck, i);
+            if (t->used) {
+                model_bytes += t->nbytes;
+            } else {
+                skipped += t->nbytes;
+            }
+        }
+        glm_backend_cuda_memory(gpu, &wb, &fr, &tot);
+        ratio = model_bytes ? (double) wb / (double) model_bytes : 0.0;
+        ok = ratio >= 0.98 && ratio <= 1.02;
+        printf("WEIGHTS %s device_bytes=%zu checkpoint_bytes=%zu ratio=%.4f tol=0.02"
+               " (not loaded: %zu bytes of %d MTP tensors) %s\n", name, wb, model_bytes,
+               ratio, skipped, mg->skipped_mtp, ok ? "ok" : "FAIL");
+        checks++;
+        failures += !ok;
     }
     snprintf(path, sizeof(path), "%s/reference.json", dir);
     text = glm_read_file(path, NULL, &err);
