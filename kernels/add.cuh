@@ -10,6 +10,6 @@
 
 #include "common.cuh"
 
-void glm_cuda_add(cudaStream_t stream, float *x, const float *y, size_t n);
+void glm_cuda_add(cudaStream_t stream, glm_act *x, const glm_act *y, size_t n);
 
 #endif

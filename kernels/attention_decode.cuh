@@ -32,7 +32,7 @@
 
 #define GLM_DECODE_WARPS 4
 
-void glm_cuda_attention_decode(cudaStream_t stream, float *out, const float *q,
+void glm_cuda_attention_decode(cudaStream_t stream, glm_act *out, const glm_act *q,
     glm_cuda_paged kv, const int32_t *tok_list, int n_sel, const int32_t *tok_seq,
     const int32_t *tok_pos, int heads, int kv_heads, int head_dim, float scale,
     int split_len, int n_splits, float *partial);

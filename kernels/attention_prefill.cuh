@@ -21,7 +21,7 @@
 
 #include "paged_kv.cuh"
 
-void glm_cuda_attention_prefill(cudaStream_t stream, float *out, const float *q,
+void glm_cuda_attention_prefill(cudaStream_t stream, glm_act *out, const glm_act *q,
     glm_cuda_paged kv, const int4 *tiles, int n_tiles, const int32_t *tok_pos,
     int heads, int kv_heads, int head_dim, float scale);
 

@@ -18,8 +18,8 @@
 
 #include "common.cuh"
 
-void glm_cuda_attention_segments(cudaStream_t stream, float *out, const float *q,
-    const float *k, const float *v, int stride, const int4 *tiles, int n_tiles,
+void glm_cuda_attention_segments(cudaStream_t stream, glm_act *out, const glm_act *q,
+    const glm_act *k, const glm_act *v, int stride, const int4 *tiles, int n_tiles,
     int heads, int head_dim, float scale);
 
 #endif

@@ -55,7 +55,7 @@ glm_attn_tile_smem(int D)
 
 template <class Src>
 __global__ void
-glm_attn_tile_kernel(float *out, const float *q, int q_stride, Src src,
+glm_attn_tile_kernel(glm_act *out, const glm_act *q, int q_stride, Src src,
     const int4 *tiles, int heads, int group, int D, float scale)
 {
     extern __shared__ float sm[];
@@ -74,7 +74,8 @@ glm_attn_tile_kernel(float *out, const float *q, int q_stride, Src src,
 
     for (idx = tid; idx < TQ * D; idx += blockDim.x) {
         int i = idx / D, d = idx % D;
-        Qs[idx] = i < n_rows ? q[(int64_t) (tl.x + i) * q_stride + (int64_t) h * D + d] : 0.0f;
+        Qs[idx] = i < n_rows ? glm_act_ld(q, (int64_t) (tl.x + i) * q_stride + (int64_t) h * D + d)
+                             : 0.0f;
         Os[idx] = 0.0f;
     }
     if (tid < TQ) {
@@ -99,8 +100,8 @@ glm_attn_tile_kernel(float *out, const float *q, int q_stride, Src src,
             int j = idx / D, d = idx % D, p = kt + j;
             float kx = 0.0f, vx = 0.0f;
             if (p < max_len) {
-                kx = src.k_row(tl, p, kvh, D)[d];
-                vx = src.v_row(tl, p, kvh, D)[d];
+                kx = src.k_at(tl, p, kvh, D, d);
+                vx = src.v_at(tl, p, kvh, D, d);
             }
             Ks[j * Dp + d] = kx;
             Vs[j * D + d] = vx;
@@ -163,7 +164,8 @@ glm_attn_tile_kernel(float *out, const float *q, int q_stride, Src src,
     for (idx = tid; idx < TQ * D; idx += blockDim.x) {
         int i = idx / D, d = idx % D;
         if (i < n_rows) {
-            out[(int64_t) (tl.x + i) * q_stride + (int64_t) h * D + d] = Os[idx] / row_l[i];
+            glm_act_st(out, (int64_t) (tl.x + i) * q_stride + (int64_t) h * D + d,
+                       Os[idx] / row_l[i]);
         }
     }
 }

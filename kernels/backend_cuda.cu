@@ -559,8 +559,58 @@ glm_cu_copy(glm_backend *be, void *dst, const void *src, size_t bytes)
 
 /* ---- dense ops ---------------------------------------------------------------- */
 
+/* host fp32 <-> BF16 activations: converted on the host (activations, not
+ * weights: the vision features and pixels in, the vision features out) */
 static void
-glm_cu_embed(glm_backend *be, float *out, const int32_t *ids, int n,
+glm_cu_upload_act(glm_backend *be, void *dst, const float *src, size_t n)
+{
+    glm_cuda *c = glm_cu(be);
+    uint16_t *h;
+    size_t i;
+
+    if (n == 0) {
+        return;
+    }
+    h = (uint16_t *) malloc(n * sizeof(uint16_t));
+    if (h == NULL) {
+        fprintf(stderr, "glm-engine: out of memory converting %zu activations\n", n);
+        abort();
+    }
+    for (i = 0; i < n; i++) {
+        h[i] = glm_f32_to_bf16(src[i]);
+    }
+    GLM_CUDA_CHECK(cudaMemcpyAsync(dst, h, n * sizeof(uint16_t), cudaMemcpyHostToDevice,
+                                   c->stream));
+    GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    free(h);
+}
+
+static void
+glm_cu_download_act(glm_backend *be, float *dst, const void *src, size_t n)
+{
+    glm_cuda *c = glm_cu(be);
+    uint16_t *h;
+    size_t i;
+
+    if (n == 0) {
+        return;
+    }
+    h = (uint16_t *) malloc(n * sizeof(uint16_t));
+    if (h == NULL) {
+        fprintf(stderr, "glm-engine: out of memory converting %zu activations\n", n);
+        abort();
+    }
+    GLM_CUDA_CHECK(cudaMemcpyAsync(h, src, n * sizeof(uint16_t), cudaMemcpyDeviceToHost,
+                                   c->stream));
+    GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    for (i = 0; i < n; i++) {
+        dst[i] = glm_bf16_to_f32(h[i]);
+    }
+    free(h);
+}
+
+static void
+glm_cu_embed(glm_backend *be, void *out, const int32_t *ids, int n,
     const glm_tensor *table)
 {
     glm_cuda *c = glm_cu(be);
@@ -579,11 +629,12 @@ glm_cu_embed(glm_backend *be, float *out, const int32_t *ids, int n,
         glm_cu_bug("embed: table '%s' is FP8", table->name);
     }
     d_ids = (const int32_t *) glm_meta_put(c, GLM_META_IDS, ids, (size_t) n * sizeof(int32_t));
-    glm_cuda_embed(c->stream, out, d_ids, n, w, fmt, table->shape[0], table->shape[1]);
+    glm_cuda_embed(c->stream, (glm_act *) out, d_ids, n, w, fmt, table->shape[0],
+                   table->shape[1]);
 }
 
 static void
-glm_cu_rmsnorm(glm_backend *be, float *out, const float *x, const glm_tensor *w,
+glm_cu_rmsnorm(glm_backend *be, void *out, const void *x, const glm_tensor *w,
     int rows, int dim, float eps)
 {
     glm_cuda *c = glm_cu(be);
@@ -594,11 +645,11 @@ glm_cu_rmsnorm(glm_backend *be, float *out, const float *x, const glm_tensor *w,
         return;
     }
     wd = glm_vec(c, w, dim, "rmsnorm weight", &fmt);
-    glm_cuda_rmsnorm(c->stream, out, x, wd, fmt, rows, dim, eps);
+    glm_cuda_rmsnorm(c->stream, (glm_act *) out, (const glm_act *) x, wd, fmt, rows, dim, eps);
 }
 
 static void
-glm_cu_matmul(glm_backend *be, float *out, const float *x, int rows,
+glm_cu_gemm(glm_backend *be, void *out, int out_f32, const void *x, int rows,
     const glm_tensor *w, const glm_tensor *bias)
 {
     glm_cuda *c = glm_cu(be);
@@ -616,12 +667,27 @@ glm_cu_matmul(glm_backend *be, float *out, const float *x, int rows,
     if (bias != NULL) {
         b = glm_vec(c, bias, w->shape[0], "matmul bias", &bfmt);
     }
-    glm_cuda_gemm_run(c->gemm, out, x, rows, &wd, (int) w->shape[0], (int) w->shape[1],
-                      b, bfmt);
+    glm_cuda_gemm_run(c->gemm, out, out_f32, (const glm_act *) x, rows, &wd,
+                      (int) w->shape[0], (int) w->shape[1], b, bfmt);
 }
 
 static void
-glm_cu_rope(glm_backend *be, float *x, int rows, int heads, int head_dim, int rot_dim,
+glm_cu_matmul(glm_backend *be, void *out, const void *x, int rows, const glm_tensor *w,
+    const glm_tensor *bias)
+{
+    glm_cu_gemm(be, out, 0, x, rows, w, bias);
+}
+
+/* fp32 out: the logits */
+static void
+glm_cu_matmul_f32(glm_backend *be, float *out, const void *x, int rows,
+    const glm_tensor *w, const glm_tensor *bias)
+{
+    glm_cu_gemm(be, out, 1, x, rows, w, bias);
+}
+
+static void
+glm_cu_rope(glm_backend *be, void *x, int rows, int heads, int head_dim, int rot_dim,
     const int32_t *pos3, const int *axis_of_freq, const float *inv_freq)
 {
     glm_cuda *c = glm_cu(be);
@@ -647,20 +713,21 @@ glm_cu_rope(glm_backend *be, float *x, int rows, int heads, int head_dim, int ro
     }
     memcpy(p + (size_t) rows * 3 + n_half, inv_freq, (size_t) n_half * sizeof(float));
     d = (const int32_t *) glm_meta_put(c, GLM_META_ROPE, p, n * sizeof(int32_t));
-    glm_cuda_rope(c->stream, x, rows, heads, head_dim, rot_dim, d, d + (size_t) rows * 3,
+    glm_cuda_rope(c->stream, (glm_act *) x, rows, heads, head_dim, rot_dim, d, d + (size_t) rows * 3,
                   (const float *) (d + (size_t) rows * 3 + n_half));
 }
 
 static void
-glm_cu_swiglu(glm_backend *be, float *out, const float *gate, const float *up, size_t n)
+glm_cu_swiglu(glm_backend *be, void *out, const void *gate, const void *up, size_t n)
 {
-    glm_cuda_swiglu(glm_cu(be)->stream, out, gate, up, n);
+    glm_cuda_swiglu(glm_cu(be)->stream, (glm_act *) out, (const glm_act *) gate,
+                    (const glm_act *) up, n);
 }
 
 static void
-glm_cu_add(glm_backend *be, float *x, const float *y, size_t n)
+glm_cu_add(glm_backend *be, void *x, const void *y, size_t n)
 {
-    glm_cuda_add(glm_cu(be)->stream, x, y, n);
+    glm_cuda_add(glm_cu(be)->stream, (glm_act *) x, (const glm_act *) y, n);
 }
 
 /* ---- attention ------------------------------------------------------------------ */
@@ -815,8 +882,8 @@ glm_paged_view(glm_cuda *c, const glm_kv_pool *kv, int layer)
 }
 
 static void
-glm_cu_kv_store(glm_backend *be, glm_kv_pool *kv, int layer, const float *k,
-    const float *v, const glm_attn_batch *b)
+glm_cu_kv_store(glm_backend *be, glm_kv_pool *kv, int layer, const void *k,
+    const void *v, const glm_attn_batch *b)
 {
     glm_cuda *c = glm_cu(be);
     const int32_t *d;
@@ -832,11 +899,11 @@ glm_cu_kv_store(glm_backend *be, glm_kv_pool *kv, int layer, const float *k,
     glm_cuda_kv_store(c->stream, kv->k, kv->v,
                       (int64_t) layer * kv->n_blocks * kv->block_size,
                       (const int64_t *) (d + c->attn.off_slot), b->n_tokens, kv->kv_dim,
-                      k, v);
+                      (const glm_act *) k, (const glm_act *) v);
 }
 
 static void
-glm_cu_attention(glm_backend *be, float *out, const float *q, const glm_kv_pool *kv,
+glm_cu_attention(glm_backend *be, void *out, const void *q, const glm_kv_pool *kv,
     int layer, const glm_attn_batch *b, int heads, int kv_heads, int head_dim,
     float scale)
 {
@@ -862,7 +929,7 @@ glm_cu_attention(glm_backend *be, float *out, const float *q, const glm_kv_pool 
     d = (const int32_t *) c->meta[GLM_META_ATTN].dev;
     pv = glm_paged_view(c, kv, layer);
     if (L->n_tiles > 0) {
-        glm_cuda_attention_prefill(c->stream, out, q, pv, (const int4 *) (d + L->off_tiles),
+        glm_cuda_attention_prefill(c->stream, (glm_act *) out, (const glm_act *) q, pv, (const int4 *) (d + L->off_tiles),
                                    L->n_tiles, d + L->off_pos, heads, kv_heads, head_dim,
                                    scale);
     }
@@ -882,7 +949,7 @@ glm_cu_attention(glm_backend *be, float *out, const float *q, const glm_kv_pool 
                                             (size_t) L->n_dec * heads * n_splits
                                             * (head_dim + 2) * sizeof(float));
         }
-        glm_cuda_attention_decode(c->stream, out, q, pv, d + L->off_dec, L->n_dec,
+        glm_cuda_attention_decode(c->stream, (glm_act *) out, (const glm_act *) q, pv, d + L->off_dec, L->n_dec,
                                   d + L->off_seq, d + L->off_pos, heads, kv_heads, head_dim,
                                   scale, split_len, n_splits, partial);
     }
@@ -891,13 +958,14 @@ glm_cu_attention(glm_backend *be, float *out, const float *q, const glm_kv_pool 
 /* ---- MoE ------------------------------------------------------------------------ */
 
 static void
-glm_cu_moe(glm_backend *be, float *out, const float *x, int rows,
+glm_cu_moe(glm_backend *be, void *out, const void *x, int rows,
     const glm_moe_weights *m)
 {
     glm_cuda *c = glm_cu(be);
     int E = m->n_experts, K = m->top_k, H = m->hidden, I = m->inter, e;
     size_t pairs = (size_t) rows * K;
-    float *logits, *w, *xp, *g, *u, *y;
+    float *logits, *w;
+    glm_act *xp, *g, *u, *y;
     int32_t *idx, *counts, *offsets, *cursor, *perm, *slot_of;
     const int32_t *off;
     const void *cb;
@@ -928,8 +996,8 @@ glm_cu_moe(glm_backend *be, float *out, const float *x, int rows,
     perm = (int32_t *) glm_scratch(c, GLM_SCR_MOE_PERM, pairs * sizeof(int32_t));
     slot_of = (int32_t *) glm_scratch(c, GLM_SCR_MOE_SLOT, pairs * sizeof(int32_t));
 
-    /* router: fp32 logits (the GEMM's split keeps x at ~16 bits, see gemm.cuh) */
-    glm_cu_matmul(be, logits, x, rows, m->router, NULL);
+    /* router: fp32 logits from the BF16 x, fp32 accumulation */
+    glm_cu_matmul_f32(be, logits, x, rows, m->router, NULL);
     cb = glm_vec(c, m->correction_bias, E, "correction bias", &cb_fmt);
     glm_cuda_moe_route(c->stream, logits, cb, cb_fmt,
                        rows, E, K, m->n_group, m->topk_group, m->norm_topk_prob,
@@ -943,11 +1011,11 @@ glm_cu_moe(glm_backend *be, float *out, const float *x, int rows,
     GLM_CUDA_CHECK(cudaMemcpyAsync(c->moe_offsets_host, offsets,
                                    (size_t) (E + 1) * sizeof(int32_t),
                                    cudaMemcpyDeviceToHost, c->stream));
-    xp = (float *) glm_scratch(c, GLM_SCR_MOE_X, pairs * H * sizeof(float));
-    g = (float *) glm_scratch(c, GLM_SCR_MOE_G, pairs * I * sizeof(float));
-    u = (float *) glm_scratch(c, GLM_SCR_MOE_U, pairs * I * sizeof(float));
-    y = (float *) glm_scratch(c, GLM_SCR_MOE_Y, pairs * H * sizeof(float));
-    glm_cuda_moe_gather(c->stream, xp, x, perm, (int) pairs, H);
+    xp = (glm_act *) glm_scratch(c, GLM_SCR_MOE_X, pairs * H * sizeof(glm_act));
+    g = (glm_act *) glm_scratch(c, GLM_SCR_MOE_G, pairs * I * sizeof(glm_act));
+    u = (glm_act *) glm_scratch(c, GLM_SCR_MOE_U, pairs * I * sizeof(glm_act));
+    y = (glm_act *) glm_scratch(c, GLM_SCR_MOE_Y, pairs * H * sizeof(glm_act));
+    glm_cuda_moe_gather(c->stream, xp, (const glm_act *) x, perm, (int) pairs, H);
     GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
     off = c->moe_offsets_host;
 
@@ -964,13 +1032,13 @@ glm_cu_moe(glm_backend *be, float *out, const float *x, int rows,
         glm_cuda_swiglu(c->stream, g + r0 * I, g + r0 * I, u + r0 * I, (size_t) n * I);
         glm_cu_matmul(be, y + r0 * H, g + r0 * I, n, m->down[e], NULL);
     }
-    glm_cuda_moe_combine(c->stream, out, y, idx, w, slot_of, rows, K, H);
+    glm_cuda_moe_combine(c->stream, (glm_act *) out, y, idx, w, slot_of, rows, K, H);
 }
 
 /* ---- vision ops ------------------------------------------------------------------ */
 
 static void
-glm_cu_layernorm(glm_backend *be, float *out, const float *x, const glm_tensor *w,
+glm_cu_layernorm(glm_backend *be, void *out, const void *x, const glm_tensor *w,
     const glm_tensor *b, int rows, int dim, float eps)
 {
     glm_cuda *c = glm_cu(be);
@@ -982,18 +1050,18 @@ glm_cu_layernorm(glm_backend *be, float *out, const float *x, const glm_tensor *
     }
     wd = glm_vec(c, w, dim, "layernorm weight", &wfmt);
     bd = glm_vec(c, b, dim, "layernorm bias", &bfmt);
-    glm_cuda_layernorm(c->stream, out, x, wd, bd, wfmt, bfmt, rows, dim, eps);
+    glm_cuda_layernorm(c->stream, (glm_act *) out, (const glm_act *) x, wd, bd, wfmt, bfmt, rows, dim, eps);
 }
 
 static void
-glm_cu_gelu(glm_backend *be, float *out, const float *x, size_t n)
+glm_cu_gelu(glm_backend *be, void *out, const void *x, size_t n)
 {
-    glm_cuda_gelu(glm_cu(be)->stream, out, x, n);
+    glm_cuda_gelu(glm_cu(be)->stream, (glm_act *) out, (const glm_act *) x, n);
 }
 
 static void
-glm_cu_attention_segments(glm_backend *be, float *out, const float *q, const float *k,
-    const float *v, int stride, const int32_t *cu_seqlens, int n_segments, int heads,
+glm_cu_attention_segments(glm_backend *be, void *out, const void *q, const void *k,
+    const void *v, int stride, const int32_t *cu_seqlens, int n_segments, int heads,
     int head_dim, float scale)
 {
     glm_cuda *c = glm_cu(be);
@@ -1032,15 +1100,17 @@ glm_cu_attention_segments(glm_backend *be, float *out, const float *q, const flo
         }
     }
     d = (const int32_t *) glm_meta_put(c, GLM_META_SEG, p, 4 * n_tiles * sizeof(int32_t));
-    glm_cuda_attention_segments(c->stream, out, q, k, v, stride, (const int4 *) d,
+    glm_cuda_attention_segments(c->stream, (glm_act *) out, (const glm_act *) q,
+                                (const glm_act *) k, (const glm_act *) v, stride, (const int4 *) d,
                                 (int) n_tiles, heads, head_dim, scale);
 }
 
 static void
-glm_cu_group_transpose(glm_backend *be, float *out, const float *x, int groups, int g,
+glm_cu_group_transpose(glm_backend *be, void *out, const void *x, int groups, int g,
     int dim)
 {
-    glm_cuda_group_transpose(glm_cu(be)->stream, out, x, groups, g, dim);
+    glm_cuda_group_transpose(glm_cu(be)->stream, (glm_act *) out, (const glm_act *) x,
+                             groups, g, dim);
 }
 
 /* ---- life cycle ------------------------------------------------------------------ */
@@ -1162,6 +1232,11 @@ glm_backend_cuda_create(int device, glm_err *err)
         return NULL;
     }
     c->be.name = "cuda";
+    c->be.act_dtype = GLM_ACT_BF16;
+    c->be.act_size = sizeof(glm_act);
+    c->be.upload_act = glm_cu_upload_act;
+    c->be.download_act = glm_cu_download_act;
+    c->be.matmul_f32 = glm_cu_matmul_f32;
     c->be.alloc = glm_cu_alloc;
     c->be.free = glm_cu_free;
     c->be.upload = glm_cu_copy;
@@ -1368,7 +1443,7 @@ glm_backend_cuda_release_weights(glm_backend *be)
 }
 
 extern "C" void
-glm_backend_cuda_add_rmsnorm(glm_backend *be, float *out, float *x, const float *y,
+glm_backend_cuda_add_rmsnorm(glm_backend *be, void *out, void *x, const void *y,
     const glm_tensor *w, int rows, int dim, float eps)
 {
     glm_cuda *c = glm_cu_checked(be);
@@ -1379,7 +1454,8 @@ glm_backend_cuda_add_rmsnorm(glm_backend *be, float *out, float *x, const float 
         return;
     }
     wd = glm_vec(c, w, dim, "rmsnorm weight", &fmt);
-    glm_cuda_add_rmsnorm(c->stream, out, x, y, wd, fmt, rows, dim, eps);
+    glm_cuda_add_rmsnorm(c->stream, (glm_act *) out, (glm_act *) x, (const glm_act *) y, wd,
+                         fmt, rows, dim, eps);
 }
 
 extern "C" void

@@ -10,7 +10,8 @@
  * favour plain, obviously-correct code over speed; each design note says
  * what the faster version will change.
  *
- * Numerics: activations are fp32 everywhere, as in the CPU oracle.  Where a
+ * Numerics: activations are BF16 between ops (glm_act below), fp32 inside
+ * every kernel; the oracle computes in fp32 throughout.  Where a
  * sum or a product could be contracted into an FMA and the oracle does not
  * (gcc -std=c11 keeps mul and add apart), the kernels use __fmul_rn /
  * __fadd_rn so the two backends round the same way.
@@ -46,6 +47,26 @@ glm_cuda_fatal(const char *what, cudaError_t e, const char *file, int line)
 
 /* after every launch: catches bad launch configurations at once */
 #define GLM_CUDA_LAUNCHED() GLM_CUDA_CHECK(cudaGetLastError())
+
+/* The CUDA backend's activation element (backend.h's act_dtype): BF16
+ * between ops, half the bytes of fp32 for every activation read and
+ * written.  Each kernel widens to fp32 in registers, computes in fp32 and
+ * rounds once, to nearest even (at most 2^-8 relative), when it stores.  What the math needs in
+ * fp32 stays fp32 (router logits and routing weights, softmax and norm
+ * statistics, attention partials, the final logits). */
+typedef __nv_bfloat16 glm_act;
+
+__device__ __forceinline__ float
+glm_act_ld(const glm_act *p, int64_t i)
+{
+    return __bfloat162float(p[i]);
+}
+
+__device__ __forceinline__ void
+glm_act_st(glm_act *p, int64_t i, float v)
+{
+    p[i] = __float2bfloat16_rn(v);
+}
 
 /* How a weight sits in device memory: exactly as the checkpoint stores it
  * (no weight is ever widened on the device; the kernels widen in registers,

@@ -14,7 +14,7 @@
 
 #include "common.cuh"
 
-void glm_cuda_embed(cudaStream_t stream, float *out, const int32_t *ids, int n,
+void glm_cuda_embed(cudaStream_t stream, glm_act *out, const int32_t *ids, int n,
     const void *table, int fmt, int64_t vocab, int64_t dim);
 
 #endif

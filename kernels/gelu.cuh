@@ -11,6 +11,6 @@
 
 #include "common.cuh"
 
-void glm_cuda_gelu(cudaStream_t stream, float *out, const float *x, size_t n);
+void glm_cuda_gelu(cudaStream_t stream, glm_act *out, const glm_act *x, size_t n);
 
 #endif

@@ -13,7 +13,7 @@
 
 #include "common.cuh"
 
-void glm_cuda_group_transpose(cudaStream_t stream, float *out, const float *x,
+void glm_cuda_group_transpose(cudaStream_t stream, glm_act *out, const glm_act *x,
     int groups, int g, int dim);
 
 #endif

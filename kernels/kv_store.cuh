@@ -18,6 +18,6 @@
 
 void glm_cuda_kv_store(cudaStream_t stream, float *pool_k, float *pool_v,
     int64_t layer_row0, const int64_t *slot_row, int n_tokens, int kv_dim,
-    const float *k, const float *v);
+    const glm_act *k, const glm_act *v);
 
 #endif

@@ -16,7 +16,7 @@
 
 #include "common.cuh"
 
-void glm_cuda_moe_combine(cudaStream_t stream, float *out, const float *y,
+void glm_cuda_moe_combine(cudaStream_t stream, glm_act *out, const glm_act *y,
     const int32_t *idx, const float *w, const int32_t *slot_of, int rows, int top_k,
     int hidden);
 

@@ -19,7 +19,7 @@
 
 #include "common.cuh"
 
-void glm_cuda_rope(cudaStream_t stream, float *x, int rows, int heads, int head_dim,
+void glm_cuda_rope(cudaStream_t stream, glm_act *x, int rows, int heads, int head_dim,
     int rot_dim, const int32_t *pos3, const int32_t *axis_of_freq,
     const float *inv_freq);
 

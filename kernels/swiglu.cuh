@@ -13,7 +13,7 @@
 
 #include "common.cuh"
 
-void glm_cuda_swiglu(cudaStream_t stream, float *out, const float *gate,
-    const float *up, size_t n);
+void glm_cuda_swiglu(cudaStream_t stream, glm_act *out, const glm_act *gate,
+    const glm_act *up, size_t n);
 
 #endif

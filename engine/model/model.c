@@ -321,14 +321,15 @@ glm_kv_pool_free(glm_kv_pool *kv, const glm_model *m)
 
 /* ---- the forward pass ---------------------------------------------------- */
 
+/* activations: be->act_dtype elements, never read here */
 typedef struct {
-    float *h, *q, *k, *v, *attn, *gate, *up, *mlp;
+    void *h, *q, *k, *v, *attn, *gate, *up, *mlp;
 } glm_scratch;
 
 /* h [T, H] -> out [T, H]: partial (M-)RoPE attention over the paged cache */
 static void
 glm_attention_block(glm_model *m, const glm_layer *L, int l, glm_kv_pool *kv,
-    const glm_batch *b, glm_scratch *s, float *out)
+    const glm_batch *b, glm_scratch *s, void *out)
 {
     const glm_config *c = &m->cfg;
     glm_backend *be = m->be;
@@ -355,7 +356,7 @@ glm_attention_block(glm_model *m, const glm_layer *L, int l, glm_kv_pool *kv,
 /* h [T, H] -> out [T, H]: down(silu(gate(h)) * up(h)) */
 static void
 glm_mlp(glm_backend *be, const glm_tensor *gate, const glm_tensor *up,
-    const glm_tensor *down, const float *h, int T, glm_scratch *s, float *out)
+    const glm_tensor *down, const void *h, int T, glm_scratch *s, void *out)
 {
     size_t n = (size_t) T * gate->shape[0];
 
@@ -367,8 +368,8 @@ glm_mlp(glm_backend *be, const glm_tensor *gate, const glm_tensor *up,
 
 /* h [T, H] -> out [T, H]: routed experts plus the shared expert */
 static void
-glm_moe_block(glm_model *m, const glm_layer *L, const float *h, int T,
-    glm_scratch *s, float *out)
+glm_moe_block(glm_model *m, const glm_layer *L, const void *h, int T,
+    glm_scratch *s, void *out)
 {
     glm_backend *be = m->be;
 
@@ -379,15 +380,22 @@ glm_moe_block(glm_model *m, const glm_layer *L, const float *h, int T,
     }
 }
 
-/* Carves n floats, 64-byte aligned, from *at (a count of floats so far);
- * returns the offset. */
+/* Carves n elements of `size` bytes, 64-byte aligned, from *at (a count of
+ * bytes so far); returns the byte offset. */
 static size_t
-glm_carve(size_t *at, size_t n)
+glm_carve(size_t *at, size_t n, size_t size)
 {
     size_t off = *at;
 
-    *at += (n + 15) & ~(size_t) 15;
+    *at += (n * size + 63) & ~(size_t) 63;
     return off;
+}
+
+/* element i of an activation buffer */
+static void *
+glm_act_at(const glm_backend *be, void *p, size_t i)
+{
+    return (char *) p + i * be->act_size;
 }
 
 void
@@ -400,53 +408,54 @@ glm_model_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float *logi
             ? c->intermediate_size : c->moe_intermediate_size * c->n_shared_experts;
     size_t q = (size_t) c->num_heads * c->head_dim;
     size_t kvd = (size_t) c->num_kv_heads * c->head_dim;
-    size_t nl = (size_t) (b->n_logits ? b->n_logits : 1), at = 0, o[12];
+    size_t nl = (size_t) (b->n_logits ? b->n_logits : 1), at = 0, o[12], as = be->act_size;
     glm_scratch s;
-    float *x, *y, *rows, *out;
+    void *x, *y, *rows;
+    float *out;
 
     /* one allocation carved into the step's activations, kept for the next
      * step and grown only by a larger one: nothing is allocated per step */
-    o[0] = glm_carve(&at, (size_t) T * H);              /* x */
-    o[1] = glm_carve(&at, (size_t) T * H);              /* y */
-    o[2] = glm_carve(&at, (size_t) T * H);              /* h */
-    o[3] = glm_carve(&at, T * q);                       /* q */
-    o[4] = glm_carve(&at, T * q);                       /* attn */
-    o[5] = glm_carve(&at, T * kvd);                     /* k */
-    o[6] = glm_carve(&at, T * kvd);                     /* v */
-    o[7] = glm_carve(&at, (size_t) T * I);              /* gate */
-    o[8] = glm_carve(&at, (size_t) T * I);              /* up */
-    o[9] = glm_carve(&at, (size_t) T * H);              /* mlp */
-    o[10] = glm_carve(&at, nl * H);                     /* rows */
-    o[11] = glm_carve(&at, nl * c->vocab_size);         /* out */
-    if (at > m->act_floats) {
+    o[0] = glm_carve(&at, (size_t) T * H, as);          /* x */
+    o[1] = glm_carve(&at, (size_t) T * H, as);          /* y */
+    o[2] = glm_carve(&at, (size_t) T * H, as);          /* h */
+    o[3] = glm_carve(&at, T * q, as);                   /* q */
+    o[4] = glm_carve(&at, T * q, as);                   /* attn */
+    o[5] = glm_carve(&at, T * kvd, as);                 /* k */
+    o[6] = glm_carve(&at, T * kvd, as);                 /* v */
+    o[7] = glm_carve(&at, (size_t) T * I, as);          /* gate */
+    o[8] = glm_carve(&at, (size_t) T * I, as);          /* up */
+    o[9] = glm_carve(&at, (size_t) T * H, as);          /* mlp */
+    o[10] = glm_carve(&at, nl * H, as);                 /* rows */
+    o[11] = glm_carve(&at, nl * c->vocab_size, sizeof(float));  /* out: fp32 logits */
+    if (at > m->act_bytes) {
         be->free(be, m->act);
-        m->act = be->alloc(be, at * sizeof(float));
-        m->act_floats = m->act != NULL ? at : 0;
+        m->act = be->alloc(be, at);
+        m->act_bytes = m->act != NULL ? at : 0;
         if (m->act == NULL) {
             fprintf(stderr, "glm-engine: out of memory for a %d-token step\n", T);
             abort();
         }
     }
-    x = m->act + o[0];
-    y = m->act + o[1];
-    s.h = m->act + o[2];
-    s.q = m->act + o[3];
-    s.attn = m->act + o[4];
-    s.k = m->act + o[5];
-    s.v = m->act + o[6];
-    s.gate = m->act + o[7];
-    s.up = m->act + o[8];
-    s.mlp = m->act + o[9];
-    rows = m->act + o[10];
-    out = m->act + o[11];
+    x = (char *) m->act + o[0];
+    y = (char *) m->act + o[1];
+    s.h = (char *) m->act + o[2];
+    s.q = (char *) m->act + o[3];
+    s.attn = (char *) m->act + o[4];
+    s.k = (char *) m->act + o[5];
+    s.v = (char *) m->act + o[6];
+    s.gate = (char *) m->act + o[7];
+    s.up = (char *) m->act + o[8];
+    s.mlp = (char *) m->act + o[9];
+    rows = (char *) m->act + o[10];
+    out = (float *) ((char *) m->act + o[11]);
 
     be->embed(be, x, b->ids, T, m->embed);                     /* [T, H] */
     if (b->embed_rows != NULL) {
         /* vision features take the place of their placeholder tokens */
         for (i = 0; i < T; i++) {
             if (b->embed_rows[i] != NULL) {
-                be->upload(be, x + (size_t) i * H, b->embed_rows[i],
-                           (size_t) H * sizeof(float));
+                be->upload_act(be, glm_act_at(be, x, (size_t) i * H), b->embed_rows[i],
+                               (size_t) H);
             }
         }
     }
@@ -470,12 +479,12 @@ glm_model_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float *logi
     for (i = 0; i < b->n_logits; i++) {
         /* backend memory on both sides: the backends' copies accept it
          * (memcpy on the CPU, cudaMemcpyDefault on the GPU) */
-        be->upload(be, rows + (size_t) i * H, x + (size_t) b->logit_rows[i] * H,
-                   (size_t) H * sizeof(float));
+        be->upload(be, glm_act_at(be, rows, (size_t) i * H),
+                   glm_act_at(be, x, (size_t) b->logit_rows[i] * H), (size_t) H * as);
     }
     if (b->n_logits > 0) {
         be->rmsnorm(be, rows, rows, m->final_norm, b->n_logits, H, c->rms_norm_eps);
-        be->matmul(be, out, rows, b->n_logits, m->lm_head, NULL);
+        be->matmul_f32(be, out, rows, b->n_logits, m->lm_head, NULL);
         be->download(be, logits, out, (size_t) b->n_logits * c->vocab_size * sizeof(float));
     }
 }

@@ -39,9 +39,10 @@ typedef struct {
     int             *axis_of_freq;      /* [rotary_dim / 2]: 0 t, 1 h, 2 w */
     int              skipped_mtp;       /* tensors of MTP layers left unused */
     glm_vision      *vision;            /* GLM-4.5V's tower, else NULL */
-    float           *act;               /* the steps' activations (backend
-                                           memory), grown by the largest step */
-    size_t           act_floats;
+    void            *act;               /* the steps' activations (backend
+                                           memory, be->act_dtype), grown by
+                                           the largest step */
+    size_t           act_bytes;
 } glm_model;
 
 /* One forward step's tokens. */

@@ -16,13 +16,24 @@
  *
  * One line per check:
  *   OP <name> shape=<...> max_abs=<x> max_rel=<y> tol=<t> ok|FAIL
- *   FIXTURE <name> prompt=<i> max_abs_logit_diff=<x> tol=<t> greedy=<k>/<n> ok|FAIL
+ *   FIXTURE <name> prompt=<i> max_abs_logit_diff=<x> logit_scale=<s> rel=<x/s> tol=<t>
+ *           greedy=<k>/<n> ok|FAIL
+ *   WEIGHTS <name> device_bytes=<d> checkpoint_bytes=<c> ratio=<d/c> ok|FAIL
  * max_rel is max |gpu - cpu| / (|cpu| + mean |cpu|): relative where values
- * are large, against the tensor's scale where they are near zero.  The
- * tolerances: 0 for copies (embed, kv_store, add, group_transpose); 1e-5
- * for elementwise and norm ops (only expf/erff/cosf ulps and the order of a
- * sum differ); 1e-4 for GEMMs, attention and MoE (fp32 sums in another
- * order, and the GEMM's two-part BF16 split of x, kernels/gemm.cuh).  MoE
+ * are large, against the tensor's scale where they are near zero.  Inputs
+ * are BF16-representable, so both backends start from the same values; the
+ * CUDA backend then rounds each op's output to BF16 (at most 2^-8 relative)
+ * where the oracle keeps fp32.  The tolerances: 0 for copies (a BF16
+ * embedding row, kv_store into the fp32 pool, group_transpose); 8e-3 (one
+ * BF16 rounding, x2) for each op with a BF16 output; 1.6e-2 for two
+ * roundings in a row; 3e-2 for MoE (an expert is four roundings deep, see
+ * TOL_MOE); 1e-4 for the GEMMs' fp32 outputs (matmul_f32: only the order of
+ * fp32 sums differs).
+ * Whole models (fixtures, the vision tower) are measured against the
+ * output's scale: max |diff| / max |cpu| <= 3e-2 (BF16 through every layer;
+ * observed 0.7-1.0e-2 on the tiny fixtures).  A greedy run may part at a
+ * near tie, accepted only where the oracle's margin between the two tokens
+ * is itself within that tolerance (printed).  MoE
  * rows whose routing rests on a gap under 1e-4 between two experts' scores
  * are left out and counted (near_ties=): either choice is right there.
  * `--quick` keeps the small shapes (for compute-sanitizer).  Without a GPU
@@ -48,9 +59,19 @@
 #endif
 
 #define TOL_EXACT  0.0
-#define TOL_ELEM   1e-5
-#define TOL_SUM    1e-4
-#define TOL_LOGITS 1e-3
+#define TOL_SUM    1e-4     /* fp32 out (matmul_f32): sums in another order */
+#define TOL_BF16   8e-3     /* a BF16 out: one rounding (8 significant bits: at
+                               most 2^-8 relative), with a factor of 2 */
+#define TOL_BF16x2 1.6e-2   /* two BF16 roundings in a row (in-place chains) */
+#define TOL_LOGITS 3e-2     /* whole model, BF16 activations: max |logit diff| over
+                               max |logit|, see the FIXTURE note above */
+#define TOL_VISION 3e-2     /* the vision tower, BF16 activations: max |diff|
+                               over max |cpu| */
+#define TOL_MOE    3e-2     /* an expert is four roundings deep (gate/up, swiglu,
+                               down, the weighted sum); the down GEMM sums the
+                               rounding errors of its inputs, ~2^-8 of a
+                               typical output per sigma, max over 1e5 outputs
+                               ~4.5 sigma: 1.8e-2, and a margin */
 #define MOE_TIE    1e-4f
 #define GREEDY_N   32
 
@@ -96,6 +117,8 @@ rndu(void)
     return (float) ((double) (rnd64() >> 40) / 8388608.0 - 1.0);
 }
 
+/* random activations, rounded to BF16 so that the CPU oracle (fp32) and
+ * the CUDA backend (BF16 activations) start from the same values */
 static float *
 rnd_floats(size_t n, float scale)
 {
@@ -103,7 +126,7 @@ rnd_floats(size_t n, float scale)
     size_t i;
 
     for (i = 0; i < n; i++) {
-        p[i] = rndu() * scale;
+        p[i] = glm_bf16_to_f32(glm_f32_to_bf16(rndu() * scale));
     }
     return p;
 }
@@ -235,22 +258,45 @@ tensor_free(glm_tensor *t)
 
 /* ---- device helpers ------------------------------------------------------------ */
 
-static float *
+/* n activations in backend memory (be->act_dtype), from host fp32 h */
+static void *
 dev_put(glm_backend *be, const float *h, size_t n)
+{
+    void *d = be->alloc(be, n * be->act_size);
+
+    if (d == NULL) {
+        die("GPU alloc failed");
+    }
+    if (h != NULL) {
+        be->upload_act(be, d, h, n);
+    }
+    return d;
+}
+
+/* n activations back as host fp32 */
+static float *
+dev_get(glm_backend *be, const void *d, size_t n)
+{
+    float *h = xmalloc(n * sizeof(float));
+
+    be->download_act(be, h, d, n);
+    return h;
+}
+
+/* n fp32 values in backend memory (the KV pool, fp32 logits) */
+static float *
+dev_put_f32(glm_backend *be, size_t n)
 {
     float *d = be->alloc(be, n * sizeof(float));
 
     if (d == NULL) {
         die("GPU alloc failed");
     }
-    if (h != NULL) {
-        be->upload(be, d, h, n * sizeof(float));
-    }
     return d;
 }
 
 static float *
-dev_get(glm_backend *be, const float *d, size_t n)
+dev_get_f32(glm_backend *be, const float *d, size_t n)
 {
     float *h = xmalloc(n * sizeof(float));
 
@@ -329,7 +375,9 @@ test_embed(const glm_tensor *table)
         out_g = dev_get(gpu, d, (size_t) n * D);
         snprintf(shape, sizeof(shape), "n=%d,vocab=%lld,dim=%lld,%s", n, (long long) V,
                  (long long) D, glm_dtype_name(table->dtype));
-        compare("embed", shape, out_c, out_g, (size_t) n * D, TOL_EXACT);
+        /* a BF16 table row is a BF16 activation exactly; fp32 rounds once */
+        compare("embed", shape, out_c, out_g, (size_t) n * D,
+                table->dtype == GLM_DTYPE_BF16 ? TOL_EXACT : TOL_BF16);
         gpu->free(gpu, d);
         free(ids);
         free(out_c);
@@ -357,7 +405,7 @@ test_rmsnorm(int rows, int dim, int in_place)
     gpu->rmsnorm(gpu, dout, dx, w, rows, dim, 1e-5f);
     out_g = dev_get(gpu, dout, n);
     snprintf(shape, sizeof(shape), "rows=%d,dim=%d%s", rows, dim, in_place ? ",in_place" : "");
-    compare("rmsnorm", shape, out_c, out_g, n, TOL_ELEM);
+    compare("rmsnorm", shape, out_c, out_g, n, TOL_BF16);
     if (!in_place) {
         gpu->free(gpu, dout);
     }
@@ -384,8 +432,9 @@ test_add_rmsnorm(int rows, int dim)
     out_g = dev_get(gpu, dout, n);
     x_g = dev_get(gpu, dx, n);
     snprintf(shape, sizeof(shape), "rows=%d,dim=%d,residual", rows, dim);
-    compare("add_rmsnorm.sum", shape, x, x_g, n, TOL_EXACT);
-    compare("add_rmsnorm.norm", shape, out_c, out_g, n, TOL_ELEM);
+    compare("add_rmsnorm.sum", shape, x, x_g, n, TOL_BF16);
+    /* normed from the rounded sum, then rounded itself */
+    compare("add_rmsnorm.norm", shape, out_c, out_g, n, TOL_BF16x2);
     gpu->free(gpu, dx);
     gpu->free(gpu, dy);
     gpu->free(gpu, dout);
@@ -407,6 +456,7 @@ test_matmul_with(glm_backend *g, const char *label, int rows, const glm_tensor *
     float *x = rnd_floats((size_t) rows * K, 1.0f);
     float *out_c = xmalloc((size_t) rows * N * sizeof(float)), *out_g;
     float *dx = dev_put(g, x, (size_t) rows * K), *dout = dev_put(g, NULL, (size_t) rows * N);
+    float *dlog = dev_put_f32(g, (size_t) rows * N);
     char shape[160];
 
     cpu->matmul(cpu, out_c, x, rows, w, bias);
@@ -415,9 +465,16 @@ test_matmul_with(glm_backend *g, const char *label, int rows, const glm_tensor *
     snprintf(shape, sizeof(shape), "%s,rows=%d,N=%lld,K=%lld,%s%s", label, rows,
              (long long) N, (long long) K, glm_dtype_name(w->dtype), bias ? ",bias" : "");
     compare(g == gpu ? "matmul" : "matmul[simt]", shape, out_c, out_g, (size_t) rows * N,
-            TOL_SUM);
+            TOL_BF16);
+    free(out_g);
+    /* fp32 out (logits, router): the same inputs, only the order of the sums differs */
+    g->matmul_f32(g, dlog, dx, rows, w, bias);
+    out_g = dev_get_f32(g, dlog, (size_t) rows * N);
+    compare(g == gpu ? "matmul_f32" : "matmul_f32[simt]", shape, out_c, out_g,
+            (size_t) rows * N, TOL_SUM);
     g->free(g, dx);
     g->free(g, dout);
+    g->free(g, dlog);
     free(x);
     free(out_c);
     free(out_g);
@@ -499,7 +556,7 @@ test_rope(const char *label, int rows, int heads, int head_dim, int rot_dim, flo
     out_g = dev_get(gpu, dx, n);
     snprintf(shape, sizeof(shape), "%s,rows=%d,heads=%d,head_dim=%d,rot=%d,max_pos=%d", label,
              rows, heads, head_dim, rot_dim, max_pos);
-    compare("rope", shape, x, out_g, n, TOL_ELEM);
+    compare("rope", shape, x, out_g, n, TOL_BF16);
     gpu->free(gpu, dx);
     free(axis);
     free(inv_freq);
@@ -556,8 +613,8 @@ test_attention(const char *label, int heads, int kv_heads, int D, int bs,
     pc = (glm_kv_pool) { n_layers, pool_blocks, bs, kv_dim,
                          cpu->alloc(cpu, pool_floats * sizeof(float)),
                          cpu->alloc(cpu, pool_floats * sizeof(float)) };
-    pg = (glm_kv_pool) { n_layers, pool_blocks, bs, kv_dim, dev_put(gpu, NULL, pool_floats),
-                         dev_put(gpu, NULL, pool_floats) };
+    pg = (glm_kv_pool) { n_layers, pool_blocks, bs, kv_dim, dev_put_f32(gpu, pool_floats),
+                         dev_put_f32(gpu, pool_floats) };
 
     /* the cached prefix: layer 0 gets other values, so a wrong layer offset shows */
     seq = xmalloc((size_t) (Tc > T ? Tc : T) * sizeof(int32_t) + 4);
@@ -615,11 +672,11 @@ test_attention(const char *label, int heads, int kv_heads, int D, int bs,
         len += snprintf(shape + len, sizeof(shape) - (size_t) len, "%s%d+%d", s ? ":" : "",
                         ss[s].cached, ss[s].fresh);
     }
-    compare("attention", shape, out_c, out_g, (size_t) T * heads * D, TOL_SUM);
-    pool_g = dev_get(gpu, pg.k, pool_floats);
+    compare("attention", shape, out_c, out_g, (size_t) T * heads * D, TOL_BF16);
+    pool_g = dev_get_f32(gpu, pg.k, pool_floats);
     compare("kv_store.k", shape, pc.k, pool_g, pool_floats, TOL_EXACT);
     free(pool_g);
-    pool_g = dev_get(gpu, pg.v, pool_floats);
+    pool_g = dev_get_f32(gpu, pg.v, pool_floats);
     compare("kv_store.v", shape, pc.v, pool_g, pool_floats, TOL_EXACT);
     free(pool_g);
 
@@ -656,30 +713,30 @@ test_elementwise(size_t n)
     cpu->swiglu(cpu, c, a, b, n);
     gpu->swiglu(gpu, dc, da, db, n);
     got = dev_get(gpu, dc, n);
-    compare("swiglu", shape, c, got, n, TOL_ELEM);
+    compare("swiglu", shape, c, got, n, TOL_BF16);
     free(got);
 
     cpu->gelu(cpu, c, a, n);
     gpu->gelu(gpu, dc, da, n);
     got = dev_get(gpu, dc, n);
-    compare("gelu", shape, c, got, n, TOL_ELEM);
+    compare("gelu", shape, c, got, n, TOL_BF16);
     free(got);
 
     /* in place, as the model calls them: swiglu(g, g, u), gelu(y, y) */
     memcpy(c, a, n * sizeof(float));
     cpu->swiglu(cpu, c, c, b, n);
     cpu->gelu(cpu, c, c, n);
-    gpu->upload(gpu, dc, a, n * sizeof(float));
+    gpu->upload_act(gpu, dc, a, n);
     gpu->swiglu(gpu, dc, dc, db, n);
     gpu->gelu(gpu, dc, dc, n);
     got = dev_get(gpu, dc, n);
-    compare("swiglu+gelu.in_place", shape, c, got, n, TOL_ELEM);
+    compare("swiglu+gelu.in_place", shape, c, got, n, TOL_BF16x2);
     free(got);
 
     cpu->add(cpu, a, b, n);
     gpu->add(gpu, da, db, n);
     got = dev_get(gpu, da, n);
-    compare("add", shape, a, got, n, TOL_EXACT);
+    compare("add", shape, a, got, n, TOL_BF16);
     free(got);
 
     gpu->free(gpu, da);
@@ -704,14 +761,15 @@ test_layernorm(int rows, int dim)
     int i;
 
     for (i = 0; i < (int) n; i++) {
-        x[i] += 5.0f;           /* an offset: the mean matters */
+        /* an offset: the mean matters; rounded, as the GPU's input is BF16 */
+        x[i] = glm_bf16_to_f32(glm_f32_to_bf16(x[i] + 5.0f));
     }
-    gpu->upload(gpu, dx, x, n * sizeof(float));
+    gpu->upload_act(gpu, dx, x, n);
     cpu->layernorm(cpu, out_c, x, w, bt, rows, dim, 1e-5f);
     gpu->layernorm(gpu, dout, dx, w, bt, rows, dim, 1e-5f);
     got = dev_get(gpu, dout, n);
     snprintf(shape, sizeof(shape), "rows=%d,dim=%d", rows, dim);
-    compare("layernorm", shape, out_c, got, n, TOL_ELEM);
+    compare("layernorm", shape, out_c, got, n, TOL_BF16);
     gpu->free(gpu, dx);
     gpu->free(gpu, dout);
     free(x);
@@ -743,7 +801,7 @@ test_segments(int heads, int D, int stride, const int32_t *cu, int n_seg)
         len += snprintf(shape + len, sizeof(shape) - (size_t) len, "%s%d", s ? ":" : "",
                         cu[s + 1] - cu[s]);
     }
-    compare("attention_segments", shape, out_c, got, n, TOL_SUM);
+    compare("attention_segments", shape, out_c, got, n, TOL_BF16);
     gpu->free(gpu, dq);
     gpu->free(gpu, dk);
     gpu->free(gpu, dv);
@@ -890,7 +948,7 @@ test_moe(const char *label, int E, int top_k, int n_group, int topk_group, int n
         snprintf(shape, sizeof(shape), "%s,rows=%d,experts=%d,top=%d,groups=%d/%d,hidden=%d,"
                  "inter=%d,near_ties=%d", label, rows, E, top_k, topk_group, n_group, H, I,
                  ties);
-        compare("moe", shape, ref_kept, got_kept, (size_t) kept * H, TOL_SUM);
+        compare("moe", shape, ref_kept, got_kept, (size_t) kept * H, TOL_MOE);
         gpu->free(gpu, dx);
         gpu->free(gpu, dout);
         free(x);
@@ -944,27 +1002,29 @@ counters_expect(const char *what, uint64_t launches, uint64_t gemms, uint64_t sy
 
 /*
  * The emulator's profile counters (`make gpu-profile`) on steps counted by
- * hand: an add is one kernel; a BF16 matmul of <= GLM_GEMM_STACK_ROWS rows is
- * the split kernel, ONE cuBLASLt matmul of the stacked halves and the
- * sum-halves kernel, reading the weight once; more rows take the split and
- * two matmuls, each reading the whole weight; a download into pageable
- * memory is a synchronous copy plus the stream sync after it.
+ * hand: an add is one kernel; a BF16 matmul is ONE cuBLASLt matmul of the
+ * BF16 activations writing BF16, reading the weight once, at any number of
+ * rows (no split of fp32 activations any more); with a bias, the matmul
+ * writes fp32 scratch and one epilogue kernel adds the bias (read once) and
+ * rounds; a download into pageable memory is a synchronous copy plus the
+ * stream sync after it.
  */
 static void
 test_counters(void)
 {
-    const int N = 96, K = 64, big = 40;     /* over GLM_GEMM_STACK_ROWS (32) */
+    const int N = 96, K = 64, big = 40;
     glm_tensor *w = tensor_new("counted", GLM_DTYPE_BF16, 2, N, K, 0.5f);
+    glm_tensor *b = tensor_new("counted.bias", GLM_DTYPE_BF16, 1, N, 0, 0.5f);
     float *hx = rnd_floats((size_t) big * K, 1.0f), host[4];
-    float *x = dev_put(gpu, hx, (size_t) big * K);
-    float *y = gpu->alloc(gpu, (size_t) big * N * sizeof(float));
+    void *x = dev_put(gpu, hx, (size_t) big * K);
+    void *y = dev_put(gpu, NULL, (size_t) big * N);
     uint64_t wbytes = (uint64_t) N * K * 2;
 
-    /* warm-up: grows the GEMM's scratch; then the weight alone, marked */
-    gpu->matmul(gpu, y, x, big, w, NULL);
+    /* warm-up: grows the GEMM's scratch; then the weights alone, marked */
+    gpu->matmul(gpu, y, x, big, w, b);
     glm_backend_cuda_release_weights(gpu);
     glm_emu_weights_mark(1);
-    gpu->matmul(gpu, y, x, 1, w, NULL);
+    gpu->matmul(gpu, y, x, 1, w, b);
     glm_emu_weights_mark(0);
 
     glm_emu_counts_reset();
@@ -972,10 +1032,15 @@ test_counters(void)
     counters_expect("add", 1, 0, 0, 0, 0);
     glm_emu_counts_reset();
     gpu->matmul(gpu, y, x, 1, w, NULL);
-    counters_expect("matmul_rows=1", 3, 1, 0, 0, wbytes);
+    counters_expect("matmul_rows=1", 1, 1, 0, 0, wbytes);
     glm_emu_counts_reset();
     gpu->matmul(gpu, y, x, big, w, NULL);
-    counters_expect("matmul_rows=40", 3, 2, 0, 0, 2 * wbytes);
+    counters_expect("matmul_rows=40", 1, 1, 0, 0, wbytes);
+    glm_emu_counts_reset();
+    gpu->matmul(gpu, y, x, big, w, b);
+    /* weight bytes: only cuBLASLt reports its operands in this build (the
+     * kernels' own loads are hooked in the profile build only) */
+    counters_expect("matmul_rows=40_bias", 2, 1, 0, 0, wbytes);
     glm_emu_counts_reset();
     gpu->download(gpu, host, y, sizeof(host));
     counters_expect("download", 0, 0, 2, 0, 0);
@@ -985,6 +1050,7 @@ test_counters(void)
     gpu->free(gpu, y);
     free(hx);
     tensor_free(w);
+    tensor_free(b);
 }
 #endif
 
@@ -1214,6 +1280,18 @@ max_abs_diff(const float *a, const float *b, size_t n)
     return m;
 }
 
+static double
+max_abs(const float *a, size_t n)
+{
+    double m = 0.0;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        m = fabs((double) a[i]) > m ? fabs((double) a[i]) : m;
+    }
+    return m;
+}
+
 static int
 fixture_prompt(const char *name, int pi, glm_model *mc, glm_model *mg, const int32_t *ids,
     int n)
@@ -1222,7 +1300,8 @@ fixture_prompt(const char *name, int pi, glm_model *mc, glm_model *mg, const int
     float *lc = xmalloc((size_t) n * V * sizeof(float)), *lg = xmalloc((size_t) n * V * sizeof(float));
     glm_session sc, sg;
     glm_err err;
-    double d = 0.0, dd;
+    double d = 0.0, dd, scale, tie_margin = -1.0;
+    int tie_step = -1;
 
     /* every position, one step; then the GPU again in 3-token chunks */
     if (glm_session_init(&sc, mc, n + steps + 1, 16, &err) != 0
@@ -1235,6 +1314,7 @@ fixture_prompt(const char *name, int pi, glm_model *mc, glm_model *mg, const int
         return 0;
     }
     d = max_abs_diff(lc, lg, (size_t) n * V);
+    scale = max_abs(lc, (size_t) n * V);
     glm_session_free(&sg);
     if (glm_session_init(&sg, mg, n + steps + 1, 4, &err) != 0
         || glm_session_feed(&sg, ids, n, 3, lg, 1, &err) != 0)
@@ -1261,8 +1341,13 @@ fixture_prompt(const char *name, int pi, glm_model *mc, glm_model *mg, const int
         dd = max_abs_diff(lc, lg, (size_t) V);
         d = dd > d ? dd : d;
         if (nc != ng) {
-            fprintf(stderr, "FIXTURE %s prompt=%d: greedy step %d: cpu %d, gpu %d\n", name, pi,
-                    s, nc, ng);
+            /* BF16 activations may flip a near tie: acceptable only when the
+             * oracle's own margin between the two tokens is within the
+             * stated logit tolerance; the runs diverge from there */
+            tie_margin = (double) lc[nc] - (double) lc[ng];
+            tie_step = s;
+            fprintf(stderr, "FIXTURE %s prompt=%d: greedy step %d: cpu %d, gpu %d (cpu margin"
+                    " %.3g)\n", name, pi, s, nc, ng, tie_margin);
             break;
         }
         agree++;
@@ -1277,9 +1362,15 @@ fixture_prompt(const char *name, int pi, glm_model *mc, glm_model *mg, const int
     }
     glm_session_free(&sc);
     glm_session_free(&sg);
-    ok = d <= TOL_LOGITS && agree == steps;
-    printf("FIXTURE %s prompt=%d tokens=%d max_abs_logit_diff=%.3g tol=%g greedy=%d/%d %s\n",
-           name, pi, n, d, TOL_LOGITS, agree, steps, ok ? "ok" : "FAIL");
+    ok = d <= TOL_LOGITS * scale
+         && (agree == steps || (tie_step >= 0 && tie_margin <= TOL_LOGITS * scale));
+    printf("FIXTURE %s prompt=%d tokens=%d max_abs_logit_diff=%.3g logit_scale=%.3g"
+           " rel=%.3g tol=%g greedy=%d/%d", name, pi, n, d, scale, scale > 0 ? d / scale : d,
+           TOL_LOGITS, agree, steps);
+    if (tie_step >= 0) {
+        printf(" (near tie at step %d: cpu margin %.3g)", tie_step, tie_margin);
+    }
+    printf(" %s\n", ok ? "ok" : "FAIL");
     fflush(stdout);
     checks++;
     failures += !ok;
@@ -1374,7 +1465,6 @@ run_vision(const char *dir)
     int64_t N = 0, rows = 0;
     int g, K;
     float *px, *oc, *og;
-    char shape[64];
 
     mc = glm_model_load(dir, cpu, &err);
     mg = mc ? glm_model_load(dir, gpu, &err) : NULL;
@@ -1405,10 +1495,17 @@ run_vision(const char *dir)
         printf("OP vision_encode shape=- max_abs=- max_rel=- tol=- FAIL (%s)\n", err.msg);
         failures++;
     } else {
-        snprintf(shape, sizeof(shape), "patches=%lld,rows=%lld", (long long) N,
-                 (long long) rows);
-        compare("vision_encode", shape, oc, og, (size_t) rows * mc->cfg.vision.out_hidden_size,
-                TOL_SUM);
+        /* the tower is deep (every layer rounds its activations to BF16):
+         * measured as the fixtures' logits, against the output's scale */
+        size_t nv = (size_t) rows * mc->cfg.vision.out_hidden_size;
+        double d = max_abs_diff(oc, og, nv), scale = max_abs(oc, nv);
+        int ok = d <= TOL_VISION * scale;
+
+        printf("OP vision_encode shape=patches=%lld,rows=%lld max_abs=%.3g scale=%.3g"
+               " rel=%.3g tol=%g %s\n", (long long) N, (long long) rows, d, scale,
+               scale > 0 ? d / scale : d, TOL_VISION, ok ? "ok" : "FAIL");
+        checks++;
+        failures += !ok;
     }
     free(px);
     free(oc);
