@@ -32,13 +32,12 @@ glm_attn_decode_kernel(glm_act *out, float *partial, const glm_act *q, glm_cuda_
     }
     for (p = lo; p < hi; p++) {
         int64_t row = glm_paged_row(kv, seq, p) * kv.kv_dim + (int64_t) kvh * D;
-        const float *kr = kv.k + row, *vr = kv.v + row;
         float s = 0.0f, m_new, corr, pe;
 #pragma unroll
         for (i = 0; i < GLM_DEC_PER_LANE; i++) {
             int d = lane + 32 * i;
             if (d < D) {
-                s += qv[i] * kr[d];
+                s += qv[i] * glm_kv_ld(kv.k, kv.dtype, row + d, kv.k_scale);
             }
         }
         s = glm_warp_sum(s) * scale;
@@ -50,7 +49,7 @@ glm_attn_decode_kernel(glm_act *out, float *partial, const glm_act *q, glm_cuda_
         for (i = 0; i < GLM_DEC_PER_LANE; i++) {
             int d = lane + 32 * i;
             if (d < D) {
-                acc[i] = acc[i] * corr + pe * vr[d];
+                acc[i] = acc[i] * corr + pe * glm_kv_ld(kv.v, kv.dtype, row + d, kv.v_scale);
             }
         }
         m = m_new;

@@ -14,11 +14,13 @@ struct glm_paged_src {
     }
     __device__ float k_at(int4 tl, int p, int kvh, int D, int d) const
     {
-        return kv.k[glm_paged_row(kv, tl.z, p) * kv.kv_dim + (int64_t) kvh * D + d];
+        return glm_kv_ld(kv.k, kv.dtype, glm_paged_row(kv, tl.z, p) * kv.kv_dim
+                                         + (int64_t) kvh * D + d, kv.k_scale);
     }
     __device__ float v_at(int4 tl, int p, int kvh, int D, int d) const
     {
-        return kv.v[glm_paged_row(kv, tl.z, p) * kv.kv_dim + (int64_t) kvh * D + d];
+        return glm_kv_ld(kv.v, kv.dtype, glm_paged_row(kv, tl.z, p) * kv.kv_dim
+                                         + (int64_t) kvh * D + d, kv.v_scale);
     }
 };
 

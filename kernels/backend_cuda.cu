@@ -865,6 +865,22 @@ glm_attn_pack(glm_cuda *c, const glm_kv_pool *kv, const glm_attn_batch *b)
     c->attn = L;
 }
 
+/* the pool's dtype for the kernels (GLM_KVT_* share glm_kv_dtype's values) */
+static int
+glm_kv_dtype_checked(const glm_kv_pool *kv)
+{
+    switch (kv->dtype) {
+    case GLM_KV_F32:
+        return GLM_KVT_F32;
+    case GLM_KV_BF16:
+        return GLM_KVT_BF16;
+    case GLM_KV_FP8_E4M3:
+        return GLM_KVT_FP8;
+    default:
+        glm_cu_bug("KV pool dtype %d", (int) kv->dtype);
+    }
+}
+
 static glm_cuda_paged
 glm_paged_view(glm_cuda *c, const glm_kv_pool *kv, int layer)
 {
@@ -873,6 +889,9 @@ glm_paged_view(glm_cuda *c, const glm_kv_pool *kv, int layer)
 
     p.k = kv->k;
     p.v = kv->v;
+    p.dtype = glm_kv_dtype_checked(kv);
+    p.k_scale = kv->k_scale != NULL ? kv->k_scale[layer] : 1.0f;
+    p.v_scale = kv->v_scale != NULL ? kv->v_scale[layer] : 1.0f;
     p.layer_row0 = (int64_t) layer * kv->n_blocks * kv->block_size;
     p.block_size = kv->block_size;
     p.kv_dim = kv->kv_dim;
@@ -896,7 +915,9 @@ glm_cu_kv_store(glm_backend *be, glm_kv_pool *kv, int layer, const void *k,
     }
     glm_attn_pack(c, kv, b);
     d = (const int32_t *) c->meta[GLM_META_ATTN].dev;
-    glm_cuda_kv_store(c->stream, kv->k, kv->v,
+    glm_cuda_kv_store(c->stream, kv->k, kv->v, glm_kv_dtype_checked(kv),
+                      kv->k_scale != NULL ? kv->k_scale[layer] : 1.0f,
+                      kv->v_scale != NULL ? kv->v_scale[layer] : 1.0f,
                       (int64_t) layer * kv->n_blocks * kv->block_size,
                       (const int64_t *) (d + c->attn.off_slot), b->n_tokens, kv->kv_dim,
                       (const glm_act *) k, (const glm_act *) v);

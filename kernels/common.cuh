@@ -123,6 +123,39 @@ glm_fp8_bits_to_float(uint8_t b)
     return __uint_as_float(sign | ((e + 120) << 23) | (m << 20));
 }
 
+/* fp32 to FP8 E4M3 ("e4m3fn") bits: round to nearest even, saturating at
+ * +-448 (there is no infinity), NaN to NaN: how vLLM's fp8_e4m3 KV cache
+ * stores x / scale.  Exact in fp32: every step is a scaling by a power of
+ * two or a rintf. */
+__device__ __forceinline__ uint8_t
+glm_float_to_fp8_bits(float x)
+{
+    uint32_t u = __float_as_uint(x), sign = (u >> 24) & 0x80u;
+    float a = fabsf(x), q;
+    int e;
+
+    if (a != a) {
+        return (uint8_t) (sign | 0x7f);
+    }
+    if (a >= 448.0f) {
+        return (uint8_t) (sign | 0x7e);                /* 1.75 * 2^8 */
+    }
+    if (a < 0.015625f) {                               /* below 2^-6: subnormal */
+        q = rintf(a * 512.0f);                         /* units of 2^-9 */
+        return (uint8_t) (sign | (uint32_t) q);        /* q == 8 is 2^-6, code 0x08 */
+    }
+    e = (int) ((__float_as_uint(a) >> 23) & 0xff) - 127;      /* a in [2^e, 2^e+1) */
+    q = rintf(ldexpf(a, 3 - e));                       /* 8..16: 1.mmm in eighths */
+    if (q >= 16.0f) {
+        q = 8.0f;
+        e++;
+    }
+    if (e > 8 || (e == 8 && q > 14.0f)) {
+        return (uint8_t) (sign | 0x7e);
+    }
+    return (uint8_t) (sign | (uint32_t) ((e + 7) << 3) | ((uint32_t) q - 8u));
+}
+
 /* element i of an unscaled stored tensor, as fp32 */
 __device__ __forceinline__ float
 glm_ld_weight(const void *w, int fmt, int64_t i)

@@ -18,7 +18,9 @@
  * - The KV cache is paged: a pool of blocks of `block_size` token slots per
  *   layer, layout [layer][block][slot][kv_heads * head_dim] for k and for v.
  *   Each sequence owns a block table; token i of a batch sits at position
- *   kv_pos[i] of sequence seq[i].
+ *   kv_pos[i] of sequence seq[i].  Elements are fp32, BF16 or FP8 E4M3
+ *   (glm_kv_dtype; fp8 rounds x / scale to nearest even, saturating at
+ *   +-448, BF16 rounds to nearest even).
  */
 #ifndef GLM_BACKEND_H
 #define GLM_BACKEND_H
@@ -33,13 +35,19 @@ typedef struct glm_backend glm_backend;
 /* the element type of a backend's activations */
 typedef enum { GLM_ACT_F32 = 0, GLM_ACT_BF16 } glm_act_dtype;
 
+typedef enum { GLM_KV_F32 = 0, GLM_KV_BF16, GLM_KV_FP8_E4M3 } glm_kv_dtype;
+
 typedef struct {
-    int      n_layers;
-    int      n_blocks;
-    int      block_size;
-    int      kv_dim;           /* kv_heads * head_dim */
-    float   *k;                /* backend memory, [layer][block][slot][kv_dim] */
-    float   *v;
+    int           n_layers;
+    int           n_blocks;
+    int           block_size;
+    int           kv_dim;          /* kv_heads * head_dim */
+    glm_kv_dtype  dtype;           /* element type of k and v */
+    void         *k;               /* backend memory, [layer][block][slot][kv_dim] of dtype */
+    void         *v;
+    const float  *k_scale;         /* host, [n_layers]: fp8 stores x / scale (vLLM's fp8_e4m3);
+                                      1.0 unless the checkpoint stores per-layer scales */
+    const float  *v_scale;
 } glm_kv_pool;
 
 typedef struct {

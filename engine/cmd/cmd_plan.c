@@ -114,7 +114,7 @@ glm_cmd_plan(int argc, char **argv)
                 return 2;
             }
         } else if (strcmp(a, "--kv-cache-dtype") == 0) {
-            if (glm_kv_dtype_parse(v, &o.kv_dtype) != 0) {
+            if (glm_plan_kv_parse(v, &o.kv_dtype) != 0) {
                 fprintf(stderr, "glm-engine: --kv-cache-dtype is auto, bfloat16 or fp8,"
                         " got '%s'\n", v);
                 return 2;

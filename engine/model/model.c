@@ -299,6 +299,8 @@ glm_kv_pool_init(glm_kv_pool *kv, const glm_model *m, int n_blocks, int block_si
     kv->n_blocks = n_blocks;
     kv->block_size = block_size;
     kv->kv_dim = c->num_kv_heads * c->head_dim;
+    kv->dtype = GLM_KV_F32;
+    kv->k_scale = kv->v_scale = NULL;
     bytes = (size_t) kv->n_layers * n_blocks * block_size * kv->kv_dim * sizeof(float);
     kv->k = m->be->alloc(m->be, bytes);
     kv->v = m->be->alloc(m->be, bytes);

@@ -62,7 +62,7 @@ glm_plan_opts_default(glm_plan_opts *o)
     o->tp = 1;
     o->gpu_bytes = GLM_PLAN_H100_BYTES;
     o->utilization = 0.9;
-    o->kv_dtype = GLM_KV_AUTO;
+    o->kv_dtype = GLM_PLAN_KV_AUTO;
     o->max_num_seqs = 64;                 /* serve's defaults (server.c) */
     o->max_num_batched_tokens = 2048;
     o->block_size = 16;
@@ -70,20 +70,20 @@ glm_plan_opts_default(glm_plan_opts *o)
 }
 
 const char *
-glm_kv_dtype_name(glm_kv_dtype t)
+glm_plan_kv_name(glm_plan_kv t)
 {
-    return t == GLM_KV_FP8 ? "fp8" : t == GLM_KV_BF16 ? "bfloat16" : "auto";
+    return t == GLM_PLAN_KV_FP8 ? "fp8" : t == GLM_PLAN_KV_BF16 ? "bfloat16" : "auto";
 }
 
 int
-glm_kv_dtype_parse(const char *s, glm_kv_dtype *out)
+glm_plan_kv_parse(const char *s, glm_plan_kv *out)
 {
     if (strcmp(s, "auto") == 0) {
-        *out = GLM_KV_AUTO;
+        *out = GLM_PLAN_KV_AUTO;
     } else if (strcmp(s, "bfloat16") == 0 || strcmp(s, "bf16") == 0) {
-        *out = GLM_KV_BF16;
+        *out = GLM_PLAN_KV_BF16;
     } else if (strcmp(s, "fp8") == 0 || strcmp(s, "fp8_e4m3") == 0) {
-        *out = GLM_KV_FP8;
+        *out = GLM_PLAN_KV_FP8;
     } else {
         return -1;
     }
@@ -379,9 +379,9 @@ glm_plan_compute(glm_plan *p, const glm_config *cfg, const glm_tensor_list *tl,
     p->ov_nccl = p->o.tp > 1 ? GLM_PLAN_NCCL : 0;
     p->overhead = p->ov_context + p->ov_cublas + p->ov_nccl;
 
-    if (p->o.kv_dtype == GLM_KV_FP8) {
+    if (p->o.kv_dtype == GLM_PLAN_KV_FP8) {
         p->kv_elem_bytes = 1;
-    } else if (p->o.kv_dtype == GLM_KV_BF16) {
+    } else if (p->o.kv_dtype == GLM_PLAN_KV_BF16) {
         p->kv_elem_bytes = 2;
     }
     if (p->o.kv_elem_bytes > 0) {

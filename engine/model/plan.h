@@ -66,17 +66,19 @@
 #define GLM_PLAN_H100_BYTES  ((uint64_t) (79.18 * GLM_GIB))
 #define GLM_PLAN_H200_BYTES  ((uint64_t) (139.80 * GLM_GIB))
 
+/* --kv-cache-dtype as the plan reads it (backend.h's glm_kv_dtype is the
+ * pool's element type) */
 typedef enum {
-    GLM_KV_AUTO = 0,            /* the model's dtype: its embedding table's */
-    GLM_KV_BF16,
-    GLM_KV_FP8,                 /* fp8_e4m3, per-layer scales */
-} glm_kv_dtype;
+    GLM_PLAN_KV_AUTO = 0,       /* the model's dtype: its embedding table's */
+    GLM_PLAN_KV_BF16,
+    GLM_PLAN_KV_FP8,            /* fp8_e4m3, per-layer scales */
+} glm_plan_kv;
 
 typedef struct {
     int          tp;                       /* tensor-parallel ranks, >= 1 */
     uint64_t     gpu_bytes;                /* one GPU's total memory */
     double       utilization;              /* (0, 1], vLLM's default 0.9 */
-    glm_kv_dtype kv_dtype;
+    glm_plan_kv kv_dtype;
     int64_t      max_model_len;            /* 0: the model's max_position_embeddings */
     int          max_num_seqs;
     int          max_num_batched_tokens;
@@ -141,9 +143,9 @@ int glm_plan_compute(glm_plan *p, const glm_config *cfg, const glm_tensor_list *
  * (one line). */
 void glm_plan_print(FILE *f, const glm_plan *p, const glm_config *cfg, const char *model);
 
-const char *glm_kv_dtype_name(glm_kv_dtype t);
+const char *glm_plan_kv_name(glm_plan_kv t);
 
 /* "auto", "bfloat16" (or "bf16"), "fp8" (or "fp8_e4m3"); -1 otherwise */
-int glm_kv_dtype_parse(const char *s, glm_kv_dtype *out);
+int glm_plan_kv_parse(const char *s, glm_plan_kv *out);
 
 #endif

@@ -571,6 +571,90 @@ typedef struct {
     int cached, fresh;          /* tokens already in the cache, tokens this step */
 } seq_spec;
 
+/* the KV dtype test_attention runs the GPU's pool in; FP8 per-layer scales
+ * differ by layer, so a scale read from the wrong layer shows */
+static glm_kv_dtype kv_dtype = GLM_KV_F32;
+static const float kv_k_scale[2] = { 0.011f, 0.023f }, kv_v_scale[2] = { 0.017f, 0.029f };
+
+static const char *
+kv_dtype_name(glm_kv_dtype t)
+{
+    return t == GLM_KV_BF16 ? "bf16" : t == GLM_KV_FP8_E4M3 ? "fp8" : "f32";
+}
+
+/* FP8 E4M3 by search: the nearest of the 126 finite magnitudes (decoded by
+ * safetensors.h's conversion), ties to the even code, beyond 448 saturated:
+ * an oracle written independently of the kernels' bit arithmetic */
+static uint8_t
+fp8_nearest(float x)
+{
+    float a = fabsf(x), best_d = INFINITY;
+    uint8_t best = 0, sign = signbit(x) ? 0x80 : 0, c;
+
+    if (isnan(x)) {
+        return (uint8_t) (sign | 0x7f);
+    }
+    for (c = 0; c <= 0x7e; c++) {
+        float d = fabsf(glm_fp8_e4m3_to_f32(c) - a);
+        if (d < best_d || (d == best_d && (c & 1) == 0)) {
+            best_d = d;
+            best = c;
+        }
+    }
+    return (uint8_t) (sign | best);
+}
+
+/* what a pool of kv_dtype keeps of x at layer l (x BF16-representable) */
+static float
+kv_kept(float x, int l, int is_v)
+{
+    float s = is_v ? kv_v_scale[l] : kv_k_scale[l];
+
+    if (kv_dtype != GLM_KV_FP8_E4M3) {
+        return x;
+    }
+    return glm_fp8_e4m3_to_f32(fp8_nearest(x / s)) * s;
+}
+
+/* a GPU pool of kv_dtype back as fp32 (FP8 times its layer's scale) */
+static float *
+kv_pool_get(const glm_kv_pool *kv, const void *d, size_t n, int is_v)
+{
+    size_t es = kv->dtype == GLM_KV_F32 ? 4 : kv->dtype == GLM_KV_BF16 ? 2 : 1, i;
+    size_t per_layer = n / (size_t) kv->n_layers;
+    unsigned char *raw = xmalloc(n * es);
+    float *h = xmalloc(n * sizeof(float));
+
+    gpu->download(gpu, raw, d, n * es);
+    for (i = 0; i < n; i++) {
+        int l = (int) (i / per_layer);
+        uint16_t b;
+        if (kv->dtype == GLM_KV_F32) {
+            memcpy(&h[i], raw + 4 * i, 4);
+        } else if (kv->dtype == GLM_KV_BF16) {
+            memcpy(&b, raw + 2 * i, 2);
+            h[i] = glm_bf16_to_f32(b);
+        } else {
+            h[i] = glm_fp8_e4m3_to_f32(raw[i]) * (is_v ? kv->v_scale[l] : kv->k_scale[l]);
+        }
+    }
+    free(raw);
+    return h;
+}
+
+/* k or v rows for the CPU's fp32 pool: what the GPU's pool will keep */
+static float *
+kv_rows_kept(const float *x, size_t n, int l, int is_v)
+{
+    float *y = xmalloc(n * sizeof(float));
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        y[i] = kv_kept(x[i], l, is_v);
+    }
+    return y;
+}
+
 static void
 test_attention(const char *label, int heads, int kv_heads, int D, int bs,
     const seq_spec *ss, int n_seqs)
@@ -610,11 +694,16 @@ test_attention(const char *label, int heads, int kv_heads, int D, int bs,
         at += seqs[s].n_blocks;
     }
     pool_floats = (size_t) n_layers * pool_blocks * bs * kv_dim;
-    pc = (glm_kv_pool) { n_layers, pool_blocks, bs, kv_dim,
+    pc = (glm_kv_pool) { n_layers, pool_blocks, bs, kv_dim, GLM_KV_F32,
                          cpu->alloc(cpu, pool_floats * sizeof(float)),
-                         cpu->alloc(cpu, pool_floats * sizeof(float)) };
-    pg = (glm_kv_pool) { n_layers, pool_blocks, bs, kv_dim, dev_put_f32(gpu, pool_floats),
-                         dev_put_f32(gpu, pool_floats) };
+                         cpu->alloc(cpu, pool_floats * sizeof(float)), NULL, NULL };
+    {
+        size_t es = kv_dtype == GLM_KV_F32 ? 4 : kv_dtype == GLM_KV_BF16 ? 2 : 1;
+        pg = (glm_kv_pool) { n_layers, pool_blocks, bs, kv_dim, kv_dtype,
+                             gpu->alloc(gpu, pool_floats * es), gpu->alloc(gpu, pool_floats * es),
+                             kv_dtype == GLM_KV_FP8_E4M3 ? kv_k_scale : NULL,
+                             kv_dtype == GLM_KV_FP8_E4M3 ? kv_v_scale : NULL };
+    }
 
     /* the cached prefix: layer 0 gets other values, so a wrong layer offset shows */
     seq = xmalloc((size_t) (Tc > T ? Tc : T) * sizeof(int32_t) + 4);
@@ -634,7 +723,13 @@ test_attention(const char *label, int heads, int kv_heads, int D, int bs,
             v = rnd_floats((size_t) Tc * kv_dim, 1.0f);
             dk = dev_put(gpu, k, (size_t) Tc * kv_dim);
             dv = dev_put(gpu, v, (size_t) Tc * kv_dim);
-            cpu->kv_store(cpu, &pc, lyr, k, v, &b);
+            {
+                float *kq = kv_rows_kept(k, (size_t) Tc * kv_dim, lyr, 0);
+                float *vq = kv_rows_kept(v, (size_t) Tc * kv_dim, lyr, 1);
+                cpu->kv_store(cpu, &pc, lyr, kq, vq, &b);
+                free(kq);
+                free(vq);
+            }
             gpu->kv_store(gpu, &pg, lyr, dk, dv, &b);
             gpu->free(gpu, dk);
             gpu->free(gpu, dv);
@@ -660,23 +755,30 @@ test_attention(const char *label, int heads, int kv_heads, int D, int bs,
     dv = dev_put(gpu, v, (size_t) T * kv_dim);
     out_c = xmalloc((size_t) T * heads * D * sizeof(float));
     dout = dev_put(gpu, NULL, (size_t) T * heads * D);
-    cpu->kv_store(cpu, &pc, layer, k, v, &b);
+    {
+        float *kq = kv_rows_kept(k, (size_t) T * kv_dim, layer, 0);
+        float *vq = kv_rows_kept(v, (size_t) T * kv_dim, layer, 1);
+        cpu->kv_store(cpu, &pc, layer, kq, vq, &b);
+        free(kq);
+        free(vq);
+    }
     gpu->kv_store(gpu, &pg, layer, dk, dv, &b);
     cpu->attention(cpu, out_c, q, &pc, layer, &b, heads, kv_heads, D, 1.0f / sqrtf((float) D));
     gpu->attention(gpu, dout, dq, &pg, layer, &b, heads, kv_heads, D, 1.0f / sqrtf((float) D));
     out_g = dev_get(gpu, dout, (size_t) T * heads * D);
 
-    len = snprintf(shape, sizeof(shape), "%s,heads=%d/%d,head_dim=%d,block=%d,seqs=", label,
-                   heads, kv_heads, D, bs);
+    len = snprintf(shape, sizeof(shape), "%s,kv=%s,heads=%d/%d,head_dim=%d,block=%d,seqs=",
+                   label, kv_dtype_name(kv_dtype), heads, kv_heads, D, bs);
     for (s = 0; s < n_seqs && len < (int) sizeof(shape) - 24; s++) {
         len += snprintf(shape + len, sizeof(shape) - (size_t) len, "%s%d+%d", s ? ":" : "",
                         ss[s].cached, ss[s].fresh);
     }
     compare("attention", shape, out_c, out_g, (size_t) T * heads * D, TOL_BF16);
-    pool_g = dev_get_f32(gpu, pg.k, pool_floats);
+    /* the pool holds exactly what the oracle's encoding says, every layer */
+    pool_g = kv_pool_get(&pg, pg.k, pool_floats, 0);
     compare("kv_store.k", shape, pc.k, pool_g, pool_floats, TOL_EXACT);
     free(pool_g);
-    pool_g = dev_get_f32(gpu, pg.v, pool_floats);
+    pool_g = kv_pool_get(&pg, pg.v, pool_floats, 1);
     compare("kv_store.v", shape, pc.v, pool_g, pool_floats, TOL_EXACT);
     free(pool_g);
 
@@ -1200,6 +1302,16 @@ run_ops(void)
         test_attention("odd", 6, 3, 80, 5, odd, 3);
         test_attention("head256", 2, 1, 256, 16, wide, 2);
         test_attention("decode_split_small", 4, 2, 32, 16, split_small, 4);
+
+        /* the BF16 and FP8 E4M3 caches (per-layer scales): the same kernels
+         * read them; the oracle's pool holds what the GPU's keeps */
+        for (kv_dtype = GLM_KV_BF16; kv_dtype <= GLM_KV_FP8_E4M3; kv_dtype++) {
+            test_attention("decode", 96, 8, 128, 16, dec_short, 3);
+            test_attention("chunked", 96, 8, 128, 16, chunk, 1);
+            test_attention("odd", 6, 3, 80, 5, odd, 3);
+            test_attention("decode_split_small", 4, 2, 32, 16, split_small, 4);
+        }
+        kv_dtype = GLM_KV_F32;
     }
 
     /* elementwise */

@@ -356,7 +356,7 @@ test_attention(const glm_cpu_kernels *k)
         int heads = cases[ci][0], kvh = cases[ci][1], hd = cases[ci][2], nt = cases[ci][3];
         int bs = 16, nblocks = 12, layers = 2, layer = 1, kvd = kvh * hd, group = heads / kvh;
         int len0 = 37 + (int) ci * 11;      /* the first token's position */
-        glm_kv_pool kv = { layers, nblocks, bs, kvd, NULL, NULL };
+        glm_kv_pool kv = { layers, nblocks, bs, kvd, GLM_KV_F32, NULL, NULL, NULL, NULL };
         int32_t blocks[12], seq[16], pos[16], tiles[2] = { 0, nt };
         glm_seq_blocks sb = { blocks, nblocks };
         glm_attn_batch b = { nt, seq, pos, &sb, 1 };
@@ -372,8 +372,8 @@ test_attention(const glm_cpu_kernels *k)
         kv.k = malloc(pool * sizeof(float));
         kv.v = malloc(pool * sizeof(float));
         for (i = 0; i < pool; i++) {
-            kv.k[i] = rnd_f();
-            kv.v[i] = rnd_f();
+            ((float *) kv.k)[i] = rnd_f();
+            ((float *) kv.v)[i] = rnd_f();
         }
         for (i = 0; i < (size_t) nblocks; i++) {
             blocks[i] = (int32_t) ((i * 5 + 3) % nblocks);      /* scattered blocks */

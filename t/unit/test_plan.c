@@ -261,7 +261,7 @@ test_kv_pool(void)
     CHECK(p.kv_blocks == (int64_t) ((p.budget - fixed) / (per_token * 16))
           && p.kv_tokens == p.kv_blocks * 16 && p.kv_bytes == (uint64_t) p.kv_tokens * per_token,
           "whole blocks of what is left");
-    o.kv_dtype = GLM_KV_FP8;
+    o.kv_dtype = GLM_PLAN_KV_FP8;
     glm_plan_compute(&p, &cfg, &l, &o, &err);
     CHECK(p.kv_bytes_per_token == per_token / 2 && p.fits, "fp8: half the bytes per token");
 
