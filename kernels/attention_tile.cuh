@@ -22,11 +22,10 @@
  * vectors and the row lengths: about 70 KB for D = 128, 136 KB for D = 256
  * (the launchers raise the dynamic shared-memory limit).  128 threads.
  *
- * Why fp32 CUDA cores and not tensor cores: the KV cache and activations
- * are fp32 in this first version, to match the CPU oracle; TF32 or BF16 MMA
- * would round q, k and p to 10 or 8 mantissa bits.  The tensor-core version
- * (mma.sync / wgmma on BF16 or FP8 tiles) comes with the BF16/FP8 KV cache,
- * keeping this kernel as the fp32 reference on the device.
+ * Why fp32 CUDA cores and not tensor cores: q, k, v arrive as BF16 (or
+ * FP8 KV) and are widened into fp32 shared memory; the scores, softmax and
+ * accumulators stay fp32 so this kernel is the device-side reference.  The
+ * tensor-core version (mma.sync / wgmma on BF16 or FP8 tiles) comes next.
  * Later also: a block per KV head doing all `group` query heads, so K/V
  * tiles load once per group; cp.async double buffering.
  */

@@ -9,7 +9,10 @@
  * engine/backend/backend_cuda_stub.c instead.
  *
  * What this file does on the host, per op:
- * - weights: finds (or makes) the device copy of a glm_tensor: an open-
+ * - weights: a byte copy of each tensor as stored (FP8 with its scale
+ *   tensor, BF16, fp32), uploaded at start-up through pinned staging
+ *   (glm_backend_cuda_upload_weights); an op finds the device copy of a
+ *   glm_tensor in an open-
  *   addressing table keyed by the tensor's host data address, checked by
  *   size, dtype, format and a fingerprint of its first and last 32 bytes
  *   (so a checkpoint reopened at the same address is not served stale
@@ -30,8 +33,12 @@
  * expert counts (the per-expert GEMM launches need them; a grouped GEMM
  * reading counts on the device removes this), first use of a weight.
  *
- * Not yet (issue 6's later items, in this order of need): BF16/FP8
- * activations and KV cache, FP8 weights, grouped expert GEMMs without the
+ * - activations are BF16 (glm_act), the KV cache fp32/BF16/FP8 (the pool's
+ *   dtype); backend.h's act_dtype/act_size tell the model.
+ *
+ * Not yet (in this order of need): cuBLASLt's scaled FP8 GEMM with FP8
+ * activations, device weights bound to the model's tensors at load (no
+ * per-op lookup), grouped expert GEMMs without the
  * count sync, the fused ops of the issue (q/k/v epilogue with RoPE and the
  * cache write, residual+norm in the op table), CUDA graphs for decode,
  * sizing memory up front (--gpu-memory-utilization), sampling on the GPU.

@@ -1,5 +1,5 @@
 /*
- * embed: out[i, :] = table[ids[i], :] as fp32.
+ * embed: out[i, :] = table[ids[i], :] as BF16 activations.
  *
  * Layout: table [vocab, dim] in device memory, BF16 (the checkpoint's dtype,
  * uploaded once) or fp32; ids [n] int32 on the device; out [n, dim] fp32.

@@ -4,7 +4,7 @@
  * loops experts in ascending id, adding into a zeroed row), with the
  * products and sums rounded separately as it does.
  *
- * Layout: y [pairs, H] fp32 (the experts' down-projection outputs in
+ * Layout: y [pairs, H] BF16, summed in fp32 (the experts' down-projection outputs in
  * permuted order), idx / w / slot_of [rows, top_k], out [rows, H].  Launch:
  * one block of 256 threads per token; thread 0 orders the token's top_k
  * (<= 32) pairs by expert id in shared memory, then threads stride over H.

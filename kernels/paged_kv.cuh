@@ -3,9 +3,10 @@
  * op).  The pool is the backend's glm_kv_pool: for k and for v,
  * [layer][block][slot][kv_dim] of its dtype: fp32, BF16, or FP8 E4M3
  * holding x / scale with one scale per layer for k and one for v (vLLM's
- * fp8_e4m3 cache).  Kernels read an element as fp32 through glm_kv_ld.  A sequence's block table is a run of
- * `blocks` starting at block_off[seq]; position p of sequence s lives in
- * block blocks[block_off[s] + p / block_size], slot p % block_size.  The
+ * fp8_e4m3 cache).  Kernels read an element as fp32 through glm_kv_ld.
+ * A sequence's block table is a run of `blocks` starting at
+ * block_off[seq]; position p of sequence s lives in block
+ * blocks[block_off[s] + p / block_size], slot p % block_size.  The
  * backend checks every position against its table on the host before a
  * launch, so the kernels index without bounds checks.
  */
