@@ -11,8 +11,10 @@
  * What this file does on the host, per op:
  * - weights: a byte copy of each tensor as stored (FP8 with its scale
  *   tensor, BF16, fp32), uploaded at start-up through pinned staging
- *   (glm_backend_cuda_upload_weights); an op finds the device copy of a
- *   glm_tensor in an open-
+ *   (glm_backend_cuda_upload_weights), which binds each copy to its
+ *   glm_tensor (glm_tensor.dev): an op reads the pointer, no lookup.  A
+ *   tensor the upload did not see (a view copied from a bound one, the
+ *   tests' own tensors) is found or made on first use in an open-
  *   addressing table keyed by the tensor's host data address, checked by
  *   size, dtype, format and a fingerprint of its first and last 32 bytes
  *   (so a checkpoint reopened at the same address is not served stale
@@ -132,6 +134,8 @@ typedef struct {
     cudaStream_t    stream;
     glm_cuda_gemm  *gemm;
 
+    uint64_t        gen;                /* this upload's mark on the tensors it
+                                           bound (glm_tensor.dev), unique */
     glm_wentry     *wtab;               /* open addressing, power-of-two size */
     size_t          wcap, wcount;
     size_t          weight_bytes;
@@ -145,6 +149,10 @@ typedef struct {
     size_t          scr_cap[GLM_SCR_N];
     int32_t        *moe_offsets_host;   /* pinned, [GLM_MOE_MAX_EXPERTS + 1] */
 } glm_cuda;
+
+/* a global sequence, so a backend created at a freed one's address never
+ * mistakes the old one's bindings for its own */
+static uint64_t glm_cu_gen_next = 1;
 
 static glm_cuda *
 glm_cu(glm_backend *be)
@@ -439,6 +447,15 @@ glm_weight_entry(glm_cuda *c, const glm_tensor *t, int fmt, glm_err *err)
     return e;
 }
 
+static void
+glm_tensor_bind(glm_cuda *c, glm_tensor *t, void *dev)
+{
+    t->dev.ptr = dev;
+    t->dev.host = t->data;
+    t->dev.nbytes = t->nbytes;
+    t->dev.gen = c->gen;
+}
+
 /* For the ops: the device copy, or a clear stop (ops cannot fail). */
 static const void *
 glm_weight(glm_cuda *c, const glm_tensor *t, int *fmt_out)
@@ -451,14 +468,24 @@ glm_weight(glm_cuda *c, const glm_tensor *t, int *fmt_out)
         glm_cu_bug("weight '%s' is %s, a dtype no kernel reads", t->name ? t->name : "?",
                    glm_dtype_name(t->dtype));
     }
+    if (fmt_out != NULL) {
+        *fmt_out = fmt;
+    }
+    if (t->dev.ptr != NULL && t->dev.gen == c->gen && t->dev.host == t->data
+        && t->dev.nbytes == t->nbytes)
+    {
+        return t->dev.ptr;          /* bound at upload: no lookup */
+    }
+    /* tensors the upload did not see (views made from a bound tensor,
+     * tests' own tensors): the table, keyed by host address */
     e = glm_weight_entry(c, t, fmt, &err);
     if (e == NULL) {
         fprintf(stderr, "glm-engine: CUDA backend: %s\n", err.msg);
         abort();
     }
-    if (fmt_out != NULL) {
-        *fmt_out = fmt;
-    }
+    /* and bound, so the next op reads the pointer: the binding is a cache
+     * in the tensor (its objects are never const; the ops' view of them is) */
+    glm_tensor_bind(c, (glm_tensor *) t, e->dev);
     return e->dev;
 }
 
@@ -1161,6 +1188,8 @@ glm_cu_release_weights(glm_cuda *c)
     c->wtab = NULL;
     c->wcap = c->wcount = 0;
     c->weight_bytes = 0;
+    /* every binding of the released copies goes stale at once */
+    c->gen = __atomic_fetch_add(&glm_cu_gen_next, 1, __ATOMIC_RELAXED);
 }
 
 static void
@@ -1234,6 +1263,7 @@ glm_backend_cuda_create(int device, glm_err *err)
         return NULL;
     }
     c->device = device;
+    c->gen = __atomic_fetch_add(&glm_cu_gen_next, 1, __ATOMIC_RELAXED);
     if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess
         || (e = cudaMallocHost((void **) &c->moe_offsets_host,
                                (GLM_MOE_MAX_EXPERTS + 1) * sizeof(int32_t))) != cudaSuccess)
@@ -1408,7 +1438,8 @@ glm_backend_cuda_upload_weights(glm_backend *be, glm_checkpoint *ck, glm_err *er
             }
         }
         if (c->wtab[s].host != NULL) {
-            continue;           /* already there (a second upload of one checkpoint) */
+            glm_tensor_bind(c, t, c->wtab[s].dev);  /* a second upload of one checkpoint */
+            continue;
         }
         if (cudaMalloc(&dev, t->nbytes ? t->nbytes : 4) != cudaSuccess) {
             size_t fr = 0, tot = 0;
@@ -1444,6 +1475,7 @@ glm_backend_cuda_upload_weights(glm_backend *be, glm_checkpoint *ck, glm_err *er
         e->owner = 1;
         c->wcount++;
         c->weight_bytes += t->nbytes;
+        glm_tensor_bind(c, t, dev);
         done += t->nbytes;
         if (done >= next_note || done == total) {
             dt = glm_now_seconds() - t0;

@@ -1535,6 +1535,20 @@ run_fixture(const char *dir)
                ratio, skipped, mg->skipped_mtp, ok ? "ok" : "FAIL");
         checks++;
         failures += !ok;
+        {
+            /* bound at load: every tensor the model uses carries its device
+             * copy, so no op looks it up (glm_tensor.dev) */
+            size_t used = 0, bound = 0;
+            for (i = 0; i < n; i++) {
+                const glm_tensor *t = glm_checkpoint_at(mg->ck, i);
+                used += t->used != 0;
+                bound += t->used && t->dev.ptr != NULL && t->dev.host == t->data;
+            }
+            ok = used > 0 && bound == used;
+            printf("BOUND %s tensors=%zu/%zu %s\n", name, bound, used, ok ? "ok" : "FAIL");
+            checks++;
+            failures += !ok;
+        }
     }
     snprintf(path, sizeof(path), "%s/reference.json", dir);
     text = glm_read_file(path, NULL, &err);
