@@ -2,19 +2,19 @@
 #include "add.cuh"
 
 static __global__ void
-glm_add_kernel(float *x, const float *y, size_t n)
+glm_add_kernel(glm_act *x, const glm_act *y, size_t n)
 {
     size_t i;
 
     for (i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n;
          i += (size_t) gridDim.x * blockDim.x)
     {
-        x[i] += y[i];
+        glm_act_st(x, (int64_t) i, glm_act_ld(x, (int64_t) i) + glm_act_ld(y, (int64_t) i));
     }
 }
 
 void
-glm_cuda_add(cudaStream_t stream, float *x, const float *y, size_t n)
+glm_cuda_add(cudaStream_t stream, glm_act *x, const glm_act *y, size_t n)
 {
     if (n == 0) {
         return;

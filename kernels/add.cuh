@@ -1,7 +1,7 @@
 /*
  * add: x[i] += y[i] (the residual adds).
  *
- * Layout: two fp32 arrays of n elements.  Launch: grid-stride, 256 threads.
+ * Layout: two BF16 (glm_act) arrays of n elements, summed in fp32.  Launch: grid-stride, 256 threads.
  * Later: fused into rmsnorm (glm_cuda_add_rmsnorm already does the
  * residual-then-norm pair in one pass) and into GEMM epilogues.
  */
@@ -10,6 +10,6 @@
 
 #include "common.cuh"
 
-void glm_cuda_add(cudaStream_t stream, float *x, const float *y, size_t n);
+void glm_cuda_add(cudaStream_t stream, glm_act *x, const glm_act *y, size_t n);
 
 #endif

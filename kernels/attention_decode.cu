@@ -4,7 +4,7 @@
 #define GLM_DEC_PER_LANE 8      /* 256 / 32: the largest head_dim served */
 
 static __global__ void
-glm_attn_decode_kernel(float *out, float *partial, const float *q, glm_cuda_paged kv,
+glm_attn_decode_kernel(glm_act *out, float *partial, const glm_act *q, glm_cuda_paged kv,
     const int32_t *tok_list, const int32_t *tok_seq, const int32_t *tok_pos,
     int heads, int group, int D, float scale, int split_len, int n_splits)
 {
@@ -12,7 +12,7 @@ glm_attn_decode_kernel(float *out, float *partial, const float *q, glm_cuda_page
     int sel = blockIdx.x, h = blockIdx.y * GLM_DECODE_WARPS + warp, split = blockIdx.z;
     int t, seq, len, kvh, lo, hi, p, i;
     float qv[GLM_DEC_PER_LANE], acc[GLM_DEC_PER_LANE], m = -INFINITY, l = 0.0f;
-    const float *qr;
+    const glm_act *qr;
 
     if (h >= heads) {
         return;                         /* no block-wide barrier below */
@@ -27,18 +27,17 @@ glm_attn_decode_kernel(float *out, float *partial, const float *q, glm_cuda_page
 #pragma unroll
     for (i = 0; i < GLM_DEC_PER_LANE; i++) {
         int d = lane + 32 * i;
-        qv[i] = d < D ? qr[d] : 0.0f;
+        qv[i] = d < D ? glm_act_ld(qr, d) : 0.0f;
         acc[i] = 0.0f;
     }
     for (p = lo; p < hi; p++) {
         int64_t row = glm_paged_row(kv, seq, p) * kv.kv_dim + (int64_t) kvh * D;
-        const float *kr = kv.k + row, *vr = kv.v + row;
         float s = 0.0f, m_new, corr, pe;
 #pragma unroll
         for (i = 0; i < GLM_DEC_PER_LANE; i++) {
             int d = lane + 32 * i;
             if (d < D) {
-                s += qv[i] * kr[d];
+                s += qv[i] * glm_kv_ld(kv.k, kv.dtype, row + d, kv.k_scale);
             }
         }
         s = glm_warp_sum(s) * scale;
@@ -50,18 +49,18 @@ glm_attn_decode_kernel(float *out, float *partial, const float *q, glm_cuda_page
         for (i = 0; i < GLM_DEC_PER_LANE; i++) {
             int d = lane + 32 * i;
             if (d < D) {
-                acc[i] = acc[i] * corr + pe * vr[d];
+                acc[i] = acc[i] * corr + pe * glm_kv_ld(kv.v, kv.dtype, row + d, kv.v_scale);
             }
         }
         m = m_new;
     }
     if (n_splits == 1) {
-        float *o = out + ((int64_t) t * heads + h) * D;
+        glm_act *o = out + ((int64_t) t * heads + h) * D;
 #pragma unroll
         for (i = 0; i < GLM_DEC_PER_LANE; i++) {
             int d = lane + 32 * i;
             if (d < D) {
-                o[d] = acc[i] / l;
+                glm_act_st(o, d, acc[i] / l);
             }
         }
     } else {
@@ -81,12 +80,12 @@ glm_attn_decode_kernel(float *out, float *partial, const float *q, glm_cuda_page
 }
 
 static __global__ void
-glm_attn_decode_combine_kernel(float *out, const float *partial, const int32_t *tok_list,
+glm_attn_decode_combine_kernel(glm_act *out, const float *partial, const int32_t *tok_list,
     int heads, int D, int n_splits)
 {
     int sel = blockIdx.x, h = blockIdx.y, s, d;
     const float *pp = partial + ((int64_t) sel * heads + h) * n_splits * (D + 2);
-    float *o = out + ((int64_t) tok_list[sel] * heads + h) * D;
+    glm_act *o = out + ((int64_t) tok_list[sel] * heads + h) * D;
     float M = -INFINITY, L = 0.0f;
 
     for (s = 0; s < n_splits; s++) {
@@ -100,12 +99,12 @@ glm_attn_decode_combine_kernel(float *out, const float *partial, const int32_t *
         for (s = 0; s < n_splits; s++) {
             a += pp[s * (D + 2) + 2 + d] * expf(pp[s * (D + 2)] - M);
         }
-        o[d] = a / L;
+        glm_act_st(o, d, a / L);
     }
 }
 
 void
-glm_cuda_attention_decode(cudaStream_t stream, float *out, const float *q,
+glm_cuda_attention_decode(cudaStream_t stream, glm_act *out, const glm_act *q,
     glm_cuda_paged kv, const int32_t *tok_list, int n_sel, const int32_t *tok_seq,
     const int32_t *tok_pos, int heads, int kv_heads, int head_dim, float scale,
     int split_len, int n_splits, float *partial)

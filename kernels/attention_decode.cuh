@@ -20,7 +20,8 @@
  * sum_s l_s e^(m_s - M), M = max m_s), so a 32k-token context runs on 64
  * blocks' worth of warps instead of one.  The backend chooses split_len.
  *
- * Layout: q, out [n_tokens, heads * head_dim] fp32; cache as paged_kv.cuh.
+ * Layout: q, out [n_tokens, heads * head_dim] BF16 activations, the
+ * softmax and accumulators fp32; cache as paged_kv.cuh (fp32, BF16 or FP8).
  * Later: a block per (token, KV head) loading each K/V row once for all
  * `group` query heads (12 for GLM-4.5-Air), 16-byte loads, the BF16/FP8
  * cache; split count from the SM count rather than a fixed length.
@@ -32,7 +33,7 @@
 
 #define GLM_DECODE_WARPS 4
 
-void glm_cuda_attention_decode(cudaStream_t stream, float *out, const float *q,
+void glm_cuda_attention_decode(cudaStream_t stream, glm_act *out, const glm_act *q,
     glm_cuda_paged kv, const int32_t *tok_list, int n_sel, const int32_t *tok_seq,
     const int32_t *tok_pos, int heads, int kv_heads, int head_dim, float scale,
     int split_len, int n_splits, float *partial);

@@ -12,18 +12,20 @@ struct glm_paged_src {
         (void) tl;
         return tok_pos[tok] + 1;
     }
-    __device__ const float *k_row(int4 tl, int p, int kvh, int D) const
+    __device__ float k_at(int4 tl, int p, int kvh, int D, int d) const
     {
-        return kv.k + glm_paged_row(kv, tl.z, p) * kv.kv_dim + (int64_t) kvh * D;
+        return glm_kv_ld(kv.k, kv.dtype, glm_paged_row(kv, tl.z, p) * kv.kv_dim
+                                         + (int64_t) kvh * D + d, kv.k_scale);
     }
-    __device__ const float *v_row(int4 tl, int p, int kvh, int D) const
+    __device__ float v_at(int4 tl, int p, int kvh, int D, int d) const
     {
-        return kv.v + glm_paged_row(kv, tl.z, p) * kv.kv_dim + (int64_t) kvh * D;
+        return glm_kv_ld(kv.v, kv.dtype, glm_paged_row(kv, tl.z, p) * kv.kv_dim
+                                         + (int64_t) kvh * D + d, kv.v_scale);
     }
 };
 
 void
-glm_cuda_attention_prefill(cudaStream_t stream, float *out, const float *q,
+glm_cuda_attention_prefill(cudaStream_t stream, glm_act *out, const glm_act *q,
     glm_cuda_paged kv, const int4 *tiles, int n_tiles, const int32_t *tok_pos,
     int heads, int kv_heads, int head_dim, float scale)
 {

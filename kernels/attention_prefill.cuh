@@ -10,7 +10,7 @@
  * from runs of consecutive tokens of one sequence and sends lone tokens
  * (decode) to attention_decode instead.
  *
- * Layout: q, out [n_tokens, heads * head_dim] fp32; the cache as
+ * Layout: q, out [n_tokens, heads * head_dim] BF16, math fp32; the cache as
  * paged_kv.cuh.  Launch: grid (n_tiles, heads), GLM_TILE_THREADS threads,
  * glm_attn_tile_smem(head_dim) bytes of dynamic shared memory; head_dim <=
  * GLM_ATTN_MAX_HEAD_DIM.  The kernel is attention_tile.cuh's; its note says
@@ -21,7 +21,7 @@
 
 #include "paged_kv.cuh"
 
-void glm_cuda_attention_prefill(cudaStream_t stream, float *out, const float *q,
+void glm_cuda_attention_prefill(cudaStream_t stream, glm_act *out, const glm_act *q,
     glm_cuda_paged kv, const int4 *tiles, int n_tiles, const int32_t *tok_pos,
     int heads, int kv_heads, int head_dim, float scale);
 

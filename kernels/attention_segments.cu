@@ -4,27 +4,27 @@
 
 /* KV source for the tile kernel: a segment's rows, all visible */
 struct glm_segment_src {
-    const float *k, *v;
-    int          stride;
+    const glm_act *k, *v;
+    int            stride;
 
     __device__ int len(int4 tl, int tok) const
     {
         (void) tok;
         return tl.w;
     }
-    __device__ const float *k_row(int4 tl, int p, int kvh, int D) const
+    __device__ float k_at(int4 tl, int p, int kvh, int D, int d) const
     {
-        return k + (int64_t) (tl.z + p) * stride + (int64_t) kvh * D;
+        return glm_act_ld(k, (int64_t) (tl.z + p) * stride + (int64_t) kvh * D + d);
     }
-    __device__ const float *v_row(int4 tl, int p, int kvh, int D) const
+    __device__ float v_at(int4 tl, int p, int kvh, int D, int d) const
     {
-        return v + (int64_t) (tl.z + p) * stride + (int64_t) kvh * D;
+        return glm_act_ld(v, (int64_t) (tl.z + p) * stride + (int64_t) kvh * D + d);
     }
 };
 
 void
-glm_cuda_attention_segments(cudaStream_t stream, float *out, const float *q,
-    const float *k, const float *v, int stride, const int4 *tiles, int n_tiles,
+glm_cuda_attention_segments(cudaStream_t stream, glm_act *out, const glm_act *q,
+    const glm_act *k, const glm_act *v, int stride, const int4 *tiles, int n_tiles,
     int heads, int head_dim, float scale)
 {
     size_t smem = glm_attn_tile_smem(head_dim);

@@ -7,7 +7,7 @@
  * Tile i = int4 { first token, n_rows <= GLM_TILE_Q, segment start,
  * segment length }: the backend cuts each segment into tiles of
  * consecutive tokens.  Layout: q, k, v, out [n, heads * head_dim] with rows
- * `stride` floats apart (head h at column h * head_dim), fp32.  Launch:
+ * `stride` elements apart (head h at column h * head_dim), BF16.  Launch:
  * grid (n_tiles, heads), attention_tile.cuh's kernel with a contiguous KV
  * source and no GQA.
  * Later: the vision tower in BF16 with a tensor-core tile; segments of a
@@ -18,8 +18,8 @@
 
 #include "common.cuh"
 
-void glm_cuda_attention_segments(cudaStream_t stream, float *out, const float *q,
-    const float *k, const float *v, int stride, const int4 *tiles, int n_tiles,
+void glm_cuda_attention_segments(cudaStream_t stream, glm_act *out, const glm_act *q,
+    const glm_act *k, const glm_act *v, int stride, const int4 *tiles, int n_tiles,
     int heads, int head_dim, float scale);
 
 #endif

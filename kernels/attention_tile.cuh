@@ -22,11 +22,10 @@
  * vectors and the row lengths: about 70 KB for D = 128, 136 KB for D = 256
  * (the launchers raise the dynamic shared-memory limit).  128 threads.
  *
- * Why fp32 CUDA cores and not tensor cores: the KV cache and activations
- * are fp32 in this first version, to match the CPU oracle; TF32 or BF16 MMA
- * would round q, k and p to 10 or 8 mantissa bits.  The tensor-core version
- * (mma.sync / wgmma on BF16 or FP8 tiles) comes with the BF16/FP8 KV cache,
- * keeping this kernel as the fp32 reference on the device.
+ * Why fp32 CUDA cores and not tensor cores: q, k, v arrive as BF16 (or
+ * FP8 KV) and are widened into fp32 shared memory; the scores, softmax and
+ * accumulators stay fp32 so this kernel is the device-side reference.  The
+ * tensor-core version (mma.sync / wgmma on BF16 or FP8 tiles) comes next.
  * Later also: a block per KV head doing all `group` query heads, so K/V
  * tiles load once per group; cp.async double buffering.
  */
@@ -55,7 +54,7 @@ glm_attn_tile_smem(int D)
 
 template <class Src>
 __global__ void
-glm_attn_tile_kernel(float *out, const float *q, int q_stride, Src src,
+glm_attn_tile_kernel(glm_act *out, const glm_act *q, int q_stride, Src src,
     const int4 *tiles, int heads, int group, int D, float scale)
 {
     extern __shared__ float sm[];
@@ -74,7 +73,8 @@ glm_attn_tile_kernel(float *out, const float *q, int q_stride, Src src,
 
     for (idx = tid; idx < TQ * D; idx += blockDim.x) {
         int i = idx / D, d = idx % D;
-        Qs[idx] = i < n_rows ? q[(int64_t) (tl.x + i) * q_stride + (int64_t) h * D + d] : 0.0f;
+        Qs[idx] = i < n_rows ? glm_act_ld(q, (int64_t) (tl.x + i) * q_stride + (int64_t) h * D + d)
+                             : 0.0f;
         Os[idx] = 0.0f;
     }
     if (tid < TQ) {
@@ -99,8 +99,8 @@ glm_attn_tile_kernel(float *out, const float *q, int q_stride, Src src,
             int j = idx / D, d = idx % D, p = kt + j;
             float kx = 0.0f, vx = 0.0f;
             if (p < max_len) {
-                kx = src.k_row(tl, p, kvh, D)[d];
-                vx = src.v_row(tl, p, kvh, D)[d];
+                kx = src.k_at(tl, p, kvh, D, d);
+                vx = src.v_at(tl, p, kvh, D, d);
             }
             Ks[j * Dp + d] = kx;
             Vs[j * D + d] = vx;
@@ -163,7 +163,8 @@ glm_attn_tile_kernel(float *out, const float *q, int q_stride, Src src,
     for (idx = tid; idx < TQ * D; idx += blockDim.x) {
         int i = idx / D, d = idx % D;
         if (i < n_rows) {
-            out[(int64_t) (tl.x + i) * q_stride + (int64_t) h * D + d] = Os[idx] / row_l[i];
+            glm_act_st(out, (int64_t) (tl.x + i) * q_stride + (int64_t) h * D + d,
+                       Os[idx] / row_l[i]);
         }
     }
 }

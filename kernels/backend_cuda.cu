@@ -9,7 +9,12 @@
  * engine/backend/backend_cuda_stub.c instead.
  *
  * What this file does on the host, per op:
- * - weights: finds (or makes) the device copy of a glm_tensor: an open-
+ * - weights: a byte copy of each tensor as stored (FP8 with its scale
+ *   tensor, BF16, fp32), uploaded at start-up through pinned staging
+ *   (glm_backend_cuda_upload_weights), which binds each copy to its
+ *   glm_tensor (glm_tensor.dev): an op reads the pointer, no lookup.  A
+ *   tensor the upload did not see (a view copied from a bound one, the
+ *   tests' own tensors) is found or made on first use in an open-
  *   addressing table keyed by the tensor's host data address, checked by
  *   size, dtype, format and a fingerprint of its first and last 32 bytes
  *   (so a checkpoint reopened at the same address is not served stale
@@ -30,8 +35,12 @@
  * expert counts (the per-expert GEMM launches need them; a grouped GEMM
  * reading counts on the device removes this), first use of a weight.
  *
- * Not yet (issue 6's later items, in this order of need): BF16/FP8
- * activations and KV cache, FP8 weights, grouped expert GEMMs without the
+ * - activations are BF16 (glm_act), the KV cache fp32/BF16/FP8 (the pool's
+ *   dtype); backend.h's act_dtype/act_size tell the model.
+ *
+ * Not yet (in this order of need): cuBLASLt's scaled FP8 GEMM with FP8
+ * activations, device weights bound to the model's tensors at load (no
+ * per-op lookup), grouped expert GEMMs without the
  * count sync, the fused ops of the issue (q/k/v epilogue with RoPE and the
  * cache write, residual+norm in the op table), CUDA graphs for decode,
  * sizing memory up front (--gpu-memory-utilization), sampling on the GPU.
@@ -39,6 +48,7 @@
 extern "C" {
 #include "backend/backend.h"
 #include "backend/backend_cuda.h"
+#include "model/quant.h"
 #include "model/safetensors.h"
 #include "util/util.h"
 }
@@ -48,6 +58,7 @@ extern "C" {
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "add.cuh"
 #include "attention_decode.cuh"
@@ -123,6 +134,8 @@ typedef struct {
     cudaStream_t    stream;
     glm_cuda_gemm  *gemm;
 
+    uint64_t        gen;                /* this upload's mark on the tensors it
+                                           bound (glm_tensor.dev), unique */
     glm_wentry     *wtab;               /* open addressing, power-of-two size */
     size_t          wcap, wcount;
     size_t          weight_bytes;
@@ -136,6 +149,10 @@ typedef struct {
     size_t          scr_cap[GLM_SCR_N];
     int32_t        *moe_offsets_host;   /* pinned, [GLM_MOE_MAX_EXPERTS + 1] */
 } glm_cuda;
+
+/* a global sequence, so a backend created at a freed one's address never
+ * mistakes the old one's bindings for its own */
+static uint64_t glm_cu_gen_next = 1;
 
 static glm_cuda *
 glm_cu(glm_backend *be)
@@ -287,19 +304,31 @@ glm_wtab_grow(glm_cuda *c)
     free(old);
 }
 
+/* The device format of t: its stored dtype, always (no weight is widened
+ * in device memory); -1 for a dtype no kernel reads. */
 static int
-glm_wfmt_for(const glm_tensor *t, int want_f32)
+glm_wfmt_for(const glm_tensor *t)
 {
-    return !want_f32 && t->ndim >= 2 && t->dtype == GLM_DTYPE_BF16 ? GLM_WFMT_BF16
-                                                                   : GLM_WFMT_F32;
+    switch (t->dtype) {
+    case GLM_DTYPE_F32:
+        return GLM_WFMT_F32;
+    case GLM_DTYPE_BF16:
+        return GLM_WFMT_BF16;
+    case GLM_DTYPE_F16:
+        return GLM_WFMT_F16;
+    case GLM_DTYPE_F8_E4M3:
+        return GLM_WFMT_FP8;
+    default:
+        return -1;
+    }
 }
 
-/* Copies t to new device memory in format fmt; 0, or -1 with err. */
+/* Copies t's stored bytes to new device memory; 0, or -1 with err. */
 static int
 glm_weight_copy(glm_cuda *c, const glm_tensor *t, int fmt, void **dev, size_t *dev_bytes,
     glm_err *err)
 {
-    size_t bytes = (size_t) t->numel * (fmt == GLM_WFMT_BF16 ? 2 : 4);
+    size_t bytes = t->nbytes;
     cudaError_t e;
 
     e = cudaMalloc(dev, bytes ? bytes : 4);
@@ -309,36 +338,15 @@ glm_weight_copy(glm_cuda *c, const glm_tensor *t, int fmt, void **dev, size_t *d
         cudaMemGetInfo(&fr, &tot);
         return glm_errf(err, "out of GPU memory for weight '%s' (%.1f MiB; %.1f GiB of"
                         " weights already on the device, %.1f GiB free of %.1f GiB):"
-                        " the model does not fit this GPU in this precision",
+                        " the model does not fit this GPU",
                         t->name ? t->name : "?", bytes / 1048576.0,
                         c->weight_bytes / 1073741824.0, fr / 1073741824.0,
                         tot / 1073741824.0);
     }
-    if ((fmt == GLM_WFMT_BF16 && t->dtype == GLM_DTYPE_BF16)
-        || (fmt == GLM_WFMT_F32 && t->dtype == GLM_DTYPE_F32))
-    {
+    if (bytes > 0) {
         GLM_CUDA_CHECK(cudaMemcpyAsync(*dev, t->data, bytes, cudaMemcpyHostToDevice,
                                        c->stream));
         GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
-    } else {
-        /* any other dtype: the CPU backend's conversion, a chunk at a time */
-        const int64_t chunk = 1 << 20;
-        float *buf = (float *) malloc((size_t) chunk * sizeof(float));
-        int64_t first;
-
-        if (buf == NULL) {
-            cudaFree(*dev);
-            return glm_errf(err, "out of memory converting weight '%s'", t->name);
-        }
-        for (first = 0; first < t->numel; first += chunk) {
-            int64_t n = t->numel - first < chunk ? t->numel - first : chunk;
-            glm_tensor_to_f32(t, first, n, buf);
-            GLM_CUDA_CHECK(cudaMemcpyAsync((float *) *dev + first, buf,
-                                           (size_t) n * sizeof(float),
-                                           cudaMemcpyHostToDevice, c->stream));
-            GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
-        }
-        free(buf);
     }
     *dev_bytes = bytes;
     return 0;
@@ -353,11 +361,6 @@ glm_weight_alias(glm_cuda *c, const glm_tensor *t, int fmt)
     const char *lo = (const char *) t->data, *hi = lo + t->nbytes;
     size_t i;
 
-    if (!((fmt == GLM_WFMT_BF16 && t->dtype == GLM_DTYPE_BF16)
-          || (fmt == GLM_WFMT_F32 && t->dtype == GLM_DTYPE_F32)))
-    {
-        return NULL;
-    }
     for (i = 0; i < c->wcap; i++) {
         const glm_wentry *e = &c->wtab[i];
         const char *elo = (const char *) e->host;
@@ -444,34 +447,108 @@ glm_weight_entry(glm_cuda *c, const glm_tensor *t, int fmt, glm_err *err)
     return e;
 }
 
+static void
+glm_tensor_bind(glm_cuda *c, glm_tensor *t, void *dev)
+{
+    t->dev.ptr = dev;
+    t->dev.host = t->data;
+    t->dev.nbytes = t->nbytes;
+    t->dev.gen = c->gen;
+}
+
 /* For the ops: the device copy, or a clear stop (ops cannot fail). */
 static const void *
-glm_weight(glm_cuda *c, const glm_tensor *t, int want_f32, int *fmt_out)
+glm_weight(glm_cuda *c, const glm_tensor *t, int *fmt_out)
 {
-    int fmt = glm_wfmt_for(t, want_f32);
+    int fmt = glm_wfmt_for(t);
     glm_wentry *e;
     glm_err err;
 
+    if (fmt < 0) {
+        glm_cu_bug("weight '%s' is %s, a dtype no kernel reads", t->name ? t->name : "?",
+                   glm_dtype_name(t->dtype));
+    }
+    if (fmt_out != NULL) {
+        *fmt_out = fmt;
+    }
+    if (t->dev.ptr != NULL && t->dev.gen == c->gen && t->dev.host == t->data
+        && t->dev.nbytes == t->nbytes)
+    {
+        return t->dev.ptr;          /* bound at upload: no lookup */
+    }
+    /* tensors the upload did not see (views made from a bound tensor,
+     * tests' own tensors): the table, keyed by host address */
     e = glm_weight_entry(c, t, fmt, &err);
     if (e == NULL) {
         fprintf(stderr, "glm-engine: CUDA backend: %s\n", err.msg);
         abort();
     }
-    if (fmt_out != NULL) {
-        *fmt_out = fmt;
-    }
+    /* and bound, so the next op reads the pointer: the binding is a cache
+     * in the tensor (its objects are never const; the ops' view of them is) */
+    glm_tensor_bind(c, (glm_tensor *) t, e->dev);
     return e->dev;
 }
 
-/* a 1-D parameter read as fp32: at least n elements or it is a bug */
-static const float *
-glm_vec(glm_cuda *c, const glm_tensor *t, int64_t n, const char *what)
+/* a 1-D parameter as stored (a float dtype, *fmt says which): at least n
+ * elements or it is a bug */
+static const void *
+glm_vec(glm_cuda *c, const glm_tensor *t, int64_t n, const char *what, int *fmt)
 {
+    const void *d;
+
     if (t->numel < n) {
         glm_cu_bug("%s '%s' has %lld elements, the op needs %lld", what,
                    t->name ? t->name : "?", (long long) t->numel, (long long) n);
     }
-    return (const float *) glm_weight(c, t, 1, NULL);
+    d = glm_weight(c, t, fmt);
+    if (*fmt == GLM_WFMT_FP8) {
+        glm_cu_bug("%s '%s' is FP8 without a scale", what, t->name ? t->name : "?");
+    }
+    return d;
+}
+
+/* A 2-D weight as the GEMM reads it: the stored bytes, and for FP8 the
+ * stored scale with how it covers the weight (safetensors.h's fields). */
+static glm_cuda_weight
+glm_weight_desc(glm_cuda *c, const glm_tensor *w)
+{
+    glm_cuda_weight d;
+
+    memset(&d, 0, sizeof(d));
+    d.w = glm_weight(c, w, &d.fmt);
+    if (d.fmt != GLM_WFMT_FP8 || w->scale == NULL || w->scale_strategy == GLM_SCALE_NONE) {
+        return d;
+    }
+    d.scale = glm_weight(c, w->scale, &d.scale_fmt);
+    if (d.scale_fmt != GLM_WFMT_F32 && d.scale_fmt != GLM_WFMT_BF16) {
+        glm_cu_bug("scale of '%s' is %s", w->name, glm_dtype_name(w->scale->dtype));
+    }
+    d.round_bf16 = d.scale_fmt == GLM_WFMT_BF16 && !w->scale_exact;
+    d.scale_row0 = w->scale_row0;
+    switch (w->scale_strategy) {
+    case GLM_SCALE_TENSOR:
+        d.strategy = GLM_WSCALE_TENSOR;
+        break;
+    case GLM_SCALE_CHANNEL:
+        d.strategy = GLM_WSCALE_CHANNEL;
+        break;
+    default:
+        d.strategy = GLM_WSCALE_BLOCK;
+        if (w->block[0] < 1 || w->block[1] < 1 || w->scale->ndim != 2) {
+            glm_cu_bug("block scale of '%s' is not 2-D over positive blocks", w->name);
+        }
+        d.block_rows = (int) w->block[0];
+        d.block_cols = (int) w->block[1];
+        d.scale_cols = (int) w->scale->shape[1];
+        break;
+    }
+    return d;
+}
+
+static const char *
+glm_scale_strategy_name_cu(int st)
+{
+    return glm_scale_strategy_name((glm_scale_strategy) st);
 }
 
 /* ---- memory ops ---------------------------------------------------------------- */
@@ -516,8 +593,58 @@ glm_cu_copy(glm_backend *be, void *dst, const void *src, size_t bytes)
 
 /* ---- dense ops ---------------------------------------------------------------- */
 
+/* host fp32 <-> BF16 activations: converted on the host (activations, not
+ * weights: the vision features and pixels in, the vision features out) */
 static void
-glm_cu_embed(glm_backend *be, float *out, const int32_t *ids, int n,
+glm_cu_upload_act(glm_backend *be, void *dst, const float *src, size_t n)
+{
+    glm_cuda *c = glm_cu(be);
+    uint16_t *h;
+    size_t i;
+
+    if (n == 0) {
+        return;
+    }
+    h = (uint16_t *) malloc(n * sizeof(uint16_t));
+    if (h == NULL) {
+        fprintf(stderr, "glm-engine: out of memory converting %zu activations\n", n);
+        abort();
+    }
+    for (i = 0; i < n; i++) {
+        h[i] = glm_f32_to_bf16(src[i]);
+    }
+    GLM_CUDA_CHECK(cudaMemcpyAsync(dst, h, n * sizeof(uint16_t), cudaMemcpyHostToDevice,
+                                   c->stream));
+    GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    free(h);
+}
+
+static void
+glm_cu_download_act(glm_backend *be, float *dst, const void *src, size_t n)
+{
+    glm_cuda *c = glm_cu(be);
+    uint16_t *h;
+    size_t i;
+
+    if (n == 0) {
+        return;
+    }
+    h = (uint16_t *) malloc(n * sizeof(uint16_t));
+    if (h == NULL) {
+        fprintf(stderr, "glm-engine: out of memory converting %zu activations\n", n);
+        abort();
+    }
+    GLM_CUDA_CHECK(cudaMemcpyAsync(h, src, n * sizeof(uint16_t), cudaMemcpyDeviceToHost,
+                                   c->stream));
+    GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    for (i = 0; i < n; i++) {
+        dst[i] = glm_bf16_to_f32(h[i]);
+    }
+    free(h);
+}
+
+static void
+glm_cu_embed(glm_backend *be, void *out, const int32_t *ids, int n,
     const glm_tensor *table)
 {
     glm_cuda *c = glm_cu(be);
@@ -531,32 +658,38 @@ glm_cu_embed(glm_backend *be, float *out, const int32_t *ids, int n,
     if (table->ndim != 2) {
         glm_cu_bug("embed: table '%s' is not 2-D", table->name);
     }
-    w = glm_weight(c, table, 0, &fmt);
+    w = glm_weight(c, table, &fmt);
+    if (fmt == GLM_WFMT_FP8) {
+        glm_cu_bug("embed: table '%s' is FP8", table->name);
+    }
     d_ids = (const int32_t *) glm_meta_put(c, GLM_META_IDS, ids, (size_t) n * sizeof(int32_t));
-    glm_cuda_embed(c->stream, out, d_ids, n, w, fmt, table->shape[0], table->shape[1]);
+    glm_cuda_embed(c->stream, (glm_act *) out, d_ids, n, w, fmt, table->shape[0],
+                   table->shape[1]);
 }
 
 static void
-glm_cu_rmsnorm(glm_backend *be, float *out, const float *x, const glm_tensor *w,
+glm_cu_rmsnorm(glm_backend *be, void *out, const void *x, const glm_tensor *w,
     int rows, int dim, float eps)
 {
     glm_cuda *c = glm_cu(be);
+    const void *wd;
+    int fmt;
 
     if (rows <= 0) {
         return;
     }
-    glm_cuda_rmsnorm(c->stream, out, x, glm_vec(c, w, dim, "rmsnorm weight"), rows, dim,
-                     eps);
+    wd = glm_vec(c, w, dim, "rmsnorm weight", &fmt);
+    glm_cuda_rmsnorm(c->stream, (glm_act *) out, (const glm_act *) x, wd, fmt, rows, dim, eps);
 }
 
 static void
-glm_cu_matmul(glm_backend *be, float *out, const float *x, int rows,
+glm_cu_gemm(glm_backend *be, void *out, int out_f32, const void *x, int rows,
     const glm_tensor *w, const glm_tensor *bias)
 {
     glm_cuda *c = glm_cu(be);
-    const float *b = NULL;
-    const void *wd;
-    int fmt;
+    const void *b = NULL;
+    glm_cuda_weight wd;
+    int bfmt = GLM_WFMT_F32;
 
     if (rows <= 0) {
         return;
@@ -564,16 +697,31 @@ glm_cu_matmul(glm_backend *be, float *out, const float *x, int rows,
     if (w->ndim != 2 || w->shape[0] > INT32_MAX || w->shape[1] > INT32_MAX) {
         glm_cu_bug("matmul: weight '%s' is not a 2-D matrix of int-sized sides", w->name);
     }
-    wd = glm_weight(c, w, 0, &fmt);
+    wd = glm_weight_desc(c, w);
     if (bias != NULL) {
-        b = glm_vec(c, bias, w->shape[0], "matmul bias");
+        b = glm_vec(c, bias, w->shape[0], "matmul bias", &bfmt);
     }
-    glm_cuda_gemm_run(c->gemm, out, x, rows, wd, fmt, (int) w->shape[0], (int) w->shape[1],
-                      b);
+    glm_cuda_gemm_run(c->gemm, out, out_f32, (const glm_act *) x, rows, &wd,
+                      (int) w->shape[0], (int) w->shape[1], b, bfmt);
 }
 
 static void
-glm_cu_rope(glm_backend *be, float *x, int rows, int heads, int head_dim, int rot_dim,
+glm_cu_matmul(glm_backend *be, void *out, const void *x, int rows, const glm_tensor *w,
+    const glm_tensor *bias)
+{
+    glm_cu_gemm(be, out, 0, x, rows, w, bias);
+}
+
+/* fp32 out: the logits */
+static void
+glm_cu_matmul_f32(glm_backend *be, float *out, const void *x, int rows,
+    const glm_tensor *w, const glm_tensor *bias)
+{
+    glm_cu_gemm(be, out, 1, x, rows, w, bias);
+}
+
+static void
+glm_cu_rope(glm_backend *be, void *x, int rows, int heads, int head_dim, int rot_dim,
     const int32_t *pos3, const int *axis_of_freq, const float *inv_freq)
 {
     glm_cuda *c = glm_cu(be);
@@ -599,20 +747,21 @@ glm_cu_rope(glm_backend *be, float *x, int rows, int heads, int head_dim, int ro
     }
     memcpy(p + (size_t) rows * 3 + n_half, inv_freq, (size_t) n_half * sizeof(float));
     d = (const int32_t *) glm_meta_put(c, GLM_META_ROPE, p, n * sizeof(int32_t));
-    glm_cuda_rope(c->stream, x, rows, heads, head_dim, rot_dim, d, d + (size_t) rows * 3,
+    glm_cuda_rope(c->stream, (glm_act *) x, rows, heads, head_dim, rot_dim, d, d + (size_t) rows * 3,
                   (const float *) (d + (size_t) rows * 3 + n_half));
 }
 
 static void
-glm_cu_swiglu(glm_backend *be, float *out, const float *gate, const float *up, size_t n)
+glm_cu_swiglu(glm_backend *be, void *out, const void *gate, const void *up, size_t n)
 {
-    glm_cuda_swiglu(glm_cu(be)->stream, out, gate, up, n);
+    glm_cuda_swiglu(glm_cu(be)->stream, (glm_act *) out, (const glm_act *) gate,
+                    (const glm_act *) up, n);
 }
 
 static void
-glm_cu_add(glm_backend *be, float *x, const float *y, size_t n)
+glm_cu_add(glm_backend *be, void *x, const void *y, size_t n)
 {
-    glm_cuda_add(glm_cu(be)->stream, x, y, n);
+    glm_cuda_add(glm_cu(be)->stream, (glm_act *) x, (const glm_act *) y, n);
 }
 
 /* ---- attention ------------------------------------------------------------------ */
@@ -750,14 +899,33 @@ glm_attn_pack(glm_cuda *c, const glm_kv_pool *kv, const glm_attn_batch *b)
     c->attn = L;
 }
 
+/* the pool's dtype for the kernels (GLM_KVT_* share glm_kv_dtype's values) */
+static int
+glm_kv_dtype_checked(const glm_kv_pool *kv)
+{
+    switch (kv->dtype) {
+    case GLM_KV_F32:
+        return GLM_KVT_F32;
+    case GLM_KV_BF16:
+        return GLM_KVT_BF16;
+    case GLM_KV_FP8_E4M3:
+        return GLM_KVT_FP8;
+    default:
+        glm_cu_bug("KV pool dtype %d", (int) kv->dtype);
+    }
+}
+
 static glm_cuda_paged
 glm_paged_view(glm_cuda *c, const glm_kv_pool *kv, int layer)
 {
     const int32_t *d = (const int32_t *) c->meta[GLM_META_ATTN].dev;
     glm_cuda_paged p;
 
-    p.k = (const float *) kv->k;       /* fp32 pools only (kv_dtypes below) */
-    p.v = (const float *) kv->v;
+    p.k = kv->k;
+    p.v = kv->v;
+    p.dtype = glm_kv_dtype_checked(kv);
+    p.k_scale = kv->k_scale != NULL ? kv->k_scale[layer] : 1.0f;
+    p.v_scale = kv->v_scale != NULL ? kv->v_scale[layer] : 1.0f;
     p.layer_row0 = (int64_t) layer * kv->n_blocks * kv->block_size;
     p.block_size = kv->block_size;
     p.kv_dim = kv->kv_dim;
@@ -767,8 +935,8 @@ glm_paged_view(glm_cuda *c, const glm_kv_pool *kv, int layer)
 }
 
 static void
-glm_cu_kv_store(glm_backend *be, glm_kv_pool *kv, int layer, const float *k,
-    const float *v, const glm_attn_batch *b)
+glm_cu_kv_store(glm_backend *be, glm_kv_pool *kv, int layer, const void *k,
+    const void *v, const glm_attn_batch *b)
 {
     glm_cuda *c = glm_cu(be);
     const int32_t *d;
@@ -781,14 +949,16 @@ glm_cu_kv_store(glm_backend *be, glm_kv_pool *kv, int layer, const float *k,
     }
     glm_attn_pack(c, kv, b);
     d = (const int32_t *) c->meta[GLM_META_ATTN].dev;
-    glm_cuda_kv_store(c->stream, (float *) kv->k, (float *) kv->v,
+    glm_cuda_kv_store(c->stream, kv->k, kv->v, glm_kv_dtype_checked(kv),
+                      kv->k_scale != NULL ? kv->k_scale[layer] : 1.0f,
+                      kv->v_scale != NULL ? kv->v_scale[layer] : 1.0f,
                       (int64_t) layer * kv->n_blocks * kv->block_size,
                       (const int64_t *) (d + c->attn.off_slot), b->n_tokens, kv->kv_dim,
-                      k, v);
+                      (const glm_act *) k, (const glm_act *) v);
 }
 
 static void
-glm_cu_attention(glm_backend *be, float *out, const float *q, const glm_kv_pool *kv,
+glm_cu_attention(glm_backend *be, void *out, const void *q, const glm_kv_pool *kv,
     int layer, const glm_attn_batch *b, int heads, int kv_heads, int head_dim,
     float scale)
 {
@@ -814,7 +984,7 @@ glm_cu_attention(glm_backend *be, float *out, const float *q, const glm_kv_pool 
     d = (const int32_t *) c->meta[GLM_META_ATTN].dev;
     pv = glm_paged_view(c, kv, layer);
     if (L->n_tiles > 0) {
-        glm_cuda_attention_prefill(c->stream, out, q, pv, (const int4 *) (d + L->off_tiles),
+        glm_cuda_attention_prefill(c->stream, (glm_act *) out, (const glm_act *) q, pv, (const int4 *) (d + L->off_tiles),
                                    L->n_tiles, d + L->off_pos, heads, kv_heads, head_dim,
                                    scale);
     }
@@ -834,7 +1004,7 @@ glm_cu_attention(glm_backend *be, float *out, const float *q, const glm_kv_pool 
                                             (size_t) L->n_dec * heads * n_splits
                                             * (head_dim + 2) * sizeof(float));
         }
-        glm_cuda_attention_decode(c->stream, out, q, pv, d + L->off_dec, L->n_dec,
+        glm_cuda_attention_decode(c->stream, (glm_act *) out, (const glm_act *) q, pv, d + L->off_dec, L->n_dec,
                                   d + L->off_seq, d + L->off_pos, heads, kv_heads, head_dim,
                                   scale, split_len, n_splits, partial);
     }
@@ -843,15 +1013,18 @@ glm_cu_attention(glm_backend *be, float *out, const float *q, const glm_kv_pool 
 /* ---- MoE ------------------------------------------------------------------------ */
 
 static void
-glm_cu_moe(glm_backend *be, float *out, const float *x, int rows,
+glm_cu_moe(glm_backend *be, void *out, const void *x, int rows,
     const glm_moe_weights *m)
 {
     glm_cuda *c = glm_cu(be);
     int E = m->n_experts, K = m->top_k, H = m->hidden, I = m->inter, e;
     size_t pairs = (size_t) rows * K;
-    float *logits, *w, *xp, *g, *u, *y;
+    float *logits, *w;
+    glm_act *xp, *g, *u, *y;
     int32_t *idx, *counts, *offsets, *cursor, *perm, *slot_of;
     const int32_t *off;
+    const void *cb;
+    int cb_fmt;
 
     if (rows <= 0) {
         return;
@@ -878,9 +1051,10 @@ glm_cu_moe(glm_backend *be, float *out, const float *x, int rows,
     perm = (int32_t *) glm_scratch(c, GLM_SCR_MOE_PERM, pairs * sizeof(int32_t));
     slot_of = (int32_t *) glm_scratch(c, GLM_SCR_MOE_SLOT, pairs * sizeof(int32_t));
 
-    /* router: fp32 logits (the GEMM's split keeps x at ~16 bits, see gemm.cuh) */
-    glm_cu_matmul(be, logits, x, rows, m->router, NULL);
-    glm_cuda_moe_route(c->stream, logits, glm_vec(c, m->correction_bias, E, "correction bias"),
+    /* router: fp32 logits from the BF16 x, fp32 accumulation */
+    glm_cu_matmul_f32(be, logits, x, rows, m->router, NULL);
+    cb = glm_vec(c, m->correction_bias, E, "correction bias", &cb_fmt);
+    glm_cuda_moe_route(c->stream, logits, cb, cb_fmt,
                        rows, E, K, m->n_group, m->topk_group, m->norm_topk_prob,
                        m->routed_scaling_factor, idx, w);
 
@@ -892,11 +1066,11 @@ glm_cu_moe(glm_backend *be, float *out, const float *x, int rows,
     GLM_CUDA_CHECK(cudaMemcpyAsync(c->moe_offsets_host, offsets,
                                    (size_t) (E + 1) * sizeof(int32_t),
                                    cudaMemcpyDeviceToHost, c->stream));
-    xp = (float *) glm_scratch(c, GLM_SCR_MOE_X, pairs * H * sizeof(float));
-    g = (float *) glm_scratch(c, GLM_SCR_MOE_G, pairs * I * sizeof(float));
-    u = (float *) glm_scratch(c, GLM_SCR_MOE_U, pairs * I * sizeof(float));
-    y = (float *) glm_scratch(c, GLM_SCR_MOE_Y, pairs * H * sizeof(float));
-    glm_cuda_moe_gather(c->stream, xp, x, perm, (int) pairs, H);
+    xp = (glm_act *) glm_scratch(c, GLM_SCR_MOE_X, pairs * H * sizeof(glm_act));
+    g = (glm_act *) glm_scratch(c, GLM_SCR_MOE_G, pairs * I * sizeof(glm_act));
+    u = (glm_act *) glm_scratch(c, GLM_SCR_MOE_U, pairs * I * sizeof(glm_act));
+    y = (glm_act *) glm_scratch(c, GLM_SCR_MOE_Y, pairs * H * sizeof(glm_act));
+    glm_cuda_moe_gather(c->stream, xp, (const glm_act *) x, perm, (int) pairs, H);
     GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
     off = c->moe_offsets_host;
 
@@ -913,33 +1087,36 @@ glm_cu_moe(glm_backend *be, float *out, const float *x, int rows,
         glm_cuda_swiglu(c->stream, g + r0 * I, g + r0 * I, u + r0 * I, (size_t) n * I);
         glm_cu_matmul(be, y + r0 * H, g + r0 * I, n, m->down[e], NULL);
     }
-    glm_cuda_moe_combine(c->stream, out, y, idx, w, slot_of, rows, K, H);
+    glm_cuda_moe_combine(c->stream, (glm_act *) out, y, idx, w, slot_of, rows, K, H);
 }
 
 /* ---- vision ops ------------------------------------------------------------------ */
 
 static void
-glm_cu_layernorm(glm_backend *be, float *out, const float *x, const glm_tensor *w,
+glm_cu_layernorm(glm_backend *be, void *out, const void *x, const glm_tensor *w,
     const glm_tensor *b, int rows, int dim, float eps)
 {
     glm_cuda *c = glm_cu(be);
+    const void *wd, *bd;
+    int wfmt, bfmt;
 
     if (rows <= 0) {
         return;
     }
-    glm_cuda_layernorm(c->stream, out, x, glm_vec(c, w, dim, "layernorm weight"),
-                       glm_vec(c, b, dim, "layernorm bias"), rows, dim, eps);
+    wd = glm_vec(c, w, dim, "layernorm weight", &wfmt);
+    bd = glm_vec(c, b, dim, "layernorm bias", &bfmt);
+    glm_cuda_layernorm(c->stream, (glm_act *) out, (const glm_act *) x, wd, bd, wfmt, bfmt, rows, dim, eps);
 }
 
 static void
-glm_cu_gelu(glm_backend *be, float *out, const float *x, size_t n)
+glm_cu_gelu(glm_backend *be, void *out, const void *x, size_t n)
 {
-    glm_cuda_gelu(glm_cu(be)->stream, out, x, n);
+    glm_cuda_gelu(glm_cu(be)->stream, (glm_act *) out, (const glm_act *) x, n);
 }
 
 static void
-glm_cu_attention_segments(glm_backend *be, float *out, const float *q, const float *k,
-    const float *v, int stride, const int32_t *cu_seqlens, int n_segments, int heads,
+glm_cu_attention_segments(glm_backend *be, void *out, const void *q, const void *k,
+    const void *v, int stride, const int32_t *cu_seqlens, int n_segments, int heads,
     int head_dim, float scale)
 {
     glm_cuda *c = glm_cu(be);
@@ -978,15 +1155,17 @@ glm_cu_attention_segments(glm_backend *be, float *out, const float *q, const flo
         }
     }
     d = (const int32_t *) glm_meta_put(c, GLM_META_SEG, p, 4 * n_tiles * sizeof(int32_t));
-    glm_cuda_attention_segments(c->stream, out, q, k, v, stride, (const int4 *) d,
+    glm_cuda_attention_segments(c->stream, (glm_act *) out, (const glm_act *) q,
+                                (const glm_act *) k, (const glm_act *) v, stride, (const int4 *) d,
                                 (int) n_tiles, heads, head_dim, scale);
 }
 
 static void
-glm_cu_group_transpose(glm_backend *be, float *out, const float *x, int groups, int g,
+glm_cu_group_transpose(glm_backend *be, void *out, const void *x, int groups, int g,
     int dim)
 {
-    glm_cuda_group_transpose(glm_cu(be)->stream, out, x, groups, g, dim);
+    glm_cuda_group_transpose(glm_cu(be)->stream, (glm_act *) out, (const glm_act *) x,
+                             groups, g, dim);
 }
 
 /* ---- life cycle ------------------------------------------------------------------ */
@@ -1009,6 +1188,8 @@ glm_cu_release_weights(glm_cuda *c)
     c->wtab = NULL;
     c->wcap = c->wcount = 0;
     c->weight_bytes = 0;
+    /* every binding of the released copies goes stale at once */
+    c->gen = __atomic_fetch_add(&glm_cu_gen_next, 1, __ATOMIC_RELAXED);
 }
 
 static void
@@ -1082,6 +1263,7 @@ glm_backend_cuda_create(int device, glm_err *err)
         return NULL;
     }
     c->device = device;
+    c->gen = __atomic_fetch_add(&glm_cu_gen_next, 1, __ATOMIC_RELAXED);
     if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess
         || (e = cudaMallocHost((void **) &c->moe_offsets_host,
                                (GLM_MOE_MAX_EXPERTS + 1) * sizeof(int32_t))) != cudaSuccess)
@@ -1108,10 +1290,13 @@ glm_backend_cuda_create(int device, glm_err *err)
         return NULL;
     }
     c->be.name = "cuda";
-    /* the kernels read and write fp32 KV today; BF16 (auto) and FP8 come
-     * with the BF16/FP8 attention kernels (issue 11) */
-    c->be.kv_dtypes = 1u << GLM_KV_F32;
-    c->be.kv_dtype_auto = GLM_KV_F32;
+    c->be.kv_dtypes = 1u << GLM_KV_F32 | 1u << GLM_KV_BF16 | 1u << GLM_KV_FP8_E4M3;
+    c->be.kv_dtype_auto = GLM_KV_BF16;      /* the model's dtype, as vLLM's auto */
+    c->be.act_dtype = GLM_ACT_BF16;
+    c->be.act_size = sizeof(glm_act);
+    c->be.upload_act = glm_cu_upload_act;
+    c->be.download_act = glm_cu_download_act;
+    c->be.matmul_f32 = glm_cu_matmul_f32;
     c->be.alloc = glm_cu_alloc;
     c->be.free = glm_cu_free;
     c->be.upload = glm_cu_copy;
@@ -1145,19 +1330,172 @@ glm_cu_checked(glm_backend *be)
     return glm_cu(be);
 }
 
+/* pinned staging for the start-up upload: a few buffers, reused in turn */
+#define GLM_STAGE_BUFS   4
+#define GLM_STAGE_BYTES  ((size_t) 64 << 20)
+
+static const char *
+glm_wfmt_name(int fmt)
+{
+    static const char *names[] = { "F32", "BF16", "F16", "FP8 E4M3" };
+
+    return fmt >= 0 && fmt < 4 ? names[fmt] : "?";
+}
+
+/* One line per weight format the model's matrices use: which GEMM path
+ * serves it (so a slow fallback is visible at start-up, not guessed). */
+static void
+glm_cu_print_paths(glm_cuda *c, glm_checkpoint *ck)
+{
+    size_t i, n = glm_checkpoint_count(ck);
+    int seen[4][4] = { { 0 } }, f, st;
+    int64_t blk[2] = { 0, 0 };
+
+    for (i = 0; i < n; i++) {
+        glm_tensor *t = glm_checkpoint_at(ck, i);
+        f = glm_wfmt_for(t);
+        if (t->used && t->ndim == 2 && f >= 0 && !(t->name && strstr(t->name, "embed_tokens"))) {
+            st = t->scale != NULL ? (int) t->scale_strategy : 0;
+            seen[f][st & 3]++;
+            if (st == GLM_SCALE_BLOCK) {
+                blk[0] = t->block[0];
+                blk[1] = t->block[1];
+            }
+        }
+    }
+    for (f = 0; f < 4; f++) {
+        for (st = 0; st < 4; st++) {
+            if (seen[f][st]) {
+                char how[64] = "";
+                if (st == GLM_SCALE_BLOCK) {
+                    snprintf(how, sizeof(how), " scaled per %lldx%lld block",
+                             (long long) blk[0], (long long) blk[1]);
+                } else if (st != 0) {
+                    snprintf(how, sizeof(how), " scaled per %s",
+                             glm_scale_strategy_name_cu(st));
+                }
+                fprintf(stderr, "glm-engine: CUDA GEMM: %d %s%s matrices -> %s\n",
+                        seen[f][st], glm_wfmt_name(f), how, glm_cuda_gemm_path(c->gemm, f));
+            }
+        }
+    }
+}
+
+/*
+ * Every tensor the model bound goes to the device as stored, through
+ * GLM_STAGE_BUFS pinned buffers used in turn: the host copies a chunk from
+ * the mapping into a free buffer while the copies of the others run (an
+ * event per buffer says when it is free again; no sync per tensor, and the
+ * host never converts a value).  A progress line every GiB or so.
+ */
 extern "C" int
 glm_backend_cuda_upload_weights(glm_backend *be, glm_checkpoint *ck, glm_err *err)
 {
     glm_cuda *c = glm_cu_checked(be);
-    size_t i, n = glm_checkpoint_count(ck);
+    size_t i, n = glm_checkpoint_count(ck), total = 0, done = 0;
+    size_t next_note = (size_t) 1 << 30;
+    size_t stage_bytes, off, chunk;
+    char *stage[GLM_STAGE_BUFS] = { NULL };
+    cudaEvent_t freed[GLM_STAGE_BUFS];
+    int nbuf = 0, turn = 0, rc = 0, k, tty = isatty(2);
+    double t0 = glm_now_seconds(), dt;
 
     for (i = 0; i < n; i++) {
         glm_tensor *t = glm_checkpoint_at(ck, i);
-        if (t->used && glm_weight_entry(c, t, glm_wfmt_for(t, 0), err) == NULL) {
-            return -1;
+        if (t->used && glm_wfmt_for(t) >= 0) {
+            total += t->nbytes;
         }
     }
-    return 0;
+    stage_bytes = total < GLM_STAGE_BYTES ? (total > 0 ? total : 1) : GLM_STAGE_BYTES;
+    for (nbuf = 0; nbuf < GLM_STAGE_BUFS; nbuf++) {
+        if (cudaMallocHost((void **) &stage[nbuf], stage_bytes) != cudaSuccess) {
+            (void) cudaGetLastError();
+            break;
+        }
+        GLM_CUDA_CHECK(cudaEventCreateWithFlags(&freed[nbuf], cudaEventDisableTiming));
+        GLM_CUDA_CHECK(cudaEventRecord(freed[nbuf], c->stream));
+    }
+    if (nbuf == 0) {
+        return glm_errf(err, "cannot allocate %zu MiB of pinned staging memory to upload"
+                        " the weights", stage_bytes >> 20);
+    }
+    for (i = 0; i < n && rc == 0; i++) {
+        glm_tensor *t = glm_checkpoint_at(ck, i);
+        int fmt = glm_wfmt_for(t);
+        glm_wentry *e;
+        size_t s;
+        void *dev = NULL;
+
+        if (!t->used || fmt < 0) {
+            continue;
+        }
+        if (c->wcap == 0 || (c->wcount + 1) * 2 > c->wcap) {
+            glm_wtab_grow(c);
+        }
+        for (s = glm_wslot(c, t->data); c->wtab[s].host != NULL; s = (s + 1) & (c->wcap - 1)) {
+            if (c->wtab[s].host == t->data && c->wtab[s].nbytes == t->nbytes
+                && c->wtab[s].fmt == fmt && c->wtab[s].fp == glm_fingerprint(t->data, t->nbytes))
+            {
+                break;
+            }
+        }
+        if (c->wtab[s].host != NULL) {
+            glm_tensor_bind(c, t, c->wtab[s].dev);  /* a second upload of one checkpoint */
+            continue;
+        }
+        if (cudaMalloc(&dev, t->nbytes ? t->nbytes : 4) != cudaSuccess) {
+            size_t fr = 0, tot = 0;
+            (void) cudaGetLastError();
+            cudaMemGetInfo(&fr, &tot);
+            rc = glm_errf(err, "out of GPU memory for weight '%s' (%.1f MiB; %.2f GiB of"
+                          " %.2f GiB of weights on the device, %.2f GiB free of %.2f GiB):"
+                          " the model does not fit this GPU",
+                          t->name ? t->name : "?", t->nbytes / 1048576.0,
+                          done / 1073741824.0, total / 1073741824.0, fr / 1073741824.0,
+                          tot / 1073741824.0);
+            break;
+        }
+        for (off = 0; off < t->nbytes; off += chunk) {
+            chunk = t->nbytes - off < stage_bytes ? t->nbytes - off : stage_bytes;
+            /* the buffer's previous copy must have left before it is refilled */
+            GLM_CUDA_CHECK(cudaEventSynchronize(freed[turn]));
+            memcpy(stage[turn], (const char *) t->data + off, chunk);
+            GLM_CUDA_CHECK(cudaMemcpyAsync((char *) dev + off, stage[turn], chunk,
+                                           cudaMemcpyHostToDevice, c->stream));
+            GLM_CUDA_CHECK(cudaEventRecord(freed[turn], c->stream));
+            turn = (turn + 1) % nbuf;
+        }
+        e = &c->wtab[s];
+        memset(e, 0, sizeof(*e));
+        e->host = t->data;
+        e->nbytes = t->nbytes;
+        e->dtype = (int) t->dtype;
+        e->fmt = fmt;
+        e->fp = glm_fingerprint(t->data, t->nbytes);
+        e->dev = dev;
+        e->dev_bytes = t->nbytes;
+        e->owner = 1;
+        c->wcount++;
+        c->weight_bytes += t->nbytes;
+        glm_tensor_bind(c, t, dev);
+        done += t->nbytes;
+        if (done >= next_note || done == total) {
+            dt = glm_now_seconds() - t0;
+            fprintf(stderr, "%sglm-engine: loading weights: %.2f / %.2f GiB, %.2f GB/s%s",
+                    tty ? "\r" : "", done / 1073741824.0, total / 1073741824.0,
+                    dt > 0 ? done / dt / 1e9 : 0.0, tty && done < total ? "" : "\n");
+            next_note = done + ((size_t) 1 << 30);
+        }
+    }
+    GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    for (k = 0; k < nbuf; k++) {
+        cudaEventDestroy(freed[k]);
+        cudaFreeHost(stage[k]);
+    }
+    if (rc == 0) {
+        glm_cu_print_paths(c, ck);
+    }
+    return rc;
 }
 
 extern "C" void
@@ -1167,16 +1505,19 @@ glm_backend_cuda_release_weights(glm_backend *be)
 }
 
 extern "C" void
-glm_backend_cuda_add_rmsnorm(glm_backend *be, float *out, float *x, const float *y,
+glm_backend_cuda_add_rmsnorm(glm_backend *be, void *out, void *x, const void *y,
     const glm_tensor *w, int rows, int dim, float eps)
 {
     glm_cuda *c = glm_cu_checked(be);
+    const void *wd;
+    int fmt;
 
     if (rows <= 0) {
         return;
     }
-    glm_cuda_add_rmsnorm(c->stream, out, x, y, glm_vec(c, w, dim, "rmsnorm weight"), rows,
-                         dim, eps);
+    wd = glm_vec(c, w, dim, "rmsnorm weight", &fmt);
+    glm_cuda_add_rmsnorm(c->stream, (glm_act *) out, (glm_act *) x, (const glm_act *) y, wd,
+                         fmt, rows, dim, eps);
 }
 
 extern "C" void

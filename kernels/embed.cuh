@@ -1,5 +1,5 @@
 /*
- * embed: out[i, :] = table[ids[i], :] as fp32.
+ * embed: out[i, :] = table[ids[i], :] as BF16 activations.
  *
  * Layout: table [vocab, dim] in device memory, BF16 (the checkpoint's dtype,
  * uploaded once) or fp32; ids [n] int32 on the device; out [n, dim] fp32.
@@ -14,7 +14,7 @@
 
 #include "common.cuh"
 
-void glm_cuda_embed(cudaStream_t stream, float *out, const int32_t *ids, int n,
+void glm_cuda_embed(cudaStream_t stream, glm_act *out, const int32_t *ids, int n,
     const void *table, int fmt, int64_t vocab, int64_t dim);
 
 #endif

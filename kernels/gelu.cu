@@ -2,21 +2,21 @@
 #include "gelu.cuh"
 
 static __global__ void
-glm_gelu_kernel(float *out, const float *x, size_t n)
+glm_gelu_kernel(glm_act *out, const glm_act *x, size_t n)
 {
     size_t i;
 
     for (i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n;
          i += (size_t) gridDim.x * blockDim.x)
     {
-        float v = x[i];
+        float v = glm_act_ld(x, (int64_t) i);
         float e = erff(__fmul_rn(v, 0.70710678118654752440f));
-        out[i] = __fmul_rn(__fmul_rn(0.5f, v), 1.0f + e);
+        glm_act_st(out, (int64_t) i, __fmul_rn(__fmul_rn(0.5f, v), 1.0f + e));
     }
 }
 
 void
-glm_cuda_gelu(cudaStream_t stream, float *out, const float *x, size_t n)
+glm_cuda_gelu(cudaStream_t stream, glm_act *out, const glm_act *x, size_t n)
 {
     if (n == 0) {
         return;

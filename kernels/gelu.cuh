@@ -2,7 +2,7 @@
  * gelu: out[i] = 0.5 x (1 + erf(x / sqrt 2)), the exact form (torch
  * nn.GELU(), the vision merger's activation).
  *
- * Layout: fp32 arrays of n elements, out may alias x.  Launch: grid-stride,
+ * Layout: BF16 (glm_act) arrays of n elements, fp32 math, out may alias x.  Launch: grid-stride,
  * 256 threads.  erff is the accurate device version; the expression is the
  * CPU oracle's, with the products kept unfused.
  */
@@ -11,6 +11,6 @@
 
 #include "common.cuh"
 
-void glm_cuda_gelu(cudaStream_t stream, float *out, const float *x, size_t n);
+void glm_cuda_gelu(cudaStream_t stream, glm_act *out, const glm_act *x, size_t n);
 
 #endif

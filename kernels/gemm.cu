@@ -9,7 +9,7 @@
 
 typedef struct {
     int                     used, ok;
-    int                     wfmt, M, N, K;
+    int                     wfmt, out_f32, M, N, K;
     uint32_t                align_a, align_b, align_c;
     cublasLtMatmulDesc_t    op;
     cublasLtMatrixLayout_t  a, b, c;
@@ -23,61 +23,50 @@ struct glm_cuda_gemm {
     void              *ws;
     int                force_simt;
     int                warned;
-    __nv_bfloat16     *split;          /* [2][rows][K]: hi rows, then lo rows */
-    size_t             split_cap;      /* elements */
-    float             *tmp;            /* [2][rows][N] for the stacked GEMM */
+    float             *tmp;            /* [rows][N] fp32 before a bias epilogue */
     size_t             tmp_cap;        /* elements */
     glm_gemm_plan      plans[GLM_GEMM_PLANS];
 };
 
 /* ---- kernels ------------------------------------------------------------- */
 
-static __global__ void
-glm_split_bf16_kernel(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const float *x, size_t n)
+__device__ __forceinline__ void
+glm_gemm_store(float *p, int64_t i, float v)
+{
+    p[i] = v;
+}
+
+__device__ __forceinline__ void
+glm_gemm_store(glm_act *p, int64_t i, float v)
+{
+    glm_act_st(p, i, v);
+}
+
+/* out = acc + bias per column, rounded once to out's type */
+template <typename OutT>
+__global__ void
+glm_bias_out_kernel(OutT *out, const float *acc, const void *bias, int bias_fmt, size_t n,
+    int N)
 {
     size_t i;
 
     for (i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n;
          i += (size_t) gridDim.x * blockDim.x)
     {
-        float v = x[i];
-        __nv_bfloat16 h = __float2bfloat16_rn(v);
-        hi[i] = h;
-        lo[i] = __float2bfloat16_rn(v - __bfloat162float(h));
+        float v = acc[i];
+        if (bias != NULL) {
+            v += glm_ld_weight(bias, bias_fmt, (int64_t) (i % N));
+        }
+        glm_gemm_store(out, (int64_t) i, v);
     }
 }
 
-/* out = a + b (+ bias per column) */
-static __global__ void
-glm_sum_halves_kernel(float *out, const float *a, const float *b, const float *bias,
-    size_t n, int N)
-{
-    size_t i;
-
-    for (i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n;
-         i += (size_t) gridDim.x * blockDim.x)
-    {
-        float v = a[i] + b[i];
-        out[i] = bias != NULL ? v + bias[i % N] : v;
-    }
-}
-
-static __global__ void
-glm_add_bias_kernel(float *out, const float *bias, size_t n, int N)
-{
-    size_t i;
-
-    for (i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n;
-         i += (size_t) gridDim.x * blockDim.x)
-    {
-        out[i] += bias[i % N];
-    }
-}
-
-/* 32 x 32 output tile per block of 256 threads (each 4 rows of a column) */
-static __global__ void
-glm_gemm_simt_kernel(float *out, const float *x, const void *w, int fmt, int M, int N,
-    int K, const float *bias)
+/* 32 x 32 output tile per block of 256 threads (each 4 rows of a column);
+ * x BF16, W as stored and dequantized in registers, fp32 accumulation */
+template <typename OutT>
+__global__ void
+glm_gemm_simt_kernel(OutT *out, const glm_act *x, glm_cuda_weight w, int M, int N,
+    int K, const void *bias, int bias_fmt)
 {
     __shared__ float xs[32][33], ws[32][33];
     int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
@@ -89,8 +78,8 @@ glm_gemm_simt_kernel(float *out, const float *x, const void *w, int fmt, int M, 
         for (i = ty; i < 32; i += 8) {
             int64_t r = row0 + i, n = col0 + i;
             int k = k0 + tx;
-            xs[i][tx] = r < M && k < K ? x[r * K + k] : 0.0f;
-            ws[i][tx] = n < N && k < K ? glm_ld_weight(w, fmt, n * K + k) : 0.0f;
+            xs[i][tx] = r < M && k < K ? glm_act_ld(x, r * K + k) : 0.0f;
+            ws[i][tx] = n < N && k < K ? glm_ld_w(w, n, k, K) : 0.0f;
         }
         __syncthreads();
         for (kk = 0; kk < 32; kk++) {
@@ -106,21 +95,28 @@ glm_gemm_simt_kernel(float *out, const float *x, const void *w, int fmt, int M, 
     for (j = 0; j < 4; j++) {
         int64_t r = row0 + ty + 8 * j, n = col0 + tx;
         if (r < M && n < N) {
-            out[r * N + n] = bias != NULL ? acc[j] + bias[n] : acc[j];
+            glm_gemm_store(out, r * N + n,
+                           bias != NULL ? acc[j] + glm_ld_weight(bias, bias_fmt, n) : acc[j]);
         }
     }
 }
 
 void
-glm_cuda_gemm_simt(cudaStream_t stream, float *out, const float *x, int rows,
-    const void *w, int wfmt, int N, int K, const float *bias)
+glm_cuda_gemm_simt(cudaStream_t stream, void *out, int out_f32, const glm_act *x, int rows,
+    const glm_cuda_weight *w, int N, int K, const void *bias, int bias_fmt)
 {
     dim3 grid((unsigned) ((N + 31) / 32), (unsigned) ((rows + 31) / 32));
 
     if (rows <= 0 || N <= 0) {
         return;
     }
-    glm_gemm_simt_kernel<<<grid, 256, 0, stream>>>(out, x, w, wfmt, rows, N, K, bias);
+    if (out_f32) {
+        glm_gemm_simt_kernel<float><<<grid, 256, 0, stream>>>((float *) out, x, *w, rows, N,
+                                                              K, bias, bias_fmt);
+    } else {
+        glm_gemm_simt_kernel<glm_act><<<grid, 256, 0, stream>>>((glm_act *) out, x, *w, rows,
+                                                                N, K, bias, bias_fmt);
+    }
     GLM_CUDA_LAUNCHED();
 }
 
@@ -159,7 +155,7 @@ glm_plan_release(glm_gemm_plan *p)
 static int
 glm_plan_build(glm_cuda_gemm *g, glm_gemm_plan *p)
 {
-    cudaDataType_t t = p->wfmt == GLM_WFMT_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    cudaDataType_t t = CUDA_R_16BF, tc = p->out_f32 ? CUDA_R_32F : CUDA_R_16BF;
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     cublasLtMatmulPreference_t pref;
     cublasLtMatmulHeuristicResult_t res;
@@ -178,7 +174,7 @@ glm_plan_build(glm_cuda_gemm *g, glm_gemm_plan *p)
             != CUBLAS_STATUS_SUCCESS
         || cublasLtMatrixLayoutCreate(&p->b, t, (uint64_t) p->K, (uint64_t) p->M, p->K)
             != CUBLAS_STATUS_SUCCESS
-        || cublasLtMatrixLayoutCreate(&p->c, CUDA_R_32F, (uint64_t) p->N, (uint64_t) p->M, p->N)
+        || cublasLtMatrixLayoutCreate(&p->c, tc, (uint64_t) p->N, (uint64_t) p->M, p->N)
             != CUBLAS_STATUS_SUCCESS)
     {
         return 0;
@@ -211,25 +207,29 @@ glm_plan_build(glm_cuda_gemm *g, glm_gemm_plan *p)
     return 1;
 }
 
-/* C[M, N] (row-major) (+)= B[M, K] A[N, K]^T through cuBLASLt; 0 when it has
- * no algorithm for this case or fails (the caller falls back). */
+/* C[M, N] (row-major, fp32 or BF16) = B[M, K] A[N, K]^T through cuBLASLt,
+ * A and B BF16; 0 when it has no algorithm for this case or fails (the
+ * caller falls back). */
 static int
-glm_lt_gemm(glm_cuda_gemm *g, float *C, const void *B, int M, const void *A, int wfmt,
-    int N, int K, int accumulate)
+glm_lt_gemm(glm_cuda_gemm *g, void *C, int out_f32, const void *B, int M, const void *A,
+    int N, int K)
 {
+    int wfmt = GLM_WFMT_BF16;
     uint32_t aa = glm_align_of(A), ab = glm_align_of(B), ac = glm_align_of(C);
     uint64_t h = ((uint64_t) M * 0x9E3779B97F4A7C15ull) ^ ((uint64_t) N * 0xC2B2AE3D27D4EB4Full)
-                 ^ ((uint64_t) K * 0x165667B19E3779F9ull) ^ (uint64_t) wfmt
+                 ^ ((uint64_t) K * 0x165667B19E3779F9ull) ^ (uint64_t) (out_f32 * 2 + 1)
                  ^ ((uint64_t) (aa ^ (ab << 9) ^ (ac << 18)) * 0x27D4EB2F165667C5ull);
     glm_gemm_plan *p = &g->plans[(h ^ (h >> 29)) % GLM_GEMM_PLANS];
-    float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    float alpha = 1.0f, beta = 0.0f;
     cublasStatus_t st;
 
-    if (!p->used || p->wfmt != wfmt || p->M != M || p->N != N || p->K != K
+    if (!p->used || p->wfmt != wfmt || p->out_f32 != out_f32 || p->M != M || p->N != N
+        || p->K != K
         || p->align_a != aa || p->align_b != ab || p->align_c != ac)
     {
         glm_plan_release(p);
         p->wfmt = wfmt;
+        p->out_f32 = out_f32;
         p->M = M;
         p->N = N;
         p->K = K;
@@ -273,54 +273,61 @@ glm_grow(cudaStream_t s, void **buf, size_t *cap, size_t elems, size_t elem_size
 }
 
 void
-glm_cuda_gemm_run(glm_cuda_gemm *g, float *out, const float *x, int rows, const void *w,
-    int wfmt, int N, int K, const float *bias)
+glm_cuda_gemm_run(glm_cuda_gemm *g, void *out, int out_f32, const glm_act *x, int rows,
+    const glm_cuda_weight *w, int N, int K, const void *bias, int bias_fmt)
 {
-    size_t n_in = (size_t) rows * K, n_out = (size_t) rows * N;
+    size_t n_out = (size_t) rows * N;
 
     if (rows <= 0 || N <= 0) {
         return;
     }
-    if (g->force_simt || K <= 0) {
-        glm_cuda_gemm_simt(g->stream, out, x, rows, w, wfmt, N, K, bias);
-        return;
-    }
-    if (wfmt == GLM_WFMT_F32) {
-        if (glm_lt_gemm(g, out, x, rows, w, wfmt, N, K, 0)) {
-            if (bias != NULL) {
-                glm_add_bias_kernel<<<glm_cuda_blocks(n_out, 256), 256, 0, g->stream>>>(
-                    out, bias, n_out, N);
-                GLM_CUDA_LAUNCHED();
-            }
+    if (!g->force_simt && K > 0 && w->fmt == GLM_WFMT_BF16) {
+        if (bias == NULL && glm_lt_gemm(g, out, out_f32, x, rows, w->w, N, K)) {
             return;
         }
-        glm_cuda_gemm_simt(g->stream, out, x, rows, w, wfmt, N, K, bias);
-        return;
-    }
-
-    glm_grow(g->stream, (void **) &g->split, &g->split_cap, 2 * n_in, sizeof(__nv_bfloat16));
-    glm_split_bf16_kernel<<<glm_cuda_blocks(n_in, 256), 256, 0, g->stream>>>(
-        g->split, g->split + n_in, x, n_in);
-    GLM_CUDA_LAUNCHED();
-    if (rows <= GLM_GEMM_STACK_ROWS) {
-        glm_grow(g->stream, (void **) &g->tmp, &g->tmp_cap, 2 * n_out, sizeof(float));
-        if (glm_lt_gemm(g, g->tmp, g->split, 2 * rows, w, wfmt, N, K, 0)) {
-            glm_sum_halves_kernel<<<glm_cuda_blocks(n_out, 256), 256, 0, g->stream>>>(
-                out, g->tmp, g->tmp + n_out, bias, n_out, N);
-            GLM_CUDA_LAUNCHED();
-            return;
-        }
-    } else if (glm_lt_gemm(g, out, g->split, rows, w, wfmt, N, K, 0)
-               && glm_lt_gemm(g, out, g->split + n_in, rows, w, wfmt, N, K, 1))
-    {
         if (bias != NULL) {
-            glm_add_bias_kernel<<<glm_cuda_blocks(n_out, 256), 256, 0, g->stream>>>(
-                out, bias, n_out, N);
-            GLM_CUDA_LAUNCHED();
+            /* fp32 accumulators, then bias and one rounding */
+            glm_grow(g->stream, (void **) &g->tmp, &g->tmp_cap, n_out, sizeof(float));
+            if (glm_lt_gemm(g, g->tmp, 1, x, rows, w->w, N, K)) {
+                if (out_f32) {
+                    glm_bias_out_kernel<float><<<glm_cuda_blocks(n_out, 256), 256, 0,
+                                                 g->stream>>>((float *) out, g->tmp, bias,
+                                                              bias_fmt, n_out, N);
+                } else {
+                    glm_bias_out_kernel<glm_act><<<glm_cuda_blocks(n_out, 256), 256, 0,
+                                                   g->stream>>>((glm_act *) out, g->tmp, bias,
+                                                                bias_fmt, n_out, N);
+                }
+                GLM_CUDA_LAUNCHED();
+                return;
+            }
         }
-        return;
     }
-    glm_cuda_gemm_simt(g->stream, out, x, rows, w, wfmt, N, K, bias);
+    /* FP8, F16, fp32 weights (cuBLASLt multiplies like types only), a shape
+     * cuBLASLt declined, or GLM_CUDA_GEMM=simt */
+    glm_cuda_gemm_simt(g->stream, out, out_f32, x, rows, w, N, K, bias, bias_fmt);
+}
+
+const char *
+glm_cuda_gemm_path(const glm_cuda_gemm *g, int wfmt)
+{
+    if (g->force_simt) {
+        return "CUDA-core GEMM (GLM_CUDA_GEMM=simt)";
+    }
+    switch (wfmt) {
+    case GLM_WFMT_BF16:
+        return "cuBLASLt BF16 x BF16 on tensor cores, fp32 accumulation (CUDA-core GEMM"
+               " where cuBLASLt declines a shape)";
+    case GLM_WFMT_F32:
+        return "own CUDA-core GEMM (cuBLASLt multiplies like types only: BF16"
+               " activations x fp32 weights is not one of them)";
+    case GLM_WFMT_FP8:
+        return "own CUDA-core GEMM, FP8 dequantized in registers with its scales"
+               " (stored FP8 on the device; cuBLASLt's scaled FP8 GEMM needs FP8"
+               " activations, not wired yet)";
+    default:
+        return "own CUDA-core GEMM, F16 widened in registers";
+    }
 }
 
 glm_cuda_gemm *
@@ -364,9 +371,6 @@ glm_cuda_gemm_destroy(glm_cuda_gemm *g)
     cudaStreamSynchronize(g->stream);
     for (i = 0; i < GLM_GEMM_PLANS; i++) {
         glm_plan_release(&g->plans[i]);
-    }
-    if (g->split != NULL) {
-        cudaFreeAsync(g->split, g->stream);
     }
     if (g->tmp != NULL) {
         cudaFreeAsync(g->tmp, g->stream);

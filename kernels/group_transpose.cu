@@ -2,7 +2,7 @@
 #include "group_transpose.cuh"
 
 static __global__ void
-glm_group_transpose_kernel(float *out, const float *x, int g, int dim, size_t n)
+glm_group_transpose_kernel(glm_act *out, const glm_act *x, int g, int dim, size_t n)
 {
     size_t o, per = (size_t) g * dim;
 
@@ -16,7 +16,7 @@ glm_group_transpose_kernel(float *out, const float *x, int g, int dim, size_t n)
 }
 
 void
-glm_cuda_group_transpose(cudaStream_t stream, float *out, const float *x,
+glm_cuda_group_transpose(cudaStream_t stream, glm_act *out, const glm_act *x,
     int groups, int g, int dim)
 {
     size_t n = (size_t) groups * g * dim;

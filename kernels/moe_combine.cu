@@ -3,7 +3,7 @@
 #include "moe_route.cuh"
 
 static __global__ void
-glm_moe_combine_kernel(float *out, const float *y, const int32_t *idx, const float *w,
+glm_moe_combine_kernel(glm_act *out, const glm_act *y, const int32_t *idx, const float *w,
     const int32_t *slot_of, int top_k, int hidden)
 {
     __shared__ int order[GLM_MOE_MAX_TOPK];
@@ -26,14 +26,14 @@ glm_moe_combine_kernel(float *out, const float *y, const int32_t *idx, const flo
         float o = 0.0f;
         for (k = 0; k < top_k; k++) {
             int64_t pair = r * top_k + order[k];
-            o = __fadd_rn(o, __fmul_rn(w[pair], y[(int64_t) slot_of[pair] * hidden + c]));
+            o = __fadd_rn(o, __fmul_rn(w[pair], glm_act_ld(y, (int64_t) slot_of[pair] * hidden + c)));
         }
-        out[r * hidden + c] = o;
+        glm_act_st(out, r * hidden + c, o);
     }
 }
 
 void
-glm_cuda_moe_combine(cudaStream_t stream, float *out, const float *y, const int32_t *idx,
+glm_cuda_moe_combine(cudaStream_t stream, glm_act *out, const glm_act *y, const int32_t *idx,
     const float *w, const int32_t *slot_of, int rows, int top_k, int hidden)
 {
     if (rows <= 0) {

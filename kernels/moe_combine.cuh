@@ -4,7 +4,7 @@
  * loops experts in ascending id, adding into a zeroed row), with the
  * products and sums rounded separately as it does.
  *
- * Layout: y [pairs, H] fp32 (the experts' down-projection outputs in
+ * Layout: y [pairs, H] BF16, summed in fp32 (the experts' down-projection outputs in
  * permuted order), idx / w / slot_of [rows, top_k], out [rows, H].  Launch:
  * one block of 256 threads per token; thread 0 orders the token's top_k
  * (<= 32) pairs by expert id in shared memory, then threads stride over H.
@@ -16,7 +16,7 @@
 
 #include "common.cuh"
 
-void glm_cuda_moe_combine(cudaStream_t stream, float *out, const float *y,
+void glm_cuda_moe_combine(cudaStream_t stream, glm_act *out, const glm_act *y,
     const int32_t *idx, const float *w, const int32_t *slot_of, int rows, int top_k,
     int hidden);
 

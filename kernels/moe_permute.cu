@@ -42,7 +42,7 @@ glm_moe_scatter_kernel(const int32_t *idx, int pairs, int top_k, const int32_t *
 }
 
 static __global__ void
-glm_moe_gather_kernel(float *xperm, const float *x, const int32_t *perm_token, int hidden)
+glm_moe_gather_kernel(glm_act *xperm, const glm_act *x, const int32_t *perm_token, int hidden)
 {
     int64_t slot = blockIdx.x, src = perm_token[slot];
     int c;
@@ -84,7 +84,7 @@ glm_cuda_moe_scatter(cudaStream_t stream, const int32_t *idx, int pairs, int top
 }
 
 void
-glm_cuda_moe_gather(cudaStream_t stream, float *xperm, const float *x,
+glm_cuda_moe_gather(cudaStream_t stream, glm_act *xperm, const glm_act *x,
     const int32_t *perm_token, int pairs, int hidden)
 {
     if (pairs <= 0) {

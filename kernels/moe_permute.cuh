@@ -32,7 +32,7 @@ void glm_cuda_moe_scatter(cudaStream_t stream, const int32_t *idx, int pairs,
     int top_k, const int32_t *offsets, int32_t *cursor, int32_t *perm_token,
     int32_t *slot_of);
 
-void glm_cuda_moe_gather(cudaStream_t stream, float *xperm, const float *x,
+void glm_cuda_moe_gather(cudaStream_t stream, glm_act *xperm, const glm_act *x,
     const int32_t *perm_token, int pairs, int hidden);
 
 #endif

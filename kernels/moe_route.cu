@@ -24,7 +24,7 @@ glm_topk_serial(const float *v, int n, int k, int *idx)
 }
 
 static __global__ void
-glm_moe_route_kernel(const float *logits, const float *bias, int E, int top_k,
+glm_moe_route_kernel(const float *logits, const void *bias, int bias_fmt, int E, int top_k,
     int n_group, int topk_group, int norm_topk_prob, float scaling, int32_t *idx_out,
     float *w_out)
 {
@@ -37,7 +37,7 @@ glm_moe_route_kernel(const float *logits, const float *bias, int E, int top_k,
 
     for (e = threadIdx.x; e < E; e += blockDim.x) {
         s[e] = 1.0f / (1.0f + expf(-lr[e]));
-        c[e] = s[e] + bias[e];
+        c[e] = s[e] + glm_ld_weight(bias, bias_fmt, e);
     }
     __syncthreads();
     if (threadIdx.x != 0) {
@@ -83,8 +83,8 @@ glm_moe_route_kernel(const float *logits, const float *bias, int E, int top_k,
 }
 
 void
-glm_cuda_moe_route(cudaStream_t stream, const float *logits, const float *bias,
-    int rows, int n_experts, int top_k, int n_group, int topk_group,
+glm_cuda_moe_route(cudaStream_t stream, const float *logits, const void *bias,
+    int bias_fmt, int rows, int n_experts, int top_k, int n_group, int topk_group,
     int norm_topk_prob, float routed_scaling_factor, int32_t *idx, float *w)
 {
     size_t smem = (size_t) (2 * n_experts + n_group) * sizeof(float)
@@ -93,7 +93,8 @@ glm_cuda_moe_route(cudaStream_t stream, const float *logits, const float *bias,
     if (rows <= 0) {
         return;
     }
-    glm_moe_route_kernel<<<rows, 128, smem, stream>>>(logits, bias, n_experts, top_k,
+    glm_moe_route_kernel<<<rows, 128, smem, stream>>>(logits, bias, bias_fmt,
+                                                      n_experts, top_k,
                                                       n_group, topk_group,
                                                       norm_topk_prob,
                                                       routed_scaling_factor, idx, w);

@@ -7,7 +7,7 @@
  * index, as the oracle's scan); their weights are s, divided by their sum
  * (+1e-20) when norm_topk_prob, times routed_scaling_factor.
  *
- * Layout: logits [rows, E] fp32, bias [E] fp32; idx [rows, top_k] int32 and
+ * Layout: logits [rows, E] fp32, bias [E] as stored (GLM_WFMT_*); idx [rows, top_k] int32 and
  * w [rows, top_k] fp32 out, in selection order (best first).  Launch: one
  * block of 128 threads per token; threads compute s and c into shared
  * memory, then thread 0 runs the oracle's selection loops serially (E =
@@ -25,8 +25,8 @@
 #define GLM_MOE_MAX_EXPERTS 1024
 #define GLM_MOE_MAX_TOPK    32
 
-void glm_cuda_moe_route(cudaStream_t stream, const float *logits, const float *bias,
-    int rows, int n_experts, int top_k, int n_group, int topk_group,
+void glm_cuda_moe_route(cudaStream_t stream, const float *logits, const void *bias,
+    int bias_fmt, int rows, int n_experts, int top_k, int n_group, int topk_group,
     int norm_topk_prob, float routed_scaling_factor, int32_t *idx, float *w);
 
 #endif

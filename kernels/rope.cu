@@ -2,7 +2,7 @@
 #include "rope.cuh"
 
 static __global__ void
-glm_rope_kernel(float *x, int heads, int head_dim, int rot_dim, const int32_t *pos3,
+glm_rope_kernel(glm_act *x, int heads, int head_dim, int rot_dim, const int32_t *pos3,
     const int32_t *axis_of_freq, const float *inv_freq)
 {
     extern __shared__ float cs[];       /* [n_half] cos, then [n_half] sin */
@@ -17,15 +17,15 @@ glm_rope_kernel(float *x, int heads, int head_dim, int rot_dim, const int32_t *p
     __syncthreads();
     for (t = threadIdx.x; t < heads * n_half; t += blockDim.x) {
         int h = t / n_half, j = t % n_half;
-        float *v = x + (r * heads + h) * head_dim;
-        float a = v[j], b = v[j + n_half], c = cs[j], s = cs[n_half + j];
-        v[j] = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
-        v[j + n_half] = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s));
+        glm_act *v = x + (r * heads + h) * head_dim;
+        float a = glm_act_ld(v, j), b = glm_act_ld(v, j + n_half), c = cs[j], s = cs[n_half + j];
+        glm_act_st(v, j, __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s)));
+        glm_act_st(v, j + n_half, __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s)));
     }
 }
 
 void
-glm_cuda_rope(cudaStream_t stream, float *x, int rows, int heads, int head_dim,
+glm_cuda_rope(cudaStream_t stream, glm_act *x, int rows, int heads, int head_dim,
     int rot_dim, const int32_t *pos3, const int32_t *axis_of_freq,
     const float *inv_freq)
 {

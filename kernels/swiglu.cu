@@ -2,21 +2,21 @@
 #include "swiglu.cuh"
 
 static __global__ void
-glm_swiglu_kernel(float *out, const float *gate, const float *up, size_t n)
+glm_swiglu_kernel(glm_act *out, const glm_act *gate, const glm_act *up, size_t n)
 {
     size_t i;
 
     for (i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n;
          i += (size_t) gridDim.x * blockDim.x)
     {
-        float g = gate[i];
-        out[i] = __fmul_rn(g / (1.0f + expf(-g)), up[i]);
+        float g = glm_act_ld(gate, (int64_t) i);
+        glm_act_st(out, (int64_t) i, __fmul_rn(g / (1.0f + expf(-g)), glm_act_ld(up, (int64_t) i)));
     }
 }
 
 void
-glm_cuda_swiglu(cudaStream_t stream, float *out, const float *gate,
-    const float *up, size_t n)
+glm_cuda_swiglu(cudaStream_t stream, glm_act *out, const glm_act *gate,
+    const glm_act *up, size_t n)
 {
     if (n == 0) {
         return;

@@ -1,7 +1,7 @@
 /*
  * swiglu: out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)).
  *
- * Layout: three fp32 arrays of n elements (out may alias gate, as the model
+ * Layout: three BF16 (glm_act) arrays of n elements, fp32 math (out may alias gate, as the model
  * calls it).  Launch: grid-stride, 256 threads.  The expression is the CPU
  * oracle's, term for term (expf, one division, one product); expf is the
  * accurate device version (no fast-math), within 2 ulp of glibc's.
@@ -13,7 +13,7 @@
 
 #include "common.cuh"
 
-void glm_cuda_swiglu(cudaStream_t stream, float *out, const float *gate,
-    const float *up, size_t n);
+void glm_cuda_swiglu(cudaStream_t stream, glm_act *out, const glm_act *gate,
+    const glm_act *up, size_t n);
 
 #endif

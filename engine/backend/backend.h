@@ -7,7 +7,12 @@
  * CUDA backend implements the same table over device memory.
  *
  * Conventions:
- * - Activations are fp32 row-major [rows, cols] in memory from be->alloc().
+ * - Activations are row-major [rows, cols] in memory from be->alloc(), of
+ *   the backend's own element type be->act_dtype (be->act_size bytes each):
+ *   fp32 on the CPU oracle, BF16 on CUDA.  The model carves and offsets its
+ *   buffers by act_size and never reads them; values cross to the host only
+ *   through upload_act/download_act (fp32 on the host side) and the fp32
+ *   logits of matmul_f32.  Each op computes in fp32 whatever it stores.
  * - Weights are checkpoint tensors in their stored dtype (BF16/F16/F32),
  *   PyTorch layout [out, in]: matmul computes y = x W^T + b.
  * - The KV cache is paged: a pool of blocks of `block_size` token slots per
@@ -15,7 +20,9 @@
  *   elements of the pool's dtype (glm_kv_dtype below); kv_store takes and
  *   attention computes fp32, narrowing and widening as the dtype says.
  *   Each sequence owns a block table; token i of a batch sits at position
- *   kv_pos[i] of sequence seq[i].
+ *   kv_pos[i] of sequence seq[i].  Elements are fp32, BF16 or FP8 E4M3
+ *   (glm_kv_dtype; fp8 rounds x / scale to nearest even, saturating at
+ *   +-448, BF16 rounds to nearest even).
  */
 #ifndef GLM_BACKEND_H
 #define GLM_BACKEND_H
@@ -26,6 +33,9 @@
 #include "model/safetensors.h"
 
 typedef struct glm_backend glm_backend;
+
+/* the element type of a backend's activations */
+typedef enum { GLM_ACT_F32 = 0, GLM_ACT_BF16 } glm_act_dtype;
 
 /*
  * The KV cache's element type, a backend's choice (--kv-cache-dtype):
@@ -91,7 +101,9 @@ typedef struct {
 } glm_moe_weights;
 
 struct glm_backend {
-    const char *name;
+    const char    *name;
+    glm_act_dtype  act_dtype;
+    size_t         act_size;           /* bytes per activation element */
 
     /* the KV dtypes kv_store and attention handle (bit 1 << glm_kv_dtype),
      * and the one --kv-cache-dtype auto picks */
@@ -103,70 +115,77 @@ struct glm_backend {
     /* host <-> backend copies (plain memcpy on the CPU) */
     void  (*upload)(glm_backend *be, void *dst, const void *src, size_t bytes);
     void  (*download)(glm_backend *be, void *dst, const void *src, size_t bytes);
+    /* n host fp32 values <-> n activations (converted to / from act_dtype) */
+    void  (*upload_act)(glm_backend *be, void *dst, const float *src, size_t n);
+    void  (*download_act)(glm_backend *be, float *dst, const void *src, size_t n);
 
     /* out[i, :] = table[ids[i], :] */
-    void (*embed)(glm_backend *be, float *out, const int32_t *ids, int n,
+    void (*embed)(glm_backend *be, void *out, const int32_t *ids, int n,
                   const glm_tensor *table);
 
     /* out[r] = w * x[r] / sqrt(mean(x[r]^2) + eps), rows of length dim */
-    void (*rmsnorm)(glm_backend *be, float *out, const float *x,
+    void (*rmsnorm)(glm_backend *be, void *out, const void *x,
                     const glm_tensor *w, int rows, int dim, float eps);
 
     /* out[rows, N] = x[rows, K] W[N, K]^T (+ bias[N]) */
-    void (*matmul)(glm_backend *be, float *out, const float *x, int rows,
+    void (*matmul)(glm_backend *be, void *out, const void *x, int rows,
                    const glm_tensor *w, const glm_tensor *bias);
+
+    /* the same with fp32 out[rows, N] whatever act_dtype: the logits */
+    void (*matmul_f32)(glm_backend *be, float *out, const void *x, int rows,
+                       const glm_tensor *w, const glm_tensor *bias);
 
     /* in place, half-split (NeoX) rotation of the first rot_dim dims of each
      * head: frequency j uses position pos3[r][axis_of_freq[j]] */
-    void (*rope)(glm_backend *be, float *x, int rows, int heads, int head_dim,
+    void (*rope)(glm_backend *be, void *x, int rows, int heads, int head_dim,
                  int rot_dim, const int32_t *pos3, const int *axis_of_freq,
                  const float *inv_freq);
 
     /* writes k, v rows [n_tokens, kv_dim] into the pool at each token's slot */
-    void (*kv_store)(glm_backend *be, glm_kv_pool *kv, int layer, const float *k,
-                     const float *v, const glm_attn_batch *b);
+    void (*kv_store)(glm_backend *be, glm_kv_pool *kv, int layer, const void *k,
+                     const void *v, const glm_attn_batch *b);
 
     /* causal attention of each token over positions 0..kv_pos of its own
      * sequence; q [n, heads*head_dim] -> out [n, heads*head_dim]; GQA maps
      * query head h to kv head h / (heads / kv_heads) */
-    void (*attention)(glm_backend *be, float *out, const float *q,
+    void (*attention)(glm_backend *be, void *out, const void *q,
                       const glm_kv_pool *kv, int layer, const glm_attn_batch *b,
                       int heads, int kv_heads, int head_dim, float scale);
 
     /* out[i] = silu(gate[i]) * up[i] */
-    void (*swiglu)(glm_backend *be, float *out, const float *gate,
-                   const float *up, size_t n);
+    void (*swiglu)(glm_backend *be, void *out, const void *gate,
+                   const void *up, size_t n);
 
     /* x[i] += y[i] */
-    void (*add)(glm_backend *be, float *x, const float *y, size_t n);
+    void (*add)(glm_backend *be, void *x, const void *y, size_t n);
 
     /* the routed experts of one MoE layer: sigmoid router in fp32, correction
      * bias for selection only, group-limited top-k, normalised and scaled
      * weights; out [rows, hidden] = sum_k w_k * expert_k(x) */
-    void (*moe)(glm_backend *be, float *out, const float *x, int rows,
+    void (*moe)(glm_backend *be, void *out, const void *x, int rows,
                 const glm_moe_weights *m);
 
     /* ---- the vision tower's ops ---- */
 
     /* out[r] = (x[r] - mean) / sqrt(var + eps) * w + b (torch LayerNorm) */
-    void (*layernorm)(glm_backend *be, float *out, const float *x,
+    void (*layernorm)(glm_backend *be, void *out, const void *x,
                       const glm_tensor *w, const glm_tensor *b, int rows,
                       int dim, float eps);
 
     /* out[i] = gelu(x[i]), the exact erf form (torch nn.GELU()) */
-    void (*gelu)(glm_backend *be, float *out, const float *x, size_t n);
+    void (*gelu)(glm_backend *be, void *out, const void *x, size_t n);
 
     /* non-causal attention inside segments: token i of segment s attends to
      * every token of s (cu_seqlens[s] <= j < cu_seqlens[s+1]); q, k, v and
-     * out are [n, heads*head_dim] with rows of stride `stride` floats */
-    void (*attention_segments)(glm_backend *be, float *out, const float *q,
-                               const float *k, const float *v, int stride,
+     * out are [n, heads*head_dim] with rows of stride `stride` elements */
+    void (*attention_segments)(glm_backend *be, void *out, const void *q,
+                               const void *k, const void *v, int stride,
                                const int32_t *cu_seqlens, int n_segments,
                                int heads, int head_dim, float scale);
 
     /* groups of g consecutive rows of dim values, each transposed:
      * out[grp][c * g + i] = x[grp * g + i][c]  (the 2x2 merge's permute) */
-    void (*group_transpose)(glm_backend *be, float *out, const float *x,
+    void (*group_transpose)(glm_backend *be, void *out, const void *x,
                             int groups, int g, int dim);
 
     void (*destroy)(glm_backend *be);

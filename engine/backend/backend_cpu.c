@@ -796,6 +796,121 @@ glm_cpu_destroy(glm_backend *be)
     free(cpu);
 }
 
+/* ---- the op table ----------------------------------------------------------
+ * backend.h passes activations untyped (each backend owns their dtype); here
+ * they are fp32, so each entry hands its pointers on as float. */
+
+static void
+glm_cpu_upload_act(glm_backend *be, void *dst, const float *src, size_t n)
+{
+    glm_cpu_copy(be, dst, src, n * sizeof(float));
+}
+
+static void
+glm_cpu_download_act(glm_backend *be, float *dst, const void *src, size_t n)
+{
+    glm_cpu_copy(be, dst, src, n * sizeof(float));
+}
+
+static void
+glm_cpu_op_embed(glm_backend *be, void *out, const int32_t *ids, int n,
+    const glm_tensor *table)
+{
+    glm_cpu_embed(be, out, ids, n, table);
+}
+
+static void
+glm_cpu_op_rmsnorm(glm_backend *be, void *out, const void *x, const glm_tensor *w,
+    int rows, int dim, float eps)
+{
+    glm_cpu_rmsnorm(be, out, x, w, rows, dim, eps);
+}
+
+static void
+glm_cpu_op_matmul(glm_backend *be, void *out, const void *x, int rows,
+    const glm_tensor *w, const glm_tensor *bias)
+{
+    glm_cpu_matmul(be, out, x, rows, w, bias);
+}
+
+static void
+glm_cpu_op_matmul_f32(glm_backend *be, float *out, const void *x, int rows,
+    const glm_tensor *w, const glm_tensor *bias)
+{
+    glm_cpu_matmul(be, out, x, rows, w, bias);
+}
+
+static void
+glm_cpu_op_rope(glm_backend *be, void *x, int rows, int heads, int head_dim,
+    int rot_dim, const int32_t *pos3, const int *axis_of_freq, const float *inv_freq)
+{
+    glm_cpu_rope(be, x, rows, heads, head_dim, rot_dim, pos3, axis_of_freq, inv_freq);
+}
+
+static void
+glm_cpu_op_kv_store(glm_backend *be, glm_kv_pool *kv, int layer, const void *k,
+    const void *v, const glm_attn_batch *b)
+{
+    glm_cpu_kv_store(be, kv, layer, k, v, b);
+}
+
+static void
+glm_cpu_op_attention(glm_backend *be, void *out, const void *q, const glm_kv_pool *kv,
+    int layer, const glm_attn_batch *b, int heads, int kv_heads, int head_dim,
+    float scale)
+{
+    glm_cpu_attention(be, out, q, kv, layer, b, heads, kv_heads, head_dim, scale);
+}
+
+static void
+glm_cpu_op_swiglu(glm_backend *be, void *out, const void *gate, const void *up,
+    size_t n)
+{
+    glm_cpu_swiglu(be, out, gate, up, n);
+}
+
+static void
+glm_cpu_op_add(glm_backend *be, void *x, const void *y, size_t n)
+{
+    glm_cpu_add(be, x, y, n);
+}
+
+static void
+glm_cpu_op_moe(glm_backend *be, void *out, const void *x, int rows,
+    const glm_moe_weights *m)
+{
+    glm_cpu_moe(be, out, x, rows, m);
+}
+
+static void
+glm_cpu_op_layernorm(glm_backend *be, void *out, const void *x, const glm_tensor *w,
+    const glm_tensor *b, int rows, int dim, float eps)
+{
+    glm_cpu_layernorm(be, out, x, w, b, rows, dim, eps);
+}
+
+static void
+glm_cpu_op_gelu(glm_backend *be, void *out, const void *x, size_t n)
+{
+    glm_cpu_gelu(be, out, x, n);
+}
+
+static void
+glm_cpu_op_attention_segments(glm_backend *be, void *out, const void *q, const void *k,
+    const void *v, int stride, const int32_t *cu_seqlens, int n_segments, int heads,
+    int head_dim, float scale)
+{
+    glm_cpu_attention_segments(be, out, q, k, v, stride, cu_seqlens, n_segments, heads,
+                               head_dim, scale);
+}
+
+static void
+glm_cpu_op_group_transpose(glm_backend *be, void *out, const void *x, int groups,
+    int g, int dim)
+{
+    glm_cpu_group_transpose(be, out, x, groups, g, dim);
+}
+
 glm_backend *
 glm_backend_cpu_create(int nthreads)
 {
@@ -816,23 +931,28 @@ glm_backend_cpu_create(int nthreads)
          * measure what they cost (make kv-dtype-check) */
         .kv_dtypes = 1u << GLM_KV_F32 | 1u << GLM_KV_BF16 | 1u << GLM_KV_FP8_E4M3,
         .kv_dtype_auto = GLM_KV_F32,
+        .act_dtype = GLM_ACT_F32,
+        .act_size = sizeof(float),
         .alloc = glm_cpu_alloc,
         .free = glm_cpu_free,
         .upload = glm_cpu_copy,
         .download = glm_cpu_copy,
-        .embed = glm_cpu_embed,
-        .rmsnorm = glm_cpu_rmsnorm,
-        .matmul = glm_cpu_matmul,
-        .rope = glm_cpu_rope,
-        .kv_store = glm_cpu_kv_store,
-        .attention = glm_cpu_attention,
-        .swiglu = glm_cpu_swiglu,
-        .add = glm_cpu_add,
-        .moe = glm_cpu_moe,
-        .layernorm = glm_cpu_layernorm,
-        .gelu = glm_cpu_gelu,
-        .attention_segments = glm_cpu_attention_segments,
-        .group_transpose = glm_cpu_group_transpose,
+        .upload_act = glm_cpu_upload_act,
+        .download_act = glm_cpu_download_act,
+        .embed = glm_cpu_op_embed,
+        .rmsnorm = glm_cpu_op_rmsnorm,
+        .matmul = glm_cpu_op_matmul,
+        .matmul_f32 = glm_cpu_op_matmul_f32,
+        .rope = glm_cpu_op_rope,
+        .kv_store = glm_cpu_op_kv_store,
+        .attention = glm_cpu_op_attention,
+        .swiglu = glm_cpu_op_swiglu,
+        .add = glm_cpu_op_add,
+        .moe = glm_cpu_op_moe,
+        .layernorm = glm_cpu_op_layernorm,
+        .gelu = glm_cpu_op_gelu,
+        .attention_segments = glm_cpu_op_attention_segments,
+        .group_transpose = glm_cpu_op_group_transpose,
         .destroy = glm_cpu_destroy,
     };
     return &cpu->be;

@@ -52,8 +52,8 @@ void glm_backend_cuda_release_weights(glm_backend *be);
 /* x += y; out = rmsnorm(x) in one pass (x, y, out device [rows, dim]; out
  * may alias x).  The decoder's residual-then-norm pair; backend.h has no
  * fused op yet, so it is offered (and tested) here first. */
-void glm_backend_cuda_add_rmsnorm(glm_backend *be, float *out, float *x,
-    const float *y, const glm_tensor *w, int rows, int dim, float eps);
+void glm_backend_cuda_add_rmsnorm(glm_backend *be, void *out, void *x,
+    const void *y, const glm_tensor *w, int rows, int dim, float eps);
 
 /* Bytes of weights on the device; the device's free and total memory. */
 void glm_backend_cuda_memory(glm_backend *be, size_t *weight_bytes,

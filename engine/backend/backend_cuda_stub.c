@@ -35,7 +35,7 @@ glm_backend_cuda_release_weights(glm_backend *be)
 }
 
 void
-glm_backend_cuda_add_rmsnorm(glm_backend *be, float *out, float *x, const float *y,
+glm_backend_cuda_add_rmsnorm(glm_backend *be, void *out, void *x, const void *y,
     const glm_tensor *w, int rows, int dim, float eps)
 {
     /* unreachable: no CUDA backend can exist in this build */

@@ -602,14 +602,15 @@ glm_kv_pool_describe(const glm_kv_pool *kv, const glm_model *m, char *buf, size_
 
 /* ---- the forward pass ---------------------------------------------------- */
 
+/* activations: be->act_dtype elements, never read here */
 typedef struct {
-    float *h, *q, *k, *v, *attn, *gate, *up, *mlp;
+    void *h, *q, *k, *v, *attn, *gate, *up, *mlp;
 } glm_scratch;
 
 /* h [T, H] -> out [T, H]: partial (M-)RoPE attention over the paged cache */
 static void
 glm_attention_block(glm_model *m, const glm_layer *L, int l, glm_kv_pool *kv,
-    const glm_batch *b, glm_scratch *s, float *out)
+    const glm_batch *b, glm_scratch *s, void *out)
 {
     const glm_config *c = &m->cfg;
     glm_backend *be = m->be;
@@ -639,7 +640,7 @@ glm_attention_block(glm_model *m, const glm_layer *L, int l, glm_kv_pool *kv,
 /* h [T, H] -> out [T, H]: down(silu(gate(h)) * up(h)) */
 static void
 glm_mlp(glm_backend *be, const glm_tensor *gate, const glm_tensor *up,
-    const glm_tensor *down, const float *h, int T, glm_scratch *s, float *out)
+    const glm_tensor *down, const void *h, int T, glm_scratch *s, void *out)
 {
     size_t n = (size_t) T * gate->shape[0];
 
@@ -651,8 +652,8 @@ glm_mlp(glm_backend *be, const glm_tensor *gate, const glm_tensor *up,
 
 /* h [T, H] -> out [T, H]: routed experts plus the shared expert */
 static void
-glm_moe_block(glm_model *m, const glm_layer *L, const float *h, int T,
-    glm_scratch *s, float *out)
+glm_moe_block(glm_model *m, const glm_layer *L, const void *h, int T,
+    glm_scratch *s, void *out)
 {
     glm_backend *be = m->be;
 
@@ -663,15 +664,22 @@ glm_moe_block(glm_model *m, const glm_layer *L, const float *h, int T,
     }
 }
 
-/* Carves n floats, 64-byte aligned, from *at (a count of floats so far);
- * returns the offset. */
+/* Carves n elements of `size` bytes, 64-byte aligned, from *at (a count of
+ * bytes so far); returns the byte offset. */
 static size_t
-glm_carve(size_t *at, size_t n)
+glm_carve(size_t *at, size_t n, size_t size)
 {
     size_t off = *at;
 
-    *at += (n + 15) & ~(size_t) 15;
+    *at += (n * size + 63) & ~(size_t) 63;
     return off;
+}
+
+/* element i of an activation buffer */
+static void *
+glm_act_at(const glm_backend *be, void *p, size_t i)
+{
+    return (char *) p + i * be->act_size;
 }
 
 void
@@ -715,56 +723,57 @@ glm_model_forward_rank(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float 
             ? c->intermediate_size : c->moe_intermediate_size * c->n_shared_experts;
     size_t q = (size_t) c->num_heads * c->head_dim;
     size_t kvd = (size_t) c->num_kv_heads * c->head_dim;
-    size_t nl = (size_t) (b->n_logits ? b->n_logits : 1), at = 0, o[13];
+    size_t nl = (size_t) (b->n_logits ? b->n_logits : 1), at = 0, o[13], as = be->act_size;
     size_t S = (size_t) m->vocab_slice, ranks = (size_t) m->shard.ranks;
     glm_scratch s;
-    float *x, *y, *rows, *out, *gathered;
+    void *x, *y, *rows;
+    float *out, *gathered;
 
     /* one allocation carved into the step's activations, kept for the next
      * step and grown only by a larger one: nothing is allocated per step */
-    o[0] = glm_carve(&at, (size_t) T * H);              /* x */
-    o[1] = glm_carve(&at, (size_t) T * H);              /* y */
-    o[2] = glm_carve(&at, (size_t) T * H);              /* h */
-    o[3] = glm_carve(&at, T * q);                       /* q */
-    o[4] = glm_carve(&at, T * q);                       /* attn */
-    o[5] = glm_carve(&at, T * kvd);                     /* k */
-    o[6] = glm_carve(&at, T * kvd);                     /* v */
-    o[7] = glm_carve(&at, (size_t) T * I);              /* gate */
-    o[8] = glm_carve(&at, (size_t) T * I);              /* up */
-    o[9] = glm_carve(&at, (size_t) T * H);              /* mlp */
-    o[10] = glm_carve(&at, nl * H);                     /* rows */
-    o[11] = glm_carve(&at, nl * S);                     /* out: this rank's slice */
-    o[12] = glm_carve(&at, ranks > 1 ? ranks * nl * S : 0);  /* gathered slices */
-    if (at > m->act_floats) {
+    o[0] = glm_carve(&at, (size_t) T * H, as);          /* x */
+    o[1] = glm_carve(&at, (size_t) T * H, as);          /* y */
+    o[2] = glm_carve(&at, (size_t) T * H, as);          /* h */
+    o[3] = glm_carve(&at, T * q, as);                   /* q */
+    o[4] = glm_carve(&at, T * q, as);                   /* attn */
+    o[5] = glm_carve(&at, T * kvd, as);                 /* k */
+    o[6] = glm_carve(&at, T * kvd, as);                 /* v */
+    o[7] = glm_carve(&at, (size_t) T * I, as);          /* gate */
+    o[8] = glm_carve(&at, (size_t) T * I, as);          /* up */
+    o[9] = glm_carve(&at, (size_t) T * H, as);          /* mlp */
+    o[10] = glm_carve(&at, nl * H, as);                 /* rows */
+    o[11] = glm_carve(&at, nl * S, sizeof(float));      /* out: this rank's fp32 logits */
+    o[12] = glm_carve(&at, ranks > 1 ? ranks * nl * S : 0, sizeof(float));  /* gathered */
+    if (at > m->act_bytes) {
         be->free(be, m->act);
-        m->act = be->alloc(be, at * sizeof(float));
-        m->act_floats = m->act != NULL ? at : 0;
+        m->act = be->alloc(be, at);
+        m->act_bytes = m->act != NULL ? at : 0;
         if (m->act == NULL) {
             fprintf(stderr, "glm-engine: out of memory for a %d-token step\n", T);
             abort();
         }
     }
-    x = m->act + o[0];
-    y = m->act + o[1];
-    s.h = m->act + o[2];
-    s.q = m->act + o[3];
-    s.attn = m->act + o[4];
-    s.k = m->act + o[5];
-    s.v = m->act + o[6];
-    s.gate = m->act + o[7];
-    s.up = m->act + o[8];
-    s.mlp = m->act + o[9];
-    rows = m->act + o[10];
-    out = m->act + o[11];
-    gathered = m->act + o[12];
+    x = (char *) m->act + o[0];
+    y = (char *) m->act + o[1];
+    s.h = (char *) m->act + o[2];
+    s.q = (char *) m->act + o[3];
+    s.attn = (char *) m->act + o[4];
+    s.k = (char *) m->act + o[5];
+    s.v = (char *) m->act + o[6];
+    s.gate = (char *) m->act + o[7];
+    s.up = (char *) m->act + o[8];
+    s.mlp = (char *) m->act + o[9];
+    rows = (char *) m->act + o[10];
+    out = (float *) ((char *) m->act + o[11]);
+    gathered = (float *) ((char *) m->act + o[12]);
 
     be->embed(be, x, b->ids, T, m->embed);                     /* [T, H] */
     if (b->embed_rows != NULL) {
         /* vision features take the place of their placeholder tokens */
         for (i = 0; i < T; i++) {
             if (b->embed_rows[i] != NULL) {
-                be->upload(be, x + (size_t) i * H, b->embed_rows[i],
-                           (size_t) H * sizeof(float));
+                be->upload_act(be, glm_act_at(be, x, (size_t) i * H), b->embed_rows[i],
+                               (size_t) H);
             }
         }
     }
@@ -782,7 +791,8 @@ glm_model_forward_rank(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float 
             glm_mlp(be, L->gate, L->up, L->down, s.h, T, &s, y);
         }
         if (m->comm != NULL) {
-            glm_comm_all_reduce_sum(m->comm, y, (size_t) T * H);  /* down by columns */
+            /* down by columns (ranks run the CPU backend: fp32 activations) */
+            glm_comm_all_reduce_sum(m->comm, y, (size_t) T * H);
         }
         be->add(be, x, y, (size_t) T * H);                      /* residual */
     }
@@ -790,10 +800,10 @@ glm_model_forward_rank(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float 
     /* only the rows that need logits go through the norm and lm_head;
      * every row when the MTP layer wants them all */
     if (b->keep_hidden) {
-        if ((size_t) T * H > m->hidden_floats) {
+        if ((size_t) T * H * as > m->hidden_bytes) {
             be->free(be, m->hidden);
-            m->hidden = be->alloc(be, (size_t) T * H * sizeof(float));
-            m->hidden_floats = m->hidden != NULL ? (size_t) T * H : 0;
+            m->hidden = be->alloc(be, (size_t) T * H * as);
+            m->hidden_bytes = m->hidden != NULL ? (size_t) T * H * as : 0;
             if (m->hidden == NULL) {
                 fprintf(stderr, "glm-engine: out of memory for a %d-token step\n", T);
                 abort();
@@ -804,16 +814,16 @@ glm_model_forward_rank(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float 
     for (i = 0; i < b->n_logits; i++) {
         /* backend memory on both sides: the backends' copies accept it
          * (memcpy on the CPU, cudaMemcpyDefault on the GPU) */
-        be->upload(be, rows + (size_t) i * H,
-                   (b->keep_hidden ? m->hidden : x) + (size_t) b->logit_rows[i] * H,
-                   (size_t) H * sizeof(float));
+        be->upload(be, glm_act_at(be, rows, (size_t) i * H),
+                   glm_act_at(be, b->keep_hidden ? m->hidden : x,
+                              (size_t) b->logit_rows[i] * H), (size_t) H * as);
     }
     if (b->n_logits > 0) {
         if (!b->keep_hidden) {
             be->rmsnorm(be, rows, rows, m->final_norm, b->n_logits, H, c->rms_norm_eps);
         }
         if (m->lm_head->shape[0] > 0) {
-            be->matmul(be, out, rows, b->n_logits, m->lm_head, NULL);  /* [n, slice] */
+            be->matmul_f32(be, out, rows, b->n_logits, m->lm_head, NULL);  /* [n, slice] */
         }
         if (m->comm == NULL) {
             be->download(be, logits, out, (size_t) b->n_logits * c->vocab_size * sizeof(float));
@@ -914,62 +924,71 @@ glm_model_mtp_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b,
     size_t kvd = (size_t) c->num_kv_heads * c->head_dim;
     size_t I = (size_t) c->moe_intermediate_size * (c->n_shared_experts > 0
                                                     ? c->n_shared_experts : 1);
-    size_t nl = (size_t) (b->n_logits ? b->n_logits : 1), at = 0, o[13];
+    size_t nl = (size_t) (b->n_logits ? b->n_logits : 1), at = 0, o[14], as = be->act_size;
     glm_scratch s;
-    float *x, *y, *e, *cat, *rows, *out;
+    void *x, *y, *e, *cat, *rows;
+    float *out;
 
-    o[0] = glm_carve(&at, (size_t) T * H);              /* x */
-    o[1] = glm_carve(&at, (size_t) T * H);              /* y */
-    o[2] = glm_carve(&at, (size_t) T * H);              /* h */
-    o[3] = glm_carve(&at, T * q);                       /* q */
-    o[4] = glm_carve(&at, T * q);                       /* attn */
-    o[5] = glm_carve(&at, T * kvd);                     /* k */
-    o[6] = glm_carve(&at, T * kvd);                     /* v */
-    o[7] = glm_carve(&at, (size_t) T * I);              /* gate */
-    o[8] = glm_carve(&at, (size_t) T * I);              /* up */
-    o[9] = glm_carve(&at, (size_t) T * H);              /* mlp */
-    o[10] = glm_carve(&at, (size_t) T * H);             /* e: the tokens' embeddings */
-    o[11] = glm_carve(&at, (size_t) T * 2 * H);         /* cat: [enorm(e) ; hnorm(h)] */
-    o[12] = glm_carve(&at, nl * H + nl * (size_t) V);   /* rows, then out */
-    if (at > m->act_floats) {
+    if (!L->is_moe && (size_t) c->intermediate_size > I) {
+        I = (size_t) c->intermediate_size;
+    }
+    o[0] = glm_carve(&at, (size_t) T * H, as);          /* x */
+    o[1] = glm_carve(&at, (size_t) T * H, as);          /* y */
+    o[2] = glm_carve(&at, (size_t) T * H, as);          /* h */
+    o[3] = glm_carve(&at, T * q, as);                   /* q */
+    o[4] = glm_carve(&at, T * q, as);                   /* attn */
+    o[5] = glm_carve(&at, T * kvd, as);                 /* k */
+    o[6] = glm_carve(&at, T * kvd, as);                 /* v */
+    o[7] = glm_carve(&at, (size_t) T * I, as);          /* gate */
+    o[8] = glm_carve(&at, (size_t) T * I, as);          /* up */
+    o[9] = glm_carve(&at, (size_t) T * H, as);          /* mlp */
+    o[10] = glm_carve(&at, (size_t) T * H, as);         /* e: the tokens' embeddings */
+    o[11] = glm_carve(&at, (size_t) T * 2 * H, as);     /* cat: [enorm(e) ; hnorm(h)] */
+    o[12] = glm_carve(&at, nl * H, as);                 /* rows */
+    o[13] = glm_carve(&at, nl * (size_t) V, sizeof(float));  /* out: fp32 logits */
+    if (at > m->act_bytes) {
         be->free(be, m->act);
-        m->act = be->alloc(be, at * sizeof(float));
-        m->act_floats = m->act != NULL ? at : 0;
+        m->act = be->alloc(be, at);
+        m->act_bytes = m->act != NULL ? at : 0;
         if (m->act == NULL) {
             fprintf(stderr, "glm-engine: out of memory for a %d-token MTP step\n", T);
             abort();
         }
     }
-    x = m->act + o[0];
-    y = m->act + o[1];
-    s.h = m->act + o[2];
-    s.q = m->act + o[3];
-    s.attn = m->act + o[4];
-    s.k = m->act + o[5];
-    s.v = m->act + o[6];
-    s.gate = m->act + o[7];
-    s.up = m->act + o[8];
-    s.mlp = m->act + o[9];
-    e = m->act + o[10];
-    cat = m->act + o[11];
-    rows = m->act + o[12];
-    out = rows + nl * H;
+    x = (char *) m->act + o[0];
+    y = (char *) m->act + o[1];
+    s.h = (char *) m->act + o[2];
+    s.q = (char *) m->act + o[3];
+    s.attn = (char *) m->act + o[4];
+    s.k = (char *) m->act + o[5];
+    s.v = (char *) m->act + o[6];
+    s.gate = (char *) m->act + o[7];
+    s.up = (char *) m->act + o[8];
+    s.mlp = (char *) m->act + o[9];
+    e = (char *) m->act + o[10];
+    cat = (char *) m->act + o[11];
+    rows = (char *) m->act + o[12];
+    out = (float *) ((char *) m->act + o[13]);
 
     /* x = eh_proj([enorm(embed(t+1)) ; hnorm(h_p)]); the embedding is 0 at
      * position 0 (vLLM's MTP masks it: nothing precedes that token) */
     be->embed(be, e, b->ids, T, mtp->embed);
     be->rmsnorm(be, e, e, mtp->enorm, T, H, c->rms_norm_eps);
     for (i = 0; i < T; i++) {
-        be->upload(be, s.h + (size_t) i * H, m->hidden + (size_t) hidden_rows[i] * H,
-                   (size_t) H * sizeof(float));
+        be->upload(be, glm_act_at(be, s.h, (size_t) i * H),
+                   glm_act_at(be, m->hidden, (size_t) hidden_rows[i] * H), (size_t) H * as);
     }
     be->rmsnorm(be, s.h, s.h, mtp->hnorm, T, H, c->rms_norm_eps);
     for (i = 0; i < T; i++) {
-        be->upload(be, cat + (size_t) i * 2 * H,
-                   b->attn.kv_pos[i] == 0 ? mtp->zero_row : e + (size_t) i * H,
-                   (size_t) H * sizeof(float));
-        be->upload(be, cat + (size_t) i * 2 * H + H, s.h + (size_t) i * H,
-                   (size_t) H * sizeof(float));
+        if (b->attn.kv_pos[i] == 0) {
+            be->upload_act(be, glm_act_at(be, cat, (size_t) i * 2 * H), mtp->zero_row,
+                           (size_t) H);
+        } else {
+            be->upload(be, glm_act_at(be, cat, (size_t) i * 2 * H),
+                       glm_act_at(be, e, (size_t) i * H), (size_t) H * as);
+        }
+        be->upload(be, glm_act_at(be, cat, (size_t) i * 2 * H + H),
+                   glm_act_at(be, s.h, (size_t) i * H), (size_t) H * as);
     }
     be->matmul(be, x, cat, T, mtp->eh_proj, NULL);             /* [T, H] */
 
@@ -978,16 +997,20 @@ glm_model_mtp_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b,
     glm_attention_block(m, L, c->num_layers, kv, b, &s, y);
     be->add(be, x, y, (size_t) T * H);
     be->rmsnorm(be, s.h, x, L->post_attn_norm, T, H, c->rms_norm_eps);
-    glm_moe_block(m, L, s.h, T, &s, y);
+    if (L->is_moe) {
+        glm_moe_block(m, L, s.h, T, &s, y);
+    } else {
+        glm_mlp(be, L->gate, L->up, L->down, s.h, T, &s, y);
+    }
     be->add(be, x, y, (size_t) T * H);
 
     for (i = 0; i < b->n_logits; i++) {
-        be->upload(be, rows + (size_t) i * H, x + (size_t) b->logit_rows[i] * H,
-                   (size_t) H * sizeof(float));
+        be->upload(be, glm_act_at(be, rows, (size_t) i * H),
+                   glm_act_at(be, x, (size_t) b->logit_rows[i] * H), (size_t) H * as);
     }
     if (b->n_logits > 0) {
         be->rmsnorm(be, rows, rows, mtp->head_norm, b->n_logits, H, c->rms_norm_eps);
-        be->matmul(be, out, rows, b->n_logits, mtp->head, NULL);
+        be->matmul_f32(be, out, rows, b->n_logits, mtp->head, NULL);
         be->download(be, logits, out, (size_t) b->n_logits * V * sizeof(float));
     }
 }

@@ -50,9 +50,10 @@ typedef struct {
     float           *kv_k_scale;        /* [num_layers] the fp8 cache's per-layer */
     float           *kv_v_scale;        /* scales: the checkpoint's, else 1.0 */
     int              kv_scales_loaded;  /* layers whose scales the checkpoint has */
-    float           *act;               /* the steps' activations (backend
-                                           memory), grown by the largest step */
-    size_t           act_floats;
+    void            *act;               /* the steps' activations (backend
+                                           memory, be->act_dtype), grown by
+                                           the largest step */
+    size_t           act_bytes;
 
     /* tensor parallel (shard.h): this rank's part of the weights */
     glm_shard        shard;             /* {0, 1, 0} alone */
@@ -68,9 +69,10 @@ typedef struct {
     /* MTP speculative decoding (glm_model_enable_mtp): the checkpoint's
      * next-token-prediction layer, stored as layer num_layers */
     struct glm_mtp  *mtp;
-    float           *hidden;            /* the last step's final-normed rows,
-                                           kept for the MTP layer (backend) */
-    size_t           hidden_floats;
+    void            *hidden;            /* the last step's final-normed rows,
+                                           kept for the MTP layer (backend
+                                           memory, be->act_dtype) */
+    size_t           hidden_bytes;
 } glm_model;
 
 /* GLM-4.5's multi-token-prediction layer (DeepSeek-V3's MTP, as vLLM's

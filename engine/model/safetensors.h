@@ -66,6 +66,16 @@ typedef struct glm_tensor {
                                     weight (the scale grid stays the weight's) */
     int           scale_exact;   /* keep fp8*scale in fp32 even for a BF16
                                     scale (transformers' expert path) */
+
+    /* a GPU backend's copy, bound once when it uploads the checkpoint; valid
+     * only for that upload (gen) and for exactly these bytes (a view made
+     * by copying this struct has other data/nbytes and is not served it) */
+    struct {
+        void         *ptr;
+        const void   *host;
+        size_t        nbytes;
+        uint64_t      gen;
+    } dev;
 } glm_tensor;
 
 typedef struct glm_checkpoint glm_checkpoint;

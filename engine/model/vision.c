@@ -336,8 +336,8 @@ glm_vision_encode(glm_vision *v, glm_backend *be, const float *pixels,
     int Wmlp = O > I ? O : I;
     int64_t N = 0, Nm, off = 0;
     float eps = c->vision.rms_norm_eps;
-    float *table = NULL, *pe_host = NULL, *px, *x, *h, *q, *kk, *vv, *a, *y, *gt, *up;
-    float *z;
+    float *table = NULL, *pe_host = NULL;
+    void *px, *x, *h, *q, *kk, *vv, *a, *y, *gt, *up, *z;   /* be->act_dtype */
     int32_t *pos3 = NULL, *cu = NULL;
 
     for (g = 0; g < n_grids; g++) {
@@ -384,7 +384,7 @@ glm_vision_encode(glm_vision *v, glm_backend *be, const float *pixels,
     }
     free(table);
 
-#define GLM_VALLOC(n) ((float *) be->alloc(be, (size_t) (n) * sizeof(float)))
+#define GLM_VALLOC(n) be->alloc(be, (size_t) (n) * be->act_size)
     px = GLM_VALLOC(N * K);
     x = GLM_VALLOC(N * D);
     h = GLM_VALLOC(N * D);
@@ -409,10 +409,10 @@ glm_vision_encode(glm_vision *v, glm_backend *be, const float *pixels,
     }
 
     /* patch embedding, post-conv norm, resampled position table */
-    be->upload(be, px, pixels, (size_t) N * K * sizeof(float));
+    be->upload_act(be, px, pixels, (size_t) N * K);
     be->matmul(be, x, px, (int) N, &v->patch_w, v->patch_b);
     be->rmsnorm(be, x, x, v->post_conv_norm, (int) N, D, eps);
-    be->upload(be, h, pe_host, (size_t) N * D * sizeof(float));
+    be->upload_act(be, h, pe_host, (size_t) N * D);
     be->add(be, x, h, (size_t) N * D);
 
     for (l = 0; l < c->vision.depth; l++) {
@@ -450,7 +450,7 @@ glm_vision_encode(glm_vision *v, glm_backend *be, const float *pixels,
     be->matmul(be, up, y, (int) Nm, v->m_up, NULL);
     be->swiglu(be, gt, gt, up, (size_t) Nm * I);
     be->matmul(be, h, gt, (int) Nm, v->m_down, NULL);
-    be->download(be, out, h, (size_t) Nm * O * sizeof(float));
+    be->download_act(be, out, h, (size_t) Nm * O);
 
     be->free(be, px); be->free(be, x); be->free(be, h); be->free(be, q);
     be->free(be, kk); be->free(be, vv); be->free(be, a); be->free(be, y);

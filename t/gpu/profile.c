@@ -46,7 +46,7 @@
 typedef struct {
     glm_model *m;
     glm_backend *be;
-    void (*moe)(glm_backend *be, float *out, const float *x, int rows,
+    void (*moe)(glm_backend *be, void *out, const void *x, int rows,
                 const glm_moe_weights *w);
     unsigned char *routed;      /* [layers][experts]: routed to in this step */
     int moe_calls;
@@ -94,7 +94,7 @@ moe_layer(const glm_moe_weights *w)
  * the backend's own op.
  */
 static void
-prof_moe(glm_backend *be, float *out, const float *x, int rows, const glm_moe_weights *w)
+prof_moe(glm_backend *be, void *out, const void *x, int rows, const glm_moe_weights *w)
 {
     int E = w->n_experts, H = w->hidden, K = w->top_k, l = moe_layer(w), r, e, k;
     float *hx = xcalloc((size_t) rows * H, sizeof(float));
@@ -106,7 +106,7 @@ prof_moe(glm_backend *be, float *out, const float *x, int rows, const glm_moe_we
         die("the profile routes one expert group (GLM-4.5-Air); this config has more");
     }
     glm_emu_pause(1);
-    be->download(be, hx, x, (size_t) rows * H * sizeof(float));
+    be->download_act(be, hx, x, (size_t) rows * H);
     glm_emu_pause(0);
     glm_tensor_to_f32(w->router, 0, (int64_t) E * H, router);
     glm_tensor_to_f32(w->correction_bias, 0, E, bias);
@@ -192,7 +192,7 @@ outside_launches(const int32_t *ids, int n, int n_logits)
 {
     const glm_config *c = &P.m->cfg;
     glm_backend *be = P.be;
-    float *x = be->alloc(be, (size_t) n * c->hidden_size * sizeof(float));
+    void *x = be->alloc(be, (size_t) n * c->hidden_size * be->act_size);
     float *lg = be->alloc(be, (size_t) (n_logits ? n_logits : 1) * c->vocab_size
                           * sizeof(float));
     glm_emu_counts k;
@@ -204,7 +204,7 @@ outside_launches(const int32_t *ids, int n, int n_logits)
         if (n_logits > 0) {
             be->rmsnorm(be, x, x, P.m->final_norm, n_logits, c->hidden_size,
                         c->rms_norm_eps);
-            be->matmul(be, lg, x, n_logits, P.m->lm_head, NULL);
+            be->matmul_f32(be, lg, x, n_logits, P.m->lm_head, NULL);
         }
     }
     glm_emu_counts_get(&k);

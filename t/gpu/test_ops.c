@@ -16,13 +16,24 @@
  *
  * One line per check:
  *   OP <name> shape=<...> max_abs=<x> max_rel=<y> tol=<t> ok|FAIL
- *   FIXTURE <name> prompt=<i> max_abs_logit_diff=<x> tol=<t> greedy=<k>/<n> ok|FAIL
+ *   FIXTURE <name> prompt=<i> max_abs_logit_diff=<x> logit_scale=<s> rel=<x/s> tol=<t>
+ *           greedy=<k>/<n> ok|FAIL
+ *   WEIGHTS <name> device_bytes=<d> checkpoint_bytes=<c> ratio=<d/c> ok|FAIL
  * max_rel is max |gpu - cpu| / (|cpu| + mean |cpu|): relative where values
- * are large, against the tensor's scale where they are near zero.  The
- * tolerances: 0 for copies (embed, kv_store, add, group_transpose); 1e-5
- * for elementwise and norm ops (only expf/erff/cosf ulps and the order of a
- * sum differ); 1e-4 for GEMMs, attention and MoE (fp32 sums in another
- * order, and the GEMM's two-part BF16 split of x, kernels/gemm.cuh).  MoE
+ * are large, against the tensor's scale where they are near zero.  Inputs
+ * are BF16-representable, so both backends start from the same values; the
+ * CUDA backend then rounds each op's output to BF16 (at most 2^-8 relative)
+ * where the oracle keeps fp32.  The tolerances: 0 for copies (a BF16
+ * embedding row, kv_store into the fp32 pool, group_transpose); 8e-3 (one
+ * BF16 rounding, x2) for each op with a BF16 output; 1.6e-2 for two
+ * roundings in a row; 3e-2 for MoE (an expert is four roundings deep, see
+ * TOL_MOE); 1e-4 for the GEMMs' fp32 outputs (matmul_f32: only the order of
+ * fp32 sums differs).
+ * Whole models (fixtures, the vision tower) are measured against the
+ * output's scale: max |diff| / max |cpu| <= 3e-2 (BF16 through every layer;
+ * observed 0.7-1.0e-2 on the tiny fixtures).  A greedy run may part at a
+ * near tie, accepted only where the oracle's margin between the two tokens
+ * is itself within that tolerance (printed).  MoE
  * rows whose routing rests on a gap under 1e-4 between two experts' scores
  * are left out and counted (near_ties=): either choice is right there.
  * `--quick` keeps the small shapes (for compute-sanitizer).  Without a GPU
@@ -39,6 +50,7 @@
 #include "backend/backend.h"
 #include "backend/backend_cuda.h"
 #include "model/model.h"
+#include "model/quant.h"
 #include "model/sampling.h"
 #include "model/session.h"
 #include "model/vision.h"
@@ -47,9 +59,19 @@
 #endif
 
 #define TOL_EXACT  0.0
-#define TOL_ELEM   1e-5
-#define TOL_SUM    1e-4
-#define TOL_LOGITS 1e-3
+#define TOL_SUM    1e-4     /* fp32 out (matmul_f32): sums in another order */
+#define TOL_BF16   8e-3     /* a BF16 out: one rounding (8 significant bits: at
+                               most 2^-8 relative), with a factor of 2 */
+#define TOL_BF16x2 1.6e-2   /* two BF16 roundings in a row (in-place chains) */
+#define TOL_LOGITS 3e-2     /* whole model, BF16 activations: max |logit diff| over
+                               max |logit|, see the FIXTURE note above */
+#define TOL_VISION 3e-2     /* the vision tower, BF16 activations: max |diff|
+                               over max |cpu| */
+#define TOL_MOE    3e-2     /* an expert is four roundings deep (gate/up, swiglu,
+                               down, the weighted sum); the down GEMM sums the
+                               rounding errors of its inputs, ~2^-8 of a
+                               typical output per sigma, max over 1e5 outputs
+                               ~4.5 sigma: 1.8e-2, and a margin */
 #define MOE_TIE    1e-4f
 #define GREEDY_N   32
 
@@ -95,6 +117,8 @@ rndu(void)
     return (float) ((double) (rnd64() >> 40) / 8388608.0 - 1.0);
 }
 
+/* random activations, rounded to BF16 so that the CPU oracle (fp32) and
+ * the CUDA backend (BF16 activations) start from the same values */
 static float *
 rnd_floats(size_t n, float scale)
 {
@@ -102,7 +126,7 @@ rnd_floats(size_t n, float scale)
     size_t i;
 
     for (i = 0; i < n; i++) {
-        p[i] = rndu() * scale;
+        p[i] = glm_bf16_to_f32(glm_f32_to_bf16(rndu() * scale));
     }
     return p;
 }
@@ -139,6 +163,71 @@ tensor_new(const char *name, glm_dtype dt, int ndim, int64_t d0, int64_t d1, flo
     return t;
 }
 
+/* An FP8 E4M3 [N, K] weight with its scale tensor (dtype sdt: F32 or BF16)
+ * covering it per tensor, per channel or per [b0, b1] block, as
+ * glm_quant_bind_linear attaches it.  Bytes with exponents 1..8 (values
+ * 2^-6 .. 3.75, both signs, never NaN) and scales around sqrt(3 / K) / 2:
+ * outputs of order 1.  exact: the expert path's fp32 product. */
+static glm_tensor *
+tensor_fp8_new(const char *name, int64_t N, int64_t K, glm_scale_strategy st, int64_t b0,
+    int64_t b1, glm_dtype sdt, int exact)
+{
+    glm_tensor *t = calloc(1, sizeof(*t));
+    int64_t i, s0 = 1, s1 = 1;
+    uint8_t *q;
+
+    if (t == NULL) {
+        die("out of host memory");
+    }
+    if (st == GLM_SCALE_CHANNEL) {
+        s0 = N;
+    } else if (st == GLM_SCALE_BLOCK) {
+        s0 = (N + b0 - 1) / b0;
+        s1 = (K + b1 - 1) / b1;
+    }
+    t->scale = tensor_new("w_scale", sdt, st == GLM_SCALE_TENSOR ? 1 : 2, s0, s1, 1.0f);
+    for (i = 0; i < s0 * s1; i++) {
+        float v = sqrtf(3.0f / (float) K) * (0.25f + 0.5f * fabsf(rndu()));
+        if (sdt == GLM_DTYPE_BF16) {
+            ((uint16_t *) t->scale->data)[i] = glm_f32_to_bf16(v);
+        } else {
+            ((float *) t->scale->data)[i] = v;
+        }
+    }
+    t->name = name;
+    t->file = "test_ops";
+    t->dtype = GLM_DTYPE_F8_E4M3;
+    t->ndim = 2;
+    t->shape[0] = N;
+    t->shape[1] = K;
+    t->numel = N * K;
+    t->nbytes = (size_t) t->numel;
+    q = xmalloc(t->nbytes);
+    for (i = 0; i < t->numel; i++) {
+        uint64_t r = rnd64();
+        q[i] = (uint8_t) ((r & 0x80) | ((1 + (r >> 8) % 8) << 3) | ((r >> 16) & 7));
+    }
+    t->data = q;
+    t->scale_strategy = st;
+    t->block[0] = b0;
+    t->block[1] = b1;
+    t->scale_exact = exact;
+    t->used = 1;
+    return t;
+}
+
+static void
+tensor_fp8_free(glm_tensor *t)
+{
+    if (t != NULL) {
+        glm_tensor *sc = (glm_tensor *) t->scale;
+        free((void *) sc->data);
+        free(sc);
+        free((void *) t->data);
+        free(t);
+    }
+}
+
 /* a [d0, d1] view at element `first` of t's data (shares the buffer) */
 static glm_tensor *
 tensor_view(const glm_tensor *t, int64_t first, int64_t d0, int64_t d1)
@@ -169,22 +258,45 @@ tensor_free(glm_tensor *t)
 
 /* ---- device helpers ------------------------------------------------------------ */
 
-static float *
+/* n activations in backend memory (be->act_dtype), from host fp32 h */
+static void *
 dev_put(glm_backend *be, const float *h, size_t n)
+{
+    void *d = be->alloc(be, n * be->act_size);
+
+    if (d == NULL) {
+        die("GPU alloc failed");
+    }
+    if (h != NULL) {
+        be->upload_act(be, d, h, n);
+    }
+    return d;
+}
+
+/* n activations back as host fp32 */
+static float *
+dev_get(glm_backend *be, const void *d, size_t n)
+{
+    float *h = xmalloc(n * sizeof(float));
+
+    be->download_act(be, h, d, n);
+    return h;
+}
+
+/* n fp32 values in backend memory (the KV pool, fp32 logits) */
+static float *
+dev_put_f32(glm_backend *be, size_t n)
 {
     float *d = be->alloc(be, n * sizeof(float));
 
     if (d == NULL) {
         die("GPU alloc failed");
     }
-    if (h != NULL) {
-        be->upload(be, d, h, n * sizeof(float));
-    }
     return d;
 }
 
 static float *
-dev_get(glm_backend *be, const float *d, size_t n)
+dev_get_f32(glm_backend *be, const float *d, size_t n)
 {
     float *h = xmalloc(n * sizeof(float));
 
@@ -263,7 +375,9 @@ test_embed(const glm_tensor *table)
         out_g = dev_get(gpu, d, (size_t) n * D);
         snprintf(shape, sizeof(shape), "n=%d,vocab=%lld,dim=%lld,%s", n, (long long) V,
                  (long long) D, glm_dtype_name(table->dtype));
-        compare("embed", shape, out_c, out_g, (size_t) n * D, TOL_EXACT);
+        /* a BF16 table row is a BF16 activation exactly; fp32 rounds once */
+        compare("embed", shape, out_c, out_g, (size_t) n * D,
+                table->dtype == GLM_DTYPE_BF16 ? TOL_EXACT : TOL_BF16);
         gpu->free(gpu, d);
         free(ids);
         free(out_c);
@@ -291,7 +405,7 @@ test_rmsnorm(int rows, int dim, int in_place)
     gpu->rmsnorm(gpu, dout, dx, w, rows, dim, 1e-5f);
     out_g = dev_get(gpu, dout, n);
     snprintf(shape, sizeof(shape), "rows=%d,dim=%d%s", rows, dim, in_place ? ",in_place" : "");
-    compare("rmsnorm", shape, out_c, out_g, n, TOL_ELEM);
+    compare("rmsnorm", shape, out_c, out_g, n, TOL_BF16);
     if (!in_place) {
         gpu->free(gpu, dout);
     }
@@ -318,8 +432,9 @@ test_add_rmsnorm(int rows, int dim)
     out_g = dev_get(gpu, dout, n);
     x_g = dev_get(gpu, dx, n);
     snprintf(shape, sizeof(shape), "rows=%d,dim=%d,residual", rows, dim);
-    compare("add_rmsnorm.sum", shape, x, x_g, n, TOL_EXACT);
-    compare("add_rmsnorm.norm", shape, out_c, out_g, n, TOL_ELEM);
+    compare("add_rmsnorm.sum", shape, x, x_g, n, TOL_BF16);
+    /* normed from the rounded sum, then rounded itself */
+    compare("add_rmsnorm.norm", shape, out_c, out_g, n, TOL_BF16x2);
     gpu->free(gpu, dx);
     gpu->free(gpu, dy);
     gpu->free(gpu, dout);
@@ -341,6 +456,7 @@ test_matmul_with(glm_backend *g, const char *label, int rows, const glm_tensor *
     float *x = rnd_floats((size_t) rows * K, 1.0f);
     float *out_c = xmalloc((size_t) rows * N * sizeof(float)), *out_g;
     float *dx = dev_put(g, x, (size_t) rows * K), *dout = dev_put(g, NULL, (size_t) rows * N);
+    float *dlog = dev_put_f32(g, (size_t) rows * N);
     char shape[160];
 
     cpu->matmul(cpu, out_c, x, rows, w, bias);
@@ -349,9 +465,16 @@ test_matmul_with(glm_backend *g, const char *label, int rows, const glm_tensor *
     snprintf(shape, sizeof(shape), "%s,rows=%d,N=%lld,K=%lld,%s%s", label, rows,
              (long long) N, (long long) K, glm_dtype_name(w->dtype), bias ? ",bias" : "");
     compare(g == gpu ? "matmul" : "matmul[simt]", shape, out_c, out_g, (size_t) rows * N,
-            TOL_SUM);
+            TOL_BF16);
+    free(out_g);
+    /* fp32 out (logits, router): the same inputs, only the order of the sums differs */
+    g->matmul_f32(g, dlog, dx, rows, w, bias);
+    out_g = dev_get_f32(g, dlog, (size_t) rows * N);
+    compare(g == gpu ? "matmul_f32" : "matmul_f32[simt]", shape, out_c, out_g,
+            (size_t) rows * N, TOL_SUM);
     g->free(g, dx);
     g->free(g, dout);
+    g->free(g, dlog);
     free(x);
     free(out_c);
     free(out_g);
@@ -370,6 +493,35 @@ test_matmul(glm_backend *g, const char *label, const int *rows, int n_rows, int6
         test_matmul_with(g, label, rows[i], w, b);
     }
     tensor_free(w);
+    tensor_free(b);
+}
+
+/* FP8 weights as stored, every scale layout the checkpoints use (and a row
+ * view into one, as the vision tower's q/k/v rows of its qkv weight) */
+static void
+test_matmul_fp8(glm_backend *g, const char *label, const int *rows, int n_rows, int64_t N,
+    int64_t K, glm_scale_strategy st, int64_t b0, int64_t b1, glm_dtype sdt, int exact)
+{
+    glm_tensor *w = tensor_fp8_new("w_fp8", N, K, st, b0, b1, sdt, exact);
+    glm_tensor *b = tensor_new("b", GLM_DTYPE_BF16, 1, N, 0, 0.5f);
+    char lab[96];
+    int i;
+
+    for (i = 0; i < n_rows; i++) {
+        snprintf(lab, sizeof(lab), "%s,fp8_%s%s%s", label, glm_scale_strategy_name(st),
+                 sdt == GLM_DTYPE_BF16 ? ",bf16_scale" : "", exact ? ",exact" : "");
+        test_matmul_with(g, lab, rows[i], w, i == 0 ? b : NULL);
+    }
+    if (N >= 4 && st != GLM_SCALE_TENSOR) {
+        /* rows [N/2 + 1, N) of w, scales found through scale_row0 */
+        int64_t r0 = N / 2 + 1;
+        glm_tensor *v = tensor_view(w, r0 * K, N - r0, K);
+        v->scale_row0 = r0;
+        snprintf(lab, sizeof(lab), "%s,fp8_%s,row_view", label, glm_scale_strategy_name(st));
+        test_matmul_with(g, lab, rows[0], v, NULL);
+        free(v);
+    }
+    tensor_fp8_free(w);
     tensor_free(b);
 }
 
@@ -404,7 +556,7 @@ test_rope(const char *label, int rows, int heads, int head_dim, int rot_dim, flo
     out_g = dev_get(gpu, dx, n);
     snprintf(shape, sizeof(shape), "%s,rows=%d,heads=%d,head_dim=%d,rot=%d,max_pos=%d", label,
              rows, heads, head_dim, rot_dim, max_pos);
-    compare("rope", shape, x, out_g, n, TOL_ELEM);
+    compare("rope", shape, x, out_g, n, TOL_BF16);
     gpu->free(gpu, dx);
     free(axis);
     free(inv_freq);
@@ -418,6 +570,90 @@ test_rope(const char *label, int rows, int heads, int head_dim, int rot_dim, flo
 typedef struct {
     int cached, fresh;          /* tokens already in the cache, tokens this step */
 } seq_spec;
+
+/* the KV dtype test_attention runs the GPU's pool in; FP8 per-layer scales
+ * differ by layer, so a scale read from the wrong layer shows */
+static glm_kv_dtype kv_dtype = GLM_KV_F32;
+static const float kv_k_scale[2] = { 0.011f, 0.023f }, kv_v_scale[2] = { 0.017f, 0.029f };
+
+static const char *
+kv_dtype_name(glm_kv_dtype t)
+{
+    return t == GLM_KV_BF16 ? "bf16" : t == GLM_KV_FP8_E4M3 ? "fp8" : "f32";
+}
+
+/* FP8 E4M3 by search: the nearest of the 126 finite magnitudes (decoded by
+ * safetensors.h's conversion), ties to the even code, beyond 448 saturated:
+ * an oracle written independently of the kernels' bit arithmetic */
+static uint8_t
+fp8_nearest(float x)
+{
+    float a = fabsf(x), best_d = INFINITY;
+    uint8_t best = 0, sign = signbit(x) ? 0x80 : 0, c;
+
+    if (isnan(x)) {
+        return (uint8_t) (sign | 0x7f);
+    }
+    for (c = 0; c <= 0x7e; c++) {
+        float d = fabsf(glm_fp8_e4m3_to_f32(c) - a);
+        if (d < best_d || (d == best_d && (c & 1) == 0)) {
+            best_d = d;
+            best = c;
+        }
+    }
+    return (uint8_t) (sign | best);
+}
+
+/* what a pool of kv_dtype keeps of x at layer l (x BF16-representable) */
+static float
+kv_kept(float x, int l, int is_v)
+{
+    float s = is_v ? kv_v_scale[l] : kv_k_scale[l];
+
+    if (kv_dtype != GLM_KV_FP8_E4M3) {
+        return x;
+    }
+    return glm_fp8_e4m3_to_f32(fp8_nearest(x / s)) * s;
+}
+
+/* a GPU pool of kv_dtype back as fp32 (FP8 times its layer's scale) */
+static float *
+kv_pool_get(const glm_kv_pool *kv, const void *d, size_t n, int is_v)
+{
+    size_t es = kv->dtype == GLM_KV_F32 ? 4 : kv->dtype == GLM_KV_BF16 ? 2 : 1, i;
+    size_t per_layer = n / (size_t) kv->n_layers;
+    unsigned char *raw = xmalloc(n * es);
+    float *h = xmalloc(n * sizeof(float));
+
+    gpu->download(gpu, raw, d, n * es);
+    for (i = 0; i < n; i++) {
+        int l = (int) (i / per_layer);
+        uint16_t b;
+        if (kv->dtype == GLM_KV_F32) {
+            memcpy(&h[i], raw + 4 * i, 4);
+        } else if (kv->dtype == GLM_KV_BF16) {
+            memcpy(&b, raw + 2 * i, 2);
+            h[i] = glm_bf16_to_f32(b);
+        } else {
+            h[i] = glm_fp8_e4m3_to_f32(raw[i]) * (is_v ? kv->v_scale[l] : kv->k_scale[l]);
+        }
+    }
+    free(raw);
+    return h;
+}
+
+/* k or v rows for the CPU's fp32 pool: what the GPU's pool will keep */
+static float *
+kv_rows_kept(const float *x, size_t n, int l, int is_v)
+{
+    float *y = xmalloc(n * sizeof(float));
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        y[i] = kv_kept(x[i], l, is_v);
+    }
+    return y;
+}
 
 static void
 test_attention(const char *label, int heads, int kv_heads, int D, int bs,
@@ -461,9 +697,13 @@ test_attention(const char *label, int heads, int kv_heads, int D, int bs,
     pc = (glm_kv_pool) { n_layers, pool_blocks, bs, kv_dim, GLM_KV_F32,
                          cpu->alloc(cpu, pool_floats * sizeof(float)),
                          cpu->alloc(cpu, pool_floats * sizeof(float)), NULL, NULL };
-    pg = (glm_kv_pool) { n_layers, pool_blocks, bs, kv_dim, GLM_KV_F32,
-                         dev_put(gpu, NULL, pool_floats), dev_put(gpu, NULL, pool_floats),
-                         NULL, NULL };
+    {
+        size_t es = kv_dtype == GLM_KV_F32 ? 4 : kv_dtype == GLM_KV_BF16 ? 2 : 1;
+        pg = (glm_kv_pool) { n_layers, pool_blocks, bs, kv_dim, kv_dtype,
+                             gpu->alloc(gpu, pool_floats * es), gpu->alloc(gpu, pool_floats * es),
+                             kv_dtype == GLM_KV_FP8_E4M3 ? kv_k_scale : NULL,
+                             kv_dtype == GLM_KV_FP8_E4M3 ? kv_v_scale : NULL };
+    }
 
     /* the cached prefix: layer 0 gets other values, so a wrong layer offset shows */
     seq = xmalloc((size_t) (Tc > T ? Tc : T) * sizeof(int32_t) + 4);
@@ -483,7 +723,13 @@ test_attention(const char *label, int heads, int kv_heads, int D, int bs,
             v = rnd_floats((size_t) Tc * kv_dim, 1.0f);
             dk = dev_put(gpu, k, (size_t) Tc * kv_dim);
             dv = dev_put(gpu, v, (size_t) Tc * kv_dim);
-            cpu->kv_store(cpu, &pc, lyr, k, v, &b);
+            {
+                float *kq = kv_rows_kept(k, (size_t) Tc * kv_dim, lyr, 0);
+                float *vq = kv_rows_kept(v, (size_t) Tc * kv_dim, lyr, 1);
+                cpu->kv_store(cpu, &pc, lyr, kq, vq, &b);
+                free(kq);
+                free(vq);
+            }
             gpu->kv_store(gpu, &pg, lyr, dk, dv, &b);
             gpu->free(gpu, dk);
             gpu->free(gpu, dv);
@@ -509,23 +755,30 @@ test_attention(const char *label, int heads, int kv_heads, int D, int bs,
     dv = dev_put(gpu, v, (size_t) T * kv_dim);
     out_c = xmalloc((size_t) T * heads * D * sizeof(float));
     dout = dev_put(gpu, NULL, (size_t) T * heads * D);
-    cpu->kv_store(cpu, &pc, layer, k, v, &b);
+    {
+        float *kq = kv_rows_kept(k, (size_t) T * kv_dim, layer, 0);
+        float *vq = kv_rows_kept(v, (size_t) T * kv_dim, layer, 1);
+        cpu->kv_store(cpu, &pc, layer, kq, vq, &b);
+        free(kq);
+        free(vq);
+    }
     gpu->kv_store(gpu, &pg, layer, dk, dv, &b);
     cpu->attention(cpu, out_c, q, &pc, layer, &b, heads, kv_heads, D, 1.0f / sqrtf((float) D));
     gpu->attention(gpu, dout, dq, &pg, layer, &b, heads, kv_heads, D, 1.0f / sqrtf((float) D));
     out_g = dev_get(gpu, dout, (size_t) T * heads * D);
 
-    len = snprintf(shape, sizeof(shape), "%s,heads=%d/%d,head_dim=%d,block=%d,seqs=", label,
-                   heads, kv_heads, D, bs);
+    len = snprintf(shape, sizeof(shape), "%s,kv=%s,heads=%d/%d,head_dim=%d,block=%d,seqs=",
+                   label, kv_dtype_name(kv_dtype), heads, kv_heads, D, bs);
     for (s = 0; s < n_seqs && len < (int) sizeof(shape) - 24; s++) {
         len += snprintf(shape + len, sizeof(shape) - (size_t) len, "%s%d+%d", s ? ":" : "",
                         ss[s].cached, ss[s].fresh);
     }
-    compare("attention", shape, out_c, out_g, (size_t) T * heads * D, TOL_SUM);
-    pool_g = dev_get(gpu, pg.k, pool_floats);
+    compare("attention", shape, out_c, out_g, (size_t) T * heads * D, TOL_BF16);
+    /* the pool holds exactly what the oracle's encoding says, every layer */
+    pool_g = kv_pool_get(&pg, pg.k, pool_floats, 0);
     compare("kv_store.k", shape, pc.k, pool_g, pool_floats, TOL_EXACT);
     free(pool_g);
-    pool_g = dev_get(gpu, pg.v, pool_floats);
+    pool_g = kv_pool_get(&pg, pg.v, pool_floats, 1);
     compare("kv_store.v", shape, pc.v, pool_g, pool_floats, TOL_EXACT);
     free(pool_g);
 
@@ -562,30 +815,30 @@ test_elementwise(size_t n)
     cpu->swiglu(cpu, c, a, b, n);
     gpu->swiglu(gpu, dc, da, db, n);
     got = dev_get(gpu, dc, n);
-    compare("swiglu", shape, c, got, n, TOL_ELEM);
+    compare("swiglu", shape, c, got, n, TOL_BF16);
     free(got);
 
     cpu->gelu(cpu, c, a, n);
     gpu->gelu(gpu, dc, da, n);
     got = dev_get(gpu, dc, n);
-    compare("gelu", shape, c, got, n, TOL_ELEM);
+    compare("gelu", shape, c, got, n, TOL_BF16);
     free(got);
 
     /* in place, as the model calls them: swiglu(g, g, u), gelu(y, y) */
     memcpy(c, a, n * sizeof(float));
     cpu->swiglu(cpu, c, c, b, n);
     cpu->gelu(cpu, c, c, n);
-    gpu->upload(gpu, dc, a, n * sizeof(float));
+    gpu->upload_act(gpu, dc, a, n);
     gpu->swiglu(gpu, dc, dc, db, n);
     gpu->gelu(gpu, dc, dc, n);
     got = dev_get(gpu, dc, n);
-    compare("swiglu+gelu.in_place", shape, c, got, n, TOL_ELEM);
+    compare("swiglu+gelu.in_place", shape, c, got, n, TOL_BF16x2);
     free(got);
 
     cpu->add(cpu, a, b, n);
     gpu->add(gpu, da, db, n);
     got = dev_get(gpu, da, n);
-    compare("add", shape, a, got, n, TOL_EXACT);
+    compare("add", shape, a, got, n, TOL_BF16);
     free(got);
 
     gpu->free(gpu, da);
@@ -610,14 +863,15 @@ test_layernorm(int rows, int dim)
     int i;
 
     for (i = 0; i < (int) n; i++) {
-        x[i] += 5.0f;           /* an offset: the mean matters */
+        /* an offset: the mean matters; rounded, as the GPU's input is BF16 */
+        x[i] = glm_bf16_to_f32(glm_f32_to_bf16(x[i] + 5.0f));
     }
-    gpu->upload(gpu, dx, x, n * sizeof(float));
+    gpu->upload_act(gpu, dx, x, n);
     cpu->layernorm(cpu, out_c, x, w, bt, rows, dim, 1e-5f);
     gpu->layernorm(gpu, dout, dx, w, bt, rows, dim, 1e-5f);
     got = dev_get(gpu, dout, n);
     snprintf(shape, sizeof(shape), "rows=%d,dim=%d", rows, dim);
-    compare("layernorm", shape, out_c, got, n, TOL_ELEM);
+    compare("layernorm", shape, out_c, got, n, TOL_BF16);
     gpu->free(gpu, dx);
     gpu->free(gpu, dout);
     free(x);
@@ -649,7 +903,7 @@ test_segments(int heads, int D, int stride, const int32_t *cu, int n_seg)
         len += snprintf(shape + len, sizeof(shape) - (size_t) len, "%s%d", s ? ":" : "",
                         cu[s + 1] - cu[s]);
     }
-    compare("attention_segments", shape, out_c, got, n, TOL_SUM);
+    compare("attention_segments", shape, out_c, got, n, TOL_BF16);
     gpu->free(gpu, dq);
     gpu->free(gpu, dk);
     gpu->free(gpu, dv);
@@ -796,7 +1050,7 @@ test_moe(const char *label, int E, int top_k, int n_group, int topk_group, int n
         snprintf(shape, sizeof(shape), "%s,rows=%d,experts=%d,top=%d,groups=%d/%d,hidden=%d,"
                  "inter=%d,near_ties=%d", label, rows, E, top_k, topk_group, n_group, H, I,
                  ties);
-        compare("moe", shape, ref_kept, got_kept, (size_t) kept * H, TOL_SUM);
+        compare("moe", shape, ref_kept, got_kept, (size_t) kept * H, TOL_MOE);
         gpu->free(gpu, dx);
         gpu->free(gpu, dout);
         free(x);
@@ -850,27 +1104,29 @@ counters_expect(const char *what, uint64_t launches, uint64_t gemms, uint64_t sy
 
 /*
  * The emulator's profile counters (`make gpu-profile`) on steps counted by
- * hand: an add is one kernel; a BF16 matmul of <= GLM_GEMM_STACK_ROWS rows is
- * the split kernel, ONE cuBLASLt matmul of the stacked halves and the
- * sum-halves kernel, reading the weight once; more rows take the split and
- * two matmuls, each reading the whole weight; a download into pageable
- * memory is a synchronous copy plus the stream sync after it.
+ * hand: an add is one kernel; a BF16 matmul is ONE cuBLASLt matmul of the
+ * BF16 activations writing BF16, reading the weight once, at any number of
+ * rows (no split of fp32 activations any more); with a bias, the matmul
+ * writes fp32 scratch and one epilogue kernel adds the bias (read once) and
+ * rounds; a download into pageable memory is a synchronous copy plus the
+ * stream sync after it.
  */
 static void
 test_counters(void)
 {
-    const int N = 96, K = 64, big = 40;     /* over GLM_GEMM_STACK_ROWS (32) */
+    const int N = 96, K = 64, big = 40;
     glm_tensor *w = tensor_new("counted", GLM_DTYPE_BF16, 2, N, K, 0.5f);
+    glm_tensor *b = tensor_new("counted.bias", GLM_DTYPE_BF16, 1, N, 0, 0.5f);
     float *hx = rnd_floats((size_t) big * K, 1.0f), host[4];
-    float *x = dev_put(gpu, hx, (size_t) big * K);
-    float *y = gpu->alloc(gpu, (size_t) big * N * sizeof(float));
+    void *x = dev_put(gpu, hx, (size_t) big * K);
+    void *y = dev_put(gpu, NULL, (size_t) big * N);
     uint64_t wbytes = (uint64_t) N * K * 2;
 
-    /* warm-up: grows the GEMM's scratch; then the weight alone, marked */
-    gpu->matmul(gpu, y, x, big, w, NULL);
+    /* warm-up: grows the GEMM's scratch; then the weights alone, marked */
+    gpu->matmul(gpu, y, x, big, w, b);
     glm_backend_cuda_release_weights(gpu);
     glm_emu_weights_mark(1);
-    gpu->matmul(gpu, y, x, 1, w, NULL);
+    gpu->matmul(gpu, y, x, 1, w, b);
     glm_emu_weights_mark(0);
 
     glm_emu_counts_reset();
@@ -878,10 +1134,15 @@ test_counters(void)
     counters_expect("add", 1, 0, 0, 0, 0);
     glm_emu_counts_reset();
     gpu->matmul(gpu, y, x, 1, w, NULL);
-    counters_expect("matmul_rows=1", 3, 1, 0, 0, wbytes);
+    counters_expect("matmul_rows=1", 1, 1, 0, 0, wbytes);
     glm_emu_counts_reset();
     gpu->matmul(gpu, y, x, big, w, NULL);
-    counters_expect("matmul_rows=40", 3, 2, 0, 0, 2 * wbytes);
+    counters_expect("matmul_rows=40", 1, 1, 0, 0, wbytes);
+    glm_emu_counts_reset();
+    gpu->matmul(gpu, y, x, big, w, b);
+    /* weight bytes: only cuBLASLt reports its operands in this build (the
+     * kernels' own loads are hooked in the profile build only) */
+    counters_expect("matmul_rows=40_bias", 2, 1, 0, 0, wbytes);
     glm_emu_counts_reset();
     gpu->download(gpu, host, y, sizeof(host));
     counters_expect("download", 0, 0, 2, 0, 0);
@@ -891,6 +1152,7 @@ test_counters(void)
     gpu->free(gpu, y);
     free(hx);
     tensor_free(w);
+    tensor_free(b);
 }
 #endif
 
@@ -959,6 +1221,32 @@ run_ops(void)
         test_matmul(gpu, "odd_k", r100, 1, 50, 4097, GLM_DTYPE_BF16, 1);
         test_matmul(gpu, "tiny", r_odd, 3, 128, 64, GLM_DTYPE_BF16, 1);
     }
+    /* FP8 E4M3 weights, read as stored: per tensor, per channel, 128x128
+     * blocks (GLM-4.5-FP8's layout, with a K that ends inside a block) and
+     * the fixtures' odd 48x40 blocks; BF16 scales rounded (transformers'
+     * dense path) or exact (its expert path) */
+    {
+        int r_small[] = { 1, 7 }, r33[] = { 33 };
+        test_matmul_fp8(gpu, "tensor", r_small, 2, 77, 200, GLM_SCALE_TENSOR, 0, 0,
+                        GLM_DTYPE_F32, 0);
+        test_matmul_fp8(gpu, "channel", r_small, 2, 96, 64, GLM_SCALE_CHANNEL, 0, 0,
+                        GLM_DTYPE_BF16, 0);
+        test_matmul_fp8(gpu, "channel", r33, 1, 96, 64, GLM_SCALE_CHANNEL, 0, 0,
+                        GLM_DTYPE_BF16, 1);
+        test_matmul_fp8(gpu, "block128", r_small, 2, 256, 300, GLM_SCALE_BLOCK, 128, 128,
+                        GLM_DTYPE_F32, 0);
+        test_matmul_fp8(gpu, "block48x40", r_small, 2, 100, 90, GLM_SCALE_BLOCK, 48, 40,
+                        GLM_DTYPE_BF16, 0);
+        if (!quick) {
+            int r_big[] = { 1, 40 };
+            test_matmul_fp8(gpu, "q_proj", r_big, 2, 12288, 4096, GLM_SCALE_BLOCK, 128, 128,
+                            GLM_DTYPE_F32, 0);
+            test_matmul_fp8(gpu, "expert_gate", r_big, 2, 1408, 4096, GLM_SCALE_CHANNEL,
+                            0, 0, GLM_DTYPE_BF16, 1);
+        }
+        glm_backend_cuda_release_weights(gpu);
+    }
+
     /* the CUDA-core GEMM that stands in where cuBLASLt declines */
     setenv("GLM_CUDA_GEMM", "simt", 1);
     simt = glm_backend_cuda_create(0, &err);
@@ -1014,6 +1302,16 @@ run_ops(void)
         test_attention("odd", 6, 3, 80, 5, odd, 3);
         test_attention("head256", 2, 1, 256, 16, wide, 2);
         test_attention("decode_split_small", 4, 2, 32, 16, split_small, 4);
+
+        /* the BF16 and FP8 E4M3 caches (per-layer scales): the same kernels
+         * read them; the oracle's pool holds what the GPU's keeps */
+        for (kv_dtype = GLM_KV_BF16; kv_dtype <= GLM_KV_FP8_E4M3; kv_dtype++) {
+            test_attention("decode", 96, 8, 128, 16, dec_short, 3);
+            test_attention("chunked", 96, 8, 128, 16, chunk, 1);
+            test_attention("odd", 6, 3, 80, 5, odd, 3);
+            test_attention("decode_split_small", 4, 2, 32, 16, split_small, 4);
+        }
+        kv_dtype = GLM_KV_F32;
     }
 
     /* elementwise */
@@ -1094,6 +1392,18 @@ max_abs_diff(const float *a, const float *b, size_t n)
     return m;
 }
 
+static double
+max_abs(const float *a, size_t n)
+{
+    double m = 0.0;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        m = fabs((double) a[i]) > m ? fabs((double) a[i]) : m;
+    }
+    return m;
+}
+
 static int
 fixture_prompt(const char *name, int pi, glm_model *mc, glm_model *mg, const int32_t *ids,
     int n)
@@ -1102,7 +1412,8 @@ fixture_prompt(const char *name, int pi, glm_model *mc, glm_model *mg, const int
     float *lc = xmalloc((size_t) n * V * sizeof(float)), *lg = xmalloc((size_t) n * V * sizeof(float));
     glm_session sc, sg;
     glm_err err;
-    double d = 0.0, dd;
+    double d = 0.0, dd, scale, tie_margin = -1.0;
+    int tie_step = -1;
 
     /* every position, one step; then the GPU again in 3-token chunks */
     if (glm_session_init(&sc, mc, n + steps + 1, 16, &err) != 0
@@ -1115,6 +1426,7 @@ fixture_prompt(const char *name, int pi, glm_model *mc, glm_model *mg, const int
         return 0;
     }
     d = max_abs_diff(lc, lg, (size_t) n * V);
+    scale = max_abs(lc, (size_t) n * V);
     glm_session_free(&sg);
     if (glm_session_init(&sg, mg, n + steps + 1, 4, &err) != 0
         || glm_session_feed(&sg, ids, n, 3, lg, 1, &err) != 0)
@@ -1141,8 +1453,13 @@ fixture_prompt(const char *name, int pi, glm_model *mc, glm_model *mg, const int
         dd = max_abs_diff(lc, lg, (size_t) V);
         d = dd > d ? dd : d;
         if (nc != ng) {
-            fprintf(stderr, "FIXTURE %s prompt=%d: greedy step %d: cpu %d, gpu %d\n", name, pi,
-                    s, nc, ng);
+            /* BF16 activations may flip a near tie: acceptable only when the
+             * oracle's own margin between the two tokens is within the
+             * stated logit tolerance; the runs diverge from there */
+            tie_margin = (double) lc[nc] - (double) lc[ng];
+            tie_step = s;
+            fprintf(stderr, "FIXTURE %s prompt=%d: greedy step %d: cpu %d, gpu %d (cpu margin"
+                    " %.3g)\n", name, pi, s, nc, ng, tie_margin);
             break;
         }
         agree++;
@@ -1157,9 +1474,15 @@ fixture_prompt(const char *name, int pi, glm_model *mc, glm_model *mg, const int
     }
     glm_session_free(&sc);
     glm_session_free(&sg);
-    ok = d <= TOL_LOGITS && agree == steps;
-    printf("FIXTURE %s prompt=%d tokens=%d max_abs_logit_diff=%.3g tol=%g greedy=%d/%d %s\n",
-           name, pi, n, d, TOL_LOGITS, agree, steps, ok ? "ok" : "FAIL");
+    ok = d <= TOL_LOGITS * scale
+         && (agree == steps || (tie_step >= 0 && tie_margin <= TOL_LOGITS * scale));
+    printf("FIXTURE %s prompt=%d tokens=%d max_abs_logit_diff=%.3g logit_scale=%.3g"
+           " rel=%.3g tol=%g greedy=%d/%d", name, pi, n, d, scale, scale > 0 ? d / scale : d,
+           TOL_LOGITS, agree, steps);
+    if (tie_step >= 0) {
+        printf(" (near tie at step %d: cpu margin %.3g)", tie_step, tie_margin);
+    }
+    printf(" %s\n", ok ? "ok" : "FAIL");
     fflush(stdout);
     checks++;
     failures += !ok;
@@ -1187,6 +1510,45 @@ run_fixture(const char *dir)
         glm_model_free(mc);
         glm_model_free(mg);
         return;
+    }
+    {
+        /* weights as stored: the device holds the bytes of the tensors the
+         * model binds, not more (nothing widened: BF16 would double, fp32
+         * quadruple FP8); tensors it skips (MTP layers) stay on the host */
+        size_t wb = 0, fr, tot, model_bytes = 0, skipped = 0, i, n = glm_checkpoint_count(mg->ck);
+        double ratio;
+        int ok;
+
+        for (i = 0; i < n; i++) {
+            const glm_tensor *t = glm_checkpoint_at(mg->ck, i);
+            if (t->used) {
+                model_bytes += t->nbytes;
+            } else {
+                skipped += t->nbytes;
+            }
+        }
+        glm_backend_cuda_memory(gpu, &wb, &fr, &tot);
+        ratio = model_bytes ? (double) wb / (double) model_bytes : 0.0;
+        ok = ratio >= 0.98 && ratio <= 1.02;
+        printf("WEIGHTS %s device_bytes=%zu checkpoint_bytes=%zu ratio=%.4f tol=0.02"
+               " (not loaded: %zu bytes of %d MTP tensors) %s\n", name, wb, model_bytes,
+               ratio, skipped, mg->skipped_mtp, ok ? "ok" : "FAIL");
+        checks++;
+        failures += !ok;
+        {
+            /* bound at load: every tensor the model uses carries its device
+             * copy, so no op looks it up (glm_tensor.dev) */
+            size_t used = 0, bound = 0;
+            for (i = 0; i < n; i++) {
+                const glm_tensor *t = glm_checkpoint_at(mg->ck, i);
+                used += t->used != 0;
+                bound += t->used && t->dev.ptr != NULL && t->dev.host == t->data;
+            }
+            ok = used > 0 && bound == used;
+            printf("BOUND %s tensors=%zu/%zu %s\n", name, bound, used, ok ? "ok" : "FAIL");
+            checks++;
+            failures += !ok;
+        }
     }
     snprintf(path, sizeof(path), "%s/reference.json", dir);
     text = glm_read_file(path, NULL, &err);
@@ -1229,7 +1591,6 @@ run_vision(const char *dir)
     int64_t N = 0, rows = 0;
     int g, K;
     float *px, *oc, *og;
-    char shape[64];
 
     mc = glm_model_load(dir, cpu, &err);
     mg = mc ? glm_model_load(dir, gpu, &err) : NULL;
@@ -1260,10 +1621,17 @@ run_vision(const char *dir)
         printf("OP vision_encode shape=- max_abs=- max_rel=- tol=- FAIL (%s)\n", err.msg);
         failures++;
     } else {
-        snprintf(shape, sizeof(shape), "patches=%lld,rows=%lld", (long long) N,
-                 (long long) rows);
-        compare("vision_encode", shape, oc, og, (size_t) rows * mc->cfg.vision.out_hidden_size,
-                TOL_SUM);
+        /* the tower is deep (every layer rounds its activations to BF16):
+         * measured as the fixtures' logits, against the output's scale */
+        size_t nv = (size_t) rows * mc->cfg.vision.out_hidden_size;
+        double d = max_abs_diff(oc, og, nv), scale = max_abs(oc, nv);
+        int ok = d <= TOL_VISION * scale;
+
+        printf("OP vision_encode shape=patches=%lld,rows=%lld max_abs=%.3g scale=%.3g"
+               " rel=%.3g tol=%g %s\n", (long long) N, (long long) rows, d, scale,
+               scale > 0 ? d / scale : d, TOL_VISION, ok ? "ok" : "FAIL");
+        checks++;
+        failures += !ok;
     }
     free(px);
     free(oc);

@@ -1,9 +1,13 @@
 /*
  * cublasLt.h (emulated): the cuBLASLt calls kernels/gemm.cu makes, computed
- * naively in double from cuBLASLt's documented semantics (column-major
- * matrices, D = alpha op(A) op(B) + beta C), so the emulation checks how
- * gemm.cu maps row-major activations and weights onto it.  A shape or
- * leading dimension that does not fit is an abort, not a fallback.
+ * naively from cuBLASLt's documented semantics (column-major matrices,
+ * D = alpha op(A) op(B) + beta C, products accumulated in fp32 as the
+ * tensor cores do, D rounded to its type once), so the emulation checks how
+ * gemm.cu maps row-major activations and weights onto it.  Types: A and B
+ * alike (fp32 or BF16); C and D alike, fp32, or BF16 when A and B are BF16
+ * (the combinations the cuBLASLt documentation lists for CUBLAS_COMPUTE_32F).
+ * A shape, leading dimension or type that does not fit is an abort, not a
+ * fallback.
  */
 #ifndef GLM_EMU_CUBLASLT_H
 #define GLM_EMU_CUBLASLT_H
@@ -165,7 +169,8 @@ cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const void *alpha, co
 
     (void) h; (void) algo; (void) ws; (void) ws_size; (void) s;
     if (k != kb || lc->rows != m || lc->cols != n || ld->rows != m || ld->cols != n
-        || ld->t != CUDA_R_32F || lc->t != CUDA_R_32F || la->t != lb->t)
+        || lc->t != ld->t || la->t != lb->t
+        || (ld->t != CUDA_R_32F && !(ld->t == CUDA_R_16BF && la->t == CUDA_R_16BF)))
     {
         fprintf(stderr, "emu cublasLt: op(A) %llux%llu, op(B) %llux%llu, C %llux%llu:"
                 " shapes or types do not fit\n", (unsigned long long) m,
@@ -181,14 +186,21 @@ cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const void *alpha, co
     }
     for (j = 0; j < n; j++) {
         for (i = 0; i < m; i++) {
-            double acc = 0.0, c;
+            float acc = 0.0f, v;
+            double c;
             for (p = 0; p < k; p++) {
                 double a = d->ta ? glm_emu_elem(A, la, p, i) : glm_emu_elem(A, la, i, p);
                 double b = d->tb ? glm_emu_elem(B, lb, j, p) : glm_emu_elem(B, lb, p, j);
-                acc += a * b;
+                acc += (float) a * (float) b;
             }
             c = be != 0.0f ? glm_emu_elem(C, lc, i, j) : 0.0;
-            ((float *) D)[i + j * (uint64_t) ld->ld] = (float) (al * acc + be * c);
+            v = (float) (al * acc + be * c);
+            if (ld->t == CUDA_R_16BF) {
+                __nv_bfloat16 r = __float2bfloat16_rn(v);
+                memcpy((uint16_t *) D + i + j * (uint64_t) ld->ld, &r, 2);
+            } else {
+                ((float *) D)[i + j * (uint64_t) ld->ld] = v;
+            }
         }
     }
     glm_emu_gemm_end();
