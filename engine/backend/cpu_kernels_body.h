@@ -33,6 +33,13 @@
 #endif
 #define GLM_MM_CMAX (GLM_MM_C_FEW > GLM_MM_C ? GLM_MM_C_FEW : GLM_MM_C)
 #define GLM_MM_NB  64         /* weight rows per L2 sub-block */
+/* the software prefetch of the next tile's weights goes to L2 (prefetcht1),
+ * not L1: a tile's next rows are a whole L1 ahead, and non-temporal
+ * prefetches into L1 were evicted by the current rows before their turn
+ * (decode streamed 10-40% slower with them on a 2-core Zen 4) */
+#ifndef GLM_MM_PF_LOC
+#define GLM_MM_PF_LOC 2
+#endif
 #define GLM_MM_KC  256        /* k per dequantized chunk (GLM_WK_DEQUANT) */
 
 /* How a weight's values reach the registers. */
@@ -198,7 +205,7 @@ glm_mm_tile_rows(const glm_mm_plan *p, glm_mm_tile *t, const float *x0, int R, i
                 /* the next tile's rows (the next 4 weight rows in memory),
                  * so they arrive while this tile computes: rows of a few KB
                  * are a page each, where the hardware prefetchers stop */
-                __builtin_prefetch(t->w[c] + t->next + k * p->esize, 0, 0);
+                __builtin_prefetch(t->w[c] + t->next + k * p->esize, 0, GLM_MM_PF_LOC);
                 wv[c] = glm_mm_load_w(kind, t, c, k, k0);
             }
 #pragma GCC unroll 4

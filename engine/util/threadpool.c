@@ -1,14 +1,31 @@
 /*
- * threadpool.c: see threadpool.h.  Workers sleep on a condition variable
- * between runs; a run hands out ranges by an atomic counter in chunks so that
- * uneven work (attention over different lengths) still balances.
+ * threadpool.c: see threadpool.h.  A run hands out ranges by an atomic
+ * counter in chunks so that uneven work (attention over different lengths)
+ * still balances.
  *
- * A model step is a chain of a few hundred short runs, so a worker first
- * spins a little (GLM_POOL_SPIN pauses, tens of microseconds) for the next
- * run before it sleeps, and the caller spins as long for the workers to
- * finish: a futex wake-up per run would cost as much as a small matmul.
- * The spin is bounded, so on a busy machine a descheduled thread costs its
- * chunk, never a stall: the atomic counter hands the rest to whoever runs.
+ * A model step is a chain of a few hundred short runs (a decode step's
+ * expert matmuls take tens of microseconds), so the hand-off between runs
+ * must cost less than that: no lock and no system call on the way.  The
+ * caller publishes a run by bumping `generation`; a worker spins (bounded,
+ * GLM_POOL_SPIN pauses, a few hundred microseconds) for the next generation
+ * and counts itself out of `active` when its share is done; the caller spins
+ * as long for `active` to reach 0.  Only when a spin runs out does a thread
+ * sleep on a condition variable: a worker between requests, or the caller
+ * waiting on a descheduled worker on a busy machine.  (Taking the mutex on
+ * every run, as this pool first did, put the worker to sleep in the futex
+ * whenever it met the caller inside it, and a futex wake in a VM costs more
+ * than the run: two threads were slower than one.)
+ *
+ * Memory order, all __atomic seq_cst where a sleeper is involved:
+ *   caller: job fields; generation++ (release); if sleeping > 0, lock,
+ *           broadcast `wake`, unlock.
+ *   worker: generation (acquire) != seen: read the job fields, work,
+ *           active-- ; if that made 0 and caller_waiting, lock, signal
+ *           `done`, unlock.
+ *   a worker goes to sleep under mu: sleeping++ then re-reads generation;
+ *   the caller bumps generation then reads sleeping: one of the two sees the
+ *   other (both seq_cst), so no wake-up is lost.  The same pairing guards
+ *   caller_waiting against active.
  */
 #include "threadpool.h"
 
@@ -31,16 +48,19 @@ struct glm_pool {
     pthread_t       *threads;
     pthread_mutex_t  mu;
     pthread_cond_t   wake, done;
-    uint64_t         generation;       /* bumped per run (__atomic, under mu) */
+    uint64_t         generation;       /* bumped per run (__atomic) */
     int              stopping;         /* __atomic, set under mu */
-    int              active;           /* workers still inside the run (__atomic,
-                                          under mu) */
+    int              sleeping;         /* workers asleep or about to (__atomic) */
+    int              caller_waiting;   /* the caller sleeps on done (__atomic) */
 
-    /* the current run */
+    /* the current run: written by the caller before generation++ */
     glm_pool_fn      fn;
     void            *ctx;
     int64_t          n, chunk;
-    int64_t          next;             /* __atomic */
+    /* on their own cache lines: every thread writes these during a run */
+    int64_t          next __attribute__((aligned(64)));     /* __atomic */
+    int              active __attribute__((aligned(64)));   /* workers still in the
+                                                               run (__atomic) */
 };
 
 typedef struct {
@@ -81,22 +101,31 @@ glm_pool_main(void *p)
         {
             glm_pool_pause();
         }
-        pthread_mutex_lock(&pool->mu);
-        while (!pool->stopping && pool->generation == seen) {
-            pthread_cond_wait(&pool->wake, &pool->mu);
-        }
-        if (pool->stopping) {
+        if (__atomic_load_n(&pool->generation, __ATOMIC_ACQUIRE) == seen
+            && !__atomic_load_n(&pool->stopping, __ATOMIC_ACQUIRE))
+        {
+            pthread_mutex_lock(&pool->mu);
+            __atomic_add_fetch(&pool->sleeping, 1, __ATOMIC_SEQ_CST);
+            while (!__atomic_load_n(&pool->stopping, __ATOMIC_SEQ_CST)
+                   && __atomic_load_n(&pool->generation, __ATOMIC_SEQ_CST) == seen)
+            {
+                pthread_cond_wait(&pool->wake, &pool->mu);
+            }
+            __atomic_sub_fetch(&pool->sleeping, 1, __ATOMIC_SEQ_CST);
             pthread_mutex_unlock(&pool->mu);
+        }
+        if (__atomic_load_n(&pool->stopping, __ATOMIC_ACQUIRE)) {
             break;
         }
-        seen = pool->generation;
-        pthread_mutex_unlock(&pool->mu);
+        seen = __atomic_load_n(&pool->generation, __ATOMIC_ACQUIRE);
         glm_pool_work(pool, index);
-        pthread_mutex_lock(&pool->mu);
-        if (__atomic_sub_fetch(&pool->active, 1, __ATOMIC_ACQ_REL) == 0) {
+        if (__atomic_sub_fetch(&pool->active, 1, __ATOMIC_SEQ_CST) == 0
+            && __atomic_load_n(&pool->caller_waiting, __ATOMIC_SEQ_CST))
+        {
+            pthread_mutex_lock(&pool->mu);
             pthread_cond_signal(&pool->done);
+            pthread_mutex_unlock(&pool->mu);
         }
-        pthread_mutex_unlock(&pool->mu);
     }
     return NULL;
 }
@@ -186,16 +215,20 @@ glm_pool_run(glm_pool *pool, int64_t n, glm_pool_fn fn, void *ctx)
     if (chunk < 1) {
         chunk = 1;
     }
-    pthread_mutex_lock(&pool->mu);
+    /* every worker has counted itself out of the last run (active == 0), so
+     * none reads these while they change */
     pool->fn = fn;
     pool->ctx = ctx;
     pool->n = n;
     pool->chunk = chunk;
     __atomic_store_n(&pool->next, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&pool->active, pool->nthreads - 1, __ATOMIC_RELAXED);
-    __atomic_store_n(&pool->generation, pool->generation + 1, __ATOMIC_RELEASE);
-    pthread_cond_broadcast(&pool->wake);
-    pthread_mutex_unlock(&pool->mu);
+    __atomic_add_fetch(&pool->generation, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&pool->sleeping, __ATOMIC_SEQ_CST) > 0) {
+        pthread_mutex_lock(&pool->mu);
+        pthread_cond_broadcast(&pool->wake);
+        pthread_mutex_unlock(&pool->mu);
+    }
 
     glm_pool_work(pool, 0);
 
@@ -204,9 +237,13 @@ glm_pool_run(glm_pool *pool, int64_t n, glm_pool_fn fn, void *ctx)
     {
         glm_pool_pause();
     }
-    pthread_mutex_lock(&pool->mu);
-    while (pool->active > 0) {
-        pthread_cond_wait(&pool->done, &pool->mu);
+    if (__atomic_load_n(&pool->active, __ATOMIC_ACQUIRE) > 0) {
+        pthread_mutex_lock(&pool->mu);
+        __atomic_store_n(&pool->caller_waiting, 1, __ATOMIC_SEQ_CST);
+        while (__atomic_load_n(&pool->active, __ATOMIC_SEQ_CST) > 0) {
+            pthread_cond_wait(&pool->done, &pool->mu);
+        }
+        __atomic_store_n(&pool->caller_waiting, 0, __ATOMIC_SEQ_CST);
+        pthread_mutex_unlock(&pool->mu);
     }
-    pthread_mutex_unlock(&pool->mu);
 }
