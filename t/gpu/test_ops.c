@@ -1491,6 +1491,94 @@ fixture_prompt(const char *name, int pi, glm_model *mc, glm_model *mg, const int
     return ok;
 }
 
+/* The MTP layer's logits at every position of a prompt on one backend: the
+ * main model's forward keeps its final-normed rows, then the MTP layer runs
+ * over the prompt shifted by one (`shifted`, its last id any token). */
+static int
+mtp_logits(glm_model *m, const int32_t *ids, const int32_t *shifted, int n, float *out,
+    glm_err *err)
+{
+    int nb = (n + 15) / 16, i, V = m->cfg.vocab_size;
+    int32_t *blocks = xmalloc((size_t) nb * sizeof(int32_t));
+    int32_t *pos3 = xmalloc((size_t) n * 3 * sizeof(int32_t));
+    int32_t *seq = xmalloc((size_t) n * sizeof(int32_t));
+    int32_t *kv_pos = xmalloc((size_t) n * sizeof(int32_t));
+    int32_t *rows = xmalloc((size_t) n * sizeof(int32_t));
+    float *last = xmalloc((size_t) V * sizeof(float));
+    glm_seq_blocks sb = { blocks, nb };
+    glm_kv_pool kv;
+    glm_batch b;
+    int rc = -1;
+
+    for (i = 0; i < nb; i++) {
+        blocks[i] = i;
+    }
+    for (i = 0; i < n; i++) {
+        pos3[3 * i] = pos3[3 * i + 1] = pos3[3 * i + 2] = kv_pos[i] = rows[i] = i;
+        seq[i] = 0;
+    }
+    if (glm_kv_pool_init(&kv, m, nb, 16, err) == 0) {
+        memset(&b, 0, sizeof(b));
+        b.n_tokens = n;
+        b.ids = ids;
+        b.pos3 = pos3;
+        b.attn = (glm_attn_batch) { n, seq, kv_pos, &sb, 1 };
+        b.logit_rows = rows + n - 1;
+        b.n_logits = 1;
+        b.keep_hidden = 1;
+        glm_model_forward(m, &kv, &b, last);
+        b.ids = shifted;
+        b.logit_rows = rows;
+        b.n_logits = n;
+        b.keep_hidden = 0;
+        glm_model_mtp_forward(m, &kv, &b, rows, out);
+        glm_kv_pool_free(&kv, m);
+        rc = 0;
+    }
+    free(blocks); free(pos3); free(seq); free(kv_pos); free(rows); free(last);
+    return rc;
+}
+
+/* MTP speculative decoding's draft layer, CUDA against the CPU oracle at
+ * the whole-model tolerance (its input is the main model's BF16 hidden
+ * state on the GPU) */
+static void
+fixture_mtp(const char *name, glm_model *mc, glm_model *mg, const int32_t *ids, int n)
+{
+    int V = mc->cfg.vocab_size, i, agree = 0, ok;
+    int32_t *shifted = xmalloc((size_t) n * sizeof(int32_t));
+    float *lc = xmalloc((size_t) n * V * sizeof(float)), *lg = xmalloc((size_t) n * V * sizeof(float));
+    double d, scale;
+    glm_err err;
+
+    for (i = 0; i + 1 < n; i++) {
+        shifted[i] = ids[i + 1];
+    }
+    shifted[n - 1] = ids[0];
+    if (mtp_logits(mc, ids, shifted, n, lc, &err) != 0
+        || mtp_logits(mg, ids, shifted, n, lg, &err) != 0)
+    {
+        printf("MTP %s error: %s FAIL\n", name, err.msg);
+        failures++;
+    } else {
+        d = max_abs_diff(lc, lg, (size_t) n * V);
+        scale = max_abs(lc, (size_t) n * V);
+        for (i = 0; i < n; i++) {
+            agree += glm_argmax(lc + (size_t) i * V, V) == glm_argmax(lg + (size_t) i * V, V);
+        }
+        ok = scale > 0 && d / scale <= TOL_LOGITS;
+        printf("MTP %s tokens=%d max_abs_logit_diff=%.3g logit_scale=%.3g rel=%.3g tol=%g"
+               " argmax=%d/%d %s\n", name, n, d, scale, scale > 0 ? d / scale : d, TOL_LOGITS,
+               agree, n, ok ? "ok" : "FAIL");
+        checks++;
+        failures += !ok;
+    }
+    fflush(stdout);
+    free(shifted);
+    free(lc);
+    free(lg);
+}
+
 static void
 run_fixture(const char *dir)
 {
@@ -1501,9 +1589,14 @@ run_fixture(const char *dir)
     yajl_val ref, prompts;
     char *text;
     size_t pi;
+    int mtp;
 
     mc = glm_model_load(dir, cpu, &err);
     mg = mc ? glm_model_load(dir, gpu, &err) : NULL;
+    /* the MTP layer where the checkpoint has one, bound before the upload
+     * as serve does (a fixture without one is simply not checked for it) */
+    mtp = mg != NULL && mc->cfg.num_nextn_predict_layers > 0
+          && glm_model_enable_mtp(mc, &err) == 0 && glm_model_enable_mtp(mg, &err) == 0;
     if (mg == NULL || glm_backend_cuda_upload_weights(gpu, mg->ck, &err) != 0) {
         printf("FIXTURE %s error: %s FAIL\n", name, err.msg);
         failures++;
@@ -1572,6 +1665,28 @@ run_fixture(const char *dir)
             }
             fixture_prompt(name, (int) pi, mc, mg, ids, (int) a->u.array.len);
             free(ids);
+        }
+        /* the MTP layer over the longest prompt: every position past 0 has
+         * an embedding and a hidden state to mix (not with --quick, whose
+         * one-token prompt 0 would check position 0 alone) */
+        if (mtp && !quick) {
+            yajl_val best = NULL;
+            for (pi = 0; pi < prompts->u.array.len; pi++) {
+                yajl_val a = jget(prompts->u.array.values[pi], "ids");
+                if (a != NULL && YAJL_IS_ARRAY(a)
+                    && (best == NULL || a->u.array.len > best->u.array.len)) {
+                    best = a;
+                }
+            }
+            if (best != NULL && best->u.array.len > 1) {
+                int32_t *ids = xmalloc(best->u.array.len * sizeof(int32_t));
+                size_t i;
+                for (i = 0; i < best->u.array.len; i++) {
+                    ids[i] = (int32_t) YAJL_GET_INTEGER(best->u.array.values[i]);
+                }
+                fixture_mtp(name, mc, mg, ids, (int) best->u.array.len);
+                free(ids);
+            }
         }
     }
     yajl_tree_free(ref);
