@@ -682,6 +682,59 @@ glm_act_at(const glm_backend *be, void *p, size_t i)
     return (char *) p + i * be->act_size;
 }
 
+/* The step's activations: a layer's scratch, x and y, then n_extra more
+ * buffers of extra[i] bytes each (rows, logits...).  One allocation carved
+ * into them, kept in m->act and grown only by a larger step: nothing is
+ * allocated per step.  I is the widest MLP intermediate the step runs. */
+static void
+glm_step_buffers(glm_model *m, int T, size_t I, glm_scratch *s, void **x, void **y,
+    const size_t *extra, void **extra_out, int n_extra)
+{
+    const glm_config *c = &m->cfg;
+    glm_backend *be = m->be;
+    size_t H = (size_t) c->hidden_size, q = (size_t) c->num_heads * c->head_dim;
+    size_t kvd = (size_t) c->num_kv_heads * c->head_dim, as = be->act_size, at = 0, o[10], eo[4];
+    char *base;
+    int i;
+
+    o[0] = glm_carve(&at, (size_t) T * H, as);          /* x */
+    o[1] = glm_carve(&at, (size_t) T * H, as);          /* y */
+    o[2] = glm_carve(&at, (size_t) T * H, as);          /* h */
+    o[3] = glm_carve(&at, T * q, as);                   /* q */
+    o[4] = glm_carve(&at, T * q, as);                   /* attn */
+    o[5] = glm_carve(&at, T * kvd, as);                 /* k */
+    o[6] = glm_carve(&at, T * kvd, as);                 /* v */
+    o[7] = glm_carve(&at, (size_t) T * I, as);          /* gate */
+    o[8] = glm_carve(&at, (size_t) T * I, as);          /* up */
+    o[9] = glm_carve(&at, (size_t) T * H, as);          /* mlp */
+    for (i = 0; i < n_extra; i++) {
+        eo[i] = glm_carve(&at, extra[i], 1);
+    }
+    if (at > m->act_bytes) {
+        be->free(be, m->act);
+        m->act = be->alloc(be, at);
+        m->act_bytes = m->act != NULL ? at : 0;
+        if (m->act == NULL) {
+            fprintf(stderr, "glm-engine: out of memory for a %d-token step\n", T);
+            abort();
+        }
+    }
+    base = m->act;
+    *x = base + o[0];
+    *y = base + o[1];
+    s->h = base + o[2];
+    s->q = base + o[3];
+    s->attn = base + o[4];
+    s->k = base + o[5];
+    s->v = base + o[6];
+    s->gate = base + o[7];
+    s->up = base + o[8];
+    s->mlp = base + o[9];
+    for (i = 0; i < n_extra; i++) {
+        extra_out[i] = base + eo[i];
+    }
+}
+
 void
 glm_model_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float *logits)
 {
@@ -721,51 +774,22 @@ glm_model_forward_rank(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float 
     int T = b->n_tokens, H = c->hidden_size, l, i;
     int I = c->intermediate_size > c->moe_intermediate_size * c->n_shared_experts
             ? c->intermediate_size : c->moe_intermediate_size * c->n_shared_experts;
-    size_t q = (size_t) c->num_heads * c->head_dim;
-    size_t kvd = (size_t) c->num_kv_heads * c->head_dim;
-    size_t nl = (size_t) (b->n_logits ? b->n_logits : 1), at = 0, o[13], as = be->act_size;
+    size_t nl = (size_t) (b->n_logits ? b->n_logits : 1), as = be->act_size;
     size_t S = (size_t) m->vocab_slice, ranks = (size_t) m->shard.ranks;
+    size_t extra[3] = {
+        nl * H * as,                                    /* rows */
+        nl * S * sizeof(float),                         /* out: this rank's fp32 logits */
+        ranks > 1 ? ranks * nl * S * sizeof(float) : 0, /* gathered slices */
+    };
+    void *ex[3];
     glm_scratch s;
     void *x, *y, *rows;
     float *out, *gathered;
 
-    /* one allocation carved into the step's activations, kept for the next
-     * step and grown only by a larger one: nothing is allocated per step */
-    o[0] = glm_carve(&at, (size_t) T * H, as);          /* x */
-    o[1] = glm_carve(&at, (size_t) T * H, as);          /* y */
-    o[2] = glm_carve(&at, (size_t) T * H, as);          /* h */
-    o[3] = glm_carve(&at, T * q, as);                   /* q */
-    o[4] = glm_carve(&at, T * q, as);                   /* attn */
-    o[5] = glm_carve(&at, T * kvd, as);                 /* k */
-    o[6] = glm_carve(&at, T * kvd, as);                 /* v */
-    o[7] = glm_carve(&at, (size_t) T * I, as);          /* gate */
-    o[8] = glm_carve(&at, (size_t) T * I, as);          /* up */
-    o[9] = glm_carve(&at, (size_t) T * H, as);          /* mlp */
-    o[10] = glm_carve(&at, nl * H, as);                 /* rows */
-    o[11] = glm_carve(&at, nl * S, sizeof(float));      /* out: this rank's fp32 logits */
-    o[12] = glm_carve(&at, ranks > 1 ? ranks * nl * S : 0, sizeof(float));  /* gathered */
-    if (at > m->act_bytes) {
-        be->free(be, m->act);
-        m->act = be->alloc(be, at);
-        m->act_bytes = m->act != NULL ? at : 0;
-        if (m->act == NULL) {
-            fprintf(stderr, "glm-engine: out of memory for a %d-token step\n", T);
-            abort();
-        }
-    }
-    x = (char *) m->act + o[0];
-    y = (char *) m->act + o[1];
-    s.h = (char *) m->act + o[2];
-    s.q = (char *) m->act + o[3];
-    s.attn = (char *) m->act + o[4];
-    s.k = (char *) m->act + o[5];
-    s.v = (char *) m->act + o[6];
-    s.gate = (char *) m->act + o[7];
-    s.up = (char *) m->act + o[8];
-    s.mlp = (char *) m->act + o[9];
-    rows = (char *) m->act + o[10];
-    out = (float *) ((char *) m->act + o[11]);
-    gathered = (float *) ((char *) m->act + o[12]);
+    glm_step_buffers(m, T, (size_t) I, &s, &x, &y, extra, ex, 3);
+    rows = ex[0];
+    out = ex[1];
+    gathered = ex[2];
 
     be->embed(be, x, b->ids, T, m->embed);                     /* [T, H] */
     if (b->embed_rows != NULL) {
@@ -920,11 +944,16 @@ glm_model_mtp_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b,
     const glm_layer *L = mtp->block;
     glm_backend *be = m->be;
     int T = b->n_tokens, H = c->hidden_size, V = c->vocab_size, i;
-    size_t q = (size_t) c->num_heads * c->head_dim;
-    size_t kvd = (size_t) c->num_kv_heads * c->head_dim;
     size_t I = (size_t) c->moe_intermediate_size * (c->n_shared_experts > 0
                                                     ? c->n_shared_experts : 1);
-    size_t nl = (size_t) (b->n_logits ? b->n_logits : 1), at = 0, o[14], as = be->act_size;
+    size_t nl = (size_t) (b->n_logits ? b->n_logits : 1), as = be->act_size;
+    size_t extra[4] = {
+        (size_t) T * H * as,                            /* e: the tokens' embeddings */
+        (size_t) T * 2 * H * as,                        /* cat: [enorm(e) ; hnorm(h)] */
+        nl * H * as,                                    /* rows */
+        nl * (size_t) V * sizeof(float),                /* out: fp32 logits */
+    };
+    void *ex[4];
     glm_scratch s;
     void *x, *y, *e, *cat, *rows;
     float *out;
@@ -932,43 +961,11 @@ glm_model_mtp_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b,
     if (!L->is_moe && (size_t) c->intermediate_size > I) {
         I = (size_t) c->intermediate_size;
     }
-    o[0] = glm_carve(&at, (size_t) T * H, as);          /* x */
-    o[1] = glm_carve(&at, (size_t) T * H, as);          /* y */
-    o[2] = glm_carve(&at, (size_t) T * H, as);          /* h */
-    o[3] = glm_carve(&at, T * q, as);                   /* q */
-    o[4] = glm_carve(&at, T * q, as);                   /* attn */
-    o[5] = glm_carve(&at, T * kvd, as);                 /* k */
-    o[6] = glm_carve(&at, T * kvd, as);                 /* v */
-    o[7] = glm_carve(&at, (size_t) T * I, as);          /* gate */
-    o[8] = glm_carve(&at, (size_t) T * I, as);          /* up */
-    o[9] = glm_carve(&at, (size_t) T * H, as);          /* mlp */
-    o[10] = glm_carve(&at, (size_t) T * H, as);         /* e: the tokens' embeddings */
-    o[11] = glm_carve(&at, (size_t) T * 2 * H, as);     /* cat: [enorm(e) ; hnorm(h)] */
-    o[12] = glm_carve(&at, nl * H, as);                 /* rows */
-    o[13] = glm_carve(&at, nl * (size_t) V, sizeof(float));  /* out: fp32 logits */
-    if (at > m->act_bytes) {
-        be->free(be, m->act);
-        m->act = be->alloc(be, at);
-        m->act_bytes = m->act != NULL ? at : 0;
-        if (m->act == NULL) {
-            fprintf(stderr, "glm-engine: out of memory for a %d-token MTP step\n", T);
-            abort();
-        }
-    }
-    x = (char *) m->act + o[0];
-    y = (char *) m->act + o[1];
-    s.h = (char *) m->act + o[2];
-    s.q = (char *) m->act + o[3];
-    s.attn = (char *) m->act + o[4];
-    s.k = (char *) m->act + o[5];
-    s.v = (char *) m->act + o[6];
-    s.gate = (char *) m->act + o[7];
-    s.up = (char *) m->act + o[8];
-    s.mlp = (char *) m->act + o[9];
-    e = (char *) m->act + o[10];
-    cat = (char *) m->act + o[11];
-    rows = (char *) m->act + o[12];
-    out = (float *) ((char *) m->act + o[13]);
+    glm_step_buffers(m, T, I, &s, &x, &y, extra, ex, 4);
+    e = ex[0];
+    cat = ex[1];
+    rows = ex[2];
+    out = ex[3];
 
     /* x = eh_proj([enorm(embed(t+1)) ; hnorm(h_p)]); the embedding is 0 at
      * position 0 (vLLM's MTP masks it: nothing precedes that token) */
