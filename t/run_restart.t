@@ -52,13 +52,21 @@ END {
     }
 }
 
+# run.sh reaped once, its status kept: both wait_for's check and a wait for
+# its exit go through here, so neither can take the other's reap
+my $run_status;
+sub run_exited {
+    $run_status = $? if !defined $run_status && waitpid($run, WNOHANG) > 0;
+    return defined $run_status;
+}
+
 sub wait_for {
     my ($what, $cond, $timeout) = @_;
     my $deadline = time() + ($timeout // 60);
     while (time() < $deadline) {
         my $v = $cond->();
         return $v if $v;
-        if (waitpid($run, WNOHANG) > 0) {
+        if (run_exited()) {
             $run = 0;
             die "run.sh exited while waiting for $what:\n"
                 . GlmTest::read_file($log);
@@ -129,11 +137,9 @@ ok(alive($nginx), 'the same nginx');
 # ---- TERM stops everything ----
 
 kill 'TERM', $run;
-my $status;
-wait_for('run.sh to exit', sub {
-    waitpid($run, WNOHANG) > 0 ? ($status = $?, 1) : 0 }, 60);
+wait_for('run.sh to exit', \&run_exited, 60);
 $run = 0;
-is($status, 0, 'run.sh exits 0 on TERM');
+is($run_status, 0, 'run.sh exits 0 on TERM');
 ok(!alive($second), 'the engine is gone');
 ok(!alive($nginx), 'nginx is gone');
 
