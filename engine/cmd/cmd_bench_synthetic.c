@@ -142,8 +142,7 @@ glm_bench_rates(glm_backend *be, const glm_model *m, double *copy_gbs, double *g
     const glm_layer *L = &m->layers[0];
     int rows = cpu ? 256 : 4096, reps, i;
     double t0, dt;
-    void *a, *b;
-    float *x, *y;
+    void *a, *b, *x, *y;
 
     a = be->alloc(be, bytes);
     b = be->alloc(be, bytes);
@@ -171,8 +170,9 @@ glm_bench_rates(glm_backend *be, const glm_model *m, double *copy_gbs, double *g
     if (L->gate != NULL && L->gate->numel > w->numel) {
         w = L->gate;
     }
-    x = be->alloc(be, (size_t) rows * w->shape[1] * sizeof(float));
-    y = be->alloc(be, (size_t) rows * w->shape[0] * sizeof(float));
+    /* activations in the backend's own element type (BF16 on CUDA) */
+    x = be->alloc(be, (size_t) rows * w->shape[1] * be->act_size);
+    y = be->alloc(be, (size_t) rows * w->shape[0] * be->act_size);
     if (x == NULL || y == NULL) {
         be->free(be, x);
         be->free(be, y);
@@ -189,7 +189,7 @@ glm_bench_rates(glm_backend *be, const glm_model *m, double *copy_gbs, double *g
         for (i = 0; i < (int) nx; i++) {
             h[i] = (float) ((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
         }
-        be->upload(be, x, h, nx * sizeof(float));
+        be->upload_act(be, x, h, nx);
         free(h);
     }
     be->matmul(be, y, x, rows, w, NULL);
