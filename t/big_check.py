@@ -7,12 +7,12 @@
    mmap'd and used as stored: FP8 widened in registers, never copied); its
    peak RSS (the child's ru_maxrss, from wait4) must stay within the
    checkpoint file's size + the KV pool the engine reports + 1 GiB:
-     BIG cpu file_gib=<f> kv_gib=<k> peak_rss_gib=<r> limit_gib=<l> ok=<yes|no>
+     BIGCHECK backend=cpu peak_rss_gib=<r> bound_gib=<b> ok|FAIL file_gib=<f> kv_gib=<k>
 3. CUDA in the emulator (t/gpu/big_check.c), on an emulated card of the
    checkpoint's size + 3 % (GLM_EMU_DEVICE_BYTES): the weights' device bytes
    against the checkpoint's, within 2 %, and one decode step:
-     BIG cuda-emu weight_device_bytes=<a> checkpoint_bytes=<b> ratio=<r> ok=<yes|no>
-Exit status 0 only when both say ok=yes.
+     BIGCHECK backend=cuda-emu weight_bytes=<d> checkpoint_bytes=<c> ratio=<d/c> ok|FAIL
+(the line format issue 11 asks for).  Exit status 0 only when both say ok.
 
 usage: big_check.py --model DIR --engine GLM_ENGINE --emu BIG_CHECK_BINARY
 """
@@ -66,16 +66,16 @@ def main():
     gen = re.search(r"(\d+) prompt tokens, (\d+) generated", err)
     if rc != 0 or m is None or gen is None:
         print(err.strip())
-        print("BIG cpu file_gib=%.3f kv_gib=? peak_rss_gib=%.3f limit_gib=? ok=no"
-              " (generate failed, status %d)" % (file_bytes / GIB, rss / GIB, rc))
+        print("BIGCHECK backend=cpu peak_rss_gib=%.3f bound_gib=? FAIL file_gib=%.3f kv_gib=?"
+              " (generate failed, status %d)" % (rss / GIB, file_bytes / GIB, rc))
         all_ok = False
     else:
         kv = int(m.group(1))
         limit = file_bytes + kv + GIB
         ok = rss <= limit and int(gen.group(2)) > 0
         print("big-check: %s generated in %.1f s" % (gen.group(2), time.time() - t0))
-        print("BIG cpu file_gib=%.3f kv_gib=%.6f peak_rss_gib=%.3f limit_gib=%.3f ok=%s"
-              % (file_bytes / GIB, kv / GIB, rss / GIB, limit / GIB, "yes" if ok else "no"))
+        print("BIGCHECK backend=cpu peak_rss_gib=%.3f bound_gib=%.3f %s file_gib=%.3f kv_gib=%.6f"
+              % (rss / GIB, limit / GIB, "ok" if ok else "FAIL", file_bytes / GIB, kv / GIB))
         all_ok &= ok
     sys.stdout.flush()
 
@@ -87,16 +87,16 @@ def main():
     t0 = time.time()
     p = subprocess.run([emu, model], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     out = p.stdout.decode(errors="replace")
-    line = [l for l in out.splitlines() if l.startswith("BIG cuda-emu ")]
+    line = [l for l in out.splitlines() if l.startswith("BIGCHECK backend=cuda-emu ")]
     if not line:
         print(p.stderr.decode(errors="replace").strip())
-        print("BIG cuda-emu weight_device_bytes=? checkpoint_bytes=? ratio=? ok=no"
+        print("BIGCHECK backend=cuda-emu weight_bytes=? checkpoint_bytes=? ratio=? FAIL"
               " (big_check exited with status %d)" % p.returncode)
         all_ok = False
     else:
         print("big-check: emulator done in %.1f s" % (time.time() - t0))
         print(line[0])
-        all_ok &= " ok=yes" in line[0]
+        all_ok &= re.search(r" ok( |$)", line[0]) is not None
     return 0 if all_ok else 1
 
 

@@ -10,12 +10,12 @@
  * them, as it would on a card of that size, instead of taking tens of GB of
  * this machine's memory.  Prints
  *
- *   BIG cuda-emu weight_device_bytes=<a> checkpoint_bytes=<b> ratio=<a/b> ok=<yes|no>
+ *   BIGCHECK backend=cuda-emu weight_bytes=<a> checkpoint_bytes=<b> ratio=<a/b> ok|FAIL
  *
  * where a is the device memory allocated while the weights were uploaded
  * (all of it when the upload succeeded; up to the refusal when it did not,
  * with the refused request named), and b the bytes of every tensor the
- * model binds.  Exit 0 when ok=yes.
+ * model binds.  Exit 0 when ok.
  */
 #include <math.h>
 #include <stdio.h>
@@ -66,7 +66,7 @@ main(int argc, char **argv)
     if (glm_backend_cuda_upload_weights(be, m->ck, &err) != 0) {
         glm_emu_weights_mark(0);
         glm_emu_device_bytes(&in_use, &peak, &limit, &refused);
-        printf("BIG cuda-emu weight_device_bytes=%zu checkpoint_bytes=%zu ratio=%.4f ok=no"
+        printf("BIGCHECK backend=cuda-emu weight_bytes=%zu checkpoint_bytes=%zu ratio=%.4f FAIL"
                " (upload incomplete, so the ratio is a lower bound: a request for %zu more"
                " bytes was refused by the %zu-byte card: %s)\n", peak - before, ck_bytes,
                (double) (peak - before) / (double) ck_bytes, refused, limit, err.msg);
@@ -94,8 +94,8 @@ main(int argc, char **argv)
         finite &= isfinite(logits[i]) != 0;
     }
     ok = fabs(ratio - 1.0) <= 0.02 && finite;
-    printf("BIG cuda-emu weight_device_bytes=%zu checkpoint_bytes=%zu ratio=%.4f ok=%s%s\n",
-           in_use - before, ck_bytes, ratio, ok ? "yes" : "no",
+    printf("BIGCHECK backend=cuda-emu weight_bytes=%zu checkpoint_bytes=%zu ratio=%.4f %s%s\n",
+           in_use - before, ck_bytes, ratio, ok ? "ok" : "FAIL",
            finite ? "" : " (the decode step's logits are not finite)");
     free(logits);
     glm_kv_pool_free(&kv, m);
