@@ -525,6 +525,7 @@ glm_weight_desc(glm_cuda *c, const glm_tensor *w)
     }
     d.round_bf16 = d.scale_fmt == GLM_WFMT_BF16 && !w->scale_exact;
     d.scale_row0 = w->scale_row0;
+    d.scale_col0 = w->scale_col0;
     switch (w->scale_strategy) {
     case GLM_SCALE_TENSOR:
         d.strategy = GLM_WSCALE_TENSOR;
