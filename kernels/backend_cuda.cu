@@ -1083,6 +1083,13 @@ glm_cu_moe(glm_backend *be, void *out, const void *x, int rows,
         if (n == 0) {
             continue;
         }
+        if (m->gate[e] == NULL) {
+            /* expert parallel: another rank's expert adds nothing here (the
+             * all-reduce after the block brings it) */
+            GLM_CUDA_CHECK(cudaMemsetAsync(y + r0 * H, 0, (size_t) n * H * sizeof(glm_act),
+                                           c->stream));
+            continue;
+        }
         glm_cu_matmul(be, g + r0 * I, xp + r0 * H, n, m->gate[e], NULL);
         glm_cu_matmul(be, u + r0 * I, xp + r0 * H, n, m->up[e], NULL);
         glm_cuda_swiglu(c->stream, g + r0 * I, g + r0 * I, u + r0 * I, (size_t) n * I);
