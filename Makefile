@@ -11,6 +11,7 @@
 #                        memcheck (prints "SKIPPED: no GPU" where there is none)
 #   make reference-check REF/TOK lines against the committed transformers references
 #   make tp-check        TP lines: the fixtures split over 2, 3, 4 CPU ranks against one
+#   make tp-check-cuda-emu  the same for the CUDA backend's ranks in CPU emulation
 #   make kv-dtype-check  bfloat16 and fp8 KV caches against fp32 on every fixture (CPU)
 #   make big-check       a GLM-4.5-Air-shaped FP8 checkpoint at real widths (GB, minutes):
 #                        peak RSS on the CPU, device weight bytes in the CUDA emulator
@@ -75,7 +76,7 @@ FIXTURES     = glm45-air-tiny glm45-tiny glm45v-tiny glm45-air-tiny-fp8-tensor \
 MODEL       ?= t/fixtures/glm45-air-tiny
 PORT        ?= 8080
 
-.PHONY: tp-check qwen3-tokenizer fp8-fixtures semantics-check template-check bench-templates fuzz-templates fuzz-media media-fixtures template-fixtures bench-overhead bench-flood test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer bench-preproc preproc-fixtures \
+.PHONY: tp-check tp-check-cuda-emu qwen3-tokenizer fp8-fixtures semantics-check template-check bench-templates fuzz-templates fuzz-media media-fixtures template-fixtures bench-overhead bench-flood test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer bench-preproc preproc-fixtures \
         fixtures clean cuda test-gpu test-gpu-emu gpu-profile bench-prefix-cache bench-cpu bench-peer gpu-check \
         kv-dtype-check big-check
 all: build/glm-engine build/glm-bench $(NGX_MODULE) $(if $(filter 1,$(CUDA)),cuda)
@@ -105,9 +106,10 @@ build/t/%: t/unit/%.c $(ENGINE_OBJS) $(STUB_OBJ) $(ENGINE_HDRS) t/unit/ref_commo
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(ENGINE_OBJS) $(STUB_OBJ) $(LDLIBS)
 
 # the GPU test: every CUDA op against the CPU backend, then the fixtures
-build/t/gpu/test_ops: t/gpu/test_ops.c $(ENGINE_OBJS) $(CUDA_OBJS) $(ENGINE_HDRS)
+build/t/gpu/test_ops: t/gpu/test_ops.c $(ENGINE_OBJS) $(CUDA_OBJS) $(NCCL_SRC:%.c=build/%.o) $(ENGINE_HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(ENGINE_OBJS) $(CUDA_OBJS) $(LDLIBS) $(CUDA_LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(ENGINE_OBJS) $(CUDA_OBJS) $(NCCL_SRC:%.c=build/%.o) \
+	    $(LDLIBS) $(CUDA_LDLIBS) -lnccl
 
 # the nginx module, built against Debian's nginx-dev (NGINX.md section 1.2)
 NGX_BUILD   = build/nginx
@@ -185,10 +187,27 @@ $(EMU_DIR)/emu.o: t/gpu/emu/emu.cpp $(EMU_HDRS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) -c -o $@ $<
 
-$(EMU_DIR)/test_ops: t/gpu/test_ops.c $(ENGINE_SRCS:%.c=build/asan/%.o) $(EMU_KOBJS) $(EMU_DIR)/emu.o $(ENGINE_HDRS) $(EMU_HDRS)
+# NCCL's stand-in in the emulation: the shared-memory communicator
+$(EMU_DIR)/comm_emu.o: t/gpu/emu/comm_emu.c $(ENGINE_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SANITIZE) -c -o $@ $<
+
+$(EMU_DIR)/test_ops: t/gpu/test_ops.c $(ENGINE_SRCS:%.c=build/asan/%.o) $(EMU_KOBJS) $(EMU_DIR)/emu.o $(EMU_DIR)/comm_emu.o $(ENGINE_HDRS) $(EMU_HDRS)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(SANITIZE) -DGLM_EMU -It/gpu/emu/include -c -o $(EMU_DIR)/test_ops.o $<
 	$(CXX) $(SANITIZE) -pthread -o $@ $(EMU_DIR)/test_ops.o $(ENGINE_SRCS:%.c=build/asan/%.o) \
-	    $(EMU_KOBJS) $(EMU_DIR)/emu.o $(LDLIBS)
+	    $(EMU_KOBJS) $(EMU_DIR)/emu.o $(EMU_DIR)/comm_emu.o $(LDLIBS)
+
+# the CUDA backend's tensor-parallel ranks in the emulation (t/gpu/tp_emu_check.c):
+# N emulated GPUs, the shared-memory communicator standing in for NCCL
+$(EMU_DIR)/tp_emu_check: t/gpu/tp_emu_check.c $(ENGINE_SRCS:%.c=build/asan/%.o) $(EMU_KOBJS) $(EMU_DIR)/emu.o $(EMU_DIR)/comm_emu.o $(ENGINE_HDRS) $(EMU_HDRS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SANITIZE) -DGLM_EMU -It/gpu/emu/include -c -o $(EMU_DIR)/tp_emu_check.o $<
+	$(CXX) $(SANITIZE) -pthread -o $@ $(EMU_DIR)/tp_emu_check.o $(ENGINE_SRCS:%.c=build/asan/%.o) \
+	    $(EMU_KOBJS) $(EMU_DIR)/emu.o $(EMU_DIR)/comm_emu.o $(LDLIBS)
+
+# make tp-check-cuda-emu: TP lines of the CUDA backend's ranks (2 and 4) in
+# the emulation against the one-rank CPU oracle, EP off and on
+tp-check-cuda-emu: $(EMU_DIR)/tp_emu_check
+	@$(EMU_DIR)/tp_emu_check --ranks 2,4 $(addprefix t/fixtures/,$(FIXTURES))
 
 # make gpu-profile: one decode step at batch 1 and 64 and one prefill of a
 # GLM-4.5-Air-shaped model (t/gpu/make_profile_model.py) under the emulator,
@@ -214,19 +233,23 @@ $(PROF_DIR)/%.o: t/gpu/emu/%.cpp $(EMU_HDRS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(PROF_CXXFLAGS) -c -o $@ $<
 
+$(PROF_DIR)/comm_emu.o: t/gpu/emu/comm_emu.c $(ENGINE_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
 $(PROF_DIR)/profile: t/gpu/profile.c $(ENGINE_OBJS) $(PROF_KOBJS) $(PROF_DIR)/emu.o \
-                     $(PROF_DIR)/emu_reads.o $(ENGINE_HDRS) $(EMU_HDRS)
+                     $(PROF_DIR)/emu_reads.o $(PROF_DIR)/comm_emu.o $(ENGINE_HDRS) $(EMU_HDRS)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -It/gpu/emu/include -c -o $(PROF_DIR)/profile.o $<
 	$(CXX) -pthread -o $@ $(PROF_DIR)/profile.o $(ENGINE_OBJS) $(PROF_KOBJS) \
-	    $(PROF_DIR)/emu.o $(PROF_DIR)/emu_reads.o $(LDLIBS)
+	    $(PROF_DIR)/emu.o $(PROF_DIR)/emu_reads.o $(PROF_DIR)/comm_emu.o $(LDLIBS)
 
 # the CUDA half of make big-check: the profile build's objects (no ASan: a
 # real-width model), one decode step under a device-memory limit
 $(PROF_DIR)/big_check: t/gpu/big_check.c $(ENGINE_OBJS) $(PROF_KOBJS) $(PROF_DIR)/emu.o \
-                       $(PROF_DIR)/emu_reads.o $(ENGINE_HDRS) $(EMU_HDRS)
+                       $(PROF_DIR)/emu_reads.o $(PROF_DIR)/comm_emu.o $(ENGINE_HDRS) $(EMU_HDRS)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -It/gpu/emu/include -c -o $(PROF_DIR)/big_check.o $<
 	$(CXX) -pthread -o $@ $(PROF_DIR)/big_check.o $(ENGINE_OBJS) $(PROF_KOBJS) \
-	    $(PROF_DIR)/emu.o $(PROF_DIR)/emu_reads.o $(LDLIBS)
+	    $(PROF_DIR)/emu.o $(PROF_DIR)/emu_reads.o $(PROF_DIR)/comm_emu.o $(LDLIBS)
 
 # make big-check (issue 11, point 6): a GLM-4.5-Air-shaped FP8 checkpoint at
 # the real widths, 2 layers, about 5 GB in build/big-model (t/make_big_model.py,
@@ -257,7 +280,7 @@ run:
 test: build/glm-engine build/glm-bench build/asan/glm-engine $(NGX_MODULE) build/fake_engine $(UNIT_BINS) build/t/reference_check \
       build/t/vision_check build/t/ring_client build/t/test_tokenizer build/asan/t/tp_check \
       build/t/kv_dtype_check \
-      $(EMU_DIR)/test_ops $(if $(filter 1,$(CUDA)),cuda build/t/gpu/test_ops)
+      $(EMU_DIR)/test_ops $(EMU_DIR)/tp_emu_check $(if $(filter 1,$(CUDA)),cuda build/t/gpu/test_ops)
 	@sh t/run_tests.sh
 
 unit-test: $(UNIT_BINS)

@@ -148,6 +148,9 @@ typedef struct {
     void           *scr[GLM_SCR_N];
     size_t          scr_cap[GLM_SCR_N];
     int32_t        *moe_offsets_host;   /* pinned, [GLM_MOE_MAX_EXPERTS + 1] */
+    int             group_member;       /* a rank of a group: tensors are shared
+                                           with other ranks' threads, never bound
+                                           (glm_backend_cuda_group_member) */
 } glm_cuda;
 
 /* a global sequence, so a backend created at a freed one's address never
@@ -450,6 +453,10 @@ glm_weight_entry(glm_cuda *c, const glm_tensor *t, int fmt, glm_err *err)
 static void
 glm_tensor_bind(glm_cuda *c, glm_tensor *t, void *dev)
 {
+    if (c->group_member) {
+        /* the other ranks' threads read this struct: the table only */
+        return;
+    }
     t->dev.ptr = dev;
     t->dev.host = t->data;
     t->dev.nbytes = t->nbytes;
@@ -525,6 +532,7 @@ glm_weight_desc(glm_cuda *c, const glm_tensor *w)
     }
     d.round_bf16 = d.scale_fmt == GLM_WFMT_BF16 && !w->scale_exact;
     d.scale_row0 = w->scale_row0;
+    d.scale_col0 = w->scale_col0;
     switch (w->scale_strategy) {
     case GLM_SCALE_TENSOR:
         d.strategy = GLM_WSCALE_TENSOR;
@@ -1082,6 +1090,13 @@ glm_cu_moe(glm_backend *be, void *out, const void *x, int rows,
         if (n == 0) {
             continue;
         }
+        if (m->gate[e] == NULL) {
+            /* expert parallel: another rank's expert adds nothing here (the
+             * all-reduce after the block brings it) */
+            GLM_CUDA_CHECK(cudaMemsetAsync(y + r0 * H, 0, (size_t) n * H * sizeof(glm_act),
+                                           c->stream));
+            continue;
+        }
         glm_cu_matmul(be, g + r0 * I, xp + r0 * H, n, m->gate[e], NULL);
         glm_cu_matmul(be, u + r0 * I, xp + r0 * H, n, m->up[e], NULL);
         glm_cuda_swiglu(c->stream, g + r0 * I, g + r0 * I, u + r0 * I, (size_t) n * I);
@@ -1345,16 +1360,16 @@ glm_wfmt_name(int fmt)
 /* One line per weight format the model's matrices use: which GEMM path
  * serves it (so a slow fallback is visible at start-up, not guessed). */
 static void
-glm_cu_print_paths(glm_cuda *c, glm_checkpoint *ck)
+glm_cu_print_paths(glm_cuda *c, glm_tensor *const *ts, size_t n)
 {
-    size_t i, n = glm_checkpoint_count(ck);
+    size_t i;
     int seen[4][4] = { { 0 } }, f, st;
     int64_t blk[2] = { 0, 0 };
 
     for (i = 0; i < n; i++) {
-        glm_tensor *t = glm_checkpoint_at(ck, i);
+        const glm_tensor *t = ts[i];
         f = glm_wfmt_for(t);
-        if (t->used && t->ndim == 2 && f >= 0 && !(t->name && strstr(t->name, "embed_tokens"))) {
+        if (t->ndim == 2 && f >= 0 && !(t->name && strstr(t->name, "embed_tokens"))) {
             st = t->scale != NULL ? (int) t->scale_strategy : 0;
             seen[f][st & 3]++;
             if (st == GLM_SCALE_BLOCK) {
@@ -1388,11 +1403,10 @@ glm_cu_print_paths(glm_cuda *c, glm_checkpoint *ck)
  * event per buffer says when it is free again; no sync per tensor, and the
  * host never converts a value).  A progress line every GiB or so.
  */
-extern "C" int
-glm_backend_cuda_upload_weights(glm_backend *be, glm_checkpoint *ck, glm_err *err)
+static int
+glm_cu_upload(glm_cuda *c, glm_tensor *const *ts, size_t n, glm_err *err)
 {
-    glm_cuda *c = glm_cu_checked(be);
-    size_t i, n = glm_checkpoint_count(ck), total = 0, done = 0;
+    size_t i, total = 0, done = 0;
     size_t next_note = (size_t) 1 << 30;
     size_t stage_bytes, off, chunk;
     char *stage[GLM_STAGE_BUFS] = { NULL };
@@ -1401,9 +1415,8 @@ glm_backend_cuda_upload_weights(glm_backend *be, glm_checkpoint *ck, glm_err *er
     double t0 = glm_now_seconds(), dt;
 
     for (i = 0; i < n; i++) {
-        glm_tensor *t = glm_checkpoint_at(ck, i);
-        if (t->used && glm_wfmt_for(t) >= 0) {
-            total += t->nbytes;
+        if (glm_wfmt_for(ts[i]) >= 0) {
+            total += ts[i]->nbytes;
         }
     }
     stage_bytes = total < GLM_STAGE_BYTES ? (total > 0 ? total : 1) : GLM_STAGE_BYTES;
@@ -1420,13 +1433,13 @@ glm_backend_cuda_upload_weights(glm_backend *be, glm_checkpoint *ck, glm_err *er
                         " the weights", stage_bytes >> 20);
     }
     for (i = 0; i < n && rc == 0; i++) {
-        glm_tensor *t = glm_checkpoint_at(ck, i);
+        glm_tensor *t = ts[i];
         int fmt = glm_wfmt_for(t);
         glm_wentry *e;
         size_t s;
         void *dev = NULL;
 
-        if (!t->used || fmt < 0) {
+        if (fmt < 0) {
             continue;
         }
         if (c->wcap == 0 || (c->wcount + 1) * 2 > c->wcap) {
@@ -1493,9 +1506,88 @@ glm_backend_cuda_upload_weights(glm_backend *be, glm_checkpoint *ck, glm_err *er
         cudaFreeHost(stage[k]);
     }
     if (rc == 0) {
-        glm_cu_print_paths(c, ck);
+        glm_cu_print_paths(c, ts, n);
     }
     return rc;
+}
+
+extern "C" int
+glm_backend_cuda_upload_weights(glm_backend *be, glm_checkpoint *ck, glm_err *err)
+{
+    glm_cuda *c = glm_cu_checked(be);
+    size_t i, k = 0, n = glm_checkpoint_count(ck);
+    glm_tensor **ts;
+    int rc;
+
+    if (c->group_member) {
+        return 0;       /* each rank uploaded its own shard at load (parallel/ranks.c) */
+    }
+    ts = (glm_tensor **) malloc((n ? n : 1) * sizeof(*ts));
+    if (ts == NULL) {
+        return glm_errf(err, "out of memory");
+    }
+    for (i = 0; i < n; i++) {
+        glm_tensor *t = glm_checkpoint_at(ck, i);
+        if (t->used) {
+            ts[k++] = t;
+        }
+    }
+    rc = glm_cu_upload(c, ts, k, err);
+    free(ts);
+    return rc;
+}
+
+extern "C" int
+glm_backend_cuda_upload_tensors(glm_backend *be, glm_tensor *const *ts, size_t n,
+    glm_err *err)
+{
+    glm_cuda *c = glm_cu_checked(be);
+    glm_tensor **all;
+    size_t i, k = 0;
+    int rc;
+
+    /* each tensor, then its FP8 scale tensor: repeats (a scale several row
+     * views share) are found in the table and uploaded once */
+    all = (glm_tensor **) malloc((2 * n + 1) * sizeof(*all));
+    if (all == NULL) {
+        return glm_errf(err, "out of memory");
+    }
+    for (i = 0; i < n; i++) {
+        if (ts[i] != NULL) {
+            all[k++] = ts[i];
+            if (ts[i]->scale != NULL) {
+                all[k++] = (glm_tensor *) ts[i]->scale;
+            }
+        }
+    }
+    GLM_CUDA_CHECK(cudaSetDevice(c->device));
+    rc = glm_cu_upload(c, all, k, err);
+    free(all);
+    return rc;
+}
+
+extern "C" void
+glm_backend_cuda_group_member(glm_backend *be)
+{
+    glm_cu_checked(be)->group_member = 1;
+}
+
+extern "C" void
+glm_backend_cuda_make_current(glm_backend *be)
+{
+    GLM_CUDA_CHECK(cudaSetDevice(glm_cu_checked(be)->device));
+}
+
+extern "C" void *
+glm_backend_cuda_stream(glm_backend *be)
+{
+    return (void *) glm_cu_checked(be)->stream;
+}
+
+extern "C" int
+glm_backend_cuda_device(glm_backend *be)
+{
+    return glm_cu_checked(be)->device;
 }
 
 extern "C" void

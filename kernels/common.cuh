@@ -182,6 +182,7 @@ typedef struct {
     int         scale_fmt;
     int         block_rows, block_cols, scale_cols;
     int64_t     scale_row0;     /* a row view's first row in its weight */
+    int64_t     scale_col0;     /* a column shard's first column in its weight */
     int         round_bf16;     /* a BF16 scale: the product rounded to BF16,
                                    as transformers' dequantization does */
 } glm_cuda_weight;
@@ -200,7 +201,8 @@ glm_ld_w(const glm_cuda_weight &w, int64_t n, int64_t k, int64_t K)
     s = glm_ld_weight(w.scale, w.scale_fmt,
                       w.strategy == GLM_WSCALE_TENSOR ? 0
                       : w.strategy == GLM_WSCALE_CHANNEL ? r
-                      : r / w.block_rows * w.scale_cols + k / w.block_cols);
+                      : r / w.block_rows * w.scale_cols
+                        + (w.scale_col0 + k) / w.block_cols);
     v = __fmul_rn(v, s);
     return w.round_bf16 ? __bfloat162float(__float2bfloat16_rn(v)) : v;
 }

@@ -67,6 +67,12 @@ cuda_emu() {
         && build/emu/test_ops vision t/fixtures/glm45v-tiny
 }
 suite cuda-emu cuda_emu
+# the CUDA backend's tensor-parallel ranks in the emulation: 2 emulated GPUs,
+# the shared-memory communicator for NCCL, EP off and on, against the CPU
+# oracle; a BF16 fixture, one whose FP8 column shards cut 48x40 scale blocks,
+# and the vision tower data parallel (make tp-check-cuda-emu: all, 2 and 4)
+suite cuda-emu-tp build/emu/tp_emu_check --quick --ranks 2 t/fixtures/glm45-air-tiny \
+    t/fixtures/glm45-air-tiny-fp8-block48x40 t/fixtures/glm45v-tiny
 
 echo
 [ -n "$failed_suites" ] && echo "failed suites:$failed_suites"

@@ -55,6 +55,32 @@ void glm_backend_cuda_release_weights(glm_backend *be);
 void glm_backend_cuda_add_rmsnorm(glm_backend *be, void *out, void *x,
     const void *y, const glm_tensor *w, int rows, int dim, float eps);
 
+/* ---- tensor-parallel ranks (parallel/ranks.c): one backend per GPU ---- */
+
+/* Marks be as one rank of a group whose models share the checkpoint's
+ * tensor structs (norms, routers, whole experts) with the other ranks'
+ * threads: its device copies stay in its own table and are never cached in
+ * a glm_tensor (two GPUs' pointers in one struct would race).  Call before
+ * any upload; glm_backend_cuda_upload_weights then does nothing (each rank
+ * uploads its own tensors with glm_backend_cuda_upload_tensors). */
+void glm_backend_cuda_group_member(glm_backend *be);
+
+/* Copies exactly ts[0..n) (NULL entries skipped) and the FP8 scale tensors
+ * they name to be's GPU now, as glm_backend_cuda_upload_weights does for a
+ * whole checkpoint: a rank uploads only its shard.  An error names the
+ * tensor that did not fit. */
+int glm_backend_cuda_upload_tensors(glm_backend *be, glm_tensor *const *ts, size_t n,
+    glm_err *err);
+
+/* Makes be's GPU the calling thread's current device (CUDA's current device
+ * is per host thread: each rank thread calls this once). */
+void glm_backend_cuda_make_current(glm_backend *be);
+
+/* be's stream, a cudaStream_t: where a rank's collectives are enqueued
+ * (comm.h, glm_comm_nccl_create); and be's device number. */
+void *glm_backend_cuda_stream(glm_backend *be);
+int glm_backend_cuda_device(glm_backend *be);
+
 /* Bytes of weights on the device; the device's free and total memory. */
 void glm_backend_cuda_memory(glm_backend *be, size_t *weight_bytes,
     size_t *free_bytes, size_t *total_bytes);

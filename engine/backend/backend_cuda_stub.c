@@ -6,6 +6,7 @@
  * failure.
  */
 #include "backend_cuda.h"
+#include "parallel/comm.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,4 +52,52 @@ glm_backend_cuda_memory(glm_backend *be, size_t *weight_bytes, size_t *free_byte
 {
     (void) be;
     *weight_bytes = *free_bytes = *total_bytes = 0;
+}
+
+/* unreachable too: ranks on "cuda" need a CUDA backend first */
+void
+glm_backend_cuda_group_member(glm_backend *be)
+{
+    (void) be;
+}
+
+int
+glm_backend_cuda_upload_tensors(glm_backend *be, glm_tensor *const *ts, size_t n,
+    glm_err *err)
+{
+    (void) be;
+    (void) ts;
+    (void) n;
+    return glm_errf(err, "built without CUDA");
+}
+
+void
+glm_backend_cuda_make_current(glm_backend *be)
+{
+    (void) be;
+}
+
+void *
+glm_backend_cuda_stream(glm_backend *be)
+{
+    (void) be;
+    return NULL;
+}
+
+int
+glm_backend_cuda_device(glm_backend *be)
+{
+    (void) be;
+    return -1;
+}
+
+int
+glm_comm_nccl_create(int size, const int *devices, void *const *streams, glm_comm **out,
+    glm_err *err)
+{
+    (void) size;
+    (void) devices;
+    (void) streams;
+    (void) out;
+    return glm_errf(err, "this glm-engine was built without CUDA, so without NCCL");
 }

@@ -633,7 +633,8 @@ glm_attention_block(glm_model *m, const glm_layer *L, int l, glm_kv_pool *kv,
                   c->head_dim, 1.0f / sqrtf((float) c->head_dim));
     be->matmul(be, out, s->attn, T, L->wo, NULL);
     if (m->comm != NULL) {
-        glm_comm_all_reduce_sum(m->comm, out, (size_t) T * c->hidden_size);  /* o_proj by columns */
+        /* o_proj by columns */
+        glm_comm_all_reduce_act(m->comm, out, (size_t) T * c->hidden_size, be->act_dtype);
     }
 }
 
@@ -815,8 +816,8 @@ glm_model_forward_rank(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float 
             glm_mlp(be, L->gate, L->up, L->down, s.h, T, &s, y);
         }
         if (m->comm != NULL) {
-            /* down by columns (ranks run the CPU backend: fp32 activations) */
-            glm_comm_all_reduce_sum(m->comm, y, (size_t) T * H);
+            /* down by columns, in the backend's activation type */
+            glm_comm_all_reduce_act(m->comm, y, (size_t) T * H, be->act_dtype);
         }
         be->add(be, x, y, (size_t) T * H);                      /* residual */
     }

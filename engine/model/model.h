@@ -157,4 +157,10 @@ void glm_model_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b,
 void glm_model_forward_rank(glm_model *m, glm_kv_pool *kv, const glm_batch *b,
     float *logits);
 
+/* The decoder's weights as this model (rank) bound them, experts it does not
+ * own left out (model_tensors.c): up to cap of them into out; returns how
+ * many there are (call with cap 0 to size out).  FP8 scale tensors are not
+ * listed; each weight names its own (t->scale). */
+size_t glm_model_tensors(const glm_model *m, glm_tensor **out, size_t cap);
+
 #endif

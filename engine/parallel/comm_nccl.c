@@ -4,15 +4,22 @@
  * from ncclCommInitAll (all ranks live in this process, so no unique id has
  * to travel between processes).
  *
- * Each rank enqueues its collectives on its own stream and waits for them:
- * the model's ops are synchronous on the backend's side, and a buffer handed
- * to a collective may be reused when the call returns (comm.h).  A failed
- * collective leaves the whole group unusable (NCCL's own rule), so it ends
- * the process with NCCL's reason instead of returning a half-reduced step.
+ * Each rank enqueues its collectives on its backend's stream (handed in at
+ * creation) and returns without waiting: the ops before a collective wrote
+ * its buffer on that stream, the ops after it read the result on that
+ * stream, and the host sees results only through the backend's download()
+ * (which waits) or glm_comm_wait.  So a step holds no host synchronisation
+ * for its all-reduces and can later be captured in a CUDA graph.  The
+ * all-reduce takes the activations' type: ncclBfloat16 for the CUDA
+ * backend's BF16, ncclFloat32 for fp32.  The barrier is the one call that
+ * waits (it is outside steps).  A failed collective leaves the whole group
+ * unusable (NCCL's own rule), so it ends the process with NCCL's reason
+ * instead of returning a half-reduced step.
  *
  * Compiled and linked only where nvcc exists (the Makefile's CUDA build); it
  * has not run here: the ranks need one GPU each, and the development machine
- * has none.  The CPU backend's ranks use comm_shm.c.
+ * has none.  The CPU backend's ranks use comm_shm.c, and so does the CUDA
+ * backend in CPU emulation (t/gpu/emu/comm_emu.c).
  */
 #include "comm.h"
 
@@ -25,7 +32,8 @@
 typedef struct {
     glm_comm        base;
     ncclComm_t      nc;
-    cudaStream_t    stream;
+    cudaStream_t    stream;         /* the rank's backend stream, or own_stream */
+    int             own_stream;
     int             device;
     float          *one;            /* a device float for the barrier */
 } glm_nccl_comm;
@@ -59,14 +67,13 @@ glm_nccl_wait(glm_nccl_comm *n, const char *what)
 }
 
 static void
-glm_nccl_all_reduce_sum(glm_comm *c, float *buf, size_t n)
+glm_nccl_all_reduce_sum(glm_comm *c, void *buf, size_t n, glm_act_dtype dtype)
 {
     glm_nccl_comm *nc = glm_nccl(c);
 
     cudaSetDevice(nc->device);
-    glm_nccl_check(ncclAllReduce(buf, buf, n, ncclFloat32, ncclSum, nc->nc, nc->stream),
-                   c, "all-reduce");
-    glm_nccl_wait(nc, "all-reduce");
+    glm_nccl_check(ncclAllReduce(buf, buf, n, dtype == GLM_ACT_BF16 ? ncclBfloat16 : ncclFloat32,
+                                 ncclSum, nc->nc, nc->stream), c, "all-reduce");
 }
 
 static void
@@ -77,7 +84,6 @@ glm_nccl_all_gather(glm_comm *c, const void *send, void *recv, size_t bytes)
     cudaSetDevice(nc->device);
     glm_nccl_check(ncclAllGather(send, recv, bytes, ncclUint8, nc->nc, nc->stream),
                    c, "all-gather");
-    glm_nccl_wait(nc, "all-gather");
 }
 
 static void
@@ -88,14 +94,21 @@ glm_nccl_broadcast(glm_comm *c, void *buf, size_t bytes, int root)
     cudaSetDevice(nc->device);
     glm_nccl_check(ncclBroadcast(buf, buf, bytes, ncclUint8, root, nc->nc, nc->stream),
                    c, "broadcast");
-    glm_nccl_wait(nc, "broadcast");
 }
 
-/* an all-reduce of one float: returns on each rank when all have joined */
+static void
+glm_nccl_wait_op(glm_comm *c)
+{
+    glm_nccl_wait(glm_nccl(c), "a collective");
+}
+
+/* an all-reduce of one float, waited for: returns on each rank when all
+ * have joined */
 static void
 glm_nccl_barrier(glm_comm *c)
 {
-    glm_nccl_all_reduce_sum(c, glm_nccl(c)->one, 1);
+    glm_nccl_all_reduce_sum(c, glm_nccl(c)->one, 1, GLM_ACT_F32);
+    glm_nccl_wait(glm_nccl(c), "barrier");
 }
 
 static void
@@ -106,7 +119,9 @@ glm_nccl_destroy(glm_comm *c)
     cudaSetDevice(nc->device);
     ncclCommDestroy(nc->nc);
     cudaFree(nc->one);
-    cudaStreamDestroy(nc->stream);
+    if (nc->own_stream) {
+        cudaStreamDestroy(nc->stream);
+    }
     free(nc);
 }
 
@@ -116,11 +131,13 @@ static const glm_comm_ops glm_nccl_ops = {
     .all_gather = glm_nccl_all_gather,
     .broadcast = glm_nccl_broadcast,
     .barrier = glm_nccl_barrier,
+    .wait = glm_nccl_wait_op,
     .destroy = glm_nccl_destroy,
 };
 
 int
-glm_comm_nccl_create(int size, const int *devices, glm_comm **out, glm_err *err)
+glm_comm_nccl_create(int size, const int *devices, void *const *streams, glm_comm **out,
+    glm_err *err)
 {
     ncclComm_t *ncs;
     ncclResult_t rc;
@@ -147,8 +164,11 @@ glm_comm_nccl_create(int size, const int *devices, glm_comm **out, glm_err *err)
             nc->nc = ncs[r];
             nc->device = devices[r];
             ce = cudaSetDevice(devices[r]);
-            if (ce == cudaSuccess) {
+            if (ce == cudaSuccess && streams != NULL && streams[r] != NULL) {
+                nc->stream = (cudaStream_t) streams[r];
+            } else if (ce == cudaSuccess) {
                 ce = cudaStreamCreateWithFlags(&nc->stream, cudaStreamNonBlocking);
+                nc->own_stream = ce == cudaSuccess;
             }
             if (ce == cudaSuccess) {
                 ce = cudaMalloc((void **) &nc->one, sizeof(float));

@@ -11,8 +11,10 @@
  * r sums its range over every rank's buffer in rank order and writes the
  * sum back into every buffer.  Each element is therefore written by one
  * thread only, its sum always takes the same order, and the result is the
- * same bits whatever the threads' timing.  No scratch: a step allocates
- * nothing.
+ * same bits whatever the threads' timing.  BF16 elements (the CUDA
+ * backend's activations, in the emulator whose device memory is host
+ * memory) are widened, summed in fp32 in the same rank order and rounded
+ * to BF16 once, to nearest even.  No scratch: a step allocates nothing.
  */
 #include "comm.h"
 
@@ -40,21 +42,21 @@ glm_shm_group_of(glm_comm *c)
     return ((glm_shm_comm *) c)->g;
 }
 
-/* Elements [lo, hi) of n for rank r: ranges of whole 64-byte lines, so two
- * ranks never write one cache line. */
+/* Elements [lo, hi) of n for rank r, `per_line` elements to a 64-byte
+ * line: ranges of whole lines, so two ranks never write one cache line. */
 static void
-glm_shm_range(size_t n, int r, int size, size_t *lo, size_t *hi)
+glm_shm_range(size_t n, size_t per_line, int r, int size, size_t *lo, size_t *hi)
 {
-    size_t lines = (n + 15) / 16;
+    size_t lines = (n + per_line - 1) / per_line;
 
-    *lo = lines * (size_t) r / (size_t) size * 16;
-    *hi = lines * (size_t) (r + 1) / (size_t) size * 16;
+    *lo = lines * (size_t) r / (size_t) size * per_line;
+    *hi = lines * (size_t) (r + 1) / (size_t) size * per_line;
     *lo = *lo < n ? *lo : n;
     *hi = *hi < n ? *hi : n;
 }
 
 static void
-glm_shm_all_reduce_sum(glm_comm *c, float *buf, size_t n)
+glm_shm_all_reduce_sum(glm_comm *c, void *buf, size_t n, glm_act_dtype dtype)
 {
     glm_shm_group *g = glm_shm_group_of(c);
     size_t lo, hi, i;
@@ -62,14 +64,29 @@ glm_shm_all_reduce_sum(glm_comm *c, float *buf, size_t n)
 
     g->slot[c->rank] = buf;
     pthread_barrier_wait(&g->barrier);
-    glm_shm_range(n, c->rank, g->size, &lo, &hi);
-    for (i = lo; i < hi; i++) {
-        float sum = ((const float *) g->slot[0])[i];
-        for (r = 1; r < g->size; r++) {
-            sum += ((const float *) g->slot[r])[i];
+    if (dtype == GLM_ACT_BF16) {
+        glm_shm_range(n, 32, c->rank, g->size, &lo, &hi);
+        for (i = lo; i < hi; i++) {
+            float sum = glm_bf16_to_f32(((const uint16_t *) g->slot[0])[i]);
+            uint16_t h;
+            for (r = 1; r < g->size; r++) {
+                sum += glm_bf16_to_f32(((const uint16_t *) g->slot[r])[i]);
+            }
+            h = glm_f32_to_bf16(sum);
+            for (r = 0; r < g->size; r++) {
+                ((uint16_t *) g->slot[r])[i] = h;
+            }
         }
-        for (r = 0; r < g->size; r++) {
-            ((float *) g->slot[r])[i] = sum;
+    } else {
+        glm_shm_range(n, 16, c->rank, g->size, &lo, &hi);
+        for (i = lo; i < hi; i++) {
+            float sum = ((const float *) g->slot[0])[i];
+            for (r = 1; r < g->size; r++) {
+                sum += ((const float *) g->slot[r])[i];
+            }
+            for (r = 0; r < g->size; r++) {
+                ((float *) g->slot[r])[i] = sum;
+            }
         }
     }
     pthread_barrier_wait(&g->barrier);
@@ -110,6 +127,13 @@ glm_shm_barrier(glm_comm *c)
     pthread_barrier_wait(&glm_shm_group_of(c)->barrier);
 }
 
+/* every collective is done when it returns */
+static void
+glm_shm_wait(glm_comm *c)
+{
+    (void) c;
+}
+
 static void
 glm_shm_destroy(glm_comm *c)
 {
@@ -134,6 +158,7 @@ static const glm_comm_ops glm_shm_ops = {
     .all_gather = glm_shm_all_gather,
     .broadcast = glm_shm_broadcast,
     .barrier = glm_shm_barrier,
+    .wait = glm_shm_wait,
     .destroy = glm_shm_destroy,
 };
 

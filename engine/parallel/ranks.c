@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend/backend_cuda.h"
 #include "backend/backend_select.h"
 #include "comm.h"
 
@@ -24,6 +25,7 @@ typedef void (*glm_rank_job)(glm_rank_group *g, int rank, void *arg);
 
 struct glm_rank_group {
     int               n;
+    int               cuda;       /* the ranks are GPUs: rank r on device r */
     int               encoder_data_parallel;
     glm_model       **m;          /* [n]; m[0] is the group's owner */
     glm_vision      **vision;     /* [n]; rank r's binding of the tower, [0] m[0]'s */
@@ -46,6 +48,16 @@ typedef struct {
     glm_rank_group *g;
     int             rank;
 } glm_rank_arg;
+
+/* Makes rank r's GPU current on the calling thread (CUDA's current device
+ * is per host thread); nothing for the CPU backend. */
+static void
+glm_rank_current(glm_rank_group *g, int r)
+{
+    if (g->cuda && g->be[r] != NULL) {
+        glm_backend_cuda_make_current(g->be[r]);
+    }
+}
 
 int
 glm_parallel_arg(glm_parallel *p, int argc, char **argv, int *i)
@@ -100,6 +112,7 @@ glm_rank_main(void *p)
     uint64_t seen = 0;
 
     free(a);
+    glm_rank_current(g, r);             /* this thread runs rank r's GPU */
     for (;;) {
         glm_rank_job job;
         void *arg;
@@ -278,13 +291,18 @@ glm_ranks_kv_init(glm_rank_group *g, int n_blocks, int block_size, glm_err *err)
     }
     for (r = 1; r < g->n; r++) {
         g->m[r]->kv_dtype = g->m[0]->kv_dtype;     /* --kv-cache-dtype, set on rank 0 */
+        glm_rank_current(g, r);                     /* rank r's pool on its GPU */
         if (glm_kv_pool_init(&g->kv[r], g->m[r], n_blocks, block_size, err) != 0) {
+            int failed = r;
             while (--r >= 1) {
+                glm_rank_current(g, r);
                 glm_kv_pool_free(&g->kv[r], g->m[r]);
             }
-            return glm_err_prefix(err, "rank %d", r);
+            glm_rank_current(g, 0);
+            return glm_err_prefix(err, "rank %d", failed);
         }
     }
+    glm_rank_current(g, 0);
     g->kv_ready = 1;
     return 0;
 }
@@ -298,8 +316,10 @@ glm_ranks_kv_free(glm_rank_group *g)
         return;
     }
     for (r = 1; r < g->n; r++) {
+        glm_rank_current(g, r);
         glm_kv_pool_free(&g->kv[r], g->m[r]);
     }
+    glm_rank_current(g, 0);
     g->kv_ready = 0;
 }
 
@@ -323,12 +343,18 @@ glm_ranks_free(glm_rank_group *g)
     }
     glm_ranks_kv_free(g);
     for (r = 1; r < g->n; r++) {
+        glm_rank_current(g, r);
         glm_vision_free(g->vision[r]);
         glm_model_free(g->m[r]);
+        if (g->comm[r] != NULL) {
+            g->comm[r]->ops->destroy(g->comm[r]);   /* NCCL: before its stream goes */
+            g->comm[r] = NULL;
+        }
         if (g->be[r] != NULL) {
             g->be[r]->destroy(g->be[r]);
         }
     }
+    glm_rank_current(g, 0);
     for (r = 0; r < g->n; r++) {
         if (g->comm[r] != NULL) {
             g->comm[r]->ops->destroy(g->comm[r]);
@@ -346,6 +372,63 @@ glm_ranks_free(glm_rank_group *g)
     free(g);
 }
 
+/* The CUDA ranks' weights: each rank copies its own shard to its GPU now
+ * (a model that does not fit fails here, naming the rank and the tensor),
+ * and says what it holds. */
+static int
+glm_ranks_upload(glm_rank_group *g, int r, glm_err *err)
+{
+    size_t n = glm_model_tensors(g->m[r], NULL, 0), w, fr, tot;
+    glm_tensor **ts = malloc((n ? n : 1) * sizeof(*ts));
+    int rc;
+
+    if (ts == NULL) {
+        return glm_errf(err, "out of memory");
+    }
+    glm_model_tensors(g->m[r], ts, n);
+    glm_rank_current(g, r);
+    rc = glm_backend_cuda_upload_tensors(g->be[r], ts, n, err);
+    free(ts);
+    if (rc == 0) {
+        glm_backend_cuda_memory(g->be[r], &w, &fr, &tot);
+        fprintf(stderr, "glm-engine: rank %d of %d on GPU %d: %.2f GiB of weights (its"
+                " shard, %zu bytes), %.2f GiB free of %.2f GiB\n", r, g->n,
+                glm_backend_cuda_device(g->be[r]), w / 1073741824.0, w, fr / 1073741824.0,
+                tot / 1073741824.0);
+    }
+    glm_rank_current(g, 0);
+    return rc;
+}
+
+/* The group's communicator: NCCL between the GPUs (each rank's collectives
+ * on its backend's stream), shared memory between the CPU ranks. */
+static int
+glm_ranks_comm(glm_rank_group *g, glm_err *err)
+{
+    int *devices, r, rc;
+    void **streams;
+
+    if (!g->cuda) {
+        return glm_comm_shm_create(g->n, g->comm, err);
+    }
+    devices = calloc((size_t) g->n, sizeof(int));
+    streams = calloc((size_t) g->n, sizeof(void *));
+    if (devices == NULL || streams == NULL) {
+        free(devices);
+        free(streams);
+        return glm_errf(err, "out of memory");
+    }
+    for (r = 0; r < g->n; r++) {
+        devices[r] = glm_backend_cuda_device(g->be[r]);
+        streams[r] = glm_backend_cuda_stream(g->be[r]);
+    }
+    rc = glm_comm_nccl_create(g->n, devices, streams, g->comm, err);
+    glm_rank_current(g, 0);
+    free(devices);
+    free(streams);
+    return rc;
+}
+
 glm_model *
 glm_model_load_parallel(const char *dir, glm_backend *be, const glm_parallel *p,
     int threads, glm_err *err)
@@ -358,9 +441,8 @@ glm_model_load_parallel(const char *dir, glm_backend *be, const glm_parallel *p,
     if (N <= 1) {
         return glm_model_load(dir, be, err);
     }
-    if (strcmp(be->name, "cpu") != 0) {
-        glm_errf(err, "--tensor-parallel-size %d: the %s backend's ranks are not wired yet"
-                 " (one GPU per rank over NCCL); the cpu backend runs N ranks", N, be->name);
+    if (strcmp(be->name, "cpu") != 0 && strcmp(be->name, "cuda") != 0) {
+        glm_errf(err, "--tensor-parallel-size %d: the %s backend has no ranks", N, be->name);
         return NULL;
     }
     g = calloc(1, sizeof(*g));
@@ -369,6 +451,7 @@ glm_model_load_parallel(const char *dir, glm_backend *be, const glm_parallel *p,
         return NULL;
     }
     g->n = N;
+    g->cuda = strcmp(be->name, "cuda") == 0;
     g->encoder_data_parallel = p->encoder_data_parallel;
     g->m = calloc((size_t) N, sizeof(*g->m));
     g->vision = calloc((size_t) N, sizeof(*g->vision));
@@ -386,11 +469,31 @@ glm_model_load_parallel(const char *dir, glm_backend *be, const glm_parallel *p,
         glm_ranks_free(g);
         return NULL;
     }
-    if (glm_comm_shm_create(N, g->comm, err) != 0) {
+    /* the backends first: a GPU missing for a rank is the first error, and
+     * NCCL's communicator needs each rank's stream */
+    g->be[0] = be;
+    for (r = 1; r < N; r++) {
+        g->be[r] = glm_backend_create_named(be->name, threads, r, err);
+        if (g->be[r] == NULL) {
+            if (g->cuda) {
+                glm_err_prefix(err, "--tensor-parallel-size %d puts rank %d on GPU %d", N, r, r);
+            } else {
+                glm_err_prefix(err, "rank %d of %d", r, N);
+            }
+            glm_ranks_free(g);
+            return NULL;
+        }
+    }
+    if (g->cuda) {
+        for (r = 0; r < N; r++) {
+            glm_backend_cuda_group_member(g->be[r]);
+        }
+        glm_rank_current(g, 0);
+    }
+    if (glm_ranks_comm(g, err) != 0) {
         glm_ranks_free(g);
         return NULL;
     }
-    g->be[0] = be;
     sh = (glm_shard) { 0, N, p->expert_parallel };
     m0 = g->m[0] = glm_model_load_shard(dir, be, &sh, g->comm[0], NULL, err);
     if (m0 == NULL) {
@@ -401,10 +504,8 @@ glm_model_load_parallel(const char *dir, glm_backend *be, const glm_parallel *p,
     m0->group = g;
     /* from here on glm_model_free(m0) frees the group */
     for (r = 1; r < N; r++) {
-        g->be[r] = glm_backend_create_named(be->name, threads, r, err);
         sh.rank = r;
-        g->m[r] = g->be[r] != NULL
-                  ? glm_model_load_shard(dir, g->be[r], &sh, g->comm[r], m0, err) : NULL;
+        g->m[r] = glm_model_load_shard(dir, g->be[r], &sh, g->comm[r], m0, err);
         /* the vision tower whole on every rank, for data parallel: views
          * into the same mapping as rank 0's */
         if (g->m[r] != NULL && m0->vision != NULL && p->encoder_data_parallel) {
@@ -421,6 +522,13 @@ glm_model_load_parallel(const char *dir, glm_backend *be, const glm_parallel *p,
         }
     }
     g->vision[0] = m0->vision;
+    for (r = 0; r < N && g->cuda; r++) {
+        if (glm_ranks_upload(g, r, err) != 0) {
+            glm_err_prefix(err, "rank %d of %d", r, N);
+            glm_model_free(m0);
+            return NULL;
+        }
+    }
     for (r = 1; r < N; r++) {
         glm_rank_arg *a = malloc(sizeof(*a));
         if (a != NULL) {
@@ -436,4 +544,16 @@ glm_model_load_parallel(const char *dir, glm_backend *be, const glm_parallel *p,
         g->started = r;
     }
     return m0;
+}
+
+int
+glm_model_ranks(const glm_model *m)
+{
+    return m->group != NULL ? m->group->n : 1;
+}
+
+glm_model *
+glm_model_rank(glm_model *m, int r)
+{
+    return m->group != NULL && r > 0 && r < m->group->n ? m->group->m[r] : m;
 }

@@ -15,8 +15,15 @@
  * of a request's images, whole images in order (glm_model_encode_images);
  * with "weights" it runs on rank 0 alone (the tower is not sharded yet).
  *
- * The CUDA backend's ranks (one GPU each, NCCL between them, comm_nccl.c)
- * are not wired here yet: a group on "cuda" is refused with that reason.
+ * The CUDA backend's ranks: rank r runs on GPU r (a missing GPU is an error
+ * naming how many are visible), each rank thread makes its GPU current and
+ * runs on its backend's stream, and the ranks meet through NCCL
+ * (comm_nccl.c) enqueued on those streams.  Each rank copies only its own
+ * shard to its GPU at load (glm_model_tensors); the checkpoint's tensor
+ * structs that ranks share (norms, routers, whole experts) never carry a
+ * device pointer (glm_backend_cuda_group_member).  In the CPU emulation of
+ * the CUDA backend (t/gpu/emu) the shared-memory communicator stands in
+ * for NCCL.
  */
 #ifndef GLM_RANKS_H
 #define GLM_RANKS_H
@@ -62,6 +69,12 @@ glm_model *glm_model_load_parallel(const char *dir, glm_backend *be, const glm_p
  * ranks; otherwise on the model's backend. */
 int glm_model_encode_images(glm_model *m, const float *pixels, const glm_grid *grids,
     int n_grids, float *out, glm_err *err);
+
+/* The number of ranks of m's group (1 alone), and rank r's model (m itself
+ * for rank 0 or a model alone), for what each rank holds (its ->be, its
+ * glm_model_tensors): the memory plan per rank, the checks. */
+int glm_model_ranks(const glm_model *m);
+glm_model *glm_model_rank(glm_model *m, int r);
 
 /* Called by model.c for rank 0's model. */
 int glm_ranks_kv_init(glm_rank_group *g, int n_blocks, int block_size, glm_err *err);

@@ -26,6 +26,20 @@
  *
  * It also counts what `make gpu-profile` reports (glm_emu_profile.h):
  * launches, host syncs, allocations, and the weight bytes each launch reads.
+ *
+ * Several host threads (tensor-parallel ranks, one per emulated GPU) may
+ * call in at once.  The emulator's state is global (the fibers and their
+ * stacks, threadIdx/blockIdx, function-static __shared__ variables, the
+ * allocation map, the counters, the stand-in cuBLASLt's launch marks), so
+ * one process-wide lock (emu_lock) is held by every launch and every
+ * runtime call that touches it: launches of different threads run one
+ * after another, each whole, as blocks of one launch already do.  The
+ * counters are the process's (all ranks together).  GLM_EMU_DEVICES=N
+ * makes N devices visible (default 1); the current device is per host
+ * thread, as in CUDA, each allocation is charged to its device
+ * (GLM_EMU_DEVICE_BYTES is each device's size), and a launch, copy or
+ * allocation on a stream of another device than the calling thread's
+ * current one stops with a report (CUDA would fail it).
  */
 #include "cuda_runtime.h"
 #include "glm_emu_profile.h"
@@ -36,7 +50,21 @@
 
 #include <algorithm>
 #include <map>
+#include <mutex>
 #include <vector>
+
+/* see the note above: every entry point that touches the emulator's global
+ * state holds it; recursive, since cuBLASLt's stand-in holds it from
+ * glm_emu_gemm_begin to glm_emu_gemm_end around its own reads */
+static std::recursive_mutex emu_lock;
+#define EMU_LOCKED std::lock_guard<std::recursive_mutex> emu_guard_(emu_lock)
+
+#define EMU_MAX_DEVICES 16
+static thread_local int emu_device;             /* cudaSetDevice, per host thread */
+
+struct glm_emu_stream {
+    int device;                                 /* the device current at creation */
+};
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/common_interface_defs.h>
@@ -177,6 +205,7 @@ enum { A_DEVICE, A_PINNED };
 typedef struct {
     size_t                     size;
     int                        kind;
+    int                        device;          /* device memory: whose */
     int                        weight;
     std::vector<unsigned char> *seen;   /* weights: bytes read by this launch, a bit each */
 } glm_alloc;
@@ -205,7 +234,7 @@ weights_reindex(void)
 static void
 alloc_add(void *p, size_t n, int kind)
 {
-    glm_alloc a = { n, kind, 0, NULL };
+    glm_alloc a = { n, kind, emu_device, 0, NULL };
 
     if (!paused) {
         counts.allocs++;
@@ -317,27 +346,30 @@ glm_emu_read(const void *p, size_t n)
     }
 }
 
+/* held until glm_emu_gemm_end: the stand-in cuBLASLt's product is a launch */
 extern "C" void
 glm_emu_gemm_begin(void)
 {
+    emu_lock.lock();
     if (!paused) {
         counts.gemm_launches++;
     }
     launch_begin();
 }
 
-extern "C" void glm_emu_gemm_end(void) { launch_end(); }
+extern "C" void glm_emu_gemm_end(void) { launch_end(); emu_lock.unlock(); }
 
 extern "C" void
 glm_emu_counts_get(glm_emu_counts *c)
 {
+    EMU_LOCKED;
     *c = counts;
     c->weights_exact = glm_emu_loads_hooked;
 }
 
-extern "C" void glm_emu_counts_reset(void) { memset(&counts, 0, sizeof(counts)); }
-extern "C" void glm_emu_pause(int on) { paused = on; }
-extern "C" void glm_emu_weights_mark(int on) { marking_weights = on; }
+extern "C" void glm_emu_counts_reset(void) { EMU_LOCKED; memset(&counts, 0, sizeof(counts)); }
+extern "C" void glm_emu_pause(int on) { EMU_LOCKED; paused = on; }
+extern "C" void glm_emu_weights_mark(int on) { EMU_LOCKED; marking_weights = on; }
 
 /* ---- launches ---- */
 
@@ -428,8 +460,10 @@ run_block(void)
 void
 glm_emu_run(const glm_emu_cfg &cfg, const std::function<void()> &body)
 {
+    EMU_LOCKED;
     unsigned x, y, z;
 
+    glm_emu_stream_check(cfg.stream, "a kernel launch");
     if (cfg.block.y != 1 || cfg.block.z != 1) {
         fail("only 1-D blocks are emulated");
     }
@@ -480,8 +514,34 @@ glm_emu_run(const glm_emu_cfg &cfg, const std::function<void()> &body)
  * cudaMemGetInfo and the device properties report it.  Unset: no limit,
  * and the 80 GiB card the properties always said.
  */
-static size_t device_limit, device_in_use, device_peak, device_refused;
-static int device_limit_read;
+static size_t device_limit, device_in_use[EMU_MAX_DEVICES], device_peak, device_refused;
+static int device_limit_read, device_count;
+
+/* GLM_EMU_DEVICES: how many devices are visible (1 unset) */
+static int
+emu_device_count(void)
+{
+    if (device_count == 0) {
+        const char *s = getenv("GLM_EMU_DEVICES");
+        int n = s != NULL ? atoi(s) : 1;
+
+        if (n < 1 || n > EMU_MAX_DEVICES) {
+            fail("GLM_EMU_DEVICES wants 1 to 16 devices");
+        }
+        device_count = n;
+    }
+    return device_count;
+}
+
+void
+glm_emu_stream_check(cudaStream_t s, const char *what)
+{
+    if (s != NULL && s->device != emu_device) {
+        fprintf(stderr, "emu: %s on a stream of device %d from a thread whose current device"
+                " is %d (cudaSetDevice first)\n", what, s->device, emu_device);
+        abort();
+    }
+}
 
 static size_t
 emu_device_limit(void)
@@ -510,15 +570,26 @@ emu_device_limit(void)
 void
 glm_emu_device_bytes(size_t *in_use, size_t *peak, size_t *limit, size_t *refused)
 {
-    *in_use = device_in_use;
+    EMU_LOCKED;
+    *in_use = device_in_use[emu_device];
     *peak = device_peak;
     *limit = emu_device_limit();
     *refused = device_refused;
 }
 
 
-cudaError_t cudaGetDeviceCount(int *n) { *n = 1; return cudaSuccess; }
-cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidValue; }
+cudaError_t cudaGetDeviceCount(int *n) { EMU_LOCKED; *n = emu_device_count(); return cudaSuccess; }
+
+cudaError_t
+cudaSetDevice(int d)
+{
+    EMU_LOCKED;
+    if (d < 0 || d >= emu_device_count()) {
+        return cudaErrorInvalidValue;
+    }
+    emu_device = d;
+    return cudaSuccess;
+}
 
 cudaError_t
 cudaGetDeviceProperties(cudaDeviceProp *p, int d)
@@ -550,9 +621,11 @@ emu_malloc(void **p, size_t n)
 cudaError_t
 cudaMalloc(void **p, size_t n)
 {
+    EMU_LOCKED;
     cudaError_t e;
+    size_t &in_use = device_in_use[emu_device];
 
-    if (emu_device_limit() != 0 && n > device_limit - device_in_use) {
+    if (emu_device_limit() != 0 && n > device_limit - in_use) {
         *p = NULL;
         device_refused = n;
         return cudaErrorMemoryAllocation;
@@ -560,8 +633,8 @@ cudaMalloc(void **p, size_t n)
     e = emu_malloc(p, n);
     if (e == cudaSuccess) {
         alloc_add(*p, n, A_DEVICE);
-        device_in_use += n;
-        device_peak = device_in_use > device_peak ? device_in_use : device_peak;
+        in_use += n;
+        device_peak = in_use > device_peak ? in_use : device_peak;
     }
     return e;
 }
@@ -569,21 +642,29 @@ cudaMalloc(void **p, size_t n)
 cudaError_t
 cudaFree(void *p)
 {
+    EMU_LOCKED;
     auto it = allocs.find((uintptr_t) p);
 
     if (p != NULL && it != allocs.end() && it->second.kind == A_DEVICE) {
-        device_in_use -= it->second.size;
+        device_in_use[it->second.device] -= it->second.size;
     }
     alloc_remove(p);
     free(p);
     return cudaSuccess;
 }
-cudaError_t cudaMallocAsync(void **p, size_t n, cudaStream_t s) { (void) s; return cudaMalloc(p, n); }
+cudaError_t
+cudaMallocAsync(void **p, size_t n, cudaStream_t s)
+{
+    glm_emu_stream_check(s, "cudaMallocAsync");
+    return cudaMalloc(p, n);
+}
+
 cudaError_t cudaFreeAsync(void *p, cudaStream_t s) { (void) s; return cudaFree(p); }
 
 cudaError_t
 cudaMallocHost(void **p, size_t n)
 {
+    EMU_LOCKED;
     cudaError_t e = emu_malloc(p, n);
 
     if (e == cudaSuccess) {
@@ -597,8 +678,9 @@ cudaError_t cudaFreeHost(void *p) { return cudaFree(p); }
 cudaError_t
 cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind k, cudaStream_t st)
 {
+    EMU_LOCKED;
     (void) k;
-    (void) st;
+    glm_emu_stream_check(st, "cudaMemcpyAsync");
     if (!paused) {
         counts.copies++;
     }
@@ -615,6 +697,7 @@ cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind k, cudaStream_t
 cudaError_t
 cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind k)
 {
+    EMU_LOCKED;
     if (!paused) {
         counts.copies++;
     }
@@ -629,7 +712,8 @@ cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind k)
 cudaError_t
 cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t st)
 {
-    (void) st;
+    EMU_LOCKED;
+    glm_emu_stream_check(st, "cudaMemsetAsync");
     if (!paused) {
         counts.memsets++;
     }
@@ -640,9 +724,10 @@ cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t st)
 cudaError_t
 cudaMemGetInfo(size_t *fr, size_t *tot)
 {
+    EMU_LOCKED;
     if (emu_device_limit() != 0) {
         *tot = device_limit;
-        *fr = device_limit - device_in_use;
+        *fr = device_limit - device_in_use[emu_device];
         return cudaSuccess;
     }
     *fr = (size_t) 64 << 30;
@@ -654,13 +739,14 @@ cudaError_t
 cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags)
 {
     (void) flags;
-    *s = (cudaStream_t) malloc(1);
+    *s = (cudaStream_t) malloc(sizeof(glm_emu_stream));
+    (*s)->device = emu_device;
     return cudaSuccess;
 }
 
 cudaError_t cudaStreamDestroy(cudaStream_t s) { free(s); return cudaSuccess; }
-cudaError_t cudaStreamSynchronize(cudaStream_t s) { (void) s; host_sync(); return cudaSuccess; }
-cudaError_t cudaDeviceSynchronize(void) { host_sync(); return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t s) { EMU_LOCKED; (void) s; host_sync(); return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void) { EMU_LOCKED; host_sync(); return cudaSuccess; }
 
 cudaError_t
 cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags)
@@ -671,7 +757,7 @@ cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags)
 }
 
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) { (void) e; (void) s; return cudaSuccess; }
-cudaError_t cudaEventSynchronize(cudaEvent_t e) { (void) e; host_sync(); return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t e) { EMU_LOCKED; (void) e; host_sync(); return cudaSuccess; }
 cudaError_t cudaEventDestroy(cudaEvent_t e) { free(e); return cudaSuccess; }
 cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t *p, int d) { (void) d; *p = NULL; return cudaSuccess; }
 

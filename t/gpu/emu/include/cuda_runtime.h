@@ -125,14 +125,18 @@ static inline int max(int a, int b) { return a > b ? a : b; }
 struct glm_emu_cfg {
     dim3 grid, block;
     size_t smem;
+    cudaStream_t stream;        /* checked against the thread's current device */
 };
 
 static inline glm_emu_cfg
 glm_emu_config(dim3 grid, dim3 block, size_t smem = 0, cudaStream_t s = 0)
 {
-    (void) s;
-    return glm_emu_cfg { grid, block, smem };
+    return glm_emu_cfg { grid, block, smem, s };
 }
+
+/* stops the process when s belongs to another device than the calling
+ * thread's current one */
+void glm_emu_stream_check(cudaStream_t s, const char *what);
 
 void glm_emu_run(const glm_emu_cfg &cfg, const std::function<void()> &body);
 
