@@ -41,8 +41,9 @@
  * Not yet (in this order of need): cuBLASLt's scaled FP8 GEMM with FP8
  * activations, device weights bound to the model's tensors at load (no
  * per-op lookup), grouped expert GEMMs without the
- * count sync, the fused ops of the issue (q/k/v epilogue with RoPE and the
- * cache write, residual+norm in the op table), CUDA graphs for decode,
+ * count sync, the remaining fused ops of the issue (residual+norm in the
+ * op table; q/k/v as one GEMM and norm+RoPE+cache write are done:
+ * matmul_qkv, attn_prep), CUDA graphs for decode,
  * sizing memory up front (--gpu-memory-utilization), sampling on the GPU.
  */
 extern "C" {
