@@ -41,8 +41,9 @@
  * Not yet (in this order of need): cuBLASLt's scaled FP8 GEMM with FP8
  * activations, device weights bound to the model's tensors at load (no
  * per-op lookup), grouped expert GEMMs without the
- * count sync, the fused ops of the issue (q/k/v epilogue with RoPE and the
- * cache write, residual+norm in the op table), CUDA graphs for decode,
+ * count sync, the remaining fused ops of the issue (residual+norm in the
+ * op table; q/k/v as one GEMM and norm+RoPE+cache write are done:
+ * matmul_qkv, attn_prep), CUDA graphs for decode,
  * sizing memory up front (--gpu-memory-utilization), sampling on the GPU.
  */
 extern "C" {
@@ -65,6 +66,7 @@ extern "C" {
 #include "attention_prefill.cuh"
 #include "attention_segments.cuh"
 #include "attention_tile.cuh"
+#include "attn_prep.cuh"
 #include "common.cuh"
 #include "embed.cuh"
 #include "gelu.cuh"
@@ -75,13 +77,12 @@ extern "C" {
 #include "moe_combine.cuh"
 #include "moe_permute.cuh"
 #include "moe_route.cuh"
+#include "qkv_split.cuh"
 #include "rmsnorm.cuh"
 #include "rope.cuh"
 #include "swiglu.cuh"
 
-/* decode attention: positions per split, and the cap on split partials */
-#define GLM_SPLIT_LEN         512
-#define GLM_MAX_SPLITS        64
+/* decode attention: the cap on split partials */
 #define GLM_MAX_PARTIAL_FLOATS ((size_t) 64 << 20)
 
 /* ---- state ----------------------------------------------------------------- */
@@ -118,6 +119,7 @@ enum {
     GLM_SCR_MOE_LOGITS, GLM_SCR_MOE_IDX, GLM_SCR_MOE_W, GLM_SCR_MOE_COUNTS,
     GLM_SCR_MOE_OFFSETS, GLM_SCR_MOE_CURSOR, GLM_SCR_MOE_PERM, GLM_SCR_MOE_SLOT,
     GLM_SCR_MOE_X, GLM_SCR_MOE_G, GLM_SCR_MOE_U, GLM_SCR_MOE_Y,
+    GLM_SCR_ATTN_COUNTER, GLM_SCR_QKV,
     GLM_SCR_N
 };
 
@@ -131,6 +133,7 @@ typedef struct {
 typedef struct {
     glm_backend     be;                 /* first: the op table */
     int             device;
+    int             n_sms;              /* the decode attention's split count reads it */
     cudaStream_t    stream;
     glm_cuda_gemm  *gemm;
 
@@ -200,6 +203,20 @@ glm_scratch(glm_cuda *c, int slot, size_t bytes)
         c->scr_cap[slot] = bytes;
     }
     return c->scr[slot];
+}
+
+/* glm_scratch whose new bytes are zero: counters that kernels leave at zero
+ * when they finish (the decode attention's tickets) */
+static void *
+glm_scratch_zeroed(glm_cuda *c, int slot, size_t bytes)
+{
+    size_t had = c->scr_cap[slot];
+    void *p = glm_scratch(c, slot, bytes);
+
+    if (c->scr_cap[slot] != had) {
+        GLM_CUDA_CHECK(cudaMemsetAsync(p, 0, c->scr_cap[slot], c->stream));
+    }
+    return p;
 }
 
 static int32_t *
@@ -728,6 +745,64 @@ glm_cu_matmul_f32(glm_backend *be, float *out, const void *x, int rows,
     glm_cu_gemm(be, out, 1, x, rows, w, bias);
 }
 
+/*
+ * One GEMM for q, k and v where the three weights lie side by side on the
+ * device (glm_backend_cuda_upload_weights places a layer's q/k/v_proj so)
+ * in one format that is a plain matrix (not FP8: its scales are per
+ * tensor), sharing K: together they are one [Nq + Nk + Nv, K] weight.  fp32
+ * sums into scratch, then qkv_split adds the biases and rounds into q, k,
+ * v.  Otherwise three matmuls.
+ */
+static void
+glm_cu_matmul_qkv(glm_backend *be, void *q, void *k, void *v, const void *x, int rows,
+    const glm_tensor *wq, const glm_tensor *wk, const glm_tensor *wv, const glm_tensor *bq,
+    const glm_tensor *bk, const glm_tensor *bv)
+{
+    glm_cuda *c = glm_cu(be);
+    const glm_tensor *w[3] = { wq, wk, wv }, *b[3] = { bq, bk, bv };
+    glm_cuda_weight wd[3];
+    glm_qkv_parts p;
+    int i, together = 1, N = 0;
+    float *y;
+
+    if (rows <= 0) {
+        return;
+    }
+    for (i = 0; i < 3; i++) {
+        if (w[i]->ndim != 2 || w[i]->shape[0] > INT32_MAX || w[i]->shape[1] > INT32_MAX) {
+            glm_cu_bug("matmul_qkv: weight '%s' is not a 2-D matrix of int-sized sides",
+                       w[i]->name);
+        }
+        wd[i] = glm_weight_desc(c, w[i]);
+        together = together && wd[i].fmt == wd[0].fmt && wd[i].fmt != GLM_WFMT_FP8
+                   && w[i]->shape[1] == w[0]->shape[1]
+                   && (i == 0 || (const char *) wd[i - 1].w + w[i - 1]->nbytes
+                                 == (const char *) wd[i].w);
+        N += (int) w[i]->shape[0];
+    }
+    if (!together) {
+        glm_cu_gemm(be, q, 0, x, rows, wq, bq);
+        glm_cu_gemm(be, k, 0, x, rows, wk, bk);
+        glm_cu_gemm(be, v, 0, x, rows, wv, bv);
+        return;
+    }
+    memset(&p, 0, sizeof(p));
+    p.out[0] = (glm_act *) q;
+    p.out[1] = (glm_act *) k;
+    p.out[2] = (glm_act *) v;
+    for (i = 0; i < 3; i++) {
+        p.n[i] = (int) w[i]->shape[0];
+        p.bias_fmt[i] = GLM_WFMT_F32;
+        if (b[i] != NULL) {
+            p.bias[i] = glm_vec(c, b[i], w[i]->shape[0], "matmul bias", &p.bias_fmt[i]);
+        }
+    }
+    y = (float *) glm_scratch(c, GLM_SCR_QKV, (size_t) rows * N * sizeof(float));
+    glm_cuda_gemm_run(c->gemm, y, 1, (const glm_act *) x, rows, &wd[0], N,
+                      (int) wq->shape[1], NULL, GLM_WFMT_F32);
+    glm_cuda_qkv_split(c->stream, y, rows, &p);
+}
+
 static void
 glm_cu_rope(glm_backend *be, void *x, int rows, int heads, int head_dim, int rot_dim,
     const int32_t *pos3, const int *axis_of_freq, const float *inv_freq)
@@ -966,6 +1041,65 @@ glm_cu_kv_store(glm_backend *be, glm_kv_pool *kv, int layer, const void *k,
 }
 
 static void
+glm_cu_attn_prep(glm_backend *be, void *q, void *k, const void *v, int heads, int kv_heads,
+    int head_dim, const glm_tensor *q_norm, const glm_tensor *k_norm, float eps, int rot_dim,
+    const int32_t *pos3, const int *axis_of_freq, const float *inv_freq, glm_kv_pool *kv,
+    int layer, const glm_attn_batch *b)
+{
+    glm_cuda *c = glm_cu(be);
+    int T = b->n_tokens, n_half = rot_dim / 2, j;
+    size_t n = (size_t) T * 3 + 2 * (size_t) n_half;
+    glm_attn_prep_args a;
+    const int32_t *d, *dr;
+    int32_t *p;
+
+    if (T <= 0) {
+        return;
+    }
+    if (layer < 0 || layer >= kv->n_layers || kv_heads * head_dim != kv->kv_dim
+        || rot_dim < 0 || rot_dim > head_dim)
+    {
+        glm_cu_bug("attn_prep: layer %d of %d, kv_heads %d x head_dim %d vs kv_dim %d,"
+                   " rot_dim %d", layer, kv->n_layers, kv_heads, head_dim, kv->kv_dim, rot_dim);
+    }
+    memset(&a, 0, sizeof(a));
+    if (q_norm != NULL) {
+        a.q_norm_w = glm_vec(c, q_norm, head_dim, "q_norm weight", &a.q_norm_fmt);
+    }
+    if (k_norm != NULL) {
+        a.k_norm_w = glm_vec(c, k_norm, head_dim, "k_norm weight", &a.k_norm_fmt);
+    }
+    a.eps = eps;
+    a.rot_dim = n_half * 2;
+    /* the rope op's metadata: [pos3][axis][inv_freq] */
+    p = glm_pack_reserve(c, n);
+    memcpy(p, pos3, (size_t) T * 3 * sizeof(int32_t));
+    for (j = 0; j < n_half; j++) {
+        if (axis_of_freq[j] < 0 || axis_of_freq[j] > 2) {
+            glm_cu_bug("attn_prep: axis_of_freq[%d] = %d", j, axis_of_freq[j]);
+        }
+        p[(size_t) T * 3 + j] = axis_of_freq[j];
+    }
+    memcpy(p + (size_t) T * 3 + n_half, inv_freq, (size_t) n_half * sizeof(float));
+    dr = (const int32_t *) glm_meta_put(c, GLM_META_ROPE, p, n * sizeof(int32_t));
+    a.pos3 = dr;
+    a.axis_of_freq = dr + (size_t) T * 3;
+    a.inv_freq = (const float *) (dr + (size_t) T * 3 + n_half);
+    /* the attention batch (the attention op that follows reuses it) */
+    glm_attn_pack(c, kv, b);
+    d = (const int32_t *) c->meta[GLM_META_ATTN].dev;
+    a.pool_k = kv->k;
+    a.pool_v = kv->v;
+    a.kv_dtype = glm_kv_dtype_checked(kv);
+    a.k_scale = kv->k_scale != NULL ? kv->k_scale[layer] : 1.0f;
+    a.v_scale = kv->v_scale != NULL ? kv->v_scale[layer] : 1.0f;
+    a.layer_row0 = (int64_t) layer * kv->n_blocks * kv->block_size;
+    a.slot_row = (const int64_t *) (d + c->attn.off_slot);
+    glm_cuda_attn_prep(c->stream, (glm_act *) q, (glm_act *) k, (const glm_act *) v, T, heads,
+                       kv_heads, head_dim, &a);
+}
+
+static void
 glm_cu_attention(glm_backend *be, void *out, const void *q, const glm_kv_pool *kv,
     int layer, const glm_attn_batch *b, int heads, int kv_heads, int head_dim,
     float scale)
@@ -997,24 +1131,31 @@ glm_cu_attention(glm_backend *be, void *out, const void *q, const glm_kv_pool *k
                                    scale);
     }
     if (L->n_dec > 0) {
-        int n_splits = (L->max_len_dec + GLM_SPLIT_LEN - 1) / GLM_SPLIT_LEN, split_len;
+        /* the grid from the batch and the longest context only (a graph
+         * captured at a maximum context replays for shorter ones) */
+        int n_splits = glm_attn_decode_splits(c->n_sms, L->n_dec, kv_heads, heads / kv_heads,
+                                              L->max_len_dec);
+        int split_len;
         float *partial = NULL;
+        int *counter = NULL;
 
-        n_splits = n_splits < 1 ? 1 : n_splits > GLM_MAX_SPLITS ? GLM_MAX_SPLITS : n_splits;
-        while (n_splits > 1 && (size_t) L->n_dec * heads * n_splits * (head_dim + 2)
-                               > GLM_MAX_PARTIAL_FLOATS)
+        while (n_splits > 1 && glm_attn_decode_partial_floats(L->n_dec, heads, kv_heads, head_dim,
+                                                              n_splits) > GLM_MAX_PARTIAL_FLOATS)
         {
             n_splits /= 2;
         }
         split_len = (L->max_len_dec + n_splits - 1) / n_splits;
         if (n_splits > 1) {
             partial = (float *) glm_scratch(c, GLM_SCR_ATTN_PARTIAL,
-                                            (size_t) L->n_dec * heads * n_splits
-                                            * (head_dim + 2) * sizeof(float));
+                                            glm_attn_decode_partial_floats(L->n_dec, heads,
+                                                kv_heads, head_dim, n_splits) * sizeof(float));
+            counter = (int *) glm_scratch_zeroed(c, GLM_SCR_ATTN_COUNTER,
+                                                 glm_attn_decode_counters(L->n_dec, heads, kv_heads)
+                                                 * sizeof(int));
         }
         glm_cuda_attention_decode(c->stream, (glm_act *) out, (const glm_act *) q, pv, d + L->off_dec, L->n_dec,
                                   d + L->off_seq, d + L->off_pos, heads, kv_heads, head_dim,
-                                  scale, split_len, n_splits, partial);
+                                  scale, split_len, n_splits, partial, counter);
     }
 }
 
@@ -1278,6 +1419,7 @@ glm_backend_cuda_create(int device, glm_err *err)
         return NULL;
     }
     c->device = device;
+    c->n_sms = prop.multiProcessorCount;
     c->gen = __atomic_fetch_add(&glm_cu_gen_next, 1, __ATOMIC_RELAXED);
     if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess
         || (e = cudaMallocHost((void **) &c->moe_offsets_host,
@@ -1319,9 +1461,11 @@ glm_backend_cuda_create(int device, glm_err *err)
     c->be.embed = glm_cu_embed;
     c->be.rmsnorm = glm_cu_rmsnorm;
     c->be.matmul = glm_cu_matmul;
+    c->be.matmul_qkv = glm_cu_matmul_qkv;
     c->be.rope = glm_cu_rope;
     c->be.kv_store = glm_cu_kv_store;
     c->be.attention = glm_cu_attention;
+    c->be.attn_prep = glm_cu_attn_prep;
     c->be.swiglu = glm_cu_swiglu;
     c->be.add = glm_cu_add;
     c->be.moe = glm_cu_moe;
@@ -1396,12 +1540,76 @@ glm_cu_print_paths(glm_cuda *c, glm_tensor *const *ts, size_t n)
     }
 }
 
+/* a layer's q/k/v_proj weights, to lie side by side in one allocation
+ * (glm_cu_matmul_qkv runs them as one GEMM) */
+typedef struct {
+    const glm_tensor *t[3];
+    size_t            off[3], total;
+    void             *base;             /* allocated with the first member uploaded */
+} glm_qkv_group;
+
+/* the groups: every used 2-D "...q_proj.weight" whose k_proj and v_proj
+ * are used too, in one format that is a plain matrix (not FP8, whose
+ * scales are per tensor), sharing K.  *out is malloc'ed (NULL when none). */
+static size_t
+glm_qkv_groups(glm_checkpoint *ck, glm_qkv_group **out)
+{
+    size_t i, n = glm_checkpoint_count(ck), count = 0, cap = 0;
+    glm_qkv_group *g = NULL;
+
+    for (i = 0; i < n; i++) {
+        glm_tensor *t = glm_checkpoint_at(ck, i), *kv[2];
+        const char *suffix = "q_proj.weight";
+        size_t len = t->name != NULL ? strlen(t->name) : 0, sl = strlen(suffix);
+        char name[512];
+        int fmt = glm_wfmt_for(t), j, ok = 1;
+
+        if (!t->used || fmt < 0 || fmt == GLM_WFMT_FP8 || t->ndim != 2 || len < sl
+            || len >= sizeof(name) || strcmp(t->name + len - sl, suffix) != 0)
+        {
+            continue;
+        }
+        for (j = 0; j < 2; j++) {
+            memcpy(name, t->name, len + 1);
+            name[len - sl] = j == 0 ? 'k' : 'v';
+            kv[j] = glm_checkpoint_find(ck, name);
+            ok = ok && kv[j] != NULL && kv[j]->used && glm_wfmt_for(kv[j]) == fmt
+                 && kv[j]->ndim == 2 && kv[j]->shape[1] == t->shape[1];
+        }
+        if (!ok) {
+            continue;
+        }
+        if (count == cap) {
+            glm_qkv_group *ng;
+            cap = cap ? 2 * cap : 64;
+            ng = (glm_qkv_group *) realloc(g, cap * sizeof(*g));
+            if (ng == NULL) {
+                break;                  /* no grouping: three GEMMs, still right */
+            }
+            g = ng;
+        }
+        g[count].t[0] = t;
+        g[count].t[1] = kv[0];
+        g[count].t[2] = kv[1];
+        g[count].off[0] = 0;
+        g[count].off[1] = t->nbytes;
+        g[count].off[2] = t->nbytes + kv[0]->nbytes;
+        g[count].total = t->nbytes + kv[0]->nbytes + kv[1]->nbytes;
+        g[count].base = NULL;
+        count++;
+    }
+    *out = g;
+    return count;
+}
+
 /*
  * Every tensor the model bound goes to the device as stored, through
  * GLM_STAGE_BUFS pinned buffers used in turn: the host copies a chunk from
  * the mapping into a free buffer while the copies of the others run (an
  * event per buffer says when it is free again; no sync per tensor, and the
- * host never converts a value).  A progress line every GiB or so.
+ * host never converts a value).  A progress line every GiB or so.  A
+ * layer's q, k and v projections share one allocation, in that order
+ * (glm_qkv_groups): the same bytes, one GEMM.
  */
 static int
 glm_cu_upload(glm_cuda *c, glm_tensor *const *ts, size_t n, glm_err *err)
@@ -1413,6 +1621,8 @@ glm_cu_upload(glm_cuda *c, glm_tensor *const *ts, size_t n, glm_err *err)
     cudaEvent_t freed[GLM_STAGE_BUFS];
     int nbuf = 0, turn = 0, rc = 0, k, tty = isatty(2);
     double t0 = glm_now_seconds(), dt;
+    glm_qkv_group *groups = NULL;
+    size_t n_groups = glm_qkv_groups(ck, &groups);
 
     for (i = 0; i < n; i++) {
         if (glm_wfmt_for(ts[i]) >= 0) {
@@ -1429,6 +1639,7 @@ glm_cu_upload(glm_cuda *c, glm_tensor *const *ts, size_t n, glm_err *err)
         GLM_CUDA_CHECK(cudaEventRecord(freed[nbuf], c->stream));
     }
     if (nbuf == 0) {
+        free(groups);
         return glm_errf(err, "cannot allocate %zu MiB of pinned staging memory to upload"
                         " the weights", stage_bytes >> 20);
     }
@@ -1436,12 +1647,18 @@ glm_cu_upload(glm_cuda *c, glm_tensor *const *ts, size_t n, glm_err *err)
         glm_tensor *t = ts[i];
         int fmt = glm_wfmt_for(t);
         glm_wentry *e;
-        size_t s;
+        size_t s, gi;
         void *dev = NULL;
+        int member = -1;
 
         if (fmt < 0) {
             continue;
         }
+        for (gi = 0; gi < n_groups && member < 0; gi++) {
+            member = t == groups[gi].t[0] ? 0 : t == groups[gi].t[1] ? 1
+                     : t == groups[gi].t[2] ? 2 : -1;
+        }
+        gi--;                           /* the group, when member >= 0 */
         if (c->wcap == 0 || (c->wcount + 1) * 2 > c->wcap) {
             glm_wtab_grow(c);
         }
@@ -1456,7 +1673,11 @@ glm_cu_upload(glm_cuda *c, glm_tensor *const *ts, size_t n, glm_err *err)
             glm_tensor_bind(c, t, c->wtab[s].dev);  /* a second upload of one checkpoint */
             continue;
         }
-        if (cudaMalloc(&dev, t->nbytes ? t->nbytes : 4) != cudaSuccess) {
+        if (member >= 0 && groups[gi].base != NULL) {
+            dev = (char *) groups[gi].base + groups[gi].off[member];
+        } else if (cudaMalloc(&dev, member >= 0 ? groups[gi].total
+                                    : t->nbytes ? t->nbytes : 4) != cudaSuccess)
+        {
             size_t fr = 0, tot = 0;
             (void) cudaGetLastError();
             cudaMemGetInfo(&fr, &tot);
@@ -1467,6 +1688,9 @@ glm_cu_upload(glm_cuda *c, glm_tensor *const *ts, size_t n, glm_err *err)
                           done / 1073741824.0, total / 1073741824.0, fr / 1073741824.0,
                           tot / 1073741824.0);
             break;
+        } else if (member >= 0) {
+            groups[gi].base = dev;
+            dev = (char *) dev + groups[gi].off[member];
         }
         for (off = 0; off < t->nbytes; off += chunk) {
             chunk = t->nbytes - off < stage_bytes ? t->nbytes - off : stage_bytes;
@@ -1487,7 +1711,7 @@ glm_cu_upload(glm_cuda *c, glm_tensor *const *ts, size_t n, glm_err *err)
         e->fp = glm_fingerprint(t->data, t->nbytes);
         e->dev = dev;
         e->dev_bytes = t->nbytes;
-        e->owner = 1;
+        e->owner = member <= 0;         /* a group's allocation is freed through q */
         c->wcount++;
         c->weight_bytes += t->nbytes;
         glm_tensor_bind(c, t, dev);
@@ -1505,6 +1729,7 @@ glm_cu_upload(glm_cuda *c, glm_tensor *const *ts, size_t n, glm_err *err)
         cudaEventDestroy(freed[k]);
         cudaFreeHost(stage[k]);
     }
+    free(groups);
     if (rc == 0) {
         glm_cu_print_paths(c, ts, n);
     }
@@ -1610,6 +1835,12 @@ glm_backend_cuda_add_rmsnorm(glm_backend *be, void *out, void *x, const void *y,
     wd = glm_vec(c, w, dim, "rmsnorm weight", &fmt);
     glm_cuda_add_rmsnorm(c->stream, (glm_act *) out, (glm_act *) x, (const glm_act *) y, wd,
                          fmt, rows, dim, eps);
+}
+
+extern "C" int
+glm_backend_cuda_decode_splits(glm_backend *be, int n_seqs, int heads, int kv_heads, int max_len)
+{
+    return glm_attn_decode_splits(glm_cu(be)->n_sms, n_seqs, kv_heads, heads / kv_heads, max_len);
 }
 
 extern "C" void

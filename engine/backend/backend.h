@@ -131,6 +131,14 @@ struct glm_backend {
     void (*matmul)(glm_backend *be, void *out, const void *x, int rows,
                    const glm_tensor *w, const glm_tensor *bias);
 
+    /* q, k and v of one input: q = x Wq^T (+ bq), k = x Wk^T (+ bk),
+     * v = x Wv^T (+ bv), each as matmul; biases may be NULL.  Three matmuls
+     * on the oracle; one GEMM where the backend holds the weights side by
+     * side (CUDA: placed so at upload) */
+    void (*matmul_qkv)(glm_backend *be, void *q, void *k, void *v, const void *x, int rows,
+                       const glm_tensor *wq, const glm_tensor *wk, const glm_tensor *wv,
+                       const glm_tensor *bq, const glm_tensor *bk, const glm_tensor *bv);
+
     /* the same with fp32 out[rows, N] whatever act_dtype: the logits */
     void (*matmul_f32)(glm_backend *be, float *out, const void *x, int rows,
                        const glm_tensor *w, const glm_tensor *bias);
@@ -151,6 +159,17 @@ struct glm_backend {
     void (*attention)(glm_backend *be, void *out, const void *q,
                       const glm_kv_pool *kv, int layer, const glm_attn_batch *b,
                       int heads, int kv_heads, int head_dim, float scale);
+
+    /* the attention block's preparation, one op: per-head RMSNorm of q
+     * [n, heads*head_dim] and k [n, kv_heads*head_dim] in place (weights
+     * q_norm, k_norm; skipped when NULL), then rope of q and of k (as
+     * `rope`), then kv_store of k and v (n = b->n_tokens).  The CPU oracle
+     * runs exactly those ops in that order; CUDA fuses them. */
+    void (*attn_prep)(glm_backend *be, void *q, void *k, const void *v, int heads,
+                      int kv_heads, int head_dim, const glm_tensor *q_norm,
+                      const glm_tensor *k_norm, float eps, int rot_dim,
+                      const int32_t *pos3, const int *axis_of_freq, const float *inv_freq,
+                      glm_kv_pool *kv, int layer, const glm_attn_batch *b);
 
     /* out[i] = silu(gate[i]) * up[i] */
     void (*swiglu)(glm_backend *be, void *out, const void *gate,

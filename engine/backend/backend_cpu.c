@@ -834,6 +834,16 @@ glm_cpu_op_matmul(glm_backend *be, void *out, const void *x, int rows,
 }
 
 static void
+glm_cpu_op_matmul_qkv(glm_backend *be, void *q, void *k, void *v, const void *x, int rows,
+    const glm_tensor *wq, const glm_tensor *wk, const glm_tensor *wv, const glm_tensor *bq,
+    const glm_tensor *bk, const glm_tensor *bv)
+{
+    glm_cpu_matmul(be, q, x, rows, wq, bq);
+    glm_cpu_matmul(be, k, x, rows, wk, bk);
+    glm_cpu_matmul(be, v, x, rows, wv, bv);
+}
+
+static void
 glm_cpu_op_matmul_f32(glm_backend *be, float *out, const void *x, int rows,
     const glm_tensor *w, const glm_tensor *bias)
 {
@@ -860,6 +870,27 @@ glm_cpu_op_attention(glm_backend *be, void *out, const void *q, const glm_kv_poo
     float scale)
 {
     glm_cpu_attention(be, out, q, kv, layer, b, heads, kv_heads, head_dim, scale);
+}
+
+/* the unfused sequence, as model.c ran it before the op existed: the
+ * oracle's numbers do not depend on the fusion */
+static void
+glm_cpu_op_attn_prep(glm_backend *be, void *q, void *k, const void *v, int heads,
+    int kv_heads, int head_dim, const glm_tensor *q_norm, const glm_tensor *k_norm, float eps,
+    int rot_dim, const int32_t *pos3, const int *axis_of_freq, const float *inv_freq,
+    glm_kv_pool *kv, int layer, const glm_attn_batch *b)
+{
+    int T = b->n_tokens;
+
+    if (q_norm != NULL) {
+        glm_cpu_rmsnorm(be, q, q, q_norm, T * heads, head_dim, eps);
+    }
+    if (k_norm != NULL) {
+        glm_cpu_rmsnorm(be, k, k, k_norm, T * kv_heads, head_dim, eps);
+    }
+    glm_cpu_rope(be, q, T, heads, head_dim, rot_dim, pos3, axis_of_freq, inv_freq);
+    glm_cpu_rope(be, k, T, kv_heads, head_dim, rot_dim, pos3, axis_of_freq, inv_freq);
+    glm_cpu_kv_store(be, kv, layer, k, v, b);
 }
 
 static void
@@ -943,9 +974,11 @@ glm_backend_cpu_create(int nthreads)
         .rmsnorm = glm_cpu_op_rmsnorm,
         .matmul = glm_cpu_op_matmul,
         .matmul_f32 = glm_cpu_op_matmul_f32,
+        .matmul_qkv = glm_cpu_op_matmul_qkv,
         .rope = glm_cpu_op_rope,
         .kv_store = glm_cpu_op_kv_store,
         .attention = glm_cpu_op_attention,
+        .attn_prep = glm_cpu_op_attn_prep,
         .swiglu = glm_cpu_op_swiglu,
         .add = glm_cpu_op_add,
         .moe = glm_cpu_op_moe,

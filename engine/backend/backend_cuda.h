@@ -85,4 +85,10 @@ int glm_backend_cuda_device(glm_backend *be);
 void glm_backend_cuda_memory(glm_backend *be, size_t *weight_bytes,
     size_t *free_bytes, size_t *total_bytes);
 
+/* The KV-length splits the decode attention launches for n_seqs lone
+ * tokens of contexts up to max_len (kernels/attention_decode.cuh: from the
+ * SM count and the batch), so the tests and the profile can print it. */
+int glm_backend_cuda_decode_splits(glm_backend *be, int n_seqs, int heads, int kv_heads,
+    int max_len);
+
 #endif

@@ -616,19 +616,14 @@ glm_attention_block(glm_model *m, const glm_layer *L, int l, glm_kv_pool *kv,
     glm_backend *be = m->be;
     int T = b->n_tokens;
 
-    be->matmul(be, s->q, s->h, T, L->wq, L->bq);       /* [T, heads*d] */
-    be->matmul(be, s->k, s->h, T, L->wk, L->bk);       /* [T, kv_heads*d] */
-    be->matmul(be, s->v, s->h, T, L->wv, L->bv);
-    if (c->use_qk_norm) {
-        /* GLM-4.5: per-head RMSNorm on q and k, before RoPE */
-        be->rmsnorm(be, s->q, s->q, L->q_norm, T * m->heads, c->head_dim, c->rms_norm_eps);
-        be->rmsnorm(be, s->k, s->k, L->k_norm, T * m->kv_heads, c->head_dim, c->rms_norm_eps);
-    }
-    be->rope(be, s->q, T, m->heads, c->head_dim, c->rotary_dim, b->pos3,
-             m->axis_of_freq, m->inv_freq);
-    be->rope(be, s->k, T, m->kv_heads, c->head_dim, c->rotary_dim, b->pos3,
-             m->axis_of_freq, m->inv_freq);
-    be->kv_store(be, kv, l, s->k, s->v, &b->attn);
+    /* q [T, heads*d], k and v [T, kv_heads*d] */
+    be->matmul_qkv(be, s->q, s->k, s->v, s->h, T, L->wq, L->wk, L->wv, L->bq, L->bk, L->bv);
+    /* GLM-4.5: per-head RMSNorm on q and k before RoPE; then partial
+     * M-RoPE on q and k; then k and v into the cache: one op */
+    be->attn_prep(be, s->q, s->k, s->v, m->heads, m->kv_heads, c->head_dim,
+                  c->use_qk_norm ? L->q_norm : NULL, c->use_qk_norm ? L->k_norm : NULL,
+                  c->rms_norm_eps, c->rotary_dim, b->pos3, m->axis_of_freq, m->inv_freq,
+                  kv, l, &b->attn);
     be->attention(be, s->attn, s->q, kv, l, &b->attn, m->heads, m->kv_heads,
                   c->head_dim, 1.0f / sqrtf((float) c->head_dim));
     be->matmul(be, out, s->attn, T, L->wo, NULL);

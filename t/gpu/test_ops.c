@@ -616,16 +616,26 @@ kv_kept(float x, int l, int is_v)
     return glm_fp8_e4m3_to_f32(fp8_nearest(x / s)) * s;
 }
 
+static float *kv_pool_widen(glm_backend *be, const glm_kv_pool *kv, const void *d, size_t n,
+    int is_v);
+
 /* a GPU pool of kv_dtype back as fp32 (FP8 times its layer's scale) */
 static float *
 kv_pool_get(const glm_kv_pool *kv, const void *d, size_t n, int is_v)
+{
+    return kv_pool_widen(gpu, kv, d, n, is_v);
+}
+
+/* be's pool of kv->dtype back as fp32 */
+static float *
+kv_pool_widen(glm_backend *be, const glm_kv_pool *kv, const void *d, size_t n, int is_v)
 {
     size_t es = kv->dtype == GLM_KV_F32 ? 4 : kv->dtype == GLM_KV_BF16 ? 2 : 1, i;
     size_t per_layer = n / (size_t) kv->n_layers;
     unsigned char *raw = xmalloc(n * es);
     float *h = xmalloc(n * sizeof(float));
 
-    gpu->download(gpu, raw, d, n * es);
+    be->download(be, raw, d, n * es);
     for (i = 0; i < n; i++) {
         int l = (int) (i / per_layer);
         uint16_t b;
@@ -766,7 +776,6 @@ test_attention(const char *label, int heads, int kv_heads, int D, int bs,
     cpu->attention(cpu, out_c, q, &pc, layer, &b, heads, kv_heads, D, 1.0f / sqrtf((float) D));
     gpu->attention(gpu, dout, dq, &pg, layer, &b, heads, kv_heads, D, 1.0f / sqrtf((float) D));
     out_g = dev_get(gpu, dout, (size_t) T * heads * D);
-
     len = snprintf(shape, sizeof(shape), "%s,kv=%s,heads=%d/%d,head_dim=%d,block=%d,seqs=",
                    label, kv_dtype_name(kv_dtype), heads, kv_heads, D, bs);
     for (s = 0; s < n_seqs && len < (int) sizeof(shape) - 24; s++) {
@@ -774,6 +783,27 @@ test_attention(const char *label, int heads, int kv_heads, int D, int bs,
                         ss[s].cached, ss[s].fresh);
     }
     compare("attention", shape, out_c, out_g, (size_t) T * heads * D, TOL_BF16);
+    if (strncmp(label, "decode", 6) == 0) {
+        /* again on the same backend: the split merge's tickets were left at
+         * zero, or this launch merges too early (or never) */
+        char again_shape[160];
+        float *again, *zero = calloc((size_t) T * heads * D, sizeof(float));
+        int max_len = 0;
+        for (s = 0; s < n_seqs; s++) {
+            max_len = ss[s].cached + ss[s].fresh > max_len ? ss[s].cached + ss[s].fresh : max_len;
+        }
+        gpu->upload_act(gpu, dout, zero, (size_t) T * heads * D);
+        free(zero);
+        gpu->attention(gpu, dout, dq, &pg, layer, &b, heads, kv_heads, D,
+                       1.0f / sqrtf((float) D));
+        again = dev_get(gpu, dout, (size_t) T * heads * D);
+        snprintf(again_shape, sizeof(again_shape), "%s_again,kv=%s,heads=%d/%d,head_dim=%d,splits=%d", label,
+                 kv_dtype_name(kv_dtype), heads, kv_heads, D,
+                 glm_backend_cuda_decode_splits(gpu, T, heads, kv_heads, max_len));
+        compare("attention", again_shape, out_c, again, (size_t) T * heads * D, TOL_BF16);
+        free(again);
+    }
+
     /* the pool holds exactly what the oracle's encoding says, every layer */
     pool_g = kv_pool_get(&pg, pg.k, pool_floats, 0);
     compare("kv_store.k", shape, pc.k, pool_g, pool_floats, TOL_EXACT);
@@ -799,6 +829,163 @@ test_attention(const char *label, int heads, int kv_heads, int D, int bs,
     free(pos);
     free(perm);
     free(seqs);
+}
+
+/* ---- attn_prep: q/k norm + partial M-RoPE + kv_store, fused ------------------------------- */
+
+#define TOL_FP8 0.125   /* a pool entry one E4M3 step apart (3 mantissa bits: at most
+                           2^-3 relative) where the two sides' k differ by a BF16
+                           rounding and land on either side of a rounding boundary */
+
+static void
+test_attn_prep(const char *label, int T, int heads, int kv_heads, int D, int rot_dim,
+    int qk_norm, const int sections[3])
+{
+    int n_half = rot_dim / 2, kv_dim = kv_heads * D, bs = 16, n_layers = 2, layer = 1;
+    int pool_blocks, i, j, at = 0;
+    int *axis = xmalloc((size_t) (n_half + 1) * sizeof(int));
+    float *inv_freq = xmalloc((size_t) (n_half + 1) * sizeof(float));
+    int32_t *pos3 = xmalloc((size_t) T * 3 * sizeof(int32_t));
+    int32_t *seq = xmalloc((size_t) T * sizeof(int32_t)), *pos = xmalloc((size_t) T * sizeof(int32_t));
+    int32_t *tables;
+    glm_seq_blocks *seqs = xmalloc((size_t) T * sizeof(glm_seq_blocks));
+    size_t nq = (size_t) T * heads * D, nk = (size_t) T * kv_dim, pool_n, es;
+    float *q = rnd_floats(nq, 2.0f), *k = rnd_floats(nk, 2.0f), *v = rnd_floats(nk, 2.0f);
+    float *dq = dev_put(gpu, q, nq), *dk = dev_put(gpu, k, nk), *dv = dev_put(gpu, v, nk);
+    float *qg, *kg, *pc_, *pg_;
+    glm_tensor *qn = qk_norm ? tensor_new("q_norm", GLM_DTYPE_BF16, 1, D, 0, 2.0f) : NULL;
+    glm_tensor *kn = qk_norm ? tensor_new("k_norm", GLM_DTYPE_BF16, 1, D, 0, 2.0f) : NULL;
+    glm_kv_pool pc, pg;
+    glm_attn_batch b;
+    char shape[200];
+
+    for (j = 0; j < n_half; j++) {
+        inv_freq[j] = 1.0f / powf(1e6f, (float) (2 * j) / (float) rot_dim);
+        axis[j] = sections == NULL ? 0
+                  : j < sections[0] ? 0 : j < sections[0] + sections[1] ? 1 : 2;
+    }
+    /* a decode-shaped batch: token i alone in sequence i, at a random
+     * position; M-RoPE positions apart from the cache position */
+    for (i = 0; i < T; i++) {
+        seq[i] = i;
+        pos[i] = (int) (rnd64() % 300);
+        pos3[3 * i] = pos[i];
+        pos3[3 * i + 1] = sections ? (int) (rnd64() % 300) : pos[i];
+        pos3[3 * i + 2] = sections ? (int) (rnd64() % 300) : pos[i];
+        seqs[i].n_blocks = pos[i] / bs + 1;
+        at += seqs[i].n_blocks;
+    }
+    pool_blocks = at + 2;
+    tables = xmalloc((size_t) pool_blocks * sizeof(int32_t));
+    for (i = 0; i < pool_blocks; i++) {
+        tables[i] = pool_blocks - 1 - i;        /* out of order */
+    }
+    at = 0;
+    for (i = 0; i < T; i++) {
+        seqs[i].blocks = tables + at;
+        at += seqs[i].n_blocks;
+    }
+    b = (glm_attn_batch) { T, seq, pos, seqs, T };
+    pool_n = (size_t) n_layers * pool_blocks * bs * kv_dim;
+    es = glm_kv_dtype_size(kv_dtype);
+    pc = (glm_kv_pool) { n_layers, pool_blocks, bs, kv_dim, kv_dtype,
+                         cpu->alloc(cpu, pool_n * es), cpu->alloc(cpu, pool_n * es),
+                         kv_dtype == GLM_KV_FP8_E4M3 ? kv_k_scale : NULL,
+                         kv_dtype == GLM_KV_FP8_E4M3 ? kv_v_scale : NULL };
+    pg = pc;
+    pg.k = gpu->alloc(gpu, pool_n * es);
+    pg.v = gpu->alloc(gpu, pool_n * es);
+    memset(pc.k, 0, pool_n * es);
+    memset(pc.v, 0, pool_n * es);
+    {
+        void *zero = calloc(pool_n, es);
+        gpu->upload(gpu, pg.k, zero, pool_n * es);
+        gpu->upload(gpu, pg.v, zero, pool_n * es);
+        free(zero);
+    }
+
+    cpu->attn_prep(cpu, q, k, v, heads, kv_heads, D, qn, kn, 1e-5f, rot_dim, pos3, axis,
+                   inv_freq, &pc, layer, &b);
+    gpu->attn_prep(gpu, dq, dk, dv, heads, kv_heads, D, qn, kn, 1e-5f, rot_dim, pos3, axis,
+                   inv_freq, &pg, layer, &b);
+
+    snprintf(shape, sizeof(shape), "%s,kv=%s,rows=%d,heads=%d/%d,head_dim=%d,rot=%d,qk_norm=%d%s",
+             label, kv_dtype_name(kv_dtype), T, heads, kv_heads, D, rot_dim, qk_norm,
+             sections ? ",mrope" : "");
+    qg = dev_get(gpu, dq, nq);
+    kg = dev_get(gpu, dk, nk);
+    compare("attn_prep.q", shape, q, qg, nq, TOL_BF16);
+    compare("attn_prep.k", shape, k, kg, nk, TOL_BF16);
+    /* every layer of both pools (the other layer must stay untouched).  k:
+     * against the oracle's pool within the rounding of k, and exactly
+     * against what the GPU's own k output encodes to, stored by the
+     * oracle's kv_store into an fp32 pool */
+    pc_ = kv_pool_widen(cpu, &pc, pc.k, pool_n, 0);
+    pg_ = kv_pool_widen(gpu, &pg, pg.k, pool_n, 0);
+    compare("attn_prep.kv_k", shape, pc_, pg_, pool_n,
+            kv_dtype == GLM_KV_FP8_E4M3 ? TOL_FP8 : TOL_BF16);
+    {
+        glm_kv_pool pe = pc;
+        float *kept = kv_rows_kept(kg, nk, layer, 0);
+        pe.dtype = GLM_KV_F32;
+        pe.k = cpu->alloc(cpu, pool_n * sizeof(float));
+        pe.v = cpu->alloc(cpu, pool_n * sizeof(float));
+        memset(pe.k, 0, pool_n * sizeof(float));
+        cpu->kv_store(cpu, &pe, layer, kept, v, &b);
+        compare("attn_prep.kv_k_exact", shape, pe.k, pg_, pool_n, TOL_EXACT);
+        cpu->free(cpu, pe.k);
+        cpu->free(cpu, pe.v);
+        free(kept);
+    }
+    free(pc_);
+    free(pg_);
+    pc_ = kv_pool_widen(cpu, &pc, pc.v, pool_n, 1);
+    pg_ = kv_pool_widen(gpu, &pg, pg.v, pool_n, 1);
+    compare("attn_prep.kv_v", shape, pc_, pg_, pool_n, TOL_EXACT);
+    free(pc_);
+    free(pg_);
+
+    free(qg);
+    free(kg);
+    gpu->free(gpu, dq);
+    gpu->free(gpu, dk);
+    gpu->free(gpu, dv);
+    gpu->free(gpu, pg.k);
+    gpu->free(gpu, pg.v);
+    cpu->free(cpu, pc.k);
+    cpu->free(cpu, pc.v);
+    tensor_free(qn);
+    tensor_free(kn);
+    free(q);
+    free(k);
+    free(v);
+    free(axis);
+    free(inv_freq);
+    free(pos3);
+    free(seq);
+    free(pos);
+    free(seqs);
+    free(tables);
+}
+
+/* the decode attention's split count (kernels/attention_decode.cuh) from
+ * the SM count and the batch: printed, and held to what it promises */
+static void
+test_decode_splits(int n_seqs, int heads, int kv_heads, int max_len)
+{
+    int splits = glm_backend_cuda_decode_splits(gpu, n_seqs, heads, kv_heads, max_len);
+    int most = (max_len + 255) / 256, ok = splits >= 1 && splits <= 64;
+
+    /* never shorter than 256 positions a split; one split once the batch
+     * alone fills the SMs twice (132 emulated); several for a long context
+     * of one sequence */
+    ok = ok && (splits <= most || splits == 1);
+    ok = ok && (n_seqs * kv_heads < 2 * 132 || splits == 1);
+    ok = ok && (n_seqs > 1 || max_len < 2048 || splits >= 8);
+    printf("DECODE_SPLITS seqs=%d heads=%d/%d max_len=%d sms=132 splits=%d %s\n", n_seqs, heads,
+           kv_heads, max_len, splits, ok ? "ok" : "FAIL");
+    checks++;
+    failures += !ok;
 }
 
 /* ---- elementwise ---------------------------------------------------------------------------- */
@@ -1156,6 +1343,84 @@ test_counters(void)
 }
 #endif
 
+/* ---- matmul_qkv: q, k and v of one input ------------------------------------------------ */
+
+/*
+ * The three projections against three matmuls on the oracle.  together:
+ * the weights are row views of one [Nq + Nk + Nv, K] tensor, so on the
+ * device they alias one copy side by side, as the upload places a layer's
+ * q/k/v_proj, and the backend runs one GEMM plus the split epilogue
+ * (counted: 2 launches, 1 GEMM, each weight byte read once); otherwise
+ * three separate tensors and three matmuls.
+ */
+static void
+test_matmul_qkv(const char *label, int rows, int Nq, int Nk, int Nv, int K, int bias,
+    int together)
+{
+    int N = Nq + Nk + Nv, i;
+    glm_tensor *all = together ? tensor_new("qkv_all", GLM_DTYPE_BF16, 2, N, K, 0.05f) : NULL;
+    glm_tensor *w[3], *b[3] = { NULL, NULL, NULL };
+    int n[3] = { Nq, Nk, Nv };
+    float *x = rnd_floats((size_t) rows * K, 1.0f), *dx = dev_put(gpu, x, (size_t) rows * K);
+    float *out_c[3], *dout[3], *got;
+    char shape[160];
+    const char *part[3] = { "matmul_qkv.q", "matmul_qkv.k", "matmul_qkv.v" };
+
+    for (i = 0; i < 3; i++) {
+        int64_t first = i == 0 ? 0 : i == 1 ? Nq : Nq + Nk;
+        w[i] = together ? tensor_view(all, first * K, n[i], K)
+                        : tensor_new("qkv_part", GLM_DTYPE_BF16, 2, n[i], K, 0.05f);
+        if (bias) {
+            b[i] = tensor_new("qkv_bias", GLM_DTYPE_BF16, 1, n[i], 0, 0.5f);
+        }
+        out_c[i] = xmalloc((size_t) rows * n[i] * sizeof(float));
+        dout[i] = dev_put(gpu, NULL, (size_t) rows * n[i]);
+    }
+#ifdef GLM_EMU
+    glm_backend_cuda_release_weights(gpu);
+    glm_emu_weights_mark(1);
+#endif
+    if (together) {
+        /* the whole weight on the device first: the views alias it */
+        float *d1 = dev_put(gpu, NULL, (size_t) N);
+        gpu->matmul(gpu, d1, dx, 1, all, NULL);
+        gpu->free(gpu, d1);
+    }
+    cpu->matmul_qkv(cpu, out_c[0], out_c[1], out_c[2], x, rows, w[0], w[1], w[2], b[0], b[1],
+                    b[2]);
+    gpu->matmul_qkv(gpu, dout[0], dout[1], dout[2], dx, rows, w[0], w[1], w[2], b[0], b[1],
+                    b[2]);
+#ifdef GLM_EMU
+    glm_emu_weights_mark(0);
+    glm_emu_counts_reset();
+    gpu->matmul_qkv(gpu, dout[0], dout[1], dout[2], dx, rows, w[0], w[1], w[2], b[0], b[1],
+                    b[2]);
+    snprintf(shape, sizeof(shape), "matmul_qkv_%s%s", together ? "together" : "apart",
+             bias ? "_bias" : "");
+    counters_expect(shape, together ? 2 : bias ? 6 : 3, together ? 1 : 3, 0, 0,
+                    (uint64_t) N * K * 2);
+#endif
+    snprintf(shape, sizeof(shape), "%s,rows=%d,N=%d+%d+%d,K=%d,BF16%s,%s", label, rows, Nq, Nk,
+             Nv, K, bias ? ",bias" : "", together ? "one_gemm" : "three_gemms");
+    for (i = 0; i < 3; i++) {
+        got = dev_get(gpu, dout[i], (size_t) rows * n[i]);
+        compare(part[i], shape, out_c[i], got, (size_t) rows * n[i], TOL_BF16);
+        free(got);
+        gpu->free(gpu, dout[i]);
+        free(out_c[i]);
+        tensor_free(b[i]);
+        if (together) {
+            free(w[i]);
+        } else {
+            tensor_free(w[i]);
+        }
+    }
+    glm_backend_cuda_release_weights(gpu);
+    tensor_free(all);
+    gpu->free(gpu, dx);
+    free(x);
+}
+
 /* ---- the op suite ------------------------------------------------------------------------------- */
 
 static int
@@ -1220,6 +1485,16 @@ run_ops(void)
         test_matmul(gpu, "odd", r_odd, 3, 77, 33, GLM_DTYPE_F32, 1);
         test_matmul(gpu, "odd_k", r100, 1, 50, 4097, GLM_DTYPE_BF16, 1);
         test_matmul(gpu, "tiny", r_odd, 3, 128, 64, GLM_DTYPE_BF16, 1);
+    }
+    /* q, k and v as one GEMM (weights side by side) or three: GLM-4.5-Air's
+     * widths, odd ones */
+    test_matmul_qkv("air", 1, 12288, 1024, 1024, 4096, 1, 1);
+    test_matmul_qkv("odd", 7, 96, 33, 33, 77, 1, 1);
+    test_matmul_qkv("odd", 45, 96, 33, 33, 77, 0, 1);
+    test_matmul_qkv("odd", 7, 96, 33, 33, 77, 1, 0);
+    if (!quick) {
+        test_matmul_qkv("air", 7, 12288, 1024, 1024, 4096, 1, 1);
+        test_matmul_qkv("air", 40, 12288, 1024, 1024, 4096, 1, 1);
     }
     /* FP8 E4M3 weights, read as stored: per tensor, per channel, 128x128
      * blocks (GLM-4.5-FP8's layout, with a K that ends inside a block) and
@@ -1312,6 +1587,49 @@ run_ops(void)
             test_attention("decode_split_small", 4, 2, 32, 16, split_small, 4);
         }
         kv_dtype = GLM_KV_F32;
+
+        /* the GQA split-KV decode kernel: one sequence far past several
+         * splits and chunks; a batch of lengths from 1 to several splits;
+         * each KV dtype */
+        {
+            /* the emulator pays for filling the cached prefix (a block of
+             * fibers per row): --quick keeps the contexts short */
+            seq_spec b1_long[] = { { 2999, 1 } }, b1[] = { { 1100, 1 } };
+            seq_spec batch[] = { { 0, 1 }, { 700, 1 }, { 31, 1 }, { 1300, 1 }, { 257, 1 } };
+            seq_spec batch_short[] = { { 0, 1 }, { 300, 1 }, { 31, 1 }, { 600, 1 }, { 257, 1 } };
+            for (kv_dtype = GLM_KV_F32; kv_dtype <= GLM_KV_FP8_E4M3; kv_dtype++) {
+                if (!quick) {
+                    test_attention("decode_b1", 96, 8, 128, 16, b1_long, 1);
+                    test_attention("decode_batch", 96, 8, 128, 16, batch, 5);
+                } else if (kv_dtype != GLM_KV_F32) {
+                    test_attention("decode_b1", 96, 8, 128, 16, b1, 1);
+                    test_attention("decode_batch", 96, 8, 128, 16, batch_short, 5);
+                }
+            }
+            kv_dtype = GLM_KV_F32;
+            test_attention("decode_group20", 40, 2, 64, 16, batch_short, 5);
+        }
+        test_decode_splits(1, 96, 8, 1);
+        test_decode_splits(1, 96, 8, 600);
+        test_decode_splits(1, 96, 8, 3000);
+        test_decode_splits(1, 96, 8, 32768);
+        test_decode_splits(5, 96, 8, 1300);
+        test_decode_splits(64, 96, 8, 32768);
+        test_decode_splits(256, 96, 8, 131072);
+    }
+
+    /* the fused attention prep: q/k norm (GLM-4.5) or not (GLM-4.5V),
+     * partial rope or M-RoPE, into each KV dtype */
+    {
+        int mrope[3] = { 8, 12, 12 }, tiny[3] = { 2, 3, 3 };
+        for (kv_dtype = GLM_KV_F32; kv_dtype <= GLM_KV_FP8_E4M3; kv_dtype++) {
+            test_attn_prep("air", 3, 96, 8, 128, 64, 1, NULL);
+            test_attn_prep("glm45v", 2, 96, 8, 128, 64, 0, mrope);
+        }
+        kv_dtype = GLM_KV_F32;
+        test_attn_prep("batch", 9, 96, 8, 128, 64, 1, NULL);
+        test_attn_prep("odd", 4, 6, 3, 80, 40, 1, NULL);
+        test_attn_prep("mrope_tiny", 5, 4, 2, 32, 16, 1, tiny);
     }
 
     /* elementwise */

@@ -108,6 +108,9 @@ double glm_emu_shfl_xor_d(double v, int o);
 static inline float __shfl_xor_sync(unsigned m, float v, int o) { (void) m; return glm_emu_shfl_xor(v, o); }
 static inline double __shfl_xor_sync(unsigned m, double v, int o) { (void) m; return glm_emu_shfl_xor_d(v, o); }
 
+/* blocks run one after another: every write is visible to the next */
+static inline void __threadfence(void) {}
+
 /* fibers never run at the same time: a plain add is atomic */
 static inline int atomicAdd(int *p, int v) { int o = *p; *p = o + v; return o; }
 
