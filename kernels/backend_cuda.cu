@@ -1612,7 +1612,7 @@ glm_qkv_groups(glm_checkpoint *ck, glm_qkv_group **out)
  * (glm_qkv_groups): the same bytes, one GEMM.
  */
 static int
-glm_cu_upload(glm_cuda *c, glm_tensor *const *ts, size_t n, glm_err *err)
+glm_cu_upload(glm_cuda *c, glm_checkpoint *ck, glm_tensor *const *ts, size_t n, glm_err *err)
 {
     size_t i, total = 0, done = 0;
     size_t next_note = (size_t) 1 << 30;
@@ -1622,7 +1622,9 @@ glm_cu_upload(glm_cuda *c, glm_tensor *const *ts, size_t n, glm_err *err)
     int nbuf = 0, turn = 0, rc = 0, k, tty = isatty(2);
     double t0 = glm_now_seconds(), dt;
     glm_qkv_group *groups = NULL;
-    size_t n_groups = glm_qkv_groups(ck, &groups);
+    /* a rank's shards are views outside the checkpoint's list: no grouping
+     * there (matmul_qkv takes three GEMMs, still right) */
+    size_t n_groups = ck != NULL ? glm_qkv_groups(ck, &groups) : 0;
 
     for (i = 0; i < n; i++) {
         if (glm_wfmt_for(ts[i]) >= 0) {
@@ -1757,7 +1759,7 @@ glm_backend_cuda_upload_weights(glm_backend *be, glm_checkpoint *ck, glm_err *er
             ts[k++] = t;
         }
     }
-    rc = glm_cu_upload(c, ts, k, err);
+    rc = glm_cu_upload(c, ck, ts, k, err);
     free(ts);
     return rc;
 }
@@ -1786,7 +1788,7 @@ glm_backend_cuda_upload_tensors(glm_backend *be, glm_tensor *const *ts, size_t n
         }
     }
     GLM_CUDA_CHECK(cudaSetDevice(c->device));
-    rc = glm_cu_upload(c, all, k, err);
+    rc = glm_cu_upload(c, NULL, all, k, err);
     free(all);
     return rc;
 }
