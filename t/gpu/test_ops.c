@@ -28,7 +28,11 @@
  * BF16 rounding, x2) for each op with a BF16 output; 1.6e-2 for two
  * roundings in a row; 3e-2 for MoE (an expert is four roundings deep, see
  * TOL_MOE); 1e-4 for the GEMMs' fp32 outputs (matmul_f32: only the order of
- * fp32 sums differs).
+ * fp32 sums differs).  GEMMs that take FP8 x FP8 through cuBLASLt (FP8
+ * weights; the activations quantized on the fly) print two lines each:
+ * against their CPU twin (x quantized exactly as kernels/quant_act does,
+ * fp32 products: 8e-3 BF16 out, 1e-4 fp32 out) and against the oracle at
+ * TOL_FP8_ACT (the FP8 rounding of the activations, 0.25).
  * Whole models (fixtures, the vision tower) are measured against the
  * output's scale: max |diff| / max |cpu| <= 3e-2 (BF16 through every layer;
  * observed 0.7-1.0e-2 on the tiny fixtures).  A greedy run may part at a
@@ -72,6 +76,14 @@
                                rounding errors of its inputs, ~2^-8 of a
                                typical output per sigma, max over 1e5 outputs
                                ~4.5 sigma: 1.8e-2, and a margin */
+#define TOL_FP8_ACT 0.25    /* FP8 x FP8 GEMM against the oracle's BF16-activation
+                               product: each activation rounded to E4M3 (3
+                               mantissa bits: up to 2^-4 = 6.3% relative, ~3.6%
+                               rms), so an output moves by ~3.6% of the typical
+                               output per sigma; the max over ~1e4-1e5 outputs
+                               is ~4.5 sigma of the typical magnitude, ~0.16
+                               of max_rel's denominator, and a margin.  The
+                               tight check is the twin's (TOL_BF16 / TOL_SUM). */
 #define MOE_TIE    1e-4f
 #define GREEDY_N   32
 
@@ -448,6 +460,95 @@ test_add_rmsnorm(int rows, int dim)
 
 /* ---- matmul ------------------------------------------------------------------------------ */
 
+/* The FP8 x FP8 path's CPU twin: x quantized exactly as kernels/quant_act
+ * does (glm_quant_act_fp8, groups of `group` along K), the weight
+ * dequantized without the oracle's BF16 rounding (cuBLASLt multiplies the
+ * stored FP8 by fp32 scales), products summed in double; + bias. */
+static float *
+fp8_act_twin(const float *x, int rows, const glm_tensor *w, const glm_tensor *bias, int group)
+{
+    int64_t N = w->shape[0], K = w->shape[1], n, k;
+    int n_groups = (int) ((K + group - 1) / group), r;
+    uint8_t *q = xmalloc((size_t) rows * K);
+    float *s = xmalloc((size_t) rows * n_groups * sizeof(float));
+    float *wf = xmalloc((size_t) N * K * sizeof(float));
+    float *bf = bias != NULL ? xmalloc((size_t) N * sizeof(float)) : NULL;
+    float *out = xmalloc((size_t) rows * N * sizeof(float));
+    glm_tensor exact = *w;
+
+    exact.scale_exact = 1;
+    glm_quant_act_fp8(x, q, s, rows, (int) K, group, 0);
+    glm_tensor_to_f32(&exact, 0, N * K, wf);
+    if (bf != NULL) {
+        glm_tensor_to_f32(bias, 0, N, bf);
+    }
+    for (r = 0; r < rows; r++) {
+        for (n = 0; n < N; n++) {
+            double acc = 0.0;
+            for (k = 0; k < K; k++) {
+                acc += (double) glm_fp8_e4m3_to_f32(q[(size_t) r * K + k])
+                       * (double) s[(size_t) r * n_groups + k / group]
+                       * (double) wf[(size_t) n * K + k];
+            }
+            out[(size_t) r * N + n] = (float) (acc + (bf != NULL ? (double) bf[n] : 0.0));
+        }
+    }
+    free(q);
+    free(s);
+    free(wf);
+    free(bf);
+    return out;
+}
+
+/* kernels/quant_act against its twin: the same bytes and scales (tol 0),
+ * rows of ordinary values, one all zero, one with a huge and a tiny entry */
+static void
+test_quant_act(int rows, int cols, int group, int scale_ld)
+{
+    float *x = rnd_floats((size_t) rows * cols, 4.0f);
+    int n_groups = (cols + (group > 0 && group < cols ? group : cols) - 1)
+                   / (group > 0 && group < cols ? group : cols);
+    size_t ns = scale_ld > 0 ? (size_t) n_groups * scale_ld : (size_t) rows * n_groups, i;
+    uint8_t *qc = xmalloc((size_t) rows * cols), *qg = xmalloc((size_t) rows * cols);
+    float *sc = calloc(ns, sizeof(float)), *sg = xmalloc(ns * sizeof(float));
+    float *dc = xmalloc((size_t) rows * cols * sizeof(float));
+    float *dg = xmalloc((size_t) rows * cols * sizeof(float));
+    void *dx, *dq, *ds;
+    char shape[96];
+
+    if (rows > 2) {
+        memset(x + (size_t) cols, 0, (size_t) cols * sizeof(float));
+        /* BF16-representable, as the device holds them */
+        x[2 * (size_t) cols] = glm_bf16_to_f32(glm_f32_to_bf16(3.0e4f));
+        x[2 * (size_t) cols + 1] = glm_bf16_to_f32(glm_f32_to_bf16(1.0e-3f));
+    }
+    glm_quant_act_fp8(x, qc, sc, rows, cols, group, scale_ld);
+    dx = dev_put(gpu, x, (size_t) rows * cols);
+    dq = gpu->alloc(gpu, (size_t) rows * cols);
+    ds = gpu->alloc(gpu, ns * sizeof(float));
+    if (dq == NULL || ds == NULL || sc == NULL) {
+        die("GPU alloc failed");
+    }
+    gpu->upload(gpu, ds, sc, ns * sizeof(float));    /* padding equal on both sides */
+    glm_backend_cuda_quant_act_fp8(gpu, dq, ds, dx, rows, cols, group, scale_ld);
+    gpu->download(gpu, qg, dq, (size_t) rows * cols);
+    gpu->download(gpu, sg, ds, ns * sizeof(float));
+    for (i = 0; i < (size_t) rows * cols; i++) {
+        dc[i] = glm_fp8_e4m3_to_f32(qc[i]);
+        dg[i] = glm_fp8_e4m3_to_f32(qg[i]);
+    }
+    snprintf(shape, sizeof(shape), "rows=%d,cols=%d,group=%d,scale_ld=%d,q", rows, cols, group,
+             scale_ld);
+    compare("quant_act_fp8", shape, dc, dg, (size_t) rows * cols, TOL_EXACT);
+    snprintf(shape, sizeof(shape), "rows=%d,cols=%d,group=%d,scale_ld=%d,scales", rows, cols,
+             group, scale_ld);
+    compare("quant_act_fp8", shape, sc, sg, ns, TOL_EXACT);
+    gpu->free(gpu, dx);
+    gpu->free(gpu, dq);
+    gpu->free(gpu, ds);
+    free(x); free(qc); free(qg); free(sc); free(sg); free(dc); free(dg);
+}
+
 static void
 test_matmul_with(glm_backend *g, const char *label, int rows, const glm_tensor *w,
     const glm_tensor *bias)
@@ -459,19 +560,40 @@ test_matmul_with(glm_backend *g, const char *label, int rows, const glm_tensor *
     float *dlog = dev_put_f32(g, (size_t) rows * N);
     char shape[160];
 
+    int group;
+
     cpu->matmul(cpu, out_c, x, rows, w, bias);
     g->matmul(g, dout, dx, rows, w, bias);
     out_g = dev_get(g, dout, (size_t) rows * N);
     snprintf(shape, sizeof(shape), "%s,rows=%d,N=%lld,K=%lld,%s%s", label, rows,
              (long long) N, (long long) K, glm_dtype_name(w->dtype), bias ? ",bias" : "");
-    compare(g == gpu ? "matmul" : "matmul[simt]", shape, out_c, out_g, (size_t) rows * N,
-            TOL_BF16);
-    free(out_g);
-    /* fp32 out (logits, router): the same inputs, only the order of the sums differs */
-    g->matmul_f32(g, dlog, dx, rows, w, bias);
-    out_g = dev_get_f32(g, dlog, (size_t) rows * N);
-    compare(g == gpu ? "matmul_f32" : "matmul_f32[simt]", shape, out_c, out_g,
-            (size_t) rows * N, TOL_SUM);
+    group = w->dtype == GLM_DTYPE_F8_E4M3 ? glm_backend_cuda_fp8_act_group(g, w) : 0;
+    if (group > 0) {
+        /* FP8 x FP8 through cuBLASLt: tight against the twin that
+         * quantizes x as the kernel does; against the oracle at the FP8
+         * activations' tolerance */
+        float *twin = fp8_act_twin(x, rows, w, bias, group);
+        char sh[200];
+        snprintf(sh, sizeof(sh), "%s,act_group=%d", shape, group);
+        compare("matmul[fp8xfp8~twin]", sh, twin, out_g, (size_t) rows * N, TOL_BF16);
+        compare("matmul[fp8xfp8~oracle]", sh, out_c, out_g, (size_t) rows * N, TOL_FP8_ACT);
+        free(out_g);
+        g->matmul_f32(g, dlog, dx, rows, w, bias);
+        out_g = dev_get_f32(g, dlog, (size_t) rows * N);
+        compare("matmul_f32[fp8xfp8~twin]", sh, twin, out_g, (size_t) rows * N, TOL_SUM);
+        compare("matmul_f32[fp8xfp8~oracle]", sh, out_c, out_g, (size_t) rows * N,
+                TOL_FP8_ACT);
+        free(twin);
+    } else {
+        compare(g == gpu ? "matmul" : "matmul[simt]", shape, out_c, out_g, (size_t) rows * N,
+                TOL_BF16);
+        free(out_g);
+        /* fp32 out (logits, router): the same inputs, only the order of the sums differs */
+        g->matmul_f32(g, dlog, dx, rows, w, bias);
+        out_g = dev_get_f32(g, dlog, (size_t) rows * N);
+        compare(g == gpu ? "matmul_f32" : "matmul_f32[simt]", shape, out_c, out_g,
+                (size_t) rows * N, TOL_SUM);
+    }
     g->free(g, dx);
     g->free(g, dout);
     g->free(g, dlog);
@@ -518,6 +640,15 @@ test_matmul_fp8(glm_backend *g, const char *label, const int *rows, int n_rows, 
         glm_tensor *v = tensor_view(w, r0 * K, N - r0, K);
         v->scale_row0 = r0;
         snprintf(lab, sizeof(lab), "%s,fp8_%s,row_view", label, glm_scale_strategy_name(st));
+        test_matmul_with(g, lab, rows[0], v, NULL);
+        free(v);
+    }
+    if (st == GLM_SCALE_BLOCK && b0 == 128 && N > 128) {
+        /* a row view starting on a block: its scales found in place */
+        glm_tensor *v = tensor_view(w, 128 * K, N - 128, K);
+        v->scale_row0 = 128;
+        snprintf(lab, sizeof(lab), "%s,fp8_%s,block_row_view", label,
+                 glm_scale_strategy_name(st));
         test_matmul_with(g, lab, rows[0], v, NULL);
         free(v);
     }
@@ -1161,7 +1292,7 @@ test_counters(void)
 static int
 run_ops(void)
 {
-    glm_backend *simt;
+    glm_backend *simt, *w8a16;
     glm_err err;
 
 #ifdef GLM_EMU
@@ -1237,6 +1368,17 @@ run_ops(void)
                         GLM_DTYPE_F32, 0);
         test_matmul_fp8(gpu, "block48x40", r_small, 2, 100, 90, GLM_SCALE_BLOCK, 48, 40,
                         GLM_DTYPE_BF16, 0);
+        /* FP8 x FP8 through cuBLASLt: K multiple of 16 (a partial last
+         * 128-block at 400), per-tensor, per-channel, 128x128 blocks with
+         * BF16 and F32 scales, the fixtures' hidden 64 */
+        test_matmul_fp8(gpu, "tensor", r_small, 2, 80, 208, GLM_SCALE_TENSOR, 0, 0,
+                        GLM_DTYPE_F32, 0);
+        test_matmul_fp8(gpu, "channel", r_small, 2, 96, 64, GLM_SCALE_CHANNEL, 0, 0,
+                        GLM_DTYPE_F32, 0);
+        test_matmul_fp8(gpu, "block128", r_small, 2, 264, 400, GLM_SCALE_BLOCK, 128, 128,
+                        GLM_DTYPE_BF16, 0);
+        test_matmul_fp8(gpu, "block128", r33, 1, 256, 512, GLM_SCALE_BLOCK, 128, 128,
+                        GLM_DTYPE_F32, 0);
         if (!quick) {
             int r_big[] = { 1, 40 };
             test_matmul_fp8(gpu, "q_proj", r_big, 2, 12288, 4096, GLM_SCALE_BLOCK, 128, 128,
@@ -1246,6 +1388,13 @@ run_ops(void)
         }
         glm_backend_cuda_release_weights(gpu);
     }
+
+    /* the FP8 activation quantizer: per token, per 1x128 group (a last
+     * group cut short), both scale layouts */
+    test_quant_act(5, 300, 128, 8);
+    test_quant_act(5, 300, 128, 0);
+    test_quant_act(7, 64, 64, 8);
+    test_quant_act(3, 4096, 0, 4);
 
     /* the CUDA-core GEMM that stands in where cuBLASLt declines */
     setenv("GLM_CUDA_GEMM", "simt", 1);
@@ -1262,6 +1411,22 @@ run_ops(void)
             test_matmul(simt, "k_proj", r_kv, 2, 1024, 4096, GLM_DTYPE_BF16, 1);
         }
         simt->destroy(simt);
+    }
+    /* GLM_CUDA_FP8=w8a16: FP8 weights against BF16 activations (the
+     * CUDA-core kernel) at the BF16 tolerance, where the default backend
+     * takes FP8 x FP8 */
+    setenv("GLM_CUDA_FP8", "w8a16", 1);
+    w8a16 = glm_backend_cuda_create(0, &err);
+    unsetenv("GLM_CUDA_FP8");
+    if (w8a16 == NULL) {
+        printf("OP matmul[w8a16] shape=- max_abs=- max_rel=- tol=- FAIL (%s)\n", err.msg);
+        failures++;
+    } else {
+        int r_small[] = { 1, 7 };
+        test_matmul_fp8(w8a16, "w8a16,block128", r_small, 2, 264, 400, GLM_SCALE_BLOCK, 128,
+                        128, GLM_DTYPE_BF16, 0);
+        glm_backend_cuda_release_weights(w8a16);
+        w8a16->destroy(w8a16);
     }
 
     /* rope: text (partial, theta 1e6), GLM-4.5V's M-RoPE, the vision tower's
