@@ -38,6 +38,7 @@ struct glm_cuda_gemm {
     int                force_simt;
     int                fp8_w8a16;      /* GLM_CUDA_FP8=w8a16: FP8 weights x BF16 activations */
     int                warned;
+    int                fp8_align_noted;
     float             *tmp;            /* [rows][N] fp32 before a bias epilogue */
     size_t             tmp_cap;        /* elements */
     uint8_t           *xq;             /* [rows][K] activations as FP8 E4M3 */
@@ -470,7 +471,13 @@ glm_fp8_gemm(glm_cuda_gemm *g, void *C, int out_f32, const glm_act *x, int M,
     const float *ws;
 
     if (glm_align_of(C) < 16 || glm_align_of(w->w) < 16) {
-        return 0;               /* FP8 matrices and D: 16-byte aligned */
+        /* FP8 matrices and D: 16-byte aligned (said once: a slow path) */
+        if (!g->fp8_align_noted) {
+            fprintf(stderr, "glm-engine: note: an FP8 GEMM's output or weight is not 16-byte"
+                    " aligned (M=%d N=%d K=%d); the CUDA-core GEMM serves it\n", M, N, K);
+            g->fp8_align_noted = 1;
+        }
+        return 0;
     }
     ws = glm_fp8_scales_of(g, w, N, K, a_mode);
     if (ws == NULL) {
