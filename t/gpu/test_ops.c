@@ -1586,15 +1586,18 @@ typedef struct {
     double      median_tol, worst_tol, clear_margin;
 } fixture_tols;
 
-/* BF16 activations: one BF16 rounding per op is ~2^-9 relative; measured,
- * the median row moves 1e-3..6e-3 of its scale on the tiny fixtures and a
- * routing flip up to ~0.1.  FP8 x FP8 GEMMs (activations with 3 mantissa
- * bits, up to 2^-4 relative each): measured medians 2e-2..5e-2 and flips
- * to ~0.3.  Bounds ~2-3x the worst measured; a wrong layout, scale or row
- * moves every row by O(1).  Clear margins as kv-dtype-check's, in units of
- * the row scale: about twice a flip's swing. */
-static const fixture_tols fixture_tols_bf16 = { "bf16", 1.5e-2, 0.25, 0.1 };
-static const fixture_tols fixture_tols_fp8  = { "fp8",  0.12,   0.6,  0.3 };
+/* BF16 activations: one BF16 rounding per op is ~2^-9 relative; measured
+ * in emulation (glm45-air-tiny, every prompt), the median row moves
+ * 4.6e-3..6.9e-3 of its scale, the worst (routing flips) 0.09.  FP8 x FP8
+ * GEMMs (activations with 3 mantissa bits, up to 2^-4 relative each, 16x
+ * BF16's): medians 3.8e-2..5.7e-2, worst 0.12 (glm45-air-tiny-fp8-channel,
+ * every prompt; the other FP8 fixtures' --quick prompt alike).  Bounds
+ * ~2-3x the worst measured; a wrong layout, scale or row moves every row
+ * by O(1).  A top-1 margin moves by at most twice a row's max diff, and
+ * only a routing flip reaches that: clear margins 0.15 and 0.25 of the
+ * row scale. */
+static const fixture_tols fixture_tols_bf16 = { "bf16", 1.5e-2, 0.25, 0.15 };
+static const fixture_tols fixture_tols_fp8  = { "fp8",  0.12,   0.35, 0.25 };
 
 typedef struct {
     double *rel;                /* each compared row's max |diff| / max |cpu| */
