@@ -1590,14 +1590,15 @@ typedef struct {
  * in emulation (glm45-air-tiny, every prompt), the median row moves
  * 4.6e-3..6.9e-3 of its scale, the worst (routing flips) 0.09.  FP8 x FP8
  * GEMMs (activations with 3 mantissa bits, up to 2^-4 relative each, 16x
- * BF16's): medians 3.8e-2..5.7e-2, worst 0.12 (glm45-air-tiny-fp8-channel,
+ * BF16's): medians 3.4e-2..5.7e-2, worst 0.18 (glm45-air-tiny-fp8-channel,
  * every prompt; the other FP8 fixtures' --quick prompt alike).  Bounds
  * ~2-3x the worst measured; a wrong layout, scale or row moves every row
  * by O(1).  A top-1 margin moves by at most twice a row's max diff, and
- * only a routing flip reaches that: clear margins 0.15 and 0.25 of the
- * row scale. */
+ * only a routing flip comes near that; measured, greedy picks part only
+ * where the oracle's margin is under 0.05 of the row scale: clear
+ * margins 0.15 and 0.25, 3-5x that. */
 static const fixture_tols fixture_tols_bf16 = { "bf16", 1.5e-2, 0.25, 0.15 };
-static const fixture_tols fixture_tols_fp8  = { "fp8",  0.12,   0.35, 0.25 };
+static const fixture_tols fixture_tols_fp8  = { "fp8",  0.12,   0.4,  0.25 };
 
 typedef struct {
     double *rel;                /* each compared row's max |diff| / max |cpu| */
