@@ -78,6 +78,7 @@ extern "C" {
 #include "moe_permute.cuh"
 #include "moe_route.cuh"
 #include "qkv_split.cuh"
+#include "quant_act.cuh"
 #include "rmsnorm.cuh"
 #include "rope.cuh"
 #include "swiglu.cuh"
@@ -1335,6 +1336,7 @@ glm_cu_release_weights(glm_cuda *c)
         return;
     }
     GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    glm_cuda_gemm_forget_weights(c->gemm);     /* its FP8 scales derive from them */
     for (i = 0; i < c->wcap; i++) {
         if (c->wtab[i].host != NULL && c->wtab[i].owner) {
             cudaFree(c->wtab[i].dev);
@@ -1534,7 +1536,10 @@ glm_cu_print_paths(glm_cuda *c, glm_tensor *const *ts, size_t n)
                              glm_scale_strategy_name_cu(st));
                 }
                 fprintf(stderr, "glm-engine: CUDA GEMM: %d %s%s matrices -> %s\n",
-                        seen[f][st], glm_wfmt_name(f), how, glm_cuda_gemm_path(c->gemm, f));
+                        seen[f][st], glm_wfmt_name(f), how,
+                        f == GLM_WFMT_FP8 && st != 0
+                            ? glm_cuda_gemm_path_fp8(c->gemm, st, (int) blk[0], (int) blk[1])
+                            : glm_cuda_gemm_path(c->gemm, f));
             }
         }
     }
@@ -1843,6 +1848,29 @@ extern "C" int
 glm_backend_cuda_decode_splits(glm_backend *be, int n_seqs, int heads, int kv_heads, int max_len)
 {
     return glm_attn_decode_splits(glm_cu(be)->n_sms, n_seqs, kv_heads, heads / kv_heads, max_len);
+}
+
+extern "C" void
+glm_backend_cuda_quant_act_fp8(glm_backend *be, uint8_t *q, float *scales, const void *x,
+    int rows, int cols, int group, int scale_ld)
+{
+    glm_cuda *c = glm_cu_checked(be);
+
+    glm_cuda_quant_act_fp8(c->stream, q, scales, (const glm_act *) x, rows, cols, group,
+                           scale_ld);
+}
+
+extern "C" int
+glm_backend_cuda_fp8_act_group(glm_backend *be, const glm_tensor *w)
+{
+    glm_cuda *c = glm_cu_checked(be);
+    glm_cuda_weight wd;
+
+    if (w->ndim != 2 || w->dtype != GLM_DTYPE_F8_E4M3) {
+        return 0;
+    }
+    wd = glm_weight_desc(c, w);
+    return glm_cuda_gemm_fp8_act_group(c->gemm, &wd, (int) w->shape[0], (int) w->shape[1]);
 }
 
 extern "C" void

@@ -81,6 +81,18 @@ void glm_backend_cuda_make_current(glm_backend *be);
 void *glm_backend_cuda_stream(glm_backend *be);
 int glm_backend_cuda_device(glm_backend *be);
 
+/* How x w^T multiplies an FP8 weight w (uploaded): 0 with BF16
+ * activations (the CUDA-core kernel), else FP8 x FP8 through cuBLASLt with
+ * the activations quantized per group of that many elements along K (K:
+ * per token; 128: per 1x128 group), as glm_quant_act_fp8 does (tests). */
+int glm_backend_cuda_fp8_act_group(glm_backend *be, const glm_tensor *w);
+
+/* kernels/quant_act on the backend's stream (tests; the GEMM calls it
+ * itself): x [rows, cols] activations (device, BF16) to q [rows, cols] FP8
+ * E4M3 and fp32 scales (device), as glm_quant_act_fp8 lays them out. */
+void glm_backend_cuda_quant_act_fp8(glm_backend *be, uint8_t *q, float *scales,
+    const void *x, int rows, int cols, int group, int scale_ld);
+
 /* Bytes of weights on the device; the device's free and total memory. */
 void glm_backend_cuda_memory(glm_backend *be, size_t *weight_bytes,
     size_t *free_bytes, size_t *total_bytes);

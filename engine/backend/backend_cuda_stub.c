@@ -46,6 +46,25 @@ glm_backend_cuda_add_rmsnorm(glm_backend *be, void *out, void *x, const void *y,
     abort();
 }
 
+int
+glm_backend_cuda_fp8_act_group(glm_backend *be, const glm_tensor *w)
+{
+    (void) be;
+    (void) w;
+    return 0;
+}
+
+void
+glm_backend_cuda_quant_act_fp8(glm_backend *be, uint8_t *q, float *scales, const void *x,
+    int rows, int cols, int group, int scale_ld)
+{
+    /* unreachable: no CUDA backend can exist in this build */
+    (void) be; (void) q; (void) scales; (void) x;
+    (void) rows; (void) cols; (void) group; (void) scale_ld;
+    fprintf(stderr, "glm-engine: internal error: CUDA op in a build without CUDA\n");
+    abort();
+}
+
 void
 glm_backend_cuda_memory(glm_backend *be, size_t *weight_bytes, size_t *free_bytes,
     size_t *total_bytes)

@@ -11,6 +11,7 @@
 #include "util/json.h"
 
 #include <limits.h>
+#include <math.h>
 #include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -565,4 +566,33 @@ glm_quant_describe(const glm_quant *q, char *buf, size_t size)
     snprintf(buf, size, "compressed-tensors %s: FP8 E4M3 weights %s, %s, %d ignore"
              " entr%s%s", q->format, w, a, q->n_ignore, q->n_ignore == 1 ? "y" : "ies",
              q->n_groups > 1 ? " (first of several config groups)" : "");
+}
+
+void
+glm_quant_act_fp8(const float *x, uint8_t *q, float *scales, int rows, int cols, int group,
+    int scale_ld)
+{
+    int r, g, c, n_groups;
+
+    if (group <= 0 || group > cols) {
+        group = cols;
+    }
+    n_groups = cols > 0 ? (cols + group - 1) / group : 0;
+    for (r = 0; r < rows; r++) {
+        const float *xr = x + (size_t) r * cols;
+        for (g = 0; g < n_groups; g++) {
+            int c0 = g * group, c1 = c0 + group < cols ? c0 + group : cols;
+            float amax = 0.0f, scale;
+            for (c = c0; c < c1; c++) {
+                amax = fmaxf(amax, fabsf(xr[c]));
+            }
+            scale = fmaxf(amax, 1e-10f) / 448.0f;
+            scales[scale_ld > 0 ? (size_t) g * scale_ld + r : (size_t) r * n_groups + g] = scale;
+            for (c = c0; c < c1; c++) {
+                float v = xr[c] / scale;
+                v = fminf(fmaxf(v, -448.0f), 448.0f);
+                q[(size_t) r * cols + c] = glm_f32_to_fp8_e4m3(v);
+            }
+        }
+    }
 }

@@ -103,4 +103,16 @@ void glm_quant_describe(const glm_quant *q, char *buf, size_t size);
 
 const char *glm_scale_strategy_name(glm_scale_strategy s);
 
+/*
+ * Dynamic FP8 E4M3 quantization of activations, the CPU twin of the CUDA
+ * backend's kernels/quant_act.cu (same bytes, same scales): per row, groups
+ * of `group` elements (group >= cols: one per row), each with
+ * scale = max(amax, 1e-10) / 448 and q = fp8(clamp(x / scale, +-448)),
+ * as vLLM's per_token_group_quant_fp8.  x [rows, cols] fp32; q [rows, cols];
+ * the scale of row r, group g at scales[g * scale_ld + r] when scale_ld > 0,
+ * else at scales[r * n_groups + g].
+ */
+void glm_quant_act_fp8(const float *x, uint8_t *q, float *scales, int rows, int cols,
+    int group, int scale_ld);
+
 #endif

@@ -8,6 +8,26 @@
  * (the combinations the cuBLASLt documentation lists for CUBLAS_COMPUTE_32F).
  * A shape, leading dimension or type that does not fit is an abort, not a
  * fallback.
+ *
+ * Scaled FP8 (cuBLASLt 12.9+/13, Hopper): A and B CUDA_R_8F_E4M3, each with
+ * a scale mode (CUBLASLT_MATMUL_DESC_A/B_SCALE_MODE) and an fp32 scale
+ * tensor (A/B_SCALE_POINTER, device memory; NULL = 1 for SCALAR_32F), D
+ * BF16 or fp32 (C alike).  Operand X (A: m outputs, B: n outputs, both with
+ * K inner) reads its scales as documented, in the layouts Transformer
+ * Engine hands cuBLASLt unchanged:
+ *   SCALAR_32F      one float
+ *   OUTER_VEC_32F   one per outer index (A: m, B: n); both operands so
+ *   VEC128_32F      one per 1x128 block along K: s[kb * pad4(outer) + i]
+ *   BLK128x128_32F  one per 128x128 block:       s[(i / 128) * pad4(KB) + kb]
+ * (pad4: rounded up to a multiple of 4, KB = ceil(K / 128)).  Accepted
+ * pairs on sm_90: SCALAR x SCALAR, OUTER_VEC x OUTER_VEC, VEC128 x VEC128,
+ * VEC128 x BLK128x128 and BLK128x128 x VEC128 (never 2-D x 2-D); TN only
+ * (A transposed, B not), leading dimensions and pointers 16-byte aligned,
+ * D's leading dimension too.  The heuristic returns no algorithm for any
+ * other case (as the library does); cublasLtMatmul aborts on one.  The
+ * product: fp32 sums of the FP8 values per 128-element K block (per K for
+ * SCALAR and OUTER_VEC), each block sum times its two scales added into an
+ * fp32 accumulator, then alpha * acc (+ beta C), rounded once to D.
  */
 #ifndef GLM_EMU_CUBLASLT_H
 #define GLM_EMU_CUBLASLT_H
@@ -32,9 +52,22 @@ typedef int cublasStatus_t;
 enum { CUBLAS_STATUS_SUCCESS = 0, CUBLAS_STATUS_NOT_SUPPORTED = 15 };
 typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 } cublasOperation_t;
 typedef enum { CUBLAS_COMPUTE_32F = 68 } cublasComputeType_t;
-typedef enum { CUDA_R_32F = 0, CUDA_R_16BF = 14 } cudaDataType_t;
-typedef enum { CUBLASLT_MATMUL_DESC_TRANSA = 3, CUBLASLT_MATMUL_DESC_TRANSB = 4 }
-    cublasLtMatmulDescAttributes_t;
+typedef enum { CUDA_R_32F = 0, CUDA_R_16BF = 14, CUDA_R_8F_E4M3 = 28 } cudaDataType_t;
+typedef enum {
+    CUBLASLT_MATMUL_DESC_TRANSA = 3,
+    CUBLASLT_MATMUL_DESC_TRANSB = 4,
+    CUBLASLT_MATMUL_DESC_A_SCALE_POINTER = 17,
+    CUBLASLT_MATMUL_DESC_B_SCALE_POINTER = 18,
+    CUBLASLT_MATMUL_DESC_FAST_ACCUM = 25,
+    CUBLASLT_MATMUL_DESC_A_SCALE_MODE = 31,
+    CUBLASLT_MATMUL_DESC_B_SCALE_MODE = 32,
+} cublasLtMatmulDescAttributes_t;
+typedef enum {
+    CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F = 0,
+    CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F = 3,
+    CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F = 4,
+    CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F = 5,
+} cublasLtMatmulMatrixScale_t;
 typedef enum {
     CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1,
     CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5,
@@ -44,7 +77,13 @@ typedef enum {
 } cublasLtMatmulPreferenceAttributes_t;
 
 struct glm_emu_layout { cudaDataType_t t; uint64_t rows, cols; int64_t ld; };
-struct glm_emu_desc { int ta, tb; cublasComputeType_t ct; cudaDataType_t st; };
+struct glm_emu_desc {
+    int ta, tb, fast_accum;
+    cublasComputeType_t ct;
+    cudaDataType_t st;
+    int32_t a_mode, b_mode;
+    const float *a_scale, *b_scale;
+};
 typedef struct glm_emu_layout *cublasLtMatrixLayout_t;
 typedef struct glm_emu_desc *cublasLtMatmulDesc_t;
 typedef struct glm_emu_pref *cublasLtMatmulPreference_t;
@@ -76,11 +115,24 @@ static inline cublasStatus_t
 cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t a,
     const void *v, size_t n)
 {
-    (void) n;
     if (a == CUBLASLT_MATMUL_DESC_TRANSA) {
         d->ta = *(const cublasOperation_t *) v;
     } else if (a == CUBLASLT_MATMUL_DESC_TRANSB) {
         d->tb = *(const cublasOperation_t *) v;
+    } else if (a == CUBLASLT_MATMUL_DESC_A_SCALE_POINTER && n == sizeof(void *)) {
+        d->a_scale = *(const float *const *) v;
+    } else if (a == CUBLASLT_MATMUL_DESC_B_SCALE_POINTER && n == sizeof(void *)) {
+        d->b_scale = *(const float *const *) v;
+    } else if (a == CUBLASLT_MATMUL_DESC_A_SCALE_MODE && n == sizeof(int32_t)) {
+        d->a_mode = *(const int32_t *) v;
+    } else if (a == CUBLASLT_MATMUL_DESC_B_SCALE_MODE && n == sizeof(int32_t)) {
+        d->b_mode = *(const int32_t *) v;
+    } else if (a == CUBLASLT_MATMUL_DESC_FAST_ACCUM && n == sizeof(int8_t)) {
+        d->fast_accum = *(const int8_t *) v;
+    } else {
+        fprintf(stderr, "emu cublasLt: descriptor attribute %d (size %zu) not emulated\n",
+                (int) a, n);
+        abort();
     }
     return 0;
 }
@@ -111,14 +163,116 @@ cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p,
     return 0;
 }
 
+static inline uint64_t glm_emu_pad4(uint64_t x) { return (x + 3) / 4 * 4; }
+
+static inline int
+glm_emu_block_mode(int32_t m)
+{
+    return m == CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F
+           || m == CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F;
+}
+
+/* NULL when cuBLASLt on sm_90 has an algorithm for this matmul, else why
+ * not (the non-FP8 cases: no scale mode may be set).  Pointers are checked
+ * only when given (the matmul call; the heuristic sees layouts). */
+static inline const char *
+glm_emu_fp8_declines(const struct glm_emu_desc *d, const struct glm_emu_layout *a,
+    const struct glm_emu_layout *b, const struct glm_emu_layout *c,
+    const struct glm_emu_layout *dd, const void *const ptrs[4])
+{
+    int fp8 = a->t == CUDA_R_8F_E4M3 || b->t == CUDA_R_8F_E4M3;
+    int am = d->a_mode, bm = d->b_mode, i;
+
+    if (!fp8) {
+        return am != 0 || bm != 0 ? "scale modes set on a non-FP8 matmul" : NULL;
+    }
+    if (a->t != CUDA_R_8F_E4M3 || b->t != CUDA_R_8F_E4M3) {
+        return "FP8 A with a non-FP8 B (or the reverse)";
+    }
+    if (!d->ta || d->tb) {
+        return "FP8 on Hopper is TN only (A transposed, B not)";
+    }
+    if (dd->t != CUDA_R_16BF && dd->t != CUDA_R_32F) {
+        return "D is neither BF16 nor fp32";
+    }
+    if (c->t != dd->t) {
+        return "C and D types differ";
+    }
+    if (a->ld % 16 != 0 || b->ld % 16 != 0
+        || (uint64_t) dd->ld * (dd->t == CUDA_R_32F ? 4 : 2) % 16 != 0) {
+        return "a leading dimension is not a multiple of 16 bytes";
+    }
+    if (!((am == 0 && bm == 0)
+          || (am == CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F
+              && bm == CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F)
+          || (glm_emu_block_mode(am) && glm_emu_block_mode(bm)
+              && !(am == CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F
+                   && bm == CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F)))) {
+        return "scale modes A/B are not a pair sm_90 supports";
+    }
+    if ((glm_emu_block_mode(am) || am == CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F)
+        && d->fast_accum) {
+        return "fast accumulation with vector or block scales";
+    }
+    if (ptrs != NULL) {
+        for (i = 0; i < 4; i++) {
+            if ((uintptr_t) ptrs[i] % 16 != 0) {
+                return "a matrix pointer is not 16-byte aligned";
+            }
+        }
+        if ((am != 0 && (d->a_scale == NULL || (uintptr_t) d->a_scale % 16 != 0))
+            || (bm != 0 && (d->b_scale == NULL || (uintptr_t) d->b_scale % 16 != 0))) {
+            return "a vector or block scale tensor is missing or not 16-byte aligned";
+        }
+    }
+    return NULL;
+}
+
+/* the scale of element (outer i, inner k) of an FP8 operand, per its mode */
+static inline GLM_EMU_UNHOOKED float
+glm_emu_scale_at(const float *s, int32_t mode, uint64_t outer, uint64_t K, uint64_t i,
+    uint64_t k)
+{
+    switch (mode) {
+    case CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F:
+        return s[i];
+    case CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F:
+        return s[(k / 128) * glm_emu_pad4(outer) + i];
+    case CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F:
+        return s[(i / 128) * glm_emu_pad4((K + 127) / 128) + k / 128];
+    default:
+        return s != NULL ? s[0] : 1.0f;
+    }
+}
+
+/* the bytes of a scale tensor, as the library reads them */
+static inline void
+glm_emu_read_scales(const float *s, int32_t mode, uint64_t outer, uint64_t K)
+{
+    uint64_t n = mode == CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F ? outer
+                 : mode == CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F
+                     ? (K + 127) / 128 * glm_emu_pad4(outer)
+                 : mode == CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F
+                     ? (outer + 127) / 128 * glm_emu_pad4((K + 127) / 128)
+                 : 1;
+
+    if (s != NULL) {
+        glm_emu_read(s, n * sizeof(float));
+    }
+}
+
 static inline cublasStatus_t
 cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmulDesc_t d,
     cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c,
     cublasLtMatrixLayout_t dd, cublasLtMatmulPreference_t p, int req,
     cublasLtMatmulHeuristicResult_t *res, int *n)
 {
-    (void) h; (void) d; (void) a; (void) b; (void) c; (void) dd; (void) p; (void) req;
+    (void) h; (void) p; (void) req;
     memset(res, 0, sizeof(*res));
+    *n = 0;
+    if (glm_emu_fp8_declines(d, a, b, c, dd, NULL) != NULL) {
+        return 0;               /* no algorithm: the caller falls back */
+    }
     res->state = CUBLAS_STATUS_SUCCESS;
     *n = 1;
     return 0;
@@ -135,6 +289,19 @@ glm_emu_elem(const void *p, const struct glm_emu_layout *l, uint64_t i, uint64_t
                 (unsigned long long) l->rows, (unsigned long long) l->cols);
         abort();
     }
+    if (l->t == CUDA_R_8F_E4M3) {
+        /* E4M3 -> fp32 by hand ("e4m3fn": S.1111.111 is NaN) */
+        uint8_t q = ((const uint8_t *) p)[at];
+        uint32_t sign = (uint32_t) (q & 0x80) << 24, e = (q >> 3) & 15u, m = q & 7u, u;
+        float f;
+        if (e == 0) {
+            f = (float) m * 0.001953125f;
+            return sign ? -f : f;
+        }
+        u = e == 15 && m == 7 ? sign | 0x7fc00000u : sign | ((e + 120) << 23) | (m << 20);
+        memcpy(&f, &u, sizeof(f));
+        return f;
+    }
     if (l->t == CUDA_R_16BF) {
         /* BF16 -> fp32 by hand: __bfloat162float would be a hooked call */
         uint32_t u = (uint32_t) ((const uint16_t *) p)[at] << 16;
@@ -149,7 +316,7 @@ glm_emu_elem(const void *p, const struct glm_emu_layout *l, uint64_t i, uint64_t
 static inline void
 glm_emu_read_matrix(const void *p, const struct glm_emu_layout *l)
 {
-    size_t es = l->t == CUDA_R_16BF ? 2 : 4;
+    size_t es = l->t == CUDA_R_8F_E4M3 ? 1 : l->t == CUDA_R_16BF ? 2 : 4;
     uint64_t j;
 
     for (j = 0; j < l->cols; j++) {
@@ -167,10 +334,18 @@ cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const void *alpha, co
     uint64_t kb = d->tb ? lb->cols : lb->rows, n = d->tb ? lb->rows : lb->cols, i, j, p;
     float al = *(const float *) alpha, be = *(const float *) beta;
 
+    const void *ptrs[4] = { A, B, C, D };
+    const char *why = glm_emu_fp8_declines(d, la, lb, lc, ld, ptrs);
+    int fp8 = la->t == CUDA_R_8F_E4M3;
+
     (void) h; (void) algo; (void) ws; (void) ws_size; (void) s;
+    if (why != NULL) {
+        fprintf(stderr, "emu cublasLt: the library would reject this matmul: %s\n", why);
+        abort();
+    }
     if (k != kb || lc->rows != m || lc->cols != n || ld->rows != m || ld->cols != n
         || lc->t != ld->t || la->t != lb->t
-        || (ld->t != CUDA_R_32F && !(ld->t == CUDA_R_16BF && la->t == CUDA_R_16BF)))
+        || (ld->t != CUDA_R_32F && !(ld->t == CUDA_R_16BF && la->t != CUDA_R_32F)))
     {
         fprintf(stderr, "emu cublasLt: op(A) %llux%llu, op(B) %llux%llu, C %llux%llu:"
                 " shapes or types do not fit\n", (unsigned long long) m,
@@ -184,14 +359,33 @@ cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const void *alpha, co
     if (be != 0.0f) {
         glm_emu_read_matrix(C, lc);
     }
+    if (fp8) {
+        glm_emu_read_scales(d->a_scale, d->a_mode, m, k);
+        glm_emu_read_scales(d->b_scale, d->b_mode, n, k);
+    }
     for (j = 0; j < n; j++) {
         for (i = 0; i < m; i++) {
             float acc = 0.0f, v;
             double c;
-            for (p = 0; p < k; p++) {
-                double a = d->ta ? glm_emu_elem(A, la, p, i) : glm_emu_elem(A, la, i, p);
-                double b = d->tb ? glm_emu_elem(B, lb, j, p) : glm_emu_elem(B, lb, p, j);
-                acc += (float) a * (float) b;
+            if (fp8) {
+                /* fp32 sums per 128-element K block (the whole K when the
+                 * scales do not vary along K), times the two scales */
+                uint64_t step = glm_emu_block_mode(d->a_mode) ? 128 : k, p0;
+                for (p0 = 0; p0 < k; p0 += step) {
+                    float part = 0.0f;
+                    for (p = p0; p < k && p < p0 + step; p++) {
+                        part += (float) glm_emu_elem(A, la, p, i)
+                                * (float) glm_emu_elem(B, lb, p, j);
+                    }
+                    acc += part * glm_emu_scale_at(d->a_scale, d->a_mode, m, k, i, p0)
+                           * glm_emu_scale_at(d->b_scale, d->b_mode, n, k, j, p0);
+                }
+            } else {
+                for (p = 0; p < k; p++) {
+                    double a = d->ta ? glm_emu_elem(A, la, p, i) : glm_emu_elem(A, la, i, p);
+                    double b = d->tb ? glm_emu_elem(B, lb, j, p) : glm_emu_elem(B, lb, p, j);
+                    acc += (float) a * (float) b;
+                }
             }
             c = be != 0.0f ? glm_emu_elem(C, lc, i, j) : 0.0;
             v = (float) (al * acc + be * c);
