@@ -69,6 +69,7 @@ extern "C" {
 #include "embed.cuh"
 #include "gelu.cuh"
 #include "gemm.cuh"
+#include "gather_rows.cuh"
 #include "group_transpose.cuh"
 #include "kv_store.cuh"
 #include "layernorm.cuh"
@@ -77,6 +78,7 @@ extern "C" {
 #include "moe_route.cuh"
 #include "rmsnorm.cuh"
 #include "rope.cuh"
+#include "sample.cuh"
 #include "swiglu.cuh"
 
 /* decode attention: positions per split, and the cap on split partials */
@@ -102,6 +104,7 @@ enum {
     GLM_META_ROPE,
     GLM_META_ATTN,
     GLM_META_SEG,
+    GLM_META_ROWS,              /* gather_rows' row ids */
     GLM_META_N
 };
 
@@ -118,6 +121,7 @@ enum {
     GLM_SCR_MOE_LOGITS, GLM_SCR_MOE_IDX, GLM_SCR_MOE_W, GLM_SCR_MOE_COUNTS,
     GLM_SCR_MOE_OFFSETS, GLM_SCR_MOE_CURSOR, GLM_SCR_MOE_PERM, GLM_SCR_MOE_SLOT,
     GLM_SCR_MOE_X, GLM_SCR_MOE_G, GLM_SCR_MOE_U, GLM_SCR_MOE_Y,
+    GLM_SCR_SMP_WORK, GLM_SCR_SMP_IN, GLM_SCR_SMP_OUT,     /* sample */
     GLM_SCR_N
 };
 
@@ -148,6 +152,13 @@ typedef struct {
     void           *scr[GLM_SCR_N];
     size_t          scr_cap[GLM_SCR_N];
     int32_t        *moe_offsets_host;   /* pinned, [GLM_MOE_MAX_EXPERTS + 1] */
+
+    /* sample: pinned staging for the rows' parameters and the results; each
+     * call ends with its one sync, so the next may rewrite them */
+    char           *smp_in_host;
+    size_t          smp_in_cap;
+    glm_sample_out *smp_out_host;
+    size_t          smp_out_cap;        /* rows */
 } glm_cuda;
 
 /* a global sequence, so a backend created at a freed one's address never
@@ -1171,6 +1182,139 @@ glm_cu_group_transpose(glm_backend *be, void *out, const void *x, int groups, in
 /* ---- life cycle ------------------------------------------------------------------ */
 
 static void
+glm_cu_gather_rows(glm_backend *be, void *out, const void *x, const int32_t *rows, int n,
+    int dim)
+{
+    glm_cuda *c = glm_cu(be);
+    const int32_t *d_rows;
+
+    if (n <= 0) {
+        return;
+    }
+    d_rows = (const int32_t *) glm_meta_put(c, GLM_META_ROWS, rows, (size_t) n * sizeof(int32_t));
+    glm_cuda_gather_rows(c->stream, (glm_act *) out, (const glm_act *) x, d_rows, n, dim);
+}
+
+/* pinned host memory of at least `bytes`, grown (never in a warm step) */
+static void *
+glm_pinned_grow(void *p, size_t *cap, size_t bytes)
+{
+    if (bytes <= *cap) {
+        return p;
+    }
+    if (p != NULL) {
+        GLM_CUDA_CHECK(cudaFreeHost(p));
+    }
+    bytes += bytes / 2 + 4096;
+    GLM_CUDA_CHECK(cudaMallocHost(&p, bytes));
+    *cap = bytes;
+    return p;
+}
+
+/*
+ * The rows' parameters and lists go up in one copy (pinned: no sync), the
+ * kernel chooses, and the results come down in one copy: the step's only
+ * device-to-host transfer and its one synchronisation.
+ */
+static void
+glm_cu_sample(glm_backend *be, glm_sample_out *out, const float *logits, int rows,
+    int vocab, const glm_sample_row *p)
+{
+    glm_cuda *c = glm_cu(be);
+    size_t words = ((size_t) vocab + 31) / 32, n_int = 0, head, bytes;
+    glm_smp_dev *dp;
+    int32_t *blob;
+    char *d_in;
+    glm_sample_out *d_out;
+    int r, i;
+
+    if (rows <= 0) {
+        return;
+    }
+    for (r = 0; r < rows; r++) {
+        n_int += 2 * (size_t) p[r].n_seen + 2 * (size_t) p[r].n_bias + (size_t) p[r].n_banned
+                 + (p[r].allowed != NULL ? words : 0)
+                 + (p[r].top_given != NULL && p[r].n_given > 0 ? (size_t) p[r].n_given : 0);
+    }
+    head = glm_round_up((size_t) rows * sizeof(glm_smp_dev), 16);
+    bytes = head + n_int * sizeof(int32_t);
+    c->smp_in_host = (char *) glm_pinned_grow(c->smp_in_host, &c->smp_in_cap, bytes);
+    {
+        size_t cap = c->smp_out_cap * sizeof(glm_sample_out);
+        c->smp_out_host = (glm_sample_out *) glm_pinned_grow(c->smp_out_host, &cap,
+                                                             (size_t) rows * sizeof(glm_sample_out));
+        c->smp_out_cap = cap / sizeof(glm_sample_out);
+    }
+    dp = (glm_smp_dev *) c->smp_in_host;
+    blob = (int32_t *) (c->smp_in_host + head);
+    n_int = 0;
+    for (r = 0; r < rows; r++) {
+        const glm_sample_row *q = &p[r];
+        glm_smp_dev *d = &dp[r];
+
+        memset(d, 0, sizeof(*d));
+        d->temperature = q->temperature;
+        d->top_p = q->top_p;
+        d->min_p = q->min_p;
+        d->presence = q->presence_penalty;
+        d->frequency = q->frequency_penalty;
+        d->repetition = q->repetition_penalty;
+        d->top_k = q->top_k;
+        d->forced = q->forced;
+        d->logprobs = q->logprobs;
+        d->n_top = q->top_given != NULL ? 0 : q->n_top;
+        d->rank = q->rank;
+        d->seed = q->seed;
+        d->counter = q->counter;
+        d->off_seen = (int32_t) n_int;
+        d->n_seen = q->n_seen;
+        for (i = 0; i < q->n_seen; i++) {
+            blob[n_int + i] = q->seen_ids[i];
+            blob[n_int + q->n_seen + i] = q->seen_counts[i];
+        }
+        n_int += 2 * (size_t) q->n_seen;
+        d->off_bias = (int32_t) n_int;
+        d->n_bias = q->n_bias;
+        for (i = 0; i < q->n_bias; i++) {
+            blob[n_int + i] = q->bias_ids[i];
+            memcpy(&blob[n_int + q->n_bias + i], &q->bias[i], sizeof(float));
+        }
+        n_int += 2 * (size_t) q->n_bias;
+        d->off_banned = (int32_t) n_int;
+        d->n_banned = q->n_banned;
+        if (q->n_banned > 0) {
+            memcpy(blob + n_int, q->banned, (size_t) q->n_banned * sizeof(int32_t));
+        }
+        n_int += (size_t) q->n_banned;
+        d->off_allowed = (int32_t) n_int;
+        d->has_allowed = q->allowed != NULL;
+        if (q->allowed != NULL) {
+            memcpy(blob + n_int, q->allowed, words * sizeof(uint32_t));
+            n_int += words;
+        }
+        d->off_given = (int32_t) n_int;
+        if (q->top_given != NULL && q->n_given > 0) {
+            d->n_given = q->n_given;
+            memcpy(blob + n_int, q->top_given, (size_t) q->n_given * sizeof(int32_t));
+            n_int += (size_t) q->n_given;
+        }
+    }
+    d_in = (char *) glm_scratch(c, GLM_SCR_SMP_IN, bytes);
+    d_out = (glm_sample_out *) glm_scratch(c, GLM_SCR_SMP_OUT,
+                                           (size_t) rows * sizeof(glm_sample_out));
+    GLM_CUDA_CHECK(cudaMemcpyAsync(d_in, c->smp_in_host, bytes, cudaMemcpyHostToDevice,
+                                   c->stream));
+    glm_cuda_sample(c->stream, d_out, logits,
+                    (float *) glm_scratch(c, GLM_SCR_SMP_WORK,
+                                          (size_t) rows * vocab * sizeof(float)),
+                    (const glm_smp_dev *) d_in, (const int32_t *) (d_in + head), rows, vocab);
+    GLM_CUDA_CHECK(cudaMemcpyAsync(c->smp_out_host, d_out, (size_t) rows * sizeof(glm_sample_out),
+                                   cudaMemcpyDeviceToHost, c->stream));
+    GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    memcpy(out, c->smp_out_host, (size_t) rows * sizeof(glm_sample_out));
+}
+
+static void
 glm_cu_release_weights(glm_cuda *c)
 {
     size_t i;
@@ -1217,6 +1361,8 @@ glm_cu_destroy(glm_backend *be)
     glm_cuda_gemm_destroy(c->gemm);
     cudaStreamSynchronize(c->stream);
     cudaFreeHost(c->moe_offsets_host);
+    cudaFreeHost(c->smp_in_host);
+    cudaFreeHost(c->smp_out_host);
     cudaStreamDestroy(c->stream);
     free(c->pack);
     free(c);
@@ -1314,6 +1460,8 @@ glm_backend_cuda_create(int device, glm_err *err)
     c->be.gelu = glm_cu_gelu;
     c->be.attention_segments = glm_cu_attention_segments;
     c->be.group_transpose = glm_cu_group_transpose;
+    c->be.gather_rows = glm_cu_gather_rows;
+    c->be.sample = glm_cu_sample;
     c->be.destroy = glm_cu_destroy;
     return &c->be;
 }
