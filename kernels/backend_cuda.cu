@@ -1253,6 +1253,7 @@ glm_cu_sample(glm_backend *be, glm_sample_out *out, const float *logits, int row
         glm_smp_dev *d = &dp[r];
 
         memset(d, 0, sizeof(*d));
+        d->logit_row = q->logit_row;
         d->temperature = q->temperature;
         d->top_p = q->top_p;
         d->min_p = q->min_p;

@@ -441,7 +441,7 @@ glm_sample_kernel(glm_sample_out *out, const float *logits, float *work,
 {
     __shared__ glm_smp_shm s;
     const glm_smp_dev *p = &rows_p[blockIdx.x];
-    const float *l = logits + (size_t) blockIdx.x * V;
+    const float *l = logits + (size_t) p->logit_row * V;
     glm_sample_out *o = &out[blockIdx.x];
     int t = threadIdx.x, token, k, rank;
 

@@ -40,7 +40,7 @@ typedef struct {
     float     presence, frequency, repetition;
     int32_t   top_k, forced, logprobs, n_top, rank, has_allowed;
     int32_t   off_seen, n_seen, off_bias, n_bias, off_banned, n_banned;
-    int32_t   off_allowed, off_given, n_given, pad;
+    int32_t   off_allowed, off_given, n_given, logit_row;
     uint64_t  seed, counter;
 } glm_smp_dev;
 

@@ -195,10 +195,11 @@ struct glm_backend {
     void (*gather_rows)(glm_backend *be, void *out, const void *x,
                         const int32_t *rows, int n, int dim);
 
-    /* a token per row of fp32 logits [rows, vocab] in backend memory, with
-     * the row's processing, warpers, seeded draw and logprobs (sample.h);
-     * only out[rows] comes back to the host.  The CPU backend's is the
-     * oracle; every backend chooses the same ids from the same logits. */
+    /* a token for each of `rows` requests p[r], each reading its row
+     * p[r].logit_row of fp32 logits [*, vocab] in backend memory, with the
+     * row's processing, warpers, seeded draw and logprobs (sample.h); only
+     * out[rows] comes back to the host.  The CPU backend's is the oracle;
+     * every backend chooses the same ids from the same logits. */
     void (*sample)(glm_backend *be, glm_sample_out *out, const float *logits,
                    int rows, int vocab, const glm_sample_row *p);
 

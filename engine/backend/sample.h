@@ -51,6 +51,7 @@
 
 /* One row's request.  Host arrays; they must stay valid for the call. */
 typedef struct {
+    int32_t         logit_row;      /* the row of the logits this row samples */
     float           temperature;    /* <= 0: greedy */
     int32_t         top_k;          /* <= 0: off */
     float           top_p;          /* >= 1: off */

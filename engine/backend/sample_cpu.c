@@ -327,7 +327,7 @@ glm_sample_rows_cpu(glm_sample_out *out, const float *logits, int rows, int voca
     int r, i;
 
     for (r = 0; r < rows; r++) {
-        const float *l = logits + (size_t) r * vocab;
+        const float *l = logits + (size_t) p[r].logit_row * vocab;
         glm_sample_out *o = &out[r];
 
         memset(o, 0, sizeof(*o));

@@ -1221,6 +1221,7 @@ test_sample(int kind, int rows, int V)
             lg[(size_t) r * V + i] = kind == SMP_TIES ? (float) (int) (rndu() * 3.0f)
                                                       : rndu() * scale;
         }
+        q->logit_row = rows - 1 - r;       /* rows read out of order */
         q->temperature = kind == SMP_GREEDY ? 0.0f : 0.3f + (float) (rnd64() % 150) / 100.0f;
         q->top_p = 1.0f;
         q->repetition_penalty = 1.0f;
@@ -1284,7 +1285,7 @@ test_sample(int kind, int rows, int V)
     cpu->sample(cpu, oc, lg, rows, V, p);
     gpu->sample(gpu, og, dl, rows, V, p);
     for (r = 0; r < rows; r++) {
-        const float *l = lg + (size_t) r * V;
+        const float *l = lg + (size_t) p[r].logit_row * V;
         int best = 0;
         for (i = 1; i < V; i++) {
             best = l[i] > l[best] ? i : best;
