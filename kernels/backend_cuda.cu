@@ -1223,15 +1223,16 @@ glm_cu_sample(glm_backend *be, glm_sample_out *out, const float *logits, int row
     glm_cuda *c = glm_cu(be);
     size_t words = ((size_t) vocab + 31) / 32, n_int = 0, head, bytes;
     glm_smp_dev *dp;
-    int32_t *blob;
+    int32_t *blob, *d_tokens;
     char *d_in;
     glm_sample_out *d_out;
-    int r, i;
+    int r, i, ids_only = 1;
 
     if (rows <= 0) {
         return;
     }
     for (r = 0; r < rows; r++) {
+        ids_only &= !p[r].logprobs && p[r].n_top <= 0 && p[r].n_given <= 0 && !p[r].rank;
         n_int += 2 * (size_t) p[r].n_seen + 2 * (size_t) p[r].n_bias + (size_t) p[r].n_banned
                  + (p[r].allowed != NULL ? words : 0)
                  + (p[r].top_given != NULL && p[r].n_given > 0 ? (size_t) p[r].n_given : 0);
@@ -1302,13 +1303,26 @@ glm_cu_sample(glm_backend *be, glm_sample_out *out, const float *logits, int row
     }
     d_in = (char *) glm_scratch(c, GLM_SCR_SMP_IN, bytes);
     d_out = (glm_sample_out *) glm_scratch(c, GLM_SCR_SMP_OUT,
-                                           (size_t) rows * sizeof(glm_sample_out));
+                                           (size_t) rows * (sizeof(glm_sample_out) + 4));
+    d_tokens = (int32_t *) (d_out + rows);
     GLM_CUDA_CHECK(cudaMemcpyAsync(d_in, c->smp_in_host, bytes, cudaMemcpyHostToDevice,
                                    c->stream));
-    glm_cuda_sample(c->stream, d_out, logits,
+    glm_cuda_sample(c->stream, d_out, d_tokens, logits,
                     (float *) glm_scratch(c, GLM_SCR_SMP_WORK,
                                           (size_t) rows * vocab * sizeof(float)),
                     (const glm_smp_dev *) d_in, (const int32_t *) (d_in + head), rows, vocab);
+    if (ids_only) {
+        /* the ids alone: 4 bytes a row */
+        int32_t *ids = (int32_t *) c->smp_out_host;
+        GLM_CUDA_CHECK(cudaMemcpyAsync(ids, d_tokens, (size_t) rows * sizeof(int32_t),
+                                       cudaMemcpyDeviceToHost, c->stream));
+        GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+        memset(out, 0, (size_t) rows * sizeof(glm_sample_out));
+        for (r = 0; r < rows; r++) {
+            out[r].token = ids[r];
+        }
+        return;
+    }
     GLM_CUDA_CHECK(cudaMemcpyAsync(c->smp_out_host, d_out, (size_t) rows * sizeof(glm_sample_out),
                                    cudaMemcpyDeviceToHost, c->stream));
     GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));

@@ -436,7 +436,7 @@ glm_smp_logprobs(glm_smp_shm *s, glm_sample_out *o, const float *l, int V,
 }
 
 static __global__ void
-glm_sample_kernel(glm_sample_out *out, const float *logits, float *work,
+glm_sample_kernel(glm_sample_out *out, int32_t *tokens, const float *logits, float *work,
     const glm_smp_dev *rows_p, const int32_t *blob, int V)
 {
     __shared__ glm_smp_shm s;
@@ -471,16 +471,19 @@ glm_sample_kernel(glm_sample_out *out, const float *logits, float *work,
     }
     if (t == 0) {
         o->token = token;
+        tokens[blockIdx.x] = token;
     }
 }
 
 void
-glm_cuda_sample(cudaStream_t stream, glm_sample_out *out, const float *logits, float *work,
-    const glm_smp_dev *rows_p, const int32_t *blob, int rows, int vocab)
+glm_cuda_sample(cudaStream_t stream, glm_sample_out *out, int32_t *tokens,
+    const float *logits, float *work, const glm_smp_dev *rows_p, const int32_t *blob,
+    int rows, int vocab)
 {
     if (rows <= 0) {
         return;
     }
-    glm_sample_kernel<<<rows, GLM_L, 0, stream>>>(out, logits, work, rows_p, blob, vocab);
+    glm_sample_kernel<<<rows, GLM_L, 0, stream>>>(out, tokens, logits, work, rows_p, blob,
+                                                  vocab);
     GLM_CUDA_LAUNCHED();
 }

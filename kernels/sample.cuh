@@ -16,7 +16,8 @@
  * parameters as glm_smp_dev[rows] plus one int32 blob holding each row's
  * lists (seen ids and counts, bias ids and values, banned ids, allowed
  * words, given ids) at the offsets its glm_smp_dev names; out[rows] the
- * host's glm_sample_out.
+ * host's glm_sample_out, and tokens[rows] the ids alone (4 bytes a row to
+ * download when no row asks for logprobs, instead of 176).
  *
  * Launch: one block of GLM_SMP_LANES (512) threads per row; thread t is
  * lane t (ids t, t + 512, ...: coalesced).  Thresholds are bitwise searches
@@ -44,7 +45,10 @@ typedef struct {
     uint64_t  seed, counter;
 } glm_smp_dev;
 
-void glm_cuda_sample(cudaStream_t stream, glm_sample_out *out, const float *logits,
-    float *work, const glm_smp_dev *rows_p, const int32_t *blob, int rows, int vocab);
+/* out[r] gets row r's results and tokens[r] its id alone (what the host
+ * downloads when no row wants logprobs) */
+void glm_cuda_sample(cudaStream_t stream, glm_sample_out *out, int32_t *tokens,
+    const float *logits, float *work, const glm_smp_dev *rows_p, const int32_t *blob,
+    int rows, int vocab);
 
 #endif

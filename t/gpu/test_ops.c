@@ -1228,8 +1228,9 @@ test_sample(int kind, int rows, int V)
         q->seed = rnd64();
         q->counter = rnd64() % 1000;
         q->forced = -1;
-        q->logprobs = 1;
-        q->n_top = (int) (rnd64() % 21);
+        /* greedy and min_p rows ask for no logprobs: the ids-only download */
+        q->logprobs = kind != SMP_GREEDY && kind != SMP_MINP;
+        q->n_top = q->logprobs ? (int) (rnd64() % 21) : 0;
         if (kind == SMP_TOPK || kind == SMP_ALL || kind == SMP_TIES) {
             q->top_k = 1 + (int) (rnd64() % 60);
         }
