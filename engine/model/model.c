@@ -853,7 +853,7 @@ glm_model_forward_rank(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float 
         if (m->comm != NULL) {
             /* lm_head by vocabulary: every rank's slice to rank 0, which samples */
             glm_comm_all_gather(m->comm, out, gathered, (size_t) b->n_logits * S * sizeof(float));
-            if (full != NULL && ranks > 1) {
+            if (m->shard.rank == 0) {
                 glm_logits_unslice(m, gathered, b->n_logits, full);
                 m->logits = full;
             }
