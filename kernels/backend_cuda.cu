@@ -31,7 +31,8 @@
  *   only after its previous copy has left.
  * - scratch: grow-only device buffers per purpose, freed and reallocated
  *   stream-ordered (cudaFreeAsync/cudaMallocAsync), so no host sync.
- * Host syncs inside a step: upload()/download() (their contract), the MoE
+ * Host syncs inside a step: upload()/download() (their contract), the
+ * sampling op's one download of the chosen ids (and logprobs), the MoE
  * expert counts (the per-expert GEMM launches need them; a grouped GEMM
  * reading counts on the device removes this), first use of a weight.
  *
@@ -43,7 +44,7 @@
  * per-op lookup), grouped expert GEMMs without the
  * count sync, the fused ops of the issue (q/k/v epilogue with RoPE and the
  * cache write, residual+norm in the op table), CUDA graphs for decode,
- * sizing memory up front (--gpu-memory-utilization), sampling on the GPU.
+ * sizing memory up front (--gpu-memory-utilization).
  */
 extern "C" {
 #include "backend/backend.h"
