@@ -31,20 +31,19 @@
  *   only after its previous copy has left.
  * - scratch: grow-only device buffers per purpose, freed and reallocated
  *   stream-ordered (cudaFreeAsync/cudaMallocAsync), so no host sync.
- * Host syncs inside a step: upload()/download() (their contract), the MoE
+ * Host syncs inside a step: upload()/download() (their contract), the
+ * sampling op's one download of the chosen ids (and logprobs), the MoE
  * expert counts (the per-expert GEMM launches need them; a grouped GEMM
  * reading counts on the device removes this), first use of a weight.
  *
  * - activations are BF16 (glm_act), the KV cache fp32/BF16/FP8 (the pool's
  *   dtype); backend.h's act_dtype/act_size tell the model.
  *
- * Not yet (in this order of need): cuBLASLt's scaled FP8 GEMM with FP8
- * activations, device weights bound to the model's tensors at load (no
- * per-op lookup), grouped expert GEMMs without the
- * count sync, the remaining fused ops of the issue (residual+norm in the
- * op table; q/k/v as one GEMM and norm+RoPE+cache write are done:
- * matmul_qkv, attn_prep), CUDA graphs for decode,
- * sizing memory up front (--gpu-memory-utilization), sampling on the GPU.
+ * Not yet (in this order of need): grouped expert GEMMs without the
+ * count sync, residual+norm in the op table, CUDA graphs for decode,
+ * sizing memory up front (--gpu-memory-utilization).  Done: q/k/v as one
+ * GEMM and norm+RoPE+cache write (matmul_qkv, attn_prep), cuBLASLt's
+ * scaled FP8 GEMM with FP8 activations, sampling on the GPU.
  */
 extern "C" {
 #include "backend/backend.h"
@@ -71,6 +70,7 @@ extern "C" {
 #include "embed.cuh"
 #include "gelu.cuh"
 #include "gemm.cuh"
+#include "gather_rows.cuh"
 #include "group_transpose.cuh"
 #include "kv_store.cuh"
 #include "layernorm.cuh"
@@ -81,6 +81,7 @@ extern "C" {
 #include "quant_act.cuh"
 #include "rmsnorm.cuh"
 #include "rope.cuh"
+#include "sample.cuh"
 #include "swiglu.cuh"
 
 /* decode attention: the cap on split partials */
@@ -104,6 +105,7 @@ enum {
     GLM_META_ROPE,
     GLM_META_ATTN,
     GLM_META_SEG,
+    GLM_META_ROWS,              /* gather_rows' row ids */
     GLM_META_N
 };
 
@@ -121,6 +123,7 @@ enum {
     GLM_SCR_MOE_OFFSETS, GLM_SCR_MOE_CURSOR, GLM_SCR_MOE_PERM, GLM_SCR_MOE_SLOT,
     GLM_SCR_MOE_X, GLM_SCR_MOE_G, GLM_SCR_MOE_U, GLM_SCR_MOE_Y,
     GLM_SCR_ATTN_COUNTER, GLM_SCR_QKV,
+    GLM_SCR_SMP_WORK, GLM_SCR_SMP_IN, GLM_SCR_SMP_OUT,     /* sample */
     GLM_SCR_N
 };
 
@@ -155,6 +158,13 @@ typedef struct {
     int             group_member;       /* a rank of a group: tensors are shared
                                            with other ranks' threads, never bound
                                            (glm_backend_cuda_group_member) */
+
+    /* sample: pinned staging for the rows' parameters and the results; each
+     * call ends with its one sync, so the next may rewrite them */
+    char           *smp_in_host;
+    size_t          smp_in_cap;
+    glm_sample_out *smp_out_host;
+    size_t          smp_out_cap;        /* rows */
 } glm_cuda;
 
 /* a global sequence, so a backend created at a freed one's address never
@@ -1328,6 +1338,154 @@ glm_cu_group_transpose(glm_backend *be, void *out, const void *x, int groups, in
 /* ---- life cycle ------------------------------------------------------------------ */
 
 static void
+glm_cu_gather_rows(glm_backend *be, void *out, const void *x, const int32_t *rows, int n,
+    int dim)
+{
+    glm_cuda *c = glm_cu(be);
+    const int32_t *d_rows;
+
+    if (n <= 0) {
+        return;
+    }
+    d_rows = (const int32_t *) glm_meta_put(c, GLM_META_ROWS, rows, (size_t) n * sizeof(int32_t));
+    glm_cuda_gather_rows(c->stream, (glm_act *) out, (const glm_act *) x, d_rows, n, dim);
+}
+
+/* pinned host memory of at least `bytes`, grown (never in a warm step) */
+static void *
+glm_pinned_grow(void *p, size_t *cap, size_t bytes)
+{
+    if (bytes <= *cap) {
+        return p;
+    }
+    if (p != NULL) {
+        GLM_CUDA_CHECK(cudaFreeHost(p));
+    }
+    bytes += bytes / 2 + 4096;
+    GLM_CUDA_CHECK(cudaMallocHost(&p, bytes));
+    *cap = bytes;
+    return p;
+}
+
+/*
+ * The rows' parameters and lists go up in one copy (pinned: no sync), the
+ * kernel chooses, and the results come down in one copy: the step's only
+ * device-to-host transfer and its one synchronisation.
+ */
+static void
+glm_cu_sample(glm_backend *be, glm_sample_out *out, const float *logits, int rows,
+    int vocab, const glm_sample_row *p)
+{
+    glm_cuda *c = glm_cu(be);
+    size_t words = ((size_t) vocab + 31) / 32, n_int = 0, head, bytes;
+    glm_smp_dev *dp;
+    int32_t *blob, *d_tokens;
+    char *d_in;
+    glm_sample_out *d_out;
+    int r, i, ids_only = 1;
+
+    if (rows <= 0) {
+        return;
+    }
+    for (r = 0; r < rows; r++) {
+        ids_only &= !p[r].logprobs && p[r].n_top <= 0 && p[r].n_given <= 0 && !p[r].rank;
+        n_int += 2 * (size_t) p[r].n_seen + 2 * (size_t) p[r].n_bias + (size_t) p[r].n_banned
+                 + (p[r].allowed != NULL ? words : 0)
+                 + (p[r].top_given != NULL && p[r].n_given > 0 ? (size_t) p[r].n_given : 0);
+    }
+    head = glm_round_up((size_t) rows * sizeof(glm_smp_dev), 16);
+    bytes = head + n_int * sizeof(int32_t);
+    c->smp_in_host = (char *) glm_pinned_grow(c->smp_in_host, &c->smp_in_cap, bytes);
+    {
+        size_t cap = c->smp_out_cap * sizeof(glm_sample_out);
+        c->smp_out_host = (glm_sample_out *) glm_pinned_grow(c->smp_out_host, &cap,
+                                                             (size_t) rows * sizeof(glm_sample_out));
+        c->smp_out_cap = cap / sizeof(glm_sample_out);
+    }
+    dp = (glm_smp_dev *) c->smp_in_host;
+    blob = (int32_t *) (c->smp_in_host + head);
+    n_int = 0;
+    for (r = 0; r < rows; r++) {
+        const glm_sample_row *q = &p[r];
+        glm_smp_dev *d = &dp[r];
+
+        memset(d, 0, sizeof(*d));
+        d->logit_row = q->logit_row;
+        d->temperature = q->temperature;
+        d->top_p = q->top_p;
+        d->min_p = q->min_p;
+        d->presence = q->presence_penalty;
+        d->frequency = q->frequency_penalty;
+        d->repetition = q->repetition_penalty;
+        d->top_k = q->top_k;
+        d->forced = q->forced;
+        d->logprobs = q->logprobs;
+        d->n_top = q->top_given != NULL ? 0 : q->n_top;
+        d->rank = q->rank;
+        d->seed = q->seed;
+        d->counter = q->counter;
+        d->off_seen = (int32_t) n_int;
+        d->n_seen = q->n_seen;
+        for (i = 0; i < q->n_seen; i++) {
+            blob[n_int + i] = q->seen_ids[i];
+            blob[n_int + q->n_seen + i] = q->seen_counts[i];
+        }
+        n_int += 2 * (size_t) q->n_seen;
+        d->off_bias = (int32_t) n_int;
+        d->n_bias = q->n_bias;
+        for (i = 0; i < q->n_bias; i++) {
+            blob[n_int + i] = q->bias_ids[i];
+            memcpy(&blob[n_int + q->n_bias + i], &q->bias[i], sizeof(float));
+        }
+        n_int += 2 * (size_t) q->n_bias;
+        d->off_banned = (int32_t) n_int;
+        d->n_banned = q->n_banned;
+        if (q->n_banned > 0) {
+            memcpy(blob + n_int, q->banned, (size_t) q->n_banned * sizeof(int32_t));
+        }
+        n_int += (size_t) q->n_banned;
+        d->off_allowed = (int32_t) n_int;
+        d->has_allowed = q->allowed != NULL;
+        if (q->allowed != NULL) {
+            memcpy(blob + n_int, q->allowed, words * sizeof(uint32_t));
+            n_int += words;
+        }
+        d->off_given = (int32_t) n_int;
+        if (q->top_given != NULL && q->n_given > 0) {
+            d->n_given = q->n_given;
+            memcpy(blob + n_int, q->top_given, (size_t) q->n_given * sizeof(int32_t));
+            n_int += (size_t) q->n_given;
+        }
+    }
+    d_in = (char *) glm_scratch(c, GLM_SCR_SMP_IN, bytes);
+    d_out = (glm_sample_out *) glm_scratch(c, GLM_SCR_SMP_OUT,
+                                           (size_t) rows * (sizeof(glm_sample_out) + 4));
+    d_tokens = (int32_t *) (d_out + rows);
+    GLM_CUDA_CHECK(cudaMemcpyAsync(d_in, c->smp_in_host, bytes, cudaMemcpyHostToDevice,
+                                   c->stream));
+    glm_cuda_sample(c->stream, d_out, d_tokens, logits,
+                    (float *) glm_scratch(c, GLM_SCR_SMP_WORK,
+                                          (size_t) rows * vocab * sizeof(float)),
+                    (const glm_smp_dev *) d_in, (const int32_t *) (d_in + head), rows, vocab);
+    if (ids_only) {
+        /* the ids alone: 4 bytes a row */
+        int32_t *ids = (int32_t *) c->smp_out_host;
+        GLM_CUDA_CHECK(cudaMemcpyAsync(ids, d_tokens, (size_t) rows * sizeof(int32_t),
+                                       cudaMemcpyDeviceToHost, c->stream));
+        GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+        memset(out, 0, (size_t) rows * sizeof(glm_sample_out));
+        for (r = 0; r < rows; r++) {
+            out[r].token = ids[r];
+        }
+        return;
+    }
+    GLM_CUDA_CHECK(cudaMemcpyAsync(c->smp_out_host, d_out, (size_t) rows * sizeof(glm_sample_out),
+                                   cudaMemcpyDeviceToHost, c->stream));
+    GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    memcpy(out, c->smp_out_host, (size_t) rows * sizeof(glm_sample_out));
+}
+
+static void
 glm_cu_release_weights(glm_cuda *c)
 {
     size_t i;
@@ -1375,6 +1533,8 @@ glm_cu_destroy(glm_backend *be)
     glm_cuda_gemm_destroy(c->gemm);
     cudaStreamSynchronize(c->stream);
     cudaFreeHost(c->moe_offsets_host);
+    cudaFreeHost(c->smp_in_host);
+    cudaFreeHost(c->smp_out_host);
     cudaStreamDestroy(c->stream);
     free(c->pack);
     free(c);
@@ -1475,6 +1635,8 @@ glm_backend_cuda_create(int device, glm_err *err)
     c->be.gelu = glm_cu_gelu;
     c->be.attention_segments = glm_cu_attention_segments;
     c->be.group_transpose = glm_cu_group_transpose;
+    c->be.gather_rows = glm_cu_gather_rows;
+    c->be.sample = glm_cu_sample;
     c->be.destroy = glm_cu_destroy;
     return &c->be;
 }

@@ -30,6 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend/sample.h"
 #include "model/safetensors.h"
 
 typedef struct glm_backend glm_backend;
@@ -206,6 +207,20 @@ struct glm_backend {
      * out[grp][c * g + i] = x[grp * g + i][c]  (the 2x2 merge's permute) */
     void (*group_transpose)(glm_backend *be, void *out, const void *x,
                             int groups, int g, int dim);
+
+    /* ---- the step's tail: logits stay in backend memory (sample.h) ---- */
+
+    /* out[i, :] = x[rows[i], :], n rows of dim activations; rows on the host */
+    void (*gather_rows)(glm_backend *be, void *out, const void *x,
+                        const int32_t *rows, int n, int dim);
+
+    /* a token for each of `rows` requests p[r], each reading its row
+     * p[r].logit_row of fp32 logits [*, vocab] in backend memory, with the
+     * row's processing, warpers, seeded draw and logprobs (sample.h); only
+     * out[rows] comes back to the host.  The CPU backend's is the oracle;
+     * every backend chooses the same ids from the same logits. */
+    void (*sample)(glm_backend *be, glm_sample_out *out, const float *logits,
+                   int rows, int vocab, const glm_sample_row *p);
 
     void (*destroy)(glm_backend *be);
 };

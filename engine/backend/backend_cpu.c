@@ -23,6 +23,7 @@ enum {
     GLM_SCRATCH_ROPE,           /* cos/sin of one row */
     GLM_SCRATCH_ATTN,           /* attention's query tiles */
     GLM_SCRATCH_MOE,            /* routing, grouping and expert activations */
+    GLM_SCRATCH_SAMPLE,         /* sampling's processed row */
     GLM_SCRATCH_N
 };
 
@@ -942,6 +943,29 @@ glm_cpu_op_group_transpose(glm_backend *be, void *out, const void *x, int groups
     glm_cpu_group_transpose(be, out, x, groups, g, dim);
 }
 
+static void
+glm_cpu_op_gather_rows(glm_backend *be, void *out, const void *x, const int32_t *rows,
+    int n, int dim)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        memcpy((float *) out + (size_t) i * dim, (const float *) x + (size_t) rows[i] * dim,
+               (size_t) dim * sizeof(float));
+    }
+}
+
+static void
+glm_cpu_op_sample(glm_backend *be, glm_sample_out *out, const float *logits, int rows,
+    int vocab, const glm_sample_row *p)
+{
+    if (rows > 0) {
+        glm_sample_rows_cpu(out, logits, rows, vocab, p,
+                            glm_cpu_scratch(be, GLM_SCRATCH_SAMPLE,
+                                            (size_t) vocab * sizeof(float)));
+    }
+}
+
 glm_backend *
 glm_backend_cpu_create(int nthreads)
 {
@@ -986,6 +1010,8 @@ glm_backend_cpu_create(int nthreads)
         .gelu = glm_cpu_op_gelu,
         .attention_segments = glm_cpu_op_attention_segments,
         .group_transpose = glm_cpu_op_group_transpose,
+        .gather_rows = glm_cpu_op_gather_rows,
+        .sample = glm_cpu_op_sample,
         .destroy = glm_cpu_destroy,
     };
     return &cpu->be;

@@ -743,7 +743,9 @@ glm_model_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float *logi
 
 /* Full rows of logits from the gathered slices: rank r's block of
  * n_rows * S floats holds its [n_rows, w_r] matmul output, w_r its slice's
- * width (S, the last one shorter), for vocabulary [r * S, r * S + w_r). */
+ * width (S, the last one shorter), for vocabulary [r * S, r * S + w_r).
+ * Backend memory on both sides (the ranks run the CPU backend, whose
+ * copies are memcpy). */
 static void
 glm_logits_unslice(glm_model *m, const float *gathered, int n_rows, float *logits)
 {
@@ -755,9 +757,9 @@ glm_logits_unslice(glm_model *m, const float *gathered, int n_rows, float *logit
         v0 = S * r < V ? S * r : V;
         w = v0 + S < V ? S : V - v0;
         for (i = 0; i < n_rows && w > 0; i++) {
-            be->download(be, logits + (size_t) i * V + v0,
-                         gathered + (size_t) r * n_rows * S + (size_t) i * w,
-                         (size_t) w * sizeof(float));
+            be->upload(be, logits + (size_t) i * V + v0,
+                       gathered + (size_t) r * n_rows * S + (size_t) i * w,
+                       (size_t) w * sizeof(float));
         }
     }
 }
@@ -772,20 +774,23 @@ glm_model_forward_rank(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float 
             ? c->intermediate_size : c->moe_intermediate_size * c->n_shared_experts;
     size_t nl = (size_t) (b->n_logits ? b->n_logits : 1), as = be->act_size;
     size_t S = (size_t) m->vocab_slice, ranks = (size_t) m->shard.ranks;
-    size_t extra[3] = {
+    size_t extra[4] = {
         nl * H * as,                                    /* rows */
         nl * S * sizeof(float),                         /* out: this rank's fp32 logits */
         ranks > 1 ? ranks * nl * S * sizeof(float) : 0, /* gathered slices */
+        ranks > 1 && m->shard.rank == 0
+        ? nl * (size_t) c->vocab_size * sizeof(float) : 0,  /* full: rank 0's rows */
     };
-    void *ex[3];
+    void *ex[4];
     glm_scratch s;
     void *x, *y, *rows;
-    float *out, *gathered;
+    float *out, *gathered, *full;
 
-    glm_step_buffers(m, T, (size_t) I, &s, &x, &y, extra, ex, 3);
+    glm_step_buffers(m, T, (size_t) I, &s, &x, &y, extra, ex, 4);
     rows = ex[0];
     out = ex[1];
     gathered = ex[2];
+    full = ex[3];
 
     be->embed(be, x, b->ids, T, m->embed);                     /* [T, H] */
     if (b->embed_rows != NULL) {
@@ -831,13 +836,9 @@ glm_model_forward_rank(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float 
         }
         be->rmsnorm(be, m->hidden, x, m->final_norm, T, H, c->rms_norm_eps);
     }
-    for (i = 0; i < b->n_logits; i++) {
-        /* backend memory on both sides: the backends' copies accept it
-         * (memcpy on the CPU, cudaMemcpyDefault on the GPU) */
-        be->upload(be, glm_act_at(be, rows, (size_t) i * H),
-                   glm_act_at(be, b->keep_hidden ? m->hidden : x,
-                              (size_t) b->logit_rows[i] * H), (size_t) H * as);
-    }
+    /* the rows that want logits, in one gather (no copy per row) */
+    be->gather_rows(be, rows, b->keep_hidden ? m->hidden : x, b->logit_rows, b->n_logits, H);
+    m->logits = out;
     if (b->n_logits > 0) {
         if (!b->keep_hidden) {
             be->rmsnorm(be, rows, rows, m->final_norm, b->n_logits, H, c->rms_norm_eps);
@@ -845,14 +846,19 @@ glm_model_forward_rank(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float 
         if (m->lm_head->shape[0] > 0) {
             be->matmul_f32(be, out, rows, b->n_logits, m->lm_head, NULL);  /* [n, slice] */
         }
-        if (m->comm == NULL) {
-            be->download(be, logits, out, (size_t) b->n_logits * c->vocab_size * sizeof(float));
-        } else {
+        if (m->comm != NULL) {
             /* lm_head by vocabulary: every rank's slice to rank 0, which samples */
             glm_comm_all_gather(m->comm, out, gathered, (size_t) b->n_logits * S * sizeof(float));
-            if (logits != NULL) {
-                glm_logits_unslice(m, gathered, b->n_logits, logits);
+            if (m->shard.rank == 0) {
+                glm_logits_unslice(m, gathered, b->n_logits, full);
+                m->logits = full;
             }
+        }
+        /* the logits stay in backend memory for be->sample; a host copy
+         * only for the callers that ask (tests, the reference tools) */
+        if (logits != NULL) {
+            be->download(be, logits, m->logits,
+                         (size_t) b->n_logits * c->vocab_size * sizeof(float));
         }
     }
 }
@@ -997,13 +1003,13 @@ glm_model_mtp_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b,
     }
     be->add(be, x, y, (size_t) T * H);
 
-    for (i = 0; i < b->n_logits; i++) {
-        be->upload(be, glm_act_at(be, rows, (size_t) i * H),
-                   glm_act_at(be, x, (size_t) b->logit_rows[i] * H), (size_t) H * as);
-    }
+    be->gather_rows(be, rows, x, b->logit_rows, b->n_logits, H);
+    m->logits = out;
     if (b->n_logits > 0) {
         be->rmsnorm(be, rows, rows, mtp->head_norm, b->n_logits, H, c->rms_norm_eps);
         be->matmul_f32(be, out, rows, b->n_logits, mtp->head, NULL);
-        be->download(be, logits, out, (size_t) b->n_logits * V * sizeof(float));
+        if (logits != NULL) {
+            be->download(be, logits, out, (size_t) b->n_logits * V * sizeof(float));
+        }
     }
 }

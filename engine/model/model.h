@@ -73,6 +73,11 @@ typedef struct {
                                            kept for the MTP layer (backend
                                            memory, be->act_dtype) */
     size_t           hidden_bytes;
+
+    /* the last step's logits, left in backend memory for the sampling op:
+     * fp32 [n_logits, vocab_size] (rank 0 of a group: the gathered rows),
+     * valid until the next forward */
+    float           *logits;
 } glm_model;
 
 /* GLM-4.5's multi-token-prediction layer (DeepSeek-V3's MTP, as vLLM's
@@ -122,7 +127,8 @@ int glm_model_enable_mtp(glm_model *m, glm_err *err);
 
 /* One MTP step: token i is b->ids[i] (the token after position kv_pos[i])
  * with the hidden state m->hidden[hidden_rows[i]] of the last forward (run
- * with keep_hidden); writes b->n_logits rows of draft logits (host). */
+ * with keep_hidden); leaves b->n_logits rows of draft logits at m->logits
+ * (backend memory), copied to the host too where logits is not NULL. */
 void glm_model_mtp_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b,
     const int32_t *hidden_rows, float *logits);
 
@@ -146,14 +152,15 @@ size_t glm_kv_pool_bytes(const glm_kv_pool *kv);
 void glm_kv_pool_describe(const glm_kv_pool *kv, const glm_model *m, char *buf,
     size_t size);
 
-/* Runs one step; writes n_logits rows of vocab_size fp32 logits (host).
- * On rank 0 of a group, every rank runs the step (each on its own KV pool)
- * and rank 0 gathers the logits. */
+/* Runs one step; leaves n_logits rows of vocab_size fp32 logits in backend
+ * memory at m->logits (for be->sample) and copies them to the host too
+ * where logits is not NULL.  On rank 0 of a group, every rank runs the
+ * step (each on its own KV pool) and rank 0 gathers the logits. */
 void glm_model_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b,
     float *logits);
 
 /* This rank's part of the step (a rank thread's call); logits NULL on all
- * but rank 0. */
+ * but rank 0 (and there too when the host wants none). */
 void glm_model_forward_rank(glm_model *m, glm_kv_pool *kv, const glm_batch *b,
     float *logits);
 

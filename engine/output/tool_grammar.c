@@ -1931,6 +1931,79 @@ glm_tg_mask(glm_tg_state *st, float *logits)
     return e->n_allowed;
 }
 
+/* words &= the entry's allowed set, 32 ids a word */
+static void
+tg_apply_bits(glm_tg *g, const tg_entry *e, uint32_t *words)
+{
+    const glm_tg_vocab *v = g->v;
+    const int32_t *ids = e->data;
+    int32_t i, n = v->n_logits, W = (n + 31) / 32;
+
+    switch (e->kind) {
+    case MASK_ALLOW:
+        /* keep what was set of the listed ids, clear the rest: the listed
+         * bits are saved in fsave (as 0/1) while the words are cleared */
+        if (e->n > g->fsave_cap) {
+            float *p = realloc(g->fsave, (size_t) e->n * sizeof(float));
+            if (p == NULL) {
+                return;
+            }
+            g->fsave = p;
+            g->fsave_cap = e->n;
+        }
+        for (i = 0; i < e->n; i++) {
+            g->fsave[i] = (float) ((words[ids[i] >> 5] >> (ids[i] & 31)) & 1u);
+        }
+        memset(words, 0, (size_t) W * sizeof(uint32_t));
+        for (i = 0; i < e->n; i++) {
+            words[ids[i] >> 5] |= (uint32_t) (g->fsave[i] != 0.0f) << (ids[i] & 31);
+        }
+        break;
+    case MASK_DENY:
+        for (i = 0; i < e->n; i++) {
+            words[ids[i] >> 5] &= ~(1u << (ids[i] & 31));
+        }
+        break;
+    default: {
+        const uint64_t *bits = e->data;
+        for (i = 0; i < W; i++) {
+            words[i] &= (uint32_t) (bits[i >> 1] >> (32 * (i & 1)));
+        }
+        break;
+    }
+    }
+}
+
+int
+glm_tg_mask_bits(glm_tg_state *st, uint32_t *words)
+{
+    glm_tg *g = st->g;
+    const glm_tg_vocab *v = g->v;
+    tg_entry *e;
+    int32_t only, i, W = (v->n_logits + 31) / 32;
+
+    if (tg_forced(st, &only)) {
+        uint32_t keep[64];
+        int n = only >= 0 ? 1 : (v->n_eos < 64 ? v->n_eos : 64);
+        for (i = 0; i < n; i++) {
+            int32_t id = only >= 0 ? only : v->eos[i];
+            keep[i] = (words[id >> 5] >> (id & 31)) & 1u;
+        }
+        memset(words, 0, (size_t) W * sizeof(uint32_t));
+        for (i = 0; i < n; i++) {
+            int32_t id = only >= 0 ? only : v->eos[i];
+            words[id >> 5] |= keep[i] << (id & 31);
+        }
+        return n;
+    }
+    e = tg_lookup(g, &st->s);
+    if (e == NULL) {
+        return v->n_logits;
+    }
+    tg_apply_bits(g, e, words);
+    return e->n_allowed;
+}
+
 void
 glm_tg_allowed(glm_tg_state *st, uint64_t *bits)
 {

@@ -150,6 +150,11 @@ glm_tg_state *glm_tg_state_copy(const glm_tg_state *s);
  * 0: a finished or broken state allows EOS). */
 int glm_tg_mask(glm_tg_state *s, float *logits);
 
+/* The same as a bitmask for the sampling op: clears bit id % 32 of
+ * words[id / 32] for every id the grammar does not allow next (words has
+ * (n_logits + 31) / 32 entries; bits already clear stay clear). */
+int glm_tg_mask_bits(glm_tg_state *s, uint32_t *words);
+
 /* Consumes the sampled token.  0, or -1 when the grammar did not allow it
  * (the state then allows only EOS, so the turn ends). */
 int glm_tg_advance(glm_tg_state *s, int32_t token);

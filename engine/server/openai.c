@@ -1029,6 +1029,17 @@ glm_req_mask(void *ctx, glm_seq *seq, float *logits)
     }
 }
 
+void
+glm_req_mask_bits(void *ctx, glm_seq *seq, uint32_t *allowed)
+{
+    glm_req *req = seq->owner;
+    glm_choice *c = &req->choices[seq->index];
+
+    if (c->tgs != NULL) {
+        glm_tg_mask_bits(c->tgs, allowed);
+    }
+}
+
 /* ---- sampling parameters and shared fields --------------------------------- */
 
 /* A list of token ids below the vocabulary size into *out (malloc'd, the

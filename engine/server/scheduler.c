@@ -15,12 +15,9 @@ static size_t glm_block_extra(const glm_sched *s, const glm_seq *seq, int first,
     uint8_t *out);
 static int glm_prefix_lookup(glm_sched *s, glm_seq *seq, int *n_evictable);
 static void glm_offer_blocks(glm_sched *s, glm_seq *seq, int n_done);
-static void glm_mask_bad_words(const glm_seq *seq, float *l, int V);
-static void glm_logprobs(glm_sched *s, const float *l, glm_sampled *out, int top_n,
-    const int32_t *ids, int n_ids);
-static int glm_logprob_rank(glm_sched *s, const float *l, int32_t id);
+static int glm_bad_word_bans(const glm_seq *seq, int32_t *out, int V);
 static int glm_prompt_lp_chunk(const glm_seq *seq, int from, int chunk, int *rows);
-static int glm_prompt_lp_deliver(glm_sched *s, glm_seq *seq, int chunk, const float *l);
+static int glm_prompt_lp_rows(const glm_seq *seq, int chunk);
 
 int
 glm_sched_blocks_for(const glm_sched *s, int n_tokens)
@@ -74,18 +71,21 @@ glm_sched_init(glm_sched *s, glm_model *m, int n_blocks, int block_size,
     s->step_draft = calloc((size_t) max_num_seqs, 1);
     s->step_live = calloc((size_t) max_num_seqs, 1);
     s->hidden_rows = malloc((size_t) T * sizeof(int32_t));
-    /* a row per sequence, two with a draft, and the prompt logprobs' */
-    s->logits = malloc((size_t) ((1 + s->spec) * max_num_seqs + GLM_SCHED_PROMPT_LP_ROWS)
-                       * V * sizeof(float));
-    s->prob = malloc((size_t) V * sizeof(float));
+    /* the logits stay in backend memory (m->logits): the host holds only
+     * the sampling op's rows, a row per logits row, and one row of floats
+     * (a constraint mask's zeros, a test's copy) */
+    s->smp = calloc((size_t) T, sizeof(glm_sample_row));
+    s->smp_out = calloc((size_t) T, sizeof(glm_sample_out));
+    s->step_row = malloc((size_t) max_num_seqs * sizeof(int32_t));
+    s->step_draft_ok = calloc((size_t) max_num_seqs, 1);
     s->raw = malloc((size_t) V * sizeof(float));
-    s->idx = malloc((size_t) V * sizeof(int32_t));
     s->counts = calloc((size_t) V, sizeof(int32_t));
     if (s->extra == NULL || s->running == NULL || s->ids == NULL
         || s->pos3 == NULL || s->embed_rows == NULL || s->kv_pos == NULL || s->seq_of == NULL
         || s->rows == NULL || s->seq_blocks == NULL || s->step_seqs == NULL
-        || s->step_chunk == NULL || s->logits == NULL || s->prob == NULL || s->raw == NULL
-        || s->idx == NULL || s->counts == NULL || s->step_draft == NULL
+        || s->step_chunk == NULL || s->smp == NULL || s->smp_out == NULL
+        || s->step_row == NULL || s->step_draft_ok == NULL || s->raw == NULL
+        || s->counts == NULL || s->step_draft == NULL
         || s->step_live == NULL || s->hidden_rows == NULL)
     {
         glm_sched_free(s);
@@ -138,6 +138,8 @@ glm_sched_free(glm_sched *s)
     free(s->kv_pos); free(s->seq_of); free(s->rows); free(s->seq_blocks);
     free(s->step_seqs); free(s->step_chunk); free(s->logits); free(s->prob); free(s->raw);
     free(s->idx); free(s->counts);
+    free(s->smp); free(s->smp_out); free(s->step_row); free(s->step_draft_ok);
+    free(s->smp_ints); free(s->smp_floats); free(s->smp_words);
     free(s->step_draft); free(s->step_live); free(s->hidden_rows);
     memset(s, 0, sizeof(*s));
 }
@@ -165,6 +167,7 @@ glm_seq_new(const int32_t *prompt, int n, const glm_seq_params *p, uint64_t seed
     seq->owner = owner;
     seq->index = index;
     glm_rng_seed(&seq->rng, seed);
+    seq->seed = seed;
     return seq;
 }
 
@@ -475,14 +478,15 @@ glm_sched_has_work(const glm_sched *s)
     return 0;
 }
 
-/* vLLM's bad words: a word's last token is masked when the output so far
- * ends with the tokens before it (a one-token word always) */
-static void
-glm_mask_bad_words(const glm_seq *seq, float *l, int V)
+/* vLLM's bad words: a word's last token is banned when the output so far
+ * ends with the tokens before it (a one-token word always); writes the
+ * banned ids to out, returns how many */
+static int
+glm_bad_word_bans(const glm_seq *seq, int32_t *out, int V)
 {
     const glm_seq_params *p = &seq->params;
     const int32_t *w = p->bad_words;
-    int n_out = seq->n_tokens - seq->n_prompt, k, j, len;
+    int n_out = seq->n_tokens - seq->n_prompt, k, j, len, n = 0;
 
     for (k = 0; k < p->n_bad_words; w += len, k++) {
         len = p->bad_word_len[k];
@@ -495,129 +499,209 @@ glm_mask_bad_words(const glm_seq *seq, float *l, int V)
             }
         }
         if (j == len - 1) {
-            l[w[len - 1]] = -INFINITY;
+            out[n++] = w[len - 1];
+        }
+    }
+    return n;
+}
+
+/* ---- the sampling op's rows ------------------------------------------------------ */
+
+static int
+glm_grow(void **p, size_t *cap, size_t want, size_t elem)
+{
+    if (want > *cap) {
+        void *q = realloc(*p, (want + want / 2 + 64) * elem);
+        if (q == NULL) {
+            return -1;
+        }
+        *p = q;
+        *cap = want + want / 2 + 64;
+    }
+    return 0;
+}
+
+static int
+glm_seq_masked(const glm_sched *s, const glm_seq *seq)
+{
+    return seq->params.allowed != NULL
+           || (seq->constrained && (s->mask_bits != NULL || s->mask != NULL));
+}
+
+static int
+glm_seq_penalized(const glm_seq_params *p)
+{
+    return p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f
+           || (p->repetition_penalty > 0.0f && p->repetition_penalty != 1.0f);
+}
+
+/* Starts a pass of rows, sized for the sequences seqs[0..n) (NULL entries
+ * skipped) whose next token it samples: their lists go in pools grown now,
+ * so the pointers the rows take stay valid until the op has run. */
+static int
+glm_smp_begin(glm_sched *s, glm_seq *const *seqs, const uint8_t *take, int n)
+{
+    size_t ints = 0, floats = 0, words = 0, W = ((size_t) s->m->cfg.vocab_size + 31) / 32;
+    int i;
+
+    for (i = 0; i < n; i++) {
+        const glm_seq *seq = seqs[i];
+        const glm_seq_params *p;
+        if (seq == NULL || (take != NULL && !take[i])) {
+            continue;
+        }
+        p = &seq->params;
+        ints += (glm_seq_penalized(p) ? 2 * (size_t) seq->n_tokens : 0)
+                + (size_t) p->n_logit_bias + (size_t) p->n_banned + (size_t) p->n_bad_words;
+        floats += (size_t) p->n_logit_bias;
+        words += glm_seq_masked(s, seq) ? W : 0;
+    }
+    s->smp_ints_used = s->smp_floats_used = s->smp_words_used = 0;
+    return glm_grow((void **) &s->smp_ints, &s->smp_ints_cap, ints, sizeof(int32_t)) != 0
+           || glm_grow((void **) &s->smp_floats, &s->smp_floats_cap, floats, sizeof(float)) != 0
+           || glm_grow((void **) &s->smp_words, &s->smp_words_cap, words, sizeof(uint32_t)) != 0
+           ? -1 : 0;
+}
+
+/* The allowed set as words: the request's allowed_token_ids, then the
+ * grammar (mask_bits, or the float mask on a row of zeros: what stays
+ * finite is allowed). */
+static void
+glm_smp_allowed(glm_sched *s, glm_seq *seq, uint32_t *w)
+{
+    const uint8_t *a = seq->params.allowed;
+    int V = s->m->cfg.vocab_size, W = (V + 31) / 32, i;
+
+    for (i = 0; i < W; i++) {
+        w[i] = ~0u;
+    }
+    if (a != NULL) {
+        memset(w, 0, (size_t) W * sizeof(uint32_t));
+        for (i = 0; i < V; i++) {
+            w[i >> 5] |= (uint32_t) ((a[i >> 3] >> (i & 7)) & 1u) << (i & 31);
+        }
+    }
+    if (seq->constrained && s->mask_bits != NULL) {
+        s->mask_bits(s->cb_ctx, seq, w);
+    } else if (seq->constrained && s->mask != NULL) {
+        memset(s->raw, 0, (size_t) V * sizeof(float));
+        s->mask(s->cb_ctx, seq, s->raw);
+        for (i = 0; i < V; i++) {
+            if (!(s->raw[i] > -INFINITY)) {
+                w[i >> 5] &= ~(1u << (i & 31));
+            }
         }
     }
 }
 
-/* logits processors, then sampling: penalties, bias, min_tokens bans,
- * allowed_token_ids, bad words, the grammar */
+/*
+ * The op's row for the sequence's next token from logits row `row`: what
+ * the logits processors did on the host before (penalties on the counts of
+ * the ids seen, logit_bias, min_tokens' and bad words' bans, the allowed
+ * set) becomes the row's lists; the draw is keyed by the sequence's seed
+ * and the token's index in the output; logprobs raw, as vLLM's default.
+ */
 static void
-glm_process_logits(glm_sched *s, glm_seq *seq, float *l)
+glm_smp_row(glm_sched *s, glm_seq *seq, int row, glm_sample_row *q)
 {
     const glm_seq_params *p = &seq->params;
-    int V = s->m->cfg.vocab_size, i;
-    int n_out = seq->n_tokens - seq->n_prompt;
+    int V = s->m->cfg.vocab_size, n_out = seq->n_tokens - seq->n_prompt, i, n;
+    int32_t *ids;
 
-    if (p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f) {
-        for (i = seq->n_prompt; i < seq->n_tokens; i++) {
-            s->counts[seq->tokens[i]]++;
-        }
-        for (i = seq->n_prompt; i < seq->n_tokens; i++) {
-            int32_t t = seq->tokens[i];
-            if (s->counts[t] > 0) {
-                l[t] -= p->frequency_penalty * (float) s->counts[t] + p->presence_penalty;
-                s->counts[t] = 0;
-            }
-        }
-    }
-    if (p->repetition_penalty > 0.0f && p->repetition_penalty != 1.0f) {
-        for (i = 0; i < seq->n_tokens; i++) {
+    memset(q, 0, sizeof(*q));
+    q->logit_row = row;
+    q->temperature = p->sampling.temperature;
+    q->top_k = p->sampling.top_k;
+    q->top_p = p->sampling.top_p;
+    q->min_p = p->sampling.min_p;
+    q->presence_penalty = p->presence_penalty;
+    q->frequency_penalty = p->frequency_penalty;
+    q->repetition_penalty = p->repetition_penalty;
+    q->seed = seq->seed;
+    q->counter = (uint64_t) n_out;
+    q->forced = -1;
+    if (glm_seq_penalized(p)) {
+        /* distinct ids (of the output only, unless repetition wants the
+         * prompt's too), each with its output count; s->counts holds
+         * 1 + that count while a token is being counted */
+        int rep = p->repetition_penalty > 0.0f && p->repetition_penalty != 1.0f;
+        ids = s->smp_ints + s->smp_ints_used;
+        n = 0;
+        for (i = rep ? 0 : seq->n_prompt; i < seq->n_tokens; i++) {
             int32_t t = seq->tokens[i];
             if (s->counts[t] == 0) {
-                l[t] = l[t] > 0 ? l[t] / p->repetition_penalty : l[t] * p->repetition_penalty;
+                ids[n++] = t;
                 s->counts[t] = 1;
             }
+            s->counts[t] += i >= seq->n_prompt;
         }
-        for (i = 0; i < seq->n_tokens; i++) {
-            s->counts[seq->tokens[i]] = 0;
+        for (i = 0; i < n; i++) {
+            ids[n + i] = s->counts[ids[i]] - 1;
+            s->counts[ids[i]] = 0;
         }
+        q->seen_ids = ids;
+        q->seen_counts = ids + n;
+        q->n_seen = n;
+        s->smp_ints_used += 2 * (size_t) n;
     }
-    for (i = 0; i < p->n_logit_bias; i++) {
-        if (p->logit_bias[i].id >= 0 && p->logit_bias[i].id < V) {
-            l[p->logit_bias[i].id] += p->logit_bias[i].bias;
+    if (p->n_logit_bias > 0) {
+        int32_t *bid = s->smp_ints + s->smp_ints_used;
+        float *bv = s->smp_floats + s->smp_floats_used;
+        for (i = 0; i < p->n_logit_bias; i++) {
+            bid[i] = p->logit_bias[i].id;
+            bv[i] = p->logit_bias[i].bias;
         }
+        q->bias_ids = bid;
+        q->bias = bv;
+        q->n_bias = p->n_logit_bias;
+        s->smp_ints_used += (size_t) p->n_logit_bias;
+        s->smp_floats_used += (size_t) p->n_logit_bias;
     }
+    ids = s->smp_ints + s->smp_ints_used;
+    n = 0;
     if (n_out < p->min_tokens) {
         for (i = 0; i < p->n_banned; i++) {
-            if (p->banned[i] >= 0 && p->banned[i] < V) {
-                l[p->banned[i]] = -INFINITY;
-            }
-        }
-    }
-    if (p->allowed != NULL) {
-        for (i = 0; i < V; i++) {
-            if (!(p->allowed[i >> 3] & (1u << (i & 7)))) {
-                l[i] = -INFINITY;
-            }
+            ids[n++] = p->banned[i];
         }
     }
     if (p->n_bad_words > 0) {
-        glm_mask_bad_words(seq, l, V);
+        n += glm_bad_word_bans(seq, ids + n, V);
     }
-    if (seq->constrained && s->mask != NULL) {
-        s->mask(s->cb_ctx, seq, l);
+    if (n > 0) {
+        q->banned = ids;
+        q->n_banned = n;
+        s->smp_ints_used += (size_t) n;
+    }
+    if (glm_seq_masked(s, seq)) {
+        uint32_t *w = s->smp_words + s->smp_words_used;
+        glm_smp_allowed(s, seq, w);
+        q->allowed = w;
+        s->smp_words_used += ((size_t) V + 31) / 32;
+    }
+    if (p->logprobs) {
+        q->logprobs = 1;
+        q->n_top = p->top_logprobs;
+        if (p->logprob_ids != NULL) {
+            q->top_given = p->logprob_ids;
+            q->n_given = p->n_logprob_ids;
+        }
+    }
+    if (s->on_logits != NULL) {
+        s->m->be->download(s->m->be, s->raw, s->m->logits + (size_t) row * V,
+                           (size_t) V * sizeof(float));
+        s->on_logits(s->cb_ctx, seq, s->raw);
     }
 }
 
-/* log-softmax value of out->token, and the top-n alternatives (or the
- * n_ids given ones), from raw logits */
 static void
-glm_logprobs(glm_sched *s, const float *l, glm_sampled *out, int top_n,
-    const int32_t *ids, int n_ids)
+glm_sampled_from(glm_sampled *o, const glm_sample_out *r)
 {
-    int V = s->m->cfg.vocab_size, i, k;
-    float mx = -INFINITY;
-    double sum = 0.0, lse;
-
-    for (i = 0; i < V; i++) {
-        mx = l[i] > mx ? l[i] : mx;
-    }
-    for (i = 0; i < V; i++) {
-        sum += exp((double) (l[i] - mx));
-    }
-    lse = (double) mx + log(sum);
-    out->logprob = (float) ((double) l[out->token] - lse);
-    if (ids != NULL) {
-        for (k = 0; k < n_ids && k < 20; k++) {
-            out->top_ids[k] = ids[k];
-            out->top_logprobs[k] = (float) ((double) l[ids[k]] - lse);
-        }
-        out->n_top = k;
-        return;
-    }
-    if (top_n > 20) {
-        top_n = 20;
-    }
-    /* one pass, insertion into a sorted list of at most top_n (O(V top_n),
-     * not O(V top_n^2)); on a tie the lower id stays first */
-    out->n_top = 0;
-    for (i = 0; i < V && top_n > 0; i++) {
-        if (out->n_top == top_n && !(l[i] > l[out->top_ids[top_n - 1]])) {
-            continue;
-        }
-        k = out->n_top < top_n ? out->n_top++ : top_n - 1;
-        while (k > 0 && l[i] > l[out->top_ids[k - 1]]) {
-            out->top_ids[k] = out->top_ids[k - 1];
-            k--;
-        }
-        out->top_ids[k] = i;
-    }
-    for (k = 0; k < out->n_top; k++) {
-        out->top_logprobs[k] = (float) ((double) l[out->top_ids[k]] - lse);
-    }
-}
-
-/* 1 + the number of tokens more likely than id (vLLM's rank) */
-static int
-glm_logprob_rank(glm_sched *s, const float *l, int32_t id)
-{
-    int V = s->m->cfg.vocab_size, i, rank = 1;
-
-    for (i = 0; i < V; i++) {
-        rank += l[i] > l[id];
-    }
-    return rank;
+    memset(o, 0, sizeof(*o));
+    o->token = r->token;
+    o->logprob = r->logprob;
+    o->n_top = r->n_top;
+    memcpy(o->top_ids, r->top_ids, sizeof(o->top_ids));
+    memcpy(o->top_logprobs, r->top_logprobs, sizeof(o->top_logprobs));
 }
 
 static int
@@ -659,54 +743,29 @@ glm_prompt_lp_chunk(const glm_seq *seq, int from, int chunk, int *rows)
     return chunk;
 }
 
-/* Hands the owner the prompt logprobs of a chunk just computed, from its
- * rows of logits at l; returns how many rows they took. */
+/* how many prompt-logprob rows a chunk just computed has (from n_cached) */
 static int
-glm_prompt_lp_deliver(glm_sched *s, glm_seq *seq, int chunk, const float *l)
+glm_prompt_lp_rows(const glm_seq *seq, int chunk)
 {
-    int V = s->m->cfg.vocab_size, n = 0, p;
-    glm_sampled out;
+    int p, n = 0;
 
     if (!seq->params.prompt_logprobs) {
         return 0;
     }
-    for (p = seq->n_cached; p < seq->n_cached + chunk && p + 1 < seq->n_prompt; p++, n++) {
-        const float *row = l + (size_t) n * V;
-
-        memset(&out, 0, sizeof(out));
-        out.token = seq->tokens[p + 1];
-        glm_logprobs(s, row, &out, seq->params.prompt_top_logprobs, NULL, 0);
-        if (s->on_prompt_logprob != NULL) {
-            s->on_prompt_logprob(s->cb_ctx, seq, p + 1, &out,
-                                 glm_logprob_rank(s, row, out.token));
-        }
+    for (p = seq->n_cached; p < seq->n_cached + chunk && p + 1 < seq->n_prompt; p++) {
+        n++;
     }
     return n;
 }
 
-/* Samples the sequence's next token from its logits row l and reports it;
- * returns 1 when that finished the sequence (it is then out of the
- * scheduler and must not be touched). */
+/* Reports a sampled token; returns 1 when that finished the sequence (it is
+ * then out of the scheduler and must not be touched). */
 static int
-glm_sample_next(glm_sched *s, glm_seq *seq, float *l, int32_t *token)
+glm_take_token(glm_sched *s, glm_seq *seq, const glm_sample_out *r, int32_t *token)
 {
-    int V = s->m->cfg.vocab_size;
     glm_sampled out;
 
-    memset(&out, 0, sizeof(out));
-    if (seq->params.logprobs) {
-        /* raw logprobs (before penalties), as vLLM's default mode;
-         * computed after sampling picks the token */
-        glm_seq_params *p = &seq->params;
-        memcpy(s->raw, l, (size_t) V * sizeof(float));
-        glm_process_logits(s, seq, l);
-        out.token = glm_sample(l, V, &p->sampling, &seq->rng, s->prob, s->idx);
-        glm_logprobs(s, s->raw, &out, p->top_logprobs, p->logprob_ids,
-                     p->n_logprob_ids);
-    } else {
-        glm_process_logits(s, seq, l);
-        out.token = glm_sample(l, V, &seq->params.sampling, &seq->rng, s->prob, s->idx);
-    }
+    glm_sampled_from(&out, r);
     *token = out.token;
     if (glm_append_token(seq, out.token) != 0
         || s->on_token(s->cb_ctx, seq, &out))
@@ -718,15 +777,25 @@ glm_sample_next(glm_sched *s, glm_seq *seq, float *l, int32_t *token)
     return 0;
 }
 
+static void
+glm_smp_out_of_memory(void)
+{
+    /* the host lists of one step's rows: a few ints per token of the
+     * sequences; failing that, nothing sensible remains to sample with */
+    fprintf(stderr, "glm-engine: out of memory for the sampling rows of a step\n");
+    abort();
+}
+
 /* 5. The MTP layer over the positions this step computed, each with the
  * token that follows it and the main model's hidden state there (which
  * fills the MTP layer's KV); where the following token is a sequence's
  * newest, its logits give the draft for the position after (greedy, as
- * vLLM's MTP proposer).  The step's token arrays are compacted in place. */
+ * vLLM's MTP proposer, by the sampling op).  The step's token arrays are
+ * compacted in place. */
 static void
 glm_mtp_step(glm_sched *s, int n_step, int T)
 {
-    int V = s->m->cfg.vocab_size, k = 0, n_rows = 0, t, r, v;
+    int V = s->m->cfg.vocab_size, k = 0, n_rows = 0, t, r;
     glm_batch b;
 
     for (t = 0; t < T; t++) {
@@ -757,18 +826,16 @@ glm_mtp_step(glm_sched *s, int n_step, int T)
     b.attn = (glm_attn_batch) { k, s->seq_of, s->kv_pos, s->seq_blocks, n_step };
     b.logit_rows = s->rows;
     b.n_logits = n_rows;
-    glm_model_mtp_forward(s->m, &s->kv, &b, s->hidden_rows, s->logits);
+    glm_model_mtp_forward(s->m, &s->kv, &b, s->hidden_rows, NULL);
+    for (r = 0; r < n_rows; r++) {
+        memset(&s->smp[r], 0, sizeof(s->smp[r]));
+        s->smp[r].logit_row = r;
+        s->smp[r].forced = -1;          /* temperature 0: the argmax */
+    }
+    s->m->be->sample(s->m->be, s->smp_out, s->m->logits, n_rows, V, s->smp);
     for (r = 0; r < n_rows; r++) {
         glm_seq *seq = s->step_seqs[s->seq_of[s->rows[r]]];
-        const float *l = s->logits + (size_t) r * V;
-        int32_t best = 0;
-
-        for (v = 1; v < V; v++) {
-            if (l[v] > l[best]) {
-                best = v;
-            }
-        }
-        seq->draft = best;
+        seq->draft = s->smp_out[r].token;
         seq->has_draft = 1;
     }
 }
@@ -777,6 +844,7 @@ int
 glm_sched_step(glm_sched *s)
 {
     int budget = s->max_batched_tokens, n_step = 0, T = 0, n_logits = 0, i, j, any_mm, draft;
+    int n_rows, r, n_accepted;
     int V = s->m->cfg.vocab_size, lp_rows = GLM_SCHED_PROMPT_LP_ROWS;
     glm_batch b;
 
@@ -944,39 +1012,100 @@ glm_sched_step(glm_sched *s)
     b.logit_rows = s->rows;
     b.n_logits = n_logits;
     b.keep_hidden = s->spec;
-    glm_model_forward(s->m, &s->kv, &b, s->logits);
+    glm_model_forward(s->m, &s->kv, &b, NULL);
     s->steps++;
     s->step_tokens += (uint64_t) T;
 
-    /* 4. sample where a sequence reached its end; report each token */
+    /* 4. one sampling op over the step's rows, the logits staying in
+     * backend memory: each prompt-logprobs row (its next prompt token
+     * forced) and each sequence that reached its end.  A draft's row
+     * waits for the token before it (second pass below). */
+    if (glm_smp_begin(s, s->step_seqs, NULL, n_step) != 0) {
+        glm_smp_out_of_memory();
+    }
+    n_rows = 0;
     for (i = 0, j = 0; i < n_step; i++) {
         glm_seq *seq = s->step_seqs[i];
-        int at_end = seq->n_cached + s->step_chunk[i] == seq->n_tokens, done;
+        int k, n_lp = glm_prompt_lp_rows(seq, s->step_chunk[i]);
+
+        for (k = 0; k < n_lp; k++, j++) {
+            glm_sample_row *q = &s->smp[n_rows++];
+            memset(q, 0, sizeof(*q));
+            q->logit_row = j;
+            q->forced = seq->tokens[seq->n_cached + k + 1];
+            q->logprobs = 1;
+            q->n_top = seq->params.prompt_top_logprobs;
+            q->rank = 1;
+        }
+        s->step_row[i] = -1;
+        if (seq->n_cached + s->step_chunk[i] == seq->n_tokens) {
+            s->step_row[i] = n_rows;
+            glm_smp_row(s, seq, j++, &s->smp[n_rows++]);
+        }
+        if (s->step_draft[i]) {
+            j++;
+        }
+    }
+    s->m->be->sample(s->m->be, s->smp_out, s->m->logits, n_rows, V, s->smp);
+
+    for (i = 0, j = 0, r = 0, n_accepted = 0; i < n_step; i++) {
+        glm_seq *seq = s->step_seqs[i];
+        int at_end = seq->n_cached + s->step_chunk[i] == seq->n_tokens, done, k;
+        int n_lp = glm_prompt_lp_rows(seq, s->step_chunk[i]);
         int32_t token;
 
-        j += glm_prompt_lp_deliver(s, seq, s->step_chunk[i], s->logits + (size_t) j * V);
+        for (k = 0; k < n_lp; k++, r++, j++) {
+            glm_sampled out;
+            glm_sampled_from(&out, &s->smp_out[r]);
+            if (s->on_prompt_logprob != NULL) {
+                s->on_prompt_logprob(s->cb_ctx, seq, seq->n_cached + k + 1, &out,
+                                     s->smp_out[r].rank);
+            }
+        }
         seq->n_cached += s->step_chunk[i];
         s->step_live[i] = 1;
+        s->step_draft_ok[i] = 0;
         if (!at_end) {
             continue;
         }
-        done = glm_sample_next(s, seq, s->logits + (size_t) j++ * V, &token);
+        done = glm_take_token(s, seq, &s->smp_out[r++], &token);
+        j++;
         if (s->step_draft[i]) {
-            float *l = s->logits + (size_t) j++ * V;
             s->spec_drafts++;               /* computed, so counted (vLLM too) */
-            if (!done) {
-                if (token == seq->draft) {
-                    /* the draft's keys and values are this token's, and its
-                     * row's logits are the next position's */
-                    s->spec_accepted++;
-                    seq->n_cached++;
-                    done = glm_sample_next(s, seq, l, &token);
-                }
+            if (!done && token == seq->draft) {
+                /* the draft's keys and values are this token's, and its
+                 * row's logits are the next position's */
+                s->spec_accepted++;
+                seq->n_cached++;
+                s->step_draft_ok[i] = 1;
+                s->step_row[i] = j;
+                n_accepted++;
             }
+            j++;
         }
         s->step_live[i] = !done;
         if (!done) {
             seq->has_draft = 0;
+        }
+    }
+
+    /* the accepted drafts' rows: sampled as the next token of each, with
+     * the state the first token left (penalties, grammar, the counter) */
+    if (n_accepted > 0) {
+        if (glm_smp_begin(s, s->step_seqs, s->step_draft_ok, n_step) != 0) {
+            glm_smp_out_of_memory();
+        }
+        for (i = 0, n_rows = 0; i < n_step; i++) {
+            if (s->step_draft_ok[i]) {
+                glm_smp_row(s, s->step_seqs[i], s->step_row[i], &s->smp[n_rows++]);
+            }
+        }
+        s->m->be->sample(s->m->be, s->smp_out, s->m->logits, n_rows, V, s->smp);
+        for (i = 0, r = 0; i < n_step; i++) {
+            int32_t token;
+            if (s->step_draft_ok[i]) {
+                s->step_live[i] = !glm_take_token(s, s->step_seqs[i], &s->smp_out[r++], &token);
+            }
         }
     }
     if (s->spec) {

@@ -101,6 +101,9 @@ struct glm_seq {
     uint64_t         admit_order;
     glm_seq_params   params;
     glm_rng          rng;
+    uint64_t         seed;              /* the sampling op's Philox key: the
+                                           draw of output token i depends on
+                                           (seed, i) only */
     void            *owner;             /* the request */
     int              index;             /* choice index within it */
     glm_seq         *next_wait;         /* waiting queue link */
@@ -138,8 +141,19 @@ typedef void (*glm_on_prompt_logprob)(void *ctx, glm_seq *seq, int pos,
 
 /* Constrained decoding: sets the logits of tokens the sequence may not emit
  * next to -inf, after the penalties and before sampling.  Called only for
- * sequences whose `constrained` flag is set. */
+ * sequences whose `constrained` flag is set.  The logits stay on the device
+ * now: the scheduler calls it on a host row of zeros and takes what stays
+ * finite as the allowed set; mask_bits (below) says the same directly. */
 typedef void (*glm_logits_mask)(void *ctx, glm_seq *seq, float *logits);
+
+/* The same as a bitmask, the sampling op's input: clears bit id % 32 of
+ * allowed[id / 32] for every id the sequence may not emit next (the
+ * words arrive set for what the request allows). */
+typedef void (*glm_logits_mask_bits)(void *ctx, glm_seq *seq, uint32_t *allowed);
+
+/* Tests: a host copy of a row of logits about to be sampled (one download
+ * per row; never set in serving). */
+typedef void (*glm_logits_seen)(void *ctx, glm_seq *seq, const float *logits);
 
 typedef struct {
     glm_model       *m;
@@ -171,6 +185,8 @@ typedef struct {
     glm_on_token     on_token;
     glm_on_prompt_logprob on_prompt_logprob;
     glm_logits_mask  mask;
+    glm_logits_mask_bits mask_bits;     /* preferred over mask where set */
+    glm_logits_seen  on_logits;
     void            *cb_ctx;
     /* per-step scratch, sized for max_batched_tokens */
     int32_t         *ids, *pos3, *kv_pos, *seq_of, *rows;
@@ -186,6 +202,20 @@ typedef struct {
                                                GLM_SCHED_PROMPT_LP_ROWS more */
     int32_t         *idx, *counts;
     uint8_t         *extra;             /* one block's hash extra */
+
+    /* the sampling op's rows (backend.h sample) and their host lists,
+     * sized for a pass before its rows are built, so pointers stay put */
+    glm_sample_row  *smp;
+    glm_sample_out  *smp_out;
+    int32_t         *smp_ints;
+    float           *smp_floats;
+    uint32_t        *smp_words;
+    size_t           smp_ints_cap, smp_floats_cap, smp_words_cap;
+    size_t           smp_ints_used, smp_floats_used, smp_words_used;
+    int32_t         *step_row;          /* per step sequence: its accepted
+                                           draft's logits row */
+    uint8_t         *step_draft_ok;     /* MTP: the draft matched, its row is
+                                           sampled in the second pass */
 } glm_sched;
 
 int glm_sched_init(glm_sched *s, glm_model *m, int n_blocks, int block_size,

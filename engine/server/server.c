@@ -1684,6 +1684,7 @@ glm_cmd_serve(int argc, char **argv)
     srv->sched.on_token = glm_req_on_token;
     srv->sched.on_prompt_logprob = glm_req_on_prompt_logprob;
     srv->sched.mask = glm_req_mask;
+    srv->sched.mask_bits = glm_req_mask_bits;
     srv->sched.cb_ctx = srv;
     {
         int32_t eos[GLM_MAX_EOS];

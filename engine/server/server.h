@@ -298,6 +298,7 @@ int glm_req_on_token(void *ctx, glm_seq *seq, const glm_sampled *s);
 void glm_req_on_prompt_logprob(void *ctx, glm_seq *seq, int pos, const glm_sampled *s,
     int rank);
 void glm_req_mask(void *ctx, glm_seq *seq, float *logits);
+void glm_req_mask_bits(void *ctx, glm_seq *seq, uint32_t *allowed);
 void glm_req_queue(glm_req *req, uint16_t type, const void *p, size_t n);
 void glm_req_error(glm_req *req, int status, const char *type, const char *param,
     const char *fmt, ...) __attribute__((format(printf, 5, 6)));

@@ -20,8 +20,13 @@
  *           host_syncs=<y> step_allocs=<z> weight_bytes_ratio=<r>
  * and a PROFILE-DETAIL line with the totals behind them.
  * - launches_per_layer: (launches of the step - launches outside the
- *   layers) / layers; outside = the embedding, the final norm and lm_head,
- *   counted by running those three ops alone with the step's shapes.
+ *   layers) / layers; outside = the embedding, the logit rows' gather, the
+ *   final norm, lm_head and the sampling op, counted by running those ops
+ *   alone with the step's shapes.
+ * - the step is the scheduler's: the forward leaves the logits on the
+ *   device and the sampling op (temperature 1, top_p 0.9) brings back a
+ *   token per row; d2h_copies/d2h_bytes count what crosses back to the
+ *   host (issue 14.3: only the sampled ids and their logprobs).
  * - weight_bytes_ratio: weight bytes the step's kernels read (each launch's
  *   footprint in the weight buffers, glm_emu_profile.h) over the bytes the
  *   step needs, in the checkpoint's dtypes, each tensor once: the embedding
@@ -186,13 +191,16 @@ needed_bytes(const int32_t *ids, int n, int n_logits, int *experts_routed)
     return b;
 }
 
-/* launches of the ops outside the layers (embed, final norm, lm_head) alone */
+/* launches of the ops outside the layers (embed, the logit rows' gather,
+ * final norm, lm_head, sampling) alone */
 static uint64_t
-outside_launches(const int32_t *ids, int n, int n_logits)
+outside_launches(const int32_t *ids, int n, int n_logits, const int32_t *rows,
+    const glm_sample_row *smp, glm_sample_out *out)
 {
     const glm_config *c = &P.m->cfg;
     glm_backend *be = P.be;
     void *x = be->alloc(be, (size_t) n * c->hidden_size * be->act_size);
+    void *xr = be->alloc(be, (size_t) (n_logits ? n_logits : 1) * c->hidden_size * be->act_size);
     float *lg = be->alloc(be, (size_t) (n_logits ? n_logits : 1) * c->vocab_size
                           * sizeof(float));
     glm_emu_counts k;
@@ -202,13 +210,16 @@ outside_launches(const int32_t *ids, int n, int n_logits)
         glm_emu_counts_reset();
         be->embed(be, x, ids, n, P.m->embed);
         if (n_logits > 0) {
-            be->rmsnorm(be, x, x, P.m->final_norm, n_logits, c->hidden_size,
+            be->gather_rows(be, xr, x, rows, n_logits, c->hidden_size);
+            be->rmsnorm(be, xr, xr, P.m->final_norm, n_logits, c->hidden_size,
                         c->rms_norm_eps);
-            be->matmul_f32(be, lg, x, n_logits, P.m->lm_head, NULL);
+            be->matmul_f32(be, lg, xr, n_logits, P.m->lm_head, NULL);
+            be->sample(be, out, lg, n_logits, c->vocab_size, smp);
         }
     }
     glm_emu_counts_get(&k);
     be->free(be, x);
+    be->free(be, xr);
     be->free(be, lg);
     return k.launches;
 }
@@ -228,7 +239,8 @@ profile_step(glm_kv_pool *kv, const char *phase, int n_seqs, int n_tok, int ctx)
     int32_t *blocks = xcalloc((size_t) n_seqs * per, sizeof(int32_t));
     int32_t *rows = xcalloc((size_t) n_tok, sizeof(int32_t));
     glm_seq_blocks *sb = xcalloc((size_t) n_seqs, sizeof(glm_seq_blocks));
-    float *logits;
+    glm_sample_row *smp;
+    glm_sample_out *out;
     glm_batch b;
     glm_emu_counts k;
     uint64_t outside;
@@ -266,22 +278,37 @@ profile_step(glm_kv_pool *kv, const char *phase, int n_seqs, int n_tok, int ctx)
     b.attn.n_seqs = n_seqs;
     b.logit_rows = rows;
     b.n_logits = n_logits;
-    logits = xcalloc((size_t) n_logits * c->vocab_size, sizeof(float));
+    /* the scheduler's step: the forward leaves the logits on the device and
+     * the sampling op returns a token per row (temperature 1, the API's
+     * default, with a top_p: the threshold search runs) */
+    smp = xcalloc((size_t) n_logits, sizeof(*smp));
+    out = xcalloc((size_t) n_logits, sizeof(*out));
+    for (i = 0; i < n_logits; i++) {
+        smp[i].logit_row = i;
+        smp[i].temperature = 1.0f;
+        smp[i].top_p = 0.9f;
+        smp[i].repetition_penalty = 1.0f;
+        smp[i].seed = 1000u + (uint64_t) i;
+        smp[i].forced = -1;
+    }
 
     for (pass = 0; pass < 2; pass++) {      /* the first warms up */
         memset(P.routed, 0, (size_t) c->num_layers * c->n_routed_experts);
         P.moe_calls = 0;
         glm_emu_counts_reset();
-        glm_model_forward(P.m, kv, &b, logits);
+        glm_model_forward(P.m, kv, &b, NULL);
+        P.be->sample(P.be, out, P.m->logits, n_logits, c->vocab_size, smp);
     }
     glm_emu_counts_get(&k);
     need = needed_bytes(ids, n_tok, n_logits, &routed);
-    outside = outside_launches(ids, n_tok, n_logits);
+    outside = outside_launches(ids, n_tok, n_logits, rows, smp, out);
     per_layer = (double) (k.launches - outside) / c->num_layers;
     ratio = need > 0 ? (double) k.weight_bytes / need : 0.0;
     printf("PROFILE phase=%s batch=%d launches_per_layer=%.1f host_syncs=%llu"
-           " step_allocs=%llu weight_bytes_ratio=%.3f\n", phase, n_tok, per_layer,
-           (unsigned long long) k.host_syncs, (unsigned long long) k.allocs, ratio);
+           " step_allocs=%llu weight_bytes_ratio=%.3f d2h_copies=%llu d2h_bytes=%llu\n",
+           phase, n_tok, per_layer, (unsigned long long) k.host_syncs,
+           (unsigned long long) k.allocs, ratio, (unsigned long long) k.d2h_copies,
+           (unsigned long long) k.d2h_bytes);
     printf("PROFILE-DETAIL phase=%s batch=%d context=%d layers=%d launches=%llu"
            " outside_layers=%llu cublaslt=%llu copies=%llu memsets=%llu frees=%llu"
            " weight_bytes_read=%llu weight_bytes_needed=%.0f experts_routed_per_moe_layer=%.1f"
@@ -300,7 +327,8 @@ profile_step(glm_kv_pool *kv, const char *phase, int n_seqs, int n_tok, int ctx)
     free(blocks);
     free(rows);
     free(sb);
-    free(logits);
+    free(smp);
+    free(out);
 }
 
 int

@@ -15,6 +15,8 @@
  *                                      greedy steps per prompt (--quick: the
  *                                      shortest multi-token prompt, 4 steps)
  *   test_ops vision DIR                GLM-4.5V's tower on random pixels
+ *   test_ops tail [--quick]            only the step's tail: gather_rows and
+ *                                      sample (every warper combination)
  *
  * One line per check:
  *   OP <name> shape=<...> max_abs=<x> max_rel=<y> tol=<t> ok|FAIL
@@ -1553,6 +1555,170 @@ test_matmul_qkv(const char *label, int rows, int Nq, int Nk, int Nv, int K, int 
 
 /* ---- the op suite ------------------------------------------------------------------------------- */
 
+/* ---- gather_rows and sample (issue 14.3) ------------------------------------- */
+
+static void
+test_gather_rows(int n_src, int n, int dim)
+{
+    float *x = rnd_floats((size_t) n_src * dim, 1.0f), *ref = xmalloc((size_t) n * dim * 4);
+    float *dx = dev_put(gpu, x, (size_t) n_src * dim), *dout = dev_put(gpu, NULL, (size_t) n * dim);
+    int32_t *rows = xmalloc((size_t) n * sizeof(int32_t));
+    float *got;
+    char shape[64];
+    int i;
+
+    for (i = 0; i < n; i++) {
+        rows[i] = (int32_t) (rnd64() % (uint64_t) n_src);
+    }
+    cpu->gather_rows(cpu, ref, x, rows, n, dim);
+    gpu->gather_rows(gpu, dout, dx, rows, n, dim);
+    got = dev_get(gpu, dout, (size_t) n * dim);
+    snprintf(shape, sizeof(shape), "src=%d,rows=%d,dim=%d", n_src, n, dim);
+    compare("gather_rows", shape, ref, got, (size_t) n * dim, TOL_EXACT);
+    gpu->free(gpu, dx);
+    gpu->free(gpu, dout);
+    free(x);
+    free(ref);
+    free(rows);
+    free(got);
+}
+
+/* the sampling twins choose the same ids: bit-identical arithmetic in a
+ * fixed order (engine/backend/sample.h), so ids and top-logprob ids must
+ * agree exactly; raw logprobs sum exp in double in another order */
+#define TOL_LOGPROB 1e-5
+
+enum { SMP_GREEDY, SMP_TEMP, SMP_TOPK, SMP_TOPP, SMP_MINP, SMP_ALL, SMP_PROCESS, SMP_TIES,
+       SMP_FORCED, SMP_N };
+static const char *const smp_names[SMP_N] = {
+    "greedy", "temperature", "top_k", "top_p", "min_p", "top_k+top_p+min_p",
+    "penalties+bias+bans+mask", "ties", "forced+rank"
+};
+
+static void
+test_sample(int kind, int rows, int V)
+{
+    float *lg = xmalloc((size_t) rows * V * sizeof(float)), *dl = dev_put_f32(gpu, (size_t) rows * V);
+    glm_sample_row *p = calloc((size_t) rows, sizeof(*p));
+    glm_sample_out *oc = calloc((size_t) rows, sizeof(*oc)), *og = calloc((size_t) rows, sizeof(*og));
+    int words = (V + 31) / 32, nl = 24, r, i, k, same = 0, same_top = 1, ok, drawn = 0;
+    uint32_t *allowed = xmalloc((size_t) rows * words * sizeof(uint32_t));
+    int32_t *lists = xmalloc((size_t) rows * 4 * nl * sizeof(int32_t));
+    float *bias = xmalloc((size_t) rows * nl * sizeof(float));
+    double max_lp = 0.0;
+    char shape[96];
+
+    for (r = 0; r < rows; r++) {
+        glm_sample_row *q = &p[r];
+        float scale = 2.0f + 6.0f * (float) (rnd64() % 100) / 100.0f;
+
+        for (i = 0; i < V; i++) {
+            lg[(size_t) r * V + i] = kind == SMP_TIES ? (float) (int) (rndu() * 3.0f)
+                                                      : rndu() * scale;
+        }
+        q->logit_row = rows - 1 - r;       /* rows read out of order */
+        q->temperature = kind == SMP_GREEDY ? 0.0f : 0.3f + (float) (rnd64() % 150) / 100.0f;
+        q->top_p = 1.0f;
+        q->repetition_penalty = 1.0f;
+        q->seed = rnd64();
+        q->counter = rnd64() % 1000;
+        q->forced = -1;
+        /* greedy and min_p rows ask for no logprobs: the ids-only download */
+        q->logprobs = kind != SMP_GREEDY && kind != SMP_MINP;
+        q->n_top = q->logprobs ? (int) (rnd64() % 21) : 0;
+        if (kind == SMP_TOPK || kind == SMP_ALL || kind == SMP_TIES) {
+            q->top_k = 1 + (int) (rnd64() % 60);
+        }
+        if (kind == SMP_TOPP || kind == SMP_ALL || kind == SMP_TIES) {
+            q->top_p = 0.05f + (float) (rnd64() % 90) / 100.0f;
+        }
+        if (kind == SMP_MINP || kind == SMP_ALL) {
+            q->min_p = 0.01f + (float) (rnd64() % 30) / 100.0f;
+        }
+        if (kind == SMP_PROCESS) {
+            int32_t *l = lists + (size_t) r * 4 * nl;
+            q->presence_penalty = 0.5f;
+            q->frequency_penalty = 0.3f;
+            q->repetition_penalty = 1.3f;
+            for (k = 0; k < nl; k++) {
+                l[k] = (int32_t) (rnd64() % (uint64_t) V);
+                l[nl + k] = (int32_t) (rnd64() % 3);
+                l[2 * nl + k] = (int32_t) (rnd64() % (uint64_t) V);
+                l[3 * nl + k] = (int32_t) (rnd64() % (uint64_t) V);
+                bias[(size_t) r * nl + k] = rndu() * 10.0f;
+            }
+            /* seen ids are distinct; a repeated bias id adds twice */
+            for (k = 1; k < nl; k++) {
+                l[k] = (l[k - 1] + 1 + l[k] % 7) % V;
+            }
+            q->seen_ids = l;
+            q->seen_counts = l + nl;
+            q->n_seen = nl;
+            q->bias_ids = l + 2 * nl;
+            q->bias = bias + (size_t) r * nl;
+            q->n_bias = nl;
+            q->banned = l + 3 * nl;
+            q->n_banned = nl / 2;
+            for (i = 0; i < words; i++) {
+                allowed[(size_t) r * words + i] = (uint32_t) rnd64() | (uint32_t) rnd64();
+            }
+            q->allowed = allowed + (size_t) r * words;
+            q->top_k = r % 2 ? 40 : 0;
+        }
+        if (kind == SMP_FORCED) {
+            q->forced = (int32_t) (rnd64() % (uint64_t) V);
+            q->rank = 1;
+            if (r % 2) {
+                q->top_given = lists + (size_t) r * 4 * nl;
+                q->n_given = 5;
+                for (k = 0; k < 5; k++) {
+                    lists[(size_t) r * 4 * nl + k] = (int32_t) (rnd64() % (uint64_t) V);
+                }
+            }
+        }
+    }
+    gpu->upload(gpu, dl, lg, (size_t) rows * V * sizeof(float));
+    cpu->sample(cpu, oc, lg, rows, V, p);
+    gpu->sample(gpu, og, dl, rows, V, p);
+    for (r = 0; r < rows; r++) {
+        const float *l = lg + (size_t) p[r].logit_row * V;
+        int best = 0;
+        for (i = 1; i < V; i++) {
+            best = l[i] > l[best] ? i : best;
+        }
+        drawn += oc[r].token != best;   /* not the raw argmax: the draw is tested */
+        same += oc[r].token == og[r].token;
+        same_top &= oc[r].n_top == og[r].n_top && oc[r].rank == og[r].rank;
+        for (k = 0; k < oc[r].n_top; k++) {
+            double d = fabs((double) oc[r].top_logprobs[k] - og[r].top_logprobs[k]);
+            same_top &= oc[r].top_ids[k] == og[r].top_ids[k];
+            max_lp = d > max_lp ? d : max_lp;
+        }
+        {
+            double d = fabs((double) oc[r].logprob - og[r].logprob);
+            max_lp = d > max_lp || d != d ? d : max_lp;
+        }
+    }
+    ok = same == rows && same_top && max_lp <= TOL_LOGPROB;
+    snprintf(shape, sizeof(shape), "rows=%d,vocab=%d", rows, V);
+    printf("OP sample:%s shape=%s ids=%d/%d not_argmax=%d top_ids_and_ranks=%s"
+           " max_abs_logprob=%.3g tol=%g %s\n", smp_names[kind], shape, same, rows, drawn,
+           same_top ? "same" : "DIFFER", max_lp, TOL_LOGPROB, ok ? "ok" : "FAIL");
+    fflush(stdout);
+    checks++;
+    failures += !ok;
+    gpu->free(gpu, dl);
+    free(lg);
+    free(p);
+    free(oc);
+    free(og);
+    free(allowed);
+    free(lists);
+    free(bias);
+}
+
+static void run_tail_ops(void);
+
 static int
 run_ops(void)
 {
@@ -1832,7 +1998,29 @@ run_ops(void)
         test_moe("busy", 8, 2, 1, 1, 1, 1.0f, 256, 96, rows_many, 1);
         test_moe("grouped", 16, 4, 4, 2, 0, 2.5f, 77, 33, rows_few, 2);
     }
+
+    run_tail_ops();
     return 0;
+}
+
+/* the step's tail: the logits rows, then a token per row (ids identical
+ * to the oracle's for every warper combination); `test_ops tail` alone */
+static void
+run_tail_ops(void)
+{
+    test_gather_rows(64, 7, 4096);
+    test_gather_rows(5, 5, 77);
+    {
+        int kind;
+        for (kind = 0; kind < SMP_N; kind++) {
+            test_sample(kind, 8, 2053);
+        }
+        if (!quick) {
+            for (kind = 0; kind < SMP_N; kind++) {
+                test_sample(kind, 8, 151552);
+            }
+        }
+    }
 }
 
 /* ---- fixtures -------------------------------------------------------------------------------------- */
@@ -2401,6 +2589,8 @@ main(int argc, char **argv)
     }
     if (strcmp(argv[1], "ops") == 0) {
         run_ops();
+    } else if (strcmp(argv[1], "tail") == 0) {
+        run_tail_ops();
     } else if (strcmp(argv[1], "fixtures") == 0) {
         signal(SIGSEGV, on_segv);
         for (i = first; i < argc; i++) {

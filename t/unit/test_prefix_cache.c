@@ -59,7 +59,7 @@ typedef struct {
 
 static void test_pool(void);
 static int on_token(void *p, glm_seq *seq, const glm_sampled *s);
-static void capture_logits(void *p, glm_seq *seq, float *logits);
+static void capture_logits(void *p, glm_seq *seq, const float *logits);
 static void add(glm_sched *s, spec_t *sp, int i);
 static void drain(glm_sched *s);
 static void random_ids(glm_rng *r, int32_t *ids, int n);
@@ -192,7 +192,7 @@ on_token(void *p, glm_seq *seq, const glm_sampled *s)
 /* the scheduler's constrained-decoding hook sees each sampled position's
  * logits (raw: no penalties in these requests) */
 static void
-capture_logits(void *p, glm_seq *seq, float *logits)
+capture_logits(void *p, glm_seq *seq, const float *logits)
 {
     ctx_t *c = p;
     spec_t *sp = &c->sp[seq->index];
@@ -267,7 +267,7 @@ text_workload(glm_model *m, const char *dir, int caching, spec_t *sp, uint64_t *
         return;
     }
     s.on_token = on_token;
-    s.mask = capture_logits;
+    s.on_logits = capture_logits;
     s.cb_ctx = &ctx;
 
     /* phase 1: S0 = P + 7 ids, 17 tokens out: 63 tokens computed */
@@ -351,7 +351,7 @@ text_workload(glm_model *m, const char *dir, int caching, spec_t *sp, uint64_t *
         return;
     }
     e.on_token = on_token;
-    e.mask = capture_logits;
+    e.on_logits = capture_logits;
     e.cb_ctx = &ctx;
     for (i = 0; i < 4; i++) {
         int k = i == 3 ? E1B : E1 + i;
@@ -553,7 +553,7 @@ vl_workload(glm_model *m, const char *dir, int caching, spec_t *sp, uint64_t *qu
         return;
     }
     s.on_token = on_token;
-    s.mask = capture_logits;
+    s.on_logits = capture_logits;
     s.cb_ctx = &ctx;
     add(&s, sp, V0);
     drain(&s);

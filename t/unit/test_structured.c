@@ -300,6 +300,7 @@ walk(glm_tg *g, const char *text, int *agree, int *ends)
     glm_tokenizer_ids ids = { 0 };
     glm_tg_state *st = glm_tg_state_new(g);
     uint64_t bits[NLOGITS / 64 + 1];
+    uint32_t words[(NLOGITS + 31) / 32];
     float logits[NLOGITS];
     int32_t V = glm_tokenizer_vocab_size(tok), id, eos = glm_tokenizer_token_id(tok,
                                                                             "<|endoftext|>");
@@ -325,8 +326,14 @@ walk(glm_tg *g, const char *text, int *agree, int *ends)
             logits[id] = 0.0f;
         }
         glm_tg_mask(st, logits);
+        for (id = 0; id < (NLOGITS + 31) / 32; id++) {
+            words[id] = ~0u;
+        }
+        glm_tg_mask_bits(st, words);       /* the sampling op's form */
         for (id = 0; id < V; id++) {
-            if ((logits[id] == 0.0f) != (int) ((bits[id >> 6] >> (id & 63)) & 1)) {
+            if ((logits[id] == 0.0f) != (int) ((bits[id >> 6] >> (id & 63)) & 1)
+                || (logits[id] == 0.0f) != (int) ((words[id >> 5] >> (id & 31)) & 1))
+            {
                 if (*agree) {
                     printf("  cached mask differs on id %d at token %zu\n", id, i);
                 }

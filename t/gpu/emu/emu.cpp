@@ -270,6 +270,29 @@ alloc_remove(void *p)
     }
 }
 
+/* device memory (cudaMalloc), not host memory pinned or not */
+static int
+is_device(const void *p)
+{
+    auto it = allocs.upper_bound((uintptr_t) p);
+
+    if (it == allocs.begin()) {
+        return 0;
+    }
+    --it;
+    return (uintptr_t) p < it->first + it->second.size && it->second.kind == A_DEVICE;
+}
+
+/* a copy from the device to the host: what a step sends back */
+static void
+count_d2h(void *d, const void *s, size_t n)
+{
+    if (!paused && is_device(s) && !is_device(d)) {
+        counts.d2h_copies++;
+        counts.d2h_bytes += n;
+    }
+}
+
 /* pinned or device memory (not pageable host memory) */
 static int
 is_registered(const void *p)
@@ -688,6 +711,7 @@ cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind k, cudaStream_t
     if (!is_registered(d) || !is_registered(s)) {
         host_sync();
     }
+    count_d2h(d, s, n);
     if (n > 0) {
         memmove(d, s, n);
     }
@@ -703,6 +727,7 @@ cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind k)
     }
     host_sync();
     (void) k;
+    count_d2h(d, s, n);
     if (n > 0) {
         memmove(d, s, n);
     }

@@ -46,6 +46,8 @@ typedef struct {
     uint64_t memsets;
     uint64_t weight_bytes;
     int      weights_exact;     /* every kernel load is seen (profile build) */
+    uint64_t d2h_copies;        /* copies from device memory to the host */
+    uint64_t d2h_bytes;
 } glm_emu_counts;
 
 void glm_emu_counts_get(glm_emu_counts *c);
