@@ -55,6 +55,11 @@ void glm_backend_cuda_release_weights(glm_backend *be);
 void glm_backend_cuda_add_rmsnorm(glm_backend *be, void *out, void *x,
     const void *y, const glm_tensor *w, int rows, int dim, float eps);
 
+/* The MoE op's routing alone (tests): x device [rows, hidden] -> host idx
+ * and w [rows, top_k], the picks in ascending expert id. */
+void glm_backend_cuda_moe_route(glm_backend *be, const void *x, int rows,
+    const glm_moe_weights *m, int32_t *idx, float *w);
+
 /* Bytes of weights on the device; the device's free and total memory. */
 void glm_backend_cuda_memory(glm_backend *be, size_t *weight_bytes,
     size_t *free_bytes, size_t *total_bytes);
