@@ -1378,7 +1378,7 @@ run_moe(void)
         test_moe("grouped", 16, 4, 4, 2, 0, 2.5f, 77, 33, rows_few, 2);
 
         /* the routing alone: exact ids (ties included) and weights */
-        test_moe_route("air", 128, 8, 1, 1, 1, 1.0f, 4096, 16, 0);
+        test_moe_route("air", 128, 8, 1, 1, 1, 1.0f, quick ? 1024 : 4096, 16, 0);
         test_moe_route("air", 128, 8, 1, 1, 1, 1.0f, 64, 64, 1);
         test_moe_route("glm45", 160, 8, 8, 4, 1, 2.5f, 96, 33, 0);
         test_moe_route("grouped", 16, 4, 4, 2, 0, 2.5f, 77, 64, 1);
@@ -1394,11 +1394,16 @@ run_moe(void)
         moe_shared = 160;
         test_moe("fp8", 8, 2, 1, 1, 1, 1.0f, 300, 130, rows_few, 2);
         moe_shared = 1408;
-        test_moe("air", 128, 8, 1, 1, 1, 1.0f, 4096, 1408, rows_air, 1);
+        if (!quick) {
+            /* GLM-4.5-Air's widths: minutes in the emulator, so not in
+             * make test's --quick run */
+            test_moe("air", 128, 8, 1, 1, 1, 1.0f, 4096, 1408, rows_air, 1);
+            moe_fp8 = 0;
+            moe_distinct = MOE_FP8;
+            test_moe("air", 128, 8, 1, 1, 1, 1.0f, 4096, 1408, rows_air, 1);
+            moe_distinct = 0;
+        }
         moe_fp8 = 0;
-        moe_distinct = MOE_FP8;
-        test_moe("air", 128, 8, 1, 1, 1, 1.0f, 4096, 1408, rows_air, 1);
-        moe_distinct = 0;
         moe_shared = 0;
     }
 }
