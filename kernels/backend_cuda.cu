@@ -32,18 +32,19 @@
  * - scratch: grow-only device buffers per purpose, freed and reallocated
  *   stream-ordered (cudaFreeAsync/cudaMallocAsync), so no host sync.
  * Host syncs inside a step: upload()/download() (their contract), the
- * sampling op's one download of the chosen ids (and logprobs), the MoE
- * expert counts (the per-expert GEMM launches need them; a grouped GEMM
- * reading counts on the device removes this), first use of a weight.
+ * sampling op's one download of the chosen ids (and logprobs), first use
+ * of a weight (and of a MoE layer's expert table).  The MoE op runs
+ * routing, alignment, the grouped expert GEMMs and the combine on the
+ * device: nothing in it waits for the GPU.
  *
  * - activations are BF16 (glm_act), the KV cache fp32/BF16/FP8 (the pool's
  *   dtype); backend.h's act_dtype/act_size tell the model.
  *
- * Not yet (in this order of need): grouped expert GEMMs without the
- * count sync, residual+norm in the op table, CUDA graphs for decode,
- * sizing memory up front (--gpu-memory-utilization).  Done: q/k/v as one
- * GEMM and norm+RoPE+cache write (matmul_qkv, attn_prep), cuBLASLt's
- * scaled FP8 GEMM with FP8 activations, sampling on the GPU.
+ * Not yet (in this order of need): residual+norm in the op table, CUDA
+ * graphs for decode, sizing memory up front (--gpu-memory-utilization).
+ * Done: q/k/v as one GEMM and norm+RoPE+cache write (matmul_qkv,
+ * attn_prep), cuBLASLt's scaled FP8 GEMM with FP8 activations, the MoE op
+ * without a host sync (grouped expert GEMMs), sampling on the GPU.
  */
 extern "C" {
 #include "backend/backend.h"
@@ -74,8 +75,9 @@ extern "C" {
 #include "group_transpose.cuh"
 #include "kv_store.cuh"
 #include "layernorm.cuh"
+#include "moe_align.cuh"
 #include "moe_combine.cuh"
-#include "moe_permute.cuh"
+#include "moe_experts.cuh"
 #include "moe_route.cuh"
 #include "qkv_split.cuh"
 #include "quant_act.cuh"
@@ -119,9 +121,7 @@ typedef struct {
 
 enum {
     GLM_SCR_ATTN_PARTIAL = 0,
-    GLM_SCR_MOE_LOGITS, GLM_SCR_MOE_IDX, GLM_SCR_MOE_W, GLM_SCR_MOE_COUNTS,
-    GLM_SCR_MOE_OFFSETS, GLM_SCR_MOE_CURSOR, GLM_SCR_MOE_PERM, GLM_SCR_MOE_SLOT,
-    GLM_SCR_MOE_X, GLM_SCR_MOE_G, GLM_SCR_MOE_U, GLM_SCR_MOE_Y,
+    GLM_SCR_MOE_IDX, GLM_SCR_MOE_W, GLM_SCR_MOE_PLAN, GLM_SCR_MOE_H, GLM_SCR_MOE_Y,
     GLM_SCR_ATTN_COUNTER, GLM_SCR_QKV,
     GLM_SCR_SMP_WORK, GLM_SCR_SMP_IN, GLM_SCR_SMP_OUT,     /* sample */
     GLM_SCR_N
@@ -133,6 +133,19 @@ typedef struct {
     int n_dec, n_tiles, max_len_dec;
     size_t off_seq, off_pos, off_block_off, off_blocks, off_dec, off_tiles, off_slot;
 } glm_attn_layout;
+
+/* One MoE layer's expert table on the device (the grouped GEMMs' weight
+ * and scale pointers), built at the layer's first use from the tensors'
+ * bound device copies and kept: nothing is uploaded per step.  Keyed by the
+ * layer's glm_moe_weights and what it points to; a release of the weights
+ * (a new gen) makes every table stale. */
+typedef struct {
+    const glm_moe_weights *m;
+    uint64_t               gen;
+    const void            *gate, *up, *down, *sgate, *sup, *sdown;
+    int                    n_experts, hidden, inter;
+    glm_moe_expert        *dev;         /* [n_experts + 1], the shared expert last */
+} glm_moe_table;
 
 typedef struct {
     glm_backend     be;                 /* first: the op table */
@@ -154,10 +167,11 @@ typedef struct {
 
     void           *scr[GLM_SCR_N];
     size_t          scr_cap[GLM_SCR_N];
-    int32_t        *moe_offsets_host;   /* pinned, [GLM_MOE_MAX_EXPERTS + 1] */
     int             group_member;       /* a rank of a group: tensors are shared
                                            with other ranks' threads, never bound
                                            (glm_backend_cuda_group_member) */
+    glm_moe_table  *moe_tabs;           /* one per MoE layer seen */
+    int             n_moe_tabs, cap_moe_tabs;
 
     /* sample: pinned staging for the rows' parameters and the results; each
      * call ends with its one sync, so the next may rewrite them */
@@ -1173,22 +1187,113 @@ glm_cu_attention(glm_backend *be, void *out, const void *q, const glm_kv_pool *k
 /* ---- MoE ------------------------------------------------------------------------ */
 
 static void
-glm_cu_moe(glm_backend *be, void *out, const void *x, int rows,
-    const glm_moe_weights *m)
+glm_moe_tables_free(glm_cuda *c)
 {
-    glm_cuda *c = glm_cu(be);
-    int E = m->n_experts, K = m->top_k, H = m->hidden, I = m->inter, e;
-    size_t pairs = (size_t) rows * K;
-    float *logits, *w;
-    glm_act *xp, *g, *u, *y;
-    int32_t *idx, *counts, *offsets, *cursor, *perm, *slot_of;
-    const int32_t *off;
-    const void *cb;
-    int cb_fmt;
+    int i;
 
-    if (rows <= 0) {
-        return;
+    if (c->n_moe_tabs > 0) {
+        GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
     }
+    for (i = 0; i < c->n_moe_tabs; i++) {
+        cudaFree(c->moe_tabs[i].dev);
+    }
+    c->n_moe_tabs = 0;
+}
+
+/* w as the grouped GEMMs read it, checked to be [rows, cols] */
+static glm_cuda_weight
+glm_moe_weight(glm_cuda *c, const glm_tensor *w, int64_t rows, int64_t cols)
+{
+    if (w->ndim != 2 || w->shape[0] != rows || w->shape[1] != cols) {
+        glm_cu_bug("moe: expert weight '%s' is not [%lld, %lld]", w->name ? w->name : "?",
+                   (long long) rows, (long long) cols);
+    }
+    return glm_weight_desc(c, w);
+}
+
+/* The layer's expert table on the device: found, or built once (its first
+ * use waits for the copy, as a weight's first use does). */
+static const glm_moe_expert *
+glm_moe_table_of(glm_cuda *c, const glm_moe_weights *m)
+{
+    int E = m->n_experts, H = m->hidden, I = m->inter, i, e;
+    glm_moe_table *t = NULL;
+    glm_moe_expert *host;
+
+    for (i = 0; i < c->n_moe_tabs; i++) {
+        t = &c->moe_tabs[i];
+        if (t->m == m) {
+            if (t->gen == c->gen && t->gate == m->gate && t->up == m->up
+                && t->down == m->down && t->sgate == m->shared_gate
+                && t->sup == m->shared_up && t->sdown == m->shared_down
+                && t->n_experts == E && t->hidden == H && t->inter == I)
+            {
+                return t->dev;
+            }
+            break;                      /* stale: rebuilt in place */
+        }
+        t = NULL;
+    }
+    if (t == NULL) {
+        if (c->n_moe_tabs == c->cap_moe_tabs) {
+            int cap = c->cap_moe_tabs ? 2 * c->cap_moe_tabs : 64;
+            glm_moe_table *p = (glm_moe_table *) realloc(c->moe_tabs, cap * sizeof(*p));
+            if (p == NULL) {
+                fprintf(stderr, "glm-engine: out of memory for MoE expert tables\n");
+                abort();
+            }
+            c->moe_tabs = p;
+            c->cap_moe_tabs = cap;
+        }
+        t = &c->moe_tabs[c->n_moe_tabs++];
+        t->dev = NULL;
+    }
+    host = (glm_moe_expert *) calloc((size_t) E + 1, sizeof(*host));
+    if (host == NULL) {
+        fprintf(stderr, "glm-engine: out of memory for a MoE expert table\n");
+        abort();
+    }
+    for (e = 0; e < E; e++) {
+        if (m->gate[e] == NULL) {
+            continue;                   /* another rank's expert */
+        }
+        host[e].gate = glm_moe_weight(c, m->gate[e], I, H);
+        host[e].up = glm_moe_weight(c, m->up[e], I, H);
+        host[e].down = glm_moe_weight(c, m->down[e], H, I);
+    }
+    if (m->shared_gate != NULL) {
+        int64_t Is = m->shared_gate->shape[0];
+        host[E].gate = glm_moe_weight(c, m->shared_gate, Is, H);
+        host[E].up = glm_moe_weight(c, m->shared_up, Is, H);
+        host[E].down = glm_moe_weight(c, m->shared_down, H, Is);
+    }
+    if (t->dev != NULL) {
+        GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+        GLM_CUDA_CHECK(cudaFree(t->dev));
+    }
+    GLM_CUDA_CHECK(cudaMalloc((void **) &t->dev, ((size_t) E + 1) * sizeof(*host)));
+    GLM_CUDA_CHECK(cudaMemcpy(t->dev, host, ((size_t) E + 1) * sizeof(*host),
+                              cudaMemcpyHostToDevice));
+    free(host);
+    t->m = m;
+    t->gen = c->gen;
+    t->gate = m->gate;
+    t->up = m->up;
+    t->down = m->down;
+    t->sgate = m->shared_gate;
+    t->sup = m->shared_up;
+    t->sdown = m->shared_down;
+    t->n_experts = E;
+    t->hidden = H;
+    t->inter = I;
+    return t->dev;
+}
+
+static void
+glm_moe_check(const glm_moe_weights *m)
+{
+    int E = m->n_experts, K = m->top_k, H = m->hidden;
+
     if (E < 1 || E > GLM_MOE_MAX_EXPERTS || K < 1 || K > GLM_MOE_MAX_TOPK || K > E
         || m->n_group < 1 || E % m->n_group != 0 || m->topk_group < 1
         || m->topk_group > m->n_group
@@ -1200,61 +1305,73 @@ glm_cu_moe(glm_backend *be, void *out, const void *x, int rows,
     if (m->router->ndim != 2 || m->router->shape[0] != E || m->router->shape[1] != H) {
         glm_cu_bug("moe: router '%s' is not [%d, %d]", m->router->name, E, H);
     }
+    if ((m->shared_gate == NULL) != (m->shared_up == NULL)
+        || (m->shared_gate == NULL) != (m->shared_down == NULL))
+    {
+        glm_cu_bug("moe: a shared expert needs gate, up and down");
+    }
+}
 
-    logits = (float *) glm_scratch(c, GLM_SCR_MOE_LOGITS, (size_t) rows * E * sizeof(float));
+/* routing of x into idx / w [rows, top_k] (ascending expert id) */
+static void
+glm_moe_route_dev(glm_cuda *c, const void *x, int rows, const glm_moe_weights *m,
+    int32_t *idx, float *w)
+{
+    glm_cuda_weight router = glm_weight_desc(c, m->router);
+    const void *cb;
+    int cb_fmt;
+
+    cb = glm_vec(c, m->correction_bias, m->n_experts, "correction bias", &cb_fmt);
+    glm_cuda_moe_route(c->stream, (const glm_act *) x, &router, cb, cb_fmt, rows, m->hidden,
+                       m->n_experts, m->top_k, m->n_group, m->topk_group,
+                       m->norm_topk_prob, m->routed_scaling_factor, idx, w);
+}
+
+/*
+ * One MoE layer in five launches and no host sync: routing with its GEMM,
+ * alignment (slots and row tiles), the grouped gate+up+SwiGLU GEMM, the
+ * grouped down GEMM (the shared expert as table entry E in both), and the
+ * combine.  Scratch is sized from rows on the host: the worst case of the
+ * routing, never its outcome.
+ */
+static void
+glm_cu_moe(glm_backend *be, void *out, const void *x, int rows,
+    const glm_moe_weights *m)
+{
+    glm_cuda *c = glm_cu(be);
+    int E = m->n_experts, K = m->top_k, H = m->hidden, I = m->inter;
+    int Is = m->shared_gate != NULL ? (int) m->shared_gate->shape[0] : 0;
+    int ld_h = I > Is ? I : Is, max_tiles = glm_moe_max_tiles(rows, K, E);
+    size_t pairs = (size_t) rows * K, slots = pairs + (size_t) rows;
+    const glm_moe_expert *table;
+    int32_t *idx, *plan, *slot_of, *row_token, *tiles, *n_tiles;
+    glm_act *h, *y;
+    float *w;
+
+    if (rows <= 0) {
+        return;
+    }
+    glm_moe_check(m);
+    table = glm_moe_table_of(c, m);
     idx = (int32_t *) glm_scratch(c, GLM_SCR_MOE_IDX, pairs * sizeof(int32_t));
     w = (float *) glm_scratch(c, GLM_SCR_MOE_W, pairs * sizeof(float));
-    counts = (int32_t *) glm_scratch(c, GLM_SCR_MOE_COUNTS, (size_t) E * sizeof(int32_t));
-    offsets = (int32_t *) glm_scratch(c, GLM_SCR_MOE_OFFSETS,
-                                      (size_t) (E + 1) * sizeof(int32_t));
-    cursor = (int32_t *) glm_scratch(c, GLM_SCR_MOE_CURSOR, (size_t) E * sizeof(int32_t));
-    perm = (int32_t *) glm_scratch(c, GLM_SCR_MOE_PERM, pairs * sizeof(int32_t));
-    slot_of = (int32_t *) glm_scratch(c, GLM_SCR_MOE_SLOT, pairs * sizeof(int32_t));
+    plan = (int32_t *) glm_scratch(c, GLM_SCR_MOE_PLAN,
+                                   (pairs + slots + 3 * (size_t) max_tiles + 1)
+                                   * sizeof(int32_t));
+    slot_of = plan;
+    row_token = slot_of + pairs;
+    tiles = row_token + slots;
+    n_tiles = tiles + 3 * (size_t) max_tiles;
+    h = (glm_act *) glm_scratch(c, GLM_SCR_MOE_H, slots * ld_h * sizeof(glm_act));
+    y = (glm_act *) glm_scratch(c, GLM_SCR_MOE_Y, slots * H * sizeof(glm_act));
 
-    /* router: fp32 logits from the BF16 x, fp32 accumulation */
-    glm_cu_matmul_f32(be, logits, x, rows, m->router, NULL);
-    cb = glm_vec(c, m->correction_bias, E, "correction bias", &cb_fmt);
-    glm_cuda_moe_route(c->stream, logits, cb, cb_fmt,
-                       rows, E, K, m->n_group, m->topk_group, m->norm_topk_prob,
-                       m->routed_scaling_factor, idx, w);
-
-    /* permutation by expert; the host needs the counts to launch the GEMMs */
-    GLM_CUDA_CHECK(cudaMemsetAsync(counts, 0, (size_t) E * sizeof(int32_t), c->stream));
-    glm_cuda_moe_count(c->stream, idx, (int) pairs, counts);
-    glm_cuda_moe_offsets(c->stream, counts, E, offsets, cursor);
-    glm_cuda_moe_scatter(c->stream, idx, (int) pairs, K, offsets, cursor, perm, slot_of);
-    GLM_CUDA_CHECK(cudaMemcpyAsync(c->moe_offsets_host, offsets,
-                                   (size_t) (E + 1) * sizeof(int32_t),
-                                   cudaMemcpyDeviceToHost, c->stream));
-    xp = (glm_act *) glm_scratch(c, GLM_SCR_MOE_X, pairs * H * sizeof(glm_act));
-    g = (glm_act *) glm_scratch(c, GLM_SCR_MOE_G, pairs * I * sizeof(glm_act));
-    u = (glm_act *) glm_scratch(c, GLM_SCR_MOE_U, pairs * I * sizeof(glm_act));
-    y = (glm_act *) glm_scratch(c, GLM_SCR_MOE_Y, pairs * H * sizeof(glm_act));
-    glm_cuda_moe_gather(c->stream, xp, (const glm_act *) x, perm, (int) pairs, H);
-    GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
-    off = c->moe_offsets_host;
-
-    /* each expert over its block of rows: down(silu(gate x) * up x) */
-    for (e = 0; e < E; e++) {
-        int n = off[e + 1] - off[e];
-        size_t r0 = (size_t) off[e];
-
-        if (n == 0) {
-            continue;
-        }
-        if (m->gate[e] == NULL) {
-            /* expert parallel: another rank's expert adds nothing here (the
-             * all-reduce after the block brings it) */
-            GLM_CUDA_CHECK(cudaMemsetAsync(y + r0 * H, 0, (size_t) n * H * sizeof(glm_act),
-                                           c->stream));
-            continue;
-        }
-        glm_cu_matmul(be, g + r0 * I, xp + r0 * H, n, m->gate[e], NULL);
-        glm_cu_matmul(be, u + r0 * I, xp + r0 * H, n, m->up[e], NULL);
-        glm_cuda_swiglu(c->stream, g + r0 * I, g + r0 * I, u + r0 * I, (size_t) n * I);
-        glm_cu_matmul(be, y + r0 * H, g + r0 * I, n, m->down[e], NULL);
-    }
-    glm_cuda_moe_combine(c->stream, (glm_act *) out, y, idx, w, slot_of, rows, K, H);
+    glm_moe_route_dev(c, x, rows, m, idx, w);
+    glm_cuda_moe_align(c->stream, idx, rows, K, E, table, slot_of, row_token, tiles, n_tiles);
+    glm_cuda_moe_gate_up(c->stream, h, ld_h, (const glm_act *) x, row_token, tiles, n_tiles,
+                         max_tiles, table, E, H, I, Is);
+    glm_cuda_moe_down(c->stream, y, h, ld_h, tiles, n_tiles, max_tiles, table, E, H, I, Is);
+    glm_cuda_moe_combine(c->stream, (glm_act *) out, y, w, slot_of, rows, K, H,
+                         m->shared_gate != NULL);
 }
 
 /* ---- vision ops ------------------------------------------------------------------ */
@@ -1490,6 +1607,7 @@ glm_cu_release_weights(glm_cuda *c)
 {
     size_t i;
 
+    glm_moe_tables_free(c);
     if (c->wtab == NULL) {
         return;
     }
@@ -1532,9 +1650,9 @@ glm_cu_destroy(glm_backend *be)
     }
     glm_cuda_gemm_destroy(c->gemm);
     cudaStreamSynchronize(c->stream);
-    cudaFreeHost(c->moe_offsets_host);
     cudaFreeHost(c->smp_in_host);
     cudaFreeHost(c->smp_out_host);
+    free(c->moe_tabs);
     cudaStreamDestroy(c->stream);
     free(c->pack);
     free(c);
@@ -1583,10 +1701,7 @@ glm_backend_cuda_create(int device, glm_err *err)
     c->device = device;
     c->n_sms = prop.multiProcessorCount;
     c->gen = __atomic_fetch_add(&glm_cu_gen_next, 1, __ATOMIC_RELAXED);
-    if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess
-        || (e = cudaMallocHost((void **) &c->moe_offsets_host,
-                               (GLM_MOE_MAX_EXPERTS + 1) * sizeof(int32_t))) != cudaSuccess)
-    {
+    if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess) {
         glm_errf(err, "CUDA device %d (%s): cannot start: %s", device, prop.name,
                  cudaGetErrorString(e));
         if (c->stream != NULL) {
@@ -1603,7 +1718,6 @@ glm_backend_cuda_create(int device, glm_err *err)
                                    why, sizeof(why));
     if (c->gemm == NULL) {
         glm_errf(err, "CUDA device %d (%s): %s", device, prop.name, why);
-        cudaFreeHost(c->moe_offsets_host);
         cudaStreamDestroy(c->stream);
         free(c);
         return NULL;
@@ -2044,4 +2158,24 @@ glm_backend_cuda_memory(glm_backend *be, size_t *weight_bytes, size_t *free_byte
     *weight_bytes = c->weight_bytes;
     *free_bytes = *total_bytes = 0;
     cudaMemGetInfo(free_bytes, total_bytes);
+}
+
+void
+glm_backend_cuda_moe_route(glm_backend *be, const void *x, int rows,
+    const glm_moe_weights *m, int32_t *idx, float *w)
+{
+    glm_cuda *c = glm_cu_checked(be);
+    size_t pairs = (size_t) rows * m->top_k;
+    int32_t *didx;
+    float *dw;
+
+    if (rows <= 0) {
+        return;
+    }
+    glm_moe_check(m);
+    didx = (int32_t *) glm_scratch(c, GLM_SCR_MOE_IDX, pairs * sizeof(int32_t));
+    dw = (float *) glm_scratch(c, GLM_SCR_MOE_W, pairs * sizeof(float));
+    glm_moe_route_dev(c, x, rows, m, didx, dw);
+    glm_cu_copy(be, idx, didx, pairs * sizeof(int32_t));
+    glm_cu_copy(be, w, dw, pairs * sizeof(float));
 }

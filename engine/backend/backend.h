@@ -98,8 +98,19 @@ typedef struct {
     int                 hidden, inter;
     const glm_tensor   *router;            /* [E, hidden] */
     const glm_tensor   *correction_bias;   /* [E] fp32, selection only */
-    glm_tensor * const *gate, * const *up, * const *down;   /* [E] each */
+    glm_tensor * const *gate, * const *up, * const *down;   /* [E] each; NULL: an
+                                                                expert another rank owns */
+    /* the shared expert, an MLP every token passes through with weight 1,
+     * added after the routed sum (NULL when the layer has none) */
+    const glm_tensor   *shared_gate, *shared_up, *shared_down;
 } glm_moe_weights;
+
+/* The oracle's routing (the CPU backend's, MODEL.md 3.4) of `rows` tokens
+ * from their fp32 router logits [rows, E]: idx [rows, top_k] and weights
+ * [rows, top_k] in selection order (best first).  For the tests that hold
+ * another backend's routing against it. */
+void glm_moe_route_oracle(const glm_moe_weights *m, const float *logits, int rows,
+    int32_t *idx, float *w);
 
 struct glm_backend {
     const char    *name;
@@ -179,9 +190,10 @@ struct glm_backend {
     /* x[i] += y[i] */
     void (*add)(glm_backend *be, void *x, const void *y, size_t n);
 
-    /* the routed experts of one MoE layer: sigmoid router in fp32, correction
-     * bias for selection only, group-limited top-k, normalised and scaled
-     * weights; out [rows, hidden] = sum_k w_k * expert_k(x) */
+    /* one MoE layer: sigmoid router in fp32, correction bias for selection
+     * only, group-limited top-k, normalised and scaled weights;
+     * out [rows, hidden] = sum_k w_k * expert_k(x) (ascending expert id),
+     * then + shared(x) when the layer has a shared expert */
     void (*moe)(glm_backend *be, void *out, const void *x, int rows,
                 const glm_moe_weights *m);
 

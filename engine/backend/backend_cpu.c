@@ -534,7 +534,8 @@ glm_cpu_moe(glm_backend *be, float *out, const float *x, int rows,
 {
     int E = m->n_experts, K = m->top_k, H = m->hidden, I = m->inter;
     size_t P = (size_t) rows * K, bytes;
-    float *logits, *bias, *scratch, *w, *xg, *g, *u, *d;
+    size_t Is = m->shared_gate != NULL ? (size_t) m->shared_gate->shape[0] : 0;
+    float *logits, *bias, *scratch, *w, *xg, *g, *u, *d, *sg, *su, *sd;
     int32_t *idx, *slot, *off, *fill, *task_off;
     int *gidx;
     char *at;
@@ -546,7 +547,8 @@ glm_cpu_moe(glm_backend *be, float *out, const float *x, int rows,
     }
     bytes = 64 * 16 + ((size_t) rows * E + E + 3 * E + m->n_group + P) * sizeof(float)
             + (2 * P + 3 * (size_t) E + 2) * sizeof(int32_t) + m->n_group * sizeof(int)
-            + P * (2 * (size_t) H + 2 * (size_t) I) * sizeof(float);
+            + P * (2 * (size_t) H + 2 * (size_t) I) * sizeof(float)
+            + (size_t) rows * (2 * Is + (size_t) H) * sizeof(float);
     at = glm_cpu_scratch(be, GLM_SCRATCH_MOE, bytes);
     logits = glm_carve(&at, (size_t) rows * E * sizeof(float));
     bias = glm_carve(&at, (size_t) E * sizeof(float));
@@ -562,6 +564,9 @@ glm_cpu_moe(glm_backend *be, float *out, const float *x, int rows,
     g = glm_carve(&at, P * I * sizeof(float));
     u = glm_carve(&at, P * I * sizeof(float));
     d = glm_carve(&at, P * H * sizeof(float));
+    sg = glm_carve(&at, (size_t) rows * Is * sizeof(float));
+    su = glm_carve(&at, (size_t) rows * Is * sizeof(float));
+    sd = glm_carve(&at, (size_t) rows * H * sizeof(float));
 
     /* router: fp32 logits, as transformers upcasts both sides */
     glm_cpu_matmul(be, logits, x, rows, m->router, NULL);
@@ -622,6 +627,43 @@ glm_cpu_moe(glm_backend *be, float *out, const float *x, int rows,
     }
     glm_pool_run(glm_cpu_pool(be), task_off[E], glm_moe_down, &j);
     glm_pool_run(glm_cpu_pool(be), rows, glm_moe_combine, &j);
+
+    /* the shared expert: the model's MLP (down(silu(gate x) * up x)) by the
+     * same ops in the same order, added to the routed sum */
+    if (m->shared_gate != NULL) {
+        glm_cpu_matmul(be, sg, x, rows, m->shared_gate, NULL);
+        glm_cpu_matmul(be, su, x, rows, m->shared_up, NULL);
+        glm_cpu_swiglu(be, sg, sg, su, (size_t) rows * Is);
+        glm_cpu_matmul(be, sd, sg, rows, m->shared_down, NULL);
+        glm_cpu_add(be, out, sd, (size_t) rows * H);
+    }
+}
+
+void
+glm_moe_route_oracle(const glm_moe_weights *m, const float *logits, int rows,
+    int32_t *idx, float *w)
+{
+    int E = m->n_experts, K = m->top_k, r, k;
+    float *scratch = malloc((size_t) (3 * E + m->n_group) * sizeof(float));
+    int *gidx = malloc((size_t) m->n_group * sizeof(int)), *ix = malloc((size_t) K * sizeof(int));
+    float *bias = malloc((size_t) E * sizeof(float));
+
+    if (scratch == NULL || gidx == NULL || ix == NULL || bias == NULL) {
+        fprintf(stderr, "glm-engine: out of memory routing %d rows\n", rows);
+        abort();
+    }
+    glm_tensor_to_f32(m->correction_bias, 0, E, bias);
+    for (r = 0; r < rows; r++) {
+        glm_moe_route_row(m, logits + (int64_t) r * E, bias, ix, w + (int64_t) r * K,
+                          scratch, gidx);
+        for (k = 0; k < K; k++) {
+            idx[(int64_t) r * K + k] = ix[k];
+        }
+    }
+    free(scratch);
+    free(gidx);
+    free(ix);
+    free(bias);
 }
 
 /* ---- the vision tower's ops ------------------------------------------------ */

@@ -92,6 +92,10 @@ int glm_backend_cuda_fp8_act_group(glm_backend *be, const glm_tensor *w);
  * E4M3 and fp32 scales (device), as glm_quant_act_fp8 lays them out. */
 void glm_backend_cuda_quant_act_fp8(glm_backend *be, uint8_t *q, float *scales,
     const void *x, int rows, int cols, int group, int scale_ld);
+/* The MoE op's routing alone (tests): x device [rows, hidden] -> host idx
+ * and w [rows, top_k], the picks in ascending expert id. */
+void glm_backend_cuda_moe_route(glm_backend *be, const void *x, int rows,
+    const glm_moe_weights *m, int32_t *idx, float *w);
 
 /* Bytes of weights on the device; the device's free and total memory. */
 void glm_backend_cuda_memory(glm_backend *be, size_t *weight_bytes,

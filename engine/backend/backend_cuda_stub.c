@@ -66,6 +66,16 @@ glm_backend_cuda_quant_act_fp8(glm_backend *be, uint8_t *q, float *scales, const
 }
 
 void
+glm_backend_cuda_moe_route(glm_backend *be, const void *x, int rows,
+    const glm_moe_weights *m, int32_t *idx, float *w)
+{
+    /* unreachable: no CUDA backend can exist in this build */
+    (void) be; (void) x; (void) rows; (void) m; (void) idx; (void) w;
+    fprintf(stderr, "glm-engine: internal error: CUDA op in a build without CUDA\n");
+    abort();
+}
+
+void
 glm_backend_cuda_memory(glm_backend *be, size_t *weight_bytes, size_t *free_bytes,
     size_t *total_bytes)
 {

@@ -309,6 +309,7 @@ glm_bind_layer(glm_model *m, glm_binder *b, int l)
         .correction_bias = glm_bind(b, 1, c->n_routed_experts, 0,
                                     "%slayers.%d.mlp.gate.e_score_correction_bias", p, l),
         .gate = L->exp_gate, .up = L->exp_up, .down = L->exp_down,
+        .shared_gate = L->gate, .shared_up = L->up, .shared_down = L->down,
     };
     return b->failed ? -1 : 0;
 }
@@ -646,18 +647,17 @@ glm_mlp(glm_backend *be, const glm_tensor *gate, const glm_tensor *up,
     be->matmul(be, out, s->gate, T, down, NULL);
 }
 
-/* h [T, H] -> out [T, H]: routed experts plus the shared expert */
+/* h [T, H] -> out [T, H]: routed experts plus the shared expert, one op
+ * (L->moe carries the shared expert, so a backend can fuse it with the
+ * routed ones) */
 static void
 glm_moe_block(glm_model *m, const glm_layer *L, const void *h, int T,
     glm_scratch *s, void *out)
 {
     glm_backend *be = m->be;
 
+    (void) s;
     be->moe(be, out, h, T, &L->moe);
-    if (L->gate != NULL) {
-        glm_mlp(be, L->gate, L->up, L->down, h, T, s, s->mlp);
-        be->add(be, out, s->mlp, (size_t) T * m->cfg.hidden_size);
-    }
 }
 
 /* Carves n elements of `size` bytes, 64-byte aligned, from *at (a count of

@@ -17,6 +17,7 @@
  *   test_ops vision DIR                GLM-4.5V's tower on random pixels
  *   test_ops tail [--quick]            only the step's tail: gather_rows and
  *                                      sample (every warper combination)
+ *   test_ops moe [--quick]             the MoE checks of `ops` alone
  *
  * One line per check:
  *   OP <name> shape=<...> max_abs=<x> max_rel=<y> tol=<t> ok|FAIL
@@ -1313,6 +1314,107 @@ route_margin(const glm_moe_weights *m, const float *logits, const float *bias)
     return margin;
 }
 
+/* the variants test_moe runs (set by the caller, as kv_dtype for attention):
+ * FP8 E4M3 experts with 128x128 block scales (MOE_FP8 distinct matrices,
+ * reused cyclically: E real-width FP8 experts do not fit host memory); a
+ * shared expert of width moe_shared (0: none); expert parallel (odd
+ * experts NULL, another rank's); moe_distinct > 0: BF16 experts reuse that
+ * many matrices cyclically too (each expert's device copy is made when its
+ * layer's expert table is built, all E at once) */
+#define MOE_FP8 16
+static int moe_fp8, moe_shared, moe_ep, moe_distinct;
+
+/* The routing alone against the oracle's (glm_moe_route_oracle): the same
+ * experts for every row (picks compared in ascending id) and weights
+ * within 1e-6.  ties: x in {-1, 0, 1} and router rows in 1/16 steps with
+ * every expert an exact twin of its neighbour (bias too), so logits are
+ * exact in fp32 whatever the summation order, equal on both backends, and
+ * full of exact ties the oracle breaks by the lower index: every row is
+ * compared.  Otherwise random; rows resting on a gap under MOE_TIE are
+ * left out and counted. */
+static void
+test_moe_route(const char *label, int E, int top_k, int n_group, int topk_group, int norm,
+    float scaling, int H, int rows, int ties)
+{
+    glm_tensor *router = tensor_new("router", GLM_DTYPE_BF16, 2, E, H, 3.0f / sqrtf((float) H));
+    glm_tensor *cbias = tensor_new("e_score_correction_bias", GLM_DTYPE_F32, 1, E, 0, 0.1f);
+    size_t n = (size_t) rows * H, P = (size_t) rows * top_k;
+    float *x = rnd_floats(n, 1.0f), *logits = xmalloc((size_t) rows * E * sizeof(float));
+    float *bias = xmalloc((size_t) E * sizeof(float)), *wc = xmalloc(P * sizeof(float));
+    float *wg = xmalloc(P * sizeof(float)), max_abs = 0.0f;
+    int32_t *ic = xmalloc(P * sizeof(int32_t)), *ig = xmalloc(P * sizeof(int32_t));
+    int r, k, q, e, kept = 0, near = 0, mism = 0, ok;
+    glm_moe_weights m;
+    void *dx;
+
+    if (ties) {
+        uint16_t *rw = (uint16_t *) router->data;
+        float *cb = (float *) cbias->data;
+        for (e = 0; e < E; e++) {
+            for (k = 0; k < H; k++) {
+                rw[(size_t) e * H + k] = e % 2 ? rw[(size_t) (e - 1) * H + k]
+                                       : glm_f32_to_bf16((float) ((int) (rnd64() % 9) - 4) / 16.0f);
+            }
+            cb[e] = e % 2 ? cb[e - 1] : (float) ((int) (rnd64() % 3) - 1) / 4.0f;
+        }
+        for (q = 0; q < (int) n; q++) {
+            x[q] = (float) ((int) (rnd64() % 3) - 1);
+        }
+    }
+    m = (glm_moe_weights) { E, top_k, n_group, topk_group, norm, scaling, H, 0, router, cbias,
+                            NULL, NULL, NULL, NULL, NULL, NULL };
+    glm_tensor_to_f32(cbias, 0, E, bias);
+    cpu->matmul(cpu, logits, x, rows, router, NULL);
+    glm_moe_route_oracle(&m, logits, rows, ic, wc);
+    dx = dev_put(gpu, x, n);
+    glm_backend_cuda_moe_route(gpu, dx, rows, &m, ig, wg);
+    for (r = 0; r < rows; r++) {
+        int32_t *a = ic + (size_t) r * top_k, *b = ig + (size_t) r * top_k;
+        float *wa = wc + (size_t) r * top_k, *wb = wg + (size_t) r * top_k;
+        /* the oracle's picks in ascending id, as the CUDA op stores them */
+        for (k = 1; k < top_k; k++) {
+            for (q = k; q > 0 && a[q - 1] > a[q]; q--) {
+                int32_t ti = a[q];
+                float tw = wa[q];
+                a[q] = a[q - 1];
+                wa[q] = wa[q - 1];
+                a[q - 1] = ti;
+                wa[q - 1] = tw;
+            }
+        }
+        if (!ties && route_margin(&m, logits + (size_t) r * E, bias) < MOE_TIE) {
+            near++;
+            continue;
+        }
+        kept++;
+        for (k = 0; k < top_k; k++) {
+            float d = fabsf(wa[k] - wb[k]);
+            mism += a[k] != b[k];
+            if (!(d <= max_abs)) {
+                max_abs = d;
+            }
+        }
+    }
+    ok = mism == 0 && max_abs <= 1e-6f && kept > 0;
+    printf("OP moe_route shape=%s,rows=%d,experts=%d,top=%d,groups=%d/%d,hidden=%d,%s"
+           "compared=%d,near_ties=%d id_mismatches=%d max_abs_w=%.3g tol=1e-06 %s\n", label,
+           rows, E, top_k, topk_group, n_group, H, ties ? "exact_ties," : "", kept, near, mism,
+           (double) max_abs, ok ? "ok" : "FAIL");
+    checks++;
+    failures += !ok;
+    gpu->free(gpu, dx);
+    free(x);
+    free(logits);
+    free(bias);
+    free(wc);
+    free(wg);
+    free(ic);
+    free(ig);
+    tensor_free(router);
+    tensor_free(cbias);
+    glm_backend_cuda_release_weights(gpu);
+}
+
 static void
 test_moe(const char *label, int E, int top_k, int n_group, int topk_group, int norm,
     float scaling, int H, int I, const int *rows_list, int n_rows_list)
@@ -1331,17 +1433,55 @@ test_moe(const char *label, int E, int top_k, int n_group, int topk_group, int n
     glm_tensor **down = xmalloc((size_t) E * sizeof(glm_tensor *));
     glm_tensor *router = tensor_new("router", GLM_DTYPE_BF16, 2, E, H, 3.0f / sqrtf((float) H));
     glm_tensor *cbias = tensor_new("e_score_correction_bias", GLM_DTYPE_F32, 1, E, 0, 0.1f);
+    glm_tensor **g_on = xmalloc((size_t) E * sizeof(glm_tensor *));
+    glm_tensor **u_on = xmalloc((size_t) E * sizeof(glm_tensor *));
+    glm_tensor **d_on = xmalloc((size_t) E * sizeof(glm_tensor *));
+    glm_tensor *f8[3][MOE_FP8], *sh[3] = { NULL, NULL, NULL };
     glm_moe_weights m;
     float *bias = xmalloc((size_t) E * sizeof(float));
-    int e, ri;
+    char variant[96];
+    int e, ri, i;
 
     for (e = 0; e < E; e++) {
         gate[e] = tensor_view(pg, e * step, I, H);
         up[e] = tensor_view(pu, e * step, I, H);
         down[e] = tensor_view(pd, e * step, H, I);
     }
+    for (i = 0; moe_fp8 && i < MOE_FP8; i++) {
+        f8[0][i] = tensor_fp8_new("gate.fp8", I, H, GLM_SCALE_BLOCK, 128, 128, GLM_DTYPE_F32, 1);
+        f8[1][i] = tensor_fp8_new("up.fp8", I, H, GLM_SCALE_BLOCK, 128, 128, GLM_DTYPE_F32, 1);
+        f8[2][i] = tensor_fp8_new("down.fp8", H, I, GLM_SCALE_BLOCK, 128, 128, GLM_DTYPE_F32, 1);
+    }
+    for (e = 0; e < E; e++) {
+        int off = moe_ep && e % 2;      /* another rank's expert */
+        int d = moe_distinct > 0 ? e % moe_distinct : e;
+        g_on[e] = off ? NULL : moe_fp8 ? f8[0][e % MOE_FP8] : gate[d];
+        u_on[e] = off ? NULL : moe_fp8 ? f8[1][e % MOE_FP8] : up[d];
+        d_on[e] = off ? NULL : moe_fp8 ? f8[2][e % MOE_FP8] : down[d];
+    }
+    if (moe_shared > 0) {
+        if (moe_fp8) {
+            sh[0] = tensor_fp8_new("shared.gate", moe_shared, H, GLM_SCALE_BLOCK, 128, 128,
+                                   GLM_DTYPE_F32, 0);
+            sh[1] = tensor_fp8_new("shared.up", moe_shared, H, GLM_SCALE_BLOCK, 128, 128,
+                                   GLM_DTYPE_F32, 0);
+            sh[2] = tensor_fp8_new("shared.down", H, moe_shared, GLM_SCALE_BLOCK, 128, 128,
+                                   GLM_DTYPE_F32, 0);
+        } else {
+            sh[0] = tensor_new("shared.gate", GLM_DTYPE_BF16, 2, moe_shared, H,
+                               sqrtf(3.0f / (float) H));
+            sh[1] = tensor_new("shared.up", GLM_DTYPE_BF16, 2, moe_shared, H,
+                               sqrtf(3.0f / (float) H));
+            sh[2] = tensor_new("shared.down", GLM_DTYPE_BF16, 2, H, moe_shared,
+                               sqrtf(3.0f / (float) moe_shared));
+        }
+    }
     m = (glm_moe_weights) { E, top_k, n_group, topk_group, norm, scaling, H, I, router, cbias,
-                            gate, up, down };
+                            g_on, u_on, d_on, sh[0], sh[1], sh[2] };
+    snprintf(variant, sizeof(variant), "%s,distinct_matrices=%d,shared_inter=%d%s",
+             moe_fp8 ? ",fp8_block128" : ",bf16",
+             (moe_fp8 || moe_distinct) && E > MOE_FP8 ? MOE_FP8 : E, moe_shared,
+             moe_ep ? ",ep_odd_experts_elsewhere" : "");
     glm_tensor_to_f32(cbias, 0, E, bias);
 
     for (ri = 0; ri < n_rows_list; ri++) {
@@ -1367,8 +1507,8 @@ test_moe(const char *label, int E, int top_k, int n_group, int topk_group, int n
             kept++;
         }
         snprintf(shape, sizeof(shape), "%s,rows=%d,experts=%d,top=%d,groups=%d/%d,hidden=%d,"
-                 "inter=%d,near_ties=%d", label, rows, E, top_k, topk_group, n_group, H, I,
-                 ties);
+                 "inter=%d%s,near_ties=%d", label, rows, E, top_k, topk_group, n_group, H, I,
+                 variant, ties);
         compare("moe", shape, ref_kept, got_kept, (size_t) kept * H, TOL_MOE);
         gpu->free(gpu, dx);
         gpu->free(gpu, dout);
@@ -1384,9 +1524,24 @@ test_moe(const char *label, int E, int top_k, int n_group, int topk_group, int n
         free(up[e]);
         free(down[e]);
     }
+    for (i = 0; moe_fp8 && i < MOE_FP8; i++) {
+        tensor_fp8_free(f8[0][i]);
+        tensor_fp8_free(f8[1][i]);
+        tensor_fp8_free(f8[2][i]);
+    }
+    for (i = 0; i < 3; i++) {
+        if (moe_fp8) {
+            tensor_fp8_free(sh[i]);
+        } else {
+            tensor_free(sh[i]);
+        }
+    }
     free(gate);
     free(up);
     free(down);
+    free(g_on);
+    free(u_on);
+    free(d_on);
     free(bias);
     tensor_free(pg);
     tensor_free(pu);
@@ -1719,6 +1874,101 @@ test_sample(int kind, int rows, int V)
 
 static void run_tail_ops(void);
 
+#ifdef GLM_EMU
+/* The moe op, counted: five launches (route with its GEMM, align,
+ * gate_up, down, combine) whatever the routing, no host sync, no
+ * allocation once its scratch and expert table exist (the first call). */
+static void
+test_moe_counters(void)
+{
+    const int E = 16, K = 4, H = 64, I = 32, rows = 3;
+    glm_tensor *router = tensor_new("router", GLM_DTYPE_BF16, 2, E, H, 0.5f);
+    glm_tensor *cbias = tensor_new("bias", GLM_DTYPE_F32, 1, E, 0, 0.1f);
+    glm_tensor *w[3][16], *sh[3];
+    float *hx = rnd_floats((size_t) rows * H, 1.0f);
+    void *x = dev_put(gpu, hx, (size_t) rows * H), *y = dev_put(gpu, NULL, (size_t) rows * H);
+    glm_moe_weights m;
+    int e, i;
+
+    for (e = 0; e < E; e++) {
+        w[0][e] = tensor_new("gate", GLM_DTYPE_BF16, 2, I, H, 0.2f);
+        w[1][e] = tensor_new("up", GLM_DTYPE_BF16, 2, I, H, 0.2f);
+        w[2][e] = tensor_new("down", GLM_DTYPE_BF16, 2, H, I, 0.2f);
+    }
+    sh[0] = tensor_new("shared.gate", GLM_DTYPE_BF16, 2, I, H, 0.2f);
+    sh[1] = tensor_new("shared.up", GLM_DTYPE_BF16, 2, I, H, 0.2f);
+    sh[2] = tensor_new("shared.down", GLM_DTYPE_BF16, 2, H, I, 0.2f);
+    m = (glm_moe_weights) { E, K, 1, 1, 1, 1.0f, H, I, router, cbias, w[0], w[1], w[2],
+                            sh[0], sh[1], sh[2] };
+    gpu->moe(gpu, y, x, rows, &m);          /* warm-up: table and scratch */
+    glm_emu_counts_reset();
+    gpu->moe(gpu, y, x, rows, &m);
+    counters_expect("moe_rows=3_shared", 5, 0, 0, 0, 0);
+    glm_backend_cuda_release_weights(gpu);
+    gpu->free(gpu, x);
+    gpu->free(gpu, y);
+    free(hx);
+    for (i = 0; i < 3; i++) {
+        for (e = 0; e < E; e++) {
+            tensor_free(w[i][e]);
+        }
+        tensor_free(sh[i]);
+    }
+    tensor_free(router);
+    tensor_free(cbias);
+}
+#endif
+
+/* the MoE op's checks (also alone: test_ops moe [--quick]) */
+static void
+run_moe(void)
+{
+    /* MoE: GLM-4.5-Air's router and experts; a small config with enough
+     * tokens per expert for several row tiles of the grouped GEMMs;
+     * GLM-4.5's group-limited routing with odd sizes */
+    if (!quick) {
+        int rows[] = { 1, 7, 64, 300 };
+        test_moe("air", 128, 8, 1, 1, 1, 1.0f, 4096, 1408, rows, 4);
+    }
+    {
+        int rows_many[] = { 200 }, rows_few[] = { 1, 7 }, rows_air[] = { 2 };
+#ifdef GLM_EMU
+        test_moe_counters();
+#endif
+        test_moe("busy", 8, 2, 1, 1, 1, 1.0f, 256, 96, rows_many, 1);
+        test_moe("grouped", 16, 4, 4, 2, 0, 2.5f, 77, 33, rows_few, 2);
+
+        /* the routing alone: exact ids (ties included) and weights */
+        test_moe_route("air", 128, 8, 1, 1, 1, 1.0f, quick ? 1024 : 4096, 16, 0);
+        test_moe_route("air", 128, 8, 1, 1, 1, 1.0f, 64, 64, 1);
+        test_moe_route("glm45", 160, 8, 8, 4, 1, 2.5f, 96, 33, 0);
+        test_moe_route("grouped", 16, 4, 4, 2, 0, 2.5f, 77, 64, 1);
+
+        /* the grouped GEMMs with the shared expert fused, BF16 and FP8
+         * block-scaled experts, expert parallel (NULL experts) */
+        moe_shared = 33 + 13;
+        test_moe("grouped", 16, 4, 4, 2, 0, 2.5f, 77, 33, rows_few, 2);
+        moe_ep = 1;
+        test_moe("grouped", 16, 4, 4, 2, 0, 2.5f, 77, 33, rows_few, 2);
+        moe_ep = 0;
+        moe_fp8 = 1;
+        moe_shared = 160;
+        test_moe("fp8", 8, 2, 1, 1, 1, 1.0f, 300, 130, rows_few, 2);
+        moe_shared = 1408;
+        if (!quick) {
+            /* GLM-4.5-Air's widths: minutes in the emulator, so not in
+             * make test's --quick run */
+            test_moe("air", 128, 8, 1, 1, 1, 1.0f, 4096, 1408, rows_air, 1);
+            moe_fp8 = 0;
+            moe_distinct = MOE_FP8;
+            test_moe("air", 128, 8, 1, 1, 1, 1.0f, 4096, 1408, rows_air, 1);
+            moe_distinct = 0;
+        }
+        moe_fp8 = 0;
+        moe_shared = 0;
+    }
+}
+
 static int
 run_ops(void)
 {
@@ -1986,18 +2236,7 @@ run_ops(void)
     test_group_transpose(7, 4, 77);
     test_group_transpose(3, 1, 5);
 
-    /* MoE: GLM-4.5-Air's router and experts; a small config with enough
-     * tokens per expert for the two-pass GEMM; GLM-4.5's group-limited
-     * routing with odd sizes */
-    if (!quick) {
-        int rows[] = { 1, 7, 64, 300 };
-        test_moe("air", 128, 8, 1, 1, 1, 1.0f, 4096, 1408, rows, 4);
-    }
-    {
-        int rows_many[] = { 200 }, rows_few[] = { 1, 7 };
-        test_moe("busy", 8, 2, 1, 1, 1, 1.0f, 256, 96, rows_many, 1);
-        test_moe("grouped", 16, 4, 4, 2, 0, 2.5f, 77, 33, rows_few, 2);
-    }
+    run_moe();
 
     run_tail_ops();
     return 0;
@@ -2591,6 +2830,8 @@ main(int argc, char **argv)
         run_ops();
     } else if (strcmp(argv[1], "tail") == 0) {
         run_tail_ops();
+    } else if (strcmp(argv[1], "moe") == 0) {
+        run_moe();
     } else if (strcmp(argv[1], "fixtures") == 0) {
         signal(SIGSEGV, on_segv);
         for (i = first; i < argc; i++) {
