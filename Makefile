@@ -190,6 +190,12 @@ $(EMU_DIR)/test_ops: t/gpu/test_ops.c $(ENGINE_SRCS:%.c=build/asan/%.o) $(EMU_KO
 	$(CXX) $(SANITIZE) -pthread -o $@ $(EMU_DIR)/test_ops.o $(ENGINE_SRCS:%.c=build/asan/%.o) \
 	    $(EMU_KOBJS) $(EMU_DIR)/emu.o $(LDLIBS)
 
+# the emulator's stream capture and graphs against its eager runs
+$(EMU_DIR)/test_graphs: t/gpu/emu/test_graphs.cpp $(EMU_DIR)/kernels/add.o \
+                        $(EMU_DIR)/kernels/swiglu.o $(EMU_DIR)/emu.o $(EMU_HDRS)
+	$(CXX) $(EMU_CXXFLAGS) -o $@ $< $(EMU_DIR)/kernels/add.o $(EMU_DIR)/kernels/swiglu.o \
+	    $(EMU_DIR)/emu.o
+
 # make gpu-profile: one decode step at batch 1 and 64 and one prefill of a
 # GLM-4.5-Air-shaped model (t/gpu/make_profile_model.py) under the emulator,
 # counting launches, host syncs, allocations and weight bytes read
@@ -244,8 +250,9 @@ $(PROF_MODEL)/model.safetensors: t/gpu/make_profile_model.py
 gpu-profile: $(PROF_DIR)/profile $(PROF_MODEL)/model.safetensors
 	@$(PROF_DIR)/profile $(PROF_MODEL) $(PROF_ARGS)
 
-test-gpu-emu: $(EMU_DIR)/test_ops
-	@$(EMU_DIR)/test_ops ops --quick && \
+test-gpu-emu: $(EMU_DIR)/test_ops $(EMU_DIR)/test_graphs
+	@$(EMU_DIR)/test_graphs && \
+	 $(EMU_DIR)/test_ops ops --quick && \
 	 $(EMU_DIR)/test_ops fixtures --quick $(addprefix t/fixtures/,$(FIXTURES)) && \
 	 $(EMU_DIR)/test_ops vision t/fixtures/glm45v-tiny
 
@@ -257,7 +264,7 @@ run:
 test: build/glm-engine build/glm-bench build/asan/glm-engine $(NGX_MODULE) build/fake_engine $(UNIT_BINS) build/t/reference_check \
       build/t/vision_check build/t/ring_client build/t/test_tokenizer build/asan/t/tp_check \
       build/t/kv_dtype_check \
-      $(EMU_DIR)/test_ops $(if $(filter 1,$(CUDA)),cuda build/t/gpu/test_ops)
+      $(EMU_DIR)/test_ops $(EMU_DIR)/test_graphs $(if $(filter 1,$(CUDA)),cuda build/t/gpu/test_ops)
 	@sh t/run_tests.sh
 
 unit-test: $(UNIT_BINS)

@@ -63,7 +63,7 @@ suite engine-check "$PYTHON" t/engine_check.py build/asan/glm-engine build/t/rin
 # the CUDA backend run on the CPU (t/gpu/emu): every op and the fixtures
 # against the CPU backend, small shapes, under ASan
 cuda_emu() {
-    build/emu/test_ops ops --quick && build/emu/test_ops fixtures --quick $FIXTURES \
+    build/emu/test_graphs && build/emu/test_ops ops --quick && build/emu/test_ops fixtures --quick $FIXTURES \
         && build/emu/test_ops vision t/fixtures/glm45v-tiny
 }
 suite cuda-emu cuda_emu
