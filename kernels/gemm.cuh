@@ -55,4 +55,9 @@ void glm_cuda_gemm_simt(cudaStream_t stream, void *out, int out_f32, const glm_a
 /* which path weights of format wfmt take, in words (printed at start-up) */
 const char *glm_cuda_gemm_path(const glm_cuda_gemm *g, int wfmt);
 
+/* Moves of any grow-only device scratch buffer (the GEMM's and the
+ * backend's): a CUDA graph captured before a move reads freed memory, so
+ * the backend's decode graphs are re-made when this changes. */
+extern unsigned glm_cuda_scratch_moves;
+
 #endif

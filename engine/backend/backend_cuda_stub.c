@@ -52,3 +52,17 @@ glm_backend_cuda_memory(glm_backend *be, size_t *weight_bytes, size_t *free_byte
     (void) be;
     *weight_bytes = *free_bytes = *total_bytes = 0;
 }
+
+long
+glm_backend_cuda_graph_replays(glm_backend *be)
+{
+    (void) be;
+    return 0;
+}
+
+void
+glm_backend_cuda_set_graphs(glm_backend *be, int on)
+{
+    (void) be;
+    (void) on;
+}
