@@ -76,7 +76,7 @@ MODEL       ?= t/fixtures/glm45-air-tiny
 PORT        ?= 8080
 
 .PHONY: tp-check qwen3-tokenizer fp8-fixtures semantics-check template-check bench-templates fuzz-templates fuzz-media media-fixtures template-fixtures bench-overhead bench-flood test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer bench-preproc preproc-fixtures \
-        fixtures clean cuda test-gpu test-gpu-emu gpu-profile bench-prefix-cache bench-cpu bench-peer gpu-check \
+        fixtures clean cuda test-gpu test-gpu-emu gpu-profile gpu-profile-dense bench-prefix-cache bench-cpu bench-peer gpu-check \
         kv-dtype-check big-check
 all: build/glm-engine build/glm-bench $(NGX_MODULE) $(if $(filter 1,$(CUDA)),cuda)
 
@@ -249,6 +249,15 @@ $(PROF_MODEL)/model.safetensors: t/gpu/make_profile_model.py
 
 gpu-profile: $(PROF_DIR)/profile $(PROF_MODEL)/model.safetensors
 	@$(PROF_DIR)/profile $(PROF_MODEL) $(PROF_ARGS)
+
+# the same shape with every layer dense: a decode step the backend can
+# capture as a CUDA graph while the MoE op still waits on the host
+PROF_DENSE_MODEL ?= build/profile-model-dense
+$(PROF_DENSE_MODEL)/model.safetensors: t/gpu/make_profile_model.py
+	$(PYTHON) t/gpu/make_profile_model.py $(PROF_DENSE_MODEL) --dense
+
+gpu-profile-dense: $(PROF_DIR)/profile $(PROF_DENSE_MODEL)/model.safetensors
+	@$(PROF_DIR)/profile $(PROF_DENSE_MODEL) $(PROF_ARGS)
 
 test-gpu-emu: $(EMU_DIR)/test_ops $(EMU_DIR)/test_graphs
 	@$(EMU_DIR)/test_graphs && \
