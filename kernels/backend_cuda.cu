@@ -72,6 +72,7 @@ extern "C" {
 #include "common.cuh"
 #include "embed.cuh"
 #include "gelu.cuh"
+#include "gate_up_swiglu.cuh"
 #include "gemm.cuh"
 #include "group_transpose.cuh"
 #include "kv_store.cuh"
@@ -807,7 +808,8 @@ glm_cu_add_rmsnorm(glm_backend *be, void *out, void *x, const void *y, const glm
                          fmt, rows, dim, eps);
 }
 
-/* gate and up GEMMs, then SwiGLU; the up half in scratch */
+/* one launch for decode-sized batches of BF16 weights (gate_up_swiglu.cuh);
+ * otherwise the gate and up GEMMs, then SwiGLU, the up half in scratch */
 static void
 glm_cu_gate_up_swiglu(glm_backend *be, void *out, const void *x, int rows,
     const glm_tensor *gate, const glm_tensor *up)
@@ -817,6 +819,23 @@ glm_cu_gate_up_swiglu(glm_backend *be, void *out, const void *x, int rows,
     glm_act *u;
 
     if (rows <= 0) {
+        return;
+    }
+    if (gate->ndim != 2 || up->ndim != 2 || up->shape[0] != gate->shape[0]
+        || up->shape[1] != gate->shape[1] || gate->shape[0] > INT32_MAX
+        || gate->shape[1] > INT32_MAX)
+    {
+        glm_cu_bug("gate_up_swiglu: '%s' and '%s' are not two [N, K] matrices", gate->name,
+                   up->name);
+    }
+    if (rows <= GLM_GATE_UP_ROWS && gate->dtype == GLM_DTYPE_BF16 && up->dtype == GLM_DTYPE_BF16
+        && gate->scale == NULL && up->scale == NULL)
+    {
+        int fg, fu;
+        const void *g = glm_weight(c, gate, &fg), *uw = glm_weight(c, up, &fu);
+        glm_cuda_gate_up_swiglu(c->stream, (glm_act *) out, (const glm_act *) x, rows,
+                                (const __nv_bfloat16 *) g, (const __nv_bfloat16 *) uw,
+                                (int) gate->shape[0], (int) gate->shape[1]);
         return;
     }
     u = (glm_act *) glm_scratch(c, GLM_SCR_GATE_UP, n * sizeof(glm_act));

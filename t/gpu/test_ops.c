@@ -451,9 +451,10 @@ test_add_rmsnorm(int rows, int dim)
     tensor_free(w);
 }
 
-/* the dense MLP's first half as one op: silu(x gate^T) * (x up^T); the
- * CUDA result is rounded after each GEMM and after the product (today's
- * launches), so two roundings deep */
+/* the dense MLP's first half as one op: silu(x gate^T) * (x up^T).  Up to
+ * 8 rows of BF16 weights (GLM_GATE_UP_ROWS) the CUDA backend fuses it and
+ * rounds once; beyond, two GEMMs and swiglu round after each GEMM and after
+ * the product: two roundings deep */
 static void
 test_gate_up_swiglu(int rows, int N, int K, glm_dtype dt)
 {
@@ -468,7 +469,8 @@ test_gate_up_swiglu(int rows, int N, int K, glm_dtype dt)
     gpu->gate_up_swiglu(gpu, dout, dx, rows, g, u);
     out_g = dev_get(gpu, dout, n);
     snprintf(shape, sizeof(shape), "rows=%d,N=%d,K=%d,%s", rows, N, K, glm_dtype_name(dt));
-    compare("gate_up_swiglu", shape, out_c, out_g, n, TOL_BF16x2);
+    compare("gate_up_swiglu", shape, out_c, out_g, n,
+            rows <= 8 && dt == GLM_DTYPE_BF16 ? TOL_BF16 : TOL_BF16x2);
     gpu->free(gpu, dx);
     gpu->free(gpu, dout);
     glm_backend_cuda_release_weights(gpu);
