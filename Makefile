@@ -77,7 +77,7 @@ MODEL       ?= t/fixtures/glm45-air-tiny
 PORT        ?= 8080
 
 .PHONY: tp-check tp-check-cuda-emu qwen3-tokenizer fp8-fixtures semantics-check template-check bench-templates fuzz-templates fuzz-media media-fixtures template-fixtures bench-overhead bench-flood test-deps module http-test http-test-asan all run test unit-test reference-check loader-check bench bench-tokenizer bench-preproc preproc-fixtures \
-        fixtures clean cuda test-gpu test-gpu-emu gpu-profile bench-prefix-cache bench-cpu bench-peer gpu-check \
+        fixtures clean cuda test-gpu test-gpu-emu gpu-profile gpu-profile-dense bench-prefix-cache bench-cpu bench-peer gpu-check \
         kv-dtype-check big-check
 all: build/glm-engine build/glm-bench $(NGX_MODULE) $(if $(filter 1,$(CUDA)),cuda)
 
@@ -209,6 +209,12 @@ $(EMU_DIR)/tp_emu_check: t/gpu/tp_emu_check.c $(ENGINE_SRCS:%.c=build/asan/%.o) 
 tp-check-cuda-emu: $(EMU_DIR)/tp_emu_check
 	@$(EMU_DIR)/tp_emu_check --ranks 2,4 $(addprefix t/fixtures/,$(FIXTURES))
 
+# the emulator's stream capture and graphs against its eager runs
+$(EMU_DIR)/test_graphs: t/gpu/emu/test_graphs.cpp $(EMU_DIR)/kernels/add.o \
+                        $(EMU_DIR)/kernels/swiglu.o $(EMU_DIR)/emu.o $(EMU_HDRS)
+	$(CXX) $(EMU_CXXFLAGS) -o $@ $< $(EMU_DIR)/kernels/add.o $(EMU_DIR)/kernels/swiglu.o \
+	    $(EMU_DIR)/emu.o
+
 # make gpu-profile: one decode step at batch 1 and 64 and one prefill of a
 # GLM-4.5-Air-shaped model (t/gpu/make_profile_model.py) under the emulator,
 # counting launches, host syncs, allocations and weight bytes read
@@ -267,8 +273,18 @@ $(PROF_MODEL)/model.safetensors: t/gpu/make_profile_model.py
 gpu-profile: $(PROF_DIR)/profile $(PROF_MODEL)/model.safetensors
 	@$(PROF_DIR)/profile $(PROF_MODEL) $(PROF_ARGS)
 
-test-gpu-emu: $(EMU_DIR)/test_ops
-	@$(EMU_DIR)/test_ops ops --quick && \
+# the same shape with every layer dense: a decode step the backend can
+# capture as a CUDA graph while the MoE op still waits on the host
+PROF_DENSE_MODEL ?= build/profile-model-dense
+$(PROF_DENSE_MODEL)/model.safetensors: t/gpu/make_profile_model.py
+	$(PYTHON) t/gpu/make_profile_model.py $(PROF_DENSE_MODEL) --dense
+
+gpu-profile-dense: $(PROF_DIR)/profile $(PROF_DENSE_MODEL)/model.safetensors
+	@$(PROF_DIR)/profile $(PROF_DENSE_MODEL) $(PROF_ARGS)
+
+test-gpu-emu: $(EMU_DIR)/test_ops $(EMU_DIR)/test_graphs
+	@$(EMU_DIR)/test_graphs && \
+	 $(EMU_DIR)/test_ops ops --quick && \
 	 $(EMU_DIR)/test_ops fixtures --quick $(addprefix t/fixtures/,$(FIXTURES)) && \
 	 $(EMU_DIR)/test_ops vision t/fixtures/glm45v-tiny
 
@@ -280,7 +296,7 @@ run:
 test: build/glm-engine build/glm-bench build/asan/glm-engine $(NGX_MODULE) build/fake_engine $(UNIT_BINS) build/t/reference_check \
       build/t/vision_check build/t/ring_client build/t/test_tokenizer build/asan/t/tp_check \
       build/t/kv_dtype_check \
-      $(EMU_DIR)/test_ops $(EMU_DIR)/tp_emu_check $(if $(filter 1,$(CUDA)),cuda build/t/gpu/test_ops)
+      $(EMU_DIR)/test_ops $(EMU_DIR)/tp_emu_check $(EMU_DIR)/test_graphs $(if $(filter 1,$(CUDA)),cuda build/t/gpu/test_ops)
 	@sh t/run_tests.sh
 
 unit-test: $(UNIT_BINS)

@@ -40,11 +40,17 @@
  * - activations are BF16 (glm_act), the KV cache fp32/BF16/FP8 (the pool's
  *   dtype); backend.h's act_dtype/act_size tell the model.
  *
- * Not yet (in this order of need): residual+norm in the op table, CUDA
- * graphs for decode, sizing memory up front (--gpu-memory-utilization).
- * Done: q/k/v as one GEMM and norm+RoPE+cache write (matmul_qkv,
- * attn_prep), cuBLASLt's scaled FP8 GEMM with FP8 activations, the MoE op
- * without a host sync (grouped expert GEMMs), sampling on the GPU.
+ * - decode graphs: a decode step's layers captured once per padded batch
+ *   size and replayed (the section "decode graphs" at the end says how);
+ *   the metadata of such a step goes to fixed buffers instead.
+ *
+ * Not yet (in this order of need): sizing memory up front
+ * (--gpu-memory-utilization; graphs are captured lazily per size today),
+ * tensor-core prefill attention and a tensor-core body for the grouped
+ * expert GEMM.  Done: q/k/v as one GEMM and norm+RoPE+cache write
+ * (matmul_qkv, attn_prep), residual+norm and gate+up+SwiGLU as ops,
+ * cuBLASLt's scaled FP8 GEMM with FP8 activations, the MoE op without a
+ * host sync (grouped expert GEMMs), sampling on the GPU, decode graphs.
  */
 extern "C" {
 #include "backend/backend.h"
@@ -70,6 +76,7 @@ extern "C" {
 #include "common.cuh"
 #include "embed.cuh"
 #include "gelu.cuh"
+#include "gate_up_swiglu.cuh"
 #include "gemm.cuh"
 #include "gather_rows.cuh"
 #include "group_transpose.cuh"
@@ -124,6 +131,7 @@ enum {
     GLM_SCR_MOE_IDX, GLM_SCR_MOE_W, GLM_SCR_MOE_PLAN, GLM_SCR_MOE_H, GLM_SCR_MOE_Y,
     GLM_SCR_ATTN_COUNTER, GLM_SCR_QKV,
     GLM_SCR_SMP_WORK, GLM_SCR_SMP_IN, GLM_SCR_SMP_OUT,     /* sample */
+    GLM_SCR_GATE_UP,
     GLM_SCR_N
 };
 
@@ -179,6 +187,9 @@ typedef struct {
     size_t          smp_in_cap;
     glm_sample_out *smp_out_host;
     size_t          smp_out_cap;        /* rows */
+
+    struct glm_graphs *graphs;          /* decode graphs (their section) */
+    const void     *attn_dev;           /* the packed attention batch on the device */
 } glm_cuda;
 
 /* a global sequence, so a backend created at a freed one's address never
@@ -210,10 +221,22 @@ glm_cu_bug(const char *fmt, ...)
 
 /* ---- scratch and metadata ------------------------------------------------- */
 
+/* decode graphs (their section, at the end): fixed-mode metadata, and the
+ * ops' way to say that what they are asked cannot be captured */
+static const void *glm_graph_meta(glm_cuda *c, int slot, const void *host, size_t len);
+static int glm_graph_attn(glm_cuda *c, const glm_kv_pool *kv, const glm_attn_batch *b);
+static int glm_graph_deny(glm_cuda *c, const char *why);
+static void glm_graphs_init(glm_cuda *c);
+static void glm_graphs_free(glm_cuda *c);
+
 static void *
 glm_scratch(glm_cuda *c, int slot, size_t bytes)
 {
     if (bytes > c->scr_cap[slot]) {
+        if (glm_graph_deny(c, "a scratch buffer would grow")) {
+            return c->scr[slot];        /* recorded, never run: the capture is dropped */
+        }
+        glm_cuda_scratch_moves++;
         if (c->scr[slot] != NULL) {
             GLM_CUDA_CHECK(cudaFreeAsync(c->scr[slot], c->stream));
         }
@@ -265,7 +288,11 @@ static const void *
 glm_meta_put(glm_cuda *c, int slot, const void *host, size_t len)
 {
     glm_meta *m = &c->meta[slot];
+    const void *fixed = glm_graph_meta(c, slot, host, len);
 
+    if (fixed != NULL) {
+        return fixed;                   /* a graph step: staged before the layers */
+    }
     if (m->dev != NULL && m->len == len && memcmp(m->host, host, len) == 0) {
         return m->dev;
     }
@@ -525,6 +552,9 @@ glm_weight(glm_cuda *c, const glm_tensor *t, int *fmt_out)
     {
         return t->dev.ptr;          /* bound at upload: no lookup */
     }
+    if (glm_graph_deny(c, "a weight not yet on the device (first use copies and waits)")) {
+        return NULL;                /* recorded, never run: the capture is dropped */
+    }
     /* tensors the upload did not see (views made from a bound tensor,
      * tests' own tensors): the table, keyed by host address */
     e = glm_weight_entry(c, t, fmt, &err);
@@ -634,7 +664,7 @@ glm_cu_copy(glm_backend *be, void *dst, const void *src, size_t bytes)
 {
     glm_cuda *c = glm_cu(be);
 
-    if (bytes == 0) {
+    if (bytes == 0 || glm_graph_deny(c, "a copy that waits for the device (upload/download)")) {
         return;
     }
     GLM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, c->stream));
@@ -652,7 +682,7 @@ glm_cu_upload_act(glm_backend *be, void *dst, const float *src, size_t n)
     uint16_t *h;
     size_t i;
 
-    if (n == 0) {
+    if (n == 0 || glm_graph_deny(c, "an activation copy from or to the host")) {
         return;
     }
     h = (uint16_t *) malloc(n * sizeof(uint16_t));
@@ -676,7 +706,7 @@ glm_cu_download_act(glm_backend *be, float *dst, const void *src, size_t n)
     uint16_t *h;
     size_t i;
 
-    if (n == 0) {
+    if (n == 0 || glm_graph_deny(c, "an activation copy from or to the host")) {
         return;
     }
     h = (uint16_t *) malloc(n * sizeof(uint16_t));
@@ -872,6 +902,58 @@ glm_cu_add(glm_backend *be, void *x, const void *y, size_t n)
     glm_cuda_add(glm_cu(be)->stream, (glm_act *) x, (const glm_act *) y, n);
 }
 
+static void
+glm_cu_add_rmsnorm(glm_backend *be, void *out, void *x, const void *y, const glm_tensor *w,
+    int rows, int dim, float eps)
+{
+    glm_cuda *c = glm_cu(be);
+    const void *wd;
+    int fmt;
+
+    if (rows <= 0) {
+        return;
+    }
+    wd = glm_vec(c, w, dim, "rmsnorm weight", &fmt);
+    glm_cuda_add_rmsnorm(c->stream, (glm_act *) out, (glm_act *) x, (const glm_act *) y, wd,
+                         fmt, rows, dim, eps);
+}
+
+/* one launch for decode-sized batches of BF16 weights (gate_up_swiglu.cuh);
+ * otherwise the gate and up GEMMs, then SwiGLU, the up half in scratch */
+static void
+glm_cu_gate_up_swiglu(glm_backend *be, void *out, const void *x, int rows,
+    const glm_tensor *gate, const glm_tensor *up)
+{
+    glm_cuda *c = glm_cu(be);
+    size_t n = (size_t) rows * gate->shape[0];
+    glm_act *u;
+
+    if (rows <= 0) {
+        return;
+    }
+    if (gate->ndim != 2 || up->ndim != 2 || up->shape[0] != gate->shape[0]
+        || up->shape[1] != gate->shape[1] || gate->shape[0] > INT32_MAX
+        || gate->shape[1] > INT32_MAX)
+    {
+        glm_cu_bug("gate_up_swiglu: '%s' and '%s' are not two [N, K] matrices", gate->name,
+                   up->name);
+    }
+    if (rows <= GLM_GATE_UP_ROWS && gate->dtype == GLM_DTYPE_BF16 && up->dtype == GLM_DTYPE_BF16
+        && gate->scale == NULL && up->scale == NULL)
+    {
+        int fg, fu;
+        const void *g = glm_weight(c, gate, &fg), *uw = glm_weight(c, up, &fu);
+        glm_cuda_gate_up_swiglu(c->stream, (glm_act *) out, (const glm_act *) x, rows,
+                                (const __nv_bfloat16 *) g, (const __nv_bfloat16 *) uw,
+                                (int) gate->shape[0], (int) gate->shape[1]);
+        return;
+    }
+    u = (glm_act *) glm_scratch(c, GLM_SCR_GATE_UP, n * sizeof(glm_act));
+    glm_cu_gemm(be, out, 0, x, rows, gate, NULL);
+    glm_cu_gemm(be, u, 0, x, rows, up, NULL);
+    glm_cuda_swiglu(c->stream, (glm_act *) out, (const glm_act *) out, u, n);
+}
+
 /* ---- attention ------------------------------------------------------------------ */
 
 static size_t
@@ -898,6 +980,9 @@ glm_attn_pack(glm_cuda *c, const glm_kv_pool *kv, const glm_attn_batch *b)
     size_t total_blocks = 0, size, k;
     int32_t *p, *need;
 
+    if (glm_graph_attn(c, kv, b)) {
+        return;                         /* a graph step: the fixed layout, staged */
+    }
     memset(&L, 0, sizeof(L));
     L.n_tokens = n;
     L.n_seqs = b->n_seqs;
@@ -1003,7 +1088,7 @@ glm_attn_pack(glm_cuda *c, const glm_kv_pool *kv, const glm_attn_batch *b)
         memcpy(p + L.off_slot + 2 * (size_t) i, &row, sizeof(row));
     }
     free(need);
-    glm_meta_put(c, GLM_META_ATTN, p, size * sizeof(int32_t));
+    c->attn_dev = glm_meta_put(c, GLM_META_ATTN, p, size * sizeof(int32_t));
     c->attn = L;
 }
 
@@ -1026,7 +1111,7 @@ glm_kv_dtype_checked(const glm_kv_pool *kv)
 static glm_cuda_paged
 glm_paged_view(glm_cuda *c, const glm_kv_pool *kv, int layer)
 {
-    const int32_t *d = (const int32_t *) c->meta[GLM_META_ATTN].dev;
+    const int32_t *d = (const int32_t *) c->attn_dev;
     glm_cuda_paged p;
 
     p.k = kv->k;
@@ -1056,7 +1141,7 @@ glm_cu_kv_store(glm_backend *be, glm_kv_pool *kv, int layer, const void *k,
         glm_cu_bug("kv_store: layer %d of %d", layer, kv->n_layers);
     }
     glm_attn_pack(c, kv, b);
-    d = (const int32_t *) c->meta[GLM_META_ATTN].dev;
+    d = (const int32_t *) c->attn_dev;
     glm_cuda_kv_store(c->stream, kv->k, kv->v, glm_kv_dtype_checked(kv),
                       kv->k_scale != NULL ? kv->k_scale[layer] : 1.0f,
                       kv->v_scale != NULL ? kv->v_scale[layer] : 1.0f,
@@ -1148,7 +1233,7 @@ glm_cu_attention(glm_backend *be, void *out, const void *q, const glm_kv_pool *k
         glm_cu_bug("attention: layer %d of %d", layer, kv->n_layers);
     }
     glm_attn_pack(c, kv, b);        /* normally the kv_store's copy, unchanged */
-    d = (const int32_t *) c->meta[GLM_META_ATTN].dev;
+    d = (const int32_t *) c->attn_dev;
     pv = glm_paged_view(c, kv, layer);
     if (L->n_tiles > 0) {
         glm_cuda_attention_prefill(c->stream, (glm_act *) out, (const glm_act *) q, pv, (const int4 *) (d + L->off_tiles),
@@ -1633,6 +1718,7 @@ glm_cu_destroy(glm_backend *be)
     int i;
 
     cudaStreamSynchronize(c->stream);
+    glm_graphs_free(c);
     glm_cu_release_weights(c);
     for (i = 0; i < GLM_META_N; i++) {
         if (c->meta[i].dev != NULL) {
@@ -1744,6 +1830,8 @@ glm_backend_cuda_create(int device, glm_err *err)
     c->be.attn_prep = glm_cu_attn_prep;
     c->be.swiglu = glm_cu_swiglu;
     c->be.add = glm_cu_add;
+    c->be.add_rmsnorm = glm_cu_add_rmsnorm;
+    c->be.gate_up_swiglu = glm_cu_gate_up_swiglu;
     c->be.moe = glm_cu_moe;
     c->be.layernorm = glm_cu_layernorm;
     c->be.gelu = glm_cu_gelu;
@@ -1752,6 +1840,7 @@ glm_backend_cuda_create(int device, glm_err *err)
     c->be.gather_rows = glm_cu_gather_rows;
     c->be.sample = glm_cu_sample;
     c->be.destroy = glm_cu_destroy;
+    glm_graphs_init(c);
     return &c->be;
 }
 
@@ -2108,16 +2197,7 @@ extern "C" void
 glm_backend_cuda_add_rmsnorm(glm_backend *be, void *out, void *x, const void *y,
     const glm_tensor *w, int rows, int dim, float eps)
 {
-    glm_cuda *c = glm_cu_checked(be);
-    const void *wd;
-    int fmt;
-
-    if (rows <= 0) {
-        return;
-    }
-    wd = glm_vec(c, w, dim, "rmsnorm weight", &fmt);
-    glm_cuda_add_rmsnorm(c->stream, (glm_act *) out, (glm_act *) x, (const glm_act *) y, wd,
-                         fmt, rows, dim, eps);
+    glm_cu_add_rmsnorm(&glm_cu_checked(be)->be, out, x, y, w, rows, dim, eps);
 }
 
 extern "C" int
@@ -2178,4 +2258,553 @@ glm_backend_cuda_moe_route(glm_backend *be, const void *x, int rows,
     glm_moe_route_dev(c, x, rows, m, didx, dw);
     glm_cu_copy(be, idx, didx, pairs * sizeof(int32_t));
     glm_cu_copy(be, w, dw, pairs * sizeof(float));
+}
+
+/* ---- decode graphs ------------------------------------------------------------------ */
+
+/*
+ * A decode step (every token the one new token of its sequence) from the
+ * embedding through the last layer, replayed from a CUDA graph captured at a
+ * fixed number of rows: 1, 2, 4, ... up to GLM_GRAPH_MAX_ROWS (env
+ * GLM_CUDA_GRAPH_MAX_ROWS; GLM_CUDA_GRAPHS=0 turns graphs off, =pad runs
+ * every graph step eagerly as the warm-up does, never capturing: the twin a
+ * replay must equal bit for bit).  The model's side (backend.h,
+ * graph_rows/graph_begin/graph_end): it pads the batch to the graph's rows,
+ * passes the step's inputs, and runs its layers only when told to.
+ *
+ * For a size not yet captured, graph_begin stages the inputs and asks for
+ * the layers once eagerly in "fixed" mode (the warm-up: the real step, with
+ * the fixed layout below, which also grows every scratch buffer to this
+ * size and binds every weight), then graph_end begins the capture and asks
+ * for the layers again: recorded, not run.  Later steps of that size stage
+ * their inputs and launch the graph; the layers do not run on the host.
+ *
+ * Fixed mode: a graph reads its per-step inputs from fixed device buffers
+ * of its own (token ids, rope positions + the model's constant rope axes
+ * and frequencies, the attention batch), written before each replay by one
+ * async copy from pinned staging.  The ops' own metadata uploads
+ * (glm_meta_put, glm_attn_pack) return those buffers instead of uploading,
+ * after checking that what they packed equals what was staged (so the
+ * staging is proven to be what the ops would have uploaded).  The attention
+ * batch gets a layout that depends only on the rows and a block-table
+ * capacity per row (max_blocks): every row its own sequence entry and a
+ * decode row, block tables at stride max_blocks, and decode attention split
+ * for max_blocks * block_size positions.  A step that needs more blocks than
+ * the graph was made for re-captures it at twice the capacity.
+ *
+ * A graph is dropped and re-made when what it baked in moved: the weights
+ * (released or re-uploaded), the KV pool, the model's activation buffer for
+ * its size, or a scratch buffer (this file's and the GEMM's: both count
+ * their moves in glm_cuda_scratch_moves).
+ *
+ * What cannot be captured: an op that must wait for the device on the host
+ * (today the MoE op, which reads the expert counts), a copy to or from the
+ * host, a scratch buffer growing.  The op notes the reason (glm_graph_deny)
+ * and records nothing; graph_end then discards the capture, prints the
+ * reason once, and steps of that size run eagerly from then on.  The
+ * warm-up already computed the step, so nothing is lost.
+ */
+#define GLM_GRAPH_SIZES     10          /* 1 .. 512 rows */
+#define GLM_GRAPH_MIN_BLOCKS 16
+#define GLM_GRAPH_MAX_HALF  (GLM_ATTN_MAX_HEAD_DIM / 2)
+
+enum { GLM_GMODE_OFF = 0, GLM_GMODE_WARMUP, GLM_GMODE_CAPTURE };
+
+typedef struct {
+    cudaGraphExec_t exec;
+    int             failed;             /* cannot be captured: eager */
+    int             max_blocks;         /* block-table capacity per row */
+    uint64_t        gen;                /* what it was captured on */
+    unsigned        scratch_moves;
+    const void     *kv_k, *act;
+    int             kv_blocks, kv_block_size;
+    void           *dev;                /* ids | rope | attn, fixed */
+    char           *host;               /* pinned staging of the same */
+    size_t          bytes;
+    size_t          off_rope, off_attn, rope_len, attn_len;  /* bytes */
+    int             rope_known;         /* host holds the rope constants */
+    cudaEvent_t     copied;             /* the staging's last copy */
+    int             has_event;
+    long            replays;
+    int             announced;          /* its capture was printed */
+} glm_graph;
+
+typedef struct glm_graphs {
+    int         enabled, pad_only, max_rows;
+    int         mode, cur;              /* GLM_GMODE_*, the size being made */
+    char        why[200];               /* why the capture in progress cannot hold */
+    char        told[200];              /* the last reason printed */
+    glm_graph   g[GLM_GRAPH_SIZES];
+} glm_graphs;
+
+static int
+glm_graph_index(int rows)
+{
+    int i = 0;
+
+    while ((1 << i) < rows) {
+        i++;
+    }
+    return i;
+}
+
+/* An op that cannot be part of a graph says so while capturing (and then
+ * records nothing): 1 if it must stop here. */
+static int
+glm_graph_deny(glm_cuda *c, const char *why)
+{
+    glm_graphs *gs = c->graphs;
+
+    if (gs == NULL || gs->mode != GLM_GMODE_CAPTURE) {
+        return 0;
+    }
+    if (gs->why[0] == '\0') {
+        snprintf(gs->why, sizeof(gs->why), "%s", why);
+    }
+    return 1;
+}
+
+static int
+glm_graph_fixed(const glm_cuda *c)
+{
+    return c->graphs != NULL && c->graphs->mode != GLM_GMODE_OFF;
+}
+
+/* The fixed attention layout for `rows` rows at `max_blocks` per row into p
+ * (NULL: size only); returns its length in int32 units.  Checks as
+ * glm_attn_pack does. */
+static size_t
+glm_graph_attn_layout(const glm_kv_pool *kv, const glm_attn_batch *b, int rows,
+    int max_blocks, int32_t *p, glm_attn_layout *L)
+{
+    size_t size;
+    int i, bi;
+
+    memset(L, 0, sizeof(*L));
+    L->n_tokens = rows;
+    L->n_seqs = rows;
+    L->block_size = kv->block_size;
+    L->pool_blocks = kv->n_blocks;
+    L->n_dec = rows;
+    L->n_tiles = 0;
+    L->max_len_dec = max_blocks * kv->block_size;
+    L->off_seq = 8;
+    L->off_pos = L->off_seq + (size_t) rows;
+    L->off_block_off = L->off_pos + (size_t) rows;
+    L->off_blocks = L->off_block_off + (size_t) rows + 1;
+    L->off_dec = L->off_blocks + (size_t) rows * max_blocks;
+    L->off_tiles = glm_round_up(L->off_dec + (size_t) rows, 4);
+    L->off_slot = glm_round_up(L->off_tiles, 2);
+    size = L->off_slot + 2 * (size_t) rows;
+    if (p == NULL) {
+        return size;
+    }
+    if (b->n_tokens != rows) {
+        glm_cu_bug("graph step: %d tokens for a graph of %d rows", b->n_tokens, rows);
+    }
+    memset(p, 0, size * sizeof(int32_t));
+    p[0] = rows;
+    p[1] = rows;
+    p[2] = kv->block_size;
+    p[3] = kv->n_blocks;
+    p[4] = rows;
+    p[5] = 0;
+    p[6] = L->max_len_dec;
+    p[7] = rows * max_blocks;
+    for (i = 0; i < rows; i++) {
+        int sq = b->seq[i], pos = b->kv_pos[i], need;
+        const glm_seq_blocks *sb;
+        int64_t row;
+
+        if (sq < 0 || sq >= b->n_seqs) {
+            glm_cu_bug("attention batch: token %d names sequence %d of %d", i, sq, b->n_seqs);
+        }
+        sb = &b->seqs[sq];
+        if (pos < 0 || pos / kv->block_size >= sb->n_blocks) {
+            glm_cu_bug("kv position %d outside its block table (%d blocks)", pos, sb->n_blocks);
+        }
+        need = pos / kv->block_size + 1;
+        if (need > max_blocks) {
+            glm_cu_bug("graph step: %d blocks for a capacity of %d", need, max_blocks);
+        }
+        p[L->off_seq + i] = i;
+        p[L->off_pos + i] = pos;
+        p[L->off_block_off + i] = i * max_blocks;
+        for (bi = 0; bi < need; bi++) {
+            int32_t blk = sb->blocks[bi];
+            if (blk < 0 || blk >= kv->n_blocks) {
+                glm_cu_bug("kv block %d of sequence %d is %d, outside the pool of %d",
+                           bi, sq, blk, kv->n_blocks);
+            }
+            p[L->off_blocks + (size_t) i * max_blocks + bi] = blk;
+        }
+        p[L->off_dec + i] = i;
+        row = (int64_t) sb->blocks[pos / kv->block_size] * kv->block_size
+              + pos % kv->block_size;
+        memcpy(p + L->off_slot + 2 * (size_t) i, &row, sizeof(row));
+    }
+    p[L->off_block_off + rows] = rows * max_blocks;
+    return size;
+}
+
+/* In fixed mode: the graph's buffer for metadata `slot`, after checking
+ * that the op's packing equals the staged bytes; NULL outside fixed mode
+ * or for a kind graphs do not stage. */
+static const void *
+glm_graph_meta(glm_cuda *c, int slot, const void *host, size_t len)
+{
+    glm_graphs *gs = c->graphs;
+    glm_graph *g;
+
+    if (!glm_graph_fixed(c) || (slot != GLM_META_IDS && slot != GLM_META_ROPE)) {
+        return NULL;
+    }
+    g = &gs->g[gs->cur];
+    if (slot == GLM_META_IDS) {
+        if (len != (size_t) (1 << gs->cur) * sizeof(int32_t) || memcmp(host, g->host, len) != 0) {
+            glm_cu_bug("graph step: the token ids the embedding packed differ from the staged ids");
+        }
+        return g->dev;
+    }
+    /* rope: positions staged; the constants after them are learnt from the
+     * warm-up's first rope op and staged from then on */
+    {
+        size_t pos_bytes = (size_t) 3 * (1 << gs->cur) * sizeof(int32_t);
+        if (len > g->off_attn - g->off_rope || len < pos_bytes
+            || memcmp(host, g->host + g->off_rope, pos_bytes) != 0)
+        {
+            glm_cu_bug("graph step: the rope positions packed differ from the staged ones");
+        }
+        if (!g->rope_known || g->rope_len != len) {
+            if (gs->mode == GLM_GMODE_CAPTURE) {
+                glm_cu_bug("graph step: rope constants first seen while capturing");
+            }
+            memcpy(g->host + g->off_rope, host, len);
+            GLM_CUDA_CHECK(cudaMemcpyAsync((char *) g->dev + g->off_rope, g->host + g->off_rope,
+                                           len, cudaMemcpyHostToDevice, c->stream));
+            GLM_CUDA_CHECK(cudaEventRecord(g->copied, c->stream));
+            g->rope_known = 1;
+            g->rope_len = len;
+        } else if (memcmp(host, g->host + g->off_rope, len) != 0) {
+            glm_cu_bug("graph step: the rope axes or frequencies changed");
+        }
+        return (char *) g->dev + g->off_rope;
+    }
+}
+
+/* In fixed mode: the attention batch in the fixed layout, checked against
+ * the staged bytes; 1 if it handled the pack. */
+static int
+glm_graph_attn(glm_cuda *c, const glm_kv_pool *kv, const glm_attn_batch *b)
+{
+    glm_graphs *gs = c->graphs;
+    glm_graph *g;
+    glm_attn_layout L;
+    size_t n;
+
+    if (!glm_graph_fixed(c)) {
+        return 0;
+    }
+    g = &gs->g[gs->cur];
+    n = glm_graph_attn_layout(kv, b, 1 << gs->cur, g->max_blocks, NULL, &L);
+    glm_graph_attn_layout(kv, b, 1 << gs->cur, g->max_blocks, glm_pack_reserve(c, n), &L);
+    if (n * sizeof(int32_t) != g->attn_len
+        || memcmp(c->pack, g->host + g->off_attn, g->attn_len) != 0)
+    {
+        glm_cu_bug("graph step: the attention batch packed differs from the staged one");
+    }
+    c->attn = L;
+    c->attn_dev = (char *) g->dev + g->off_attn;
+    return 1;
+}
+
+static void
+glm_graph_drop(glm_graph *g)
+{
+    if (g->exec != NULL) {
+        GLM_CUDA_CHECK(cudaGraphExecDestroy(g->exec));
+        g->exec = NULL;
+    }
+}
+
+static void
+glm_graph_free(glm_graph *g)
+{
+    glm_graph_drop(g);
+    if (g->dev != NULL) {
+        cudaFree(g->dev);
+        cudaFreeHost(g->host);
+        g->dev = NULL;
+        g->host = NULL;
+    }
+    if (g->has_event) {
+        cudaEventDestroy(g->copied);
+        g->has_event = 0;
+    }
+}
+
+/* the step's blocks per row at most */
+static int
+glm_graph_need_blocks(const glm_graph_step *st)
+{
+    int i, need = 1;
+
+    for (i = 0; i < st->rows; i++) {
+        int n = st->attn->kv_pos[i] / st->kv->block_size + 1;
+        need = n > need ? n : need;
+    }
+    return need;
+}
+
+/* Writes the step's inputs into the graph's pinned staging and copies
+ * them to its fixed buffers (stream-ordered before the replay). */
+static void
+glm_graph_stage(glm_cuda *c, glm_graph *g, const glm_graph_step *st)
+{
+    glm_attn_layout L;
+    size_t rows = (size_t) st->rows;
+
+    if (g->has_event && cudaEventQuery(g->copied) == cudaErrorNotReady) {
+        /* the previous step's copy is still reading the staging */
+        GLM_CUDA_CHECK(cudaEventSynchronize(g->copied));
+    }
+    (void) cudaGetLastError();
+    memcpy(g->host, st->ids, rows * sizeof(int32_t));
+    memcpy(g->host + g->off_rope, st->pos3, rows * 3 * sizeof(int32_t));
+    glm_graph_attn_layout(st->kv, st->attn, st->rows, g->max_blocks,
+                          (int32_t *) (g->host + g->off_attn), &L);
+    GLM_CUDA_CHECK(cudaMemcpyAsync(g->dev, g->host, g->bytes, cudaMemcpyHostToDevice,
+                                   c->stream));
+    GLM_CUDA_CHECK(cudaEventRecord(g->copied, c->stream));
+}
+
+static int
+glm_cu_graph_rows(glm_backend *be, int n_tokens)
+{
+    glm_cuda *c = glm_cu(be);
+    glm_graphs *gs = c->graphs;
+    int i;
+
+    if (gs == NULL || !gs->enabled || n_tokens < 1 || n_tokens > gs->max_rows) {
+        return 0;
+    }
+    i = glm_graph_index(n_tokens);
+    return gs->g[i].failed ? 0 : 1 << i;
+}
+
+static int
+glm_cu_graph_begin(glm_backend *be, const glm_graph_step *st)
+{
+    glm_cuda *c = glm_cu(be);
+    glm_graphs *gs = c->graphs;
+    glm_graph *g;
+    int i, need;
+    glm_attn_layout L;
+
+    if (gs == NULL || !gs->enabled || st->rows < 1 || st->rows > gs->max_rows
+        || (st->rows & (st->rows - 1)) != 0 || gs->mode != GLM_GMODE_OFF)
+    {
+        return -1;
+    }
+    i = glm_graph_index(st->rows);
+    g = &gs->g[i];
+    if (g->failed) {
+        return -1;
+    }
+    need = glm_graph_need_blocks(st);
+    if (g->exec != NULL
+        && (g->gen != c->gen || g->scratch_moves != glm_cuda_scratch_moves
+            || g->kv_k != st->kv->k || g->kv_blocks != st->kv->n_blocks
+            || g->kv_block_size != st->kv->block_size || g->act != st->act
+            || need > g->max_blocks))
+    {
+        glm_graph_drop(g);      /* something it baked in moved: made again below */
+    }
+    if (g->exec != NULL) {
+        glm_graph_stage(c, g, st);
+        GLM_CUDA_CHECK(cudaGraphLaunch(g->exec, c->stream));
+        g->replays++;
+        return 0;
+    }
+
+    /* a new graph (or pad-only mode): buffers for this capacity, then the warm-up */
+    {
+        int mb = g->max_blocks > GLM_GRAPH_MIN_BLOCKS ? g->max_blocks : GLM_GRAPH_MIN_BLOCKS;
+        size_t rows = (size_t) st->rows, attn, bytes;
+
+        while (mb < need) {
+            mb *= 2;
+        }
+        attn = glm_graph_attn_layout(st->kv, st->attn, st->rows, mb, NULL, &L)
+               * sizeof(int32_t);
+        bytes = glm_round_up(rows * sizeof(int32_t), 256)
+                + glm_round_up((rows * 3 + 2 * GLM_GRAPH_MAX_HALF) * sizeof(int32_t), 256)
+                + attn;
+        if (g->dev == NULL || bytes > g->bytes || mb != g->max_blocks) {
+            size_t keep_rope = g->rope_known ? g->rope_len : 0;
+            char *rope_copy = NULL;
+            if (keep_rope > 0) {
+                rope_copy = (char *) malloc(keep_rope);
+                if (rope_copy == NULL) {
+                    glm_cu_bug("out of host memory for the rope constants");
+                }
+                memcpy(rope_copy, g->host + g->off_rope, keep_rope);
+            }
+            if (g->dev != NULL) {
+                GLM_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+                cudaFree(g->dev);
+                cudaFreeHost(g->host);
+            }
+            GLM_CUDA_CHECK(cudaMalloc(&g->dev, bytes));
+            GLM_CUDA_CHECK(cudaMallocHost((void **) &g->host, bytes));
+            memset(g->host, 0, bytes);
+            if (!g->has_event) {
+                GLM_CUDA_CHECK(cudaEventCreateWithFlags(&g->copied, cudaEventDisableTiming));
+                g->has_event = 1;
+            }
+            g->bytes = bytes;
+            g->off_rope = glm_round_up(rows * sizeof(int32_t), 256);
+            g->off_attn = g->off_rope
+                          + glm_round_up((rows * 3 + 2 * GLM_GRAPH_MAX_HALF) * sizeof(int32_t), 256);
+            g->attn_len = attn;
+            if (rope_copy != NULL) {
+                memcpy(g->host + g->off_rope, rope_copy, keep_rope);
+                free(rope_copy);
+            }
+        }
+        g->max_blocks = mb;
+    }
+    glm_graph_stage(c, g, st);
+    gs->cur = i;
+    gs->mode = GLM_GMODE_WARMUP;
+    gs->why[0] = '\0';
+    g->gen = c->gen;
+    g->kv_k = st->kv->k;
+    g->kv_blocks = st->kv->n_blocks;
+    g->kv_block_size = st->kv->block_size;
+    g->act = st->act;
+    return 1;
+}
+
+static int
+glm_cu_graph_end(glm_backend *be)
+{
+    glm_cuda *c = glm_cu(be);
+    glm_graphs *gs = c->graphs;
+    glm_graph *g;
+    cudaGraph_t graph = NULL;
+    cudaError_t e;
+
+    if (gs == NULL || gs->mode == GLM_GMODE_OFF) {
+        glm_cu_bug("graph_end without graph_begin");
+    }
+    g = &gs->g[gs->cur];
+    if (gs->mode == GLM_GMODE_WARMUP) {
+        if (gs->pad_only) {
+            gs->mode = GLM_GMODE_OFF;
+            return 0;
+        }
+        /* everything the step grows has grown: now record it */
+        g->scratch_moves = glm_cuda_scratch_moves;
+        (void) cudaGetLastError();
+        GLM_CUDA_CHECK(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeGlobal));
+        gs->mode = GLM_GMODE_CAPTURE;
+        return 1;
+    }
+    gs->mode = GLM_GMODE_OFF;
+    e = cudaStreamEndCapture(c->stream, &graph);
+    if (e == cudaSuccess && gs->why[0] == '\0' && g->scratch_moves != glm_cuda_scratch_moves) {
+        snprintf(gs->why, sizeof(gs->why), "a scratch buffer grew while capturing");
+    }
+    if (e != cudaSuccess && gs->why[0] == '\0') {
+        snprintf(gs->why, sizeof(gs->why), "cudaStreamEndCapture: %s", cudaGetErrorString(e));
+    }
+    (void) cudaGetLastError();
+    if (gs->why[0] == '\0') {
+        e = cudaGraphInstantiate(&g->exec, graph, 0);
+        if (e != cudaSuccess) {
+            (void) cudaGetLastError();
+            g->exec = NULL;
+            snprintf(gs->why, sizeof(gs->why), "cudaGraphInstantiate: %s", cudaGetErrorString(e));
+        }
+    }
+    if (graph != NULL) {
+        cudaGraphDestroy(graph);
+    }
+    if (gs->why[0] != '\0') {
+        g->failed = 1;
+        if (strcmp(gs->why, gs->told) != 0) {
+            /* once per reason: every size usually fails for the same one */
+            fprintf(stderr, "glm-engine: CUDA graphs: a decode step of %d rows cannot be"
+                    " captured (%s); such steps run eagerly\n", 1 << gs->cur, gs->why);
+            snprintf(gs->told, sizeof(gs->told), "%s", gs->why);
+        }
+        return 0;
+    }
+    if (!g->announced) {
+        /* once per size: a re-capture (something it held moved) is routine */
+        fprintf(stderr, "glm-engine: CUDA graphs: decode step of %d rows captured (block"
+                " tables of %d blocks per row)\n", 1 << gs->cur, g->max_blocks);
+        g->announced = 1;
+    }
+    return 0;
+}
+
+static void
+glm_graphs_init(glm_cuda *c)
+{
+    const char *on = getenv("GLM_CUDA_GRAPHS"), *max = getenv("GLM_CUDA_GRAPH_MAX_ROWS");
+    glm_graphs *gs = (glm_graphs *) calloc(1, sizeof(*gs));
+
+    if (gs == NULL) {
+        return;                 /* no graphs: every step eager */
+    }
+    gs->enabled = on == NULL || strcmp(on, "0") != 0;
+    gs->pad_only = on != NULL && strcmp(on, "pad") == 0;
+    gs->max_rows = 1 << (GLM_GRAPH_SIZES - 1);
+    if (max != NULL && atoi(max) >= 1 && atoi(max) <= gs->max_rows) {
+        gs->max_rows = atoi(max);
+    }
+    c->graphs = gs;
+    c->be.graph_rows = glm_cu_graph_rows;
+    c->be.graph_begin = glm_cu_graph_begin;
+    c->be.graph_end = glm_cu_graph_end;
+}
+
+static void
+glm_graphs_free(glm_cuda *c)
+{
+    int i;
+
+    if (c->graphs == NULL) {
+        return;
+    }
+    for (i = 0; i < GLM_GRAPH_SIZES; i++) {
+        glm_graph_free(&c->graphs->g[i]);
+    }
+    free(c->graphs);
+    c->graphs = NULL;
+}
+
+extern "C" long
+glm_backend_cuda_graph_replays(glm_backend *be)
+{
+    glm_cuda *c = glm_cu_checked(be);
+    long n = 0;
+    int i;
+
+    for (i = 0; c->graphs != NULL && i < GLM_GRAPH_SIZES; i++) {
+        n += c->graphs->g[i].replays;
+    }
+    return n;
+}
+
+extern "C" void
+glm_backend_cuda_set_graphs(glm_backend *be, int on)
+{
+    glm_cuda *c = glm_cu_checked(be);
+
+    if (c->graphs != NULL) {
+        c->graphs->enabled = on;
+    }
 }

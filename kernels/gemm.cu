@@ -305,6 +305,7 @@ glm_lt_gemm(glm_cuda_gemm *g, void *C, int out_f32, const void *B, int M, const 
 {
     return glm_lt_matmul(g, GLM_WFMT_BF16, C, out_f32, B, M, A, N, K, 0, NULL, 0, NULL);
 }
+unsigned glm_cuda_scratch_moves;
 
 /* grow-only scratch; cudaFreeAsync keeps it stream-ordered behind earlier
  * kernels still reading the old buffer */
@@ -314,6 +315,7 @@ glm_grow(cudaStream_t s, void **buf, size_t *cap, size_t elems, size_t elem_size
     if (elems <= *cap) {
         return;
     }
+    glm_cuda_scratch_moves++;           /* a captured graph holding *buf is stale */
     if (*buf != NULL) {
         GLM_CUDA_CHECK(cudaFreeAsync(*buf, s));
     }

@@ -86,5 +86,9 @@ void glm_cuda_gemm_forget_weights(glm_cuda_gemm *g);
  * activations' scales (K: per token, 128: per 1x128 group) */
 int glm_cuda_gemm_fp8_act_group(const glm_cuda_gemm *g, const glm_cuda_weight *w, int N,
     int K);
+/* Moves of any grow-only device scratch buffer (the GEMM's and the
+ * backend's): a CUDA graph captured before a move reads freed memory, so
+ * the backend's decode graphs are re-made when this changes. */
+extern unsigned glm_cuda_scratch_moves;
 
 #endif

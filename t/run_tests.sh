@@ -63,8 +63,14 @@ suite engine-check "$PYTHON" t/engine_check.py build/asan/glm-engine build/t/rin
 # the CUDA backend run on the CPU (t/gpu/emu): every op and the fixtures
 # against the CPU backend, small shapes, under ASan
 cuda_emu() {
-    build/emu/test_ops ops --quick && build/emu/test_ops fixtures --quick $FIXTURES \
-        && build/emu/test_ops vision t/fixtures/glm45v-tiny
+    # a dense model (a MoE step cannot be captured until its op stops
+    # waiting on the host): decode graphs replayed against eager steps
+    [ -f build/graph-model/model.safetensors ] \
+        || "$PYTHON" t/gpu/make_profile_model.py build/graph-model --dense --layers 2 \
+               --hidden 256 --inter 512 --vocab 2048 --heads 8 --kv-heads 2
+    build/emu/test_graphs && build/emu/test_ops ops --quick && build/emu/test_ops fixtures --quick $FIXTURES \
+        && build/emu/test_ops vision t/fixtures/glm45v-tiny \
+        && build/emu/test_ops graphs build/graph-model t/fixtures/glm45-air-tiny
 }
 suite cuda-emu cuda_emu
 # the CUDA backend's tensor-parallel ranks in the emulation: 2 emulated GPUs,

@@ -91,6 +91,18 @@ typedef struct {
     int                    n_seqs;
 } glm_attn_batch;
 
+/* A decode step for a graph (graph_begin below): the batch padded to the
+ * graph's rows, and what the graph is bound to. */
+typedef struct {
+    int                    rows;      /* a size graph_rows returned */
+    const int32_t         *ids;       /* [rows] */
+    const int32_t         *pos3;      /* [rows][3] */
+    const glm_attn_batch  *attn;      /* rows tokens, each its sequence's only one */
+    const glm_kv_pool     *kv;
+    const void            *act;       /* the model's activations for this size: a
+                                         graph replays only on what it was made on */
+} glm_graph_step;
+
 /* One MoE layer's routing parameters and expert weights. */
 typedef struct {
     int                 n_experts, top_k, n_group, topk_group, norm_topk_prob;
@@ -190,6 +202,21 @@ struct glm_backend {
     /* x[i] += y[i] */
     void (*add)(glm_backend *be, void *x, const void *y, size_t n);
 
+    /* the residual add and the next norm in one op: x[i] += y[i] over
+     * [rows, dim], then out[r] = rmsnorm(x[r]) as rmsnorm above (x keeps
+     * the sum; out may not alias x or y) */
+    void (*add_rmsnorm)(glm_backend *be, void *out, void *x, const void *y,
+                        const glm_tensor *w, int rows, int dim, float eps);
+
+    /* a gated MLP's first half in one op: out[rows, N] = silu(x gate^T) *
+     * (x up^T), gate and up [N, K] without bias; the result equals matmul,
+     * matmul, swiglu (each backend states its rounding) */
+    void (*gate_up_swiglu)(glm_backend *be, void *out, const void *x, int rows,
+                           const glm_tensor *gate, const glm_tensor *up);
+
+    /* the routed experts of one MoE layer: sigmoid router in fp32, correction
+     * bias for selection only, group-limited top-k, normalised and scaled
+     * weights; out [rows, hidden] = sum_k w_k * expert_k(x) */
     /* one MoE layer: sigmoid router in fp32, correction bias for selection
      * only, group-limited top-k, normalised and scaled weights;
      * out [rows, hidden] = sum_k w_k * expert_k(x) (ascending expert id),
@@ -233,6 +260,21 @@ struct glm_backend {
      * every backend chooses the same ids from the same logits. */
     void (*sample)(glm_backend *be, glm_sample_out *out, const float *logits,
                    int rows, int vocab, const glm_sample_row *p);
+    /* ---- decode graphs (optional: NULL where every step runs eagerly) ----
+     * A decode step's embedding and layers may be replayed from a graph
+     * captured at a fixed number of rows.  graph_rows(n): the rows the
+     * model pads an n-token decode step to, 0 for "run it eagerly".
+     * graph_begin(step): stages the step's inputs, then 0: the layers ran
+     * (replayed), skip them; 1: run them, then call graph_end, and again
+     * while it returns 1 (a new size: once eagerly, once captured); -1: no
+     * graph, run the step unpadded and eagerly.  Between graph_begin and the
+     * last graph_end the layers' ops must be exactly what every step of
+     * that size asks (no host-side decision that depends on the step) and
+     * must not read the host; the model's host code in between runs only
+     * when told to. */
+    int (*graph_rows)(glm_backend *be, int n_tokens);
+    int (*graph_begin)(glm_backend *be, const glm_graph_step *step);
+    int (*graph_end)(glm_backend *be);
 
     void (*destroy)(glm_backend *be);
 };

@@ -24,6 +24,7 @@ enum {
     GLM_SCRATCH_ATTN,           /* attention's query tiles */
     GLM_SCRATCH_MOE,            /* routing, grouping and expert activations */
     GLM_SCRATCH_SAMPLE,         /* sampling's processed row */
+    GLM_SCRATCH_GATE_UP,        /* gate_up_swiglu's up half */
     GLM_SCRATCH_N
 };
 
@@ -949,6 +950,28 @@ glm_cpu_op_add(glm_backend *be, void *x, const void *y, size_t n)
     glm_cpu_add(be, x, y, n);
 }
 
+/* exactly add then rmsnorm: the oracle's numbers do not move */
+static void
+glm_cpu_op_add_rmsnorm(glm_backend *be, void *out, void *x, const void *y,
+    const glm_tensor *w, int rows, int dim, float eps)
+{
+    glm_cpu_add(be, x, y, (size_t) rows * dim);
+    glm_cpu_rmsnorm(be, out, x, w, rows, dim, eps);
+}
+
+/* exactly matmul, matmul, swiglu; the up half goes through scratch */
+static void
+glm_cpu_op_gate_up_swiglu(glm_backend *be, void *out, const void *x, int rows,
+    const glm_tensor *gate, const glm_tensor *up)
+{
+    size_t n = (size_t) rows * gate->shape[0];
+    float *u = glm_cpu_scratch(be, GLM_SCRATCH_GATE_UP, n * sizeof(float));
+
+    glm_cpu_matmul(be, out, x, rows, gate, NULL);
+    glm_cpu_matmul(be, u, x, rows, up, NULL);
+    glm_cpu_swiglu(be, out, out, u, n);
+}
+
 static void
 glm_cpu_op_moe(glm_backend *be, void *out, const void *x, int rows,
     const glm_moe_weights *m)
@@ -1047,6 +1070,8 @@ glm_backend_cpu_create(int nthreads)
         .attn_prep = glm_cpu_op_attn_prep,
         .swiglu = glm_cpu_op_swiglu,
         .add = glm_cpu_op_add,
+        .add_rmsnorm = glm_cpu_op_add_rmsnorm,
+        .gate_up_swiglu = glm_cpu_op_gate_up_swiglu,
         .moe = glm_cpu_op_moe,
         .layernorm = glm_cpu_op_layernorm,
         .gelu = glm_cpu_op_gelu,

@@ -50,8 +50,7 @@ int glm_backend_cuda_upload_weights(glm_backend *be, glm_checkpoint *ck, glm_err
 void glm_backend_cuda_release_weights(glm_backend *be);
 
 /* x += y; out = rmsnorm(x) in one pass (x, y, out device [rows, dim]; out
- * may alias x).  The decoder's residual-then-norm pair; backend.h has no
- * fused op yet, so it is offered (and tested) here first. */
+ * may alias x): backend.h's add_rmsnorm op, callable by name for tests. */
 void glm_backend_cuda_add_rmsnorm(glm_backend *be, void *out, void *x,
     const void *y, const glm_tensor *w, int rows, int dim, float eps);
 
@@ -92,10 +91,18 @@ int glm_backend_cuda_fp8_act_group(glm_backend *be, const glm_tensor *w);
  * E4M3 and fp32 scales (device), as glm_quant_act_fp8 lays them out. */
 void glm_backend_cuda_quant_act_fp8(glm_backend *be, uint8_t *q, float *scales,
     const void *x, int rows, int cols, int group, int scale_ld);
+
 /* The MoE op's routing alone (tests): x device [rows, hidden] -> host idx
  * and w [rows, top_k], the picks in ascending expert id. */
 void glm_backend_cuda_moe_route(glm_backend *be, const void *x, int rows,
     const glm_moe_weights *m, int32_t *idx, float *w);
+
+/* Decode steps replayed from CUDA graphs so far (all sizes). */
+long glm_backend_cuda_graph_replays(glm_backend *be);
+
+/* Decode graphs on or off from the next step (GLM_CUDA_GRAPHS=0 at start-up
+ * is off); graphs already made are kept for when they are on again. */
+void glm_backend_cuda_set_graphs(glm_backend *be, int on);
 
 /* Bytes of weights on the device; the device's free and total memory. */
 void glm_backend_cuda_memory(glm_backend *be, size_t *weight_bytes,

@@ -137,3 +137,17 @@ glm_backend_cuda_decode_splits(glm_backend *be, int n_seqs, int heads, int kv_he
     (void) be; (void) n_seqs; (void) heads; (void) kv_heads; (void) max_len;
     return 1;
 }
+
+long
+glm_backend_cuda_graph_replays(glm_backend *be)
+{
+    (void) be;
+    return 0;
+}
+
+void
+glm_backend_cuda_set_graphs(glm_backend *be, int on)
+{
+    (void) be;
+    (void) on;
+}

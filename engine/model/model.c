@@ -493,6 +493,12 @@ glm_model_free(glm_model *m)
     if (m->hidden != NULL) {
         m->be->free(m->be, m->hidden);
     }
+    for (l = 0; l < GLM_MODEL_GRAPH_SIZES; l++) {
+        if (m->graph_act[l] != NULL) {
+            m->be->free(m->be, m->graph_act[l]);
+        }
+    }
+    free(m->graph_pad);
     if (m->mtp != NULL) {
         free(m->mtp->zero_row);
     }
@@ -639,11 +645,7 @@ static void
 glm_mlp(glm_backend *be, const glm_tensor *gate, const glm_tensor *up,
     const glm_tensor *down, const void *h, int T, glm_scratch *s, void *out)
 {
-    size_t n = (size_t) T * gate->shape[0];
-
-    be->matmul(be, s->gate, h, T, gate, NULL);
-    be->matmul(be, s->up, h, T, up, NULL);
-    be->swiglu(be, s->gate, s->gate, s->up, n);
+    be->gate_up_swiglu(be, s->gate, h, T, gate, up);  /* [T, I] */
     be->matmul(be, out, s->gate, T, down, NULL);
 }
 
@@ -764,33 +766,15 @@ glm_logits_unslice(glm_model *m, const float *gathered, int n_rows, float *logit
     }
 }
 
-void
-glm_model_forward_rank(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float *logits)
+/* The embedding and the decoder layers of a step: x [T, H] ends as the
+ * last layer's output (before the final norm). */
+static void
+glm_decoder(glm_model *m, glm_kv_pool *kv, const glm_batch *b, glm_scratch *s, void *x,
+    void *y)
 {
     const glm_config *c = &m->cfg;
     glm_backend *be = m->be;
     int T = b->n_tokens, H = c->hidden_size, l, i;
-    int I = c->intermediate_size > c->moe_intermediate_size * c->n_shared_experts
-            ? c->intermediate_size : c->moe_intermediate_size * c->n_shared_experts;
-    size_t nl = (size_t) (b->n_logits ? b->n_logits : 1), as = be->act_size;
-    size_t S = (size_t) m->vocab_slice, ranks = (size_t) m->shard.ranks;
-    size_t extra[4] = {
-        nl * H * as,                                    /* rows */
-        nl * S * sizeof(float),                         /* out: this rank's fp32 logits */
-        ranks > 1 ? ranks * nl * S * sizeof(float) : 0, /* gathered slices */
-        ranks > 1 && m->shard.rank == 0
-        ? nl * (size_t) c->vocab_size * sizeof(float) : 0,  /* full: rank 0's rows */
-    };
-    void *ex[4];
-    glm_scratch s;
-    void *x, *y, *rows;
-    float *out, *gathered, *full;
-
-    glm_step_buffers(m, T, (size_t) I, &s, &x, &y, extra, ex, 4);
-    rows = ex[0];
-    out = ex[1];
-    gathered = ex[2];
-    full = ex[3];
 
     be->embed(be, x, b->ids, T, m->embed);                     /* [T, H] */
     if (b->embed_rows != NULL) {
@@ -805,22 +789,180 @@ glm_model_forward_rank(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float 
     for (l = 0; l < c->num_layers; l++) {
         const glm_layer *L = &m->layers[l];
 
-        be->rmsnorm(be, s.h, x, L->input_norm, T, H, c->rms_norm_eps);
-        glm_attention_block(m, L, l, kv, b, &s, y);
-        be->add(be, x, y, (size_t) T * H);                      /* residual */
-
-        be->rmsnorm(be, s.h, x, L->post_attn_norm, T, H, c->rms_norm_eps);
-        if (L->is_moe) {
-            glm_moe_block(m, L, s.h, T, &s, y);
+        if (l == 0) {
+            be->rmsnorm(be, s->h, x, L->input_norm, T, H, c->rms_norm_eps);
         } else {
-            glm_mlp(be, L->gate, L->up, L->down, s.h, T, &s, y);
+            /* the previous layer's MLP residual with this layer's norm */
+            be->add_rmsnorm(be, s->h, x, y, L->input_norm, T, H, c->rms_norm_eps);
+        }
+        glm_attention_block(m, L, l, kv, b, s, y);
+        /* residual, then the MLP's norm */
+        be->add_rmsnorm(be, s->h, x, y, L->post_attn_norm, T, H, c->rms_norm_eps);
+        if (L->is_moe) {
+            glm_moe_block(m, L, s->h, T, s, y);
+        } else {
+            glm_mlp(be, L->gate, L->up, L->down, s->h, T, s, y);
         }
         if (m->comm != NULL) {
             /* down by columns, in the backend's activation type */
             glm_comm_all_reduce_act(m->comm, y, (size_t) T * H, be->act_dtype);
         }
-        be->add(be, x, y, (size_t) T * H);                      /* residual */
+        if (l == c->num_layers - 1) {
+            be->add(be, x, y, (size_t) T * H);                  /* residual */
+        }
     }
+}
+
+/* ---- decode graphs --------------------------------------------------------
+ *
+ * A decode step (each token the one new token of its sequence, no vision
+ * rows, one rank) may have its embedding and layers replayed from a graph
+ * the backend captured at a fixed number of rows (backend.h, graph_rows /
+ * graph_begin / graph_end).  The model's part:
+ * - it pads the batch to the graph's rows with copies of row 0 (same token,
+ *   position and sequence): a padded row computes exactly what row 0
+ *   computes and writes the same K and V bytes to row 0's cache slot, so it
+ *   changes nothing, and nobody asks for its logits;
+ * - it runs glm_decoder only when graph_begin/graph_end ask (a new size:
+ *   once eagerly, once under capture; a replay: not at all), so no host
+ *   work of the layers is skipped by a replay except the ops' own;
+ * - each size has its own activation buffer (m->graph_act), allocated on
+ *   first use and never moved, since a graph holds its addresses;
+ * - everything after the last layer (final norm, logits) runs eagerly on
+ *   the first T rows.
+ */
+
+/* the graph rows for this step, 0: eager */
+static int
+glm_graph_rows(glm_model *m, const glm_batch *b)
+{
+    glm_backend *be = m->be;
+    int i;
+
+    if (be->graph_rows == NULL || m->comm != NULL || b->n_tokens < 1
+        || b->attn.n_tokens != b->n_tokens)
+    {
+        return 0;
+    }
+    for (i = 0; i < b->n_tokens; i++) {
+        if ((i > 0 && b->attn.seq[i] == b->attn.seq[i - 1])     /* a prefill chunk */
+            || (b->embed_rows != NULL && b->embed_rows[i] != NULL))   /* vision rows */
+        {
+            return 0;
+        }
+    }
+    return be->graph_rows(be, b->n_tokens);
+}
+
+/* The step through a graph of G rows: 0 and x, y, s and ex set up on the
+ * graph's buffers with the layers' output in x; -1: no graph (run eagerly). */
+static int
+glm_decode_graph(glm_model *m, glm_kv_pool *kv, const glm_batch *b, int G, size_t I,
+    glm_scratch *s, void **x, void **y, void **ex)
+{
+    const glm_config *c = &m->cfg;
+    glm_backend *be = m->be;
+    size_t H = (size_t) c->hidden_size, as = be->act_size, need = (size_t) G * 6;
+    size_t S = (size_t) m->vocab_slice;
+    size_t extra[3] = { (size_t) G * H * as, (size_t) G * S * sizeof(float), 0 };
+    int T = b->n_tokens, k = 0, i, rc;
+    void *keep = m->act;
+    size_t keep_bytes = m->act_bytes;
+    int32_t *ids, *pos3, *seq, *kv_pos;
+    glm_graph_step st;
+    glm_batch pb;
+
+    while ((1 << k) < G) {
+        k++;
+    }
+    if (k >= GLM_MODEL_GRAPH_SIZES || G < T) {
+        return -1;
+    }
+    if (need > m->graph_pad_cap) {
+        int32_t *p = realloc(m->graph_pad, need * sizeof(int32_t));
+        if (p == NULL) {
+            return -1;
+        }
+        m->graph_pad = p;
+        m->graph_pad_cap = need;
+    }
+    /* this size's activations (glm_step_buffers carves m->act) */
+    m->act = m->graph_act[k];
+    m->act_bytes = m->graph_act_bytes[k];
+    glm_step_buffers(m, G, I, s, x, y, extra, ex, 3);
+    m->graph_act[k] = m->act;
+    m->graph_act_bytes[k] = m->act_bytes;
+    m->act = keep;
+    m->act_bytes = keep_bytes;
+
+    ids = m->graph_pad;
+    pos3 = ids + G;
+    seq = pos3 + 3 * (size_t) G;
+    kv_pos = seq + G;
+    for (i = 0; i < G; i++) {
+        int r = i < T ? i : 0;
+        ids[i] = b->ids[r];
+        memcpy(pos3 + 3 * (size_t) i, b->pos3 + 3 * (size_t) r, 3 * sizeof(int32_t));
+        seq[i] = b->attn.seq[r];
+        kv_pos[i] = b->attn.kv_pos[r];
+    }
+    pb = *b;
+    pb.n_tokens = G;
+    pb.ids = ids;
+    pb.pos3 = pos3;
+    pb.attn.n_tokens = G;
+    pb.attn.seq = seq;
+    pb.attn.kv_pos = kv_pos;
+    st.rows = G;
+    st.ids = ids;
+    st.pos3 = pos3;
+    st.attn = &pb.attn;
+    st.kv = kv;
+    st.act = m->graph_act[k];
+
+    rc = be->graph_begin(be, &st);
+    if (rc < 0) {
+        return -1;
+    }
+    while (rc > 0) {
+        glm_decoder(m, kv, &pb, s, *x, *y);
+        rc = be->graph_end(be);
+    }
+    return 0;
+}
+
+void
+glm_model_forward_rank(glm_model *m, glm_kv_pool *kv, const glm_batch *b, float *logits)
+{
+    const glm_config *c = &m->cfg;
+    glm_backend *be = m->be;
+    int T = b->n_tokens, H = c->hidden_size, G;
+    int I = c->intermediate_size > c->moe_intermediate_size * c->n_shared_experts
+            ? c->intermediate_size : c->moe_intermediate_size * c->n_shared_experts;
+    size_t nl = (size_t) (b->n_logits ? b->n_logits : 1), as = be->act_size;
+    size_t S = (size_t) m->vocab_slice, ranks = (size_t) m->shard.ranks;
+    size_t extra[4] = {
+        nl * H * as,                                    /* rows */
+        nl * S * sizeof(float),                         /* out: this rank's fp32 logits */
+        ranks > 1 ? ranks * nl * S * sizeof(float) : 0, /* gathered slices */
+        ranks > 1 && m->shard.rank == 0
+        ? nl * (size_t) c->vocab_size * sizeof(float) : 0,  /* full: rank 0's rows */
+    };
+    void *ex[4] = { NULL, NULL, NULL, NULL };
+    glm_scratch s;
+    void *x, *y, *rows;
+    float *out, *gathered, *full;
+
+    /* a graph step has no ranks (glm_graph_rows), so no gathered or full */
+    G = glm_graph_rows(m, b);
+    if (G == 0 || glm_decode_graph(m, kv, b, G, (size_t) I, &s, &x, &y, ex) != 0) {
+        glm_step_buffers(m, T, (size_t) I, &s, &x, &y, extra, ex, 4);
+        glm_decoder(m, kv, b, &s, x, y);
+    }
+    rows = ex[0];
+    out = ex[1];
+    gathered = ex[2];
+    full = ex[3];
 
     /* only the rows that need logits go through the norm and lm_head;
      * every row when the MTP layer wants them all */
@@ -994,8 +1136,7 @@ glm_model_mtp_forward(glm_model *m, glm_kv_pool *kv, const glm_batch *b,
     /* the decoder layer, on the MTP layer's own KV (layer num_layers) */
     be->rmsnorm(be, s.h, x, L->input_norm, T, H, c->rms_norm_eps);
     glm_attention_block(m, L, c->num_layers, kv, b, &s, y);
-    be->add(be, x, y, (size_t) T * H);
-    be->rmsnorm(be, s.h, x, L->post_attn_norm, T, H, c->rms_norm_eps);
+    be->add_rmsnorm(be, s.h, x, y, L->post_attn_norm, T, H, c->rms_norm_eps);
     if (L->is_moe) {
         glm_moe_block(m, L, s.h, T, &s, y);
     } else {

@@ -21,6 +21,9 @@
 #include "shard.h"
 #include "vision.h"
 
+/* graph sizes the model keeps activations for: 1, 2, 4 ... 512 rows */
+#define GLM_MODEL_GRAPH_SIZES 10
+
 struct glm_comm;
 struct glm_rank_group;
 
@@ -78,6 +81,13 @@ typedef struct {
      * fp32 [n_logits, vocab_size] (rank 0 of a group: the gathered rows),
      * valid until the next forward */
     float           *logits;
+    /* decode graphs (model.c, "decode graphs"): per graph size (1, 2, 4
+     * ... rows), the activations its graph was made on, never moved by a
+     * larger step; host room for the padded batch */
+    void            *graph_act[GLM_MODEL_GRAPH_SIZES];
+    size_t           graph_act_bytes[GLM_MODEL_GRAPH_SIZES];
+    int32_t         *graph_pad;
+    size_t           graph_pad_cap;     /* int32 elements */
 } glm_model;
 
 /* GLM-4.5's multi-token-prediction layer (DeepSeek-V3's MTP, as vLLM's

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """make_profile_model.py DIR [--layers N] [--hidden H] [--moe-inter I] [--inter I]
-[--vocab V]: a GLM-4.5-Air-shaped checkpoint with random BF16 weights for
+[--vocab V] [--dense] [--heads Q --kv-heads K]: a GLM-4.5-Air-shaped checkpoint with random BF16 weights for
 `make gpu-profile` (t/gpu/profile.c), written with the standard library only
 (no torch, no numpy).
 
@@ -20,6 +20,11 @@ The values are not i.i.d.: one pool of 2^20 random BF16 values is read at a
 random offset per tensor (pure Python cannot draw a gigabyte of values in
 useful time).  The router and correction bias come from the pool too, so
 routing spreads over the experts as a trained router's would not have to.
+
+--dense makes every layer a dense MLP layer (first_k_dense_replace = layers):
+a model whose decode step can be captured as a CUDA graph while the MoE op
+still waits on the host (the decode-graph tests and profile use it).
+--heads/--kv-heads shrink the attention for tests that need a small model.
 """
 import argparse
 import json
@@ -45,14 +50,18 @@ def main():
     ap.add_argument("--moe-inter", type=int, default=352)
     ap.add_argument("--inter", type=int, default=2736)
     ap.add_argument("--vocab", type=int, default=16384)
+    ap.add_argument("--dense", action="store_true")
+    ap.add_argument("--heads", type=int, default=96)
+    ap.add_argument("--kv-heads", type=int, default=8)
     a = ap.parse_args()
+    n_dense = a.layers if a.dense else 1
     rng = random.Random(14)
     H, V, I, Im = a.hidden, a.vocab, a.inter, a.moe_inter
-    heads, kv_heads, hd, E = 96, 8, 128, 128
+    heads, kv_heads, hd, E = a.heads, a.kv_heads, 128, 128
 
     cfg = {
         "architectures": ["Glm4MoeForCausalLM"], "model_type": "glm4_moe",
-        "attention_bias": True, "first_k_dense_replace": 1, "head_dim": hd,
+        "attention_bias": True, "first_k_dense_replace": n_dense, "head_dim": hd,
         "hidden_act": "silu", "hidden_size": H, "intermediate_size": I,
         "max_position_embeddings": 131072, "moe_intermediate_size": Im,
         "n_group": 1, "topk_group": 1, "n_routed_experts": E, "n_shared_experts": 1,
@@ -80,7 +89,7 @@ def main():
         lin(p + "self_attn.k_proj", kv_heads * hd, H, True)
         lin(p + "self_attn.v_proj", kv_heads * hd, H, True)
         lin(p + "self_attn.o_proj", H, heads * hd)
-        if l < 1:
+        if l < n_dense:
             for m in ("gate_proj", "up_proj"):
                 lin(p + "mlp." + m, I, H)
             lin(p + "mlp.down_proj", H, I)

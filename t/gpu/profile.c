@@ -18,7 +18,16 @@
  * One line per step:
  *   PROFILE phase=<decode|prefill> batch=<b> launches_per_layer=<x>
  *           host_syncs=<y> step_allocs=<z> weight_bytes_ratio=<r>
- * and a PROFILE-DETAIL line with the totals behind them.
+ *           host_launches=<h> graph=<replayed|eager>
+ * and a PROFILE-DETAIL line with the totals behind them.  A decode step
+ * runs as the engine runs it: from a CUDA graph where the backend could
+ * capture one (kernels/backend_cuda.cu, "decode graphs"; the counted pass
+ * is then a replay, whose kernels count as launches and which costs the
+ * host one launch plus the copy of the step's inputs), eagerly where not
+ * (a MoE op that still waits on the host); a PROFILE-EAGER line gives the
+ * same step with graphs off.
+ * - host_launches: kernels and matmuls the host launched one by one, plus
+ *   graph launches (glm_emu_profile.h).
  * - launches_per_layer: (launches of the step - launches outside the
  *   layers) / layers; outside = the embedding, the logit rows' gather, the
  *   final norm, lm_head and the sampling op, counted by running those ops
@@ -246,6 +255,7 @@ profile_step(glm_kv_pool *kv, const char *phase, int n_seqs, int n_tok, int ctx)
     uint64_t outside;
     double need, ratio, per_layer;
     int n_logits = decode ? n_tok : 1;
+    long replays;
     uint64_t rnd = 0x9E3779B97F4A7C15ull * (uint64_t) (n_seqs + n_tok);
 
     if ((size_t) n_seqs * per > (size_t) kv->n_blocks) {
@@ -292,7 +302,25 @@ profile_step(glm_kv_pool *kv, const char *phase, int n_seqs, int n_tok, int ctx)
         smp[i].forced = -1;
     }
 
-    for (pass = 0; pass < 2; pass++) {      /* the first warms up */
+    outside = outside_launches(ids, n_tok, n_logits, rows, smp, out);
+    if (decode) {
+        /* the same step with graphs off: what each replay saves the host */
+        glm_backend_cuda_set_graphs(P.be, 0);
+        for (pass = 0; pass < 2; pass++) {
+            glm_emu_counts_reset();
+            glm_model_forward(P.m, kv, &b, NULL);
+            P.be->sample(P.be, out, P.m->logits, n_logits, c->vocab_size, smp);
+        }
+        glm_emu_counts_get(&k);
+        glm_backend_cuda_set_graphs(P.be, 1);
+        printf("PROFILE-EAGER phase=%s batch=%d launches_per_layer=%.1f host_launches=%llu"
+               " host_syncs=%llu step_allocs=%llu\n", phase, n_tok,
+               (double) (k.launches - outside) / c->num_layers,
+               (unsigned long long) k.host_launches, (unsigned long long) k.host_syncs,
+               (unsigned long long) k.allocs);
+    }
+    replays = glm_backend_cuda_graph_replays(P.be);
+    for (pass = 0; pass < 2; pass++) {      /* the first warms up (and captures) */
         memset(P.routed, 0, (size_t) c->num_layers * c->n_routed_experts);
         P.moe_calls = 0;
         glm_emu_counts_reset();
@@ -300,15 +328,16 @@ profile_step(glm_kv_pool *kv, const char *phase, int n_seqs, int n_tok, int ctx)
         P.be->sample(P.be, out, P.m->logits, n_logits, c->vocab_size, smp);
     }
     glm_emu_counts_get(&k);
+    replays = glm_backend_cuda_graph_replays(P.be) - replays;
     need = needed_bytes(ids, n_tok, n_logits, &routed);
-    outside = outside_launches(ids, n_tok, n_logits, rows, smp, out);
     per_layer = (double) (k.launches - outside) / c->num_layers;
     ratio = need > 0 ? (double) k.weight_bytes / need : 0.0;
     printf("PROFILE phase=%s batch=%d launches_per_layer=%.1f host_syncs=%llu"
-           " step_allocs=%llu weight_bytes_ratio=%.3f d2h_copies=%llu d2h_bytes=%llu\n",
-           phase, n_tok, per_layer, (unsigned long long) k.host_syncs,
-           (unsigned long long) k.allocs, ratio, (unsigned long long) k.d2h_copies,
-           (unsigned long long) k.d2h_bytes);
+           " step_allocs=%llu weight_bytes_ratio=%.3f host_launches=%llu graph=%s"
+           " d2h_copies=%llu d2h_bytes=%llu\n", phase, n_tok, per_layer,
+           (unsigned long long) k.host_syncs, (unsigned long long) k.allocs, ratio,
+           (unsigned long long) k.host_launches, replays > 0 ? "replayed" : "eager",
+           (unsigned long long) k.d2h_copies, (unsigned long long) k.d2h_bytes);
     printf("PROFILE-DETAIL phase=%s batch=%d context=%d layers=%d launches=%llu"
            " outside_layers=%llu cublaslt=%llu copies=%llu memsets=%llu frees=%llu"
            " weight_bytes_read=%llu weight_bytes_needed=%.0f experts_routed_per_moe_layer=%.1f"

@@ -14,6 +14,10 @@
  *                                      3-token chunks) and 32 teacher-forced
  *                                      greedy steps per prompt (--quick: the
  *                                      shortest multi-token prompt, 4 steps)
+ *   test_ops graphs DIR...             decode steps replayed from CUDA graphs
+ *                                      against the same steps run eagerly
+ *                                      (padded: bit for bit; unpadded: within
+ *                                      the whole-model tolerance)
  *   test_ops vision DIR                GLM-4.5V's tower on random pixels
  *   test_ops tail [--quick]            only the step's tail: gather_rows and
  *                                      sample (every warper combination)
@@ -24,6 +28,7 @@
  *   FIXTURE <name> prompt=<i> tokens=<n> act=<bf16|fp8> rows=<r> median_row_rel=<m>
  *           tol=<t> worst_row_rel=<w> tol=<t> greedy=<k>/<s> clear_steps=<a>/<b> ok|FAIL
  *   WEIGHTS <name> device_bytes=<d> checkpoint_bytes=<c> ratio=<d/c> ok|FAIL
+ *   GRAPH <name> replay_vs_padded_eager identical=<yes|no> ... replays=<r> ok|FAIL
  * max_rel is max |gpu - cpu| / (|cpu| + mean |cpu|): relative where values
  * are large, against the tensor's scale where they are near zero.  Inputs
  * are BF16-representable, so both backends start from the same values; the
@@ -440,9 +445,9 @@ test_add_rmsnorm(int rows, int dim)
     float *dx = dev_put(gpu, x, n), *dy = dev_put(gpu, y, n), *dout = dev_put(gpu, NULL, n);
     char shape[128];
 
-    cpu->add(cpu, x, y, n);
-    cpu->rmsnorm(cpu, out_c, x, w, rows, dim, 1e-5f);
-    glm_backend_cuda_add_rmsnorm(gpu, dout, dx, dy, w, rows, dim, 1e-5f);
+    /* the op table's entries: the CPU twin is add then rmsnorm */
+    cpu->add_rmsnorm(cpu, out_c, x, y, w, rows, dim, 1e-5f);
+    gpu->add_rmsnorm(gpu, dout, dx, dy, w, rows, dim, 1e-5f);
     out_g = dev_get(gpu, dout, n);
     x_g = dev_get(gpu, dx, n);
     snprintf(shape, sizeof(shape), "rows=%d,dim=%d,residual", rows, dim);
@@ -458,6 +463,36 @@ test_add_rmsnorm(int rows, int dim)
     free(out_g);
     free(x_g);
     tensor_free(w);
+}
+
+/* the dense MLP's first half as one op: silu(x gate^T) * (x up^T).  Up to
+ * 8 rows of BF16 weights (GLM_GATE_UP_ROWS) the CUDA backend fuses it and
+ * rounds once; beyond, two GEMMs and swiglu round after each GEMM and after
+ * the product: two roundings deep */
+static void
+test_gate_up_swiglu(int rows, int N, int K, glm_dtype dt)
+{
+    glm_tensor *g = tensor_new("mlp.gate_proj.weight", dt, 2, N, K, 0.2f);
+    glm_tensor *u = tensor_new("mlp.up_proj.weight", dt, 2, N, K, 0.2f);
+    size_t n = (size_t) rows * N;
+    float *x = rnd_floats((size_t) rows * K, 1.0f), *out_c = xmalloc(n * sizeof(float)), *out_g;
+    void *dx = dev_put(gpu, x, (size_t) rows * K), *dout = dev_put(gpu, NULL, n);
+    char shape[128];
+
+    cpu->gate_up_swiglu(cpu, out_c, x, rows, g, u);
+    gpu->gate_up_swiglu(gpu, dout, dx, rows, g, u);
+    out_g = dev_get(gpu, dout, n);
+    snprintf(shape, sizeof(shape), "rows=%d,N=%d,K=%d,%s", rows, N, K, glm_dtype_name(dt));
+    compare("gate_up_swiglu", shape, out_c, out_g, n,
+            rows <= 8 && dt == GLM_DTYPE_BF16 ? TOL_BF16 : TOL_BF16x2);
+    gpu->free(gpu, dx);
+    gpu->free(gpu, dout);
+    glm_backend_cuda_release_weights(gpu);
+    free(x);
+    free(out_c);
+    free(out_g);
+    tensor_free(g);
+    tensor_free(u);
 }
 
 /* ---- matmul ------------------------------------------------------------------------------ */
@@ -2009,6 +2044,11 @@ run_ops(void)
     test_rmsnorm(33, 77, 0);
     test_rmsnorm(1, 1, 0);
     test_add_rmsnorm(7, 4096);
+    test_gate_up_swiglu(1, 352, 256, GLM_DTYPE_BF16);
+    test_gate_up_swiglu(7, 100, 77, GLM_DTYPE_BF16);
+    if (!quick) {
+        test_gate_up_swiglu(64, 1408, 4096, GLM_DTYPE_BF16);
+    }
     test_add_rmsnorm(33, 77);
 
     /* matmul: GLM-4.5-Air projections (rows on both sides of the stacked /
@@ -2741,6 +2781,156 @@ run_fixture(const char *dir)
     glm_model_free(mc);
 }
 
+/* ---- decode graphs ------------------------------------------------------------------------------ */
+
+/*
+ * The same steps on three fresh CUDA backends: GLM_CUDA_GRAPHS=0 (every
+ * step eager, unpadded), =pad (decode steps padded and run eagerly in the
+ * graphs' fixed layout, what a capture records) and =1 (captured once per
+ * size, then replayed).  Five sequences are prefilled, then decode steps of
+ * 1, 3, 5, 2, 5, 4, 1, 3 rows (padded to 1, 4, 8, 2, 8, 4, 1, 4) feed fixed
+ * tokens, so every run asks the same.  A replay must equal the padded eager
+ * run bit for bit, and the eager run within the whole-model tolerance; on a
+ * dense model replays must have happened, on a MoE model (whose op still
+ * waits on the host) none may, and the step runs eagerly instead.
+ */
+#define GRAPH_SEQS   5
+#define GRAPH_STEPS  8
+#define GRAPH_BLOCKS 4              /* per sequence, of 16 positions */
+
+static const int graph_batch[GRAPH_STEPS] = { 1, 3, 5, 2, 5, 4, 1, 3 };
+
+static float *
+graph_run(const char *dir, const char *mode, size_t *n_out, long *replays, int *moe)
+{
+    int32_t blocks[GRAPH_SEQS][GRAPH_BLOCKS], len[GRAPH_SEQS];
+    int32_t ids[16], pos3[16 * 3], seq[16], kv_pos[16], rows[16];
+    glm_seq_blocks sb[GRAPH_SEQS];
+    glm_backend *be;
+    glm_model *m;
+    glm_kv_pool kv;
+    glm_batch b;
+    glm_err err;
+    float *all, *at;
+    size_t total = 0;
+    int s, i, st, V, l;
+
+    setenv("GLM_CUDA_GRAPHS", mode, 1);
+    be = glm_backend_cuda_create(0, &err);
+    unsetenv("GLM_CUDA_GRAPHS");
+    if (be == NULL) {
+        die(err.msg);
+    }
+    m = glm_model_load(dir, be, &err);
+    if (m == NULL || glm_backend_cuda_upload_weights(be, m->ck, &err) != 0
+        || glm_kv_pool_init(&kv, m, GRAPH_SEQS * GRAPH_BLOCKS, 16, &err) != 0)
+    {
+        die(err.msg);
+    }
+    V = m->cfg.vocab_size;
+    *moe = 0;
+    for (l = 0; l < m->cfg.num_layers; l++) {
+        *moe |= m->layers[l].is_moe;
+    }
+    for (st = 0; st < GRAPH_STEPS; st++) {
+        total += (size_t) graph_batch[st];
+    }
+    all = xmalloc(total * V * sizeof(float));
+    at = all;
+    for (s = 0; s < GRAPH_SEQS; s++) {
+        for (i = 0; i < GRAPH_BLOCKS; i++) {
+            blocks[s][i] = s * GRAPH_BLOCKS + i;
+        }
+        sb[s] = (glm_seq_blocks) { blocks[s], GRAPH_BLOCKS };
+        len[s] = 0;
+    }
+    /* prefill: sequence s gets 2 + s tokens in one chunk (eager) */
+    for (s = 0; s < GRAPH_SEQS; s++) {
+        int T = 2 + s;
+        for (i = 0; i < T; i++) {
+            ids[i] = (s * 13 + i * 7 + 1) % V;
+            pos3[3 * i] = pos3[3 * i + 1] = pos3[3 * i + 2] = kv_pos[i] = i;
+            seq[i] = 0;
+        }
+        rows[0] = T - 1;
+        memset(&b, 0, sizeof(b));
+        b.n_tokens = T;
+        b.ids = ids;
+        b.pos3 = pos3;
+        b.attn = (glm_attn_batch) { T, seq, kv_pos, &sb[s], 1 };
+        b.logit_rows = rows;
+        b.n_logits = 1;
+        glm_model_forward(m, &kv, &b, at);     /* overwritten below: only the cache counts */
+        len[s] = T;
+    }
+    for (st = 0; st < GRAPH_STEPS; st++) {
+        int B = graph_batch[st];
+        for (i = 0; i < B; i++) {
+            ids[i] = (st * 31 + i * 17 + 5) % V;
+            pos3[3 * i] = pos3[3 * i + 1] = pos3[3 * i + 2] = kv_pos[i] = len[i];
+            seq[i] = i;
+            rows[i] = i;
+            len[i]++;
+        }
+        memset(&b, 0, sizeof(b));
+        b.n_tokens = B;
+        b.ids = ids;
+        b.pos3 = pos3;
+        b.attn = (glm_attn_batch) { B, seq, kv_pos, sb, B };
+        b.logit_rows = rows;
+        b.n_logits = B;
+        glm_model_forward(m, &kv, &b, at);
+        at += (size_t) B * V;
+    }
+    *replays = glm_backend_cuda_graph_replays(be);
+    *n_out = total * V;
+    glm_kv_pool_free(&kv, m);
+    glm_model_free(m);
+    be->destroy(be);
+    return all;
+}
+
+static void
+run_graphs(const char *dir)
+{
+    const char *name = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+    size_t n, n2, n3, i;
+    long r_eager, r_pad, r_on;
+    int moe;
+    float *eager = graph_run(dir, "0", &n, &r_eager, &moe);
+    float *pad = graph_run(dir, "pad", &n2, &r_pad, &moe);
+    float *on = graph_run(dir, "1", &n3, &r_on, &moe);
+    double d_pad = 0.0, d_eager = 0.0, scale = 0.0;
+    int ok;
+
+    if (n != n2 || n != n3) {
+        die("graph runs of different lengths");
+    }
+    for (i = 0; i < n; i++) {
+        double a = fabs((double) on[i] - pad[i]), e = fabs((double) on[i] - eager[i]);
+        d_pad = a > d_pad || a != a ? a : d_pad;
+        d_eager = e > d_eager || e != e ? e : d_eager;
+        scale = fabs(eager[i]) > scale ? fabs(eager[i]) : scale;
+    }
+    /* a replay is the padded eager step, recorded: the same bits; since
+     * the MoE op waits for nothing on the host, MoE models replay too */
+    ok = memcmp(on, pad, n * sizeof(float)) == 0 && r_pad == 0 && r_eager == 0 && r_on > 0;
+    printf("GRAPH %s replay_vs_padded_eager identical=%s max_abs=%.3g replays=%ld"
+           " (%s) %s\n", name, memcmp(on, pad, n * sizeof(float)) == 0 ? "yes" : "no", d_pad,
+           r_on, moe ? "MoE: must replay" : "dense: must replay", ok ? "ok" : "FAIL");
+    checks++;
+    failures += !ok;
+    ok = scale > 0 && d_eager / scale <= 3e-2;
+    printf("GRAPH %s graphs_vs_eager max_abs_logit_diff=%.3g logit_scale=%.3g rel=%.3g"
+           " tol=0.03 %s\n", name, d_eager, scale, scale > 0 ? d_eager / scale : d_eager,
+           ok ? "ok" : "FAIL");
+    checks++;
+    failures += !ok;
+    free(eager);
+    free(pad);
+    free(on);
+}
+
 /* GLM-4.5V's tower on random pixels: one image and one two-pair video, and
  * an image with segments longer than one attention tile */
 static void
@@ -2810,7 +3000,7 @@ main(int argc, char **argv)
 
     if (argc < 2) {
         fprintf(stderr, "usage: test_ops ops [--quick] | fixtures [--quick] DIR... |"
-                " vision DIR\n");
+                " graphs DIR... | vision DIR\n");
         return 2;
     }
     if (argc > 2 && strcmp(argv[2], "--quick") == 0) {
@@ -2836,6 +3026,10 @@ main(int argc, char **argv)
         signal(SIGSEGV, on_segv);
         for (i = first; i < argc; i++) {
             run_fixture(argv[i]);
+        }
+    } else if (strcmp(argv[1], "graphs") == 0) {
+        for (i = first; i < argc; i++) {
+            run_graphs(argv[i]);
         }
     } else if (strcmp(argv[1], "vision") == 0 && argc > first) {
         run_vision(argv[first]);

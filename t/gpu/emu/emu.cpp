@@ -40,6 +40,23 @@
  * (GLM_EMU_DEVICE_BYTES is each device's size), and a launch, copy or
  * allocation on a stream of another device than the calling thread's
  * current one stops with a report (CUDA would fail it).
+ * Graphs, as CUDA 13 has them for one stream: cudaStreamBeginCapture
+ * (global mode) makes kernels, cuBLASLt matmuls, copies and memsets
+ * submitted to that stream nodes of a graph, recorded with their arguments
+ * by value and not run; cudaGraphInstantiate + cudaGraphLaunch replays
+ * them in order (one host launch; each replayed kernel counts as a
+ * launch).  What CUDA refuses while a capture is active fails here too,
+ * returning cudaErrorStreamCaptureUnsupported (or ...Implicit for work on
+ * the legacy stream) and invalidating the capture, so that
+ * cudaStreamEndCapture returns cudaErrorStreamCaptureInvalidated and no
+ * graph: stream/device/event synchronisation, blocking cudaMemcpy, an
+ * async copy touching pageable host memory, cudaMalloc/cudaFree/
+ * cudaMallocHost/cudaFreeHost.  Stricter than CUDA: cudaMallocAsync and
+ * cudaFreeAsync on the capturing stream fail too (CUDA would make graph-
+ * owned memory nodes; the backend must size its scratch before capturing,
+ * and this is how a capture that grows it shows).  After invalidation,
+ * further work on the stream is dropped and cudaGetLastError reports it,
+ * as on the hardware.
  */
 #include "cuda_runtime.h"
 #include "glm_emu_profile.h"
@@ -51,6 +68,7 @@
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <string>
 #include <vector>
 
 /* see the note above: every entry point that touches the emulator's global
@@ -64,6 +82,8 @@ static thread_local int emu_device;             /* cudaSetDevice, per host threa
 
 struct glm_emu_stream {
     int device;                                 /* the device current at creation */
+    int capturing;                              /* cudaStreamCaptureStatus */
+    struct glm_emu_graph *graph;
 };
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -527,6 +547,154 @@ glm_emu_run(const glm_emu_cfg &cfg, const std::function<void()> &body)
     launch_end();
 }
 
+/* ---- graphs ---- */
+
+struct glm_emu_graph {
+    std::vector<std::function<void()>> nodes;
+};
+
+struct glm_emu_graph_exec {
+    std::vector<std::function<void()>> nodes;
+};
+
+static cudaStream_t capturing;          /* the one stream capturing (global mode) */
+static cudaError_t last_error;
+static std::string invalid_why;
+
+static void
+capture_invalidate(cudaStream_t s, const char *why)
+{
+    if (s != NULL && s->capturing == cudaStreamCaptureStatusActive) {
+        s->capturing = cudaStreamCaptureStatusInvalidated;
+        invalid_why = why;
+        if (getenv("GLM_EMU_CAPTURE_TRACE") != NULL) {
+            fprintf(stderr, "emu: capture invalidated: %s\n", why);
+        }
+    }
+}
+
+/* an API call CUDA forbids while any capture is active (global mode):
+ * the error it returns, or cudaSuccess when no capture is active */
+static cudaError_t
+capture_forbids(const char *what)
+{
+    if (capturing == NULL) {
+        return cudaSuccess;
+    }
+    capture_invalidate(capturing, what);
+    return cudaErrorStreamCaptureUnsupported;
+}
+
+void
+glm_emu_submit(cudaStream_t s, int is_kernel, const std::function<void()> &work)
+{
+    EMU_LOCKED;
+    if (s != NULL && s->capturing == cudaStreamCaptureStatusActive) {
+        s->graph->nodes.push_back(work);
+        return;
+    }
+    if (s != NULL && s->capturing == cudaStreamCaptureStatusInvalidated) {
+        last_error = cudaErrorStreamCaptureInvalidated;
+        return;
+    }
+    if (s == NULL && capturing != NULL) {
+        /* the legacy stream synchronises with the capturing one */
+        capture_invalidate(capturing, "work on the legacy stream while capturing");
+        last_error = cudaErrorStreamCaptureImplicit;
+        return;
+    }
+    if (is_kernel && !paused) {
+        counts.host_launches++;
+    }
+    work();
+}
+
+cudaError_t
+cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode)
+{
+    EMU_LOCKED;
+    if (s == NULL || capturing != NULL || mode != cudaStreamCaptureModeGlobal) {
+        /* the legacy stream cannot capture; one capture at a time here */
+        return cudaErrorInvalidValue;
+    }
+    s->capturing = cudaStreamCaptureStatusActive;
+    s->graph = new glm_emu_graph;
+    capturing = s;
+    invalid_why.clear();
+    return cudaSuccess;
+}
+
+cudaError_t
+cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g)
+{
+    EMU_LOCKED;
+    int status = s != NULL ? s->capturing : 0;
+
+    *g = NULL;
+    if (s == NULL || status == cudaStreamCaptureStatusNone) {
+        return cudaErrorInvalidValue;
+    }
+    s->capturing = cudaStreamCaptureStatusNone;
+    capturing = NULL;
+    if (status == cudaStreamCaptureStatusInvalidated) {
+        delete s->graph;
+        s->graph = NULL;
+        return cudaErrorStreamCaptureInvalidated;
+    }
+    *g = s->graph;
+    s->graph = NULL;
+    return cudaSuccess;
+}
+
+cudaError_t
+cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *status)
+{
+    *status = s != NULL ? (cudaStreamCaptureStatus) s->capturing
+              : cudaStreamCaptureStatusNone;
+    return cudaSuccess;
+}
+
+cudaError_t
+cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long flags)
+{
+    EMU_LOCKED;
+    (void) flags;
+    if (g == NULL) {
+        return cudaErrorInvalidValue;
+    }
+    *e = new glm_emu_graph_exec;
+    (*e)->nodes = g->nodes;     /* an instance is a snapshot of the graph */
+    return cudaSuccess;
+}
+
+cudaError_t
+cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s)
+{
+    EMU_LOCKED;
+    if (e == NULL) {
+        return cudaErrorInvalidValue;
+    }
+    if (s != NULL && s->capturing != cudaStreamCaptureStatusNone) {
+        /* CUDA can capture a graph launch as a child graph; nothing here does */
+        capture_invalidate(s, "cudaGraphLaunch while capturing");
+        return cudaErrorStreamCaptureUnsupported;
+    }
+    if (!paused) {
+        counts.host_launches++;
+        counts.graph_launches++;
+    }
+    for (auto &n : e->nodes) {
+        n();
+    }
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) { delete e; return cudaSuccess; }
+cudaError_t cudaGraphDestroy(cudaGraph_t g) { delete g; return cudaSuccess; }
+
+/* the reason the last capture was invalidated ("" if none), for tests */
+extern "C" const char *glm_emu_capture_invalid_why(void) { return invalid_why.c_str(); }
+
 /* ---- runtime API: host memory, everything synchronous ---- */
 
 /*
@@ -627,8 +795,31 @@ cudaGetDeviceProperties(cudaDeviceProp *p, int d)
     return cudaSuccess;
 }
 
-const char *cudaGetErrorString(cudaError_t e) { return e == 0 ? "no error" : "emulated error"; }
-cudaError_t cudaGetLastError(void) { return cudaSuccess; }
+const char *
+cudaGetErrorString(cudaError_t e)
+{
+    switch (e) {
+    case cudaSuccess:
+        return "no error";
+    case cudaErrorStreamCaptureUnsupported:
+        return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated:
+        return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureImplicit:
+        return "operation would make the legacy stream depend on a capturing blocking stream";
+    default:
+        return "emulated error";
+    }
+}
+
+cudaError_t
+cudaGetLastError(void)
+{
+    cudaError_t e = last_error;
+
+    last_error = cudaSuccess;
+    return e;
+}
 
 static cudaError_t
 emu_malloc(void **p, size_t n)
@@ -648,6 +839,10 @@ cudaMalloc(void **p, size_t n)
     cudaError_t e;
     size_t &in_use = device_in_use[emu_device];
 
+    if ((e = capture_forbids("cudaMalloc while capturing")) != cudaSuccess) {
+        *p = NULL;
+        return e;
+    }
     if (emu_device_limit() != 0 && n > device_limit - in_use) {
         *p = NULL;
         device_refused = n;
@@ -667,6 +862,11 @@ cudaFree(void *p)
 {
     EMU_LOCKED;
     auto it = allocs.find((uintptr_t) p);
+    cudaError_t e;
+
+    if ((e = capture_forbids("cudaFree while capturing")) != cudaSuccess) {
+        return e;
+    }
 
     if (p != NULL && it != allocs.end() && it->second.kind == A_DEVICE) {
         device_in_use[it->second.device] -= it->second.size;
@@ -675,20 +875,42 @@ cudaFree(void *p)
     free(p);
     return cudaSuccess;
 }
+/* stricter than CUDA while capturing (the design note says why) */
 cudaError_t
 cudaMallocAsync(void **p, size_t n, cudaStream_t s)
 {
+    EMU_LOCKED;
     glm_emu_stream_check(s, "cudaMallocAsync");
+    if (capturing != NULL && s == capturing) {
+        capture_invalidate(s, "cudaMallocAsync while capturing (scratch grew?)");
+        *p = NULL;
+        return cudaErrorStreamCaptureUnsupported;
+    }
     return cudaMalloc(p, n);
 }
 
-cudaError_t cudaFreeAsync(void *p, cudaStream_t s) { (void) s; return cudaFree(p); }
+cudaError_t
+cudaFreeAsync(void *p, cudaStream_t s)
+{
+    EMU_LOCKED;
+    if (capturing != NULL && s == capturing) {
+        capture_invalidate(s, "cudaFreeAsync while capturing (scratch grew?)");
+        return cudaErrorStreamCaptureUnsupported;
+    }
+    return cudaFree(p);
+}
 
 cudaError_t
 cudaMallocHost(void **p, size_t n)
 {
     EMU_LOCKED;
-    cudaError_t e = emu_malloc(p, n);
+    cudaError_t e = capture_forbids("cudaMallocHost while capturing");
+
+    if (e != cudaSuccess) {
+        *p = NULL;
+        return e;
+    }
+    e = emu_malloc(p, n);
 
     if (e == cudaSuccess) {
         alloc_add(*p, n, A_PINNED);
@@ -702,13 +924,34 @@ cudaError_t
 cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind k, cudaStream_t st)
 {
     EMU_LOCKED;
+    int pageable = !is_registered(d) || !is_registered(s);
+
     (void) k;
     glm_emu_stream_check(st, "cudaMemcpyAsync");
+    if (st != NULL && st->capturing == cudaStreamCaptureStatusActive && pageable) {
+        capture_invalidate(st, "cudaMemcpyAsync with pageable host memory while capturing");
+        return cudaErrorStreamCaptureUnsupported;
+    }
+    if (st != NULL && st->capturing == cudaStreamCaptureStatusActive) {
+        /* a copy node: copies whatever the buffers hold when it replays */
+        glm_emu_submit(st, 0, [=]() {
+            if (!paused) {
+                counts.copies++;
+            }
+            if (n > 0) {
+                memmove(d, s, n);
+            }
+        });
+        return cudaSuccess;
+    }
+    if (st != NULL && st->capturing == cudaStreamCaptureStatusInvalidated) {
+        return cudaErrorStreamCaptureInvalidated;
+    }
     if (!paused) {
         counts.copies++;
     }
     /* CUDA: an async copy to or from pageable host memory is synchronous */
-    if (!is_registered(d) || !is_registered(s)) {
+    if (pageable) {
         host_sync();
     }
     count_d2h(d, s, n);
@@ -722,6 +965,11 @@ cudaError_t
 cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind k)
 {
     EMU_LOCKED;
+    cudaError_t e = capture_forbids("cudaMemcpy (blocking) while capturing");
+
+    if (e != cudaSuccess) {
+        return e;
+    }
     if (!paused) {
         counts.copies++;
     }
@@ -739,10 +987,19 @@ cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t st)
 {
     EMU_LOCKED;
     glm_emu_stream_check(st, "cudaMemsetAsync");
-    if (!paused) {
-        counts.memsets++;
+    if (st != NULL && st->capturing == cudaStreamCaptureStatusInvalidated) {
+        return cudaErrorStreamCaptureInvalidated;
     }
-    memset(d, v, n);
+    if (st == NULL && capturing != NULL) {
+        capture_invalidate(capturing, "cudaMemsetAsync on the legacy stream while capturing");
+        return cudaErrorStreamCaptureImplicit;
+    }
+    glm_emu_submit(st, 0, [=]() {
+        if (!paused) {
+            counts.memsets++;
+        }
+        memset(d, v, n);
+    });
     return cudaSuccess;
 }
 
@@ -764,14 +1021,51 @@ cudaError_t
 cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags)
 {
     (void) flags;
-    *s = (cudaStream_t) malloc(sizeof(glm_emu_stream));
+    *s = new glm_emu_stream();
     (*s)->device = emu_device;
     return cudaSuccess;
 }
 
-cudaError_t cudaStreamDestroy(cudaStream_t s) { free(s); return cudaSuccess; }
-cudaError_t cudaStreamSynchronize(cudaStream_t s) { EMU_LOCKED; (void) s; host_sync(); return cudaSuccess; }
-cudaError_t cudaDeviceSynchronize(void) { EMU_LOCKED; host_sync(); return cudaSuccess; }
+cudaError_t
+cudaStreamDestroy(cudaStream_t s)
+{
+    EMU_LOCKED;
+    if (s != NULL && s == capturing) {
+        capturing = NULL;
+    }
+    if (s != NULL) {
+        delete s->graph;
+    }
+    delete s;
+    return cudaSuccess;
+}
+
+cudaError_t
+cudaStreamSynchronize(cudaStream_t s)
+{
+    EMU_LOCKED;
+    cudaError_t e = capture_forbids("cudaStreamSynchronize while capturing");
+
+    (void) s;
+    if (e != cudaSuccess) {
+        return e;
+    }
+    host_sync();
+    return cudaSuccess;
+}
+
+cudaError_t
+cudaDeviceSynchronize(void)
+{
+    EMU_LOCKED;
+    cudaError_t e = capture_forbids("cudaDeviceSynchronize while capturing");
+
+    if (e != cudaSuccess) {
+        return e;
+    }
+    host_sync();
+    return cudaSuccess;
+}
 
 cudaError_t
 cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags)
@@ -782,7 +1076,23 @@ cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags)
 }
 
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) { (void) e; (void) s; return cudaSuccess; }
-cudaError_t cudaEventSynchronize(cudaEvent_t e) { EMU_LOCKED; (void) e; host_sync(); return cudaSuccess; }
+
+cudaError_t
+cudaEventSynchronize(cudaEvent_t e)
+{
+    EMU_LOCKED;
+    cudaError_t err = capture_forbids("cudaEventSynchronize while capturing");
+
+    (void) e;
+    if (err != cudaSuccess) {
+        return err;
+    }
+    host_sync();
+    return cudaSuccess;
+}
+/* every call is synchronous here: whatever an event marks is done; not a
+ * host sync (it never waits) */
+cudaError_t cudaEventQuery(cudaEvent_t e) { (void) e; return cudaSuccess; }
 cudaError_t cudaEventDestroy(cudaEvent_t e) { free(e); return cudaSuccess; }
 cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t *p, int d) { (void) d; *p = NULL; return cudaSuccess; }
 

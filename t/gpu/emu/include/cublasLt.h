@@ -324,35 +324,20 @@ glm_emu_read_matrix(const void *p, const struct glm_emu_layout *l)
     }
 }
 
-static inline GLM_EMU_UNHOOKED cublasStatus_t
-cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const void *alpha, const void *A,
-    cublasLtMatrixLayout_t la, const void *B, cublasLtMatrixLayout_t lb, const void *beta,
-    const void *C, cublasLtMatrixLayout_t lc, void *D, cublasLtMatrixLayout_t ld,
-    const cublasLtMatmulAlgo_t *algo, void *ws, size_t ws_size, cudaStream_t s)
+/* D = alpha op(A) op(B) + beta C, computed when the stream runs it (at
+ * once, or at each replay of a captured graph: the descriptors are held by
+ * value, as cuBLASLt copies them into the graph's kernel node) */
+static inline GLM_EMU_UNHOOKED void
+glm_emu_lt_compute(struct glm_emu_desc dd, struct glm_emu_layout la_, struct glm_emu_layout lb_,
+    struct glm_emu_layout lc_, struct glm_emu_layout ld_, float al, float be, const void *A,
+    const void *B, const void *C, void *D)
 {
+    const struct glm_emu_desc *d = &dd;
+    const struct glm_emu_layout *la = &la_, *lb = &lb_, *lc = &lc_, *ld = &ld_;
     uint64_t m = d->ta ? la->cols : la->rows, k = d->ta ? la->rows : la->cols;
-    uint64_t kb = d->tb ? lb->cols : lb->rows, n = d->tb ? lb->rows : lb->cols, i, j, p;
-    float al = *(const float *) alpha, be = *(const float *) beta;
+    uint64_t n = d->tb ? lb->rows : lb->cols, i, j, p;
 
-    const void *ptrs[4] = { A, B, C, D };
-    const char *why = glm_emu_fp8_declines(d, la, lb, lc, ld, ptrs);
     int fp8 = la->t == CUDA_R_8F_E4M3;
-
-    (void) h; (void) algo; (void) ws; (void) ws_size; (void) s;
-    if (why != NULL) {
-        fprintf(stderr, "emu cublasLt: the library would reject this matmul: %s\n", why);
-        abort();
-    }
-    if (k != kb || lc->rows != m || lc->cols != n || ld->rows != m || ld->cols != n
-        || lc->t != ld->t || la->t != lb->t
-        || (ld->t != CUDA_R_32F && !(ld->t == CUDA_R_16BF && la->t != CUDA_R_32F)))
-    {
-        fprintf(stderr, "emu cublasLt: op(A) %llux%llu, op(B) %llux%llu, C %llux%llu:"
-                " shapes or types do not fit\n", (unsigned long long) m,
-                (unsigned long long) k, (unsigned long long) kb, (unsigned long long) n,
-                (unsigned long long) lc->rows, (unsigned long long) lc->cols);
-        abort();
-    }
     glm_emu_gemm_begin();
     glm_emu_read_matrix(A, la);
     glm_emu_read_matrix(B, lb);
@@ -398,7 +383,41 @@ cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const void *alpha, co
         }
     }
     glm_emu_gemm_end();
-    return 0;
+}
+
+static inline GLM_EMU_UNHOOKED cublasStatus_t
+cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const void *alpha, const void *A,
+    cublasLtMatrixLayout_t la, const void *B, cublasLtMatrixLayout_t lb, const void *beta,
+    const void *C, cublasLtMatrixLayout_t lc, void *D, cublasLtMatrixLayout_t ld,
+    const cublasLtMatmulAlgo_t *algo, void *ws, size_t ws_size, cudaStream_t s)
+{
+    uint64_t m = d->ta ? la->cols : la->rows, k = d->ta ? la->rows : la->cols;
+    uint64_t kb = d->tb ? lb->cols : lb->rows, n = d->tb ? lb->rows : lb->cols;
+    float al = *(const float *) alpha, be = *(const float *) beta;
+    struct glm_emu_desc dd = *d;
+    struct glm_emu_layout a_ = *la, b_ = *lb, c_ = *lc, d_ = *ld;
+
+    const void *ptrs[4] = { A, B, C, D };
+    const char *why = glm_emu_fp8_declines(d, la, lb, lc, ld, ptrs);
+
+    (void) h; (void) algo; (void) ws; (void) ws_size;
+    if (why != NULL) {
+        fprintf(stderr, "emu cublasLt: the library would reject this matmul: %s\n", why);
+        abort();
+    }
+    if (k != kb || lc->rows != m || lc->cols != n || ld->rows != m || ld->cols != n
+        || lc->t != ld->t || la->t != lb->t
+        || (ld->t != CUDA_R_32F && !(ld->t == CUDA_R_16BF && la->t != CUDA_R_32F)))
+    {
+        fprintf(stderr, "emu cublasLt: op(A) %llux%llu, op(B) %llux%llu, C %llux%llu:"
+                " shapes or types do not fit\n", (unsigned long long) m,
+                (unsigned long long) k, (unsigned long long) kb, (unsigned long long) n,
+                (unsigned long long) lc->rows, (unsigned long long) lc->cols);
+        abort();
+    }
+    /* an error (work on an invalidated capture) stays for cudaGetLastError */
+    glm_emu_submit(s, 1, [=]() { glm_emu_lt_compute(dd, a_, b_, c_, d_, al, be, A, B, C, D); });
+    return CUBLAS_STATUS_SUCCESS;
 }
 
 #endif

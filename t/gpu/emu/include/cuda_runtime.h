@@ -42,10 +42,26 @@ enum {
     cudaSuccess = 0,
     cudaErrorMemoryAllocation = 2,
     cudaErrorInvalidValue = 1,
+    cudaErrorNotReady = 600,
+    cudaErrorStreamCaptureUnsupported = 900,
+    cudaErrorStreamCaptureInvalidated = 901,
+    cudaErrorStreamCaptureImplicit = 906,
 };
 typedef struct glm_emu_stream *cudaStream_t;
 typedef struct glm_emu_event *cudaEvent_t;
 typedef struct glm_emu_pool *cudaMemPool_t;
+typedef struct glm_emu_graph *cudaGraph_t;
+typedef struct glm_emu_graph_exec *cudaGraphExec_t;
+enum cudaStreamCaptureMode {
+    cudaStreamCaptureModeGlobal = 0,
+    cudaStreamCaptureModeThreadLocal = 1,
+    cudaStreamCaptureModeRelaxed = 2,
+};
+enum cudaStreamCaptureStatus {
+    cudaStreamCaptureStatusNone = 0,
+    cudaStreamCaptureStatusActive = 1,
+    cudaStreamCaptureStatusInvalidated = 2,
+};
 enum cudaMemcpyKind {
     cudaMemcpyHostToHost = 0,
     cudaMemcpyHostToDevice = 1,
@@ -86,9 +102,19 @@ cudaError_t cudaDeviceSynchronize(void);
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags);
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s);
 cudaError_t cudaEventSynchronize(cudaEvent_t e);
+cudaError_t cudaEventQuery(cudaEvent_t e);
 cudaError_t cudaEventDestroy(cudaEvent_t e);
 cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t *p, int d);
 cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t p, cudaMemPoolAttr a, void *v);
+
+/* stream capture and graphs (emu.cpp, "graphs") */
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g);
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *status);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e);
+cudaError_t cudaGraphDestroy(cudaGraph_t g);
 
 template <typename F>
 cudaError_t cudaFuncSetAttribute(F f, cudaFuncAttribute a, int v)
@@ -143,11 +169,19 @@ void glm_emu_stream_check(cudaStream_t s, const char *what);
 
 void glm_emu_run(const glm_emu_cfg &cfg, const std::function<void()> &body);
 
+/* Work for stream s: run now, or, while s is capturing, recorded into its
+ * graph (the closure holds the arguments by value, as a kernel node does)
+ * and run by each replay.  is_kernel: a kernel or a cuBLASLt matmul, which
+ * costs the host one launch when run eagerly (a copy or memset: 0). */
+void glm_emu_submit(cudaStream_t s, int is_kernel, const std::function<void()> &work);
+
 template <typename... P, typename... A>
 void
 glm_emu_launch(void (*k)(P...), const glm_emu_cfg &cfg, A... args)
 {
-    glm_emu_run(cfg, [=]() { k(args...); });
+    glm_emu_cfg c = cfg;
+
+    glm_emu_submit(cfg.stream, 1, [=]() { glm_emu_run(c, [=]() { k(args...); }); });
 }
 
 #endif

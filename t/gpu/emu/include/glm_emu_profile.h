@@ -16,6 +16,10 @@
  *   cudaMemcpy, and a cudaMemcpyAsync that touches pageable (not
  *   cudaMallocHost) host memory, which CUDA documents as synchronous
  *   ("API synchronization behavior");
+ * - host_launches: what the host submitted to run: each kernel or matmul
+ *   launched outside a graph, and each cudaGraphLaunch once, however many
+ *   kernels its graph holds (those count in launches as they replay);
+ *   graph_launches: of which cudaGraphLaunch calls;
  * - allocs: cudaMalloc, cudaMallocAsync, cudaMallocHost calls;
  * - weight_bytes: bytes of weight buffers (the allocations made between
  *   glm_emu_weights_mark(1) and (0)) that kernels read, each byte counted
@@ -48,6 +52,8 @@ typedef struct {
     int      weights_exact;     /* every kernel load is seen (profile build) */
     uint64_t d2h_copies;        /* copies from device memory to the host */
     uint64_t d2h_bytes;
+    uint64_t host_launches;     /* eager kernels and matmuls, plus graph launches */
+    uint64_t graph_launches;
 } glm_emu_counts;
 
 void glm_emu_counts_get(glm_emu_counts *c);
