@@ -1197,7 +1197,7 @@ glm_cu_attn_prep(glm_backend *be, void *q, void *k, const void *v, int heads, in
     a.inv_freq = (const float *) (dr + (size_t) T * 3 + n_half);
     /* the attention batch (the attention op that follows reuses it) */
     glm_attn_pack(c, kv, b);
-    d = (const int32_t *) c->meta[GLM_META_ATTN].dev;
+    d = (const int32_t *) c->attn_dev;     /* a graph step: its fixed buffer */
     a.pool_k = kv->k;
     a.pool_v = kv->v;
     a.kv_dtype = glm_kv_dtype_checked(kv);

@@ -63,8 +63,8 @@ suite engine-check "$PYTHON" t/engine_check.py build/asan/glm-engine build/t/rin
 # the CUDA backend run on the CPU (t/gpu/emu): every op and the fixtures
 # against the CPU backend, small shapes, under ASan
 cuda_emu() {
-    # a dense model (a MoE step cannot be captured until its op stops
-    # waiting on the host): decode graphs replayed against eager steps
+    # decode graphs replayed against eager steps: a small dense model and
+    # a MoE fixture (the MoE op waits for nothing on the host: it replays)
     [ -f build/graph-model/model.safetensors ] \
         || "$PYTHON" t/gpu/make_profile_model.py build/graph-model --dense --layers 2 \
                --hidden 256 --inter 512 --vocab 2048 --heads 8 --kv-heads 2
