@@ -64,6 +64,8 @@ typedef struct {
                 const glm_moe_weights *w);
     unsigned char *routed;      /* [layers][experts]: routed to in this step */
     int moe_calls;
+    int record;                 /* prof_moe reads the router's input (eager steps only:
+                                   a graph capture may not copy to the host) */
 } prof_state;
 
 static prof_state P;
@@ -111,11 +113,16 @@ static void
 prof_moe(glm_backend *be, void *out, const void *x, int rows, const glm_moe_weights *w)
 {
     int E = w->n_experts, H = w->hidden, K = w->top_k, l = moe_layer(w), r, e, k;
-    float *hx = xcalloc((size_t) rows * H, sizeof(float));
-    float *router = xcalloc((size_t) E * H, sizeof(float));
-    float *bias = xcalloc((size_t) E, sizeof(float));
-    float *score = xcalloc((size_t) E, sizeof(float));
+    float *hx, *router, *bias, *score;
 
+    if (!P.record) {
+        P.moe(be, out, x, rows, w);
+        return;
+    }
+    hx = xcalloc((size_t) rows * H, sizeof(float));
+    router = xcalloc((size_t) E * H, sizeof(float));
+    bias = xcalloc((size_t) E, sizeof(float));
+    score = xcalloc((size_t) E, sizeof(float));
     if (w->n_group != 1 || w->topk_group != 1) {
         die("the profile routes one expert group (GLM-4.5-Air); this config has more");
     }
@@ -306,13 +313,20 @@ profile_step(glm_kv_pool *kv, const char *phase, int n_seqs, int n_tok, int ctx)
     if (decode) {
         /* the same step with graphs off: what each replay saves the host */
         glm_backend_cuda_set_graphs(P.be, 0);
+        P.record = 1;
         for (pass = 0; pass < 2; pass++) {
+            memset(P.routed, 0, (size_t) c->num_layers * c->n_routed_experts);
+            P.moe_calls = 0;
             glm_emu_counts_reset();
             glm_model_forward(P.m, kv, &b, NULL);
             P.be->sample(P.be, out, P.m->logits, n_logits, c->vocab_size, smp);
         }
         glm_emu_counts_get(&k);
         glm_backend_cuda_set_graphs(P.be, 1);
+        /* the graph passes below cannot read activations on the host; the
+         * routing is a function of the step's inputs, so the eager pass's
+         * is this step's */
+        P.record = 0;
         printf("PROFILE-EAGER phase=%s batch=%d launches_per_layer=%.1f host_launches=%llu"
                " host_syncs=%llu step_allocs=%llu\n", phase, n_tok,
                (double) (k.launches - outside) / c->num_layers,
@@ -320,9 +334,14 @@ profile_step(glm_kv_pool *kv, const char *phase, int n_seqs, int n_tok, int ctx)
                (unsigned long long) k.allocs);
     }
     replays = glm_backend_cuda_graph_replays(P.be);
+    if (!decode) {
+        P.record = 1;
+    }
     for (pass = 0; pass < 2; pass++) {      /* the first warms up (and captures) */
-        memset(P.routed, 0, (size_t) c->num_layers * c->n_routed_experts);
-        P.moe_calls = 0;
+        if (P.record) {
+            memset(P.routed, 0, (size_t) c->num_layers * c->n_routed_experts);
+            P.moe_calls = 0;
+        }
         glm_emu_counts_reset();
         glm_model_forward(P.m, kv, &b, NULL);
         P.be->sample(P.be, out, P.m->logits, n_logits, c->vocab_size, smp);
