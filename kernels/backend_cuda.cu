@@ -2675,6 +2675,9 @@ glm_cu_graph_begin(glm_backend *be, const glm_graph_step *st)
         g->max_blocks = mb;
     }
     glm_graph_stage(c, g, st);
+    /* the warm-up learns the rope constants afresh: a graph re-made for
+     * another model on this backend (new weights) has other frequencies */
+    g->rope_known = 0;
     gs->cur = i;
     gs->mode = GLM_GMODE_WARMUP;
     gs->why[0] = '\0';
